@@ -1,0 +1,435 @@
+//! Raw → compiled: resolves names, parses addresses, patterns and header names, and checks meaning.
+//! Returns every problem found as `(field path, message)`; [`super::check`] adds file and line.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+
+use super::compiled::*;
+use super::raw::*;
+use crate::stage::route::pattern::RoutePattern;
+use crate::stage::route::table::{RouteTable, route_order};
+
+pub type Problem = (String, String);
+
+/// Headers that identify the caller to upstreams. Only `mutate_request` may set them, from a
+/// verified identity; anything a client sends under these names is removed.
+pub const IDENTITY_HEADERS: [&str; 3] = ["x-user-id", "x-tenant-id", "x-auth-scopes"];
+
+pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec<Problem>> {
+    let mut problems = Vec::new();
+
+    let listeners = raw
+        .listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            parse_addr(
+                &l.address,
+                &format!("listeners[{i}].address"),
+                &mut problems,
+            )
+            .map(|address| ListenerConfig {
+                name: l.name.clone(),
+                address,
+            })
+        })
+        .collect();
+
+    let admin = raw
+        .admin
+        .as_ref()
+        .and_then(|a| parse_addr(&a.address, "admin.address", &mut problems));
+
+    let mut internal_headers: Vec<HeaderName> = IDENTITY_HEADERS
+        .iter()
+        .map(|h| HeaderName::from_static(h))
+        .collect();
+    for (i, name) in raw.internal_headers.iter().enumerate() {
+        match HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+            Ok(h) if !internal_headers.contains(&h) => internal_headers.push(h),
+            Ok(_) => {}
+            Err(_) => problems.push((
+                format!("internal_headers[{i}]"),
+                format!("`{name}` is not a valid header name"),
+            )),
+        }
+    }
+
+    let cors = raw
+        .cors
+        .as_ref()
+        .and_then(|c| compile_cors(c, &mut problems));
+
+    let mut upstreams: HashMap<Arc<str>, Arc<Upstream>> = HashMap::new();
+    for (name, up) in &raw.upstreams {
+        let path = format!("upstreams.{name}");
+        if up.instances.is_empty() {
+            problems.push((
+                format!("{path}.instances"),
+                "an upstream needs at least one instance".into(),
+            ));
+        }
+        let instances = up
+            .instances
+            .iter()
+            .enumerate()
+            .filter_map(|(i, inst)| {
+                let field = match inst {
+                    RawInstance::Address(_) => format!("{path}.instances[{i}]"),
+                    RawInstance::Detailed(_) => format!("{path}.instances[{i}].address"),
+                };
+                let address = parse_addr(inst.address(), &field, &mut problems)?;
+                let weight = match inst {
+                    RawInstance::Address(_) => 1,
+                    RawInstance::Detailed(d) => d.weight,
+                };
+                if weight == 0 {
+                    problems.push((
+                        format!("{path}.instances[{i}].weight"),
+                        "weight must be at least 1".into(),
+                    ));
+                }
+                let authority = address.to_string().parse().ok()?;
+                Some(Instance {
+                    address,
+                    weight,
+                    authority,
+                })
+            })
+            .collect();
+        let name: Arc<str> = Arc::from(name.as_str());
+        upstreams.insert(
+            name.clone(),
+            Arc::new(Upstream {
+                name,
+                instances,
+                connect_timeout: up.connect_timeout,
+                request_timeout: up.request_timeout,
+                next_instance: Default::default(),
+            }),
+        );
+    }
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut seen_names: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some(first) = seen_names.insert(r.name.as_str(), i) {
+            problems.push((
+                format!("routes[{i}].name"),
+                format!(
+                    "duplicate route name `{}` (first used by routes[{first}])",
+                    r.name
+                ),
+            ));
+        }
+        if let Some(route) = compile_route(i, r, raw, &upstreams, &mut problems) {
+            routes.push(Arc::new(route));
+        }
+    }
+
+    if problems.is_empty() {
+        check_shadowing(&routes, &mut problems);
+        check_catch_all(&routes, &mut problems);
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Runtime {
+        source: source.to_string(),
+        hash: content_hash(text),
+        listeners,
+        admin,
+        limits: raw.limits.clone(),
+        internal_headers,
+        access_log: raw.access_log.clone(),
+        cors,
+        upstreams,
+        routes: RouteTable::new(routes),
+    })
+}
+
+fn compile_route(
+    i: usize,
+    r: &RawRoute,
+    raw: &RawConfig,
+    upstreams: &HashMap<Arc<str>, Arc<Upstream>>,
+    problems: &mut Vec<Problem>,
+) -> Option<CompiledRoute> {
+    let at = |field: &str| format!("routes[{i}].{field}");
+    let before = problems.len();
+
+    let pattern = RoutePattern::parse(&r.match_.path)
+        .map_err(|e| problems.push((at("match.path"), e)))
+        .ok();
+
+    let mut methods = Vec::with_capacity(r.match_.methods.len());
+    for (j, m) in r.match_.methods.iter().enumerate() {
+        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => methods.push(m),
+            Err(_) => problems.push((
+                at(&format!("match.methods[{j}]")),
+                format!("`{m}` is not an HTTP method"),
+            )),
+        }
+    }
+
+    let mut headers = Vec::new();
+    for (name, value) in &r.match_.headers {
+        match HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+            Ok(h) => headers.push((h, value_match(value))),
+            Err(_) => problems.push((
+                at(&format!("match.headers.{name}")),
+                format!("`{name}` is not a valid header name"),
+            )),
+        }
+    }
+    let query = r
+        .match_
+        .query
+        .iter()
+        .map(|(k, v)| (k.clone(), value_match(v)))
+        .collect();
+
+    let action = match (&r.upstream, &r.respond) {
+        (Some(name), None) => match upstreams.get(name.as_str()) {
+            Some(up) => Some(RouteAction::Forward {
+                upstream: up.clone(),
+            }),
+            None => {
+                let known: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
+                problems.push((
+                    at("upstream"),
+                    format!(
+                        "unknown upstream `{name}` (known: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+                None
+            }
+        },
+        (None, Some(respond)) => match StatusCode::from_u16(respond.status) {
+            Ok(status) if status.is_client_error() || status.is_server_error() => {
+                Some(RouteAction::Respond {
+                    status,
+                    detail: Arc::from(
+                        respond
+                            .detail
+                            .as_deref()
+                            .unwrap_or("no route serves this path"),
+                    ),
+                })
+            }
+            _ => {
+                problems.push((
+                    at("respond.status"),
+                    format!("`{}` is not a 4xx or 5xx status", respond.status),
+                ));
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            problems.push((
+                at("respond"),
+                "a route either forwards to an `upstream` or `respond`s, not both".into(),
+            ));
+            None
+        }
+        (None, None) => {
+            problems.push((
+                format!("routes[{i}]"),
+                "a route needs an `upstream` to forward to or a `respond` answer".into(),
+            ));
+            None
+        }
+    };
+
+    let rewrite = r.rewrite.as_ref().map(|rw| {
+        for (field, value) in [
+            ("rewrite.strip_prefix", &rw.strip_prefix),
+            ("rewrite.add_prefix", &rw.add_prefix),
+        ] {
+            if let Some(v) = value {
+                if !v.starts_with('/') {
+                    problems.push((at(field), format!("`{v}` must start with `/`")));
+                }
+            }
+        }
+        Rewrite {
+            strip_prefix: rw
+                .strip_prefix
+                .as_ref()
+                .map(|p| p.trim_end_matches('/').to_string()),
+            add_prefix: rw.add_prefix.clone(),
+        }
+    });
+
+    if problems.len() != before {
+        return None;
+    }
+    Some(CompiledRoute {
+        name: Arc::from(r.name.as_str()),
+        declaration_index: i,
+        priority: r.priority,
+        pattern: pattern?,
+        template: Arc::from(r.match_.path.as_str()),
+        methods,
+        host: r.match_.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        headers,
+        query,
+        action: action?,
+        rewrite,
+        max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
+    })
+}
+
+fn value_match(v: &str) -> ValueMatch {
+    if v == "*" {
+        ValueMatch::Present
+    } else {
+        ValueMatch::Exact(v.to_string())
+    }
+}
+
+/// True when every request `b` accepts is accepted by `a` (ignoring the path).
+fn attributes_cover(a: &CompiledRoute, b: &CompiledRoute) -> bool {
+    let methods = a.methods.is_empty()
+        || (!b.methods.is_empty() && b.methods.iter().all(|m| a.methods.contains(m)));
+    let host = a.host.is_none() || a.host == b.host;
+    let headers = a.headers.iter().all(|(name, m)| {
+        b.headers
+            .iter()
+            .any(|(n, bm)| n == name && covers_value(m, bm))
+    });
+    let query = a.query.iter().all(|(name, m)| {
+        b.query
+            .iter()
+            .any(|(n, bm)| n == name && covers_value(m, bm))
+    });
+    methods && host && headers && query
+}
+
+fn covers_value(a: &ValueMatch, b: &ValueMatch) -> bool {
+    match a {
+        ValueMatch::Present => true,
+        ValueMatch::Exact(_) => a == b,
+    }
+}
+
+/// A route that can never match: an earlier-ranked route accepts everything it accepts.
+fn check_shadowing(routes: &[Arc<CompiledRoute>], problems: &mut Vec<Problem>) {
+    let mut ranked: Vec<&Arc<CompiledRoute>> = routes.iter().collect();
+    ranked.sort_by(|a, b| route_order(a, b));
+    for (pos, b) in ranked.iter().enumerate() {
+        if let Some(a) = ranked[..pos]
+            .iter()
+            .find(|a| a.pattern.covers(&b.pattern) && attributes_cover(a, b))
+        {
+            problems.push((
+                format!("routes[{}]", b.declaration_index),
+                format!(
+                    "route `{}` can never match: `{}` (routes[{}], priority {}) ranks higher and accepts every request it would",
+                    b.name, a.name, a.declaration_index, a.priority
+                ),
+            ));
+        }
+    }
+}
+
+/// Every route must sit under a catch-all: an unconstrained prefix route (any method, host, header
+/// and query) whose pattern covers it, so a near-miss is answered on purpose, not by accident.
+fn check_catch_all(routes: &[Arc<CompiledRoute>], problems: &mut Vec<Problem>) {
+    let catch_alls: Vec<&Arc<CompiledRoute>> = routes
+        .iter()
+        .filter(|r| {
+            r.pattern.is_prefix()
+                && r.methods.is_empty()
+                && r.host.is_none()
+                && r.headers.is_empty()
+                && r.query.is_empty()
+        })
+        .collect();
+    let mut reported = HashSet::new();
+    for r in routes {
+        let covered = catch_alls.iter().any(|c| c.pattern.covers(&r.pattern));
+        if !covered && reported.insert(r.declaration_index) {
+            problems.push((
+                format!("routes[{}].match.path", r.declaration_index),
+                format!(
+                    "no catch-all route covers `{}`: add an unconstrained prefix route (e.g. `path: /*` with `respond: {{status: 404}}`) so unmatched requests are answered on purpose",
+                    r.template
+                ),
+            ));
+        }
+    }
+    if routes.is_empty() {
+        problems.push((
+            "routes".into(),
+            "no routes: add at least a catch-all route".into(),
+        ));
+    }
+}
+
+fn compile_cors(c: &RawCors, problems: &mut Vec<Problem>) -> Option<CorsPolicy> {
+    let any_origin = c.allowed_origins.iter().any(|o| o == "*");
+    if any_origin && c.allow_credentials {
+        problems.push((
+            "cors.allowed_origins".into(),
+            "`*` cannot be combined with allow_credentials: browsers reject it; list exact origins"
+                .into(),
+        ));
+        return None;
+    }
+    let join = |items: &[String], field: &str, problems: &mut Vec<Problem>| {
+        if items.is_empty() {
+            return None;
+        }
+        HeaderValue::from_str(&items.join(", "))
+            .map_err(|_| problems.push((format!("cors.{field}"), "invalid header value".into())))
+            .ok()
+    };
+    let allowed_methods = join(&c.allowed_methods, "allowed_methods", problems)?;
+    Some(CorsPolicy {
+        any_origin,
+        allowed_origins: c.allowed_origins.clone(),
+        allowed_methods,
+        allowed_headers: join(&c.allowed_headers, "allowed_headers", problems),
+        expose_headers: join(&c.expose_headers, "expose_headers", problems),
+        allow_credentials: c.allow_credentials,
+        max_age: c.max_age.map(|d| HeaderValue::from(d.as_secs())),
+    })
+}
+
+fn parse_addr(text: &str, path: &str, problems: &mut Vec<Problem>) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    // `localhost:9000` is resolved once here, not per request.
+    match text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => Some(addr),
+        _ => {
+            problems.push((
+                path.to_string(),
+                format!("`{text}` is not a `host:port` address"),
+            ));
+            None
+        }
+    }
+}
+
+/// FNV-1a over the source text: stable across runs and platforms, enough to tell two configs apart.
+pub fn content_hash(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

@@ -1,0 +1,164 @@
+//! The configuration as the pipeline uses it: validated, with names resolved, patterns parsed and
+//! header names pre-built so nothing is parsed on the request path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use super::raw::{RawAccessLog, RawLimits};
+use crate::stage::route::pattern::RoutePattern;
+use crate::stage::route::table::RouteTable;
+
+/// Everything one request needs to know about the active configuration. Swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Where it came from (a file path, or `<inline>`), for diagnostics and the admin endpoint.
+    pub source: String,
+    /// A hash of the source text: the admin endpoint reports it so operators see which config runs.
+    pub hash: String,
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: Option<SocketAddr>,
+    pub limits: RawLimits,
+    /// Lower-cased names stripped from client requests and from upstream responses.
+    pub internal_headers: Vec<HeaderName>,
+    pub access_log: RawAccessLog,
+    pub cors: Option<CorsPolicy>,
+    pub upstreams: HashMap<Arc<str>, Arc<Upstream>>,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub address: SocketAddr,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub instances: Vec<Instance>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Round-robin cursor.
+    pub next_instance: AtomicUsize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// `http://addr` prebuilt so forwarding only appends the path.
+    pub authority: http::uri::Authority,
+}
+
+#[derive(Debug)]
+pub struct CompiledRoute {
+    pub name: Arc<str>,
+    /// Position in the file: the last tie-breaker, so equal routes resolve the way they read.
+    pub declaration_index: usize,
+    pub priority: i32,
+    pub pattern: RoutePattern,
+    /// The path pattern as written: the metric label and the record's route template.
+    pub template: Arc<str>,
+    /// Empty means any method.
+    pub methods: Vec<Method>,
+    /// Lower-cased, without port.
+    pub host: Option<String>,
+    pub headers: Vec<(HeaderName, ValueMatch)>,
+    pub query: Vec<(String, ValueMatch)>,
+    pub action: RouteAction,
+    pub rewrite: Option<Rewrite>,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueMatch {
+    Present,
+    Exact(String),
+}
+
+impl ValueMatch {
+    pub fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            ValueMatch::Present => true,
+            ValueMatch::Exact(expected) => expected.as_bytes() == value,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    Forward {
+        upstream: Arc<Upstream>,
+    },
+    Respond {
+        status: http::StatusCode,
+        detail: Arc<str>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub strip_prefix: Option<String>,
+    pub add_prefix: Option<String>,
+}
+
+impl Rewrite {
+    /// The path the upstream sees. Stripping never produces an empty path: `/api/v1` stripped
+    /// from `/api/v1` is `/`.
+    pub fn apply(&self, path: &str) -> String {
+        let mut rest = path;
+        if let Some(prefix) = &self.strip_prefix {
+            if let Some(stripped) = path.strip_prefix(prefix.as_str()) {
+                if stripped.is_empty() || stripped.starts_with('/') {
+                    rest = stripped;
+                }
+            }
+        }
+        let mut out = String::with_capacity(rest.len() + 16);
+        if let Some(prefix) = &self.add_prefix {
+            out.push_str(prefix.trim_end_matches('/'));
+        }
+        if !rest.starts_with('/') {
+            out.push('/');
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsPolicy {
+    pub any_origin: bool,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: HeaderValue,
+    pub allowed_headers: Option<HeaderValue>,
+    pub expose_headers: Option<HeaderValue>,
+    pub allow_credentials: bool,
+    pub max_age: Option<HeaderValue>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_strips_whole_segments_only() {
+        let strip = Rewrite {
+            strip_prefix: Some("/api/v1".into()),
+            add_prefix: None,
+        };
+        assert_eq!(strip.apply("/api/v1/users/7"), "/users/7");
+        assert_eq!(strip.apply("/api/v1"), "/");
+        assert_eq!(strip.apply("/api/v10/users"), "/api/v10/users");
+        let replace = Rewrite {
+            strip_prefix: Some("/api".into()),
+            add_prefix: Some("/internal/".into()),
+        };
+        assert_eq!(replace.apply("/api/admin/x"), "/internal/admin/x");
+    }
+}

@@ -1,0 +1,12 @@
+//! Configuration in three steps: [`raw`] (serde types, as written) → [`compile`] (validated,
+//! resolved, ready for the request path) → [`check`] (every diagnostic at once, each with file,
+//! line and field path).
+
+pub mod check;
+pub mod compile;
+pub mod compiled;
+pub mod locate;
+pub mod raw;
+
+pub use check::{Diagnostic, load_file, load_str};
+pub use compiled::{CompiledRoute, RouteAction, Runtime, Upstream};

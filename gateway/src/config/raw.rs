@@ -1,0 +1,233 @@
+//! The configuration as written: serde types that mirror the YAML one to one.
+//!
+//! Every struct denies unknown fields so a typo is a diagnostic, not a silently ignored setting.
+//! Meaning (does the upstream exist, can the route ever match) is checked in [`super::compile`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Headers that only the gateway may set toward upstreams and that never leave toward clients,
+    /// beyond the built-in X-User-Id, X-Tenant-Id and X-Auth-Scopes.
+    #[serde(default)]
+    pub internal_headers: Vec<String>,
+    #[serde(default)]
+    pub access_log: RawAccessLog,
+    #[serde(default)]
+    pub cors: Option<RawCors>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: String,
+    /// `host:port`; port 0 asks the OS for a free one.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    /// Default request-body limit; a route may set its own.
+    pub max_body_bytes: u64,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_max_header_list_bytes: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+            http2_max_concurrent_streams: 256,
+            http2_max_header_list_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Where the JSON access log goes: `stdout`, `off`, or a file path.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(from = "String")]
+pub enum RawAccessLog {
+    Stdout,
+    Off,
+    File(String),
+}
+
+impl Default for RawAccessLog {
+    fn default() -> Self {
+        RawAccessLog::Stdout
+    }
+}
+
+impl From<String> for RawAccessLog {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "stdout" => RawAccessLog::Stdout,
+            "off" => RawAccessLog::Off,
+            _ => RawAccessLog::File(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Exact origins (`https://app.example.com`), or `*` for any origin without credentials.
+    pub allowed_origins: Vec<String>,
+    #[serde(default = "default_cors_methods")]
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+}
+
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+        .map(String::from)
+        .to_vec()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub instances: Vec<RawInstance>,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response head arrives.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// An instance is written either as `"127.0.0.1:9001"` or as `{ address: ..., weight: ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawInstance {
+    Address(String),
+    Detailed(RawInstanceDetail),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstanceDetail {
+    pub address: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl RawInstance {
+    pub fn address(&self) -> &str {
+        match self {
+            RawInstance::Address(a) => a,
+            RawInstance::Detailed(d) => &d.address,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub match_: RawMatch,
+    #[serde(default)]
+    pub priority: i32,
+    /// Forward to this upstream ...
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// ... or answer at the gateway (the catch-all 404).
+    #[serde(default)]
+    pub respond: Option<RawRespond>,
+    #[serde(default)]
+    pub rewrite: Option<RawRewrite>,
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// `/exact`, `/prefix/*` or `/users/{id}`.
+    pub path: String,
+    /// Empty means any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Header name → exact value; the value `"*"` means "present".
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameter → exact value; `"*"` means "present".
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    pub status: u16,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    /// Remove this leading path prefix: `/api/v1` turns `/api/v1/users/7` into `/users/7`.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// Put this in front after stripping.
+    #[serde(default)]
+    pub add_prefix: Option<String>,
+}

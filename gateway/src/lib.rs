@@ -1,0 +1,17 @@
+//! Gatehouse's gateway: every request passes eight stages in order — `tls`, `authn`, `authz`,
+//! `ratelimit`, `route`, `mutate_request`, `forward`, `mutate_response` — and any stage can stop
+//! it. Every request, stopped or not, leaves one [`record::RequestRecord`].
+//!
+//! Crate map:
+//! - [`pipeline`]: the stage ids, the request context and the driver that runs the stages;
+//! - [`stage`]: one module per stage;
+//! - [`rejection`]: the typed stop and its RFC 9457 body;
+//! - [`record`]: the request record and its sinks (access log, metrics, subscribers);
+//! - [`config`]: raw YAML → compiled runtime, with diagnostics that name file, line and field;
+//! - [`clock`]: the only reader of the system clock.
+
+pub mod clock;
+pub mod config;
+pub mod pipeline;
+pub mod rejection;
+pub mod stage;

@@ -1,0 +1,1 @@
+//! `mutate_response`: (in progress)
