@@ -10,8 +10,16 @@
 //! - [`config`]: raw YAML → compiled runtime, with diagnostics that name file, line and field;
 //! - [`clock`]: the only reader of the system clock.
 
+pub mod admin;
+pub mod body;
 pub mod clock;
 pub mod config;
+pub mod metrics;
 pub mod pipeline;
+pub mod record;
 pub mod rejection;
+pub mod server;
 pub mod stage;
+
+pub use server::{GatewayHandle, StartOptions, start};
+pub mod route_test;

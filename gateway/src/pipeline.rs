@@ -11,10 +11,17 @@ use http::request::Parts;
 use hyper::body::Incoming;
 use serde::{Serialize, Serializer};
 
+use http::{HeaderValue, header};
+
+use crate::body::{PendingRecord, ResponseBody};
 use crate::clock::Nanos;
 use crate::config::{CompiledRoute, Runtime};
-use crate::rejection::Rejection;
-use crate::stage::mutate_request::TraceContext;
+use crate::record::{RequestRecord, StageTimings};
+use crate::rejection::{PROBLEM_JSON, Rejection};
+use crate::stage;
+use crate::stage::mutate_request::{
+    TRACEPARENT, TraceContext, X_REQUEST_ID, new_request_id, well_formed_request_id,
+};
 
 /// The stable identifier of a stage: module name, config key, metric label, scenario `stopped_at`
 /// value and TUI label are all this one snake_case word.
@@ -145,6 +152,8 @@ pub struct RequestContext {
     /// The request head; the body travels separately so it can stream.
     pub parts: Parts,
     pub body: Option<Incoming>,
+    /// Request body bytes seen so far, shared with the streaming body.
+    pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
     /// The path after normalization: what routing matched and what the upstream sees unless rewritten.
     pub normalized_path: String,
     /// Set before the pipeline runs so authz and ratelimit can read the route's rules; `route`
@@ -158,7 +167,6 @@ pub struct RequestContext {
     pub upstream_instance: Option<(Arc<str>, SocketAddr)>,
     /// The path sent upstream, after rewriting.
     pub upstream_path: Option<String>,
-    pub stage_nanos: [u64; 8],
 }
 
 impl RequestContext {
@@ -169,3 +177,217 @@ impl RequestContext {
 
 /// The outcome of the driver: where the request stopped, if anywhere.
 pub type StageResult = Result<(), Rejection>;
+
+/// What the connection knows about a request that the request itself does not say.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub scheme: Scheme,
+}
+
+/// Runs one request through the eight stages and returns the response; the request's record is
+/// emitted when the response body ends.
+pub async fn handle(
+    state: &crate::server::GatewayState,
+    conn: ConnectionInfo,
+    request: http::Request<Incoming>,
+) -> http::Response<ResponseBody> {
+    let clock = &state.clock;
+    let arrived = clock.now();
+    let runtime = state.runtime.load_full();
+    let (parts, body) = request.into_parts();
+
+    let request_id = parts
+        .headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| well_formed_request_id(v.as_bytes()))
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(new_request_id, str::to_owned);
+    let trace = TraceContext::continue_or_start(parts.headers.get(&TRACEPARENT));
+    let origin = parts.headers.get(header::ORIGIN).cloned();
+    let mut cx = RequestContext {
+        runtime,
+        request_id,
+        trace,
+        peer: conn.peer,
+        scheme: conn.scheme,
+        arrived,
+        unix_millis: clock.unix_millis(),
+        normalized_path: String::new(),
+        route: None,
+        path_error: None,
+        identity: None,
+        limit: None,
+        upstream_instance: None,
+        upstream_path: None,
+        bytes_in: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        body: Some(body),
+        parts,
+    };
+    let method = cx.parts.method.to_string();
+    let host = host_of(&cx.parts);
+
+    let mut timings = StageTimings::default();
+    let outcome = drive(&mut cx, &mut timings, clock.as_ref()).await;
+
+    let started_response = clock.now();
+    let mut close_connection = false;
+    let (mut response, stop) = match outcome {
+        Ok(Outcome::Upstream(response)) => (response.map(ResponseBody::upstream), None),
+        Ok(Outcome::Answered(response, reason)) => (response, Some((None, reason))),
+        Err(rejection) => {
+            close_connection = rejection.close_connection;
+            let response = rejection_response(&rejection, &cx.request_id);
+            (response, Some((Some(rejection.stage), rejection.reason)))
+        }
+    };
+    crate::stage::mutate_response::run(&cx, origin.as_ref(), &mut response);
+    if close_connection {
+        // After mutate_response, which strips connection-specific headers from everything else.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&cx.request_id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    timings.set(
+        StageId::MutateResponse,
+        clock.now().saturating_sub(started_response),
+    );
+
+    let (stopped_at, reason) = stop.unwrap_or((None, ""));
+    let record = RequestRecord {
+        request_id: cx.request_id,
+        trace_id: cx.trace.trace_id_hex(),
+        unix_millis: cx.unix_millis,
+        peer: cx.peer,
+        method,
+        host,
+        path: if cx.normalized_path.is_empty() {
+            cx.parts.uri.path().to_string()
+        } else {
+            cx.normalized_path
+        },
+        route: cx.route.as_ref().map(|r| r.name.clone()),
+        route_template: cx.route.as_ref().map(|r| r.template.clone()),
+        status: response.status().as_u16(),
+        stopped_at,
+        reason: (!reason.is_empty()).then_some(std::borrow::Cow::Borrowed(reason)),
+        stage_ns: timings,
+        duration_ns: 0,
+        identity: cx.identity,
+        limit: cx.limit,
+        upstream: cx.upstream_instance.as_ref().map(|(name, _)| name.clone()),
+        upstream_instance: cx.upstream_instance.map(|(_, addr)| addr),
+        upstream_path: cx.upstream_path,
+        bytes_in: 0,
+        bytes_out: 0,
+        completed: false,
+    };
+    response.body_mut().attach_record(Box::new(PendingRecord {
+        record,
+        arrived,
+        bytes_in: Some(cx.bytes_in),
+        clock: clock.clone(),
+        sinks: state.sinks.clone(),
+    }));
+    response
+}
+
+enum Outcome {
+    /// The upstream answered; its response goes to `mutate_response`.
+    Upstream(http::Response<Incoming>),
+    /// The gateway answered on purpose without it being a stop (a CORS preflight).
+    Answered(http::Response<ResponseBody>, &'static str),
+}
+
+/// The driver: the stages in their fixed order, each timed, the first stop ending the run.
+async fn drive(
+    cx: &mut RequestContext,
+    timings: &mut StageTimings,
+    clock: &dyn crate::clock::Clock,
+) -> Result<Outcome, Rejection> {
+    let mut last = cx.arrived;
+    let mut lap = |stage: StageId, timings: &mut StageTimings, restart: bool| {
+        let now = clock.now();
+        if !restart {
+            timings.set(stage, now.saturating_sub(last));
+        }
+        last = now;
+    };
+
+    let result = stage::tls::run(cx);
+    lap(StageId::Tls, timings, false);
+    result?;
+
+    if let Some(cors) = &cx.runtime.cors {
+        if stage::mutate_response::is_preflight(&cx.parts.method, &cx.parts.headers) {
+            let response = stage::mutate_response::answer_preflight(cors, &cx.parts.headers)?;
+            return Ok(Outcome::Answered(response, "cors-preflight"));
+        }
+    }
+
+    // Resolve the route up front (timed as part of `route`): authz and ratelimit read its rules.
+    let route_started = clock.now();
+    resolve_route(cx);
+    let lookup_nanos = clock.now().saturating_sub(route_started);
+    lap(StageId::Route, timings, true);
+
+    let result = stage::authn::run(cx);
+    lap(StageId::Authn, timings, false);
+    result?;
+    let result = stage::authz::run(cx);
+    lap(StageId::Authz, timings, false);
+    result?;
+    let result = stage::ratelimit::run(cx);
+    lap(StageId::Ratelimit, timings, false);
+    result?;
+    let result = stage::route::run(cx);
+    lap(StageId::Route, timings, false);
+    timings.nanos[StageId::Route.index()] += lookup_nanos;
+    result?;
+    let result = stage::mutate_request::run(cx);
+    lap(StageId::MutateRequest, timings, false);
+    result?;
+    let result = stage::forward::run(cx).await;
+    lap(StageId::Forward, timings, false);
+    Ok(Outcome::Upstream(result?))
+}
+
+fn resolve_route(cx: &mut RequestContext) {
+    match stage::route::resolve(
+        &cx.runtime,
+        &cx.parts.method,
+        &cx.parts.uri,
+        &cx.parts.headers,
+    ) {
+        Ok((path, route)) => {
+            cx.normalized_path = path;
+            cx.route = route;
+        }
+        Err(error) => cx.path_error = Some(error),
+    }
+}
+
+fn host_of(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .map(str::to_owned)
+}
+
+/// The one error format: every stop answers with its RFC 9457 body.
+pub fn rejection_response(rejection: &Rejection, request_id: &str) -> http::Response<ResponseBody> {
+    let mut response = http::Response::new(ResponseBody::full(rejection.problem_body(request_id)));
+    *response.status_mut() = rejection.status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in &rejection.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    response
+}

@@ -1,1 +1,141 @@
-//! `mutate_response`: (in progress)
+//! `mutate_response`: shapes what the client sees, for upstream answers and stops alike —
+//! connection-specific and internal headers, `Server` and `X-Powered-By` removed; CORS answered
+//! at the gateway (preflights never reach an upstream; exact origin match; never `*` with
+//! credentials; `Vary: Origin` whenever the answer depends on the origin).
+
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+
+use crate::body::ResponseBody;
+use crate::config::compiled::CorsPolicy;
+use crate::pipeline::{RequestContext, StageId};
+use crate::rejection::Rejection;
+use crate::stage::mutate_request::remove_hop_by_hop;
+
+const STAGE: StageId = StageId::MutateResponse;
+
+static X_POWERED_BY: header::HeaderName = header::HeaderName::from_static("x-powered-by");
+
+pub fn run(
+    cx: &RequestContext,
+    origin: Option<&HeaderValue>,
+    response: &mut Response<ResponseBody>,
+) {
+    let headers = response.headers_mut();
+    remove_hop_by_hop(headers);
+    headers.remove(header::SERVER);
+    headers.remove(&X_POWERED_BY);
+    for name in &cx.runtime.internal_headers {
+        headers.remove(name);
+    }
+    if let Some(cors) = &cx.runtime.cors {
+        apply_cors(cors, origin, headers);
+    }
+}
+
+fn origin_allowed<'a>(cors: &CorsPolicy, origin: &'a HeaderValue) -> Option<&'a HeaderValue> {
+    let text = origin.to_str().ok()?;
+    (cors.any_origin || cors.allowed_origins.iter().any(|o| o == text)).then_some(origin)
+}
+
+fn apply_cors(cors: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+    // Upstreams do not get to set CORS: the gateway's policy is the only one, added once.
+    for name in [
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        header::ACCESS_CONTROL_MAX_AGE,
+    ] {
+        headers.remove(name);
+    }
+    let Some(origin) = origin else { return };
+    add_vary_origin(headers);
+    let Some(origin) = origin_allowed(cors, origin) else {
+        return;
+    };
+    allow_origin(cors, origin, headers);
+    if let Some(expose) = &cors.expose_headers {
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+    }
+}
+
+fn allow_origin(cors: &CorsPolicy, origin: &HeaderValue, headers: &mut HeaderMap) {
+    if cors.any_origin && !cors.allow_credentials {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    } else {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    }
+    if cors.allow_credentials {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+}
+
+fn add_vary_origin(headers: &mut HeaderMap) {
+    let already = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("origin") || t.trim() == "*");
+    if !already {
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(header::ORIGIN)
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Answers a preflight at the gateway: 204 with the policy, or a 403 stop when the origin or the
+/// requested method is not allowed. Without a CORS policy, preflights travel like any request.
+pub fn answer_preflight(
+    cors: &CorsPolicy,
+    headers: &HeaderMap,
+) -> Result<Response<ResponseBody>, Rejection> {
+    let denied = |detail: &'static str| {
+        Rejection::new(STAGE, StatusCode::FORBIDDEN, "cors-rejected", detail)
+    };
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|o| origin_allowed(cors, o))
+        .ok_or_else(|| denied("this origin may not call the API from a browser"))?;
+    let requested = headers
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|m| m.to_str().ok())
+        .unwrap_or_default();
+    let method_allowed = cors
+        .allowed_methods
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
+        .any(|m| m.trim() == requested);
+    if !method_allowed {
+        return Err(denied("this method is not allowed from a browser"));
+    }
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let h = response.headers_mut();
+    add_vary_origin(h);
+    allow_origin(cors, origin, h);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        cors.allowed_methods.clone(),
+    );
+    if let Some(allowed) = &cors.allowed_headers {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allowed.clone());
+    }
+    if let Some(max_age) = &cors.max_age {
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, max_age.clone());
+    }
+    Ok(response)
+}

@@ -7,18 +7,49 @@ pub mod normalize;
 pub mod pattern;
 pub mod table;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use http::{StatusCode, header};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 
-use crate::config::RouteAction;
+use crate::config::{CompiledRoute, RouteAction, Runtime, Upstream};
 use crate::pipeline::{RequestContext, StageId, StageResult};
 use crate::rejection::Rejection;
+use normalize::{PathError, normalize_path};
+use table::RouteQuery;
 
 const STAGE: StageId = StageId::Route;
 
-pub fn run(cx: &mut RequestContext) -> StageResult {
-    if let Some(error) = &cx.path_error {
+/// Finds the route for a request: normalizes the path, then asks the table. The pipeline calls
+/// this before its stages run; `gateway routes --test` calls it offline.
+pub fn resolve(
+    runtime: &Runtime,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(String, Option<Arc<CompiledRoute>>), PathError> {
+    let path = normalize_path(uri.path())?.into_owned();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.host());
+    let query = RouteQuery {
+        method,
+        host,
+        path: &path,
+        headers,
+        query: uri.query(),
+    };
+    let route = runtime.routes.lookup(&query).cloned();
+    Ok((path, route))
+}
+
+/// The routing verdict for a resolved request: the upstream to forward to, or the stop.
+pub fn verdict<'r>(
+    path_error: Option<&PathError>,
+    route: Option<&'r CompiledRoute>,
+) -> Result<&'r Arc<Upstream>, Rejection> {
+    if let Some(error) = path_error {
         return Err(Rejection::new(
             STAGE,
             StatusCode::BAD_REQUEST,
@@ -26,7 +57,7 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
             format!("the request path cannot be routed: {error}"),
         ));
     }
-    let Some(route) = cx.route.clone() else {
+    let Some(route) = route else {
         return Err(Rejection::new(
             STAGE,
             StatusCode::NOT_FOUND,
@@ -34,16 +65,22 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
             "no route serves this path",
         ));
     };
-    let upstream = match &route.action {
-        RouteAction::Respond { status, detail } => {
-            return Err(Rejection::new(
-                STAGE,
-                *status,
-                "catch-all",
-                detail.to_string(),
-            ));
-        }
-        RouteAction::Forward { upstream } => upstream,
+    match &route.action {
+        RouteAction::Respond { status, detail } => Err(Rejection::new(
+            STAGE,
+            *status,
+            "catch-all",
+            detail.to_string(),
+        )),
+        RouteAction::Forward { upstream } => Ok(upstream),
+    }
+}
+
+pub fn run(cx: &mut RequestContext) -> StageResult {
+    let route = cx.route.clone();
+    let upstream = verdict(cx.path_error.as_ref(), route.as_deref())?;
+    let Some(route) = route.as_deref() else {
+        return Ok(());
     };
     if let Some(declared) = content_length(&cx.parts.headers) {
         if declared > route.max_body_bytes {

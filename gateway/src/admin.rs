@@ -1,0 +1,131 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/config` (the active config's
+//! source and hash) and `/records` — a stream of request records as JSON lines, so a TUI can
+//! attach to a running gateway.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+use crate::server::GatewayState;
+
+type AdminBody = BoxBody<Bytes, Infallible>;
+
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let state = state.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        let shutdown = shutdown.clone();
+                        async move { Ok::<_, Infallible>(route(&state, req, shutdown)) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn route(
+    state: &GatewayState,
+    req: Request<Incoming>,
+    shutdown: watch::Receiver<bool>,
+) -> Response<AdminBody> {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let mut r = text(StatusCode::OK, state.sinks.metrics.encode());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/config" => {
+            let runtime = state.runtime.load();
+            let body = serde_json::json!({
+                "source": runtime.source,
+                "hash": runtime.hash,
+                "routes": runtime.routes.routes().len(),
+                "upstreams": runtime.upstreams.len(),
+            });
+            let mut r = text(StatusCode::OK, format!("{body}\n"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        "/records" => record_stream(state.sinks.subscribe(), shutdown),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "unknown admin path; try /metrics /healthz /config /records\n".into(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<AdminBody> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+/// JSON lines, one per record, until the client leaves or the gateway shuts down. A subscriber
+/// that falls behind gets a `{"lagged": n}` line instead of the records it missed.
+fn record_stream(
+    receiver: broadcast::Receiver<Arc<crate::record::RequestRecord>>,
+    shutdown: watch::Receiver<bool>,
+) -> Response<AdminBody> {
+    let stream = futures_stream(receiver, shutdown);
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    r
+}
+
+fn futures_stream(
+    receiver: broadcast::Receiver<Arc<crate::record::RequestRecord>>,
+    shutdown: watch::Receiver<bool>,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync + 'static {
+    futures_util::stream::unfold(
+        (receiver, shutdown),
+        |(mut receiver, mut shutdown)| async move {
+            let line = tokio::select! {
+                received = receiver.recv() => match received {
+                    Ok(record) => serde_json::to_vec(&*record).ok().map(|mut v| { v.push(b'\n'); v }),
+                    Err(broadcast::error::RecvError::Lagged(n)) => Some(format!("{{\"lagged\":{n}}}\n").into_bytes()),
+                    Err(broadcast::error::RecvError::Closed) => None,
+                },
+                _ = shutdown.changed() => None,
+            }?;
+            Some((Ok(Frame::data(Bytes::from(line))), (receiver, shutdown)))
+        },
+    )
+}

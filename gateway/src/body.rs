@@ -1,0 +1,205 @@
+//! Body types that stream: the request body on its way upstream (counted and capped by the
+//! route's limit) and the response body on its way to the client (counted, and the request's
+//! record emitted when it ends — or when the client goes away).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::clock::SharedClock;
+use crate::record::{RecordSinks, RequestRecord};
+
+/// The request body sent upstream: the client's stream, passed through frame by frame.
+pub struct UpstreamRequestBody {
+    inner: Option<Incoming>,
+    limit: u64,
+    seen: u64,
+    /// Shared with the record so it can report bytes in once the exchange ends.
+    counter: Arc<AtomicU64>,
+}
+
+/// The client sent more than the route allows; `forward` turns it into a 413.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body exceeds {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+impl UpstreamRequestBody {
+    pub fn new(inner: Option<Incoming>, limit: u64, counter: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            limit,
+            seen: 0,
+            counter,
+        }
+    }
+}
+
+impl Body for UpstreamRequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(Pin::new(inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    this.counter.store(this.seen, Ordering::Relaxed);
+                    if this.seen > this.limit {
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
+                            limit: this.limit,
+                        }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+/// What a response carries: a body the gateway wrote, or the upstream's stream.
+pub enum ResponseContent {
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+/// A record that waits for the response body to end before it is emitted.
+pub struct PendingRecord {
+    pub record: RequestRecord,
+    pub arrived: u64,
+    pub bytes_in: Option<Arc<AtomicU64>>,
+    pub clock: SharedClock,
+    pub sinks: RecordSinks,
+}
+
+impl PendingRecord {
+    fn finish(mut self, bytes_out: u64, completed: bool) {
+        self.record.bytes_out = bytes_out;
+        self.record.completed = completed;
+        if let Some(counter) = &self.bytes_in {
+            self.record.bytes_in = counter.load(Ordering::Relaxed);
+        }
+        self.record.duration_ns = self.clock.now().saturating_sub(self.arrived);
+        self.sinks.emit(self.record);
+    }
+}
+
+/// The body every gateway response has.
+pub struct ResponseBody {
+    content: ResponseContent,
+    bytes_out: u64,
+    pending: Option<Box<PendingRecord>>,
+}
+
+impl ResponseBody {
+    pub fn full(bytes: Bytes) -> Self {
+        Self::new(ResponseContent::Full((!bytes.is_empty()).then_some(bytes)))
+    }
+
+    pub fn empty() -> Self {
+        Self::new(ResponseContent::Full(None))
+    }
+
+    pub fn upstream(body: Incoming) -> Self {
+        Self::new(ResponseContent::Upstream(body))
+    }
+
+    fn new(content: ResponseContent) -> Self {
+        Self {
+            content,
+            bytes_out: 0,
+            pending: None,
+        }
+    }
+
+    /// Emits `record` when this body has been sent whole, or dropped part way.
+    pub fn attach_record(&mut self, pending: Box<PendingRecord>) {
+        self.pending = Some(pending);
+        if self.is_end_stream() {
+            self.finish(true);
+        }
+    }
+
+    fn finish(&mut self, completed: bool) {
+        if let Some(pending) = self.pending.take() {
+            pending.finish(self.bytes_out, completed);
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.content {
+            ResponseContent::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
+            ResponseContent::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
+        };
+        match &polled {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes_out += data.len() as u64;
+                }
+                if this.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Some(Err(_)) => this.finish(false),
+            None => this.finish(true),
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.content {
+            ResponseContent::Full(bytes) => bytes.is_none(),
+            ResponseContent::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.content {
+            ResponseContent::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ResponseContent::Upstream(body) => body.size_hint(),
+        }
+    }
+}

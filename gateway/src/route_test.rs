@@ -1,0 +1,281 @@
+//! `gateway routes --test CASES.yaml`: table-driven route tests. Each case is a request in and
+//! what must come out — the route, the upstream, the path the upstream sees, or the stop (stage,
+//! status, reason). The run ends with a coverage line naming routes no case exercised.
+//!
+//! Cases are evaluated offline with the pipeline's own routing code (`stage::route::resolve`,
+//! `verdict` and the route's rewrite), so a passing case means the running gateway routes the
+//! same way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use serde::Deserialize;
+
+use crate::config::{Diagnostic, Runtime};
+use crate::pipeline::StageId;
+use crate::stage::route::resolve;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFile {
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub request: CaseRequest,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseRequest {
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path and optional query, as the client sends it (not yet normalized).
+    pub path: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub route: Option<String>,
+    pub upstream: Option<String>,
+    /// The path the upstream receives after normalization and rewriting.
+    pub path: Option<String>,
+    pub stopped_at: Option<StageId>,
+    pub status: Option<u16>,
+    pub reason: Option<String>,
+}
+
+pub fn load_cases(path: &Path) -> Result<CaseFile, Diagnostic> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+        file: file.clone(),
+        line: None,
+        column: None,
+        path: String::new(),
+        message: format!("cannot read the file: {e}"),
+    })?;
+    parse_cases(&file, &text)
+}
+
+pub fn parse_cases(file: &str, text: &str) -> Result<CaseFile, Diagnostic> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let location = e.inner().location();
+        Diagnostic {
+            file: file.to_string(),
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        }
+    })
+}
+
+/// What routing decided for one request.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub route: Option<String>,
+    pub upstream: Option<String>,
+    pub path: Option<String>,
+    pub stopped_at: Option<StageId>,
+    pub status: Option<u16>,
+    pub reason: Option<String>,
+}
+
+pub fn evaluate(runtime: &Runtime, request: &CaseRequest) -> Result<Verdict, String> {
+    let method = Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| format!("`{}` is not an HTTP method", request.method))?;
+    let uri: Uri = request
+        .path
+        .parse()
+        .map_err(|_| format!("`{}` is not a request target", request.path))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a header name"))?;
+        let value =
+            HeaderValue::from_str(value).map_err(|_| format!("`{value}` is not a header value"))?;
+        headers.append(name, value);
+    }
+    if let Some(host) = &request.host {
+        let value = HeaderValue::from_str(host).map_err(|_| format!("`{host}` is not a host"))?;
+        headers.insert(http::header::HOST, value);
+    }
+    let (path, route, path_error) = match resolve(runtime, &method, &uri, &headers) {
+        Ok((path, route)) => (path, route, None),
+        Err(e) => (String::new(), None, Some(e)),
+    };
+    let mut verdict = Verdict {
+        route: route.as_ref().map(|r| r.name.to_string()),
+        ..Verdict::default()
+    };
+    match crate::stage::route::verdict(path_error.as_ref(), route.as_deref()) {
+        Ok(upstream) => {
+            verdict.upstream = Some(upstream.name.to_string());
+            verdict.path = Some(match route.as_ref().and_then(|r| r.rewrite.as_ref()) {
+                Some(rewrite) => rewrite.apply(&path),
+                None => path,
+            });
+        }
+        Err(stop) => {
+            verdict.stopped_at = Some(stop.stage);
+            verdict.status = Some(stop.status.as_u16());
+            verdict.reason = Some(stop.reason.to_string());
+        }
+    }
+    Ok(verdict)
+}
+
+pub struct CaseOutcome {
+    pub label: String,
+    /// Empty when the case passed.
+    pub mismatches: Vec<String>,
+}
+
+pub struct RunOutcome {
+    pub cases: Vec<CaseOutcome>,
+    pub unexercised: Vec<String>,
+    pub total_routes: usize,
+}
+
+impl RunOutcome {
+    pub fn failed(&self) -> usize {
+        self.cases
+            .iter()
+            .filter(|c| !c.mismatches.is_empty())
+            .count()
+    }
+
+    pub fn render(&self, file: &str) -> String {
+        let mut out = String::new();
+        for case in &self.cases {
+            if case.mismatches.is_empty() {
+                let _ = writeln!(out, "ok    {}", case.label);
+            } else {
+                let _ = writeln!(out, "FAIL  {}", case.label);
+                for m in &case.mismatches {
+                    let _ = writeln!(out, "        {m}");
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{file}: {} passed, {} failed",
+            self.cases.len() - self.failed(),
+            self.failed()
+        );
+        let exercised = self.total_routes - self.unexercised.len();
+        if self.unexercised.is_empty() {
+            let _ = writeln!(
+                out,
+                "coverage: {exercised}/{} routes exercised",
+                self.total_routes
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "coverage: {exercised}/{} routes exercised; not exercised: {}",
+                self.total_routes,
+                self.unexercised.join(", ")
+            );
+        }
+        out
+    }
+}
+
+pub fn run_cases(runtime: &Runtime, file: &CaseFile) -> RunOutcome {
+    let mut exercised = BTreeSet::new();
+    let cases = file
+        .cases
+        .iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let label = case.name.clone().unwrap_or_else(|| {
+                format!("cases[{i}] {} {}", case.request.method, case.request.path)
+            });
+            let mismatches = match evaluate(runtime, &case.request) {
+                Ok(got) => {
+                    if let Some(route) = &got.route {
+                        exercised.insert(route.clone());
+                    }
+                    compare(&case.expect, &got)
+                }
+                Err(e) => vec![format!("bad request in case: {e}")],
+            };
+            CaseOutcome { label, mismatches }
+        })
+        .collect();
+    let routes = runtime.routes.routes();
+    RunOutcome {
+        cases,
+        unexercised: routes
+            .iter()
+            .filter(|r| !exercised.contains(r.name.as_ref()))
+            .map(|r| r.name.to_string())
+            .collect(),
+        total_routes: routes.len(),
+    }
+}
+
+fn compare(expect: &Expect, got: &Verdict) -> Vec<String> {
+    let mut mismatches = Vec::new();
+    let expects_something = expect.route.is_some()
+        || expect.upstream.is_some()
+        || expect.path.is_some()
+        || expect.stopped_at.is_some()
+        || expect.status.is_some()
+        || expect.reason.is_some();
+    if !expects_something {
+        mismatches.push("the case expects nothing, so it could never fail".to_string());
+    }
+    let mut check = |field: &str, want: Option<String>, got: &Option<String>| {
+        if let Some(want) = want {
+            if got.as_ref() != Some(&want) {
+                mismatches.push(format!(
+                    "{field}: expected {want}, got {}",
+                    got.as_deref().unwrap_or("(none)")
+                ));
+            }
+        }
+    };
+    check("route", expect.route.clone(), &got.route);
+    check("upstream", expect.upstream.clone(), &got.upstream);
+    check("path", expect.path.clone(), &got.path);
+    check(
+        "stopped_at",
+        expect.stopped_at.map(|s| s.to_string()),
+        &got.stopped_at.map(|s| s.to_string()),
+    );
+    check(
+        "status",
+        expect.status.map(|s| s.to_string()),
+        &got.status.map(|s| s.to_string()),
+    );
+    check("reason", expect.reason.clone(), &got.reason);
+    // A case that expects a forward must not pass because nothing was checked about the stop.
+    if expect.stopped_at.is_none() && expect.status.is_none() && expect.reason.is_none() {
+        if let Some(stage) = got.stopped_at {
+            mismatches.push(format!(
+                "expected the request to be forwarded, but {stage} stopped it ({})",
+                got.reason.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    mismatches
+}

@@ -1,0 +1,327 @@
+//! The server: listeners handed in or bound from config, HTTP/1.1 and HTTP/2 (h2c prior
+//! knowledge) on every connection, the server limits, graceful shutdown, and the in-process API
+//! the simulator embeds (start from a config value, learn the bound address, subscribe to
+//! records, shut down).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::config::Runtime;
+use crate::metrics::Metrics;
+use crate::pipeline::{ConnectionInfo, Scheme};
+use crate::record::{RecordSinks, RequestRecord};
+
+/// What every connection task shares: the active config, the clock and the record sinks.
+pub struct GatewayState {
+    pub runtime: ArcSwap<Runtime>,
+    pub clock: SharedClock,
+    pub sinks: RecordSinks,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the config has no listener and none was handed in")]
+    NoListener,
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+}
+
+/// How to start a gateway in-process.
+pub struct StartOptions {
+    /// Serve on these instead of binding the config's listeners (tests and the simulator pass
+    /// `127.0.0.1:0` listeners and read the bound address back).
+    pub listeners: Option<Vec<TcpListener>>,
+    /// Serve the admin endpoints here instead of the config's admin address.
+    pub admin_listener: Option<TcpListener>,
+    pub clock: SharedClock,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            listeners: None,
+            admin_listener: None,
+            clock: SystemClock::shared(),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    state: Arc<GatewayState>,
+    addresses: Vec<SocketAddr>,
+    admin_address: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl GatewayHandle {
+    /// The first listener's bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.addresses[0]
+    }
+
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_address
+    }
+
+    /// Every request's record, from now on. A subscriber that falls more than 16,384 records
+    /// behind is told how many it missed (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
+        self.state.sinks.subscribe()
+    }
+
+    pub fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the drain timeout, then returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Resolves when a shutdown was requested through [`GatewayHandle::shutdown_trigger`] and
+    /// everything drained.
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// A sender that starts the graceful shutdown when `true` is sent (signal handlers use it).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts a gateway for `runtime`: binds (or takes) its listeners and returns once they accept.
+pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHandle, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let sinks = RecordSinks::new(metrics, &runtime.access_log).map_err(StartError::AccessLog)?;
+    let listeners = match options.listeners {
+        Some(listeners) => listeners,
+        None => {
+            let mut bound = Vec::new();
+            for l in &runtime.listeners {
+                bound.push(bind(l.address).await?);
+            }
+            bound
+        }
+    };
+    if listeners.is_empty() {
+        return Err(StartError::NoListener);
+    }
+    let admin_listener = match (options.admin_listener, runtime.admin) {
+        (Some(l), _) => Some(l),
+        (None, Some(address)) => Some(bind(address).await?),
+        (None, None) => None,
+    };
+    let state = Arc::new(GatewayState {
+        runtime: ArcSwap::from_pointee(runtime),
+        clock: options.clock,
+        sinks,
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut addresses = Vec::new();
+    for listener in listeners {
+        addresses.push(listener.local_addr().map_err(|source| StartError::Bind {
+            address: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?);
+        tasks.spawn(accept_loop(listener, state.clone(), shutdown_rx.clone()));
+    }
+    let admin_address = match admin_listener {
+        Some(l) => {
+            let address = l.local_addr().ok();
+            tasks.spawn(crate::admin::serve(l, state.clone(), shutdown_rx.clone()));
+            address
+        }
+        None => None,
+    };
+    Ok(GatewayHandle {
+        state,
+        addresses,
+        admin_address,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
+                }
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drain = state.runtime.load().limits.drain_timeout;
+    let drained = tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = connections.len(),
+            "drain timeout passed; closing the remaining connections"
+        );
+        connections.abort_all();
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<GatewayState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let limits = state.runtime.load().limits.clone();
+    let info = ConnectionInfo {
+        peer,
+        scheme: Scheme::Http,
+    };
+    let activity = Arc::new(Activity::default());
+    activity
+        .last_nanos
+        .store(state.clock.now(), Ordering::Relaxed);
+    let service = {
+        let state = state.clone();
+        let activity = activity.clone();
+        service_fn(move |request: http::Request<Incoming>| {
+            let state = state.clone();
+            let activity = activity.clone();
+            async move {
+                let _busy = activity.begin(state.clock.as_ref());
+                let response = crate::pipeline::handle(&state, info, request).await;
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        })
+    };
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        // hyper's own ceilings sit above ours so our checks answer first with a problem body;
+        // past them hyper refuses the request itself.
+        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes).max(8192) * 2)
+        .max_headers(limits.max_headers * 2);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_header_list_size(limits.http2_max_header_list_bytes)
+        .keep_alive_interval(Some(limits.idle_timeout / 2))
+        .keep_alive_timeout(Duration::from_secs(20));
+
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let idle = limits.idle_timeout;
+    let mut idle_check = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+    idle_check.tick().await;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = idle_check.tick(), if !draining => {
+                if activity.idle_for(state.clock.now()) > idle.as_nanos() as u64 {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Tracks whether a connection has requests in flight and when it last did anything, for the
+/// idle timeout (hyper has a header-read timeout but no idle timeout for HTTP/1 keep-alive).
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    last_nanos: AtomicU64,
+}
+
+struct Busy<'a> {
+    activity: &'a Activity,
+    clock: &'a dyn Clock,
+}
+
+impl Activity {
+    fn begin<'a>(&'a self, clock: &'a dyn Clock) -> Busy<'a> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy {
+            activity: self,
+            clock,
+        }
+    }
+
+    fn idle_for(&self, now: u64) -> u64 {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return 0;
+        }
+        now.saturating_sub(self.last_nanos.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.activity
+            .last_nanos
+            .fetch_max(self.clock.now(), Ordering::Relaxed);
+        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
