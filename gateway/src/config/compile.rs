@@ -109,6 +109,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                 connect_timeout: up.connect_timeout,
                 request_timeout: up.request_timeout,
                 next_instance: Default::default(),
+                client: crate::stage::forward::new_client(up.connect_timeout),
             }),
         );
     }

@@ -45,6 +45,8 @@ pub struct Upstream {
     pub request_timeout: Duration,
     /// Round-robin cursor.
     pub next_instance: AtomicUsize,
+    /// The pooled keep-alive client for this upstream's instances.
+    pub client: crate::stage::forward::UpstreamClient,
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,50 @@
+//! Graceful shutdown: stop accepting, let in-flight requests finish.
+
+use std::time::Duration;
+
+use super::util::*;
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections() {
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(&reference_config(upstream.address)).await;
+    let address = gw.handle.address();
+    let in_flight = {
+        let client = gw.client.clone();
+        let url = gw.url("/api/v1/users/slow");
+        tokio::spawn(async move {
+            let response = client
+                .request(
+                    request("GET", &url)
+                        .header("x-test-behaviour", "slow:500")
+                        .body(empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("the in-flight request is answered");
+            Reply::read(response).await
+        })
+    };
+    // Let the request reach the upstream before shutting down.
+    for _ in 0..100 {
+        if !upstream.seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(upstream.seen().len(), 1);
+    let TestGateway { handle, .. } = gw;
+    let shutdown = tokio::spawn(handle.shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "the listener is closed once shutdown begins"
+    );
+    let reply = in_flight.await.expect("task");
+    assert_eq!(reply.status, 200);
+    assert_eq!(&reply.body[..], b"upstream ok");
+    tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .expect("shutdown completes after the drain")
+        .expect("task");
+}
