@@ -11,4 +11,5 @@ mod integration {
     mod headers;
     mod routing;
     mod server;
+    mod tidy;
 }
