@@ -241,7 +241,8 @@ pub async fn handle(
             (response, Some((Some(rejection.stage), rejection.reason)))
         }
     };
-    crate::stage::mutate_response::run(&cx, origin.as_ref(), &mut response);
+    let preflight = matches!(stop, Some((None, _)));
+    crate::stage::mutate_response::run(&cx, origin.as_ref(), preflight, &mut response);
     if close_connection {
         // After mutate_response, which strips connection-specific headers from everything else.
         response

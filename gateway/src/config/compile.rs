@@ -21,6 +21,15 @@ pub const IDENTITY_HEADERS: [&str; 3] = ["x-user-id", "x-tenant-id", "x-auth-sco
 pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec<Problem>> {
     let mut problems = Vec::new();
 
+    let mut listener_names = HashSet::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        if !listener_names.insert(l.name.as_str()) {
+            problems.push((
+                format!("listeners[{i}].name"),
+                format!("duplicate listener name `{}`", l.name),
+            ));
+        }
+    }
     let listeners = raw
         .listeners
         .iter()
@@ -169,11 +178,16 @@ fn compile_route(
 
     let mut methods = Vec::with_capacity(r.match_.methods.len());
     for (j, m) in r.match_.methods.iter().enumerate() {
-        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-            Ok(m) => methods.push(m),
-            Err(_) => problems.push((
+        const KNOWN: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+        ];
+        let upper = m.to_ascii_uppercase();
+        match Method::from_bytes(upper.as_bytes()) {
+            // A typo such as `GETT` would otherwise be a valid extension method no client sends.
+            Ok(m) if KNOWN.contains(&upper.as_str()) => methods.push(m),
+            _ => problems.push((
                 at(&format!("match.methods[{j}]")),
-                format!("`{m}` is not an HTTP method"),
+                format!("`{m}` is not an HTTP method (one of {})", KNOWN.join(", ")),
             )),
         }
     }
@@ -396,6 +410,14 @@ fn compile_cors(c: &RawCors, problems: &mut Vec<Problem>) -> Option<CorsPolicy> 
             .map_err(|_| problems.push((format!("cors.{field}"), "invalid header value".into())))
             .ok()
     };
+    if c.allowed_methods.is_empty() {
+        // Without this, `join` answers None and CORS would be switched off without a word.
+        problems.push((
+            "cors.allowed_methods".into(),
+            "list at least one method, or leave the field out for the default (GET, HEAD, POST, PUT, PATCH, DELETE)".into(),
+        ));
+        return None;
+    }
     let allowed_methods = join(&c.allowed_methods, "allowed_methods", problems)?;
     Some(CorsPolicy {
         any_origin,

@@ -80,18 +80,13 @@ impl Default for RawLimits {
 }
 
 /// Where the JSON access log goes: `stdout`, `off`, or a file path.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(from = "String")]
 pub enum RawAccessLog {
+    #[default]
     Stdout,
     Off,
     File(String),
-}
-
-impl Default for RawAccessLog {
-    fn default() -> Self {
-        RawAccessLog::Stdout
-    }
 }
 
 impl From<String> for RawAccessLog {

@@ -15,9 +15,11 @@ const STAGE: StageId = StageId::MutateResponse;
 
 static X_POWERED_BY: header::HeaderName = header::HeaderName::from_static("x-powered-by");
 
+/// `preflight` marks the gateway's own preflight answer, whose CORS headers are already final.
 pub fn run(
     cx: &RequestContext,
     origin: Option<&HeaderValue>,
+    preflight: bool,
     response: &mut Response<ResponseBody>,
 ) {
     let headers = response.headers_mut();
@@ -27,7 +29,7 @@ pub fn run(
     for name in &cx.runtime.internal_headers {
         headers.remove(name);
     }
-    if let Some(cors) = &cx.runtime.cors {
+    if let Some(cors) = cx.runtime.cors.as_ref().filter(|_| !preflight) {
         apply_cors(cors, origin, headers);
     }
 }

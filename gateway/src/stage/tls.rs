@@ -1,8 +1,14 @@
 //! `tls`: owns the connection edge. Until TLS termination lands (the identity issue) connections
 //! are plaintext and this stage enforces what must hold before anything reads the request: the
-//! URI length, the header block size and trustworthy message framing.
+//! URI length and the header block size.
+//!
+//! Message framing is enforced one layer down, by hyper's HTTP/1 parser, before a request exists:
+//! differing or invalid Content-Length values are refused with 400 and the connection closed;
+//! Content-Length with Transfer-Encoding is resolved as RFC 9112 §6.3 requires of an
+//! intermediary — Transfer-Encoding wins, Content-Length is removed before forwarding, and the
+//! connection is closed after the response, so nothing can be smuggled behind the message.
 
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 
 use crate::config::raw::RawLimits;
 use crate::pipeline::{RequestContext, StageId, StageResult};
@@ -38,32 +44,6 @@ pub fn check_edge(uri: &http::Uri, headers: &HeaderMap, limits: &RawLimits) -> S
                 limits.max_header_bytes, limits.max_headers
             ),
         ));
-    }
-    check_framing(headers)
-}
-
-/// Request smuggling defence (RFC 9112 §6.3): a message whose length two parties could read
-/// differently is refused and its connection closed, so nothing of it reaches an upstream.
-fn check_framing(headers: &HeaderMap) -> StageResult {
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    let first = lengths.next();
-    let framing = |detail: &'static str| {
-        Err(
-            Rejection::new(STAGE, StatusCode::BAD_REQUEST, "bad-framing", detail)
-                .closing_connection(),
-        )
-    };
-    if first.is_some() && headers.contains_key(header::TRANSFER_ENCODING) {
-        return framing("Content-Length and Transfer-Encoding together");
-    }
-    if lengths.next().is_some() {
-        return framing("more than one Content-Length");
-    }
-    if let Some(v) = first {
-        let valid = !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit);
-        if !valid {
-            return framing("Content-Length is not a decimal number");
-        }
     }
     Ok(())
 }
