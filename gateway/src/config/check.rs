@@ -18,6 +18,8 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::compiled::Runtime;
 use super::locate::{LineIndex, Position};
+use super::identity::RawAuth;
+use super::ratelimit::RawRateLimits;
 use super::raw::{
     RawAccessLog, RawAdmin, RawConfig, RawCors, RawInstanceDetail, RawLimits, RawListener,
     RawRoute, RawUpstream,
@@ -102,13 +104,15 @@ pub fn load_str(source: &str, text: &str) -> Result<Runtime, Vec<Diagnostic>> {
 }
 
 /// The top-level sections, in the order the docs list them.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "listeners",
     "admin",
     "limits",
     "internal_headers",
     "access_log",
     "cors",
+    "auth",
+    "rate_limits",
     "upstreams",
     "routes",
 ];
@@ -264,6 +268,16 @@ fn sections(root: &Mapping, findings: &mut Vec<Finding>) -> RawConfig {
                 }
             }
             "cors" => raw.cors = deserialize_all::<RawCors>(value, "cors", findings),
+            "auth" => {
+                if let Some(v) = deserialize_all::<RawAuth>(value, "auth", findings) {
+                    raw.auth = v;
+                }
+            }
+            "rate_limits" => {
+                if let Some(v) = deserialize_all::<RawRateLimits>(value, "rate_limits", findings) {
+                    raw.rate_limits = v;
+                }
+            }
             "upstreams" => {
                 if let Some(v) = upstreams(value, findings) {
                     raw.upstreams = v;

@@ -5,7 +5,9 @@
 pub mod check;
 pub mod compile;
 pub mod compiled;
+pub mod identity;
 pub mod locate;
+pub mod ratelimit;
 pub mod raw;
 
 pub use check::{Diagnostic, load_file, load_str};

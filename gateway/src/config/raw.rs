@@ -25,6 +25,12 @@ pub struct RawConfig {
     pub access_log: RawAccessLog,
     #[serde(default)]
     pub cors: Option<RawCors>,
+    /// Issuers, API keys: what `authn` accepts (config/identity.rs).
+    #[serde(default)]
+    pub auth: super::identity::RawAuth,
+    /// Rate-limit policies and their store (config/ratelimit.rs).
+    #[serde(default)]
+    pub rate_limits: super::ratelimit::RawRateLimits,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
@@ -188,6 +194,9 @@ pub struct RawRoute {
     pub rewrite: Option<RawRewrite>,
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Who may call this route (config/identity.rs); absent means public.
+    #[serde(default)]
+    pub auth: Option<super::identity::RawRouteAuth>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
