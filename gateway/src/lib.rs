@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod metrics;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod record;
 pub mod rejection;
 pub mod server;
