@@ -3,13 +3,26 @@
 //! mixed policies uses), and a virtual-time run of 1,000,000 decisions over a bursty synthetic
 //! trace, reported as decisions per second on one core.
 //!
+//! The stores: one decision through the in-memory store per algorithm (shard lock, hash lookup,
+//! the algorithm), many threads contending on few keys, and Redis-backed decisions per second
+//! through `RedisStore` (64 requests in flight, multiplexed on one connection) against
+//! `redis-benchmark` on the same `redis-server` in the same run — printed as a ratio.
+//!
 //! `cargo bench -p gateway --bench ratelimit -- --warm-up-time 1 --measurement-time 2`
 
 use std::hint::black_box;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use gateway::clock::Nanos;
+use gateway::config::ratelimit::RedisConfig;
+use gateway::ratelimit::metrics::RateLimitMetrics;
+use gateway::ratelimit::store::Check;
+use gateway::ratelimit::store::memory::MemoryStore;
+use gateway::ratelimit::store::redis::{RedisStore, SCRIPT};
 use gateway::ratelimit::{
     Algorithm, AnyLimiter, FixedWindow, Gcra, Limiter, Quota, SlidingLog, SlidingWindowCounter,
     TokenBucket,
@@ -117,5 +130,228 @@ fn virtual_time_run(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide, virtual_time_run);
+/// The paid tier in store ticks (microseconds), and the arrival step.
+const TICK_QUOTA: Quota = Quota::new(1_000, 60_000_000).with_burst(100);
+const TICK_STEP: u64 = 30_000;
+/// 2024 in ticks.
+const EPOCH: u64 = 1_704_067_200_000_000;
+
+fn memory_store(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory_store");
+    group.throughput(Throughput::Elements(1));
+    for algorithm in Algorithm::ALL {
+        let store = MemoryStore::new(1_000_000, RateLimitMetrics::default());
+        let limiter = AnyLimiter::new(algorithm, TICK_QUOTA);
+        let check = Check {
+            policy: "paid:0123abcd",
+            subject: "key:customer-42",
+            limiter: &limiter,
+            cost: 1,
+        };
+        let mut now = EPOCH;
+        for _ in 0..10_000 {
+            now += TICK_STEP;
+            store.decide(&check, now);
+        }
+        group.bench_function(algorithm.as_str(), |b| {
+            b.iter(|| {
+                now += TICK_STEP;
+                black_box(store.decide(black_box(&check), now))
+            })
+        });
+    }
+    group.finish();
+
+    // Contention: 8 threads (on 2 cores) deciding on 1 or 16 keys of one store.
+    let mut group = c.benchmark_group("memory_store_contended");
+    group.throughput(Throughput::Elements(1));
+    for keys in [1usize, 16] {
+        let store = MemoryStore::new(1_000_000, RateLimitMetrics::default());
+        let limiter = AnyLimiter::new(Algorithm::Gcra, TICK_QUOTA);
+        let subjects: Vec<String> = (0..keys).map(|k| format!("key:{k}")).collect();
+        group.bench_function(format!("8-threads-{keys}-keys"), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(8);
+                let started = Instant::now();
+                std::thread::scope(|scope| {
+                    for t in 0..8u64 {
+                        let (store, limiter, subjects) = (&store, &limiter, &subjects);
+                        scope.spawn(move || {
+                            for i in 0..per_thread {
+                                let subject = &subjects[((t + i) as usize) % subjects.len()];
+                                let check = Check {
+                                    policy: "paid:0123abcd",
+                                    subject,
+                                    limiter,
+                                    cost: 1,
+                                };
+                                black_box(store.decide(&check, EPOCH + i * TICK_STEP));
+                            }
+                        });
+                    }
+                });
+                started.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A `redis-server` of the bench's own on a free port; killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (./scripts/test installs it)");
+        for _ in 0..250 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                return RedisServer { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `redis-benchmark -q` requests per second for `command` with 64 connections.
+fn redis_benchmark(port: u16, requests: u64, command: &[&str]) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "64",
+            "-n",
+            &requests.to_string(),
+            "-q",
+        ])
+        .args(command)
+        .output()
+        .expect("redis-benchmark (comes with redis-server)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `SET: 123456.79 requests per second, p50=...`; progress lines end in `\r`.
+    text.rsplit('\r')
+        .flat_map(|l| l.lines())
+        .filter_map(|l| l.split(": ").nth(1))
+        .filter_map(|l| l.split(' ').next())
+        .filter_map(|n| n.parse::<f64>().ok())
+        .last()
+        .unwrap_or(0.0)
+}
+
+/// `decisions` through `RedisStore` with 64 in flight over 4,096 subjects; decisions per second.
+fn redis_store_run(rt: &tokio::runtime::Runtime, store: &Arc<RedisStore>, decisions: u64) -> f64 {
+    let limiter = Arc::new(AnyLimiter::new(Algorithm::Gcra, TICK_QUOTA));
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..64u64 {
+            let (store, limiter) = (store.clone(), limiter.clone());
+            tasks.spawn(async move {
+                let mut i = t;
+                while i < decisions {
+                    let subject = format!("key:{}", i % 4_096);
+                    let check = Check {
+                        policy: "paid:0123abcd",
+                        subject: &subject,
+                        limiter: &limiter,
+                        cost: 1,
+                    };
+                    let _ = black_box(store.decide_all(&[check], EPOCH + i * 10, 0).await);
+                    i += 64;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+    decisions as f64 / started.elapsed().as_secs_f64()
+}
+
+fn redis_store(c: &mut Criterion) {
+    // Under `cargo test --benches` (no `--bench`), run each part once and small.
+    let full = std::env::args().any(|a| a == "--bench");
+    let n: u64 = if full { 200_000 } else { 2_000 };
+    let server = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = RedisConfig {
+        url: format!("redis://127.0.0.1:{}", server.port),
+        key_prefix: "bench:".into(),
+        timeout: Duration::from_secs(5),
+        breaker_failures: 1_000,
+        breaker_cooldown: Duration::from_secs(1),
+    };
+    let store = Arc::new({
+        let _guard = rt.enter();
+        RedisStore::new(&config, RateLimitMetrics::default()).expect("store")
+    });
+    redis_store_run(&rt, &store, 1_000); // warm: connection, script loaded
+
+    let ours = redis_store_run(&rt, &store, n);
+    let set = redis_benchmark(server.port, n, &["-t", "set"]);
+    let sha = redis::Script::new(SCRIPT).get_hash().to_string();
+    let now = (EPOCH + 1).to_string();
+    let evalsha = redis_benchmark(
+        server.port,
+        n,
+        &[
+            "EVALSHA",
+            &sha,
+            "2",
+            "bench:{k}",
+            "bench:{k}:log",
+            &now,
+            "1000",
+            "gcra",
+            "1000",
+            "60000000",
+            "100",
+            "1",
+        ],
+    );
+    eprintln!(
+        "redis: RedisStore {ours:.0} decisions/s (64 in flight, one multiplexed connection); \
+         redis-benchmark -c 64: SET {set:.0}/s, EVALSHA of the script {evalsha:.0}/s; \
+         ratio to SET {:.2}, to EVALSHA {:.2}",
+        ours / set.max(1.0),
+        ours / evalsha.max(1.0)
+    );
+
+    let mut group = c.benchmark_group("redis_store");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.bench_function("gcra-64-in-flight", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            redis_store_run(&rt, &store, iters.max(64));
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decide, virtual_time_run, memory_store, redis_store);
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/config` (the active config's
-//! source and hash) and `/records` — a stream of request records as JSON lines, so a TUI can
-//! attach to a running gateway.
+//! source, hash and version, and the last refused reload), `/upstreams` (breakers and instances:
+//! health, ejection, requests in flight) and `/records` — a stream of request records as JSON
+//! lines, so a TUI can attach to a running gateway.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -56,6 +57,12 @@ fn route(
     }
     match req.uri().path() {
         "/metrics" => {
+            // Breaker states and instances in rotation are read at scrape time.
+            state
+                .runtime
+                .load()
+                .bound
+                .refresh_gauges(&state.sinks.metrics.resilience, state.clock.now());
             let mut r = text(StatusCode::OK, state.sinks.metrics.encode());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -71,22 +78,42 @@ fn route(
             let body = serde_json::json!({
                 "source": runtime.source,
                 "hash": runtime.hash,
+                "version": runtime.bound.version,
                 "routes": runtime.routes.routes().len(),
                 "upstreams": runtime.upstreams.len(),
+                "last_reload_failure": state.reload.last_failure(),
             });
-            let mut r = text(StatusCode::OK, format!("{body}\n"));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r
+            json(body)
+        }
+        "/upstreams" => {
+            let runtime = state.runtime.load();
+            let now = state.clock.now();
+            let upstreams: Vec<serde_json::Value> = runtime
+                .bound
+                .upstreams()
+                .iter()
+                .map(|u| u.snapshot(now))
+                .collect();
+            json(serde_json::json!({
+                "version": runtime.bound.version,
+                "upstreams": upstreams,
+            }))
         }
         "/records" => record_stream(state.sinks.subscribe(), shutdown),
         _ => text(
             StatusCode::NOT_FOUND,
-            "unknown admin path; try /metrics /healthz /config /records\n".into(),
+            "unknown admin path; try /metrics /healthz /config /upstreams /records\n".into(),
         ),
     }
+}
+
+fn json(body: serde_json::Value) -> Response<AdminBody> {
+    let mut r = text(StatusCode::OK, format!("{body}\n"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn text(status: StatusCode, body: String) -> Response<AdminBody> {

@@ -96,6 +96,8 @@ pub struct PendingRecord {
     pub bytes_in: Option<Arc<AtomicU64>>,
     pub clock: SharedClock,
     pub sinks: RecordSinks,
+    /// Keeps the request counted in flight to its upstream instance until the body ends.
+    pub in_flight: Option<crate::resilience::InFlight>,
 }
 
 impl PendingRecord {

@@ -8,17 +8,23 @@
 //! - [`rejection`]: the typed stop and its RFC 9457 body;
 //! - [`record`]: the request record and its sinks (access log, metrics, subscribers);
 //! - [`config`]: raw YAML → compiled runtime, with diagnostics that name file, line and field;
+//! - [`identity`]: TLS, JWT and JWKS, API keys — what `tls`, `authn` and `authz` use;
+//! - [`resilience`]: balancing, health, breakers, retry budgets — state that survives reloads;
+//! - [`reload`]: swapping in a new config live (SIGHUP, file changes, `GatewayHandle::reload`);
 //! - [`clock`]: the only reader of the system clock.
 
 pub mod admin;
 pub mod body;
 pub mod clock;
 pub mod config;
+pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod record;
 pub mod rejection;
+pub mod reload;
+pub mod resilience;
 pub mod server;
 pub mod stage;
 

@@ -15,7 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve traffic until SIGTERM or SIGINT, then drain in-flight requests.
+    /// Serve traffic until SIGTERM or SIGINT, then drain in-flight requests. SIGHUP or a change
+    /// to the file reloads the config; one with problems is refused and the last good one stays.
     Run {
         #[arg(long, short)]
         config: PathBuf,
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -102,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let tokio = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            tokio.block_on(serve(runtime))?;
+            tokio.block_on(serve(runtime, config))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -116,9 +118,15 @@ fn report(diagnostics: &[gateway::config::Diagnostic]) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn serve(runtime: gateway::config::Runtime) -> anyhow::Result<()> {
+async fn serve(runtime: gateway::config::Runtime, config: PathBuf) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let handle = gateway::start(runtime, gateway::StartOptions::default()).await?;
+    // SIGHUP and file changes reload the config; a file with problems keeps the last good one.
+    tokio::spawn(gateway::reload::watch(
+        handle.state().clone(),
+        config,
+        handle.shutdown_trigger().subscribe(),
+    ));
     for address in handle.addresses() {
         tracing::info!(%address, "listening");
     }

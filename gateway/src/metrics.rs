@@ -41,6 +41,12 @@ pub struct Metrics {
     pub stage_duration: Family<StageLabels, Histogram>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub access_log_dropped: Counter,
+    /// JWKS fetches, TLS handshakes, the verified-token cache (identity/metrics.rs).
+    pub identity: crate::identity::metrics::IdentityMetrics,
+    /// Decisions, store errors and fallbacks, the memory store's keys (ratelimit/metrics.rs).
+    pub ratelimit: crate::ratelimit::metrics::RateLimitMetrics,
+    /// Breakers, retries, ejections, instances in rotation, reloads (resilience/metrics.rs).
+    pub resilience: crate::resilience::metrics::ResilienceMetrics,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -89,8 +95,14 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind",
             access_log_dropped.clone(),
         );
+        let identity = crate::identity::metrics::IdentityMetrics::register(&mut registry);
+        let ratelimit = crate::ratelimit::metrics::RateLimitMetrics::register(&mut registry);
+        let resilience = crate::resilience::metrics::ResilienceMetrics::register(&mut registry);
         Self {
             registry,
+            identity,
+            ratelimit,
+            resilience,
             requests,
             request_duration,
             stage_duration,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use hyper::body::Incoming;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use http::{HeaderValue, header};
 
@@ -95,14 +95,14 @@ impl<'de> serde::Deserialize<'de> for StageId {
 }
 
 /// Who made the request, as established by `authn`. Never holds a secret.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Identity {
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
@@ -129,13 +129,16 @@ impl Scheme {
 }
 
 /// What one stage decided about the limit, kept for the record and the response headers.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LimitDecision {
     pub policy: String,
     pub subject: String,
     pub remaining: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
+    /// The store could not answer; the policy's `on_store_error` decided (remaining unknown).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_fallback: bool,
 }
 
 /// The state one request carries through the pipeline.
@@ -163,10 +166,18 @@ pub struct RequestContext {
     pub path_error: Option<crate::stage::route::normalize::PathError>,
     pub identity: Option<Identity>,
     pub limit: Option<LimitDecision>,
+    /// `RateLimit-Policy`, `RateLimit` (and legacy) fields `ratelimit` chose; added to the
+    /// answer, admitted or refused, after `mutate_response`.
+    pub limit_headers: Vec<(http::HeaderName, HeaderValue)>,
     /// The upstream instance `route` picked, as `name@address`.
     pub upstream_instance: Option<(Arc<str>, SocketAddr)>,
     /// The path sent upstream, after rewriting.
     pub upstream_path: Option<String>,
+    /// The connection's TLS (SNI, client certificate); `None` on plaintext.
+    pub tls: Option<Arc<crate::identity::tls::TlsInfo>>,
+    /// The upstream's live state as `route` and `forward` used it: instance, breaker permission,
+    /// retries, the in-flight guard (crate::resilience).
+    pub resilience: crate::resilience::RequestResilience,
 }
 
 impl RequestContext {
@@ -179,10 +190,12 @@ impl RequestContext {
 pub type StageResult = Result<(), Rejection>;
 
 /// What the connection knows about a request that the request itself does not say.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub scheme: Scheme,
+    /// What the TLS handshake established (SNI, client certificate); `None` on plaintext.
+    pub tls: Option<Arc<crate::identity::tls::TlsInfo>>,
 }
 
 /// Runs one request through the eight stages and returns the response; the request's record is
@@ -218,8 +231,11 @@ pub async fn handle(
         path_error: None,
         identity: None,
         limit: None,
+        limit_headers: Vec::new(),
         upstream_instance: None,
         upstream_path: None,
+        tls: conn.tls,
+        resilience: Default::default(),
         bytes_in: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         body: Some(body),
         parts,
@@ -228,7 +244,7 @@ pub async fn handle(
     let host = host_of(&cx.parts);
 
     let mut timings = StageTimings::default();
-    let outcome = drive(&mut cx, &mut timings, clock.as_ref()).await;
+    let outcome = drive(state, &mut cx, &mut timings, clock.as_ref()).await;
 
     let started_response = clock.now();
     let mut close_connection = false;
@@ -243,6 +259,10 @@ pub async fn handle(
     };
     let preflight = matches!(stop, Some((None, _)));
     crate::stage::mutate_response::run(&cx, origin.as_ref(), preflight, &mut response);
+    for (name, value) in &cx.limit_headers {
+        // After mutate_response: the gateway's own fields replace whatever the upstream sent.
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
     if close_connection {
         // After mutate_response, which strips connection-specific headers from everything else.
         response
@@ -282,6 +302,8 @@ pub async fn handle(
         upstream: cx.upstream_instance.as_ref().map(|(name, _)| name.clone()),
         upstream_instance: cx.upstream_instance.map(|(_, addr)| addr),
         upstream_path: cx.upstream_path,
+        retries: cx.resilience.retries,
+        breaker: cx.resilience.breaker,
         bytes_in: 0,
         bytes_out: 0,
         completed: false,
@@ -292,6 +314,7 @@ pub async fn handle(
         bytes_in: Some(cx.bytes_in),
         clock: clock.clone(),
         sinks: state.sinks.clone(),
+        in_flight: cx.resilience.in_flight.take(),
     }));
     response
 }
@@ -305,6 +328,7 @@ enum Outcome {
 
 /// The driver: the stages in their fixed order, each timed, the first stop ending the run.
 async fn drive(
+    state: &crate::server::GatewayState,
     cx: &mut RequestContext,
     timings: &mut StageTimings,
     clock: &dyn crate::clock::Clock,
@@ -335,13 +359,13 @@ async fn drive(
     let lookup_nanos = clock.now().saturating_sub(route_started);
     lap(StageId::Route, timings, true);
 
-    let result = stage::authn::run(cx);
+    let result = stage::authn::run(state, cx).await;
     lap(StageId::Authn, timings, false);
     result?;
     let result = stage::authz::run(cx);
     lap(StageId::Authz, timings, false);
     result?;
-    let result = stage::ratelimit::run(cx);
+    let result = stage::ratelimit::run(state, cx).await;
     lap(StageId::Ratelimit, timings, false);
     result?;
     let result = stage::route::run(cx);

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use tokio::sync::broadcast;
 
 use crate::config::raw::RawAccessLog;
 use crate::metrics::Metrics;
 use crate::pipeline::{Identity, LimitDecision, StageId};
 
-#[derive(Debug, Clone, Serialize)]
+/// Serialized, one per line, it is the access log, the admin record stream and the replay format;
+/// it deserializes from those lines too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestRecord {
     pub request_id: String,
     pub trace_id: String,
@@ -51,10 +53,21 @@ pub struct RequestRecord {
     pub upstream_instance: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_path: Option<String>,
+    /// Tries `forward` made after the first one (upstream `retries`); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// The upstream's circuit breaker as `route` found it: `closed`, `half_open` (a probe), or
+    /// `open` (the request was refused); absent when the upstream has no breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<crate::resilience::BreakerState>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// False when the client or upstream went away before the response body finished.
     pub completed: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl RequestRecord {
@@ -85,6 +98,17 @@ impl StageTimings {
     pub fn set(&mut self, stage: StageId, nanos: u64) {
         self.nanos[stage.index()] = nanos;
         self.ran |= 1 << stage.index();
+    }
+}
+
+impl<'de> Deserialize<'de> for StageTimings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<StageId, u64>::deserialize(d)?;
+        let mut timings = StageTimings::default();
+        for (stage, nanos) in map {
+            timings.set(stage, nanos);
+        }
+        Ok(timings)
     }
 }
 

@@ -20,7 +20,6 @@ use tokio::task::JoinSet;
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Runtime;
 use crate::metrics::Metrics;
-use crate::pipeline::{ConnectionInfo, Scheme};
 use crate::record::{RecordSinks, RequestRecord};
 
 /// What every connection task shares: the active config, the clock and the record sinks.
@@ -28,6 +27,17 @@ pub struct GatewayState {
     pub runtime: ArcSwap<Runtime>,
     pub clock: SharedClock,
     pub sinks: RecordSinks,
+    /// JWKS caches and the verified-token cache: kept across reloads. After swapping
+    /// `runtime`, a reload calls `identity.sync(&new_runtime)`.
+    pub identity: crate::identity::IdentityState,
+    /// Rate-limit counters (memory and Redis stores): kept across reloads, keyed by policy id and
+    /// definition, so only changed policies start afresh.
+    pub ratelimit: crate::ratelimit::store::Stores,
+    /// Upstream pools, breakers, budgets, instance health: kept across reloads for what did not
+    /// change (crate::resilience); each installed runtime is bound to it.
+    pub upstreams: crate::resilience::Registry,
+    /// The active config's version and the last refused reload (crate::reload).
+    pub reload: crate::reload::ReloadState,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +109,7 @@ impl GatewayHandle {
     /// Stops accepting, lets in-flight requests finish within the drain timeout, then returns.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.state.upstreams.stop();
         while self.tasks.join_next().await.is_some() {}
     }
 
@@ -106,6 +117,14 @@ impl GatewayHandle {
     /// everything drained.
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        self.state.upstreams.stop();
+    }
+
+    /// Makes `runtime` the active config: requests from now on use it, requests in flight finish
+    /// under theirs. Health, ejections, breakers, retry budgets and connection pools carry over
+    /// for upstreams and instances whose settings did not change (crate::reload).
+    pub fn reload(&self, runtime: Runtime) -> crate::reload::Reloaded {
+        crate::reload::install(&self.state, runtime)
     }
 
     /// A sender that starts the graceful shutdown when `true` is sent (signal handlers use it).
@@ -136,20 +155,37 @@ pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHan
         (None, Some(address)) => Some(bind(address).await?),
         (None, None) => None,
     };
+    let identity =
+        crate::identity::IdentityState::new(&runtime, options.clock.clone(), sinks.metrics.clone());
+    // Starts each issuer's JWKS fetch in the background: start never waits for an issuer.
+    identity.sync(&runtime);
+    let ratelimit = crate::ratelimit::store::Stores::new(
+        options.clock.clone(),
+        &runtime.rate_limits,
+        sinks.metrics.ratelimit.clone(),
+    );
+    let upstreams = crate::resilience::Registry::new(options.clock.clone(), sinks.metrics.clone());
+    let reload = crate::reload::ReloadState::default();
+    let runtime = reload.first(&upstreams, runtime);
     let state = Arc::new(GatewayState {
         runtime: ArcSwap::from_pointee(runtime),
         clock: options.clock,
         sinks,
+        identity,
+        ratelimit,
+        upstreams,
+        reload,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut addresses = Vec::new();
-    for listener in listeners {
+    // Listener i serves with the TLS of the config's listeners[i], handed in or bound here.
+    for (index, listener) in listeners.into_iter().enumerate() {
         addresses.push(listener.local_addr().map_err(|source| StartError::Bind {
             address: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?);
-        tasks.spawn(accept_loop(listener, state.clone(), shutdown_rx.clone()));
+        tasks.spawn(accept_loop(index, listener, state.clone(), shutdown_rx.clone()));
     }
     let admin_address = match admin_listener {
         Some(l) => {
@@ -175,6 +211,7 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 async fn accept_loop(
+    index: usize,
     listener: TcpListener,
     state: Arc<GatewayState>,
     mut shutdown: watch::Receiver<bool>,
@@ -184,7 +221,7 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
+                    connections.spawn(serve_connection(index, stream, peer, state.clone(), shutdown.clone()));
                 }
                 Err(error) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -212,17 +249,19 @@ async fn accept_loop(
 }
 
 async fn serve_connection(
+    index: usize,
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<GatewayState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let limits = state.runtime.load().limits.clone();
-    let info = ConnectionInfo {
-        peer,
-        scheme: Scheme::Http,
+    // The TLS handshake, when the listener has TLS; a failed one is counted, logged and dropped.
+    let Some((stream, info)) =
+        crate::identity::accept_connection(&state, index, stream, peer).await
+    else {
+        return;
     };
+    let limits = state.runtime.load().limits.clone();
     let activity = Arc::new(Activity::default());
     activity
         .last_nanos
@@ -233,6 +272,7 @@ async fn serve_connection(
         service_fn(move |request: http::Request<Incoming>| {
             let state = state.clone();
             let activity = activity.clone();
+            let info = info.clone();
             async move {
                 let _busy = activity.begin(state.clock.as_ref());
                 let response = crate::pipeline::handle(&state, info, request).await;
@@ -259,7 +299,8 @@ async fn serve_connection(
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
 
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    // With upgrades, so a WebSocket route's 101 hands the connection to forward's relay.
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let idle = limits.idle_timeout;
     let mut idle_check = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));

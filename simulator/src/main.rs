@@ -1,12 +1,196 @@
-//! `simulator`: the testbed binary. Its fakes, scenario runner, replay and TUI arrive with their issues;
-//! today it only proves the dependency direction (simulator → gateway) builds.
+//! `simulator`: thin — parse arguments, call the library, map outcomes to exit codes
+//! (Hurl's convention: 0 passed, 1 usage, 2 a file could not be parsed, 3 runtime failure,
+//! 4 an expectation failed).
 
-fn main() {
-    eprintln!(
-        "simulator: not built yet — the gateway's stages are {}",
-        gateway::pipeline::StageId::ALL
-            .map(|s| s.as_str())
-            .join(" · ")
-    );
-    std::process::exit(1);
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use simulator::scenario::run::{GatewayMode, RunError, ScenarioResult, run_file};
+
+#[derive(Parser)]
+#[command(name = "simulator", version, about = "Gatehouse testbed: scenarios, demo")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenario files (or every *.yaml in the given directories) against the real gateway.
+    Run {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Scenarios run in parallel.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Write JUnit XML here (one testcase per step).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Run the `gateway` binary as a child process instead of in-process.
+        #[arg(long)]
+        process: bool,
+    },
+    /// The whole testbed in-process on embedded defaults, with a client mix that exercises
+    /// every stop; prints a line per second and a final table.
+    Demo {
+        #[arg(long, default_value = "20s", value_parser = humantime_duration)]
+        duration: Duration,
+    },
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    let de = serde_json::Value::String(s.to_string());
+    humantime_serde::deserialize(de).map_err(|e: serde_json::Error| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("simulator: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run { paths, jobs, junit, json, process } => {
+                run(paths, jobs, junit, json, process).await
+            }
+            Command::Demo { duration } => match simulator::demo::run(duration).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("simulator demo: {e:#}");
+                    ExitCode::from(3)
+                }
+            },
+        }
+    })
+}
+
+fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", path.display()));
+        }
+    }
+    Ok(files)
+}
+
+async fn run(
+    paths: Vec<PathBuf>,
+    jobs: usize,
+    junit: Option<PathBuf>,
+    json: Option<PathBuf>,
+    process: bool,
+) -> ExitCode {
+    let files = match collect_files(&paths) {
+        Ok(f) if !f.is_empty() => f,
+        Ok(_) => {
+            eprintln!("simulator: no scenario files in {paths:?}");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("simulator: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mode = if process {
+        match sibling_binary("gateway") {
+            Some(b) => GatewayMode::Process(b),
+            None => {
+                eprintln!("simulator: --process needs the `gateway` binary next to this one (cargo build -p gateway)");
+                return ExitCode::from(3);
+            }
+        }
+    } else {
+        GatewayMode::InProcess
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let mut tasks = Vec::new();
+    for file in files {
+        let permits = permits.clone();
+        let mode = mode.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (file.clone(), run_file(&file, &mode).await)
+        }));
+    }
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    let mut parse_errors = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok((_, Ok(result))) => results.push(result),
+            Ok((file, Err(RunError::Parse(e)))) => {
+                // Scenario errors name their file already; config errors name the config.
+                if e.contains(&*file.to_string_lossy()) {
+                    parse_errors.push(e);
+                } else {
+                    parse_errors.push(format!("{}: {e}", file.display()));
+                }
+            }
+            Err(e) => parse_errors.push(format!("a scenario task failed: {e}")),
+        }
+    }
+    print!("{}", simulator::report::render_text(&results));
+    for e in &parse_errors {
+        eprintln!("error: {e}");
+    }
+    if let Some(path) = junit {
+        match simulator::report::junit::render(&results) {
+            Ok(xml) => write_report(&path, xml.as_bytes()),
+            Err(e) => eprintln!("simulator: cannot render JUnit: {e}"),
+        }
+    }
+    if let Some(path) = json {
+        let body = serde_json::to_vec_pretty(&results).unwrap_or_default();
+        write_report(&path, &body);
+    }
+    if !parse_errors.is_empty() {
+        ExitCode::from(2)
+    } else if results.iter().any(|r| r.runtime_error.is_some()) {
+        ExitCode::from(3)
+    } else if results.iter().any(|r| !r.passed()) {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn write_report(path: &Path, bytes: &[u8]) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(path, bytes) {
+        eprintln!("simulator: cannot write {}: {e}", path.display());
+    }
+}
+
+fn sibling_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.join(name);
+    candidate.exists().then_some(candidate)
 }

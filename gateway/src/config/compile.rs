@@ -35,6 +35,12 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         .iter()
         .enumerate()
         .filter_map(|(i, l)| {
+            let tls = super::identity::compile_listener_tls(
+                l.tls.as_ref(),
+                &format!("listeners[{i}].tls"),
+                source,
+                &mut problems,
+            );
             parse_addr(
                 &l.address,
                 &format!("listeners[{i}].address"),
@@ -43,6 +49,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
             .map(|address| ListenerConfig {
                 name: l.name.clone(),
                 address,
+                tls,
             })
         })
         .collect();
@@ -109,6 +116,12 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                 })
             })
             .collect();
+        let tls = super::identity::compile_upstream_tls(
+            up.tls.as_ref(),
+            &format!("{path}.tls"),
+            source,
+            &mut problems,
+        );
         let name: Arc<str> = Arc::from(name.as_str());
         upstreams.insert(
             name.clone(),
@@ -117,8 +130,13 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                 instances,
                 connect_timeout: up.connect_timeout,
                 request_timeout: up.request_timeout,
-                next_instance: Default::default(),
-                client: crate::stage::forward::new_client(up.connect_timeout),
+                resilience: super::resilience::compile_upstream(up, &path, &mut problems),
+                scheme: if up.tls.is_some() {
+                    http::uri::Scheme::HTTPS
+                } else {
+                    http::uri::Scheme::HTTP
+                },
+                client: crate::stage::forward::new_client(up.connect_timeout, tls),
             }),
         );
     }
@@ -140,10 +158,14 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         }
     }
 
+    let auth = super::identity::compile_auth(raw, source, &mut problems);
+
     if problems.is_empty() {
         check_shadowing(&routes, &mut problems);
         check_catch_all(&routes, &mut problems);
     }
+    let route_names: Vec<&str> = raw.routes.iter().map(|r| r.name.as_str()).collect();
+    let rate_limits = super::ratelimit::compile(&raw.rate_limits, &route_names, &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -159,6 +181,9 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         cors,
         upstreams,
         routes: RouteTable::new(routes),
+        auth,
+        rate_limits,
+        bound: Default::default(),
     })
 }
 
@@ -286,6 +311,15 @@ fn compile_route(
         }
     });
 
+    let deprecation =
+        super::resilience::compile_deprecation(r.deprecation.as_ref(), &format!("routes[{i}]"), problems);
+    if r.websocket && r.respond.is_some() {
+        problems.push((
+            at("websocket"),
+            "`websocket` applies to routes that forward to an `upstream`".into(),
+        ));
+    }
+
     if problems.len() != before {
         return None;
     }
@@ -302,6 +336,8 @@ fn compile_route(
         action: action?,
         rewrite,
         max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
+        websocket: r.websocket,
+        deprecation,
     })
 }
 

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -29,12 +28,23 @@ pub struct Runtime {
     pub cors: Option<CorsPolicy>,
     pub upstreams: HashMap<Arc<str>, Arc<Upstream>>,
     pub routes: RouteTable,
+    /// Issuers, API keys and each route's auth rules (config/identity.rs).
+    pub auth: super::identity::AuthConfig,
+    /// Rate-limit policies and their store settings (config/ratelimit.rs); the counters live in
+    /// `GatewayState`, not here, so a reload keeps them.
+    pub rate_limits: super::ratelimit::CompiledRateLimits,
+    /// The upstreams bound to their live state (health, breakers, pools), filled when the
+    /// runtime is installed; empty before (crate::resilience).
+    pub bound: crate::resilience::Binding,
 }
 
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
+    /// Certificates by SNI and the client-certificate policy; read per handshake, so a reload
+    /// that swaps the runtime swaps the certificates.
+    pub tls: Option<Arc<crate::identity::tls::ListenerTls>>,
 }
 
 #[derive(Debug)]
@@ -43,10 +53,13 @@ pub struct Upstream {
     pub instances: Vec<Instance>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-    /// Round-robin cursor.
-    pub next_instance: AtomicUsize,
-    /// The pooled keep-alive client for this upstream's instances.
+    /// A keep-alive client built for these settings. The client requests use is the bound one
+    /// (`Runtime::bound`), which keeps the previous pool when the settings did not change.
     pub client: crate::stage::forward::UpstreamClient,
+    /// `https` when the upstream is reached over TLS (`upstreams.<name>.tls`), else `http`.
+    pub scheme: http::uri::Scheme,
+    /// Balancing, health, breaker, retries, total timeout (config/resilience.rs).
+    pub resilience: super::resilience::UpstreamResilience,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +88,10 @@ pub struct CompiledRoute {
     pub action: RouteAction,
     pub rewrite: Option<Rewrite>,
     pub max_body_bytes: u64,
+    /// Pass WebSocket upgrades through (stage/forward/websocket.rs).
+    pub websocket: bool,
+    /// `Deprecation` / `Sunset` / `Link` headers for every response on the route.
+    pub deprecation: Option<super::resilience::Deprecation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

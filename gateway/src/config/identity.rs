@@ -1,12 +1,959 @@
-//! Identity configuration: issuers and API keys (`auth:`), a route's requirements (`routes[].auth`).
-//! Raw (serde) types, their compilation and their compiled forms live together here.
+//! Identity configuration: issuers and API keys (`auth:`), a route's requirements
+//! (`routes[].auth`), a listener's TLS (`listeners[].tls`) and an upstream's TLS
+//! (`upstreams.<name>.tls`). Raw (serde) types, their compilation and their compiled forms live
+//! together here.
+//!
+//! Files named in the config (certificates, keys, CA bundles, the API-key file) are read when
+//! the config is compiled, so a reload re-reads them; a path that is not absolute is taken
+//! relative to the directory of the config file.
 
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use jsonwebtoken::Algorithm;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAuth {}
+use super::compile::Problem;
+use super::compiled::CompiledRoute;
+use super::raw::RawConfig;
+use crate::identity::api_key::{ApiKeyStore, digest, parse_hex_digest};
+use crate::identity::tls::{self, CertEntry, ClientAuth, ListenerTls};
+use crate::pipeline::Identity;
+use crate::stage::route::pattern::{RoutePattern, Segment};
 
+// ---------------------------------------------------------------------------------------------
+// Raw: the YAML as written.
+
+/// `auth:` — what `authn` accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    pub issuers: Vec<RawIssuer>,
+    pub api_keys: Option<RawApiKeys>,
+    /// Bearer tokens longer than this are refused before any parsing.
+    pub max_token_bytes: usize,
+    /// A query parameter that may carry a bearer token instead of `Authorization` (RFC 6750
+    /// §2.3). Off unless named.
+    pub token_query_param: Option<String>,
+    /// Verified tokens remembered, so a hot token skips signature verification.
+    pub token_cache_entries: usize,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            api_keys: None,
+            max_token_bytes: 8 * 1024,
+            token_query_param: None,
+            token_cache_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// Names the issuer in records, metrics and route rules.
+    pub name: String,
+    /// The exact `iss` claim its tokens carry.
+    pub issuer: String,
+    pub jwks_url: String,
+    /// A token's `aud` must name at least one of these.
+    pub audiences: Vec<String>,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    #[serde(default = "default_max_lifetime", with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// Claims that must be present beyond `exp` (always required) and the subject claim.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    #[serde(default)]
+    pub claims: RawClaimNames,
+    #[serde(default)]
+    pub jwks: RawJwks,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "PS256", "EdDSA"].map(String::from).to_vec()
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_lifetime() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// Which claims hold the parts of an identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawClaimNames {
+    pub subject: String,
+    pub tenant: String,
+    /// A space-separated string (OAuth `scope`) or an array of strings.
+    pub scopes: String,
+    pub roles: String,
+    pub tier: String,
+}
+
+impl Default for RawClaimNames {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            tenant: "tenant".into(),
+            scopes: "scope".into(),
+            roles: "roles".into(),
+            tier: "tier".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJwks {
+    /// How long fetched keys are used before a background refresh.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// After a refetch caused by an unknown `kid`, further such refetches wait this long.
+    #[serde(with = "humantime_serde")]
+    pub refetch_cooldown: Duration,
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    /// Last good keys are served while the issuer fails, for at most this long after they
+    /// were fetched.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+    /// CA bundle for an https `jwks_url`; the platform's roots when absent.
+    pub ca_file: Option<String>,
+}
+
+impl Default for RawJwks {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            refetch_cooldown: Duration::from_secs(30),
+            fetch_timeout: Duration::from_secs(5),
+            max_stale: Duration::from_secs(24 * 3600),
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+    /// A YAML file holding a sequence of keys in the same form as `keys`.
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<RawApiKey>,
+}
+
+fn default_api_key_header() -> String {
+    "x-api-key".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    /// Names the key in records; never the key itself.
+    pub id: String,
+    /// The key in clear text; hashed when the config is loaded. Prefer `sha256`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The key's SHA-256, 64 hex digits.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The identity's subject; the key's `id` when absent.
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `routes[].auth` — who may call a route. Absent means public.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRouteAuth {}
+pub struct RawRouteAuth {
+    /// Requests without credentials pass anonymous; credentials that are sent must be valid.
+    #[serde(default)]
+    pub optional: bool,
+    /// Which credentials the route accepts; by default whatever `auth` configures.
+    #[serde(default)]
+    pub credentials: Option<Vec<RawCredential>>,
+    /// Issuers whose tokens the route accepts (by name); empty means any.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Every one of these scopes is required.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// At least one of these roles is required.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The identity's tenant must equal the tenant the request names.
+    #[serde(default)]
+    pub tenant: Option<RawTenantRule>,
+    /// The connection must have presented a verified client certificate.
+    #[serde(default)]
+    pub client_cert: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCredential {
+    Jwt,
+    ApiKey,
+}
+
+/// Where a request names its tenant: a `{param}` of the route's path or a header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenantRule {
+    #[serde(default)]
+    pub path_param: Option<String>,
+    #[serde(default)]
+    pub header: Option<String>,
+}
+
+/// `listeners[].tls`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    /// The first one answers handshakes whose SNI names no listed host.
+    pub certificates: Vec<RawCertificate>,
+    /// CA bundle client certificates are verified against.
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// The listener's default; a certificate entry may set its own.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// The certificate and its chain, PEM.
+    pub cert_file: String,
+    pub key_file: String,
+    /// SNI names this certificate answers; `*.example.com` matches one label.
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `upstreams.<name>.tls`: connect with TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// CA bundle the upstream's certificate is verified against; the platform's roots when
+    /// absent.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// The name the upstream's certificate must carry (and the SNI sent); by default the
+    /// instance's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiled: what requests read.
+
+/// The compiled `auth:` section and every route's rules.
+#[derive(Debug, Default)]
+pub struct AuthConfig {
+    pub issuers: Vec<Arc<IssuerConfig>>,
+    pub api_keys: Option<ApiKeyStore>,
+    pub max_token_bytes: usize,
+    pub token_query_param: Option<String>,
+    pub token_cache_entries: usize,
+    /// Each route's rules, by the route's declaration index; `None` for public routes.
+    pub routes: Vec<Option<Arc<RouteAuth>>>,
+}
+
+impl AuthConfig {
+    pub fn route(&self, route: &CompiledRoute) -> Option<&Arc<RouteAuth>> {
+        self.routes
+            .get(route.declaration_index)
+            .and_then(Option::as_ref)
+    }
+
+    /// The issuer whose `iss` this is.
+    pub fn issuer_for(&self, iss: &str) -> Option<&Arc<IssuerConfig>> {
+        self.issuers.iter().find(|i| i.issuer == iss)
+    }
+
+    pub fn issuer_named(&self, name: &str) -> Option<&Arc<IssuerConfig>> {
+        self.issuers.iter().find(|i| &*i.name == name)
+    }
+}
+
+#[derive(Debug)]
+pub struct IssuerConfig {
+    pub name: Arc<str>,
+    pub issuer: String,
+    pub jwks_url: http::Uri,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway_secs: i64,
+    pub max_lifetime_secs: i64,
+    pub required_claims: Vec<String>,
+    pub claims: RawClaimNames,
+    pub jwks: JwksSettings,
+}
+
+impl IssuerConfig {
+    /// Identifies the JWKS cache this issuer uses: a reload that changes where or how keys
+    /// are fetched starts a new cache; one that does not keeps the cached keys.
+    pub fn jwks_cache_key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.name,
+            self.jwks_url,
+            self.jwks.ca_file.as_deref().unwrap_or("")
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JwksSettings {
+    pub ttl: Duration,
+    pub refetch_cooldown: Duration,
+    pub fetch_timeout: Duration,
+    pub max_stale: Duration,
+    pub ca_file: Option<String>,
+    /// For an https `jwks_url`.
+    pub tls: Option<ClientConfig>,
+}
+
+#[derive(Debug)]
+pub struct RouteAuth {
+    pub optional: bool,
+    pub accept_jwt: bool,
+    pub accept_api_key: bool,
+    /// Issuer names; empty means any configured issuer.
+    pub issuers: Vec<Arc<str>>,
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+    pub tenant: Option<TenantRule>,
+    pub client_cert: bool,
+}
+
+impl RouteAuth {
+    pub fn accepts_issuer(&self, name: &str) -> bool {
+        self.issuers.is_empty() || self.issuers.iter().any(|i| &**i == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum TenantRule {
+    /// The `index`th segment of the normalized path, the route's `{name}`.
+    PathSegment { name: String, index: usize },
+    Header(HeaderName),
+}
+
+/// TLS toward an upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub config: ClientConfig,
+    pub server_name: Option<ServerName<'static>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compilation.
+
+/// Where relative paths in a config are resolved from: the config file's directory.
+fn resolve(source: &str, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    match Path::new(source).parent() {
+        Some(dir) if Path::new(source).is_file() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Compiles `auth:` and every route's `auth`.
+pub fn compile_auth(raw: &RawConfig, source: &str, problems: &mut Vec<Problem>) -> AuthConfig {
+    let auth = &raw.auth;
+    let mut issuers: Vec<Arc<IssuerConfig>> = Vec::new();
+    let mut names = HashSet::new();
+    let mut iss_values = HashSet::new();
+    for (i, r) in auth.issuers.iter().enumerate() {
+        let at = |f: &str| format!("auth.issuers[{i}].{f}");
+        if !names.insert(r.name.as_str()) {
+            problems.push((at("name"), format!("duplicate issuer name `{}`", r.name)));
+        }
+        if !iss_values.insert(r.issuer.as_str()) {
+            problems.push((
+                at("issuer"),
+                format!(
+                    "two issuers claim `iss` `{}`: a token could not tell which keys to use",
+                    r.issuer
+                ),
+            ));
+        }
+        if let Some(issuer) = compile_issuer(r, source, &at, problems) {
+            issuers.push(Arc::new(issuer));
+        }
+    }
+
+    if auth.max_token_bytes < 64 {
+        problems.push((
+            "auth.max_token_bytes".into(),
+            "must be at least 64 bytes".into(),
+        ));
+    }
+    if auth.token_cache_entries == 0 {
+        problems.push((
+            "auth.token_cache_entries".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if let Some(p) = &auth.token_query_param {
+        if p.is_empty() || p.contains(['&', '=', '#']) {
+            problems.push((
+                "auth.token_query_param".into(),
+                format!("`{p}` is not a query parameter name"),
+            ));
+        }
+    }
+
+    let api_keys = auth
+        .api_keys
+        .as_ref()
+        .and_then(|k| compile_api_keys(k, source, problems));
+
+    let client_ca_configured = raw
+        .listeners
+        .iter()
+        .any(|l| l.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()));
+    let routes = raw
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, route)| {
+            route.auth.as_ref().and_then(|a| {
+                compile_route_auth(
+                    i,
+                    &route.match_.path,
+                    a,
+                    &issuers,
+                    api_keys.is_some(),
+                    client_ca_configured,
+                    problems,
+                )
+                .map(Arc::new)
+            })
+        })
+        .collect();
+
+    AuthConfig {
+        issuers,
+        api_keys,
+        max_token_bytes: auth.max_token_bytes,
+        token_query_param: auth.token_query_param.clone(),
+        token_cache_entries: auth.token_cache_entries.max(1),
+        routes,
+    }
+}
+
+/// The algorithms an issuer may use: asymmetric only. An HMAC keyed by a public key is the
+/// classic algorithm-confusion attack, and `none` is no signature at all.
+const ALLOWED_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+fn compile_issuer(
+    r: &RawIssuer,
+    source: &str,
+    at: &dyn Fn(&str) -> String,
+    problems: &mut Vec<Problem>,
+) -> Option<IssuerConfig> {
+    let before = problems.len();
+    if r.issuer.is_empty() {
+        problems.push((at("issuer"), "the `iss` value must not be empty".into()));
+    }
+    let jwks_url = match r.jwks_url.parse::<http::Uri>() {
+        Ok(uri)
+            if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() =>
+        {
+            Some(uri)
+        }
+        _ => {
+            problems.push((
+                at("jwks_url"),
+                format!("`{}` is not an http:// or https:// URL", r.jwks_url),
+            ));
+            None
+        }
+    };
+    if r.audiences.is_empty() {
+        problems.push((
+            at("audiences"),
+            "list at least one audience: a token minted for another service must not be accepted here".into(),
+        ));
+    }
+    let mut algorithms = Vec::new();
+    for (j, name) in r.algorithms.iter().enumerate() {
+        match name.parse::<Algorithm>() {
+            Ok(alg) if ALLOWED_ALGORITHMS.contains(&name.as_str()) => algorithms.push(alg),
+            _ => problems.push((
+                at(&format!("algorithms[{j}]")),
+                format!(
+                    "`{name}` is not allowed: use one of {} (never `none` or an HMAC)",
+                    ALLOWED_ALGORITHMS.join(", ")
+                ),
+            )),
+        }
+    }
+    if r.algorithms.is_empty() {
+        problems.push((at("algorithms"), "list at least one algorithm".into()));
+    }
+    for (field, d) in [
+        ("jwks.ttl", r.jwks.ttl),
+        ("jwks.fetch_timeout", r.jwks.fetch_timeout),
+        ("jwks.max_stale", r.jwks.max_stale),
+        ("max_lifetime", r.max_lifetime),
+    ] {
+        if d.is_zero() {
+            problems.push((at(field), "must be longer than 0s".into()));
+        }
+    }
+    for (field, name) in [
+        ("claims.subject", &r.claims.subject),
+        ("claims.tenant", &r.claims.tenant),
+        ("claims.scopes", &r.claims.scopes),
+        ("claims.roles", &r.claims.roles),
+        ("claims.tier", &r.claims.tier),
+    ] {
+        if name.is_empty() {
+            problems.push((at(field), "a claim name must not be empty".into()));
+        }
+    }
+    let tls = match &r.jwks.ca_file {
+        Some(ca) => tls::root_store(&resolve(source, ca))
+            .and_then(|roots| tls::client_config(roots, None))
+            .map_err(|e| problems.push((at("jwks.ca_file"), e)))
+            .ok(),
+        None => None,
+    };
+    if problems.len() != before {
+        return None;
+    }
+    Some(IssuerConfig {
+        name: Arc::from(r.name.as_str()),
+        issuer: r.issuer.clone(),
+        jwks_url: jwks_url?,
+        audiences: r.audiences.clone(),
+        algorithms,
+        leeway_secs: secs(r.leeway),
+        max_lifetime_secs: secs(r.max_lifetime),
+        required_claims: r.required_claims.clone(),
+        claims: r.claims.clone(),
+        jwks: JwksSettings {
+            ttl: r.jwks.ttl,
+            refetch_cooldown: r.jwks.refetch_cooldown,
+            fetch_timeout: r.jwks.fetch_timeout,
+            max_stale: r.jwks.max_stale,
+            ca_file: r.jwks.ca_file.clone(),
+            tls,
+        },
+    })
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// A value that will travel in a header toward the upstream (X-User-Id, ...): no control
+/// characters, so it can never split or end a header.
+pub fn header_safe(value: &str) -> bool {
+    http::HeaderValue::from_str(value).is_ok()
+}
+
+fn compile_api_keys(
+    raw: &RawApiKeys,
+    source: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<ApiKeyStore> {
+    let before = problems.len();
+    let header = match HeaderName::from_bytes(raw.header.to_ascii_lowercase().as_bytes()) {
+        Ok(h) if h != http::header::AUTHORIZATION => Some(h),
+        _ => {
+            problems.push((
+                "auth.api_keys.header".into(),
+                format!(
+                    "`{}` cannot carry API keys: use a header name other than Authorization",
+                    raw.header
+                ),
+            ));
+            None
+        }
+    };
+    let mut entries: Vec<(String, RawApiKey)> = raw
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (format!("auth.api_keys.keys[{i}]"), k.clone()))
+        .collect();
+    if let Some(file) = &raw.file {
+        let path = resolve(source, file);
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+            .and_then(|text| {
+                serde_yaml_ng::from_str::<Vec<RawApiKey>>(&text).map_err(|e| {
+                    format!(
+                        "`{}` is not a sequence of keys (`- id: ..., sha256: ...`): {e}",
+                        path.display()
+                    )
+                })
+            });
+        match parsed {
+            Ok(keys) => entries.extend(keys.into_iter().enumerate().map(|(i, k)| {
+                (format!("auth.api_keys.file: {}: keys[{i}]", path.display()), k)
+            })),
+            Err(e) => problems.push(("auth.api_keys.file".into(), e)),
+        }
+    }
+    let mut store = ApiKeyStore::new(header.unwrap_or(HeaderName::from_static("x-api-key")));
+    let mut ids = HashSet::new();
+    for (at, k) in entries {
+        // A problem inside the key file is reported at `file`, naming the file and the entry.
+        let field = |f: &str| {
+            if at.starts_with("auth.api_keys.file") {
+                ("auth.api_keys.file".to_string(), format!("{at}.{f}: "))
+            } else {
+                (format!("{at}.{f}"), String::new())
+            }
+        };
+        let mut report = |f: &str, message: String| {
+            let (path, prefix) = field(f);
+            problems.push((path, format!("{prefix}{message}")));
+        };
+        if !ids.insert(k.id.clone()) {
+            report("id", format!("duplicate API key id `{}`", k.id));
+        }
+        let digest = match (&k.key, &k.sha256) {
+            (Some(key), None) if !key.is_empty() => Some(digest(key.as_bytes())),
+            (None, Some(hex)) => {
+                let d = parse_hex_digest(hex);
+                if d.is_none() {
+                    report("sha256", "expected 64 hex digits (a SHA-256)".into());
+                }
+                d
+            }
+            _ => {
+                report(
+                    "key",
+                    "give exactly one of `key` (clear text) or `sha256` (its digest)".into(),
+                );
+                None
+            }
+        };
+        let identity = Identity {
+            subject: k.subject.clone().unwrap_or_else(|| k.id.clone()),
+            tenant: k.tenant.clone(),
+            scopes: k.scopes.clone(),
+            roles: k.roles.clone(),
+            tier: k.tier.clone(),
+            key_id: Some(k.id.clone()),
+        };
+        let texts = std::iter::once(&identity.subject)
+            .chain(identity.tenant.iter())
+            .chain(identity.tier.iter())
+            .chain(identity.scopes.iter())
+            .chain(identity.roles.iter());
+        let mut safe = header_safe(&k.id);
+        for t in texts {
+            safe &= header_safe(t) && !t.is_empty();
+        }
+        if identity.scopes.iter().any(|s| s.contains(char::is_whitespace)) {
+            safe = false;
+        }
+        if !safe {
+            report(
+                "id",
+                "id, subject, tenant, tier, scopes and roles must be non-empty text without control characters (scopes without spaces)".into(),
+            );
+        }
+        if let Some(d) = digest {
+            if !store.insert(d, identity) {
+                report("key", format!("key `{}` is the same key as another entry", k.id));
+            }
+        }
+    }
+    (problems.len() == before).then_some(store)
+}
+
+fn compile_route_auth(
+    i: usize,
+    path: &str,
+    r: &RawRouteAuth,
+    issuers: &[Arc<IssuerConfig>],
+    api_keys: bool,
+    client_ca_configured: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<RouteAuth> {
+    let at = |f: &str| format!("routes[{i}].auth.{f}");
+    let before = problems.len();
+    let (accept_jwt, accept_api_key) = match &r.credentials {
+        None => (!issuers.is_empty(), api_keys),
+        Some(kinds) => {
+            let jwt = kinds.contains(&RawCredential::Jwt);
+            let key = kinds.contains(&RawCredential::ApiKey);
+            if jwt && issuers.is_empty() {
+                problems.push((
+                    at("credentials"),
+                    "accepts `jwt` but `auth.issuers` configures none".into(),
+                ));
+            }
+            if key && !api_keys {
+                problems.push((
+                    at("credentials"),
+                    "accepts `api_key` but `auth.api_keys` configures none".into(),
+                ));
+            }
+            (jwt, key)
+        }
+    };
+    if !accept_jwt && !accept_api_key && !r.client_cert {
+        problems.push((
+            format!("routes[{i}].auth"),
+            "the route requires credentials but none can be presented: configure `auth.issuers` or `auth.api_keys`, or require `client_cert`".into(),
+        ));
+    }
+    let mut route_issuers = Vec::new();
+    for (j, name) in r.issuers.iter().enumerate() {
+        match issuers.iter().find(|i| &*i.name == name) {
+            Some(issuer) => route_issuers.push(issuer.name.clone()),
+            None => problems.push((
+                at(&format!("issuers[{j}]")),
+                format!(
+                    "unknown issuer `{name}` (known: {})",
+                    if issuers.is_empty() {
+                        "none".to_string()
+                    } else {
+                        issuers
+                            .iter()
+                            .map(|i| &*i.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            )),
+        }
+    }
+    if r.client_cert && !client_ca_configured {
+        problems.push((
+            at("client_cert"),
+            "requires a client certificate, but no listener verifies them: set `client_ca_file` and `client_auth` in a listener's `tls`".into(),
+        ));
+    }
+    if r.optional
+        && (!r.scopes.is_empty() || !r.roles.is_empty() || r.tenant.is_some() || r.client_cert)
+    {
+        problems.push((
+            at("optional"),
+            "an optional identity cannot be required to have scopes, roles, a tenant or a client certificate".into(),
+        ));
+    }
+    let tenant = r.tenant.as_ref().and_then(|t| match (&t.path_param, &t.header) {
+        (Some(name), None) => {
+            let index = RoutePattern::parse(path).ok().and_then(|p| {
+                p.segments()
+                    .iter()
+                    .position(|s| matches!(s, Segment::Param(n) if **n == **name))
+            });
+            match index {
+                Some(index) => Some(TenantRule::PathSegment {
+                    name: name.clone(),
+                    index,
+                }),
+                None => {
+                    problems.push((
+                        at("tenant.path_param"),
+                        format!("the route's path `{path}` has no `{{{name}}}` segment"),
+                    ));
+                    None
+                }
+            }
+        }
+        (None, Some(header)) => match HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
+        {
+            Ok(h) => Some(TenantRule::Header(h)),
+            Err(_) => {
+                problems.push((
+                    at("tenant.header"),
+                    format!("`{header}` is not a valid header name"),
+                ));
+                None
+            }
+        },
+        _ => {
+            problems.push((
+                at("tenant"),
+                "give exactly one of `path_param` or `header`".into(),
+            ));
+            None
+        }
+    });
+    if problems.len() != before {
+        return None;
+    }
+    Some(RouteAuth {
+        optional: r.optional,
+        accept_jwt,
+        accept_api_key,
+        issuers: route_issuers,
+        scopes: r.scopes.clone(),
+        roles: r.roles.clone(),
+        tenant,
+        client_cert: r.client_cert,
+    })
+}
+
+/// Compiles a listener's `tls`: reads its certificates, keys and client CA bundle.
+pub fn compile_listener_tls(
+    raw: Option<&RawListenerTls>,
+    at: &str,
+    source: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Arc<ListenerTls>> {
+    let raw = raw?;
+    let before = problems.len();
+    if raw.certificates.is_empty() {
+        problems.push((
+            format!("{at}.certificates"),
+            "a TLS listener needs at least one certificate".into(),
+        ));
+    }
+    let client_roots = raw.client_ca_file.as_ref().and_then(|ca| {
+        tls::root_store(&resolve(source, ca))
+            .map(Arc::new)
+            .map_err(|e| problems.push((format!("{at}.client_ca_file"), e)))
+            .ok()
+    });
+    let mut entries = Vec::new();
+    let mut seen_hosts: HashMap<String, usize> = HashMap::new();
+    for (j, c) in raw.certificates.iter().enumerate() {
+        let field = |f: &str| format!("{at}.certificates[{j}].{f}");
+        let client_auth = c.client_auth.unwrap_or(raw.client_auth);
+        if client_auth != ClientAuth::None && raw.client_ca_file.is_none() {
+            problems.push((
+                field("client_auth"),
+                "client certificates need `client_ca_file` in the listener's `tls`".into(),
+            ));
+            continue;
+        }
+        if c.hosts.is_empty() {
+            problems.push((
+                field("hosts"),
+                "list the host names (SNI) this certificate answers".into(),
+            ));
+        }
+        for (k, host) in c.hosts.iter().enumerate() {
+            let host = host.to_ascii_lowercase();
+            if let Some(first) = seen_hosts.insert(host.clone(), j) {
+                problems.push((
+                    field(&format!("hosts[{k}]")),
+                    format!("`{host}` is already answered by certificates[{first}]"),
+                ));
+            }
+        }
+        let chain = tls::load_certs(&resolve(source, &c.cert_file))
+            .map_err(|e| problems.push((field("cert_file"), e)))
+            .ok();
+        let key = tls::load_key(&resolve(source, &c.key_file))
+            .map_err(|e| problems.push((field("key_file"), e)))
+            .ok();
+        if let (Some(chain), Some(key)) = (chain, key) {
+            match tls::server_config(chain, key, client_auth, client_roots.clone()) {
+                Ok(config) => entries.push(CertEntry {
+                    hosts: c.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    client_auth,
+                    config,
+                }),
+                Err(e) => problems.push((field("key_file"), e)),
+            }
+        }
+    }
+    (problems.len() == before && !entries.is_empty()).then(|| Arc::new(ListenerTls { entries }))
+}
+
+/// Compiles an upstream's `tls`.
+pub fn compile_upstream_tls(
+    raw: Option<&RawUpstreamTls>,
+    at: &str,
+    source: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<UpstreamTls> {
+    let raw = raw?;
+    let before = problems.len();
+    let roots = match &raw.ca_file {
+        Some(ca) => tls::root_store(&resolve(source, ca))
+            .map_err(|e| problems.push((format!("{at}.ca_file"), e)))
+            .ok(),
+        None => Some(tls::platform_roots()),
+    };
+    let client = match (&raw.client_cert_file, &raw.client_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let chain = tls::load_certs(&resolve(source, cert))
+                .map_err(|e| problems.push((format!("{at}.client_cert_file"), e)))
+                .ok();
+            let key = tls::load_key(&resolve(source, key))
+                .map_err(|e| problems.push((format!("{at}.client_key_file"), e)))
+                .ok();
+            chain.zip(key)
+        }
+        _ => {
+            problems.push((
+                format!("{at}.client_cert_file"),
+                "give both `client_cert_file` and `client_key_file`, or neither".into(),
+            ));
+            None
+        }
+    };
+    let server_name = raw.server_name.as_ref().and_then(|name| {
+        ServerName::try_from(name.clone())
+            .map_err(|_| {
+                problems.push((
+                    format!("{at}.server_name"),
+                    format!("`{name}` is not a DNS name or IP address"),
+                ))
+            })
+            .ok()
+    });
+    if problems.len() != before {
+        return None;
+    }
+    let config = tls::client_config(roots?, client)
+        .map_err(|e| problems.push((format!("{at}.client_key_file"), e)))
+        .ok()?;
+    Some(UpstreamTls {
+        config,
+        server_name,
+    })
+}

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod locate;
 pub mod ratelimit;
 pub mod raw;
+pub mod resilience;
 
 pub use check::{Diagnostic, load_file, load_str};
 pub use compiled::{CompiledRoute, RouteAction, Runtime, Upstream};

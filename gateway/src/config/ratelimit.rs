@@ -1,8 +1,787 @@
 //! Rate-limit configuration (`rate_limits:`): the store and the policies. Raw (serde) types, their
 //! compilation and their compiled forms live together here.
+//!
+//! A policy says how much (`algorithm`, `limit`, `period`, `burst`), per what (`key`: API key,
+//! subject, tenant, client IP, route, a header, or several of them together), where (`routes`,
+//! `tiers`) and what to do when the shared store is down (`on_store_error`). Every request is
+//! checked against every policy that selects it; all must admit it. See docs/ratelimit.md.
 
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+use crate::ratelimit::store::{MAX_EXACT, TICK_NANOS};
+use crate::ratelimit::{Algorithm, AnyLimiter, Quota};
+
+/// The default memory budget: keys (policy × subject) held at once before idle ones are evicted.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRateLimits {}
+pub struct RawRateLimits {
+    /// Where counters live unless a policy says otherwise: `memory` (default) or `redis`.
+    #[serde(default)]
+    pub store: StoreKind,
+    #[serde(default)]
+    pub memory: RawMemoryStore,
+    /// Required when any policy uses the Redis store.
+    #[serde(default)]
+    pub redis: Option<RawRedisStore>,
+    /// Peers (addresses or CIDR blocks) whose `client_ip_header` is believed; from anyone else the
+    /// client IP is the socket peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default = "default_client_ip_header")]
+    pub client_ip_header: String,
+    /// IPv6 clients are counted per prefix of this length (a host usually owns a whole /64).
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// The tier of a request whose identity names none (or that has no identity).
+    #[serde(default)]
+    pub default_tier: Option<String>,
+    /// Also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
+    #[serde(default)]
+    pub legacy_headers: bool,
+    #[serde(default)]
+    pub policies: Vec<RawPolicy>,
+}
+
+/// The same defaults as an empty `rate_limits:` section (a derived Default would leave the header
+/// name empty and the IPv6 prefix 0).
+impl Default for RawRateLimits {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::default(),
+            memory: RawMemoryStore::default(),
+            redis: None,
+            trusted_proxies: Vec::new(),
+            client_ip_header: default_client_ip_header(),
+            ipv6_prefix: default_ipv6_prefix(),
+            default_tier: None,
+            legacy_headers: false,
+            policies: Vec::new(),
+        }
+    }
+}
+
+fn default_client_ip_header() -> String {
+    "x-forwarded-for".into()
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+impl StoreKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Redis => "redis",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMemoryStore {
+    pub max_keys: usize,
+}
+
+impl Default for RawMemoryStore {
+    fn default() -> Self {
+        Self {
+            max_keys: DEFAULT_MAX_KEYS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedisStore {
+    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    pub url: String,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Longest wait for one decision (connecting included) before it counts as a store error.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive store errors that open the breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker answers with the fallback before one request probes Redis again.
+    #[serde(default = "default_breaker_cooldown", with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
+}
+
+fn default_key_prefix() -> String {
+    "gatehouse:rl:".into()
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_breaker_failures() -> u32 {
+    3
+}
+
+fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(1)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Stable name: the header's policy name, the metric label, part of every counter's key.
+    pub id: String,
+    pub algorithm: Algorithm,
+    /// Units admitted per `period`.
+    pub limit: u64,
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+    /// Bucket algorithms only: the most admitted at once (default: `limit`).
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// What a counter is per: one part or a list of parts.
+    pub key: RawKey,
+    /// Route names this policy applies to; empty means every request.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Tiers this policy applies to; empty means every tier.
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// When a key part is absent (no identity yet): count per client IP instead, or skip.
+    #[serde(default)]
+    pub when_missing: WhenMissing,
+    /// Units one request costs.
+    #[serde(default = "default_cost")]
+    pub cost: u64,
+    /// `memory` or `redis`; default: the section's `store`.
+    #[serde(default)]
+    pub store: Option<StoreKind>,
+    /// Redis policies: admit (`allow`) or refuse (`deny`) while the store cannot answer.
+    #[serde(default)]
+    pub on_store_error: Option<OnStoreError>,
+}
+
+fn default_cost() -> u64 {
+    1
+}
+
+/// `key: client_ip` or `key: [tenant, route]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawKey {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawKey {
+    fn parts(&self) -> Vec<&str> {
+        match self {
+            RawKey::One(s) => vec![s.as_str()],
+            RawKey::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenMissing {
+    #[default]
+    ClientIp,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    Allow,
+    Deny,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiled forms.
+
+/// The `rate_limits:` section as requests read it.
+#[derive(Debug, Default)]
+pub struct CompiledRateLimits {
+    pub policies: Vec<Arc<CompiledPolicy>>,
+    /// Policies per route name, in declaration order (those without `routes` included).
+    by_route: HashMap<Arc<str>, Box<[Arc<CompiledPolicy>]>>,
+    /// Policies without a `routes` filter: what a request without a route is checked against.
+    unrouted: Box<[Arc<CompiledPolicy>]>,
+    pub trusted_proxies: Vec<Cidr>,
+    pub client_ip_header: Option<HeaderName>,
+    pub ipv6_prefix: u8,
+    pub default_tier: Option<String>,
+    pub legacy_headers: bool,
+    pub max_keys: usize,
+    pub redis: Option<RedisConfig>,
+}
+
+impl CompiledRateLimits {
+    /// The policies that may apply to a request on `route` (tiers are checked per request).
+    pub fn policies_for(&self, route: Option<&str>) -> &[Arc<CompiledPolicy>] {
+        match route.and_then(|r| self.by_route.get(r)) {
+            Some(p) => p,
+            None => &self.unrouted,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub key_prefix: String,
+    pub timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    pub id: Arc<str>,
+    /// `id` plus a fingerprint of the definition: the counters' namespace. A reload that keeps
+    /// the definition keeps the counters; one that changes it starts them afresh.
+    pub store_key: Arc<str>,
+    pub algorithm: Algorithm,
+    /// The quota in nanoseconds, as written.
+    pub quota: Quota,
+    /// The same algorithm over store ticks (microseconds): what both stores run.
+    pub limiter: AnyLimiter,
+    pub key: Vec<KeyPart>,
+    pub tiers: Vec<String>,
+    pub when_missing: WhenMissing,
+    pub cost: u64,
+    pub store: StoreKind,
+    pub on_store_error: OnStoreError,
+    /// `q` of the `RateLimit-Policy` field: the units the policy grants per `w` seconds.
+    pub header_quota: u64,
+    pub header_window_secs: u64,
+    /// The policy's `RateLimit-Policy` member, rendered once: `"paid";q=100;w=6`.
+    pub policy_item: String,
+}
+
+impl CompiledPolicy {
+    pub fn applies_to_tier(&self, tier: Option<&str>) -> bool {
+        self.tiers.is_empty() || tier.is_some_and(|t| self.tiers.iter().any(|x| x == t))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The id of the API key that authenticated the request (`identity.key_id`).
+    ApiKey,
+    Subject,
+    Tenant,
+    ClientIp,
+    Route,
+    Header(HeaderName),
+}
+
+/// An address block: `10.0.0.0/8`, `::1/128`, or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then(|| Cidr {
+            network: mask(addr, prefix),
+            prefix,
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.network, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip,
+        };
+        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
+    }
+}
+
+/// `ip` with all but its first `prefix` bits cleared.
+pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
+type Problem = (String, String);
+
+/// Compiles the section; `routes` are the route names the config declares.
+pub fn compile(
+    raw: &RawRateLimits,
+    routes: &[&str],
+    problems: &mut Vec<Problem>,
+) -> CompiledRateLimits {
+    let at = |field: &str| format!("rate_limits.{field}");
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw.trusted_proxies.iter().enumerate() {
+        match Cidr::parse(text) {
+            Some(c) => trusted_proxies.push(c),
+            None => problems.push((
+                at(&format!("trusted_proxies[{i}]")),
+                format!("`{text}` is not an address or CIDR block (`10.0.0.0/8`, `::1`)"),
+            )),
+        }
+    }
+    let client_ip_header =
+        match HeaderName::from_bytes(raw.client_ip_header.to_ascii_lowercase().as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                problems.push((
+                    at("client_ip_header"),
+                    format!("`{}` is not a valid header name", raw.client_ip_header),
+                ));
+                None
+            }
+        };
+    if raw.ipv6_prefix == 0 || raw.ipv6_prefix > 128 {
+        problems.push((at("ipv6_prefix"), "must be between 1 and 128".into()));
+    }
+    if raw.memory.max_keys == 0 {
+        problems.push((at("memory.max_keys"), "must be at least 1".into()));
+    }
+    let redis = raw.redis.as_ref().and_then(|r| {
+        let before = problems.len();
+        if let Err(e) = redis::Client::open(r.url.as_str()) {
+            problems.push((
+                at("redis.url"),
+                format!("`{}` is not a Redis URL: {e}", r.url),
+            ));
+        }
+        if r.timeout.is_zero() {
+            problems.push((at("redis.timeout"), "must be above 0".into()));
+        }
+        if r.breaker_failures == 0 {
+            problems.push((at("redis.breaker_failures"), "must be at least 1".into()));
+        }
+        (problems.len() == before).then(|| RedisConfig {
+            url: r.url.clone(),
+            key_prefix: r.key_prefix.clone(),
+            timeout: r.timeout,
+            breaker_failures: r.breaker_failures,
+            breaker_cooldown: r.breaker_cooldown,
+        })
+    });
+
+    let known_routes: HashSet<&str> = routes.iter().copied().collect();
+    let mut ids = HashMap::new();
+    let mut policies = Vec::new();
+    for (i, p) in raw.policies.iter().enumerate() {
+        if let Some(first) = ids.insert(p.id.as_str(), i) {
+            problems.push((
+                at(&format!("policies[{i}].id")),
+                format!(
+                    "duplicate policy id `{}` (first used by rate_limits.policies[{first}])",
+                    p.id
+                ),
+            ));
+        }
+        if let Some(policy) = compile_policy(i, p, raw, &known_routes, problems) {
+            policies.push(Arc::new(policy));
+        }
+    }
+
+    let unrouted: Box<[_]> = policies
+        .iter()
+        .filter(|p| raw_routes(raw, &p.id).is_empty())
+        .cloned()
+        .collect();
+    let mut by_route = HashMap::new();
+    for route in routes {
+        let list: Box<[_]> = policies
+            .iter()
+            .filter(|p| {
+                let r = raw_routes(raw, &p.id);
+                r.is_empty() || r.iter().any(|x| x == route)
+            })
+            .cloned()
+            .collect();
+        by_route.insert(Arc::from(*route), list);
+    }
+    CompiledRateLimits {
+        policies,
+        by_route,
+        unrouted,
+        trusted_proxies,
+        client_ip_header,
+        ipv6_prefix: raw.ipv6_prefix,
+        default_tier: raw.default_tier.clone(),
+        legacy_headers: raw.legacy_headers,
+        max_keys: raw.memory.max_keys.max(1),
+        redis,
+    }
+}
+
+fn raw_routes<'a>(raw: &'a RawRateLimits, id: &str) -> &'a [String] {
+    raw.policies
+        .iter()
+        .find(|p| p.id == id)
+        .map_or(&[], |p| p.routes.as_slice())
+}
+
+fn compile_policy(
+    i: usize,
+    p: &RawPolicy,
+    raw: &RawRateLimits,
+    routes: &HashSet<&str>,
+    problems: &mut Vec<Problem>,
+) -> Option<CompiledPolicy> {
+    let at = |field: &str| format!("rate_limits.policies[{i}].{field}");
+    let before = problems.len();
+    if p.id.is_empty()
+        || !p
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        problems.push((
+            at("id"),
+            format!(
+                "`{}` must be a non-empty word of letters, digits, `-`, `_` or `.`",
+                p.id
+            ),
+        ));
+    }
+    if p.limit == 0 {
+        problems.push((at("limit"), "must be at least 1".into()));
+    }
+    let bucket = matches!(p.algorithm, Algorithm::TokenBucket | Algorithm::Gcra);
+    match p.burst {
+        Some(0) => problems.push((at("burst"), "must be at least 1".into())),
+        Some(_) if !bucket => problems.push((
+            at("burst"),
+            format!(
+                "`{}` ignores burst: only token-bucket and gcra admit bursts; leave it out",
+                p.algorithm
+            ),
+        )),
+        _ => {}
+    }
+    let period_nanos = u64::try_from(p.period.as_nanos()).unwrap_or(u64::MAX);
+    if period_nanos < 1_000_000 || period_nanos % TICK_NANOS != 0 {
+        problems.push((
+            at("period"),
+            "must be at least 1ms, in whole microseconds".into(),
+        ));
+    }
+    let capacity = if bucket {
+        p.burst.unwrap_or(p.limit)
+    } else {
+        p.limit
+    };
+    if p.cost == 0 {
+        problems.push((at("cost"), "must be at least 1".into()));
+    } else if p.cost > capacity && capacity > 0 {
+        problems.push((
+            at("cost"),
+            format!("{} is more than the policy ever admits at once ({capacity}): every request would be refused", p.cost),
+        ));
+    }
+    let store = p.store.unwrap_or(raw.store);
+    let on_store_error = match (store, p.on_store_error) {
+        (_, Some(o)) => o,
+        (StoreKind::Memory, None) => OnStoreError::Allow,
+        (StoreKind::Redis, None) => {
+            problems.push((
+                at("on_store_error"),
+                "a Redis-backed policy must say what happens while Redis cannot answer: `allow` or `deny`".into(),
+            ));
+            OnStoreError::Allow
+        }
+    };
+    if store == StoreKind::Redis && raw.redis.is_none() {
+        problems.push((
+            at("store"),
+            "this policy uses Redis but `rate_limits.redis` is not configured".into(),
+        ));
+    }
+    let mut key = Vec::new();
+    for (j, part) in p.key.parts().into_iter().enumerate() {
+        let field = match &p.key {
+            RawKey::One(_) => at("key"),
+            RawKey::Many(_) => at(&format!("key[{j}]")),
+        };
+        let parsed = match part {
+            "api_key" => Some(KeyPart::ApiKey),
+            "subject" => Some(KeyPart::Subject),
+            "tenant" => Some(KeyPart::Tenant),
+            "client_ip" => Some(KeyPart::ClientIp),
+            "route" => Some(KeyPart::Route),
+            other => other.strip_prefix("header:").and_then(|h| {
+                HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes())
+                    .ok()
+                    .map(KeyPart::Header)
+            }),
+        };
+        match parsed {
+            Some(k) if !key.contains(&k) => key.push(k),
+            Some(_) => problems.push((field, format!("`{part}` is listed twice"))),
+            None => problems.push((
+                field,
+                format!(
+                    "`{part}` is not a key: expected api_key, subject, tenant, client_ip, route or header:<name>"
+                ),
+            )),
+        }
+    }
+    if matches!(&p.key, RawKey::Many(v) if v.is_empty()) {
+        problems.push((at("key"), "list at least one key part".into()));
+    }
+    for (j, r) in p.routes.iter().enumerate() {
+        if !routes.contains(r.as_str()) {
+            let mut known: Vec<&str> = routes.iter().copied().collect();
+            known.sort_unstable();
+            problems.push((
+                at(&format!("routes[{j}]")),
+                format!("unknown route `{r}` (known: {})", known.join(", ")),
+            ));
+        }
+    }
+
+    let burst = if bucket {
+        p.burst.unwrap_or(p.limit)
+    } else {
+        p.limit
+    };
+    let quota = Quota {
+        limit: p.limit,
+        period_nanos,
+        burst,
+    };
+    let ticks = Quota {
+        limit: p.limit,
+        period_nanos: period_nanos / TICK_NANOS,
+        burst,
+    };
+    if store == StoreKind::Redis && problems.len() == before {
+        // Redis runs the algorithms in Lua, whose numbers are doubles: every product the
+        // algorithms form must stay an exact integer.
+        let t = ticks.emission_interval_nanos();
+        let spans = [
+            u128::from(ticks.limit) * u128::from(ticks.period_nanos),
+            u128::from(ticks.burst) * u128::from(t),
+            u128::from(p.cost) * u128::from(t),
+        ];
+        if spans.iter().any(|&s| s > u128::from(MAX_EXACT)) {
+            problems.push((
+                at("limit"),
+                "too large for the Redis store: limit × period (in microseconds) must stay below 2^50; use a shorter period or the memory store".into(),
+            ));
+        }
+    }
+    if problems.len() != before {
+        return None;
+    }
+    let (header_quota, window_nanos) = if bucket {
+        // What a bucket really grants: `burst` at once, refilled in `burst · T`.
+        (burst, burst.saturating_mul(quota.emission_interval_nanos()))
+    } else {
+        (p.limit, period_nanos)
+    };
+    let header_window_secs = window_nanos.div_ceil(1_000_000_000).max(1);
+    let fingerprint = fingerprint(&format!(
+        "{}|{}|{}|{}|{:?}",
+        p.algorithm, p.limit, period_nanos, burst, key
+    ));
+    Some(CompiledPolicy {
+        id: Arc::from(p.id.as_str()),
+        store_key: Arc::from(format!("{}:{fingerprint:08x}", p.id)),
+        algorithm: p.algorithm,
+        quota,
+        limiter: AnyLimiter::new(p.algorithm, ticks),
+        key,
+        tiers: p.tiers.clone(),
+        when_missing: p.when_missing,
+        cost: p.cost,
+        store,
+        on_store_error,
+        header_quota,
+        header_window_secs,
+        policy_item: format!("\"{}\";q={header_quota};w={header_window_secs}", p.id),
+    })
+}
+
+/// FNV-1a, folded to 32 bits: names a policy's definition inside its counters' keys.
+fn fingerprint(text: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash ^ (hash >> 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::Limiter;
+
+    fn compile_yaml(yaml: &str, routes: &[&str]) -> Result<CompiledRateLimits, Vec<Problem>> {
+        let raw: RawRateLimits = serde_yaml_ng::from_str(yaml).expect("schema");
+        let mut problems = Vec::new();
+        let compiled = compile(&raw, routes, &mut problems);
+        if problems.is_empty() {
+            Ok(compiled)
+        } else {
+            Err(problems)
+        }
+    }
+
+    #[test]
+    fn the_paid_tier_is_one_token_bucket_with_honest_header_numbers() {
+        let c = compile_yaml(
+            "policies:\n  - {id: paid, algorithm: token-bucket, limit: 1000, period: 1m, burst: 100, key: api_key, tiers: [paid]}\n",
+            &["users"],
+        )
+        .expect("valid");
+        let p = &c.policies[0];
+        assert_eq!(p.quota, Quota::per_minute(1_000).with_burst(100));
+        assert_eq!(
+            p.limiter.quota().period_nanos,
+            60_000_000,
+            "ticks are microseconds"
+        );
+        // 100 at once, refilled in 100 × 60 ms = 6 s.
+        assert_eq!(p.policy_item, "\"paid\";q=100;w=6");
+        assert!(p.applies_to_tier(Some("paid")));
+        assert!(!p.applies_to_tier(Some("free")));
+        assert!(!p.applies_to_tier(None));
+        assert_eq!(c.policies_for(Some("users")).len(), 1);
+        assert_eq!(c.policies_for(None).len(), 1);
+    }
+
+    #[test]
+    fn route_filters_select_policies_per_route() {
+        let c = compile_yaml(
+            "policies:\n  - {id: a, algorithm: fixed-window, limit: 5, period: 1s, key: client_ip, routes: [users]}\n  - {id: b, algorithm: gcra, limit: 5, period: 1s, key: [tenant, route]}\n",
+            &["users", "admin"],
+        )
+        .expect("valid");
+        let ids = |r| {
+            c.policies_for(r)
+                .iter()
+                .map(|p| p.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(Some("users")), ["a", "b"]);
+        assert_eq!(ids(Some("admin")), ["b"]);
+        assert_eq!(ids(None), ["b"]);
+        assert_eq!(c.policies[1].key, [KeyPart::Tenant, KeyPart::Route]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let problems = compile_yaml(
+            "store: redis\ntrusted_proxies: [10.0.0.0/33]\npolicies:\n  - {id: a, algorithm: fixed-window, limit: 0, period: 0s, burst: 5, key: [nope], routes: [ghost], cost: 0}\n  - {id: a, algorithm: gcra, limit: 1, period: 1s, key: header:x-api-key}\n",
+            &["users"],
+        )
+        .expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "rate_limits.trusted_proxies[0]",
+                "rate_limits.policies[0].limit",
+                "rate_limits.policies[0].burst",
+                "rate_limits.policies[0].period",
+                "rate_limits.policies[0].cost",
+                "rate_limits.policies[0].on_store_error",
+                "rate_limits.policies[0].store",
+                "rate_limits.policies[0].key[0]",
+                "rate_limits.policies[0].routes[0]",
+                "rate_limits.policies[1].id",
+                "rate_limits.policies[1].on_store_error",
+                "rate_limits.policies[1].store",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_definition_gets_a_new_counter_namespace_and_an_unchanged_one_keeps_it() {
+        let key = |yaml: &str| {
+            compile_yaml(yaml, &[]).expect("valid").policies[0]
+                .store_key
+                .to_string()
+        };
+        let a = key("policies: [{id: p, algorithm: gcra, limit: 5, period: 1s, key: client_ip}]");
+        let same = key(
+            "policies: [{id: p, algorithm: gcra, limit: 5, period: 1s, key: client_ip, tiers: [x]}]",
+        );
+        let changed =
+            key("policies: [{id: p, algorithm: gcra, limit: 6, period: 1s, key: client_ip}]");
+        assert_eq!(
+            a, same,
+            "tiers and routes select requests; they do not change counters"
+        );
+        assert_ne!(a, changed);
+        assert!(a.starts_with("p:"));
+    }
+
+    #[test]
+    fn redis_policies_must_fit_exact_lua_arithmetic() {
+        let problems = compile_yaml(
+            "redis: {url: redis://127.0.0.1:1}\npolicies: [{id: p, algorithm: sliding-window-counter, limit: 100000000, period: 365d, key: client_ip, store: redis, on_store_error: allow}]",
+            &[],
+        )
+        .expect_err("too large");
+        assert_eq!(problems[0].0, "rate_limits.policies[0].limit");
+    }
+
+    #[test]
+    fn cidr_blocks_contain_what_they_should() {
+        let c = Cidr::parse("10.1.0.0/16").expect("cidr");
+        assert!(c.contains("10.1.200.3".parse().expect("ip")));
+        assert!(!c.contains("10.2.0.1".parse().expect("ip")));
+        assert!(c.contains("::ffff:10.1.0.9".parse().expect("ip")));
+        let one = Cidr::parse("::1").expect("cidr");
+        assert!(one.contains("::1".parse().expect("ip")));
+        assert!(!one.contains("::2".parse().expect("ip")));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert_eq!(
+            mask("2001:db8:1:2:3:4:5:6".parse().expect("ip"), 64),
+            "2001:db8:1:2::".parse::<IpAddr>().expect("ip")
+        );
+    }
+}

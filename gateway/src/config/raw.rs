@@ -43,6 +43,9 @@ pub struct RawListener {
     pub name: String,
     /// `host:port`; port 0 asks the OS for a free one.
     pub address: String,
+    /// Terminate TLS on this listener (config/identity.rs).
+    #[serde(default)]
+    pub tls: Option<super::identity::RawListenerTls>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +140,22 @@ pub struct RawUpstream {
     /// Time allowed until the upstream's response head arrives.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Connect to the instances with TLS (config/identity.rs).
+    #[serde(default)]
+    pub tls: Option<super::identity::RawUpstreamTls>,
+    /// All tries together, backoff included (config/resilience.rs, as are the fields below).
+    #[serde(default, with = "humantime_serde")]
+    pub total_timeout: Option<Duration>,
+    #[serde(default)]
+    pub load_balancing: Option<super::resilience::RawLoadBalancing>,
+    #[serde(default)]
+    pub health_check: Option<super::resilience::RawHealthCheck>,
+    #[serde(default)]
+    pub outlier_ejection: Option<super::resilience::RawOutlierEjection>,
+    #[serde(default)]
+    pub circuit_breaker: Option<super::resilience::RawCircuitBreaker>,
+    #[serde(default)]
+    pub retries: Option<super::resilience::RawRetries>,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -197,6 +216,12 @@ pub struct RawRoute {
     /// Who may call this route (config/identity.rs); absent means public.
     #[serde(default)]
     pub auth: Option<super::identity::RawRouteAuth>,
+    /// Pass WebSocket upgrades through to the upstream (config/resilience.rs).
+    #[serde(default)]
+    pub websocket: bool,
+    /// `Deprecation` / `Sunset` headers on every response (config/resilience.rs).
+    #[serde(default)]
+    pub deprecation: Option<super::resilience::RawDeprecation>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,6 +56,8 @@
 
 mod any;
 mod fixed_window;
+pub mod metrics;
+pub mod store;
 mod gcra;
 mod sliding_log;
 mod sliding_window_counter;

@@ -1,8 +1,366 @@
-//! `authn`: establishes who is calling. JWT, API keys and client certificates arrive with the
-//! identity issue; until then no route demands an identity, so every request passes anonymous.
+//! `authn`: establishes who is calling, for routes whose config has `auth`. Public routes pass
+//! untouched.
+//!
+//! Credentials are a bearer JWT (the `Authorization` header, or a configured query parameter)
+//! or an API key (a configured header), as the route accepts; a route may also require a
+//! verified client certificate. Exactly one credential: two `Authorization` headers, a token in
+//! both header and query, or a token and an API key together are refused, never "first one
+//! wins". A credential that was used is removed before forwarding; identity headers are then
+//! set by `mutate_request` from the verified identity only.
+//!
+//! Every refusal is a 401 with `WWW-Authenticate` (RFC 6750 §3) and a stable reason token;
+//! `client-cert-required` is a 403, since no header the client could add would help.
 
-use crate::pipeline::{RequestContext, StageResult};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
 
-pub fn run(_cx: &mut RequestContext) -> StageResult {
+use crate::config::identity::{AuthConfig, RouteAuth};
+use crate::config::{CompiledRoute, Runtime};
+use crate::identity::tls::TlsInfo;
+use crate::identity::jwt::{self, Failure};
+use crate::identity::token_cache::{self, CachedToken};
+use crate::pipeline::{Identity, RequestContext, StageId, StageResult};
+use crate::rejection::Rejection;
+use crate::server::GatewayState;
+
+const STAGE: StageId = StageId::Authn;
+
+/// Where a bearer token came from, so it can be removed before forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenSource {
+    Header,
+    Query,
+}
+
+enum Credential {
+    Bearer(String, TokenSource),
+    ApiKey(HeaderValue),
+}
+
+pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
+    let runtime = cx.runtime.clone();
+    let tls = cx.tls.clone();
+    if let Some(identity) = authenticate(
+        state,
+        &runtime,
+        cx.route.as_deref(),
+        tls.as_deref(),
+        &mut cx.parts,
+    )
+    .await?
+    {
+        cx.identity = Some(identity);
+    }
     Ok(())
+}
+
+/// The stage on explicit inputs: the identity the request proves for `route` (`None` for a
+/// public route, or an anonymous request to an optional one). The credential that was used is
+/// removed from `parts`.
+pub async fn authenticate(
+    state: &GatewayState,
+    runtime: &Runtime,
+    route: Option<&CompiledRoute>,
+    tls: Option<&TlsInfo>,
+    parts: &mut Parts,
+) -> Result<Option<Identity>, Rejection> {
+    let Some(route) = route else {
+        return Ok(None);
+    };
+    let auth = &runtime.auth;
+    let Some(rules) = auth.route(route) else {
+        return Ok(None);
+    };
+
+    if rules.client_cert && !tls.is_some_and(|t| t.client_cert) {
+        return Err(Rejection::new(
+            STAGE,
+            StatusCode::FORBIDDEN,
+            "client-cert-required",
+            "this route requires a verified client certificate",
+        ));
+    }
+
+    let credential = credential(parts, auth, rules).map_err(|f| refuse(rules, auth, f))?;
+    let identity = match credential {
+        None if rules.optional || (!rules.accept_jwt && !rules.accept_api_key) => return Ok(None),
+        None => {
+            return Err(refuse(
+                rules,
+                auth,
+                Failure::new("missing-credentials", "this route requires credentials"),
+            ));
+        }
+        Some(Credential::Bearer(token, source)) => {
+            let identity = verify_bearer(state, auth, rules, &token)
+                .await
+                .map_err(|f| refuse(rules, auth, f))?;
+            match source {
+                TokenSource::Header => {
+                    parts.headers.remove(header::AUTHORIZATION);
+                }
+                TokenSource::Query => remove_query_param(parts, auth),
+            }
+            identity
+        }
+        Some(Credential::ApiKey(value)) => {
+            let store = auth.api_keys.as_ref().ok_or_else(|| {
+                refuse(
+                    rules,
+                    auth,
+                    Failure::new("invalid-api-key", "API keys are not configured"),
+                )
+            })?;
+            let identity = store.lookup(value.as_bytes()).ok_or_else(|| {
+                refuse(
+                    rules,
+                    auth,
+                    Failure::new("invalid-api-key", "the API key is not valid"),
+                )
+            })?;
+            parts.headers.remove(&store.header);
+            (*identity).clone()
+        }
+    };
+    Ok(Some(identity))
+}
+
+/// The one credential the request carries among those the route accepts.
+fn credential(
+    parts: &Parts,
+    auth: &AuthConfig,
+    rules: &RouteAuth,
+) -> Result<Option<Credential>, Failure> {
+    let duplicate = |detail: &'static str| Failure::new("duplicate-credentials", detail);
+    let mut found: Vec<Credential> = Vec::new();
+    if rules.accept_jwt {
+        let mut headers = parts.headers.get_all(header::AUTHORIZATION).iter();
+        if let Some(value) = headers.next() {
+            if headers.next().is_some() {
+                return Err(duplicate("the request carries more than one Authorization header"));
+            }
+            found.push(Credential::Bearer(bearer(value)?, TokenSource::Header));
+        }
+        if let Some(param) = &auth.token_query_param {
+            let mut tokens = query_values(parts.uri.query(), param);
+            if let Some(token) = tokens.next() {
+                if tokens.next().is_some() {
+                    return Err(duplicate("the query carries the token parameter more than once"));
+                }
+                found.push(Credential::Bearer(token.to_string(), TokenSource::Query));
+            }
+        }
+    }
+    if rules.accept_api_key {
+        if let Some(store) = &auth.api_keys {
+            let mut values = parts.headers.get_all(&store.header).iter();
+            if let Some(value) = values.next() {
+                if values.next().is_some() {
+                    return Err(duplicate("the request carries more than one API key"));
+                }
+                found.push(Credential::ApiKey(value.clone()));
+            }
+        }
+    }
+    if found.len() > 1 {
+        return Err(duplicate(
+            "the request carries more than one credential; send exactly one",
+        ));
+    }
+    Ok(found.pop())
+}
+
+/// `Bearer <token68>`, the scheme compared case-insensitively (RFC 9110 §11.1).
+fn bearer(value: &HeaderValue) -> Result<String, Failure> {
+    let text = value
+        .to_str()
+        .map_err(|_| Failure::new("malformed-token", "the Authorization header is not text"))?;
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Failure::new(
+            "unsupported-auth-scheme",
+            "only the Bearer scheme is accepted",
+        ));
+    }
+    let token = rest.trim_start_matches(' ');
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    if token.is_empty() || !token.bytes().all(token68) {
+        return Err(Failure::new(
+            "malformed-token",
+            "the bearer token is empty or not a token68",
+        ));
+    }
+    Ok(token.to_string())
+}
+
+fn query_values<'q>(query: Option<&'q str>, name: &'q str) -> impl Iterator<Item = &'q str> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(move |pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+}
+
+/// Removes the token parameter from the query, so the upstream never sees it.
+fn remove_query_param(parts: &mut Parts, auth: &AuthConfig) {
+    let (Some(param), Some(query)) = (&auth.token_query_param, parts.uri.query()) else {
+        return;
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != param)
+        .collect();
+    let mut path_and_query = parts.uri.path().to_string();
+    if !kept.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(&kept.join("&"));
+    }
+    let mut uri = parts.uri.clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        uri.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(uri) {
+            parts.uri = uri;
+        }
+    }
+}
+
+/// Verifies a bearer JWT, from the verified-token cache when it can.
+pub async fn verify_bearer(
+    state: &GatewayState,
+    auth: &AuthConfig,
+    rules: &RouteAuth,
+    token: &str,
+) -> Result<Identity, Failure> {
+    if token.len() > auth.max_token_bytes {
+        return Err(Failure::new(
+            "token-too-large",
+            format!("the token exceeds {} bytes", auth.max_token_bytes),
+        ));
+    }
+    let now = i64::try_from(state.clock.unix_millis() / 1000).unwrap_or(i64::MAX);
+    let digest = token_cache::digest(token.as_bytes());
+    let metrics = &state.sinks.metrics.identity;
+    if let Some(hit) = state.identity.tokens.get(&digest) {
+        let current = auth.issuer_named(&hit.issuer.name);
+        if current.is_some_and(|issuer| hit.still_valid(issuer, now)) {
+            if !rules.accepts_issuer(&hit.issuer.name) {
+                return Err(issuer_not_accepted());
+            }
+            metrics.token_cache_hits.inc();
+            return Ok(hit.identity.clone());
+        }
+        state.identity.tokens.remove(&digest);
+    }
+    metrics.token_cache_misses.inc();
+
+    let parsed = jwt::parse(token)?;
+    let issuer = match parsed.claims.get("iss") {
+        Some(serde_json::Value::String(iss)) => auth.issuer_for(iss).ok_or_else(|| {
+            Failure::new(
+                "wrong-issuer",
+                "the token was not issued by a trusted issuer",
+            )
+        })?,
+        _ => return Err(Failure::new("missing-claim", "the token names no issuer (`iss`)")),
+    };
+    if !rules.accepts_issuer(&issuer.name) {
+        return Err(issuer_not_accepted());
+    }
+    if !issuer.algorithms.contains(&parsed.alg) {
+        return Err(Failure::new(
+            "algorithm-not-allowed",
+            "the token's algorithm is not allowed for its issuer",
+        ));
+    }
+    let jwks = state.identity.jwks_for(issuer);
+    let Some(mut keys) = jwks.current() else {
+        jwks.kick();
+        return Err(Failure::new(
+            "keys-unavailable",
+            "the issuer's signing keys are not available yet",
+        ));
+    };
+    let kid = parsed.kid.as_deref();
+    let key = match keys.find(kid) {
+        Some(key) => key.clone(),
+        None if kid.is_none() => {
+            return Err(Failure::new(
+                "unknown-kid",
+                "the token names no key (`kid`) and the issuer publishes several",
+            ));
+        }
+        None => {
+            // Whatever the refetch did, look again: keys may have arrived by another path.
+            jwks.refetch_for_unknown_kid(keys.generation).await;
+            if let Some(fresh) = jwks.current() {
+                keys = fresh;
+            }
+            keys.find(kid).cloned().ok_or_else(|| {
+                Failure::new(
+                    "unknown-kid",
+                    "the token's key (`kid`) is not among the issuer's keys",
+                )
+            })?
+        }
+    };
+    jwt::verify_signature(&parsed, &key)?;
+    let exp = jwt::validate_claims(&parsed.claims, issuer, now)?;
+    let identity = jwt::identity(&parsed.claims, issuer, kid)?;
+    state.identity.tokens.insert(
+        digest,
+        CachedToken {
+            identity: identity.clone(),
+            issuer: issuer.clone(),
+            jwks,
+            key,
+            exp,
+        },
+        now,
+    );
+    Ok(identity)
+}
+
+fn issuer_not_accepted() -> Failure {
+    Failure::new(
+        "wrong-issuer",
+        "tokens of this issuer are not accepted on this route",
+    )
+}
+
+/// The 401 for a refused credential, with the challenge for what the route accepts.
+fn refuse(rules: &RouteAuth, auth: &AuthConfig, failure: Failure) -> Rejection {
+    let challenge = challenge(rules, auth, failure.reason);
+    let rejection = Rejection::new(STAGE, StatusCode::UNAUTHORIZED, failure.reason, failure.detail);
+    match HeaderValue::from_str(&challenge) {
+        Ok(v) => rejection.with_header(header::WWW_AUTHENTICATE, v),
+        Err(_) => rejection,
+    }
+}
+
+fn challenge(rules: &RouteAuth, auth: &AuthConfig, reason: &'static str) -> String {
+    let error = match reason {
+        // RFC 6750 §3.1: no error code when the request had no credentials at all.
+        "missing-credentials" => None,
+        "duplicate-credentials" | "unsupported-auth-scheme" => Some("invalid_request"),
+        _ => Some("invalid_token"),
+    };
+    let mut out = if rules.accept_jwt || !rules.accept_api_key {
+        String::from("Bearer realm=\"gatehouse\"")
+    } else {
+        let header = auth
+            .api_keys
+            .as_ref()
+            .map_or("x-api-key", |k| k.header.as_str());
+        format!("ApiKey realm=\"gatehouse\", header=\"{header}\"")
+    };
+    if let Some(error) = error {
+        out.push_str(", error=\"");
+        out.push_str(error);
+        out.push_str("\", error_description=\"");
+        out.push_str(reason);
+        out.push('"');
+    }
+    out
 }

@@ -19,16 +19,30 @@ use crate::config::compiled::Upstream;
 use crate::pipeline::{RequestContext, StageId};
 use crate::rejection::Rejection;
 
+mod attempt;
+pub mod websocket;
+
 const STAGE: StageId = StageId::Forward;
 
-pub type UpstreamClient = Client<HttpConnector, UpstreamRequestBody>;
+pub type UpstreamClient =
+    Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamRequestBody>;
 
 /// One pooled client per upstream, so each keeps its own connect timeout and its own pool.
-pub fn new_client(connect_timeout: std::time::Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
+/// With `tls`, connections are TLS (verified against the upstream's CA, with its client
+/// certificate if configured); the request URI's scheme (`Upstream::scheme`) selects it.
+pub fn new_client(
+    connect_timeout: std::time::Duration,
+    tls: Option<crate::config::identity::UpstreamTls>,
+) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    // The https connector wraps this one; it refuses `http` URIs only when asked to.
+    http.enforce_http(false);
+    let connector = match tls {
+        Some(tls) => crate::identity::tls::https_connector(http, Some(tls.config), tls.server_name),
+        None => crate::identity::tls::https_connector(http, None, None),
+    };
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(std::time::Duration::from_secs(60))
@@ -44,22 +58,8 @@ pub async fn run(cx: &mut RequestContext) -> Result<Response<Incoming>, Rejectio
         },
         _ => return Err(internal("no upstream instance was picked")),
     };
-    let request = build_request(cx, &upstream, address)?;
-    let limit = cx.route.as_ref().map_or(u64::MAX, |r| r.max_body_bytes);
-    let (parts, body) = request.into_parts();
-    let body = UpstreamRequestBody::new(body, limit, cx.bytes_in.clone());
-    let request = Request::from_parts(parts, body);
-
-    match tokio::time::timeout(upstream.request_timeout, upstream.client.request(request)).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(error)) => Err(classify(&error, limit)),
-        Err(_) => Err(Rejection::new(
-            STAGE,
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream-timeout",
-            "the upstream did not answer in time",
-        )),
-    }
+    // Per-try and total timeouts, retries, outcomes fed to breaker and ejection: attempt.rs.
+    attempt::run(cx, upstream, address).await
 }
 
 fn build_request(
@@ -80,7 +80,7 @@ fn build_request(
         path_and_query.push_str(query);
     }
     let uri = http::Uri::builder()
-        .scheme("http")
+        .scheme(upstream.scheme.clone())
         .authority(instance.authority.clone())
         .path_and_query(path_and_query)
         .build()

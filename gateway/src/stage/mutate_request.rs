@@ -36,6 +36,8 @@ static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 static X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
 
 pub fn run(cx: &mut RequestContext) -> StageResult {
+    // Read before the hop-by-hop headers go: a WebSocket upgrade the route allows.
+    let upgrade = crate::stage::forward::websocket::requested(cx);
     let headers = &mut cx.parts.headers;
     remove_hop_by_hop(headers);
     for name in &cx.runtime.internal_headers {
@@ -85,6 +87,11 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
         if let Some(rewrite) = &route.rewrite {
             cx.upstream_path = Some(rewrite.apply(&cx.normalized_path));
         }
+    }
+    if let Some(upgrade) = upgrade {
+        // Hop-by-hop, removed above like every other; put back on purpose for this route.
+        crate::stage::forward::websocket::restore_request(&mut cx.parts.headers, &upgrade);
+        cx.resilience.upgrade = Some(upgrade);
     }
     Ok(())
 }

@@ -22,8 +22,16 @@ pub fn run(
     preflight: bool,
     response: &mut Response<ResponseBody>,
 ) {
+    let switched = crate::stage::forward::websocket::switching(cx, response);
     let headers = response.headers_mut();
     remove_hop_by_hop(headers);
+    if let Some(upgrade) = switched {
+        // A WebSocket upgrade the route allows: the 101 needs its hop-by-hop headers back.
+        crate::stage::forward::websocket::restore_response(headers, upgrade);
+    }
+    if let Some(deprecation) = cx.route.as_ref().and_then(|r| r.deprecation.as_ref()) {
+        deprecation.apply(headers);
+    }
     headers.remove(header::SERVER);
     headers.remove(&X_POWERED_BY);
     for name in &cx.runtime.internal_headers {

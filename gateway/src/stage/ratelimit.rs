@@ -1,8 +1,479 @@
-//! `ratelimit`: admits or refuses a request against the policies that apply to it. Policies
-//! arrive with the rate-limit issue; until then every request is admitted.
+//! `ratelimit`: admits or refuses a request against every policy that selects it (by route and
+//! tier), each counting per its key (API key, subject, tenant, client IP, route, a header).
+//!
+//! All selected policies must admit the request, and they are decided all-or-nothing per store:
+//! when one refuses, the others are not charged. Redis policies are decided first (one round
+//! trip for all of them); memory policies only if Redis admitted. The tightest policy — the
+//! refusing one with the longest wait, else the one with the least remaining — sets the
+//! `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-11) that every
+//! answer carries, admitted or refused, and the record's `limit`. A refusal is a 429
+//! `quota-exceeded` with `Retry-After` in whole seconds, rounded up, never 0.
+//!
+//! When Redis cannot answer, each Redis policy takes its `on_store_error`: `allow` admits
+//! (counted in `gatehouse_ratelimit_fallback_decisions`), `deny` refuses with a 503
+//! `limit-store-unavailable` — the quota is unknown, not exceeded.
 
-use crate::pipeline::{RequestContext, StageResult};
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
 
-pub fn run(_cx: &mut RequestContext) -> StageResult {
-    Ok(())
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+
+use crate::config::ratelimit::{
+    CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind, WhenMissing, mask,
+};
+use crate::pipeline::{LimitDecision, RequestContext, StageId, StageResult};
+use crate::ratelimit::metrics::DecisionLabels;
+use crate::ratelimit::store::{Check, Stores, to_nanos};
+use crate::ratelimit::{Decision, reset_secs, retry_after_secs};
+use crate::rejection::Rejection;
+use crate::server::GatewayState;
+
+const STAGE: StageId = StageId::Ratelimit;
+
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Subjects longer than this are replaced by a digest, which bounds each key's memory.
+const MAX_SUBJECT: usize = 128;
+
+/// One policy's verdict on this request.
+struct Verdict {
+    policy: Arc<CompiledPolicy>,
+    subject: String,
+    /// In nanoseconds.
+    decision: Decision,
+    /// Taken by `on_store_error`, not by the store.
+    fallback: bool,
+}
+
+pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
+    let runtime = cx.runtime.clone();
+    let limits = &runtime.rate_limits;
+    let candidates = limits.policies_for(cx.route_name());
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let tier = cx
+        .identity
+        .as_ref()
+        .and_then(|i| i.tier.as_deref())
+        .or(limits.default_tier.as_deref());
+    let mut selected: Vec<(Arc<CompiledPolicy>, String)> = Vec::with_capacity(candidates.len());
+    let mut client_ip = None;
+    for policy in candidates.iter().filter(|p| p.applies_to_tier(tier)) {
+        if let Some(subject) = subject_of(policy, cx, limits, &mut client_ip) {
+            selected.push((policy.clone(), subject));
+        }
+    }
+    if selected.is_empty() {
+        return Ok(());
+    }
+    let verdicts = decide(&state.ratelimit, limits, &selected).await;
+    for v in &verdicts {
+        let outcome = if v.decision.allowed {
+            "allowed"
+        } else {
+            "denied"
+        };
+        let labels = DecisionLabels {
+            policy: v.policy.id.to_string(),
+            outcome,
+        };
+        if v.fallback {
+            state
+                .ratelimit
+                .metrics
+                .fallback_decisions
+                .get_or_create(&labels)
+                .inc();
+        }
+        state
+            .ratelimit
+            .metrics
+            .decisions
+            .get_or_create(&labels)
+            .inc();
+    }
+    let Some(tightest) = tightest(&verdicts) else {
+        return Ok(());
+    };
+    let v = &verdicts[tightest];
+    cx.limit = Some(LimitDecision {
+        policy: v.policy.id.to_string(),
+        subject: v.subject.clone(),
+        remaining: v.decision.remaining,
+        retry_after_secs: (!v.decision.allowed).then(|| retry_after_secs(&v.decision)),
+        store_fallback: v.fallback,
+    });
+    if !v.fallback {
+        cx.limit_headers = headers(&v.policy, &v.decision, limits.legacy_headers);
+    }
+    if v.decision.allowed {
+        return Ok(());
+    }
+    let retry = HeaderValue::from(retry_after_secs(&v.decision));
+    let rejection = if v.fallback {
+        Rejection::new(
+            STAGE,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "limit-store-unavailable",
+            format!(
+                "the rate-limit store for policy `{}` cannot answer and the policy refuses requests meanwhile",
+                v.policy.id
+            ),
+        )
+    } else {
+        Rejection::new(
+            STAGE,
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota-exceeded",
+            format!(
+                "policy `{}` admits {} requests per {} s; retry in {} s",
+                v.policy.id,
+                v.policy.header_quota,
+                v.policy.header_window_secs,
+                retry_after_secs(&v.decision)
+            ),
+        )
+    };
+    Err(rejection.with_header(header::RETRY_AFTER, retry))
+}
+
+/// Decides the selected policies: the Redis group first, the memory group if Redis admitted.
+async fn decide(
+    stores: &Stores,
+    limits: &CompiledRateLimits,
+    selected: &[(Arc<CompiledPolicy>, String)],
+) -> Vec<Verdict> {
+    let now = stores.ticks.now();
+    let mut verdicts = Vec::with_capacity(selected.len());
+    let checks = |store: StoreKind| -> Vec<(usize, Check<'_>)> {
+        selected
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| p.store == store)
+            .map(|(i, (p, s))| {
+                (
+                    i,
+                    Check {
+                        policy: &p.store_key,
+                        subject: s,
+                        limiter: &p.limiter,
+                        cost: p.cost,
+                    },
+                )
+            })
+            .collect()
+    };
+    let redis = checks(StoreKind::Redis);
+    if !redis.is_empty() {
+        let list: Vec<Check<'_>> = redis.iter().map(|(_, c)| *c).collect();
+        let store = limits.redis.as_ref().and_then(|c| stores.redis(c));
+        let answer = match &store {
+            Some(store) => store.decide_all(&list, now, stores.ticks.mono()).await,
+            None => Err(crate::ratelimit::store::redis::StoreError::Connection(
+                "no Redis store".into(),
+            )),
+        };
+        match answer {
+            Ok(decisions) => {
+                for ((i, _), d) in redis.iter().zip(decisions) {
+                    verdicts.push(verdict(selected, *i, to_nanos(d), false));
+                }
+            }
+            Err(_) => {
+                let wait = store.as_ref().map_or(1_000_000_000, |s| {
+                    s.breaker.cooldown_left(stores.ticks.mono()).max(1)
+                });
+                for (i, _) in &redis {
+                    let policy = &selected[*i].0;
+                    let d = match policy.on_store_error {
+                        OnStoreError::Allow => Decision {
+                            allowed: true,
+                            remaining: 0,
+                            retry_after_nanos: 0,
+                            reset_nanos: 0,
+                        },
+                        OnStoreError::Deny => Decision {
+                            allowed: false,
+                            remaining: 0,
+                            retry_after_nanos: wait,
+                            reset_nanos: 0,
+                        },
+                    };
+                    verdicts.push(verdict(selected, *i, d, true));
+                }
+            }
+        }
+        if verdicts.iter().any(|v| !v.decision.allowed) {
+            return verdicts;
+        }
+    }
+    let memory = checks(StoreKind::Memory);
+    if !memory.is_empty() {
+        let list: Vec<Check<'_>> = memory.iter().map(|(_, c)| *c).collect();
+        let decisions = stores.memory.decide_all(&list, now);
+        for ((i, _), d) in memory.iter().zip(decisions) {
+            verdicts.push(verdict(selected, *i, to_nanos(d), false));
+        }
+    }
+    verdicts
+}
+
+fn verdict(
+    selected: &[(Arc<CompiledPolicy>, String)],
+    i: usize,
+    decision: Decision,
+    fallback: bool,
+) -> Verdict {
+    Verdict {
+        policy: selected[i].0.clone(),
+        subject: selected[i].1.clone(),
+        decision,
+        fallback,
+    }
+}
+
+/// The verdict that speaks for the request: a refusal with the longest wait (a store refusal
+/// before a fallback one), else the admission with the least remaining (then the latest reset),
+/// fallback admissions last — they know no quota.
+fn tightest(verdicts: &[Verdict]) -> Option<usize> {
+    let rank = |v: &Verdict| {
+        (
+            !v.decision.allowed,
+            !v.fallback,
+            if v.decision.allowed {
+                0
+            } else {
+                v.decision.retry_after_nanos
+            },
+            u64::MAX - v.decision.remaining,
+            v.decision.reset_nanos,
+        )
+    };
+    (0..verdicts.len()).max_by_key(|&i| rank(&verdicts[i]))
+}
+
+/// `RateLimit-Policy` and `RateLimit` (and the legacy trio when asked) for one policy's decision.
+pub fn headers(
+    policy: &CompiledPolicy,
+    decision: &Decision,
+    legacy: bool,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let reset = reset_secs(decision);
+    let mut out = Vec::with_capacity(5);
+    let mut push = |name: &HeaderName, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            out.push((name.clone(), v));
+        }
+    };
+    push(&RATELIMIT_POLICY, policy.policy_item.clone());
+    push(
+        &RATELIMIT,
+        format!("\"{}\";r={};t={reset}", policy.id, decision.remaining),
+    );
+    if legacy {
+        push(&X_RATELIMIT_LIMIT, policy.header_quota.to_string());
+        push(&X_RATELIMIT_REMAINING, decision.remaining.to_string());
+        push(&X_RATELIMIT_RESET, reset.to_string());
+    }
+    out
+}
+
+/// The counter's subject for `policy`, or `None` when the policy does not apply (a key part is
+/// missing and the policy says `skip`).
+fn subject_of(
+    policy: &CompiledPolicy,
+    cx: &RequestContext,
+    limits: &CompiledRateLimits,
+    client_ip: &mut Option<IpAddr>,
+) -> Option<String> {
+    let mut out = String::new();
+    let mut ip = |out: &mut String| {
+        let addr =
+            *client_ip.get_or_insert_with(|| client_ip_of(cx.peer.ip(), &cx.parts.headers, limits));
+        let _ = write!(out, "ip:{addr}");
+    };
+    for part in &policy.key {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let identity = cx.identity.as_ref();
+        let found = match part {
+            KeyPart::ApiKey => identity
+                .and_then(|i| i.key_id.as_deref())
+                .map(|k| write!(out, "key:{k}")),
+            KeyPart::Subject => identity
+                .map(|i| i.subject.as_str())
+                .filter(|s| !s.is_empty())
+                .map(|s| write!(out, "sub:{s}")),
+            KeyPart::Tenant => identity
+                .and_then(|i| i.tenant.as_deref())
+                .map(|t| write!(out, "tenant:{t}")),
+            KeyPart::ClientIp => {
+                ip(&mut out);
+                Some(Ok(()))
+            }
+            KeyPart::Route => cx.route_name().map(|r| write!(out, "route:{r}")),
+            // Header values may be secrets: only their digest is kept, stored or logged.
+            KeyPart::Header(name) => cx
+                .parts
+                .headers
+                .get(name)
+                .map(|v| write!(out, "h:{}", digest(v.as_bytes()))),
+        };
+        if found.is_none() {
+            match policy.when_missing {
+                WhenMissing::Skip => return None,
+                WhenMissing::ClientIp => ip(&mut out),
+            }
+        }
+    }
+    if out.len() > MAX_SUBJECT {
+        out = format!("sha256:{}", digest(out.as_bytes()));
+    }
+    Some(out)
+}
+
+/// The first 16 hex digits of SHA-256: stable across gateway processes, one-way.
+fn digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(bytes);
+    let mut out = String::with_capacity(16);
+    for b in &hash[..8] {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy — then the
+/// right-most address of the forwarded header that is not itself a trusted proxy. IPv6 addresses
+/// are cut to the configured prefix.
+pub fn client_ip_of(peer: IpAddr, headers: &HeaderMap, limits: &CompiledRateLimits) -> IpAddr {
+    let trusted = |ip: IpAddr| limits.trusted_proxies.iter().any(|c| c.contains(ip));
+    let mut client = peer;
+    if trusted(peer) {
+        if let Some(name) = &limits.client_ip_header {
+            let hops = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>();
+            for hop in hops.iter().rev() {
+                match hop.parse::<IpAddr>() {
+                    Ok(ip) => {
+                        client = ip;
+                        if !trusted(ip) {
+                            break;
+                        }
+                    }
+                    // An address we cannot read: trust stops at the last hop we could.
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => mask(client, limits.ipv6_prefix),
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ratelimit::{RawRateLimits, compile};
+    use crate::ratelimit::NEVER;
+
+    fn limits(yaml: &str) -> CompiledRateLimits {
+        let raw: RawRateLimits = serde_yaml_ng::from_str(yaml).expect("schema");
+        let mut problems = Vec::new();
+        let c = compile(&raw, &[], &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        c
+    }
+
+    #[test]
+    fn headers_follow_the_draft_syntax() {
+        let l = limits(
+            "legacy_headers: true\npolicies: [{id: free, algorithm: fixed-window, limit: 60, period: 1m, key: client_ip}]",
+        );
+        let d = Decision {
+            allowed: true,
+            remaining: 41,
+            retry_after_nanos: 0,
+            reset_nanos: 12_300_000_000,
+        };
+        let h = headers(&l.policies[0], &d, true);
+        let text: Vec<String> = h
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "ratelimit-policy: \"free\";q=60;w=60",
+                "ratelimit: \"free\";r=41;t=13",
+                "x-ratelimit-limit: 60",
+                "x-ratelimit-remaining: 41",
+                "x-ratelimit-reset: 13",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_client_ip_comes_from_the_forwarded_header_only_through_trusted_proxies() {
+        let l = limits("trusted_proxies: [10.0.0.0/8]\n");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7"),
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        // Through two trusted hops, the first untrusted address from the right.
+        assert_eq!(client_ip_of(ip("10.1.1.1"), &h, &l), ip("1.2.3.4"));
+        // From an untrusted peer the header is ignored.
+        assert_eq!(client_ip_of(ip("8.8.8.8"), &h, &l), ip("8.8.8.8"));
+        // IPv6 clients count per /64.
+        assert_eq!(
+            client_ip_of(ip("2001:db8::1:2:3:4"), &HeaderMap::new(), &l),
+            ip("2001:db8::")
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("junk, 10.0.0.9"),
+        );
+        assert_eq!(client_ip_of(ip("10.1.1.1"), &h, &l), ip("10.0.0.9"));
+    }
+
+    #[test]
+    fn the_tightest_is_the_longest_refusal_else_the_least_remaining() {
+        let l = limits(
+            "policies: [{id: a, algorithm: gcra, limit: 5, period: 1s, key: client_ip}, {id: b, algorithm: gcra, limit: 5, period: 1s, key: client_ip}]",
+        );
+        let v = |i: usize, allowed, remaining, retry| Verdict {
+            policy: l.policies[i].clone(),
+            subject: String::new(),
+            decision: Decision {
+                allowed,
+                remaining,
+                retry_after_nanos: retry,
+                reset_nanos: 0,
+            },
+            fallback: false,
+        };
+        assert_eq!(tightest(&[v(0, true, 3, 0), v(1, true, 1, 0)]), Some(1));
+        assert_eq!(tightest(&[v(0, false, 0, 5), v(1, true, 0, 0)]), Some(0));
+        assert_eq!(tightest(&[v(0, false, 0, 5), v(1, false, 0, 9)]), Some(1));
+        assert_eq!(tightest(&[v(0, false, 0, NEVER)]), Some(0));
+    }
 }

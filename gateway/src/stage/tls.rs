@@ -1,6 +1,10 @@
-//! `tls`: owns the connection edge. Until TLS termination lands (the identity issue) connections
-//! are plaintext and this stage enforces what must hold before anything reads the request: the
-//! URI length and the header block size.
+//! `tls`: owns the connection edge. The handshake itself happens when the connection is accepted
+//! (`identity::tls`: certificates by SNI, ALPN, client certificates); a failed handshake never
+//! reaches a stage. Per request this stage enforces what must hold before anything reads the
+//! request: the URI length and the header block size, and — on TLS connections — that a request
+//! naming an mTLS-protected host arrived on a connection whose handshake was for that host (421
+//! otherwise: the client certificate policy of one host must not be bypassed through the
+//! connection of another).
 //!
 //! Message framing is enforced one layer down, by hyper's HTTP/1 parser, before a request exists:
 //! differing or invalid Content-Length values are refused with 400 and the connection closed;
@@ -11,13 +15,44 @@
 use http::{HeaderMap, StatusCode};
 
 use crate::config::raw::RawLimits;
+use crate::identity::tls::{ClientAuth, TlsInfo};
 use crate::pipeline::{RequestContext, StageId, StageResult};
 use crate::rejection::Rejection;
 
 const STAGE: StageId = StageId::Tls;
 
 pub fn run(cx: &mut RequestContext) -> StageResult {
-    check_edge(&cx.parts.uri, &cx.parts.headers, &cx.runtime.limits)
+    check_edge(&cx.parts.uri, &cx.parts.headers, &cx.runtime.limits)?;
+    if let Some(tls) = &cx.tls {
+        let host = cx
+            .parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| cx.parts.uri.host());
+        if let Some(host) = host {
+            check_host_matches_handshake(tls, host)?;
+        }
+    }
+    Ok(())
+}
+
+/// 421 when `host` is answered by an mTLS-protected certificate entry other than the one the
+/// connection's handshake (its SNI) selected.
+pub fn check_host_matches_handshake(tls: &TlsInfo, host: &str) -> StageResult {
+    let Some(entry) = tls.listener.entry_for_host(host) else {
+        return Ok(());
+    };
+    let protected = tls.listener.entries[entry].client_auth != ClientAuth::None;
+    if protected && entry != tls.entry {
+        return Err(Rejection::new(
+            STAGE,
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected-request",
+            "this host requires its own TLS connection: connect with its name in SNI",
+        ));
+    }
+    Ok(())
 }
 
 pub fn check_edge(uri: &http::Uri, headers: &HeaderMap, limits: &RawLimits) -> StageResult {

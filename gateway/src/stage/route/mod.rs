@@ -8,7 +8,6 @@ pub mod pattern;
 pub mod table;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 
@@ -87,19 +86,9 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
             return Err(body_too_large(STAGE, route.max_body_bytes));
         }
     }
-    if upstream.instances.is_empty() {
-        return Err(Rejection::new(
-            STAGE,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no-healthy-instance",
-            "no instance of the upstream is available",
-        ));
-    }
-    // Round robin; weights, health and breakers arrive with the resilience issue.
-    let turn = upstream.next_instance.fetch_add(1, Ordering::Relaxed);
-    let instance = &upstream.instances[turn % upstream.instances.len()];
-    cx.upstream_instance = Some((upstream.name.clone(), instance.address));
-    Ok(())
+    // The breaker (503 `circuit-open`), then the balancer among instances in rotation
+    // (503 `no-healthy-instance`): crate::resilience.
+    crate::resilience::choose(cx, upstream)
 }
 
 pub fn body_too_large(stage: StageId, limit: u64) -> Rejection {

@@ -10,7 +10,8 @@
 //! scan it must always agree with.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use http::{HeaderMap, Method};
@@ -38,14 +39,13 @@ pub struct RouteTable {
     /// `by_rank[r]` is the index in `routes` of the route ranked `r` by [`route_order`]. The trie
     /// stores ranks, so "better" is "smaller number".
     by_rank: Vec<usize>,
-    /// The trie; `nodes[0]` is the root. Empty when there are no routes.
+    /// The trie; `nodes[0]` is the root. Empty only in `RouteTable::default()`.
     nodes: Vec<Node>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Node {
-    /// Sorted by segment for binary search.
-    literals: Vec<(Box<str>, usize)>,
+    literals: Children,
     /// The node after any one non-empty segment (every `{name}` shares it).
     param: Option<usize>,
     /// Ranks of prefix routes whose segments end here, best first.
@@ -56,7 +56,71 @@ struct Node {
     best_below: usize,
 }
 
-/// The trie while it is built: children in a map, turned into a sorted vector once complete.
+/// Literal children: a short list scanned in order, or a hash map once there are many (a
+/// version or service segment can have thousands), so a step costs the same at any fan-out.
+#[derive(Debug)]
+enum Children {
+    Few(Vec<(Box<str>, usize)>),
+    Many(HashMap<Box<str>, usize, BuildHasherDefault<Fnv1a>>),
+}
+
+impl Children {
+    /// Above this many children a hash lookup beats comparing strings one by one.
+    const FEW: usize = 8;
+
+    fn new(children: BTreeMap<Box<str>, usize>) -> Self {
+        if children.len() <= Self::FEW {
+            Children::Few(children.into_iter().collect())
+        } else {
+            Children::Many(children.into_iter().collect())
+        }
+    }
+
+    fn get(&self, segment: &str) -> Option<usize> {
+        match self {
+            Children::Few(list) => list
+                .iter()
+                .find(|(literal, _)| **literal == *segment)
+                .map(|(_, child)| *child),
+            Children::Many(map) => map.get(segment).copied(),
+        }
+    }
+
+    fn ids(&self) -> impl Iterator<Item = usize> + '_ {
+        let (few, many) = match self {
+            Children::Few(list) => (Some(list.iter().map(|(_, child)| *child)), None),
+            Children::Many(map) => (None, Some(map.values().copied())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+}
+
+/// FNV-1a with a final mix: short segments hash in a few cycles, unlike the default SipHash.
+/// An unkeyed hash is safe here because only the configuration inserts keys: a client can pick
+/// the segments it looks up, not build the collisions that would make lookups slow.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        // FNV's low bits depend only on the inputs' low bits; the table indexes by low bits.
+        let h = (self.0 ^ (self.0 >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    }
+}
+
+/// The trie while it is built: children in an ordered map, turned into [`Children`] once complete.
 #[derive(Default)]
 struct BuildNode {
     literals: BTreeMap<Box<str>, usize>,
@@ -105,7 +169,7 @@ impl RouteTable {
                     .copied()
                     .min()
                     .unwrap_or(usize::MAX),
-                literals: b.literals.into_iter().collect(),
+                literals: Children::new(b.literals),
                 param: b.param,
                 prefix: b.prefix,
                 exact: b.exact,
@@ -116,8 +180,7 @@ impl RouteTable {
             let node = &nodes[id];
             let children = node
                 .literals
-                .iter()
-                .map(|(_, child)| *child)
+                .ids()
                 .chain(node.param)
                 .map(|child| nodes[child].best_below)
                 .min()
@@ -136,7 +199,7 @@ impl RouteTable {
         &self.routes
     }
 
-    /// The best route for the request, if any accepts it.
+    /// The best route for the request, if any accepts it. Does not allocate.
     pub fn lookup(&self, query: &RouteQuery<'_>) -> Option<&Arc<CompiledRoute>> {
         let rest = query.path.strip_prefix('/')?;
         let request = Request::new(query);
@@ -160,15 +223,13 @@ impl RouteTable {
             self.consider(&node.exact, request, best);
             return;
         };
-        let (segment, next) = match rest.split_once('/') {
-            Some((segment, next)) => (segment, Some(next)),
+        // Segments are short: a plain scan beats `split_once`'s general searcher here.
+        let (segment, next) = match rest.bytes().position(|b| b == b'/') {
+            Some(slash) => (&rest[..slash], Some(&rest[slash + 1..])),
             None => (rest, None),
         };
-        if let Ok(i) = node
-            .literals
-            .binary_search_by(|(literal, _)| (**literal).cmp(segment))
-        {
-            self.walk(node.literals[i].1, next, request, best);
+        if let Some(child) = node.literals.get(segment) {
+            self.walk(child, next, request, best);
         }
         match node.param {
             Some(param) if !segment.is_empty() => self.walk(param, next, request, best),
@@ -258,11 +319,13 @@ impl<'q> Request<'q> {
 
 /// `Example.com:8080` → `Example.com`, `[::1]:80` → `[::1]`, `example.com.` → `example.com`.
 fn bare_host(host: &str) -> &str {
-    let host = if host.starts_with('[') {
-        host.find(']').map_or(host, |end| &host[..=end])
+    // Byte scans: hosts are short, and this runs on every request.
+    let end = if host.starts_with('[') {
+        host.bytes().position(|b| b == b']').map(|close| close + 1)
     } else {
-        host.split_once(':').map_or(host, |(name, _port)| name)
+        host.bytes().position(|b| b == b':')
     };
+    let host = end.map_or(host, |end| &host[..end]);
     host.strip_suffix('.').unwrap_or(host)
 }
 
@@ -387,6 +450,8 @@ mod tests {
                 },
                 rewrite: None,
                 max_body_bytes: 1 << 20,
+                websocket: false,
+                deprecation: None,
             })
         }
     }
@@ -593,6 +658,39 @@ mod tests {
             spec("second", "/a/{y}", 0),
         ]);
         assert_eq!(select(&t, &get()).as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn a_wide_node_agrees_with_reference() {
+        // More children than `Children::FEW`, so one node holds them in a hash map.
+        let mut specs = vec![spec("all", "/*", 0)];
+        for i in 0..40 {
+            specs.push(spec(&format!("svc{i}"), &format!("/api/svc{i}/*"), 0));
+            specs.push(spec(
+                &format!("item{i}"),
+                &format!("/api/svc{i}/items/{{id}}"),
+                0,
+            ));
+        }
+        let t = table(specs);
+        assert!(matches!(
+            t.nodes.iter().map(|n| &n.literals).find(|c| matches!(c, Children::Many(_))),
+            Some(Children::Many(m)) if m.len() == 40
+        ));
+        for (path, expected) in [
+            ("/api/svc0/items/1", "item0"),
+            ("/api/svc39/items/1", "item39"),
+            ("/api/svc17/items", "svc17"),
+            ("/api/svc17", "svc17"),
+            ("/api/svc40/items/1", "all"),
+            ("/api/", "all"),
+        ] {
+            assert_eq!(
+                select(&t, &req(Method::GET, path)).as_deref(),
+                Some(expected),
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,252 @@
+//! What identity costs per request: verifying an RS256, ES256 and EdDSA token from scratch
+//! (parse, signature, claims, identity), and the whole `authn` stage for a token the
+//! verified-token cache already holds (the common case: a client reuses its token).
+//!
+//! The stage runs against a gateway started in-process whose issuer is a real JWKS endpoint on
+//! loopback, so the warm path measured is exactly the one requests take.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use gateway::config::load_str;
+use gateway::identity::jwks::VerifyKey;
+use gateway::identity::jwt;
+use gateway::{GatewayHandle, StartOptions};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+struct Signer {
+    alg: Algorithm,
+    kid: &'static str,
+    key: EncodingKey,
+    jwk: Value,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn signer(alg: Algorithm, kid: &'static str) -> Signer {
+    let rcgen_alg = match alg {
+        Algorithm::RS256 => &rcgen::PKCS_RSA_SHA256,
+        Algorithm::ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        _ => &rcgen::PKCS_ED25519,
+    };
+    let pair = rcgen::KeyPair::generate_for(rcgen_alg).expect("key pair");
+    let pem = pair.serialize_pem();
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+        _ => EncodingKey::from_ed_pem(pem.as_bytes()),
+    }
+    .expect("encoding key");
+    let jwk = if alg == Algorithm::EdDSA {
+        json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": kid, "x": b64(pair.public_key_raw())})
+    } else {
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, alg).expect("jwk");
+        jwk.common.key_id = Some(kid.into());
+        serde_json::to_value(jwk).expect("jwk json")
+    };
+    Signer { alg, kid, key, jwk }
+}
+
+fn unix_now() -> i64 {
+    #[allow(clippy::disallowed_methods)] // the bench mints tokens against the real clock
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Signer {
+    fn token(&self, sub: &str) -> String {
+        let now = unix_now();
+        let claims = json!({
+            "iss": "https://issuer.bench", "aud": "bench-api", "sub": sub, "tenant": "acme",
+            "scope": "users:read users:write", "roles": ["member"], "tier": "paid",
+            "iat": now, "exp": now + 3600,
+        });
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.into());
+        jsonwebtoken::encode(&header, &claims, &self.key).expect("sign")
+    }
+}
+
+async fn jwks_server(keys: Vec<Value>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let body = Bytes::from(json!({ "keys": keys }).to_string());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+async fn gateway(jwks: SocketAddr) -> GatewayHandle {
+    let config = format!(
+        r#"
+listeners: [{{ name: bench, address: "127.0.0.1:0" }}]
+access_log: off
+auth:
+  issuers:
+    - {{ name: bench, issuer: "https://issuer.bench", jwks_url: "http://{jwks}/jwks", audiences: [bench-api] }}
+upstreams:
+  svc: {{ instances: ["127.0.0.1:9"] }}
+routes:
+  - {{ name: users, match: {{ path: /users/* }}, upstream: svc, auth: {{ scopes: [users:read] }} }}
+  - {{ name: catch-all, match: {{ path: /* }}, respond: {{ status: 404 }} }}
+"#
+    );
+    let runtime = load_str("<bench>", &config).expect("bench config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    gateway::start(
+        runtime,
+        StartOptions {
+            listeners: Some(vec![listener]),
+            ..StartOptions::default()
+        },
+    )
+    .await
+    .expect("start")
+}
+
+fn request_parts(token: &str) -> http::request::Parts {
+    let (parts, ()) = http::Request::get("/users/7")
+        .header("authorization", format!("Bearer {token}"))
+        .header("host", "api.example.com")
+        .body(())
+        .expect("request")
+        .into_parts();
+    parts
+}
+
+fn verify(c: &mut Criterion) {
+    let runtime = gateway::config::load_str(
+        "<bench>",
+        r#"
+auth:
+  issuers:
+    - { name: bench, issuer: "https://issuer.bench", jwks_url: "http://127.0.0.1:9/jwks", audiences: [bench-api] }
+routes:
+  - { name: catch-all, match: { path: /* }, respond: { status: 404 } }
+"#,
+    )
+    .expect("config");
+    let issuer = runtime.auth.issuers[0].clone();
+    let mut group = c.benchmark_group("verify_token");
+    for (name, alg, kid) in [
+        ("RS256", Algorithm::RS256, "rsa"),
+        ("ES256", Algorithm::ES256, "ec"),
+        ("EdDSA", Algorithm::EdDSA, "ed"),
+    ] {
+        let s = signer(alg, kid);
+        let key = VerifyKey::from_jwk(&s.jwk).expect("verify key");
+        let token = s.token("user-7");
+        let now = unix_now();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let parsed = jwt::parse(black_box(&token)).expect("parse");
+                jwt::verify_signature(&parsed, &key).expect("signature");
+                jwt::validate_claims(&parsed.claims, &issuer, now).expect("claims");
+                black_box(jwt::identity(&parsed.claims, &issuer, parsed.kid.as_deref()).expect("identity"))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn authn_stage(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let signers = [
+        signer(Algorithm::RS256, "rsa"),
+        signer(Algorithm::ES256, "ec"),
+        signer(Algorithm::EdDSA, "ed"),
+    ];
+    let keys = signers.iter().map(|s| s.jwk.clone()).collect();
+    let handle = rt.block_on(async {
+        let jwks = jwks_server(keys).await;
+        gateway(jwks).await
+    });
+    let state = handle.state().clone();
+    let runtime = state.runtime.load_full();
+    let route = runtime
+        .routes
+        .routes()
+        .iter()
+        .find(|r| &*r.name == "users")
+        .cloned()
+        .expect("users route");
+    // Warm: the keys fetched, each token verified once and cached.
+    let tokens: Vec<String> = signers.iter().map(|s| s.token("user-7")).collect();
+    rt.block_on(async {
+        for token in &tokens {
+            for attempt in 0.. {
+                let mut parts = request_parts(token);
+                let result = gateway::stage::authn::authenticate(
+                    &state, &runtime, Some(&route), None, &mut parts,
+                )
+                .await;
+                if result.is_ok() {
+                    break;
+                }
+                assert!(attempt < 500, "the bench issuer's keys never arrived");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+
+    let (state, runtime, route) = (&state, &runtime, &route);
+    let mut group = c.benchmark_group("authn_stage_warm_cache");
+    for (signer, token) in signers.iter().zip(&tokens) {
+        group.bench_function(format!("{:?}", signer.alg), |b| {
+            b.to_async(&rt).iter_batched(
+                || request_parts(token),
+                |mut parts| async move {
+                    let identity = gateway::stage::authn::authenticate(
+                        state,
+                        runtime,
+                        Some(route),
+                        None,
+                        &mut parts,
+                    )
+                    .await
+                    .expect("authenticated");
+                    black_box((identity, parts))
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+    let hits = state.sinks.metrics.identity.token_cache_hits.get();
+    assert!(hits > 0, "the warm path was served from the cache");
+    rt.block_on(handle.shutdown());
+}
+
+criterion_group!(benches, verify, authn_stage);
+criterion_main!(benches);

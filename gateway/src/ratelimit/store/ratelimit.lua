@@ -1,0 +1,256 @@
+-- Gatehouse rate limits in Redis: the five algorithms of gateway/src/ratelimit/, ported line by
+-- line so that a decision here equals the Rust one on the same state, time and cost (the property
+-- test `redis_and_memory_stores_decide_identically` holds it). One call decides every policy of a
+-- request, all-or-nothing: when one refuses, none is charged.
+--
+-- KEYS: two per check: the state key, and the sliding log's sorted set (unused by the others).
+-- ARGV: now (ticks: microseconds since the Unix epoch), TTL margin (ms), then five per check:
+--       algorithm, limit, period (ticks), burst, cost.
+-- Returns four integers per check: allowed (1/0), remaining, retry-after (ticks; -1: never),
+-- reset (ticks).
+--
+-- Lua numbers are doubles: the gateway only sends policies whose products stay below 2^50
+-- (config/ratelimit.rs), so every value here is an exact integer. Numbers go to Redis through
+-- `fmt` (never tostring, which would write 1.7e+15).
+
+local now = tonumber(ARGV[1])
+local margin = tonumber(ARGV[2])
+local NEVER = -1
+
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
+  return q
+end
+local function cdiv(a, b)
+  local q = idiv(a, b)
+  if q * b < a then q = q + 1 end
+  return q
+end
+local function ssub(a, b) if a > b then return a - b end return 0 end
+local function fmt(x) return string.format('%.0f', x) end
+local function allow(rem, reset) return {1, rem, 0, reset} end
+local function deny(rem, retry, reset)
+  if retry == 0 then retry = 1 end
+  return {0, rem, retry, reset}
+end
+local function copy(t) local c = {} for k, v in pairs(t) do c[k] = v end return c end
+-- An idle key expires once its quota is fully restored, plus a margin for clock skew between
+-- gateways: until then its state still matters.
+local function expire(key, reset) redis.call('PEXPIRE', key, fmt(cdiv(reset, 1000) + margin)) end
+local function fields(key, names)
+  local v = redis.call('HMGET', key, unpack(names))
+  local st = {}
+  for i, name in ipairs(names) do st[name] = tonumber(v[i]) or 0 end
+  return st
+end
+local function store(key, st, names, reset)
+  local args = {}
+  for _, name in ipairs(names) do args[#args + 1] = name; args[#args + 1] = fmt(st[name]) end
+  redis.call('HSET', key, unpack(args))
+  expire(key, reset)
+end
+
+local A = {}
+
+-- token_bucket.rs: the deficit `d` (credit missing, in ticks) and the latest time `l`.
+A.tb = { names = {'d', 'l'} }
+function A.tb.decide(c, st, t, cost)
+  local T = cdiv(c.P, c.L)
+  local cap = c.B * T
+  local n = math.max(t, st.l)
+  local d = ssub(st.d, n - st.l)
+  st.l = n
+  st.d = d
+  local function tokens(x) return idiv(ssub(cap, x), T) end
+  if cost > c.B then return deny(tokens(d), NEVER, d) end
+  local after = d + cost * T
+  if after <= cap then
+    st.d = after
+    return allow(tokens(after), after)
+  end
+  return deny(tokens(d), after - cap, d)
+end
+
+-- gcra.rs: the theoretical arrival time.
+A.gcra = { names = {'tat'} }
+function A.gcra.decide(c, st, t, cost)
+  local T = cdiv(c.P, c.L)
+  local horizon = c.B * T
+  local tat = math.max(st.tat, t)
+  local function rem(x) return idiv(ssub(horizon, x - t), T) end
+  if cost > c.B then return deny(rem(tat), NEVER, tat - t) end
+  local new_tat = tat + cost * T
+  local from = ssub(new_tat, horizon)
+  if t >= from then
+    st.tat = new_tat
+    return allow(rem(new_tat), new_tat - t)
+  end
+  return deny(rem(tat), from - t, tat - t)
+end
+
+-- fixed_window.rs: the window index `w` and its count `c`.
+A.fw = { names = {'w', 'c'} }
+function A.fw.decide(c, st, t, cost)
+  local window = idiv(t, c.P)
+  if window > st.w then st.w = window; st.c = 0 end
+  local until_end = ssub((st.w + 1) * c.P, t)
+  local left = ssub(c.L, st.c)
+  local function reset(count) if count == 0 then return 0 end return until_end end
+  if cost > c.L then return deny(left, NEVER, reset(st.c)) end
+  if cost <= left then
+    st.c = st.c + cost
+    return allow(left - cost, reset(st.c))
+  end
+  return deny(left, until_end, until_end)
+end
+
+-- sliding_window_counter.rs: window `w`, previous count `p`, current count `c`.
+A.swc = { names = {'w', 'p', 'c'} }
+function A.swc.decide(c, st, t, cost)
+  local P, L = c.P, c.L
+  local window = idiv(t, P)
+  if window > st.w then
+    if window == st.w + 1 then st.p = st.c else st.p = 0 end
+    st.c = 0
+    st.w = window
+  end
+  local start = st.w * P
+  local weight = P - math.min(ssub(t, start), P - 1)
+  local share = cdiv(st.p * weight, P)
+  local function left(cur) return ssub(ssub(L, cur), share) end
+  local function reset()
+    if st.c > 0 then return ssub(start + 2 * P, t) end
+    if st.p > 0 then return ssub(start + P, t) end
+    return 0
+  end
+  if cost == 0 then return allow(left(st.c), reset()) end
+  if cost > L then return deny(left(st.c), NEVER, reset()) end
+  local room = L - st.c - cost
+  if room >= 0 and st.p * weight <= room * P then
+    st.c = st.c + cost
+    return allow(left(st.c), reset())
+  end
+  -- The earliest time it fits, later in this window or in the next.
+  local at
+  if room >= 0 and st.p > 0 then
+    local slack = idiv(room * P, st.p)
+    if slack > 0 and slack < P then at = start + (P - slack) end
+  end
+  if not at then
+    local e = 0
+    if st.c ~= 0 then
+      local slack = idiv((L - cost) * P, st.c)
+      if slack < P then e = P - slack end
+    end
+    at = start + P + e
+  end
+  return deny(left(st.c), ssub(at, t), reset())
+end
+
+-- The four above: load the state, decide on copies with cost 0 (peek) and with the cost.
+local function prepare_state(c, alg)
+  local st = fields(c.key, alg.names)
+  local ps, fs = copy(st), copy(st)
+  c.peek = alg.decide(c, ps, now, 0)
+  c.full = alg.decide(c, fs, now, c.cost)
+  c.commit = function() store(c.key, fs, alg.names, c.full[4]) end
+  c.settle = function(single)
+    -- Alone, a refused request leaves what its own decision left; among several, what the peek
+    -- left (the Rust stores do the same).
+    if single then store(c.key, fs, alg.names, c.full[4]) else store(c.key, ps, alg.names, c.peek[4]) end
+  end
+end
+
+-- sliding_log.rs: `u` (units in the log) and `l` (latest time) in the hash; the log itself in a
+-- sorted set, one member `<at>:<cost>` per admission time, scored by its time.
+local function entry_cost(m) return tonumber(string.match(m, ':(%d+)$')) end
+local function prepare_log(c)
+  local P, L = c.P, c.L
+  local st = fields(c.key, {'u', 'l'})
+  local n = math.max(now, st.l)
+  local used = st.u
+  if n - P >= 0 then
+    local gone = redis.call('ZRANGEBYSCORE', c.log, '-inf', fmt(n - P))
+    for _, m in ipairs(gone) do used = ssub(used, entry_cost(m)) end
+    if #gone > 0 then redis.call('ZREMRANGEBYSCORE', c.log, '-inf', fmt(n - P)) end
+  end
+  local newest = redis.call('ZRANGE', c.log, -1, -1, 'WITHSCORES')
+  local newest_at = nil
+  if #newest > 0 then newest_at = tonumber(newest[2]) end
+  local left = ssub(L, used)
+  local reset = 0
+  if newest_at then reset = ssub(newest_at + P, n) end
+  local cost = c.cost
+  c.peek = allow(left, reset)
+  if cost == 0 then
+    c.full = allow(left, reset)
+  elseif cost > L then
+    c.full = deny(left, NEVER, reset)
+  elseif cost <= left then
+    c.full = allow(left - cost, P)
+  else
+    local excess, freed, retry = cost - left, 0, NEVER
+    local entries = redis.call('ZRANGE', c.log, 0, -1, 'WITHSCORES')
+    for j = 1, #entries, 2 do
+      freed = freed + entry_cost(entries[j])
+      if freed >= excess then
+        retry = ssub(tonumber(entries[j + 1]) + P, n)
+        break
+      end
+    end
+    c.full = deny(left, retry, reset)
+  end
+  local function meta(u, r)
+    redis.call('HSET', c.key, 'u', fmt(u), 'l', fmt(n))
+    expire(c.key, r)
+    expire(c.log, r)
+  end
+  c.commit = function()
+    if cost > 0 then
+      local merged = cost
+      if newest_at == n then
+        merged = merged + entry_cost(newest[1])
+        redis.call('ZREM', c.log, newest[1])
+      end
+      redis.call('ZADD', c.log, fmt(n), fmt(n) .. ':' .. fmt(merged))
+    end
+    meta(used + cost, c.full[4])
+  end
+  c.settle = function() meta(used, c.peek[4]) end
+end
+
+local count = (#ARGV - 2) / 5
+local checks = {}
+local all = true
+for i = 1, count do
+  local b = 2 + (i - 1) * 5
+  local c = {
+    alg = ARGV[b + 1], L = tonumber(ARGV[b + 2]), P = tonumber(ARGV[b + 3]),
+    B = tonumber(ARGV[b + 4]), cost = tonumber(ARGV[b + 5]),
+    key = KEYS[2 * i - 1], log = KEYS[2 * i],
+  }
+  if c.alg == 'sl' then
+    prepare_log(c)
+  elseif A[c.alg] then
+    prepare_state(c, A[c.alg])
+  else
+    return redis.error_reply('gatehouse: unknown algorithm ' .. tostring(c.alg))
+  end
+  if c.full[1] == 0 then all = false end
+  checks[i] = c
+end
+local out = {}
+for i = 1, count do
+  local c = checks[i]
+  local d
+  if all then
+    c.commit()
+    d = c.full
+  else
+    c.settle(count == 1)
+    if c.full[1] == 0 then d = c.full else d = c.peek end
+  end
+  for j = 1, 4 do out[#out + 1] = d[j] end
+end
+return out

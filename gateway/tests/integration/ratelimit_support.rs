@@ -1,0 +1,162 @@
+//! Harness for the rate-limit tests: a real `redis-server` on a free loopback port (killed on
+//! drop, and killable and restartable mid-test), and a gateway on a manual clock.
+//!
+//! `redis-server` must be installed — `./scripts/test` installs it when missing. Tests that need
+//! it fail (never skip) without it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::StartOptions;
+use gateway::clock::ManualClock;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+
+use super::util::TestGateway;
+
+/// A `redis-server` of our own: no persistence, loopback only.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = RedisServer { port, child: None };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Starts it (again) on the same port and waits until it answers PING.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}): install it, e.g. by running ./scripts/test")
+            });
+        self.child = Some(child);
+        for _ in 0..250 {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server on port {} did not answer PING within 5 s",
+            self.port
+        );
+    }
+
+    /// Kills it at once (SIGKILL): in-flight requests see a dead peer.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn ping(&self) -> bool {
+        self.command("PING\r\n")
+            .is_some_and(|r| r.starts_with("+PONG"))
+    }
+
+    /// One raw RESP command (inline form), the reply's first read.
+    pub fn command(&self, inline: &str) -> Option<String> {
+        let mut stream =
+            TcpStream::connect_timeout(&self.address(), Duration::from_millis(200)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.write_all(inline.as_bytes()).ok()?;
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A gateway for `yaml` on a manual clock that starts at 2024-01-01T00:00:00Z.
+pub async fn start_on_manual_clock(yaml: &str) -> (TestGateway, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(1_704_067_200_000));
+    let runtime = gateway::config::load_str("<test>", yaml).unwrap_or_else(|d| {
+        panic!(
+            "test config invalid:\n{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gateway");
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    let handle = gateway::start(
+        runtime,
+        StartOptions {
+            listeners: Some(vec![listener]),
+            admin_listener: Some(admin),
+            clock: clock.clone(),
+        },
+    )
+    .await
+    .expect("start gateway");
+    let records = handle.subscribe();
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    (
+        TestGateway {
+            handle,
+            records,
+            client,
+        },
+        clock,
+    )
+}
+
+/// A config with one route to `upstream`, a catch-all, and `rate_limits` as given (indented
+/// YAML of the section's body).
+pub fn config_with_limits(upstream: SocketAddr, rate_limits: &str) -> String {
+    format!(
+        "access_log: off\nupstreams:\n  svc:\n    instances: [{upstream}]\nroutes:\n  - name: api\n    match: {{path: /api/*}}\n    upstream: svc\n  - name: other\n    match: {{path: /other/*}}\n    upstream: svc\n  - name: not-found\n    match: {{path: /*}}\n    respond: {{status: 404}}\nrate_limits:\n{rate_limits}"
+    )
+}
+
+/// The admin endpoint's metrics text.
+pub async fn metrics(gw: &TestGateway) -> String {
+    let admin = gw.handle.admin_address().expect("admin");
+    let reply = gw.get_absolute(&format!("http://{admin}/metrics")).await;
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+/// The value of the first metric line starting with `prefix` (0 when absent).
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,276 @@
+//! Fakes for the resilience tests: upstreams whose behaviour is switched while the test runs
+//! (answer, fail with a status, reset, hang, answer slowly, reset mid-body, echo a WebSocket), a
+//! health endpoint that can flap, and helpers to read the admin endpoints and to start a gateway
+//! on a manual clock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway::StartOptions;
+use gateway::clock::ManualClock;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::util::TestGateway;
+
+/// What a fake upstream does with the next requests (its health endpoint aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 with its name as the body.
+    Ok,
+    /// This status, with its name as the body.
+    Status(u16),
+    /// Closes the connection without answering.
+    Reset,
+    /// Never answers.
+    Hang,
+    /// Answers 200 after this long.
+    Slow(Duration),
+    /// Sends the head and part of the body, then breaks the connection.
+    ResetMidBody,
+}
+
+struct Shared {
+    name: String,
+    mode: Mutex<Mode>,
+    health: AtomicU16,
+    hits: AtomicUsize,
+    health_hits: AtomicUsize,
+    /// `upgrade` header values of requests received.
+    upgrades: Mutex<Vec<String>>,
+}
+
+/// A fake upstream on loopback. `/healthz` answers with the configured health status; every
+/// other path follows the mode. A WebSocket upgrade is accepted on any path and echoes what it
+/// receives in upper case.
+#[derive(Clone)]
+pub struct Fake {
+    pub address: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Fake {
+    pub async fn start(name: &str) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+        let address = listener.local_addr().expect("fake address");
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            mode: Mutex::new(Mode::Ok),
+            health: AtomicU16::new(200),
+            hits: AtomicUsize::new(0),
+            health_hits: AtomicUsize::new(0),
+            upgrades: Mutex::new(Vec::new()),
+        });
+        let serving = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let shared = serving.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| answer(shared.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Fake { address, shared }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.shared.mode.lock().expect("mode") = mode;
+    }
+
+    pub fn set_health(&self, status: u16) {
+        self.shared.health.store(status, Ordering::SeqCst);
+    }
+
+    /// Requests received, health checks aside.
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn health_hits(&self) -> usize {
+        self.shared.health_hits.load(Ordering::SeqCst)
+    }
+
+    pub fn upgrades(&self) -> Vec<String> {
+        self.shared.upgrades.lock().expect("upgrades").clone()
+    }
+}
+
+type FakeBody = BoxBody<Bytes, std::io::Error>;
+
+fn text(status: u16, body: String) -> Response<FakeBody> {
+    let mut r = Response::new(
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    *r.status_mut() = StatusCode::from_u16(status).expect("status");
+    r
+}
+
+async fn answer(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+) -> Result<Response<FakeBody>, std::io::Error> {
+    if req.uri().path() == "/healthz" {
+        shared.health_hits.fetch_add(1, Ordering::SeqCst);
+        return Ok(text(shared.health.load(Ordering::SeqCst), "health".into()));
+    }
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    if let Some(upgrade) = req.headers().get("upgrade") {
+        let upgrade = upgrade.to_str().unwrap_or("").to_string();
+        shared.upgrades.lock().expect("upgrades").push(upgrade.clone());
+        if upgrade.eq_ignore_ascii_case("websocket") {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(upgraded) = on_upgrade.await else { return };
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 1024];
+                loop {
+                    match io.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            let upper = buf[..n].to_ascii_uppercase();
+                            if io.write_all(&upper).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            let mut r = text(101, String::new());
+            r.headers_mut().insert("upgrade", "websocket".parse().expect("value"));
+            r.headers_mut().insert("connection", "upgrade".parse().expect("value"));
+            return Ok(r);
+        }
+    }
+    // Read the body: a retried request must not carry one.
+    let _ = req.into_body().collect().await;
+    let mode = shared.mode.lock().expect("mode").clone();
+    match mode {
+        Mode::Ok => Ok(text(200, shared.name.clone())),
+        Mode::Status(status) => Ok(text(status, shared.name.clone())),
+        Mode::Reset => Err(std::io::Error::other("reset on purpose")),
+        Mode::Hang => std::future::pending().await,
+        Mode::Slow(d) => {
+            tokio::time::sleep(d).await;
+            Ok(text(200, shared.name.clone()))
+        }
+        Mode::ResetMidBody => {
+            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+                Ok(Frame::data(Bytes::from(vec![b'x'; 1000]))),
+                Err(std::io::Error::other("broken mid-body on purpose")),
+            ];
+            let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+            let mut r = Response::new(body);
+            r.headers_mut().insert("content-length", "100000".parse().expect("value"));
+            Ok(r)
+        }
+    }
+}
+
+/// Starts a gateway whose rules read `clock`: ejections, breakers and budgets move only when
+/// the test advances it.
+pub async fn gateway_on_clock(config: &str, clock: Arc<ManualClock>) -> TestGateway {
+    let runtime = gateway::config::load_str("<test>", config).unwrap_or_else(|d| {
+        panic!(
+            "test config invalid:\n{}",
+            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        )
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    let handle = gateway::start(
+        runtime,
+        StartOptions {
+            listeners: Some(vec![listener]),
+            admin_listener: Some(admin),
+            clock,
+        },
+    )
+    .await
+    .expect("start gateway");
+    let records = handle.subscribe();
+    TestGateway {
+        handle,
+        records,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+/// A config parsed for `GatewayHandle::reload`.
+pub fn runtime(config: &str) -> gateway::config::Runtime {
+    gateway::config::load_str("<test>", config).unwrap_or_else(|d| {
+        panic!(
+            "test config invalid:\n{}",
+            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        )
+    })
+}
+
+/// An admin endpoint's JSON.
+pub async fn admin_json(gw: &TestGateway, path: &str) -> serde_json::Value {
+    let admin = gw.handle.admin_address().expect("admin address");
+    let reply = gw.get_absolute(&format!("http://{admin}{path}")).await;
+    serde_json::from_slice(&reply.body).expect("admin JSON")
+}
+
+pub async fn metrics(gw: &TestGateway) -> String {
+    let admin = gw.handle.admin_address().expect("admin address");
+    let reply = gw.get_absolute(&format!("http://{admin}/metrics")).await;
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+/// The instance entry of `/upstreams` for `upstream` at `address`.
+pub async fn instance(gw: &TestGateway, upstream: &str, address: SocketAddr) -> serde_json::Value {
+    let all = admin_json(gw, "/upstreams").await;
+    let up = all["upstreams"]
+        .as_array()
+        .expect("upstreams")
+        .iter()
+        .find(|u| u["name"] == upstream)
+        .unwrap_or_else(|| panic!("no upstream {upstream} in {all}"))
+        .clone();
+    up["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["address"] == address.to_string())
+        .unwrap_or_else(|| panic!("no instance {address} in {up}"))
+        .clone()
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Records until `n` have been read (or 10 s pass).
+pub async fn records(gw: &mut TestGateway, n: usize) -> Vec<Arc<gateway::record::RequestRecord>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(gw.record().await);
+    }
+    out
+}

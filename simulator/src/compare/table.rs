@@ -1,0 +1,132 @@
+//! The console form of a [`Comparison`]: a heading naming the traffic and the quota, one row per
+//! algorithm, and the keys with the most rejections.
+
+use std::fmt::Write as _;
+
+use super::{Comparison, RedisCost};
+
+fn range(r: (u8, u8)) -> String {
+    if r.0 == r.1 {
+        r.0.to_string()
+    } else {
+        format!("{}-{}", r.0, r.1)
+    }
+}
+
+/// `1 RT, 1 key, 3 cmds` — one EVALSHA round trip, keys touched, commands inside the script.
+pub fn redis_cell(cost: &RedisCost) -> String {
+    let (lo, hi) = (
+        cost.commands_admitted.0.min(cost.commands_refused.0),
+        cost.commands_admitted.1.max(cost.commands_refused.1),
+    );
+    format!(
+        "{} RT, {} key{}, {} cmds",
+        cost.round_trips,
+        cost.keys_touched,
+        if cost.keys_touched == 1 { "" } else { "s" },
+        range((lo, hi))
+    )
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "0.0%".into()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// Renders the comparison for a terminal.
+pub fn render(c: &Comparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "traffic: {} — {} arrivals, {} key{}, {:.1} s",
+        c.trace.source,
+        c.trace.arrivals,
+        c.trace.keys,
+        if c.trace.keys == 1 { "" } else { "s" },
+        c.trace.span_ms / 1000.0
+    );
+    let _ = writeln!(
+        out,
+        "quota:   {} per {} ms, burst {} (T = {} ms); false allows/denies against the exact sliding log",
+        c.quota.limit, c.quota.period_ms, c.quota.burst, c.quota.emission_interval_ms
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<22} {:>9} {:>9} {:>13} {:>13} {:>6} {:>17} {:>11} {:>21} {:>8}",
+        "algorithm",
+        "admitted",
+        "rejected",
+        "false allows",
+        "false denies",
+        "burst",
+        "recover ms avg/max",
+        "state B/key",
+        "redis per decision",
+        "fairness"
+    );
+    for r in &c.results {
+        let total = r.admitted + r.rejected;
+        let state = if r.state_bytes_per_key.mean == r.state_bytes_per_key.max as f64 {
+            format!("{}", r.state_bytes_per_key.max)
+        } else {
+            format!(
+                "{:.0}/{}",
+                r.state_bytes_per_key.mean, r.state_bytes_per_key.max
+            )
+        };
+        let _ = writeln!(
+            out,
+            "{:<22} {:>9} {:>9} {:>13} {:>13} {:>6} {:>17} {:>11} {:>21} {:>8.3}",
+            r.algorithm.as_str(),
+            r.admitted,
+            r.rejected,
+            format!("{} {}", r.false_allows, pct(r.false_allows, total)),
+            format!("{} {}", r.false_denies, pct(r.false_denies, total)),
+            r.largest_burst,
+            format!(
+                "{:.0}/{:.0}",
+                r.recovery.retry_after_mean_ms, r.recovery.retry_after_max_ms
+            ),
+            state,
+            redis_cell(&r.redis),
+            r.fairness
+        );
+    }
+    if !c.top_rejected_keys.is_empty() && c.trace.keys > 1 {
+        let _ = writeln!(out);
+        let _ = write!(out, "{:<22} {:>9}", "most rejected keys", "arrivals");
+        for r in &c.results {
+            let _ = write!(out, " {:>14}", short(r.algorithm.as_str()));
+        }
+        let _ = writeln!(out);
+        for k in &c.top_rejected_keys {
+            let _ = write!(out, "{:<22} {:>9}", truncate(&k.key, 22), k.arrivals);
+            for n in &k.rejected {
+                let _ = write!(out, " {n:>14}");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    out
+}
+
+fn short(name: &str) -> &str {
+    match name {
+        "sliding-window-counter" => "sliding-counter",
+        other => other,
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}

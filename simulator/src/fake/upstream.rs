@@ -1,0 +1,336 @@
+//! Fake upstreams: real HTTP/1.1 servers on loopback whose behaviour — latency, errors, down,
+//! hang, reset mid-body, slow body, flapping — is set per instance and can change along a
+//! scenario's timeline. Each records what it received, for assertions.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+
+/// How an instance answers. Every field is optional; the default answers 200 at once.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// Written as a one-key map: `{fixed: 5ms}`.
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map")]
+    pub latency: Option<Latency>,
+    /// Share of requests answered with `error_status` (0.0–1.0).
+    #[serde(default)]
+    pub error_rate: f64,
+    #[serde(default = "default_error_status")]
+    pub error_status: u16,
+    /// Refuse connections (the listener is closed).
+    #[serde(default)]
+    pub down: bool,
+    /// Accept and read the request, never answer.
+    #[serde(default)]
+    pub hang: bool,
+    /// Send the head and part of the body, then drop the connection.
+    #[serde(default)]
+    pub reset_mid_body: bool,
+    /// Send the body in 16 chunks with this pause between them.
+    #[serde(default, with = "humantime_serde")]
+    pub slow_body: Option<Duration>,
+    /// Alternate between up and down every `flapping` period.
+    #[serde(default, with = "humantime_serde")]
+    pub flapping: Option<Duration>,
+    /// Response body size in bytes.
+    #[serde(default = "default_body_bytes")]
+    pub body_bytes: usize,
+}
+
+fn default_error_status() -> u16 {
+    500
+}
+
+fn default_body_bytes() -> usize {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Latency {
+    #[serde(with = "humantime_serde")]
+    Fixed(Duration),
+    Uniform {
+        #[serde(with = "humantime_serde")]
+        min: Duration,
+        #[serde(with = "humantime_serde")]
+        max: Duration,
+    },
+    /// Heavy-tailed service time: `median` with log-space spread `sigma`.
+    Lognormal {
+        #[serde(with = "humantime_serde")]
+        median: Duration,
+        sigma: f64,
+    },
+}
+
+impl Latency {
+    pub fn sample(&self) -> Duration {
+        match self {
+            Latency::Fixed(d) => *d,
+            Latency::Uniform { min, max } => {
+                let span = max.saturating_sub(*min).as_nanos() as f64;
+                *min + Duration::from_nanos((span * fastrand::f64()) as u64)
+            }
+            Latency::Lognormal { median, sigma } => {
+                // Box–Muller: one standard normal from two uniforms.
+                let u1 = fastrand::f64().max(f64::MIN_POSITIVE);
+                let u2 = fastrand::f64();
+                let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                let nanos = median.as_nanos() as f64 * (sigma * z).exp();
+                Duration::from_nanos(nanos.min(3.6e12) as u64)
+            }
+        }
+    }
+}
+
+/// What an instance received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body_bytes: u64,
+}
+
+/// One fake upstream instance.
+pub struct FakeInstance {
+    pub address: SocketAddr,
+    behaviour: watch::Sender<Behaviour>,
+    received: Arc<Mutex<Vec<Received>>>,
+    hits: Arc<AtomicU64>,
+    _stop: watch::Sender<bool>,
+}
+
+impl FakeInstance {
+    /// Starts on a free loopback port.
+    pub async fn start(behaviour: Behaviour) -> std::io::Result<FakeInstance> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (behaviour_tx, behaviour_rx) = watch::channel(behaviour);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let hits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(serve(
+            Some(listener),
+            address,
+            behaviour_rx,
+            stop_rx,
+            received.clone(),
+            hits.clone(),
+        ));
+        Ok(FakeInstance {
+            address,
+            behaviour: behaviour_tx,
+            received,
+            hits,
+            _stop: stop_tx,
+        })
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        let _ = self.behaviour.send(behaviour);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Requests that reached this instance (answered or not).
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+/// Binds `address` again after it was released (down → up), with SO_REUSEADDR so TIME_WAIT
+/// sockets of the previous life do not block it.
+fn rebind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+fn is_up(behaviour: &Behaviour, started: tokio::time::Instant) -> bool {
+    if behaviour.down {
+        return false;
+    }
+    match behaviour.flapping {
+        Some(period) if !period.is_zero() => {
+            let phase = started.elapsed().as_nanos() / period.as_nanos();
+            phase % 2 == 0
+        }
+        _ => true,
+    }
+}
+
+async fn serve(
+    mut listener: Option<TcpListener>,
+    address: SocketAddr,
+    mut behaviour: watch::Receiver<Behaviour>,
+    mut stop: watch::Receiver<bool>,
+    received: Arc<Mutex<Vec<Received>>>,
+    hits: Arc<AtomicU64>,
+) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let up = is_up(&behaviour.borrow(), started);
+        if !up {
+            // Closing the listener makes connects fail with ECONNREFUSED, like a dead process.
+            listener = None;
+        } else if listener.is_none() {
+            listener = rebind(address).ok();
+        }
+        let tick = tokio::time::sleep(Duration::from_millis(20));
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = behaviour.changed() => continue,
+            _ = tick => continue,
+            accepted = async {
+                match &listener {
+                    Some(l) => l.accept().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let Ok((stream, _)) = accepted else { continue };
+                let behaviour = behaviour.clone();
+                let received = received.clone();
+                let hits = hits.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let current = behaviour.borrow().clone();
+                        let received = received.clone();
+                        let hits = hits.clone();
+                        async move { answer(req, current, received, hits).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+type AnswerBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+async fn answer(
+    req: Request<Incoming>,
+    behaviour: Behaviour,
+    received: Arc<Mutex<Vec<Received>>>,
+    hits: Arc<AtomicU64>,
+) -> Result<Response<AnswerBody>, std::io::Error> {
+    hits.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().to_string();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(String::new, |pq| pq.to_string());
+    let headers = req.headers().clone();
+    let mut body = req.into_body();
+    let mut body_bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => body_bytes += f.data_ref().map_or(0, |d| d.len() as u64),
+            Err(_) => break,
+        }
+    }
+    if let Ok(mut r) = received.lock() {
+        r.push(Received {
+            method,
+            target,
+            headers,
+            body_bytes,
+        });
+    }
+    if behaviour.hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some(latency) = &behaviour.latency {
+        tokio::time::sleep(latency.sample()).await;
+    }
+    let status = if behaviour.error_rate > 0.0 && fastrand::f64() < behaviour.error_rate {
+        StatusCode::from_u16(behaviour.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    } else {
+        StatusCode::OK
+    };
+    let payload = Bytes::from(vec![b'x'; behaviour.body_bytes]);
+    let body: AnswerBody = if behaviour.reset_mid_body || behaviour.slow_body.is_some() {
+        let chunks = 16usize;
+        let size = behaviour.body_bytes.div_ceil(chunks).max(1);
+        let pause = behaviour.slow_body.unwrap_or_default();
+        let reset = behaviour.reset_mid_body;
+        let stream = futures_util::stream::unfold(0usize, move |sent| {
+            let payload = payload.clone();
+            async move {
+                if sent >= payload.len() {
+                    return None;
+                }
+                if reset && sent >= payload.len() / 2 {
+                    return Some((Err(std::io::Error::other("reset mid-body")), payload.len()));
+                }
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                let end = (sent + size).min(payload.len());
+                Some((Ok(Frame::data(payload.slice(sent..end))), end))
+            }
+        });
+        StreamBody::new(stream).boxed()
+    } else {
+        http_body_util::Full::new(payload).map_err(|e| match e {}).boxed()
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if behaviour.reset_mid_body {
+        // A declared length the body never reaches: the client sees a truncated message.
+        response.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(behaviour.body_bytes),
+        );
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_samples_stay_in_their_shape() {
+        let fixed = Latency::Fixed(Duration::from_millis(5));
+        assert_eq!(fixed.sample(), Duration::from_millis(5));
+        let uniform = Latency::Uniform {
+            min: Duration::from_millis(1),
+            max: Duration::from_millis(3),
+        };
+        for _ in 0..1000 {
+            let s = uniform.sample();
+            assert!(s >= Duration::from_millis(1) && s <= Duration::from_millis(3));
+        }
+        let lognormal = Latency::Lognormal {
+            median: Duration::from_millis(10),
+            sigma: 0.5,
+        };
+        let mut samples: Vec<Duration> = (0..2001).map(|_| lognormal.sample()).collect();
+        samples.sort();
+        let median = samples[1000];
+        assert!(
+            median > Duration::from_millis(8) && median < Duration::from_millis(12),
+            "{median:?}"
+        );
+    }
+}

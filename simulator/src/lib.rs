@@ -1,0 +1,12 @@
+//! Gatehouse's testbed. It embeds the real gateway (the `gateway` crate) and reuses its types —
+//! stage ids, the request record, the rate-limit algorithms — instead of copying them.
+//!
+//! - [`fake`]: upstreams with scripted behaviour, load profiles;
+//! - [`scenario`]: scenario files, the runner, expectations;
+//! - [`report`]: console text, JUnit XML, JSON;
+//! - [`demo`]: the whole testbed in-process on embedded defaults.
+
+pub mod demo;
+pub mod fake;
+pub mod report;
+pub mod scenario;

@@ -1,0 +1,265 @@
+//! Expectations: each unmet one becomes a line saying what was expected and what happened.
+
+use std::collections::BTreeMap;
+
+use gateway::record::RequestRecord;
+use hdrhistogram::Histogram;
+use http::HeaderMap;
+use serde::Serialize;
+
+use super::model::{CountRule, Expect, StoppedAt};
+use super::run::Sent;
+use crate::fake::upstream::Received;
+
+/// What happened to one request.
+pub struct RequestOutcome {
+    /// Status and headers at the client, or the transport failure.
+    pub response: Result<(u16, HeaderMap), String>,
+    pub record: Option<RequestRecord>,
+    /// What each fake upstream received carrying this request's id, by upstream name.
+    pub received: Vec<(String, Received)>,
+}
+
+pub fn check_request(expect: &Expect, outcome: &RequestOutcome) -> Vec<String> {
+    let mut failures = Vec::new();
+    let (status, headers) = match &outcome.response {
+        Ok((status, headers)) => (Some(*status), Some(headers)),
+        Err(e) => {
+            failures.push(format!("no response: {e}"));
+            (None, None)
+        }
+    };
+    if let Some(want) = expect.status {
+        if status != Some(want) {
+            failures.push(format!("status: expected {want}, got {}", show(status)));
+        }
+    }
+    let record = outcome.record.as_ref();
+    if record.is_none() && (expect.stopped_at.is_some() || expect.reason.is_some()) {
+        failures.push("no record arrived for this request within 5 s".into());
+    }
+    if let (Some(want), Some(record)) = (&expect.stopped_at, record) {
+        let got = record.stopped_at.map_or("none".to_string(), |s| s.to_string());
+        let wanted = match want {
+            StoppedAt::None => "none".to_string(),
+            StoppedAt::Stage(s) => s.to_string(),
+        };
+        if got != wanted {
+            failures.push(format!(
+                "stopped_at: expected {wanted}, got {got} (reason: {})",
+                record.reason.as_deref().unwrap_or("none")
+            ));
+        }
+    }
+    if let (Some(want), Some(record)) = (&expect.reason, record) {
+        if record.reason.as_deref() != Some(want.as_str()) {
+            failures.push(format!(
+                "reason: expected {want}, got {}",
+                record.reason.as_deref().unwrap_or("none")
+            ));
+        }
+    }
+    if let Some(headers) = headers {
+        check_headers("client header", &expect.headers, &expect.absent_headers, headers, &mut failures);
+    }
+    if let Some(up) = &expect.upstream {
+        match (&up.name, outcome.received.first()) {
+            (Some(name), None) if name != "none" => {
+                failures.push(format!("upstream: expected {name} to receive the request, none did"))
+            }
+            (Some(name), Some((got, _))) if name == "none" => {
+                failures.push(format!("upstream: expected none to receive the request, {got} did"))
+            }
+            (Some(name), Some((got, _))) if name != got => {
+                failures.push(format!("upstream: expected {name}, got {got}"))
+            }
+            (None, None) => failures.push("upstream: expected the request to reach an upstream, none did".into()),
+            _ => {}
+        }
+        if let Some((_, received)) = outcome.received.first() {
+            if let Some(path) = &up.path {
+                let got = received.target.split('?').next().unwrap_or_default();
+                if got != path {
+                    failures.push(format!("upstream path: expected {path}, got {got}"));
+                }
+            }
+            check_headers(
+                "upstream header",
+                &up.headers,
+                &up.absent_headers,
+                &received.headers,
+                &mut failures,
+            );
+        }
+    }
+    failures
+}
+
+fn check_headers(
+    what: &str,
+    want: &BTreeMap<String, String>,
+    absent: &[String],
+    got: &HeaderMap,
+    failures: &mut Vec<String>,
+) {
+    for (name, value) in want {
+        match got.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+            None => failures.push(format!("{what} {name}: expected {value}, it was absent")),
+            Some(v) if value != "*" && v != value => {
+                failures.push(format!("{what} {name}: expected {value}, got {v}"))
+            }
+            _ => {}
+        }
+    }
+    for name in absent {
+        if let Some(v) = got.get(name.as_str()) {
+            failures.push(format!(
+                "{what} {name}: expected absent, got {}",
+                v.to_str().unwrap_or("<binary>")
+            ));
+        }
+    }
+}
+
+fn show(status: Option<u16>) -> String {
+    status.map_or("no response".into(), |s| s.to_string())
+}
+
+/// What a load phase did, summarized for expectations and reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseOutcome {
+    pub sent: u64,
+    /// By status code; `none` for requests that got no response.
+    pub statuses: BTreeMap<String, u64>,
+    /// By stopping stage; `none` when the upstream answered; `no-record` when none arrived.
+    pub stopped_at: BTreeMap<String, u64>,
+    /// Stop reasons, `stage/reason`.
+    pub reasons: BTreeMap<String, u64>,
+    /// Quantiles in microseconds, from scheduled send time.
+    pub latency_us: BTreeMap<String, u64>,
+    pub upstream_hits: BTreeMap<String, u64>,
+}
+
+pub const QUANTILES: [(&str, f64); 5] = [
+    ("p50", 0.50),
+    ("p90", 0.90),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("max", 1.0),
+];
+
+impl PhaseOutcome {
+    pub fn summarize(sent: Vec<Sent>, upstream_hits: BTreeMap<String, u64>) -> Self {
+        let mut statuses = BTreeMap::new();
+        let mut stopped_at = BTreeMap::new();
+        let mut reasons = BTreeMap::new();
+        // 1 µs .. 1 h at 3 significant digits: enough for any loopback phase.
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
+        for s in &sent {
+            *statuses.entry(s.status.map_or("none".into(), |c| c.to_string())).or_insert(0) += 1;
+            let stage = match &s.record {
+                Some(r) => r.stopped_at.map_or("none".to_string(), |st| st.to_string()),
+                None => "no-record".to_string(),
+            };
+            if let Some(Some(reason)) = s.record.as_ref().map(|r| r.reason.as_deref()) {
+                *reasons.entry(format!("{stage}/{reason}")).or_insert(0) += 1;
+            }
+            *stopped_at.entry(stage).or_insert(0) += 1;
+            if let Some(h) = histogram.as_mut() {
+                let _ = h.record((s.latency.as_micros() as u64).clamp(1, 3_600_000_000));
+            }
+        }
+        let latency_us = match histogram {
+            Some(h) if !h.is_empty() => QUANTILES
+                .iter()
+                .map(|(name, q)| (name.to_string(), h.value_at_quantile(*q)))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        PhaseOutcome {
+            sent: sent.len() as u64,
+            statuses,
+            stopped_at,
+            reasons,
+            latency_us,
+            upstream_hits,
+        }
+    }
+
+    fn status_count(&self, key: &str) -> u64 {
+        if let Some(class) = key.strip_suffix("xx") {
+            self.statuses
+                .iter()
+                .filter(|(s, _)| s.starts_with(class) && s.len() == 3)
+                .map(|(_, n)| n)
+                .sum()
+        } else {
+            self.statuses.get(key).copied().unwrap_or(0)
+        }
+    }
+}
+
+pub fn check_phase(expect: &Expect, phase: &PhaseOutcome) -> Vec<String> {
+    let mut failures = Vec::new();
+    if phase.sent == 0 {
+        failures.push("the phase sent no requests".into());
+    }
+    for (key, rule) in &expect.status_counts {
+        check_count(&format!("status {key}"), rule, phase.status_count(key), phase.sent, &mut failures);
+    }
+    for (key, rule) in &expect.stopped_counts {
+        let got = phase.stopped_at.get(key).copied().unwrap_or(0);
+        check_count(&format!("stopped_at {key}"), rule, got, phase.sent, &mut failures);
+    }
+    for (key, rule) in &expect.upstream_hits {
+        match phase.upstream_hits.get(key) {
+            Some(got) => check_count(&format!("upstream {key} hits"), rule, *got, phase.sent, &mut failures),
+            None => failures.push(format!("upstream_hits: no fake upstream named {key}")),
+        }
+    }
+    for (quantile, rule) in &expect.latency {
+        match phase.latency_us.get(quantile) {
+            Some(us) => {
+                if *us > rule.max.as_micros() as u64 {
+                    failures.push(format!(
+                        "latency {quantile}: expected at most {:?}, got {:?}",
+                        rule.max,
+                        std::time::Duration::from_micros(*us)
+                    ));
+                }
+            }
+            None => failures.push(format!(
+                "latency: unknown quantile {quantile} (use {})",
+                QUANTILES.map(|q| q.0).join(", ")
+            )),
+        }
+    }
+    failures
+}
+
+fn check_count(what: &str, rule: &CountRule, got: u64, total: u64, failures: &mut Vec<String>) {
+    let ok = match rule {
+        CountRule::Exact(n) => got == *n,
+        CountRule::Range { min, max } => min.is_none_or(|m| got >= m) && max.is_none_or(|m| got <= m),
+        CountRule::Ratio { ratio } => {
+            let share = if total == 0 { 0.0 } else { got as f64 / total as f64 };
+            share >= ratio[0] && share <= ratio[1]
+        }
+    };
+    if !ok {
+        let wanted = match rule {
+            CountRule::Exact(n) => format!("exactly {n}"),
+            CountRule::Range { min, max } => format!(
+                "between {} and {}",
+                min.map_or("0".into(), |m| m.to_string()),
+                max.map_or("∞".into(), |m| m.to_string())
+            ),
+            CountRule::Ratio { ratio } => format!("a share between {} and {}", ratio[0], ratio[1]),
+        };
+        failures.push(format!("{what}: expected {wanted}, got {got} of {total}"));
+    }
+}
+
+pub fn check_issuer_fetches(rule: &CountRule, fetched: u64, failures: &mut Vec<String>) {
+    check_count("issuer fetches", rule, fetched, fetched, failures);
+}

@@ -1,0 +1,320 @@
+//! Scenario files as written (YAML): the gateway config under test, the fakes it needs, and the
+//! steps — single requests or load phases — each with what must be true afterwards.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gateway::pipeline::StageId;
+use serde::Deserialize;
+
+use crate::fake::issuer::{Hostile, IdentitySpec, IssuerMode};
+use crate::fake::upstream::Behaviour;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub gateway: GatewayUnderTest,
+    /// Fake behaviour per upstream named in the gateway config. Upstreams not listed get one
+    /// instance answering 200 at once.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, FakeUpstream>,
+    /// A fake issuer standing in for one of the config's `auth.issuers` (its `jwks_url` is
+    /// pointed at the fake; tokens carry that issuer's `issuer` and first audience).
+    #[serde(default)]
+    pub issuer: Option<FakeIssuerSpec>,
+    /// Named identities requests can act as (`as: alice`).
+    #[serde(default)]
+    pub identities: BTreeMap<String, IdentitySpec>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FakeIssuerSpec {
+    /// The config issuer's `name`; default: the first issuer.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub timeline: Vec<IssuerChange>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerChange {
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    /// `publish` a new key, `sign` with the newest, `retire` the others, or all three `abruptly`.
+    #[serde(default)]
+    pub rotate: Option<RotateStep>,
+    /// `up`, `down`, `hang` or `garbage`.
+    #[serde(default)]
+    pub mode: Option<IssuerMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotateStep {
+    Publish,
+    Sign,
+    Retire,
+    Abruptly,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayUnderTest {
+    /// Path of the gateway config, relative to the scenario file.
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FakeUpstream {
+    #[serde(default = "one")]
+    pub instances: usize,
+    #[serde(default)]
+    pub behaviour: Behaviour,
+    /// Behaviour changes along the scenario: at `at` after the scenario started, every instance
+    /// (or the one at `instance`) switches to `behaviour`.
+    #[serde(default)]
+    pub timeline: Vec<TimelineChange>,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineChange {
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    #[serde(default)]
+    pub instance: Option<usize>,
+    pub behaviour: Behaviour,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    /// One request ...
+    #[serde(default)]
+    pub request: Option<RequestSpec>,
+    /// ... or a load phase.
+    #[serde(default)]
+    pub load: Option<LoadSpec>,
+    /// Wait before the step runs (lets a timeline change or a breaker cool down).
+    #[serde(default, with = "humantime_serde")]
+    pub after: Option<Duration>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    #[serde(default = "get")]
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body as text.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Send `Authorization: Bearer <token>` minted by the fake issuer for this identity.
+    #[serde(default, rename = "as")]
+    pub as_identity: Option<String>,
+    /// Make that token hostile: `expired`, `not_yet_valid`, `wrong_issuer`, `wrong_audience`,
+    /// `alg_none`, `unknown_kid`, `bad_signature`.
+    #[serde(default)]
+    pub hostile: Option<Hostile>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Written as a one-key map: `{steady: {rate: 100, duration: 2s}}`.
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
+    pub profile: crate::fake::client::Profile,
+    pub request: RequestSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    // Single requests.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `none` when the upstream must have answered; a stage id when that stage must have stopped it.
+    #[serde(default)]
+    pub stopped_at: Option<StoppedAt>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Headers the client must see (`"*"` = present with any value).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Headers the client must not see.
+    #[serde(default)]
+    pub absent_headers: Vec<String>,
+    /// What the upstream must have received for this request.
+    #[serde(default)]
+    pub upstream: Option<ExpectUpstream>,
+    // Load phases.
+    /// Count of requests per status (`"200"`, `"4xx"`) over the phase.
+    #[serde(default)]
+    pub status_counts: BTreeMap<String, CountRule>,
+    /// Count of requests per stopping stage (`none` = reached the upstream and came back).
+    #[serde(default)]
+    pub stopped_counts: BTreeMap<String, CountRule>,
+    /// Latency quantiles over the phase, measured from each request's scheduled send time.
+    #[serde(default)]
+    pub latency: BTreeMap<String, LatencyRule>,
+    /// Requests each fake upstream received during the step.
+    #[serde(default)]
+    pub upstream_hits: BTreeMap<String, CountRule>,
+    /// JWKS fetches the fake issuer served during the step.
+    #[serde(default)]
+    pub issuer_fetches: Option<CountRule>,
+}
+
+impl Expect {
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.stopped_at.is_none()
+            && self.reason.is_none()
+            && self.headers.is_empty()
+            && self.absent_headers.is_empty()
+            && self.upstream.is_none()
+            && self.status_counts.is_empty()
+            && self.stopped_counts.is_empty()
+            && self.latency.is_empty()
+            && self.upstream_hits.is_empty()
+            && self.issuer_fetches.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoppedAt {
+    None,
+    Stage(StageId),
+}
+
+impl<'de> Deserialize<'de> for StoppedAt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "none" {
+            return Ok(StoppedAt::None);
+        }
+        StageId::parse(&text).map(StoppedAt::Stage).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown stage `{text}`: expected `none` or one of tls, authn, authz, ratelimit, route, mutate_request, forward, mutate_response"
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectUpstream {
+    /// `none` when the request must not have reached any upstream.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub absent_headers: Vec<String>,
+}
+
+/// `5`, `{min: 1, max: 9}`, or `{ratio: [0.4, 0.6]}` (a share of the phase's requests).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum CountRule {
+    Exact(u64),
+    Range {
+        #[serde(default)]
+        min: Option<u64>,
+        #[serde(default)]
+        max: Option<u64>,
+    },
+    Ratio {
+        ratio: [f64; 2],
+    },
+}
+
+/// `{max: 50ms}` for a quantile such as `p99`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyRule {
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+}
+
+/// A scenario file that cannot be used, with where.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}{}: {field}{message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ScenarioError {
+    pub file: String,
+    pub location: Option<(usize, usize)>,
+    /// Field path such as `steps[2].expect.status: `, or empty.
+    pub field: String,
+    pub message: String,
+}
+
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: file.clone(),
+        location: None,
+        field: String::new(),
+        message: format!("cannot read the file: {e}"),
+    })?;
+    parse(&file, &text)
+}
+
+pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+        let location = e.inner().location().map(|l| (l.line(), l.column()));
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        // serde_yaml_ng already names the field in most messages; do not say it twice.
+        let field = if path == "." || message.starts_with(&path) {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        ScenarioError {
+            file: file.to_string(),
+            location,
+            field,
+            message,
+        }
+    })?;
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let problem = match (&step.request, &step.load) {
+            (Some(_), Some(_)) => Some("a step is either a `request` or a `load` phase, not both"),
+            (None, None) => Some("a step needs a `request` or a `load` phase"),
+            _ => None,
+        };
+        if let Some(message) = problem {
+            return Err(ScenarioError {
+                file: file.to_string(),
+                location: None,
+                field: format!("steps[{i}]: "),
+                message: message.to_string(),
+            });
+        }
+    }
+    Ok(scenario)
+}

@@ -1,0 +1,7 @@
+//! The simulator's one integration test binary: the canonical scenarios against the real
+//! gateway, and the runner's own behaviour on bad and failing scenarios.
+
+mod integration {
+    mod canonical;
+    mod runner;
+}
