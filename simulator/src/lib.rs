@@ -4,8 +4,11 @@
 //! - [`fake`]: upstreams with scripted behaviour, load profiles;
 //! - [`scenario`]: scenario files, the runner, expectations;
 //! - [`report`]: console text, JUnit XML, JSON;
-//! - [`demo`]: the whole testbed in-process on embedded defaults.
+//! - [`demo`]: the whole testbed in-process on embedded defaults;
+//! - [`compare`]: the rate-limit algorithm lab (the gateway's algorithms in virtual time);
+//! - [`tui`]: the terminal UI (state in `app`, drawing in `ui`, the terminal loop in `term`).
 
+pub mod compare;
 pub mod demo;
 pub mod fake;
 pub mod report;
