@@ -34,6 +34,8 @@ fn route(index: usize, pattern: &str, methods: &[Method], priority: i32) -> Arc<
         },
         rewrite: None,
         max_body_bytes: 1 << 20,
+        websocket: false,
+        deprecation: None,
     })
 }
 

@@ -1,7 +1,7 @@
 //! `simulator demo`: the whole testbed in-process on embedded defaults — the reference gateway
-//! config, fake upstreams (one of them down, one slow), and a client mix that exercises the
-//! stops the gateway has today. Prints a live line per second and a final table of requests per
-//! stage and reason.
+//! with identity and in-memory rate limits (fixtures/testbed.yaml), fake upstreams (one down, one
+//! slow and flaky), a fake issuer rotating its key, and a client mix that exercises every stop.
+//! Prints a live line per second and a final table of requests per stage and reason.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,33 +10,72 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 
+use crate::fake::issuer::{Hostile, IdentitySpec};
 use crate::fake::upstream::{Behaviour, Latency};
-use crate::scenario::model::FakeUpstream;
-use crate::scenario::run::{http_client, point_config_at_fakes, send, start_gateway, GatewayMode};
+use crate::scenario::model::{FakeIssuerSpec, FakeUpstream, IssuerChange, RequestSpec, RotateStep};
+use crate::scenario::run::{
+    GatewayMode, http_client, point_config_at_fakes, send, spawn_issuer_timeline, start_gateway,
+};
 
-/// The embedded gateway config: the reference routing table.
-pub const DEMO_CONFIG: &str = include_str!("../../fixtures/reference.yaml");
+/// The embedded gateway config: the reference routing table with identity and rate limits on.
+pub const DEMO_CONFIG: &str = include_str!("../../fixtures/testbed.yaml");
 
-/// One stream of the client mix: a request sent at a steady rate.
+/// One stream of the client mix: a request sent at a steady rate, as an identity or not.
 struct Stream {
-    label: &'static str,
     method: &'static str,
     path: &'static str,
     headers: &'static [(&'static str, &'static str)],
+    /// An identity of [`identities`], whose token the fake issuer mints per request.
+    identity: Option<&'static str>,
+    hostile: Option<Hostile>,
     per_second: u32,
 }
 
+const fn stream(method: &'static str, path: &'static str, identity: Option<&'static str>, per_second: u32) -> Stream {
+    Stream { method, path, headers: &[], identity, hostile: None, per_second }
+}
+
+/// Every stop the gateway can make shows up within seconds.
 const MIX: &[Stream] = &[
-    Stream { label: "read users", method: "GET", path: "/api/v1/users/42", headers: &[], per_second: 120 },
-    Stream { label: "create user", method: "POST", path: "/api/v1/users", headers: &[], per_second: 20 },
-    Stream { label: "v2 reads", method: "GET", path: "/api/v2/users/7", headers: &[], per_second: 40 },
-    Stream { label: "admin (slow upstream)", method: "GET", path: "/api/admin/reports", headers: &[], per_second: 10 },
-    Stream { label: "payments (down)", method: "POST", path: "/api/payments/charges", headers: &[], per_second: 10 },
-    Stream { label: "unknown route", method: "GET", path: "/api/unknown", headers: &[], per_second: 15 },
-    Stream { label: "dot-segment probe", method: "GET", path: "/api/v1/../admin/users", headers: &[], per_second: 5 },
-    Stream { label: "browser preflight", method: "OPTIONS", path: "/api/v1/users/1", headers: &[("origin", "https://app.example.com"), ("access-control-request-method", "GET")], per_second: 5 },
-    Stream { label: "foreign origin preflight", method: "OPTIONS", path: "/api/v1/users/1", headers: &[("origin", "https://evil.example.net"), ("access-control-request-method", "GET")], per_second: 2 },
+    stream("GET", "/api/v1/users/42", Some("reader"), 80),
+    stream("POST", "/api/v1/users", Some("writer"), 10),
+    // A paid customer hammering v2 beta: the 5/s beta limit stops most of it at ratelimit.
+    stream("GET", "/api/v2/users/7", Some("reader"), 25),
+    // A free-tier client over its quota.
+    stream("GET", "/api/v1/users/9", Some("free"), 20),
+    stream("GET", "/api/admin/reports", Some("admin"), 5),
+    stream("GET", "/api/admin/reports", Some("reader"), 3),
+    stream("POST", "/api/payments/charges", Some("writer"), 5),
+    stream("GET", "/api/v1/users/42", None, 5),
+    Stream { hostile: Some(Hostile::Expired), ..stream("GET", "/api/v1/users/42", Some("reader"), 4) },
+    Stream { hostile: Some(Hostile::BadSignature), ..stream("GET", "/api/v1/users/42", Some("reader"), 2) },
+    Stream { hostile: Some(Hostile::UnknownKid), ..stream("GET", "/api/v1/users/42", Some("reader"), 2) },
+    stream("GET", "/api/unknown", Some("reader"), 10),
+    // A request target longer than the edge allows (replaced at send time): 414 at tls.
+    stream("GET", LONG_URI, None, 1),
+    stream("GET", "/api/v1/../admin/users", Some("reader"), 3),
+    Stream { headers: &[("origin", "https://app.example.com"), ("access-control-request-method", "GET")], ..stream("OPTIONS", "/api/v1/users/1", None, 3) },
+    Stream { headers: &[("origin", "https://evil.example.net"), ("access-control-request-method", "GET")], ..stream("OPTIONS", "/api/v1/users/1", None, 1) },
 ];
+
+/// Stands for a 9,000-byte path, built when sent.
+const LONG_URI: &str = "<long uri>";
+
+fn identities() -> BTreeMap<String, IdentitySpec> {
+    let who = |subject: &str, scopes: &[&str], roles: &[&str], tier: &str| IdentitySpec {
+        subject: subject.into(),
+        tenant: Some("acme".into()),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        roles: roles.iter().map(|s| s.to_string()).collect(),
+        tier: Some(tier.into()),
+    };
+    BTreeMap::from([
+        ("reader".to_string(), who("reader", &["users:read"], &[], "paid")),
+        ("writer".to_string(), who("writer", &["users:read", "users:write"], &[], "paid")),
+        ("free".to_string(), who("hobbyist", &["users:read"], &[], "free")),
+        ("admin".to_string(), who("ops", &["users:read"], &["admin"], "paid")),
+    ])
+}
 
 fn fakes() -> BTreeMap<String, FakeUpstream> {
     let upstream = |behaviour: Behaviour| FakeUpstream {
@@ -56,7 +95,9 @@ fn fakes() -> BTreeMap<String, FakeUpstream> {
     specs.insert(
         "admin-svc".to_string(),
         upstream(Behaviour {
-            latency: Some(Latency::Uniform { min: Duration::from_millis(50), max: Duration::from_millis(15_000) }),
+            latency: Some(Latency::Uniform { min: Duration::from_millis(50), max: Duration::from_millis(1_500) }),
+            error_rate: 0.1,
+            error_status: 503,
             ..Behaviour::default()
         }),
     );
@@ -70,9 +111,20 @@ fn fakes() -> BTreeMap<String, FakeUpstream> {
 type Tally = Arc<Mutex<BTreeMap<(String, String), u64>>>;
 
 pub async fn run(duration: Duration) -> anyhow::Result<()> {
-    let (config, _fakes) = point_config_at_fakes("<embedded demo>", DEMO_CONFIG, &fakes(), None)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let issuer = FakeIssuerSpec {
+        name: None,
+        // The issuer rotates its key abruptly every 5 s; the gateway follows without a false 401.
+        timeline: (1..=720)
+            .map(|i| IssuerChange { at: Duration::from_secs(5 * i), rotate: Some(RotateStep::Abruptly), mode: None })
+            .collect(),
+    };
+    let (config, mut fakes) =
+        point_config_at_fakes("<embedded demo>", DEMO_CONFIG, &fakes(), Some(&issuer))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    fakes.identities = identities();
+    let fakes = Arc::new(fakes);
+    let rotation = spawn_issuer_timeline(issuer.timeline.clone(), fakes.clone());
     let gateway = start_gateway("<embedded demo>", &config, &GatewayMode::InProcess)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -107,6 +159,7 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let mut senders = Vec::new();
     for stream in MIX {
         let client = client.clone();
+        let fakes = fakes.clone();
         senders.push(tokio::spawn(async move {
             let gap = Duration::from_secs_f64(1.0 / f64::from(stream.per_second.max(1)));
             let mut next = tokio::time::Instant::now();
@@ -114,11 +167,27 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
             while next < deadline {
                 tokio::time::sleep_until(next).await;
                 next += gap;
+                let path = if stream.path == LONG_URI {
+                    format!("/api/v1/users/{}", "x".repeat(9000))
+                } else {
+                    stream.path.to_string()
+                };
                 let mut builder = http::Request::builder()
                     .method(stream.method)
-                    .uri(format!("http://{address}{}", stream.path));
+                    .uri(format!("http://{address}{path}"));
                 for (k, v) in stream.headers {
                     builder = builder.header(*k, *v);
+                }
+                let spec = RequestSpec {
+                    method: stream.method.into(),
+                    path: stream.path.into(),
+                    headers: BTreeMap::new(),
+                    body: None,
+                    as_identity: stream.identity.map(str::to_owned),
+                    hostile: stream.hostile,
+                };
+                if let Ok(Some(authorization)) = fakes.authorization(&spec) {
+                    builder = builder.header(http::header::AUTHORIZATION, authorization);
                 }
                 let body = if stream.method == "POST" { Bytes::from_static(b"{\"demo\":true}") } else { Bytes::new() };
                 if let Ok(request) = builder.body(Full::new(body)) {
@@ -129,7 +198,6 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
             }
             // Requests still in flight at the end are abandoned: the demo is bounded in time.
             inflight.abort_all();
-            stream.label
         }));
     }
 
@@ -160,6 +228,7 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     }
     gateway.stop().await;
     collector.abort();
+    rotation.abort();
 
     let snapshot = tally.lock().map(|t| t.clone()).unwrap_or_default();
     println!("\n{:<18} {:<24} {:>8}", "stopped at", "reason", "requests");

@@ -1,6 +1,9 @@
-//! What runs write: JUnit XML for CI, JSON for tools, and the readable console text.
+//! What runs write: JUnit XML for CI, JSON for tools, and the readable console text; for
+//! `simulator compare`, SVG plots (`plot`) and a self-contained HTML page (`html`).
 
+pub mod html;
 pub mod junit;
+pub mod plot;
 
 use std::fmt::Write as _;
 
@@ -49,12 +52,8 @@ pub fn render_text(results: &[ScenarioResult]) -> String {
         .iter()
         .map(|r| r.steps.iter().filter(|s| !s.passed).count())
         .sum();
-    let _ = writeln!(
-        out,
-        "{} passed, {} failed ({} scenarios, {steps} steps, {failed_steps} failed steps)",
-        passed,
-        results.len() - passed,
-        results.len()
-    );
+    let _ = writeln!(out, "{} scenarios, {steps} steps, {failed_steps} failed steps", results.len());
+    // Alone on the last line, in the shape CI tools read.
+    let _ = writeln!(out, "{} passed, {} failed", passed, results.len() - passed);
     out
 }

@@ -83,7 +83,7 @@ impl Fakes {
     }
 
     /// `Authorization` for a request acting as an identity, minted now.
-    fn authorization(&self, spec: &RequestSpec) -> Result<Option<String>, String> {
+    pub fn authorization(&self, spec: &RequestSpec) -> Result<Option<String>, String> {
         let Some(name) = &spec.as_identity else {
             return Ok(None);
         };
@@ -399,13 +399,49 @@ pub async fn run(
         let outcome = run_step(index, step, &gateway, &fakes, &client).await;
         result.steps.push(outcome);
     }
-    timeline.abort();
+    for task in timeline {
+        task.abort();
+    }
     gateway.stop().await;
     result.duration_ms = started.elapsed().as_millis() as u64;
     Ok(result)
 }
 
-fn spawn_timeline(scenario: &Scenario, fakes: Arc<Fakes>) -> tokio::task::JoinHandle<()> {
+/// Applies the fake issuer's timeline (rotation steps, modes) from now on.
+pub fn spawn_issuer_timeline(
+    changes: Vec<super::model::IssuerChange>,
+    fakes: Arc<Fakes>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        for change in changes {
+            tokio::time::sleep_until(start + change.at).await;
+            let Some(issuer) = &fakes.issuer else { return };
+            if let Some(mode) = change.mode {
+                issuer.set_mode(mode);
+            }
+            let rotated = match change.rotate {
+                Some(RotateStep::Publish) => issuer.publish_next_key().map(drop),
+                Some(RotateStep::Sign) => {
+                    issuer.sign_with_newest();
+                    Ok(())
+                }
+                Some(RotateStep::Retire) => {
+                    issuer.retire_old_keys();
+                    Ok(())
+                }
+                Some(RotateStep::Abruptly) => issuer.rotate_abruptly(),
+                None => Ok(()),
+            };
+            if let Err(e) = rotated {
+                tracing::warn!(error = %e, "the fake issuer could not rotate");
+            }
+        }
+    })
+}
+
+/// Applies the scenario's timelines; abort the returned tasks when the scenario ends.
+fn spawn_timeline(scenario: &Scenario, fakes: Arc<Fakes>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut changes: Vec<(Duration, String, Option<usize>, Behaviour)> = scenario
         .upstreams
         .iter()
@@ -421,31 +457,8 @@ fn spawn_timeline(scenario: &Scenario, fakes: Arc<Fakes>) -> tokio::task::JoinHa
         .as_ref()
         .map(|i| i.timeline.clone())
         .unwrap_or_default();
-    if !issuer_changes.is_empty() {
-        let fakes = fakes.clone();
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            for change in issuer_changes {
-                tokio::time::sleep_until(start + change.at).await;
-                let Some(issuer) = &fakes.issuer else { return };
-                if let Some(mode) = change.mode {
-                    issuer.set_mode(mode);
-                }
-                match change.rotate {
-                    Some(RotateStep::Publish) => {
-                        let _ = issuer.publish_next_key();
-                    }
-                    Some(RotateStep::Sign) => issuer.sign_with_newest(),
-                    Some(RotateStep::Retire) => issuer.retire_old_keys(),
-                    Some(RotateStep::Abruptly) => {
-                        let _ = issuer.rotate_abruptly();
-                    }
-                    None => {}
-                }
-            }
-        });
-    }
-    tokio::spawn(async move {
+    let mut tasks = vec![spawn_issuer_timeline(issuer_changes, fakes.clone())];
+    tasks.push(tokio::spawn(async move {
         let start = tokio::time::Instant::now();
         for (at, name, instance, behaviour) in changes {
             tokio::time::sleep_until(start + at).await;
@@ -457,7 +470,8 @@ fn spawn_timeline(scenario: &Scenario, fakes: Arc<Fakes>) -> tokio::task::JoinHa
                 }
             }
         }
-    })
+    }));
+    tasks
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
