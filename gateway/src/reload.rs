@@ -236,11 +236,7 @@ fn file_watcher(
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
-        if event
-            .paths
-            .iter()
-            .any(|p| p.file_name() == name.as_deref())
-        {
+        if event.paths.iter().any(|p| p.file_name() == name.as_deref()) {
             let _ = events.send(());
         }
     })?;

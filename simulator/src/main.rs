@@ -36,6 +36,20 @@ enum Command {
         #[arg(long)]
         process: bool,
     },
+    /// Maximum-rate load against a URL (closed loop, `connections` at a time), for comparing the
+    /// load generator with wrk or oha on the same target.
+    Loadgen {
+        url: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value = "5s", value_parser = humantime_duration)]
+        duration: Duration,
+    },
+    /// A fake upstream answering 200 at once, until interrupted: a fixed target for load tools.
+    Upstream {
+        #[arg(long, default_value = "127.0.0.1:18181")]
+        listen: std::net::SocketAddr,
+    },
     /// The whole testbed in-process on embedded defaults, with a client mix that exercises
     /// every stop; prints a line per second and a final table.
     Demo {
@@ -68,6 +82,39 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { paths, jobs, junit, json, process } => {
                 run(paths, jobs, junit, json, process).await
+            }
+            Command::Loadgen { url, connections, duration } => {
+                match simulator::fake::loadgen::saturate(&url, connections, duration).await {
+                    Ok(r) => {
+                        println!(
+                            "requests {}  errors {}  elapsed {:.2}s  rate {:.0}/s  p50 {} µs  p99 {} µs",
+                            r.requests,
+                            r.errors,
+                            r.elapsed.as_secs_f64(),
+                            r.per_second(),
+                            r.p50_us,
+                            r.p99_us
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("simulator loadgen: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Command::Upstream { listen } => {
+                match simulator::fake::upstream::FakeInstance::start_on(listen, Default::default()).await {
+                    Ok(fake) => {
+                        println!("fake upstream on http://{}", fake.address);
+                        let _ = tokio::signal::ctrl_c().await;
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("simulator upstream: cannot listen on {listen}: {e}");
+                        ExitCode::from(3)
+                    }
+                }
             }
             Command::Demo { duration } => match simulator::demo::run(duration).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -311,8 +311,11 @@ fn compile_route(
         }
     });
 
-    let deprecation =
-        super::resilience::compile_deprecation(r.deprecation.as_ref(), &format!("routes[{i}]"), problems);
+    let deprecation = super::resilience::compile_deprecation(
+        r.deprecation.as_ref(),
+        &format!("routes[{i}]"),
+        problems,
+    );
     if r.websocket && r.respond.is_some() {
         problems.push((
             at("websocket"),

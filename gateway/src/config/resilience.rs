@@ -424,10 +424,7 @@ pub fn compile_upstream(
         if !(b.failure_ratio > 0.0 && b.failure_ratio <= 1.0) {
             problems.push((
                 at("circuit_breaker.failure_ratio"),
-                format!(
-                    "`{}` is not a ratio above 0 and at most 1",
-                    b.failure_ratio
-                ),
+                format!("`{}` is not a ratio above 0 and at most 1", b.failure_ratio),
             ));
         }
         at_least_one(
@@ -539,16 +536,18 @@ fn compile_load_balancing(
             ));
             LoadBalancing::RoundRobin
         }
-        (RawPolicy::ConsistentHash, Some(on)) => match parse_hash_on(on) {
-            Some(on) => LoadBalancing::ConsistentHash(on),
-            None => {
-                problems.push((
+        (RawPolicy::ConsistentHash, Some(on)) => {
+            match parse_hash_on(on) {
+                Some(on) => LoadBalancing::ConsistentHash(on),
+                None => {
+                    problems.push((
                     at("load_balancing.hash_on"),
                     format!("`{on}` is neither `subject` nor `header:<name>` with a valid header name"),
                 ));
-                LoadBalancing::RoundRobin
+                    LoadBalancing::RoundRobin
+                }
             }
-        },
+        }
         (_, Some(_)) => {
             problems.push((
                 at("load_balancing.hash_on"),
@@ -605,7 +604,10 @@ pub fn compile_deprecation(
     let link = raw.link.as_deref().and_then(|l| {
         let uri: Option<http::Uri> = l.parse().ok();
         match uri.filter(|u| u.scheme().is_some() && u.authority().is_some()) {
-            Some(_) => HeaderValue::from_str(&format!("<{l}>; rel=\"deprecation\"; type=\"text/html\"")).ok(),
+            Some(_) => {
+                HeaderValue::from_str(&format!("<{l}>; rel=\"deprecation\"; type=\"text/html\""))
+                    .ok()
+            }
             None => {
                 problems.push((
                     format!("{path}.deprecation.link"),
@@ -641,7 +643,9 @@ fn parse_date(text: &str, path: &str, problems: &mut Vec<Problem>) -> Option<u64
         None => {
             problems.push((
                 path.to_string(),
-                format!("`{text}` is not a date such as `2025-01-31` or `2025-01-31T12:00:00Z` (UTC)"),
+                format!(
+                    "`{text}` is not a date such as `2025-01-31` or `2025-01-31T12:00:00Z` (UTC)"
+                ),
             ));
             None
         }
@@ -693,7 +697,10 @@ mod tests {
             LoadBalancing::ConsistentHash(HashOn::Header(HeaderName::from_static("x-session")))
         );
         let h = r.health_check.as_ref().expect("health");
-        assert_eq!((h.interval, h.healthy_threshold, h.unhealthy_threshold), (Duration::from_secs(5), 2, 3));
+        assert_eq!(
+            (h.interval, h.healthy_threshold, h.unhealthy_threshold),
+            (Duration::from_secs(5), 2, 3)
+        );
         assert!(h.expects(204) && !h.expects(301));
         assert_eq!(r.outlier.as_ref().expect("outlier").max_ejected(2), 1);
         assert_eq!(r.breaker.as_ref().expect("breaker").half_open_probes, 3);
@@ -722,7 +729,10 @@ mod tests {
         ];
         assert_eq!(got.len(), want.len(), "{got:#?}");
         for w in want {
-            assert!(got.iter().any(|g| g.contains(w)), "missing `{w}` in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.contains(w)),
+                "missing `{w}` in {got:#?}"
+            );
         }
         assert!(got.iter().all(|g| g.starts_with("t.yaml:")), "{got:#?}");
     }
@@ -749,7 +759,10 @@ mod tests {
         .expect("compiles");
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(d.deprecation, "@1735689599");
-        assert_eq!(d.sunset.as_ref().expect("sunset"), "Mon, 30 Jun 2025 00:00:00 GMT");
+        assert_eq!(
+            d.sunset.as_ref().expect("sunset"),
+            "Mon, 30 Jun 2025 00:00:00 GMT"
+        );
         assert_eq!(
             d.link.as_ref().expect("link"),
             "<https://developer.example.com/migrate>; rel=\"deprecation\"; type=\"text/html\""
@@ -770,7 +783,10 @@ mod tests {
         );
         assert!(d.is_none());
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["routes[3].deprecation.sunset", "routes[3].deprecation.link"]);
+        assert_eq!(
+            paths,
+            ["routes[3].deprecation.sunset", "routes[3].deprecation.link"]
+        );
         let mut problems = Vec::new();
         compile_deprecation(
             Some(&RawDeprecation {

@@ -56,11 +56,11 @@
 
 mod any;
 mod fixed_window;
-pub mod metrics;
-pub mod store;
 mod gcra;
+pub mod metrics;
 mod sliding_log;
 mod sliding_window_counter;
+pub mod store;
 mod token_bucket;
 
 #[cfg(test)]

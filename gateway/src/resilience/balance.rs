@@ -151,11 +151,18 @@ mod tests {
     #[test]
     fn the_schedule_spreads_a_heavy_instance_out() {
         assert_eq!(schedule(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(schedule(&[2, 2]), [0, 1], "weights are reduced by their gcd");
+        assert_eq!(
+            schedule(&[2, 2]),
+            [0, 1],
+            "weights are reduced by their gcd"
+        );
         assert_eq!(schedule(&[1]), [0]);
         let huge = schedule(&[1_000_000, 1]);
         assert!(huge.len() as u64 <= MAX_SCHEDULE + 1);
-        assert!(huge.contains(&1), "a light instance keeps a turn after scaling");
+        assert!(
+            huge.contains(&1),
+            "a light instance keeps a turn after scaling"
+        );
     }
 
     #[test]
@@ -181,10 +188,16 @@ mod tests {
         let mut seq = 0usize;
         let mut counts = [0; 3];
         for _ in 0..300 {
-            let pick = least_outstanding(&c, |_| true, |n| {
-                seq = seq.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (seq >> 33) % n
-            })
+            let pick = least_outstanding(
+                &c,
+                |_| true,
+                |n| {
+                    seq = seq
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (seq >> 33) % n
+                },
+            )
             .expect("pick");
             counts[pick] += 1;
         }
@@ -202,7 +215,9 @@ mod tests {
     #[test]
     fn consistent_hash_keeps_keys_in_place_and_moves_only_the_lost_instances_keys() {
         let c = candidates(&[1, 1, 1, 1]);
-        let keys: Vec<u64> = (0..2000).map(|k| hash_bytes(format!("user-{k}").as_bytes())).collect();
+        let keys: Vec<u64> = (0..2000)
+            .map(|k| hash_bytes(format!("user-{k}").as_bytes()))
+            .collect();
         let before: Vec<usize> = keys
             .iter()
             .map(|k| rendezvous(&c, *k, |_| true).expect("pick"))
@@ -233,7 +248,8 @@ mod tests {
         let c = candidates(&[3, 1]);
         let mut share = [0; 2];
         for k in 0..4000 {
-            share[rendezvous(&c, hash_bytes(format!("k{k}").as_bytes()), |_| true).expect("pick")] += 1;
+            share[rendezvous(&c, hash_bytes(format!("k{k}").as_bytes()), |_| true)
+                .expect("pick")] += 1;
         }
         assert!((2700..3300).contains(&share[0]), "{share:?}");
     }

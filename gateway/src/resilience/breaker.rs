@@ -257,7 +257,11 @@ mod tests {
     fn the_failure_ratio_opens_only_with_enough_requests() {
         let clock = ManualClock::new(0);
         let b = Breaker::new(config());
-        assert_eq!(run(&b, &clock, false), None, "1 of 1 failed, below min_requests");
+        assert_eq!(
+            run(&b, &clock, false),
+            None,
+            "1 of 1 failed, below min_requests"
+        );
         assert_eq!(run(&b, &clock, true), None);
         assert_eq!(run(&b, &clock, true), None);
         // 2 failures of 4: ratio 0.5 reached with min_requests seen.

@@ -96,7 +96,10 @@ mod tests {
         });
         assert!(budget.try_retry(clock.now()));
         assert!(budget.try_retry(clock.now()));
-        assert!(!budget.try_retry(clock.now()), "0.5 per second over 4 s is 2");
+        assert!(
+            !budget.try_retry(clock.now()),
+            "0.5 per second over 4 s is 2"
+        );
         clock.advance(Duration::from_secs(5));
         assert!(budget.try_retry(clock.now()), "the window moved on");
     }

@@ -179,7 +179,11 @@ async fn probe(
     let Ok(request) = Request::get(uri)
         .header(header::HOST, instance.address.to_string())
         .header(header::USER_AGENT, "gatehouse-health-check")
-        .body(UpstreamRequestBody::new(None, 0, Arc::new(AtomicU64::new(0))))
+        .body(UpstreamRequestBody::new(
+            None,
+            0,
+            Arc::new(AtomicU64::new(0)),
+        ))
     else {
         return false;
     };
@@ -248,7 +252,10 @@ mod tests {
         assert!(!p.observe(Outcome::ConnectFailure, &outlier()));
         assert!(!p.observe(Outcome::Failure, &outlier()));
         assert!(!p.observe(Outcome::Neutral, &outlier()));
-        assert!(p.observe(Outcome::Failure, &outlier()), "third failure in a row");
+        assert!(
+            p.observe(Outcome::Failure, &outlier()),
+            "third failure in a row"
+        );
         let mut p = Passive::default();
         assert!(!p.observe(Outcome::ConnectFailure, &outlier()));
         assert!(!p.observe(Outcome::Success, &outlier()));

@@ -67,11 +67,7 @@ impl ResilienceMetrics {
             breaker_transitions.clone(),
         );
         let retries = Family::<UpstreamLabels, Counter>::default();
-        registry.register(
-            "retries",
-            "Retries sent, by upstream",
-            retries.clone(),
-        );
+        registry.register("retries", "Retries sent, by upstream", retries.clone());
         let retries_over_budget = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "retries_over_budget",

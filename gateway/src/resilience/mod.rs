@@ -267,7 +267,12 @@ impl BoundUpstream {
         })
     }
 
-    fn pick_with(&self, key: Option<u64>, retry: bool, ok: impl Fn(usize) -> bool) -> Option<usize> {
+    fn pick_with(
+        &self,
+        key: Option<u64>,
+        retry: bool,
+        ok: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let round_robin = || {
             // A retry does not take a turn: it goes to the next instance in the schedule and the
             // next request still gets its own.
@@ -392,7 +397,10 @@ impl BoundUpstream {
         let allowed = self.budget.as_ref().is_none_or(|b| b.try_retry(now));
         let labels = ResilienceMetrics::upstream(self.name());
         if allowed {
-            self.resilience_metrics().retries.get_or_create(&labels).inc();
+            self.resilience_metrics()
+                .retries
+                .get_or_create(&labels)
+                .inc();
         } else {
             self.resilience_metrics()
                 .retries_over_budget

@@ -23,12 +23,12 @@ async fn the_identity_fixture_guards_the_reference_table() {
     let text = FIXTURE
         .replace("identity/", "")
         .replace("https://issuer.example.com/", ISS)
-        .replace("http://localhost:9200/.well-known/jwks.json", &issuer.url())
         .replace("127.0.0.1:8080", "127.0.0.1:0")
         .replace("127.0.0.1:8443", "127.0.0.1:0")
         .replace("127.0.0.1:9901", "127.0.0.1:0")
         .replace("access_log: stdout", "access_log: off");
-    let text = point_at(&text, upstream.address);
+    let text = point_at(&text, upstream.address)
+        .replace("http://localhost:9200/.well-known/jwks.json", &issuer.url());
     let text = text.replace(&format!("address: {}", upstream.address), "address: 127.0.0.1:0");
     let config = write_file(pki.dir.path(), "identity.yaml", &text);
     write_file(pki.dir.path(), "api-keys.yaml", API_KEYS);

@@ -54,6 +54,7 @@ impl Drop for GatewayProcess {
 }
 
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // measures real elapsed time, which is the point
 async fn two_gateway_processes_sharing_redis_admit_within_one_limit() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;

@@ -125,6 +125,7 @@ async fn two_gateways_on_one_redis_hold_one_limit_and_keys_expire() {
 }
 
 #[tokio::test]
+#[allow(clippy::disallowed_methods)] // measures real elapsed time, which is the point
 async fn a_dead_redis_takes_the_fallback_without_waiting_and_service_resumes_by_itself() {
     let mut redis = RedisServer::start();
     let upstream = Upstream::start().await;

@@ -37,7 +37,11 @@ routes:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_reloads_under_steady_load_fail_no_request() {
-    let (a, b, c) = (Fake::start("a").await, Fake::start("b").await, Fake::start("c").await);
+    let (a, b, c) = (
+        Fake::start("a").await,
+        Fake::start("b").await,
+        Fake::start("c").await,
+    );
     let gw = TestGateway::start(&config(&[a.address, b.address], "", "")).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -67,9 +71,21 @@ async fn five_reloads_under_steady_load_fail_no_request() {
     // Each reload changes something different: instances, a route, weights, a breaker, back.
     let versions = [
         config(&[a.address, b.address, c.address], "", ""),
-        config(&[b.address, c.address], "  - { name: extra, match: { path: /extra/* }, upstream: svc }", ""),
-        config(&[b.address, c.address], "", "    load_balancing: { policy: least_outstanding }"),
-        config(&[c.address, a.address], "", "    circuit_breaker: { consecutive_failures: 50 }"),
+        config(
+            &[b.address, c.address],
+            "  - { name: extra, match: { path: /extra/* }, upstream: svc }",
+            "",
+        ),
+        config(
+            &[b.address, c.address],
+            "",
+            "    load_balancing: { policy: least_outstanding }",
+        ),
+        config(
+            &[c.address, a.address],
+            "",
+            "    circuit_breaker: { consecutive_failures: 50 }",
+        ),
         config(&[a.address, b.address], "", ""),
     ];
     for (i, text) in versions.iter().enumerate() {
@@ -83,12 +99,21 @@ async fn five_reloads_under_steady_load_fail_no_request() {
         w.await.expect("worker");
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    assert_eq!(failed, 0, "{failed} of {} requests failed across the reloads", ok + failed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed across the reloads",
+        ok + failed
+    );
     assert!(ok > 100, "steady load: only {ok} requests");
     assert!(c.hits() > 0, "the reloads took effect");
     let config = admin_json(&gw, "/config").await;
     assert_eq!(config["version"], 6);
-    assert!(metrics(&gw).await.contains(r#"gatehouse_config_reloads_total{result="success"} 5"#));
+    assert!(
+        metrics(&gw)
+            .await
+            .contains(r#"gatehouse_config_reloads_total{result="success"} 5"#)
+    );
 }
 
 fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
@@ -107,15 +132,28 @@ async fn an_invalid_file_leaves_the_active_config_in_place_and_says_why() {
     let gw = TestGateway::start(&good).await;
     let hash = admin_json(&gw, "/config").await["hash"].clone();
 
-    let bad = config(&[b.address], "  - { name: typo, match: { path: /t/* }, upstream: svx }", "    retries: { attempts: 50 }");
+    let bad = config(
+        &[b.address],
+        "  - { name: typo, match: { path: /t/* }, upstream: svx }",
+        "    retries: { attempts: 50 }",
+    );
     std::fs::write(&path, &bad).expect("write bad config");
     let problems = gateway::reload::reload_file(gw.handle.state(), &path).expect_err("refused");
     let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
     let file = path.display().to_string();
     assert_eq!(shown.len(), 2, "{shown:#?}");
-    assert!(shown[0].starts_with(&format!("{file}:7:")), "file and line: {shown:#?}");
-    assert!(shown[0].contains("upstreams.svc.retries.attempts"), "{shown:#?}");
-    assert!(shown[1].starts_with(&format!("{file}:10:")), "file and line: {shown:#?}");
+    assert!(
+        shown[0].starts_with(&format!("{file}:7:")),
+        "file and line: {shown:#?}"
+    );
+    assert!(
+        shown[0].contains("upstreams.svc.retries.attempts"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[1].starts_with(&format!("{file}:10:")),
+        "file and line: {shown:#?}"
+    );
     assert!(shown[1].contains("unknown upstream `svx`"), "{shown:#?}");
 
     // Behaviour unchanged: still `a`, same version and hash; the failure is reported.
@@ -125,8 +163,18 @@ async fn an_invalid_file_leaves_the_active_config_in_place_and_says_why() {
     let config = admin_json(&gw, "/config").await;
     assert_eq!(config["version"], 1);
     assert_eq!(config["hash"], hash);
-    assert_eq!(config["last_reload_failure"]["problems"].as_array().expect("problems").len(), 2);
-    assert!(metrics(&gw).await.contains(r#"gatehouse_config_reloads_total{result="failure"} 1"#));
+    assert_eq!(
+        config["last_reload_failure"]["problems"]
+            .as_array()
+            .expect("problems")
+            .len(),
+        2
+    );
+    assert!(
+        metrics(&gw)
+            .await
+            .contains(r#"gatehouse_config_reloads_total{result="failure"} 1"#)
+    );
 
     // A good file afterwards is taken, and clears the failure.
     std::fs::write(&path, config_text(&[b.address])).expect("write good config");
@@ -146,7 +194,11 @@ async fn ejections_and_breakers_survive_a_reload_of_what_did_not_change() {
     b.set(Mode::Status(500));
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let resilience = "    outlier_ejection: { consecutive_5xx: 2, base_ejection_time: 30s }\n    circuit_breaker: { consecutive_failures: 100, open_for: 10s }";
-    let gw = gateway_on_clock(&config(&[a.address, b.address], "", resilience), clock.clone()).await;
+    let gw = gateway_on_clock(
+        &config(&[a.address, b.address], "", resilience),
+        clock.clone(),
+    )
+    .await;
     for _ in 0..4 {
         gw.get("/svc/x").await;
     }
@@ -159,14 +211,21 @@ async fn ejections_and_breakers_survive_a_reload_of_what_did_not_change() {
         resilience,
     )));
     assert_eq!(instance(&gw, "svc", b.address).await["ejected"], true);
-    assert_eq!(instance(&gw, "svc", b.address).await["ejected_for_ms"], 30_000);
+    assert_eq!(
+        instance(&gw, "svc", b.address).await["ejected_for_ms"],
+        30_000
+    );
     for _ in 0..4 {
         assert_eq!(&gw.get("/extra/x").await.body[..], b"a");
     }
 
     // An instance added beside it starts in rotation; b keeps its state.
     let c = Fake::start("c").await;
-    gw.handle.reload(runtime(&config(&[a.address, b.address, c.address], "", resilience)));
+    gw.handle.reload(runtime(&config(
+        &[a.address, b.address, c.address],
+        "",
+        resilience,
+    )));
     assert_eq!(instance(&gw, "svc", b.address).await["ejected"], true);
     assert_eq!(instance(&gw, "svc", c.address).await["available"], true);
 
@@ -175,15 +234,36 @@ async fn ejections_and_breakers_survive_a_reload_of_what_did_not_change() {
     a.set(Mode::Status(500));
     c.set(Mode::Status(500));
     let tight = "    outlier_ejection: { consecutive_5xx: 2, base_ejection_time: 30s }\n    circuit_breaker: { consecutive_failures: 2, open_for: 10s }";
-    gw.handle.reload(runtime(&config(&[a.address, b.address, c.address], "", tight)));
+    gw.handle.reload(runtime(&config(
+        &[a.address, b.address, c.address],
+        "",
+        tight,
+    )));
     gw.get("/svc/x").await;
     gw.get("/svc/x").await;
-    assert_eq!(admin_json(&gw, "/upstreams").await["upstreams"][0]["breaker"], "open");
-    gw.handle.reload(runtime(&config(&[a.address, b.address, c.address], "  - { name: more, match: { path: /more/* }, upstream: svc }", tight)));
-    assert_eq!(admin_json(&gw, "/upstreams").await["upstreams"][0]["breaker"], "open");
+    assert_eq!(
+        admin_json(&gw, "/upstreams").await["upstreams"][0]["breaker"],
+        "open"
+    );
+    gw.handle.reload(runtime(&config(
+        &[a.address, b.address, c.address],
+        "  - { name: more, match: { path: /more/* }, upstream: svc }",
+        tight,
+    )));
+    assert_eq!(
+        admin_json(&gw, "/upstreams").await["upstreams"][0]["breaker"],
+        "open"
+    );
     let loose = "    circuit_breaker: { consecutive_failures: 3, open_for: 10s }";
-    gw.handle.reload(runtime(&config(&[a.address, b.address, c.address], "", loose)));
-    assert_eq!(admin_json(&gw, "/upstreams").await["upstreams"][0]["breaker"], "closed");
+    gw.handle.reload(runtime(&config(
+        &[a.address, b.address, c.address],
+        "",
+        loose,
+    )));
+    assert_eq!(
+        admin_json(&gw, "/upstreams").await["upstreams"][0]["breaker"],
+        "closed"
+    );
 }
 
 #[tokio::test]
@@ -201,9 +281,18 @@ async fn an_instance_removed_by_a_reload_finishes_its_request_in_flight() {
             Reply::read(response).await
         })
     };
-    eventually(Duration::from_secs(5), "the slow request reached a", || async { a.hits() == 1 }).await;
+    eventually(
+        Duration::from_secs(5),
+        "the slow request reached a",
+        || async { a.hits() == 1 },
+    )
+    .await;
     gw.handle.reload(runtime(&config(&[b.address], "", "")));
-    assert_eq!(&gw.get("/svc/x").await.body[..], b"b", "new requests go to the new instance");
+    assert_eq!(
+        &gw.get("/svc/x").await.body[..],
+        b"b",
+        "new requests go to the new instance"
+    );
     let reply = in_flight.await.expect("task");
     assert_eq!((reply.status.as_u16(), &reply.body[..]), (200, &b"a"[..]));
 }
@@ -214,20 +303,28 @@ async fn the_watcher_reloads_when_the_file_changes_and_keeps_the_last_good_confi
     let path = temp_config("watch", &config_text(&[a.address]));
     let gw = TestGateway::start(&config_text(&[a.address])).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(gateway::reload::watch(gw.handle.state().clone(), path.clone(), stopped));
+    let watcher = tokio::spawn(gateway::reload::watch(
+        gw.handle.state().clone(),
+        path.clone(),
+        stopped,
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     std::fs::write(&path, "upstreams: [\n").expect("write broken config");
-    eventually(Duration::from_secs(5), "the broken file is refused", || async {
-        !admin_json(&gw, "/config").await["last_reload_failure"].is_null()
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the broken file is refused",
+        || async { !admin_json(&gw, "/config").await["last_reload_failure"].is_null() },
+    )
     .await;
     assert_eq!(&gw.get("/svc/x").await.body[..], b"a");
 
     std::fs::write(&path, config_text(&[b.address])).expect("write config");
-    eventually(Duration::from_secs(5), "the changed file is loaded", || async {
-        admin_json(&gw, "/config").await["version"] == 2
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the changed file is loaded",
+        || async { admin_json(&gw, "/config").await["version"] == 2 },
+    )
     .await;
     assert_eq!(&gw.get("/svc/x").await.body[..], b"b");
     let _ = stop.send(true);
@@ -236,7 +333,9 @@ async fn the_watcher_reloads_when_the_file_changes_and_keeps_the_last_good_confi
 
 /// An address free a moment ago, for the `gateway run` process to listen on.
 async fn free_address() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     l.local_addr().expect("addr")
 }
 
@@ -247,7 +346,10 @@ async fn gateway_run_reloads_on_sighup() {
     let text = |upstream: SocketAddr| {
         config_text(&[upstream])
             .replace("127.0.0.1:0", &public.to_string())
-            .replace("access_log: off", &format!("access_log: off\nadmin: {{ address: \"{admin}\" }}"))
+            .replace(
+                "access_log: off",
+                &format!("access_log: off\nadmin: {{ address: \"{admin}\" }}"),
+            )
     };
     let path = temp_config("sighup", &text(a.address));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -258,44 +360,53 @@ async fn gateway_run_reloads_on_sighup() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn gateway run");
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Full<bytes::Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
     let get = |url: String| {
         let client = client.clone();
         async move {
             let response = client.get(url.parse().expect("uri")).await.ok()?;
-            let body = http_body_util::BodyExt::collect(response.into_body()).await.ok()?;
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .ok()?;
             Some(String::from_utf8_lossy(&body.to_bytes()).into_owned())
         }
     };
-    eventually(Duration::from_secs(10), "gateway run serves", || {
-        let get = get.clone();
-        async move { get(format!("http://{public}/svc/x")).await.as_deref() == Some("a") }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "gateway run serves",
+        || async move { get(format!("http://{public}/svc/x")).await.as_deref() == Some("a") },
+    )
     .await;
 
-    // Written without the file watcher noticing first would make this test ambiguous: the
-    // watcher ignores content it already runs, and SIGHUP reloads regardless. So change the
-    // file, wait for the watcher, then check SIGHUP reloads again (version 3).
+    // The watcher reloads a changed file (version 2); SIGHUP reloads even an unchanged one
+    // (version 3), so each step is seen on its own.
     std::fs::write(&path, text(b.address)).expect("write config");
-    eventually(Duration::from_secs(10), "the file change is picked up", || {
-        let get = get.clone();
-        async move { get(format!("http://{public}/svc/x")).await.as_deref() == Some("b") }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the file change is picked up",
+        || async move { get(format!("http://{public}/svc/x")).await.as_deref() == Some("b") },
+    )
     .await;
     let pid = child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill");
     assert!(status.success());
-    eventually(Duration::from_secs(10), "SIGHUP reloads", || {
-        let get = get.clone();
-        async move {
-            get(format!("http://{admin}/config"))
-                .await
-                .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
-                .is_some_and(|c| c["version"] == 3)
-        }
+    eventually(Duration::from_secs(10), "SIGHUP reloads", || async move {
+        get(format!("http://{admin}/config"))
+            .await
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+            .is_some_and(|c| c["version"] == 3)
     })
     .await;
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
     let exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    assert!(exited.is_ok_and(|s| s.is_ok_and(|s| s.success())), "gateway run stops on SIGTERM");
+    assert!(
+        exited.is_ok_and(|s| s.is_ok_and(|s| s.success())),
+        "gateway run stops on SIGTERM"
+    );
 }

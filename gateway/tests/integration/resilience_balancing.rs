@@ -24,7 +24,11 @@ routes:
     )
 }
 
-async fn body_counts(gw: &TestGateway, n: usize, header: Option<(&str, &str)>) -> HashMap<String, usize> {
+async fn body_counts(
+    gw: &TestGateway,
+    n: usize,
+    header: Option<(&str, &str)>,
+) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for _ in 0..n {
         let mut r = request("GET", &gw.url("/svc/x"));
@@ -66,7 +70,9 @@ async fn least_outstanding_sends_nothing_more_to_an_instance_stuck_on_a_request(
         let client = gw.client.clone();
         let url = gw.url("/svc/x");
         stuck.push(tokio::spawn(async move {
-            let _ = client.request(request("GET", &url).body(empty()).expect("request")).await;
+            let _ = client
+                .request(request("GET", &url).body(empty()).expect("request"))
+                .await;
         }));
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
@@ -81,7 +87,11 @@ async fn least_outstanding_sends_nothing_more_to_an_instance_stuck_on_a_request(
 
 #[tokio::test]
 async fn consistent_hash_keeps_a_key_on_its_instance_and_moves_only_the_keys_of_a_lost_one() {
-    let fakes = [Fake::start("a").await, Fake::start("b").await, Fake::start("c").await];
+    let fakes = [
+        Fake::start("a").await,
+        Fake::start("b").await,
+        Fake::start("c").await,
+    ];
     let gw = TestGateway::start(&config(&format!(
         "    instances: [\"{}\", \"{}\", \"{}\"]\n    load_balancing: {{ policy: consistent_hash, hash_on: \"header:X-Session\" }}\n    health_check: {{ path: /healthz, interval: 50ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1 }}\n",
         fakes[0].address, fakes[1].address, fakes[2].address
@@ -91,7 +101,11 @@ async fn consistent_hash_keeps_a_key_on_its_instance_and_moves_only_the_keys_of_
     for key in 0..30 {
         let session = format!("session-{key}");
         let counts = body_counts(&gw, 3, Some(("x-session", &session))).await;
-        assert_eq!(counts.len(), 1, "{session} stayed on one instance: {counts:?}");
+        assert_eq!(
+            counts.len(),
+            1,
+            "{session} stayed on one instance: {counts:?}"
+        );
         placed.insert(session, counts.into_keys().next().expect("one"));
     }
     let used: std::collections::HashSet<&String> = placed.values().collect();

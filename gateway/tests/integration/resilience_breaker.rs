@@ -50,8 +50,14 @@ async fn the_breaker_opens_refuses_without_touching_the_upstream_then_probes_and
     }
     assert_eq!(breaker(&gw).await, "open");
     let text = metrics(&gw).await;
-    assert!(text.contains(r#"gatehouse_breaker_state{upstream="svc",state="open"} 1"#), "{text}");
-    assert!(text.contains(r#"gatehouse_breaker_transitions_total{upstream="svc",state="open"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"gatehouse_breaker_state{upstream="svc",state="open"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"gatehouse_breaker_transitions_total{upstream="svc",state="open"} 1"#),
+        "{text}"
+    );
 
     let hits = fake.hits();
     let reply = gw.get("/svc/x").await;
@@ -60,7 +66,11 @@ async fn the_breaker_opens_refuses_without_touching_the_upstream_then_probes_and
     let problem = reply.problem();
     assert_eq!(problem["type"], "urn:gatehouse:problem:circuit-open");
     assert_eq!(problem["stage"], "route");
-    assert_eq!(fake.hits(), hits, "an open breaker does not touch the upstream");
+    assert_eq!(
+        fake.hits(),
+        hits,
+        "an open breaker does not touch the upstream"
+    );
     let record = gw.record().await;
     assert_eq!(record.stopped_at, Some(StageId::Route));
     assert_eq!(record.reason.as_deref(), Some("circuit-open"));
@@ -93,11 +103,22 @@ async fn a_failed_probe_opens_the_breaker_again() {
     }
     assert_eq!(breaker(&gw).await, "open");
     clock.advance(Duration::from_secs(10));
-    assert_eq!(gw.get("/svc/x").await.status, 502, "the probe reached the upstream");
+    assert_eq!(
+        gw.get("/svc/x").await.status,
+        502,
+        "the probe reached the upstream"
+    );
     assert_eq!(breaker(&gw).await, "open");
     let reply = gw.get("/svc/x").await;
-    assert_eq!(reply.problem()["type"], "urn:gatehouse:problem:circuit-open");
-    assert_eq!(reply.header("retry-after"), Some("10"), "a full open period again");
+    assert_eq!(
+        reply.problem()["type"],
+        "urn:gatehouse:problem:circuit-open"
+    );
+    assert_eq!(
+        reply.header("retry-after"),
+        Some("10"),
+        "a full open period again"
+    );
 }
 
 #[tokio::test]
@@ -109,6 +130,9 @@ async fn a_hanging_upstream_trips_the_breaker_with_its_timeouts() {
         assert_eq!(gw.get("/svc/x").await.status, 504);
     }
     let reply = gw.get("/svc/x").await;
-    assert_eq!(reply.problem()["type"], "urn:gatehouse:problem:circuit-open");
+    assert_eq!(
+        reply.problem()["type"],
+        "urn:gatehouse:problem:circuit-open"
+    );
     assert_eq!(fake.hits(), 3);
 }

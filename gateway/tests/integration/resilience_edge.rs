@@ -45,7 +45,12 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
             .await
             .expect("head within 5 s")
             .expect("read");
-        assert_eq!(n, 1, "connection closed before the head ended: {}", String::from_utf8_lossy(&head));
+        assert_eq!(
+            n,
+            1,
+            "connection closed before the head ended: {}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     String::from_utf8_lossy(&head).to_ascii_lowercase()
@@ -55,7 +60,9 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
 async fn a_websocket_upgrade_passes_through_and_bytes_flow_both_ways_until_a_side_closes() {
     let fake = Fake::start("svc").await;
     let mut gw = TestGateway::start(&config(fake.address)).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.handle.address()).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(gw.handle.address())
+        .await
+        .expect("connect");
     stream
         .write_all(UPGRADE.replace("{path}", "/ws/chat").as_bytes())
         .await
@@ -64,7 +71,11 @@ async fn a_websocket_upgrade_passes_through_and_bytes_flow_both_ways_until_a_sid
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
     assert!(head.contains("connection: upgrade"), "{head}");
-    assert_eq!(fake.upgrades(), ["websocket"], "the upstream was asked to upgrade");
+    assert_eq!(
+        fake.upgrades(),
+        ["websocket"],
+        "the upstream was asked to upgrade"
+    );
     let record = gw.record().await;
     assert_eq!(record.status, 101);
     assert_eq!(record.route.as_deref(), Some("chat"));
@@ -81,7 +92,10 @@ async fn a_websocket_upgrade_passes_through_and_bytes_flow_both_ways_until_a_sid
     stream.shutdown().await.expect("close our side");
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the gateway closes the client side once the upstream side closed");
+    assert!(
+        closed.is_ok(),
+        "the gateway closes the client side once the upstream side closed"
+    );
 }
 
 #[tokio::test]
@@ -95,7 +109,10 @@ async fn an_upgrade_on_a_route_that_does_not_allow_it_is_an_ordinary_request() {
     )
     .await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    assert!(fake.upgrades().is_empty(), "Upgrade is hop-by-hop and was removed");
+    assert!(
+        fake.upgrades().is_empty(),
+        "Upgrade is hop-by-hop and was removed"
+    );
 }
 
 #[tokio::test]
@@ -104,10 +121,15 @@ async fn a_deprecated_route_says_so_on_every_response() {
     let gw = TestGateway::start(&config(fake.address)).await;
     let check = |reply: &Reply| {
         assert_eq!(reply.header("deprecation"), Some("@1735689599"));
-        assert_eq!(reply.header("sunset"), Some("Mon, 30 Jun 2025 00:00:00 GMT"));
+        assert_eq!(
+            reply.header("sunset"),
+            Some("Mon, 30 Jun 2025 00:00:00 GMT")
+        );
         assert_eq!(
             reply.header("link"),
-            Some("<https://developer.example.com/migrate>; rel=\"deprecation\"; type=\"text/html\"")
+            Some(
+                "<https://developer.example.com/migrate>; rel=\"deprecation\"; type=\"text/html\""
+            )
         );
     };
     let ok = gw.get("/v1/users").await;
@@ -117,7 +139,10 @@ async fn a_deprecated_route_says_so_on_every_response() {
     fake.set(Mode::Status(503));
     assert_eq!(gw.get("/v1/users").await.status, 503);
     let stopped = gw.get("/v1/users").await;
-    assert_eq!(stopped.problem()["type"], "urn:gatehouse:problem:circuit-open");
+    assert_eq!(
+        stopped.problem()["type"],
+        "urn:gatehouse:problem:circuit-open"
+    );
     check(&stopped);
     let plain = gw.get("/plain/x").await;
     assert_eq!(plain.header("deprecation"), None);

@@ -32,7 +32,11 @@ async fn spread(gw: &TestGateway, n: usize) -> HashMap<String, usize> {
     for _ in 0..n {
         let reply = gw.get("/svc/x").await;
         *counts
-            .entry(format!("{} {}", reply.status.as_u16(), String::from_utf8_lossy(&reply.body)))
+            .entry(format!(
+                "{} {}",
+                reply.status.as_u16(),
+                String::from_utf8_lossy(&reply.body)
+            ))
             .or_default() += 1;
     }
     counts
@@ -58,11 +62,18 @@ async fn a_flapping_instance_leaves_rotation_and_comes_back() {
     })
     .await;
     let text = metrics(&gw).await;
-    let gauge = format!(r#"gatehouse_instance_available{{upstream="svc",instance="{}"}} 0"#, b.address);
+    let gauge = format!(
+        r#"gatehouse_instance_available{{upstream="svc",instance="{}"}} 0"#,
+        b.address
+    );
     assert!(text.contains(&gauge), "{text}");
     let before = b.hits();
     assert_eq!(spread(&gw, 10).await.get("200 a"), Some(&10));
-    assert_eq!(b.hits(), before, "an instance out of rotation gets no traffic");
+    assert_eq!(
+        b.hits(),
+        before,
+        "an instance out of rotation gets no traffic"
+    );
 
     b.set_health(200);
     eventually(Duration::from_secs(5), "b back in rotation", || async {
@@ -92,7 +103,11 @@ async fn failing_an_instance_three_times_ejects_it_for_longer_each_time() {
     assert_eq!(ejected["ejected"], true, "{ejected}");
     assert_eq!(ejected["ejected_for_ms"], 30_000);
     assert_eq!(spread(&gw, 10).await.get("200 a"), Some(&10));
-    assert!(metrics(&gw).await.contains(r#"gatehouse_outlier_ejections_total{upstream="svc"} 1"#));
+    assert!(
+        metrics(&gw)
+            .await
+            .contains(r#"gatehouse_outlier_ejections_total{upstream="svc"} 1"#)
+    );
 
     // Time is up: b is back, fails three more times, and is out for twice as long.
     clock.advance(Duration::from_secs(30));

@@ -45,18 +45,34 @@ async fn a_refused_connection_is_retried_on_another_instance() {
         assert_eq!(reply.status, 200);
         assert_eq!(&reply.body[..], b"a");
         let record = gw.record().await;
-        assert_eq!(record.upstream_instance, Some(a.address), "the record names the instance that answered");
+        assert_eq!(
+            record.upstream_instance,
+            Some(a.address),
+            "the record names the instance that answered"
+        );
         retried += record.retries;
     }
-    assert_eq!(retried, 5, "round robin sent every other first try to the refusing instance");
-    assert!(metrics(&gw).await.contains(r#"gatehouse_retries_total{upstream="svc"} 5"#));
+    assert_eq!(
+        retried, 5,
+        "round robin sent every other first try to the refusing instance"
+    );
+    assert!(
+        metrics(&gw)
+            .await
+            .contains(r#"gatehouse_retries_total{upstream="svc"} 5"#)
+    );
 }
 
 #[tokio::test]
 async fn a_reset_before_the_response_and_a_503_are_retried_a_500_is_not() {
     let (a, b) = (Fake::start("a").await, Fake::start("b").await);
     let mut gw = TestGateway::start(&config(&[a.address, b.address], RETRY_TWICE, "")).await;
-    for (mode, retried) in [(Mode::Reset, true), (Mode::Status(503), true), (Mode::Status(502), true), (Mode::Status(500), false)] {
+    for (mode, retried) in [
+        (Mode::Reset, true),
+        (Mode::Status(503), true),
+        (Mode::Status(502), true),
+        (Mode::Status(500), false),
+    ] {
         a.set(mode.clone());
         for _ in 0..2 {
             let reply = gw.get("/svc/x").await;
@@ -65,7 +81,11 @@ async fn a_reset_before_the_response_and_a_503_are_retried_a_500_is_not() {
                 continue; // b answered the first try
             }
             if retried {
-                assert_eq!((reply.status.as_u16(), &reply.body[..]), (200, &b"b"[..]), "{mode:?}");
+                assert_eq!(
+                    (reply.status.as_u16(), &reply.body[..]),
+                    (200, &b"b"[..]),
+                    "{mode:?}"
+                );
                 assert_eq!(record.retries, 1, "{mode:?}");
             } else {
                 assert_eq!(reply.status, 500, "{mode:?}: the upstream's answer");
@@ -83,21 +103,45 @@ async fn only_idempotent_bodiless_requests_are_retried_unless_methods_are_listed
     let mut gw = TestGateway::start(&config(&[a.address, b.address], RETRY_TWICE, "")).await;
     let hits = || a.hits() + b.hits();
 
-    let reply = gw.send(request("POST", &gw.url("/svc/x")).body(empty()).expect("request")).await;
+    let reply = gw
+        .send(
+            request("POST", &gw.url("/svc/x"))
+                .body(empty())
+                .expect("request"),
+        )
+        .await;
     assert_eq!(reply.status, 502);
     assert_eq!(gw.record().await.retries, 0, "POST is not idempotent");
     assert_eq!(hits(), 1);
 
-    let reply = gw.send(request("DELETE", &gw.url("/svc/x")).body(empty()).expect("request")).await;
+    let reply = gw
+        .send(
+            request("DELETE", &gw.url("/svc/x"))
+                .body(empty())
+                .expect("request"),
+        )
+        .await;
     assert_eq!(reply.status, 502);
-    assert_eq!(gw.record().await.retries, 2, "DELETE is, and gets both retries");
+    assert_eq!(
+        gw.record().await.retries,
+        2,
+        "DELETE is, and gets both retries"
+    );
     assert_eq!(hits(), 4);
 
     let reply = gw
-        .send(request("PUT", &gw.url("/svc/x")).body(full("a body")).expect("request"))
+        .send(
+            request("PUT", &gw.url("/svc/x"))
+                .body(full("a body"))
+                .expect("request"),
+        )
         .await;
     assert_eq!(reply.status, 502);
-    assert_eq!(gw.record().await.retries, 0, "a request with a body is tried once");
+    assert_eq!(
+        gw.record().await.retries,
+        0,
+        "a request with a body is tried once"
+    );
     assert_eq!(hits(), 5);
 
     let mut gw = TestGateway::start(&config(
@@ -106,9 +150,19 @@ async fn only_idempotent_bodiless_requests_are_retried_unless_methods_are_listed
         "",
     ))
     .await;
-    gw.send(request("POST", &gw.url("/svc/x")).body(empty()).expect("request")).await;
+    gw.send(
+        request("POST", &gw.url("/svc/x"))
+            .body(empty())
+            .expect("request"),
+    )
+    .await;
     assert_eq!(gw.record().await.retries, 1, "POST listed: retried");
-    gw.send(request("GET", &gw.url("/svc/x")).body(empty()).expect("request")).await;
+    gw.send(
+        request("GET", &gw.url("/svc/x"))
+            .body(empty())
+            .expect("request"),
+    )
+    .await;
     assert_eq!(gw.record().await.retries, 0, "GET not listed: not retried");
 }
 
@@ -129,10 +183,20 @@ async fn the_retry_budget_stops_retries_from_multiplying_an_outage() {
         retries += gw.record().await.retries;
     }
     assert_eq!(retries, 4, "20% of 20 requests");
-    assert_eq!(a.hits() + b.hits(), 24, "without the budget it would have been 80");
+    assert_eq!(
+        a.hits() + b.hits(),
+        24,
+        "without the budget it would have been 80"
+    );
     let text = metrics(&gw).await;
-    assert!(text.contains(r#"gatehouse_retries_total{upstream="svc"} 4"#), "{text}");
-    assert!(text.contains(r#"gatehouse_retries_over_budget_total{upstream="svc"} 20"#), "{text}");
+    assert!(
+        text.contains(r#"gatehouse_retries_total{upstream="svc"} 4"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"gatehouse_retries_over_budget_total{upstream="svc"} 20"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -144,8 +208,15 @@ async fn a_timeout_is_not_retried_and_the_total_timeout_bounds_all_tries() {
     let reply = gw.get("/svc/x").await;
     assert_eq!(reply.status, 504);
     let record = gw.record().await;
-    assert_eq!((record.retries, record.reason.as_deref()), (0, Some("upstream-timeout")));
-    assert_eq!(a.hits() + b.hits(), 1, "a hanging upstream gets no second request");
+    assert_eq!(
+        (record.retries, record.reason.as_deref()),
+        (0, Some("upstream-timeout"))
+    );
+    assert_eq!(
+        a.hits() + b.hits(),
+        1,
+        "a hanging upstream gets no second request"
+    );
 
     // Resets are retried, but the total timeout leaves no time for a retry after a long backoff.
     a.set(Mode::Reset);
@@ -160,7 +231,11 @@ async fn a_timeout_is_not_retried_and_the_total_timeout_bounds_all_tries() {
     assert_eq!(reply.status, 502);
     let record = gw.record().await;
     assert_eq!(record.retries, 0);
-    assert!(record.duration_ns < 1_000_000_000, "{} ns", record.duration_ns);
+    assert!(
+        record.duration_ns < 1_000_000_000,
+        "{} ns",
+        record.duration_ns
+    );
 }
 
 #[tokio::test]
@@ -171,7 +246,11 @@ async fn a_reset_mid_body_is_not_retried_and_the_record_says_it_did_not_complete
     let mut gw = TestGateway::start(&config(&[a.address, b.address], RETRY_TWICE, "")).await;
     let response = gw
         .client
-        .request(request("GET", &gw.url("/svc/x")).body(empty()).expect("request"))
+        .request(
+            request("GET", &gw.url("/svc/x"))
+                .body(empty())
+                .expect("request"),
+        )
         .await
         .expect("the head arrives");
     assert_eq!(response.status(), 200);

@@ -73,7 +73,9 @@ impl Fake {
         let serving = shared.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let shared = serving.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(shared.clone(), req));
@@ -132,11 +134,17 @@ async fn answer(
     shared.hits.fetch_add(1, Ordering::SeqCst);
     if let Some(upgrade) = req.headers().get("upgrade") {
         let upgrade = upgrade.to_str().unwrap_or("").to_string();
-        shared.upgrades.lock().expect("upgrades").push(upgrade.clone());
+        shared
+            .upgrades
+            .lock()
+            .expect("upgrades")
+            .push(upgrade.clone());
         if upgrade.eq_ignore_ascii_case("websocket") {
             let on_upgrade = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
-                let Ok(upgraded) = on_upgrade.await else { return };
+                let Ok(upgraded) = on_upgrade.await else {
+                    return;
+                };
                 let mut io = TokioIo::new(upgraded);
                 let mut buf = [0u8; 1024];
                 loop {
@@ -152,8 +160,10 @@ async fn answer(
                 }
             });
             let mut r = text(101, String::new());
-            r.headers_mut().insert("upgrade", "websocket".parse().expect("value"));
-            r.headers_mut().insert("connection", "upgrade".parse().expect("value"));
+            r.headers_mut()
+                .insert("upgrade", "websocket".parse().expect("value"));
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().expect("value"));
             return Ok(r);
         }
     }
@@ -170,13 +180,21 @@ async fn answer(
             Ok(text(200, shared.name.clone()))
         }
         Mode::ResetMidBody => {
-            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
-                Ok(Frame::data(Bytes::from(vec![b'x'; 1000]))),
-                Err(std::io::Error::other("broken mid-body on purpose")),
-            ];
-            let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+            // The head and a first chunk go out; the break comes a moment later.
+            let frames = futures_util::stream::unfold(0u8, |step| async move {
+                match step {
+                    0 => Some((Ok(Frame::data(Bytes::from(vec![b'x'; 1000]))), 1)),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Some((Err(std::io::Error::other("broken mid-body on purpose")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            let body = StreamBody::new(frames).boxed();
             let mut r = Response::new(body);
-            r.headers_mut().insert("content-length", "100000".parse().expect("value"));
+            r.headers_mut()
+                .insert("content-length", "100000".parse().expect("value"));
             Ok(r)
         }
     }
@@ -188,10 +206,15 @@ pub async fn gateway_on_clock(config: &str, clock: Arc<ManualClock>) -> TestGate
     let runtime = gateway::config::load_str("<test>", config).unwrap_or_else(|d| {
         panic!(
             "test config invalid:\n{}",
-            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gateway");
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
     let handle = gateway::start(
         runtime,
@@ -216,7 +239,10 @@ pub fn runtime(config: &str) -> gateway::config::Runtime {
     gateway::config::load_str("<test>", config).unwrap_or_else(|d| {
         panic!(
             "test config invalid:\n{}",
-            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })
 }
@@ -261,16 +287,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + within;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Records until `n` have been read (or 10 s pass).
-pub async fn records(gw: &mut TestGateway, n: usize) -> Vec<Arc<gateway::record::RequestRecord>> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(gw.record().await);
-    }
-    out
 }

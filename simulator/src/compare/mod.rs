@@ -60,7 +60,7 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Time from the first arrival to the last.
+    /// Time from 0 (the first arrival, unless built by hand) to the last arrival.
     pub fn span(&self) -> Nanos {
         self.arrivals.last().map_or(0, |a| a.at)
     }
@@ -219,7 +219,7 @@ pub struct AlgorithmResult {
 }
 
 /// The quota as it appears in reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct QuotaView {
     pub limit: u64,
     pub period_ms: f64,

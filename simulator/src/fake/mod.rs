@@ -2,4 +2,5 @@
 
 pub mod client;
 pub mod issuer;
+pub mod loadgen;
 pub mod upstream;

@@ -118,7 +118,11 @@ pub struct FakeInstance {
 impl FakeInstance {
     /// Starts on a free loopback port.
     pub async fn start(behaviour: Behaviour) -> std::io::Result<FakeInstance> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), behaviour).await
+    }
+
+    pub async fn start_on(address: SocketAddr, behaviour: Behaviour) -> std::io::Result<FakeInstance> {
+        let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let (behaviour_tx, behaviour_rx) = watch::channel(behaviour);
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -36,7 +36,10 @@ struct Template {
 }
 
 impl Template {
-    fn build(&self, authority: &http::uri::Authority) -> Result<Request<UpstreamRequestBody>, Rejection> {
+    fn build(
+        &self,
+        authority: &http::uri::Authority,
+    ) -> Result<Request<UpstreamRequestBody>, Rejection> {
         let mut parts = self.uri.clone().into_parts();
         parts.authority = Some(authority.clone());
         let uri = Uri::from_parts(parts).map_err(|_| internal("the retry target is not a URI"))?;
@@ -78,10 +81,7 @@ pub(super) async fn run(
     let started = bound.now();
     let limit = cx.route.as_ref().map_or(u64::MAX, |r| r.max_body_bytes);
     let policy = upstream.resilience.retries.as_ref();
-    let bodiless = cx
-        .body
-        .as_ref()
-        .is_none_or(http_body::Body::is_end_stream);
+    let bodiless = cx.body.as_ref().is_none_or(http_body::Body::is_end_stream);
     let attempts = match policy {
         Some(p) if bodiless && p.methods.contains(&cx.parts.method) => p.attempts,
         _ => 0,
@@ -148,7 +148,15 @@ pub(super) async fn run(
         if !retryable || retries_so_far >= attempts {
             return finish(cx, answer);
         }
-        let Some(next) = next_try(cx, &bound, &tried, deadline, policy.map(|p| p.backoff), retries_so_far).await
+        let Some(next) = next_try(
+            cx,
+            &bound,
+            &tried,
+            deadline,
+            policy.map(|p| p.backoff),
+            retries_so_far,
+        )
+        .await
         else {
             return finish(cx, answer);
         };

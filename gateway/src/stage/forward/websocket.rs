@@ -50,7 +50,10 @@ pub fn restore_request(headers: &mut HeaderMap, upgrade: &HeaderValue) {
 
 /// For the upstream's `101` to an upgrade the gateway passed: the protocol it switched to,
 /// read before `mutate_response` strips hop-by-hop headers.
-pub fn switching(cx: &RequestContext, response: &Response<crate::body::ResponseBody>) -> Option<HeaderValue> {
+pub fn switching(
+    cx: &RequestContext,
+    response: &Response<crate::body::ResponseBody>,
+) -> Option<HeaderValue> {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return None;
     }

@@ -1,0 +1,189 @@
+//! `simulator compare`: flags, their validation, and the outputs — the text table on stdout,
+//! `--json`, `--plots` (SVG), `--report` (HTML), `--export-records`, `--tui`.
+//!
+//! Exit codes as the rest of the simulator: 0 ok, 1 usage, 2 a recording could not be parsed
+//! (the message names file and line), 3 a runtime failure (an output could not be written, the
+//! terminal could not be set up).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gateway::ratelimit::{Algorithm, Quota};
+
+use super::{CompareParams, KeyField, TrafficError, TrafficSpec, compare, table, traffic};
+
+/// The arguments of `simulator compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// A recording (Gatehouse JSON-lines request records) or a profile: steady, bursty,
+    /// retry-storm, many-keys, with optional parameters as `NAME:k=v,k=v`.
+    pub traffic: String,
+    /// Algorithms to compare, comma-separated, or `all`.
+    #[arg(long, default_value = "all")]
+    pub algorithms: String,
+    /// Sustained limit: requests per period, the same for every algorithm.
+    #[arg(long, default_value_t = 10)]
+    pub rate: u64,
+    /// The period of the limit.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub period: Duration,
+    /// Most requests admitted at once by the token bucket and GCRA (default: the rate). The
+    /// window algorithms admit `rate` per window whatever the burst.
+    #[arg(long)]
+    pub burst: Option<u64>,
+    /// Which record field a recording is limited by: auto, key-id, subject, tenant, peer, route.
+    #[arg(long, default_value = "auto")]
+    pub key: KeyField,
+    /// Width of a time bin in the plots (default: about 120 bins over the trace).
+    #[arg(long, value_parser = parse_duration)]
+    pub bin: Option<Duration>,
+    /// Write the whole comparison as JSON to this file (`-`: stdout, instead of the table).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the SVG plots into this directory (compare-admitted.svg, compare-rejections.svg).
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+    /// Write one self-contained HTML report (table and plots) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the traffic's arrivals as request records (JSON lines) to this file, to keep a
+    /// synthetic profile as a recording.
+    #[arg(long)]
+    pub export_records: Option<PathBuf>,
+    /// Open the TUI's compare view on this traffic (keys change rate, burst and window).
+    #[arg(long)]
+    pub tui: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// `all`, or names separated by commas.
+pub fn parse_algorithms(text: &str) -> Result<Vec<Algorithm>, String> {
+    if text.trim() == "all" {
+        return Ok(Algorithm::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let algorithm: Algorithm = name.parse().map_err(|e| format!("{e}"))?;
+        if !out.contains(&algorithm) {
+            out.push(algorithm);
+        }
+    }
+    if out.is_empty() {
+        return Err("--algorithms: name at least one algorithm, or `all`".into());
+    }
+    Ok(out)
+}
+
+/// The quota and algorithms the flags ask for.
+pub fn params(args: &CompareArgs) -> Result<CompareParams, String> {
+    let period = u64::try_from(args.period.as_nanos()).unwrap_or(u64::MAX);
+    if period == 0 {
+        return Err("--period must be above 0".into());
+    }
+    let quota = Quota::new(args.rate, period).with_burst(args.burst.unwrap_or(args.rate));
+    let mut params = CompareParams::new(quota, parse_algorithms(&args.algorithms)?);
+    if let Some(bin) = args.bin {
+        params.bin_nanos = u64::try_from(bin.as_nanos()).unwrap_or(u64::MAX).max(1);
+    }
+    Ok(params)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Runs `simulator compare`.
+pub async fn run(args: CompareArgs) -> ExitCode {
+    let params = match params(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("simulator compare: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let trace = match TrafficSpec::parse(&args.traffic, args.key, params.quota)
+        .and_then(|spec| spec.load(params.quota))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("simulator compare: {e}");
+            return ExitCode::from(match e {
+                TrafficError::Usage(_) => 1,
+                TrafficError::Parse { .. } | TrafficError::Read { .. } => 2,
+            });
+        }
+    };
+    if let Some(path) = &args.export_records {
+        let mut out = Vec::new();
+        // A fixed epoch (2023-11-14T22:13:20Z) keeps exported recordings reproducible.
+        let written = traffic::write_records(&trace, 1_700_000_000_000, &mut out)
+            .map_err(|e| e.to_string())
+            .and_then(|()| write(path, &out));
+        if let Err(e) = written {
+            eprintln!("simulator compare: {e}");
+            return ExitCode::from(3);
+        }
+    }
+    if args.tui {
+        return match crate::tui::term::run_compare(trace, params).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("simulator compare --tui: {e:#}");
+                ExitCode::from(3)
+            }
+        };
+    }
+    let comparison = compare(&trace, &params);
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    if json_to_stdout {
+        match serde_json::to_string_pretty(&comparison) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("simulator compare: cannot write JSON: {e}");
+                return ExitCode::from(3);
+            }
+        }
+    } else {
+        print!("{}", table::render(&comparison));
+    }
+    let mut failed = Vec::new();
+    if let Some(path) = args.json.as_deref().filter(|_| !json_to_stdout) {
+        match serde_json::to_vec_pretty(&comparison) {
+            Ok(bytes) => failed.extend(write(path, &bytes).err()),
+            Err(e) => failed.push(format!("cannot write JSON: {e}")),
+        }
+    }
+    if let Some(dir) = &args.plots {
+        let plots = [
+            ("compare-admitted.svg", crate::report::plot::admitted_over_time(&comparison)),
+            ("compare-rejections.svg", crate::report::plot::rejections_per_key(&comparison)),
+        ];
+        for (name, svg) in plots {
+            match svg {
+                Ok(svg) => failed.extend(write(&dir.join(name), svg.as_bytes()).err()),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+    }
+    if let Some(path) = &args.report {
+        match crate::report::html::render(&comparison) {
+            Ok(page) => failed.extend(write(path, page.as_bytes()).err()),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    for e in &failed {
+        eprintln!("simulator compare: {e}");
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
