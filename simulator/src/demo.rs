@@ -111,6 +111,11 @@ fn fakes() -> BTreeMap<String, FakeUpstream> {
 type Tally = Arc<Mutex<BTreeMap<(String, String), u64>>>;
 
 pub async fn run(duration: Duration) -> anyhow::Result<()> {
+    run_with(duration, false).await
+}
+
+/// The demo; with `tui`, the terminal UI replaces the line per second until the user quits.
+pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
     let issuer = FakeIssuerSpec {
         name: None,
         // The issuer rotates its key abruptly every 5 s; the gateway follows without a false 401.
@@ -201,6 +206,17 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         }));
     }
 
+    if tui {
+        // The TUI on the gateway's records instead of the line per second, until `q`.
+        let feed = gateway.subscribe().map(crate::tui::term::from_broadcast);
+        let app = crate::tui::app::App::live(format!("demo on http://{address}"));
+        let result = crate::tui::term::run(app, feed).await;
+        senders.iter().for_each(|s| s.abort());
+        gateway.stop().await;
+        collector.abort();
+        rotation.abort();
+        return result.map(drop);
+    }
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;

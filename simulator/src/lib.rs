@@ -13,3 +13,4 @@ pub mod demo;
 pub mod fake;
 pub mod report;
 pub mod scenario;
+pub mod tui;

@@ -35,6 +35,17 @@ enum Command {
         /// Run the `gateway` binary as a child process instead of in-process.
         #[arg(long)]
         process: bool,
+        /// Watch the run in the TUI (docs/tui.md); the report prints when you quit it.
+        #[arg(long)]
+        tui: bool,
+    },
+    /// Rate-limit algorithms side by side on the same traffic, in virtual time (docs/compare.md).
+    Compare(simulator::compare::cli::CompareArgs),
+    /// The TUI on a running gateway's record stream (docs/tui.md).
+    Tui {
+        /// The gateway's admin address, e.g. http://127.0.0.1:9901.
+        #[arg(long)]
+        attach: String,
     },
     /// Maximum-rate load against a URL (closed loop, `connections` at a time), for comparing the
     /// load generator with wrk or oha on the same target.
@@ -51,10 +62,12 @@ enum Command {
         listen: std::net::SocketAddr,
     },
     /// The whole testbed in-process on embedded defaults, with a client mix that exercises
-    /// every stop; prints a line per second and a final table.
+    /// every stop. On a terminal it opens the TUI until you quit; otherwise it prints a line per
+    /// second and a final table.
     Demo {
-        #[arg(long, default_value = "20s", value_parser = humantime_duration)]
-        duration: Duration,
+        /// How long the clients send (default: 20 s, or until you quit the TUI).
+        #[arg(long, value_parser = humantime_duration)]
+        duration: Option<Duration>,
     },
 }
 
@@ -80,9 +93,17 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Run { paths, jobs, junit, json, process } => {
-                run(paths, jobs, junit, json, process).await
+            Command::Run { paths, jobs, junit, json, process, tui } => {
+                run(paths, jobs, junit, json, process, tui).await
             }
+            Command::Compare(args) => simulator::compare::cli::run(args).await,
+            Command::Tui { attach } => match simulator::tui::term::run_attached(&attach).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("simulator tui: {e:#}");
+                    ExitCode::from(3)
+                }
+            },
             Command::Loadgen { url, connections, duration } => {
                 match simulator::fake::loadgen::saturate(&url, connections, duration).await {
                     Ok(r) => {
@@ -116,13 +137,17 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Command::Demo { duration } => match simulator::demo::run(duration).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("simulator demo: {e:#}");
-                    ExitCode::from(3)
+            Command::Demo { duration } => {
+                let tui = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                let duration = duration.unwrap_or(Duration::from_secs(if tui { 86_400 } else { 20 }));
+                match simulator::demo::run_with(duration, tui).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("simulator demo: {e:#}");
+                        ExitCode::from(3)
+                    }
                 }
-            },
+            }
         }
     })
 }
@@ -153,6 +178,7 @@ async fn run(
     junit: Option<PathBuf>,
     json: Option<PathBuf>,
     process: bool,
+    tui: bool,
 ) -> ExitCode {
     let files = match collect_files(&paths) {
         Ok(f) if !f.is_empty() => f,
@@ -176,6 +202,13 @@ async fn run(
     } else {
         GatewayMode::InProcess
     };
+    let tui = match tui.then(simulator::tui::term::RunTui::start).transpose() {
+        Ok(tui) => tui,
+        Err(e) => {
+            eprintln!("simulator run --tui: {e:#}");
+            return ExitCode::from(3);
+        }
+    };
     let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let mut tasks = Vec::new();
     for file in files {
@@ -190,7 +223,12 @@ async fn run(
     let mut parse_errors = Vec::new();
     for task in tasks {
         match task.await {
-            Ok((_, Ok(result))) => results.push(result),
+            Ok((_, Ok(result))) => {
+                if let Some(tui) = &tui {
+                    tui.scenario_done(&result).await;
+                }
+                results.push(result)
+            }
             Ok((file, Err(RunError::Parse(e)))) => {
                 // Scenario errors name their file already; config errors name the config.
                 if e.contains(&*file.to_string_lossy()) {
@@ -200,6 +238,12 @@ async fn run(
                 }
             }
             Err(e) => parse_errors.push(format!("a scenario task failed: {e}")),
+        }
+    }
+    if let Some(tui) = tui {
+        // The report prints on the restored terminal once the user quits the TUI.
+        if let Err(e) = tui.finish().await {
+            eprintln!("simulator run --tui: {e:#}");
         }
     }
     print!("{}", simulator::report::render_text(&results));

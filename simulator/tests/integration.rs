@@ -3,5 +3,7 @@
 
 mod integration {
     mod canonical;
+    mod compare;
     mod runner;
+    mod tui;
 }

@@ -738,6 +738,29 @@ mod tests {
     }
 
     #[test]
+    fn the_resilience_fixture_loads_with_every_field() {
+        let runtime = load_str(
+            "fixtures/resilience.yaml",
+            include_str!("../../../fixtures/resilience.yaml"),
+        )
+        .unwrap_or_else(|d| panic!("{d:#?}"));
+        let users = &runtime.upstreams["users-svc"].resilience;
+        assert!(users.health_check.is_some() && users.outlier.is_some());
+        assert!(users.breaker.is_some() && users.retries.is_some());
+        assert_eq!(
+            runtime.upstreams["sessions-svc"]
+                .resilience
+                .load_balancing
+                .name(),
+            "consistent_hash"
+        );
+        let routes = runtime.routes.routes();
+        let route = |name: &str| routes.iter().find(|r| &*r.name == name).expect("route");
+        assert!(route("users-v1").deprecation.is_some());
+        assert!(route("chat").websocket);
+    }
+
+    #[test]
     fn unknown_fields_in_the_new_sections_are_reported() {
         let got = problems(&upstream("    circuit_breaker: {open_fro: 1s}\n"));
         assert_eq!(got.len(), 1, "{got:#?}");

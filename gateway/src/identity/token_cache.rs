@@ -1,30 +1,35 @@
 //! The verified-token cache: a token seen before skips parsing and signature verification.
 //!
-//! Keyed by the SHA-256 of the token (the token itself is not kept), bounded, sharded. An entry
-//! is only as good as what vouched for it: it is used only while the token has not expired, its
-//! issuer's config is the one in force (a reload re-verifies) and its signing key is still in
-//! the issuer's current key set — a key removed from the JWKS takes its tokens with it.
+//! Keyed by a hash of the token — foldhash, seeded at random per process — and bounded and
+//! sharded. A hit is confirmed by comparing the whole token, so a hash collision is a miss, never
+//! someone else's identity; the hash only has to be fast (a SHA-256 of a 700-byte RS256 token
+//! costs more than the rest of the hit). The cached token is held in memory like the request
+//! that carried it; it is never logged. An entry is only as good as what vouched for it: it is
+//! used only while the token has not expired, its issuer's config is the one in force (a reload
+//! re-verifies) and its signing key is still in the issuer's current key set — a key removed
+//! from the JWKS takes its tokens with it.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
-use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::identity::IssuerConfig;
 use crate::identity::jwks::{JwksCache, VerifyKey};
 use crate::pipeline::Identity;
 
-pub type TokenDigest = [u8; 32];
-
-pub fn digest(token: &[u8]) -> TokenDigest {
-    Sha256::digest(token).into()
+/// The cache key of a token: its seeded 64-bit hash.
+pub fn key(token: &str) -> u64 {
+    static SEED: OnceLock<foldhash::quality::RandomState> = OnceLock::new();
+    SEED.get_or_init(foldhash::quality::RandomState::default)
+        .hash_one(token.as_bytes())
 }
 
 /// What a verified token established, and what it depends on.
 #[derive(Debug)]
 pub struct CachedToken {
+    /// The token itself: a hit must match it byte for byte.
+    pub token: Box<str>,
     pub identity: Identity,
     pub issuer: Arc<IssuerConfig>,
     pub jwks: Arc<JwksCache>,
@@ -46,24 +51,27 @@ impl CachedToken {
 
 const SHARDS: usize = 16;
 
-/// The digest is already uniformly distributed: its first eight bytes are the hash. Only
-/// verified tokens are inserted, so nobody can choose digests to crowd a bucket.
+/// The key is already a seeded hash; the map uses it as is.
 #[derive(Default)]
-struct DigestHasher(u64);
+struct KeyHasher(u64);
 
-impl Hasher for DigestHasher {
+impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 |= u64::from(*b) << (8 * i);
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
-type Shard = HashMap<TokenDigest, Arc<CachedToken>, BuildHasherDefault<DigestHasher>>;
+type Shard = HashMap<u64, Arc<CachedToken>, BuildHasherDefault<KeyHasher>>;
 
 pub struct TokenCache {
     shards: Vec<Mutex<Shard>>,
@@ -92,8 +100,9 @@ impl TokenCache {
         self.capacity.store(capacity.max(1), Ordering::Relaxed);
     }
 
-    fn shard(&self, digest: &TokenDigest) -> &Mutex<Shard> {
-        &self.shards[usize::from(digest[31]) % SHARDS]
+    fn shard(&self, key: u64) -> &Mutex<Shard> {
+        // The top bits pick the shard; the map's buckets use the low ones.
+        &self.shards[(key >> 60) as usize % SHARDS]
     }
 
     fn lock<'a>(shard: &'a Mutex<Shard>) -> std::sync::MutexGuard<'a, Shard> {
@@ -102,20 +111,30 @@ impl TokenCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn get(&self, digest: &TokenDigest) -> Option<Arc<CachedToken>> {
-        Self::lock(self.shard(digest)).get(digest).cloned()
+    /// The entry for exactly this token.
+    pub fn get(&self, token: &str) -> Option<Arc<CachedToken>> {
+        let key = key(token);
+        Self::lock(self.shard(key))
+            .get(&key)
+            .filter(|e| *e.token == *token)
+            .cloned()
     }
 
-    pub fn remove(&self, digest: &TokenDigest) {
-        Self::lock(self.shard(digest)).remove(digest);
+    pub fn remove(&self, token: &str) {
+        let key = key(token);
+        let mut shard = Self::lock(self.shard(key));
+        if shard.get(&key).is_some_and(|e| *e.token == *token) {
+            shard.remove(&key);
+        }
     }
 
     /// Remembers a verified token. A full shard first drops its expired entries, then, if still
     /// full, an arbitrary one.
-    pub fn insert(&self, digest: TokenDigest, entry: CachedToken, now: i64) {
+    pub fn insert(&self, entry: CachedToken, now: i64) {
+        let key = key(&entry.token);
         let per_shard = self.capacity.load(Ordering::Relaxed).div_ceil(SHARDS);
-        let mut shard = Self::lock(self.shard(&digest));
-        if shard.len() >= per_shard && !shard.contains_key(&digest) {
+        let mut shard = Self::lock(self.shard(key));
+        if shard.len() >= per_shard && !shard.contains_key(&key) {
             shard.retain(|_, e| now < e.exp.saturating_add(e.issuer.leeway_secs));
             while shard.len() >= per_shard {
                 let Some(victim) = shard.keys().next().copied() else {
@@ -124,7 +143,7 @@ impl TokenCache {
                 shard.remove(&victim);
             }
         }
-        shard.insert(digest, Arc::new(entry));
+        shard.insert(key, Arc::new(entry));
     }
 
     pub fn len(&self) -> usize {

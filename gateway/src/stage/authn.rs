@@ -18,7 +18,7 @@ use crate::config::identity::{AuthConfig, RouteAuth};
 use crate::config::{CompiledRoute, Runtime};
 use crate::identity::tls::TlsInfo;
 use crate::identity::jwt::{self, Failure};
-use crate::identity::token_cache::{self, CachedToken};
+use crate::identity::token_cache::CachedToken;
 use crate::pipeline::{Identity, RequestContext, StageId, StageResult};
 use crate::rejection::Rejection;
 use crate::server::GatewayState;
@@ -240,9 +240,8 @@ pub async fn verify_bearer(
         ));
     }
     let now = i64::try_from(state.clock.unix_millis() / 1000).unwrap_or(i64::MAX);
-    let digest = token_cache::digest(token.as_bytes());
     let metrics = &state.sinks.metrics.identity;
-    if let Some(hit) = state.identity.tokens.get(&digest) {
+    if let Some(hit) = state.identity.tokens.get(token) {
         let current = auth.issuer_named(&hit.issuer.name);
         if current.is_some_and(|issuer| hit.still_valid(issuer, now)) {
             if !rules.accepts_issuer(&hit.issuer.name) {
@@ -251,7 +250,7 @@ pub async fn verify_bearer(
             metrics.token_cache_hits.inc();
             return Ok(hit.identity.clone());
         }
-        state.identity.tokens.remove(&digest);
+        state.identity.tokens.remove(token);
     }
     metrics.token_cache_misses.inc();
 
@@ -309,8 +308,8 @@ pub async fn verify_bearer(
     let exp = jwt::validate_claims(&parsed.claims, issuer, now)?;
     let identity = jwt::identity(&parsed.claims, issuer, kid)?;
     state.identity.tokens.insert(
-        digest,
         CachedToken {
+            token: token.into(),
             identity: identity.clone(),
             issuer: issuer.clone(),
             jwks,

@@ -1,7 +1,8 @@
-//! `forward`: sends the request to the instance `route` picked, through a pooled keep-alive
-//! client, streaming the body both ways. Refused or reset connections are a 502, a response head
-//! that does not arrive within the upstream's request timeout is a 504, a body over the route's
-//! limit discovered while streaming is a 413.
+//! `forward`: sends the request to the instance `route` picked, through the upstream's pooled
+//! keep-alive client, streaming the body both ways. Refused or reset connections are a 502, a
+//! response head that does not arrive within the upstream's request timeout is a 504, a body over
+//! the route's limit discovered while streaming is a 413. Retries and the total timeout are in
+//! `attempt.rs`, WebSocket pass-through in `websocket.rs`.
 
 use std::error::Error as _;
 use std::sync::Arc;

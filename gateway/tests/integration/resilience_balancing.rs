@@ -61,12 +61,12 @@ async fn least_outstanding_sends_nothing_more_to_an_instance_stuck_on_a_request(
     let (a, b) = (Fake::start("a").await, Fake::start("b").await);
     a.set(Mode::Hang);
     let gw = TestGateway::start(&config(&format!(
-        "    instances: [\"{}\", \"{}\"]\n    request_timeout: 3s\n    load_balancing: {{ policy: least_outstanding }}\n",
+        "    instances: [\"{}\", \"{}\"]\n    request_timeout: 30s\n    load_balancing: {{ policy: least_outstanding }}\n",
         a.address, b.address
     )))
     .await;
     let mut stuck = Vec::new();
-    for _ in 0..20 {
+    for sent in 1..=20 {
         let client = gw.client.clone();
         let url = gw.url("/svc/x");
         stuck.push(tokio::spawn(async move {
@@ -74,7 +74,13 @@ async fn least_outstanding_sends_nothing_more_to_an_instance_stuck_on_a_request(
                 .request(request("GET", &url).body(empty()).expect("request"))
                 .await;
         }));
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        // One at a time: each request has been picked (and reached its instance) before the next.
+        eventually(
+            Duration::from_secs(5),
+            "the request reached an instance",
+            || async { a.hits() + b.hits() == sent },
+        )
+        .await;
     }
     // With two instances both are always drawn, and one with a request in flight loses to one
     // without: once a request hangs on `a`, every later one goes to `b`.

@@ -142,17 +142,19 @@ pub async fn run(args: CompareArgs) -> ExitCode {
     }
     let comparison = compare(&trace, &params);
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
-    if json_to_stdout {
+    let text = if json_to_stdout {
         match serde_json::to_string_pretty(&comparison) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => text + "\n",
             Err(e) => {
                 eprintln!("simulator compare: cannot write JSON: {e}");
                 return ExitCode::from(3);
             }
         }
     } else {
-        print!("{}", table::render(&comparison));
-    }
+        table::render(&comparison)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     let mut failed = Vec::new();
     if let Some(path) = args.json.as_deref().filter(|_| !json_to_stdout) {
         match serde_json::to_vec_pretty(&comparison) {

@@ -25,6 +25,7 @@
 //!   share of what the exact limit allows it; keys entitled to nothing are left out);
 //! - admitted and rejected per time bin, and rejected per key, for the plots.
 
+pub mod cli;
 pub mod table;
 pub mod traffic;
 

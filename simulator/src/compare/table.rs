@@ -50,13 +50,16 @@ pub fn render(c: &Comparison) -> String {
     );
     let _ = writeln!(
         out,
-        "quota:   {} per {} ms, burst {} (T = {} ms); false allows/denies against the exact sliding log",
-        c.quota.limit, c.quota.period_ms, c.quota.burst, c.quota.emission_interval_ms
+        "quota:   {} per {}, burst {} (T = {}); false allows/denies against the exact sliding log",
+        c.quota.limit,
+        human_ms(c.quota.period_ms),
+        c.quota.burst,
+        human_ms(c.quota.emission_interval_ms)
     );
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<22} {:>9} {:>9} {:>13} {:>13} {:>6} {:>17} {:>11} {:>21} {:>8}",
+        "{:<22} {:>9} {:>9} {:>13} {:>13} {:>6} {:>18} {:>11} {:>22} {:>8}",
         "algorithm",
         "admitted",
         "rejected",
@@ -80,7 +83,7 @@ pub fn render(c: &Comparison) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<22} {:>9} {:>9} {:>13} {:>13} {:>6} {:>17} {:>11} {:>21} {:>8.3}",
+            "{:<22} {:>9} {:>9} {:>13} {:>13} {:>6} {:>18} {:>11} {:>22} {:>8.3}",
             r.algorithm.as_str(),
             r.admitted,
             r.rejected,
@@ -112,6 +115,15 @@ pub fn render(c: &Comparison) -> String {
         }
     }
     out
+}
+
+/// `1s`, `60ms`, `333ms 333us 334ns`: milliseconds as humantime writes a duration.
+pub fn human_ms(ms: f64) -> String {
+    let nanos = (ms * 1e6).round();
+    if !(0.0..1.8e19).contains(&nanos) {
+        return format!("{ms} ms");
+    }
+    humantime::format_duration(std::time::Duration::from_nanos(nanos as u64)).to_string()
 }
 
 fn short(name: &str) -> &str {

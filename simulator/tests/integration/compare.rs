@@ -1,0 +1,176 @@
+//! `simulator compare` through the binary: the table, JSON, SVG plots and the HTML report from
+//! the committed recording and from profiles, and the exit codes for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn recording() -> String {
+    root()
+        .join("fixtures/recordings/bursty-3-keys.jsonl")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn simulator(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args(args)
+        .output()
+        .expect("run simulator");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gatehouse-compare-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn the_committed_recording_compares_every_algorithm_in_a_table() {
+    let (code, stdout, stderr) = simulator(&["compare", &recording(), "--algorithms", "all"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("156 arrivals, 3 keys"), "{stdout}");
+    assert!(stdout.contains("quota:   10 per 1s, burst 10"), "{stdout}");
+    for name in ["token-bucket", "gcra", "fixed-window", "sliding-log", "sliding-window-counter"] {
+        assert!(stdout.lines().any(|l| l.starts_with(name)), "{name}: {stdout}");
+    }
+    assert!(stdout.contains("1 RT, 2 keys, 7-9 cmds"), "the sliding log's Redis cost");
+    assert!(stdout.contains("most rejected keys"));
+}
+
+#[test]
+fn json_plots_and_the_html_report_are_written_where_asked() {
+    let dir = temp_dir("outputs");
+    let json = dir.join("compare.json");
+    let report = dir.join("compare.html");
+    let plots = dir.join("plots");
+    let (code, stdout, stderr) = simulator(&[
+        "compare",
+        "many-keys:keys=50,rate=400,duration=10s",
+        "--algorithms",
+        "gcra,fixed-window",
+        "--rate",
+        "5",
+        "--period",
+        "1s",
+        "--burst",
+        "3",
+        "--json",
+        json.to_str().expect("utf8"),
+        "--plots",
+        plots.to_str().expect("utf8"),
+        "--report",
+        report.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
+    assert_eq!(value["quota"]["limit"], 5);
+    assert_eq!(value["quota"]["burst"], 3);
+    let results = value["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["algorithm"], "gcra");
+    assert_eq!(results[1]["algorithm"], "fixed-window");
+    let arrivals = value["trace"]["arrivals"].as_u64().expect("arrivals");
+    let decided = results[0]["admitted"].as_u64().expect("admitted")
+        + results[0]["rejected"].as_u64().expect("rejected");
+    assert_eq!(decided, arrivals);
+    assert!(results[0]["redis"]["round_trips"] == 1);
+    for name in ["compare-admitted.svg", "compare-rejections.svg"] {
+        let svg = std::fs::read_to_string(plots.join(name)).expect("svg written");
+        assert!(svg.starts_with("<svg"), "{name}");
+    }
+    let page = std::fs::read_to_string(&report).expect("report written");
+    assert_eq!(page.matches("<svg").count(), 2);
+    assert!(page.contains("<td>fixed-window</td>"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn json_to_stdout_replaces_the_table() {
+    let (code, stdout, stderr) =
+        simulator(&["compare", "steady:rate=20,duration=2s", "--json", "-"]);
+    assert_eq!(code, 0, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).expect("json on stdout");
+    // 20/s for 2 s against 10/s with a burst of 10: exactly 40 arrivals, and the sliding log
+    // admits the first 10 of the first second, then one every 100 ms.
+    assert_eq!(value["trace"]["arrivals"], 40);
+    let log = value["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["algorithm"] == "sliding-log")
+        .expect("sliding log");
+    assert_eq!(log["false_allows"], 0);
+    assert_eq!(log["false_denies"], 0);
+}
+
+#[test]
+fn a_bad_recording_line_exits_2_naming_file_and_line() {
+    let dir = temp_dir("bad");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("bad.jsonl");
+    let mut text: String = std::fs::read_to_string(recording())
+        .expect("recording")
+        .lines()
+        .take(3)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str("{\"request_id\": \"x\", \"unix_millis\": \"soon\"}\n");
+    std::fs::write(&file, text).expect("write");
+    let (code, _, stderr) = simulator(&["compare", file.to_str().expect("utf8")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("bad.jsonl:4:"), "{stderr}");
+    assert!(stderr.contains("not a request record"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn usage_errors_exit_1_and_unwritable_outputs_exit_3() {
+    for args in [
+        &["compare", "steady", "--algorithms", "leaky-bucket"][..],
+        &["compare", "no-such-profile-or-file"],
+        &["compare", "steady:rate=fast"],
+        &["compare", "bursty:colour=red"],
+        &["compare", "steady", "--period", "0s"],
+        &["compare"],
+    ] {
+        let (code, _, stderr) = simulator(args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) = simulator(&["compare", "steady", "--algorithms", "leaky-bucket"]);
+    assert!(stderr.contains("`leaky-bucket`"), "{stderr}");
+    let (code3, _, stderr3) =
+        simulator(&["compare", "steady:duration=1s", "--report", "/dev/null/compare.html"]);
+    assert_eq!((code, code3), (1, 3), "{stderr3}");
+    assert!(stderr3.contains("/dev/null"), "{stderr3}");
+}
+
+#[test]
+fn the_sample_recording_is_what_its_documented_command_makes() {
+    // docs/compare.md: how fixtures/recordings/bursty-3-keys.jsonl was made.
+    let dir = temp_dir("export");
+    let out = dir.join("again.jsonl");
+    let (code, _, stderr) = simulator(&[
+        "compare",
+        "bursty:keys=3,duration=20s,seed=7",
+        "--rate",
+        "10",
+        "--export-records",
+        out.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("exported"),
+        std::fs::read_to_string(recording()).expect("committed")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
