@@ -393,6 +393,7 @@ pub async fn run(
         }
     };
     let fakes = Arc::new(fakes);
+    wait_for_first_key_fetch(&fakes).await;
     let timeline = spawn_timeline(scenario, fakes.clone());
     let client = http_client();
     for (index, step) in scenario.steps.iter().enumerate() {
@@ -405,6 +406,18 @@ pub async fn run(
     gateway.stop().await;
     result.duration_ms = started.elapsed().as_millis() as u64;
     Ok(result)
+}
+
+/// The gateway fetches its issuers' keys in the background after it starts, and answers 401
+/// until they arrive — by design. Steps start once the fake issuer has served that first fetch
+/// (plus a moment to parse it), so a scenario tests behaviour, not start-up order.
+async fn wait_for_first_key_fetch(fakes: &Fakes) {
+    let Some(issuer) = &fakes.issuer else { return };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while issuer.fetches() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Applies the fake issuer's timeline (rotation steps, modes) from now on.
@@ -636,10 +649,8 @@ async fn run_phase(
             if let Profile::RetryStorm { clients, duration, think } = profile {
                 let deadline = start + *duration;
                 // Each buggy client holds one token for the whole storm, as a real one would.
-                let authorization = match fakes.authorization(spec) {
-                    Ok(a) => a,
-                    Err(_) => None,
-                };
+                // A token that cannot be minted fails every request of the storm, visibly.
+                let authorization = fakes.authorization(spec);
                 for _ in 0..*clients {
                     let client = client.clone();
                     let spec = spec.clone();
@@ -651,7 +662,10 @@ async fn run_phase(
                         while tokio::time::Instant::now() < deadline && sent.len() < 100_000 {
                             let id = request_id(index);
                             let t0 = tokio::time::Instant::now();
-                            let status = match build_request(&spec, address, &id, authorization.as_deref()) {
+                            let request = authorization.clone().and_then(|auth| {
+                                build_request(&spec, address, &id, auth.as_deref())
+                            });
+                            let status = match request {
                                 Ok(r) => send(&client, r).await.ok().map(|(s, _)| s),
                                 Err(_) => None,
                             };
