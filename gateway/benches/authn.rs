@@ -85,7 +85,9 @@ async fn jwks_server(keys: Vec<Value>) -> SocketAddr {
     let body = Bytes::from(json!({ "keys": keys }).to_string());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let body = body.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |_req| {
@@ -169,7 +171,10 @@ routes:
                 let parsed = jwt::parse(black_box(&token)).expect("parse");
                 jwt::verify_signature(&parsed, &key).expect("signature");
                 jwt::validate_claims(&parsed.claims, &issuer, now).expect("claims");
-                black_box(jwt::identity(&parsed.claims, &issuer, parsed.kid.as_deref()).expect("identity"))
+                black_box(
+                    jwt::identity(&parsed.claims, &issuer, parsed.kid.as_deref())
+                        .expect("identity"),
+                )
             })
         });
     }
@@ -208,7 +213,11 @@ fn authn_stage(c: &mut Criterion) {
             for attempt in 0.. {
                 let mut parts = request_parts(token);
                 let result = gateway::stage::authn::authenticate(
-                    &state, &runtime, Some(&route), None, &mut parts,
+                    &state,
+                    &runtime,
+                    Some(&route),
+                    None,
+                    &mut parts,
                 )
                 .await;
                 if result.is_ok() {

@@ -185,7 +185,12 @@ pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHan
             address: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?);
-        tasks.spawn(accept_loop(index, listener, state.clone(), shutdown_rx.clone()));
+        tasks.spawn(accept_loop(
+            index,
+            listener,
+            state.clone(),
+            shutdown_rx.clone(),
+        ));
     }
     let admin_address = match admin_listener {
         Some(l) => {

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::compiled::Runtime;
-use super::locate::{LineIndex, Position};
 use super::identity::RawAuth;
+use super::locate::{LineIndex, Position};
 use super::ratelimit::RawRateLimits;
 use super::raw::{
     RawAccessLog, RawAdmin, RawConfig, RawCors, RawInstanceDetail, RawLimits, RawListener,

@@ -82,7 +82,9 @@ pub struct RawIssuer {
 }
 
 fn default_algorithms() -> Vec<String> {
-    ["RS256", "ES256", "PS256", "EdDSA"].map(String::from).to_vec()
+    ["RS256", "ES256", "PS256", "EdDSA"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_leeway() -> Duration {
@@ -368,7 +370,10 @@ impl RouteAuth {
 #[derive(Debug, Clone)]
 pub enum TenantRule {
     /// The `index`th segment of the normalized path, the route's `{name}`.
-    PathSegment { name: String, index: usize },
+    PathSegment {
+        name: String,
+        index: usize,
+    },
     Header(HeaderName),
 }
 
@@ -632,7 +637,10 @@ fn compile_api_keys(
             });
         match parsed {
             Ok(keys) => entries.extend(keys.into_iter().enumerate().map(|(i, k)| {
-                (format!("auth.api_keys.file: {}: keys[{i}]", path.display()), k)
+                (
+                    format!("auth.api_keys.file: {}: keys[{i}]", path.display()),
+                    k,
+                )
             })),
             Err(e) => problems.push(("auth.api_keys.file".into(), e)),
         }
@@ -689,7 +697,11 @@ fn compile_api_keys(
         for t in texts {
             safe &= header_safe(t) && !t.is_empty();
         }
-        if identity.scopes.iter().any(|s| s.contains(char::is_whitespace)) {
+        if identity
+            .scopes
+            .iter()
+            .any(|s| s.contains(char::is_whitespace))
+        {
             safe = false;
         }
         if !safe {
@@ -700,7 +712,10 @@ fn compile_api_keys(
         }
         if let Some(d) = digest {
             if !store.insert(d, identity) {
-                report("key", format!("key `{}` is the same key as another entry", k.id));
+                report(
+                    "key",
+                    format!("key `{}` is the same key as another entry", k.id),
+                );
             }
         }
     }
@@ -765,6 +780,21 @@ fn compile_route_auth(
             )),
         }
     }
+    for (field, names) in [("scopes", &r.scopes), ("roles", &r.roles)] {
+        for (j, name) in names.iter().enumerate() {
+            // They are compared with claim values and quoted in WWW-Authenticate.
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+            if !ok {
+                problems.push((
+                    at(&format!("{field}[{j}]")),
+                    format!("`{name}` must be printable ASCII without spaces or quotes"),
+                ));
+            }
+        }
+    }
     if r.client_cert && !client_ca_configured {
         problems.push((
             at("client_cert"),
@@ -779,46 +809,50 @@ fn compile_route_auth(
             "an optional identity cannot be required to have scopes, roles, a tenant or a client certificate".into(),
         ));
     }
-    let tenant = r.tenant.as_ref().and_then(|t| match (&t.path_param, &t.header) {
-        (Some(name), None) => {
-            let index = RoutePattern::parse(path).ok().and_then(|p| {
-                p.segments()
-                    .iter()
-                    .position(|s| matches!(s, Segment::Param(n) if **n == **name))
-            });
-            match index {
-                Some(index) => Some(TenantRule::PathSegment {
-                    name: name.clone(),
-                    index,
-                }),
-                None => {
-                    problems.push((
-                        at("tenant.path_param"),
-                        format!("the route's path `{path}` has no `{{{name}}}` segment"),
-                    ));
-                    None
+    let tenant = r
+        .tenant
+        .as_ref()
+        .and_then(|t| match (&t.path_param, &t.header) {
+            (Some(name), None) => {
+                let index = RoutePattern::parse(path).ok().and_then(|p| {
+                    p.segments()
+                        .iter()
+                        .position(|s| matches!(s, Segment::Param(n) if **n == **name))
+                });
+                match index {
+                    Some(index) => Some(TenantRule::PathSegment {
+                        name: name.clone(),
+                        index,
+                    }),
+                    None => {
+                        problems.push((
+                            at("tenant.path_param"),
+                            format!("the route's path `{path}` has no `{{{name}}}` segment"),
+                        ));
+                        None
+                    }
                 }
             }
-        }
-        (None, Some(header)) => match HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
-        {
-            Ok(h) => Some(TenantRule::Header(h)),
-            Err(_) => {
+            (None, Some(header)) => {
+                match HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes()) {
+                    Ok(h) => Some(TenantRule::Header(h)),
+                    Err(_) => {
+                        problems.push((
+                            at("tenant.header"),
+                            format!("`{header}` is not a valid header name"),
+                        ));
+                        None
+                    }
+                }
+            }
+            _ => {
                 problems.push((
-                    at("tenant.header"),
-                    format!("`{header}` is not a valid header name"),
+                    at("tenant"),
+                    "give exactly one of `path_param` or `header`".into(),
                 ));
                 None
             }
-        },
-        _ => {
-            problems.push((
-                at("tenant"),
-                "give exactly one of `path_param` or `header`".into(),
-            ));
-            None
-        }
-    });
+        });
     if problems.len() != before {
         return None;
     }
@@ -956,4 +990,113 @@ pub fn compile_upstream_tls(
         config,
         server_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match load_str("t.yaml", yaml) {
+            Ok(_) => Vec::new(),
+            Err(d) => d
+                .iter()
+                .map(|d| format!("{}: {}", d.path, d.message))
+                .collect(),
+        }
+    }
+
+    const ROUTES: &str =
+        "routes:\n  - { name: all, match: { path: /* }, respond: { status: 404 } }\n";
+
+    /// `gateway check` on identity settings: each mistake, where it is reported.
+    #[test]
+    fn identity_mistakes_are_reported_with_their_field() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "auth: { issuers: [{ name: a, issuer: x, jwks_url: ftp://x/jwks, audiences: [api] }] }",
+                "auth.issuers[0].jwks_url: `ftp://x/jwks` is not an http:// or https:// URL",
+            ),
+            (
+                "auth: { issuers: [{ name: a, issuer: x, jwks_url: http://x/j, audiences: [api], algorithms: [HS256] }] }",
+                "auth.issuers[0].algorithms[0]: `HS256` is not allowed",
+            ),
+            (
+                "auth: { issuers: [{ name: a, issuer: x, jwks_url: http://x/j, audiences: [] }] }",
+                "auth.issuers[0].audiences: list at least one audience",
+            ),
+            (
+                "auth: { api_keys: { keys: [{ id: k, key: a, sha256: ab }] } }",
+                "auth.api_keys.keys[0].key: give exactly one of `key`",
+            ),
+            (
+                "auth: { api_keys: { header: Authorization, keys: [{ id: k, key: a }] } }",
+                "auth.api_keys.header: `Authorization` cannot carry API keys",
+            ),
+            (
+                "auth: { api_keys: { keys: [{ id: k, key: a }, { id: k, key: b }] } }",
+                "auth.api_keys.keys[1].id: duplicate API key id `k`",
+            ),
+            (
+                "listeners: [{ name: l, address: '127.0.0.1:0', tls: { certificates: [{ cert_file: /nonexistent.pem, key_file: /nonexistent.key, hosts: [a] }] } }]",
+                "listeners[0].tls.certificates[0].cert_file: cannot read `/nonexistent.pem`",
+            ),
+            (
+                "listeners: [{ name: l, address: '127.0.0.1:0', tls: { client_auth: required, certificates: [{ cert_file: c, key_file: k, hosts: [a] }] } }]",
+                "listeners[0].tls.certificates[0].client_auth: client certificates need `client_ca_file`",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let got = problems(&format!("{yaml}\n{ROUTES}"));
+            assert!(
+                got.iter().any(|p| p.starts_with(want)),
+                "{yaml}\nwant {want}\ngot {got:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn route_auth_mistakes_are_reported_with_their_field() {
+        let auth = "auth: { issuers: [{ name: main, issuer: x, jwks_url: http://x/j, audiences: [api] }] }";
+        let cases: &[(&str, &str)] = &[
+            (
+                "{ issuers: [other] }",
+                "routes[0].auth.issuers[0]: unknown issuer `other` (known: main)",
+            ),
+            (
+                "{ credentials: [api_key] }",
+                "routes[0].auth.credentials: accepts `api_key`",
+            ),
+            (
+                "{ client_cert: true }",
+                "routes[0].auth.client_cert: requires a client certificate",
+            ),
+            (
+                "{ optional: true, scopes: [a] }",
+                "routes[0].auth.optional: an optional identity",
+            ),
+            (
+                "{ tenant: { path_param: t } }",
+                "routes[0].auth.tenant.path_param: the route's path `/x/*` has no `{t}` segment",
+            ),
+            (
+                "{ scopes: ['a b'] }",
+                "routes[0].auth.scopes[0]: `a b` must be printable ASCII",
+            ),
+        ];
+        for (rule, want) in cases {
+            let yaml = format!(
+                "{auth}\nupstreams: {{ s: {{ instances: ['127.0.0.1:9'] }} }}\nroutes:\n  - {{ name: x, match: {{ path: /x/* }}, upstream: s, auth: {rule} }}\n  - {{ name: all, match: {{ path: /* }}, respond: {{ status: 404 }} }}\n"
+            );
+            let got = problems(&yaml);
+            assert!(
+                got.iter().any(|p| p.starts_with(want)),
+                "{rule}\nwant {want}\ngot {got:#?}"
+            );
+        }
+        let ok = format!(
+            "{auth}\nupstreams: {{ s: {{ instances: ['127.0.0.1:9'] }} }}\nroutes:\n  - {{ name: x, match: {{ path: '/t/{{tenant}}/*' }}, upstream: s, auth: {{ scopes: [r], tenant: {{ path_param: tenant }} }} }}\n  - {{ name: all, match: {{ path: /* }}, respond: {{ status: 404 }} }}\n"
+        );
+        assert_eq!(problems(&ok), Vec::<String>::new());
+    }
 }

@@ -286,9 +286,7 @@ impl JwksCache {
     fn claim(&self, slot: &Mutex<Option<Nanos>>) -> bool {
         let now = self.clock.now();
         let cooldown = nanos(self.timing().refetch_cooldown);
-        let mut last = slot
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut last = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match *last {
             Some(at) if now.saturating_sub(at) < cooldown => false,
             _ => {
@@ -524,10 +522,19 @@ mod tests {
         let rsa_n = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
         let cases = [
             (json!({"kty":"RSA","kid":"r","n":rsa_n,"e":"AQAB"}), Some(6)),
-            (json!({"kty":"RSA","kid":"r","alg":"PS256","n":rsa_n,"e":"AQAB"}), Some(1)),
-            (json!({"kty":"RSA","alg":"ES256","n":rsa_n,"e":"AQAB"}), None),
+            (
+                json!({"kty":"RSA","kid":"r","alg":"PS256","n":rsa_n,"e":"AQAB"}),
+                Some(1),
+            ),
+            (
+                json!({"kty":"RSA","alg":"ES256","n":rsa_n,"e":"AQAB"}),
+                None,
+            ),
             (json!({"kty":"RSA","use":"enc","n":rsa_n,"e":"AQAB"}), None),
-            (json!({"kty":"RSA","key_ops":["encrypt"],"n":rsa_n,"e":"AQAB"}), None),
+            (
+                json!({"kty":"RSA","key_ops":["encrypt"],"n":rsa_n,"e":"AQAB"}),
+                None,
+            ),
             (json!({"kty":"oct","k":"c2VjcmV0","alg":"HS256"}), None),
             (json!({"kty":"OKP","crv":"X25519","x":"AAAA"}), None),
             (json!({"kty":"EC","crv":"P-521","x":"AA","y":"AA"}), None),

@@ -98,14 +98,21 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Failure> {
             "the token marks header extensions as critical (`crit`); none are supported",
         ));
     }
-    if let Some(field) = EMBEDDED_KEY_HEADERS.iter().find(|f| header.contains_key(**f)) {
+    if let Some(field) = EMBEDDED_KEY_HEADERS
+        .iter()
+        .find(|f| header.contains_key(**f))
+    {
         return Err(Failure::new(
             "embedded-key",
-            format!("the token carries its own key or key location (`{field}`); keys come only from the issuer's JWKS"),
+            format!(
+                "the token carries its own key or key location (`{field}`); keys come only from the issuer's JWKS"
+            ),
         ));
     }
     if header.contains_key("enc") || header.get("b64") == Some(&Value::Bool(false)) {
-        return Err(malformed("encrypted or unencoded-payload tokens are not supported"));
+        return Err(malformed(
+            "encrypted or unencoded-payload tokens are not supported",
+        ));
     }
     let kid = match header.get("kid") {
         None => None,
@@ -157,7 +164,11 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64
         // NumericDate may carry a fraction; whole seconds are what the rules compare.
         Some(Value::Number(n)) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.floor() as i64)
+            })
             .map(Some)
             .ok_or_else(|| Failure::new("invalid-claim", format!("`{name}` is not a number"))),
         Some(_) => Err(Failure::new(
@@ -266,7 +277,11 @@ pub fn identity(
     let list = |name: &str| -> Result<Vec<String>, Failure> {
         let items: Vec<String> = match claims.get(name) {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(String::from).collect(),
+            Some(Value::String(s)) => s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| v.as_str().map(String::from).ok_or_else(|| invalid(name)))
@@ -347,8 +362,14 @@ mod tests {
             (r#"{"alg":"HS257"}"#, "algorithm-not-allowed"),
             (r#"{"alg":"RS256","crit":["exp"]}"#, "unsupported-crit"),
             (r#"{"alg":"RS256","jwk":{"kty":"oct"}}"#, "embedded-key"),
-            (r#"{"alg":"RS256","jku":"https://evil/jwks"}"#, "embedded-key"),
-            (r#"{"alg":"RS256","x5u":"https://evil/cert"}"#, "embedded-key"),
+            (
+                r#"{"alg":"RS256","jku":"https://evil/jwks"}"#,
+                "embedded-key",
+            ),
+            (
+                r#"{"alg":"RS256","x5u":"https://evil/cert"}"#,
+                "embedded-key",
+            ),
             (r#"{"alg":"RS256","x5c":["MII"]}"#, "embedded-key"),
             (r#"{"alg":"RS256","kid":7}"#, "malformed-token"),
             (r#"{"kid":"k"}"#, "malformed-token"),
@@ -398,12 +419,19 @@ mod tests {
             assert_eq!(got, *want, "{extra}");
         }
         let wrong_iss = claims(r#"{"iss":"https://other","aud":"api","exp":2000}"#);
-        assert_eq!(reason(validate_claims(&wrong_iss, &i, 1000)), "wrong-issuer");
+        assert_eq!(
+            reason(validate_claims(&wrong_iss, &i, 1000)),
+            "wrong-issuer"
+        );
         for aud in [r#""other""#, r#"["x","y"]"#, "null"] {
             let c = claims(&format!(
                 r#"{{"iss":"https://issuer.test","aud":{aud},"exp":2000}}"#
             ));
-            assert_eq!(reason(validate_claims(&c, &i, 1000)), "wrong-audience", "{aud}");
+            assert_eq!(
+                reason(validate_claims(&c, &i, 1000)),
+                "wrong-audience",
+                "{aud}"
+            );
         }
         let many = claims(r#"{"iss":"https://issuer.test","aud":["x","api"],"exp":2000}"#);
         assert!(validate_claims(&many, &i, 1000).is_ok());
@@ -435,8 +463,15 @@ mod tests {
             r#"{"sub":"u","roles":[1]}"#,
             r#"{"sub":7}"#,
         ] {
-            assert_eq!(reason(identity(&claims(bad), &i, None)), "invalid-claim", "{bad}");
+            assert_eq!(
+                reason(identity(&claims(bad), &i, None)),
+                "invalid-claim",
+                "{bad}"
+            );
         }
-        assert_eq!(reason(identity(&claims(r#"{"scope":"a"}"#), &i, None)), "missing-claim");
+        assert_eq!(
+            reason(identity(&claims(r#"{"scope":"a"}"#), &i, None)),
+            "missing-claim"
+        );
     }
 }

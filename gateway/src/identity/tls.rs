@@ -134,7 +134,10 @@ pub fn empty_client_config() -> ClientConfig {
         .get_or_init(|| {
             ClientConfig::builder_with_provider(provider())
                 .with_safe_default_protocol_versions()
-                .map(|b| b.with_root_certificates(RootCertStore::empty()).with_no_client_auth())
+                .map(|b| {
+                    b.with_root_certificates(RootCertStore::empty())
+                        .with_no_client_auth()
+                })
                 .unwrap_or_else(|_| {
                     ClientConfig::builder()
                         .with_root_certificates(RootCertStore::empty())
@@ -292,9 +295,10 @@ pub async fn accept(
         return Ok((EdgeStream::Plain(stream), None));
     };
     let handshake = async {
-        let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
-            .await
-            .map_err(|e| classify(&e))?;
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await
+                .map_err(|e| classify(&e))?;
         let sni = start.client_hello().server_name().map(normalize_host);
         let entry = listener.select(sni.as_deref());
         let config = listener.entries[entry].config.clone();

@@ -45,7 +45,10 @@ impl CachedToken {
     pub fn still_valid(&self, current_issuer: &Arc<IssuerConfig>, now: i64) -> bool {
         now < self.exp.saturating_add(self.issuer.leeway_secs)
             && Arc::ptr_eq(current_issuer, &self.issuer)
-            && self.jwks.current().is_some_and(|keys| keys.contains(&self.key))
+            && self
+                .jwks
+                .current()
+                .is_some_and(|keys| keys.contains(&self.key))
     }
 }
 

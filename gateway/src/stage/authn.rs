@@ -16,8 +16,8 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::config::identity::{AuthConfig, RouteAuth};
 use crate::config::{CompiledRoute, Runtime};
-use crate::identity::tls::TlsInfo;
 use crate::identity::jwt::{self, Failure};
+use crate::identity::tls::TlsInfo;
 use crate::identity::token_cache::CachedToken;
 use crate::pipeline::{Identity, RequestContext, StageId, StageResult};
 use crate::rejection::Rejection;
@@ -137,7 +137,9 @@ fn credential(
         let mut headers = parts.headers.get_all(header::AUTHORIZATION).iter();
         if let Some(value) = headers.next() {
             if headers.next().is_some() {
-                return Err(duplicate("the request carries more than one Authorization header"));
+                return Err(duplicate(
+                    "the request carries more than one Authorization header",
+                ));
             }
             found.push(Credential::Bearer(bearer(value)?, TokenSource::Header));
         }
@@ -145,7 +147,9 @@ fn credential(
             let mut tokens = query_values(parts.uri.query(), param);
             if let Some(token) = tokens.next() {
                 if tokens.next().is_some() {
-                    return Err(duplicate("the query carries the token parameter more than once"));
+                    return Err(duplicate(
+                        "the query carries the token parameter more than once",
+                    ));
                 }
                 found.push(Credential::Bearer(token.to_string(), TokenSource::Query));
             }
@@ -194,13 +198,10 @@ fn bearer(value: &HeaderValue) -> Result<String, Failure> {
 }
 
 fn query_values<'q>(query: Option<&'q str>, name: &'q str) -> impl Iterator<Item = &'q str> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(move |pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then_some(v)
-        })
+    query.unwrap_or("").split('&').filter_map(move |pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
 }
 
 /// Removes the token parameter from the query, so the upstream never sees it.
@@ -262,7 +263,12 @@ pub async fn verify_bearer(
                 "the token was not issued by a trusted issuer",
             )
         })?,
-        _ => return Err(Failure::new("missing-claim", "the token names no issuer (`iss`)")),
+        _ => {
+            return Err(Failure::new(
+                "missing-claim",
+                "the token names no issuer (`iss`)",
+            ));
+        }
     };
     if !rules.accepts_issuer(&issuer.name) {
         return Err(issuer_not_accepted());
@@ -331,7 +337,12 @@ fn issuer_not_accepted() -> Failure {
 /// The 401 for a refused credential, with the challenge for what the route accepts.
 fn refuse(rules: &RouteAuth, auth: &AuthConfig, failure: Failure) -> Rejection {
     let challenge = challenge(rules, auth, failure.reason);
-    let rejection = Rejection::new(STAGE, StatusCode::UNAUTHORIZED, failure.reason, failure.detail);
+    let rejection = Rejection::new(
+        STAGE,
+        StatusCode::UNAUTHORIZED,
+        failure.reason,
+        failure.detail,
+    );
     match HeaderValue::from_str(&challenge) {
         Ok(v) => rejection.with_header(header::WWW_AUTHENTICATE, v),
         Err(_) => rejection,

@@ -40,7 +40,10 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
     if !rules.roles.is_empty() && !rules.roles.iter().any(|r| identity.roles.contains(r)) {
         return Err(forbidden(
             "missing-role",
-            format!("this route requires one of the roles: {}", rules.roles.join(", ")),
+            format!(
+                "this route requires one of the roles: {}",
+                rules.roles.join(", ")
+            ),
             None,
         ));
     }

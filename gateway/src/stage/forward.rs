@@ -25,8 +25,7 @@ pub mod websocket;
 
 const STAGE: StageId = StageId::Forward;
 
-pub type UpstreamClient =
-    Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamRequestBody>;
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamRequestBody>;
 
 /// One pooled client per upstream, so each keeps its own connect timeout and its own pool.
 /// With `tls`, connections are TLS (verified against the upstream's CA, with its client

@@ -29,11 +29,20 @@ async fn the_identity_fixture_guards_the_reference_table() {
         .replace("access_log: stdout", "access_log: off");
     let text = point_at(&text, upstream.address)
         .replace("http://localhost:9200/.well-known/jwks.json", &issuer.url());
-    let text = text.replace(&format!("address: {}", upstream.address), "address: 127.0.0.1:0");
+    let text = text.replace(
+        &format!("address: {}", upstream.address),
+        "address: 127.0.0.1:0",
+    );
     let config = write_file(pki.dir.path(), "identity.yaml", &text);
     write_file(pki.dir.path(), "api-keys.yaml", API_KEYS);
     let runtime = gateway::config::load_file(&config).unwrap_or_else(|d| {
-        panic!("{}", d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{}",
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     });
     assert_eq!(runtime.listeners.len(), 2);
     assert!(runtime.listeners[1].tls.is_some());
@@ -60,7 +69,11 @@ async fn the_identity_fixture_guards_the_reference_table() {
     issuer.wait_for_fetches(1).await;
 
     let token = |scope: &str, roles: serde_json::Value| {
-        let claims = with(with(claims("user-7"), "scope", json!(scope)), "roles", roles);
+        let claims = with(
+            with(claims("user-7"), "scope", json!(scope)),
+            "roles",
+            roles,
+        );
         key.sign(&with(claims, "tenant_id", json!("acme")))
     };
     let base = format!("http://{}", gw.handle.address());
@@ -76,7 +89,11 @@ async fn the_identity_fixture_guards_the_reference_table() {
     let reader = token("users:read", json!([]));
     let mut status = 0;
     for _ in 0..200 {
-        status = gw.send(send("GET", "/api/v1/users/7", Some(&reader))).await.status.as_u16();
+        status = gw
+            .send(send("GET", "/api/v1/users/7", Some(&reader)))
+            .await
+            .status
+            .as_u16();
         if status == 200 {
             break;
         }
@@ -94,14 +111,26 @@ async fn the_identity_fixture_guards_the_reference_table() {
     let reply = gw.send(send("POST", "/api/v1/users", Some(&reader))).await;
     assert_refused(&reply, 403, "authz", "insufficient-scope");
     let writer = token("users:read users:write", json!([]));
-    assert_eq!(gw.send(send("POST", "/api/v1/users", Some(&writer))).await.status, 200);
+    assert_eq!(
+        gw.send(send("POST", "/api/v1/users", Some(&writer)))
+            .await
+            .status,
+        200
+    );
     assert_eq!(upstream.last().target, "/users");
 
     // Admin needs the admin role.
-    let reply = gw.send(send("GET", "/api/admin/stats", Some(&reader))).await;
+    let reply = gw
+        .send(send("GET", "/api/admin/stats", Some(&reader)))
+        .await;
     assert_refused(&reply, 403, "authz", "missing-role");
     let admin = token("users:read", json!(["admin"]));
-    assert_eq!(gw.send(send("GET", "/api/admin/stats", Some(&admin))).await.status, 200);
+    assert_eq!(
+        gw.send(send("GET", "/api/admin/stats", Some(&admin)))
+            .await
+            .status,
+        200
+    );
 
     // The partner's API key reads users, and only that.
     let with_key = |path: &str| {
@@ -112,11 +141,18 @@ async fn the_identity_fixture_guards_the_reference_table() {
     };
     assert_eq!(gw.send(with_key("/api/v1/users/7")).await.status, 200);
     assert_eq!(upstream.last().headers["x-user-id"], "partner-demo-app");
-    assert_refused(&gw.send(with_key("/api/admin/stats")).await, 401, "authn", "missing-credentials");
+    assert_refused(
+        &gw.send(with_key("/api/admin/stats")).await,
+        401,
+        "authn",
+        "missing-credentials",
+    );
 
     // Payments: a token is not enough without a client certificate...
     let payer = token("payments:write", json!([]));
-    let reply = gw.send(send("POST", "/api/payments/charge", Some(&payer))).await;
+    let reply = gw
+        .send(send("POST", "/api/payments/charge", Some(&payer)))
+        .await;
     assert_refused(&reply, 403, "authn", "client-cert-required");
     let seen_before = upstream.seen().len();
     // ...over TLS with one, it passes.
@@ -140,8 +176,14 @@ async fn the_identity_fixture_guards_the_reference_table() {
     let mut stops = Vec::new();
     while let Ok(record) = gw.records.try_recv() {
         if let Some(stage) = record.stopped_at {
-            stops.push((stage, record.reason.clone().unwrap_or_default().into_owned()));
+            stops.push((
+                stage,
+                record.reason.clone().unwrap_or_default().into_owned(),
+            ));
         }
     }
-    assert!(stops.contains(&(StageId::Authn, "client-cert-required".into())), "{stops:?}");
+    assert!(
+        stops.contains(&(StageId::Authn, "client-cert-required".into())),
+        "{stops:?}"
+    );
 }

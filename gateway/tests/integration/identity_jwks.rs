@@ -73,7 +73,11 @@ async fn keys_rotate_under_traffic_without_a_single_false_401() {
         clients.spawn(async move {
             let mut statuses = Vec::new();
             for i in 0..60 {
-                let key = if phase.load(std::sync::atomic::Ordering::SeqCst) == 0 { &old } else { &new };
+                let key = if phase.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    &old
+                } else {
+                    &new
+                };
                 let token = key.sign(&claims(&format!("client-{c}-{i}")));
                 statuses.push(bearer(&gw, "/jwt/x", &token).await.status.as_u16());
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -88,7 +92,10 @@ async fn keys_rotate_under_traffic_without_a_single_false_401() {
     while let Some(statuses) = clients.join_next().await {
         let statuses = statuses.expect("client");
         total += statuses.len();
-        assert!(statuses.iter().all(|s| *s == 200), "a false rejection: {statuses:?}");
+        assert!(
+            statuses.iter().all(|s| *s == 200),
+            "a false rejection: {statuses:?}"
+        );
     }
     assert_eq!(total, 480);
     assert_eq!(
@@ -124,15 +131,19 @@ async fn a_flood_of_unknown_kids_costs_the_issuer_one_fetch_per_cooldown() {
         let token = forged.sign(&claims("attacker"));
         let address = *gw_ref;
         flood.spawn(async move {
-            let client = hyper_util::client::legacy::Client::builder(
-                hyper_util::rt::TokioExecutor::new(),
-            )
-            .build_http::<http_body_util::Empty<bytes::Bytes>>();
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Empty<bytes::Bytes>>();
             let request = http::Request::get(format!("http://{address}/jwt/x"))
                 .header("authorization", format!("Bearer {token}"))
                 .body(http_body_util::Empty::new())
                 .expect("request");
-            client.request(request).await.expect("answer").status().as_u16()
+            client
+                .request(request)
+                .await
+                .expect("answer")
+                .status()
+                .as_u16()
         });
     }
     while let Some(status) = flood.join_next().await {
@@ -154,12 +165,23 @@ async fn a_flood_of_unknown_kids_costs_the_issuer_one_fetch_per_cooldown() {
     assert_eq!(unknown, 200);
     let text = metrics(&gw).await;
     assert!(
-        counter(&text, "gatehouse_jwks_refetches_suppressed_total{issuer=\"main\"}") >= 1,
+        counter(
+            &text,
+            "gatehouse_jwks_refetches_suppressed_total{issuer=\"main\"}"
+        ) >= 1,
         "{text}"
     );
-    assert!(upstream.seen().len() == 1, "only the warm-up reached the upstream");
+    assert!(
+        upstream.seen().len() == 1,
+        "only the warm-up reached the upstream"
+    );
     // Real tokens are unaffected.
-    assert_eq!(bearer(&gw, "/jwt/x", &key.sign(&claims("user"))).await.status, 200);
+    assert_eq!(
+        bearer(&gw, "/jwt/x", &key.sign(&claims("user")))
+            .await
+            .status,
+        200
+    );
     let _ = gw.record().await;
 }
 
@@ -178,20 +200,36 @@ async fn the_gateway_starts_while_the_issuer_is_down_and_serves_once_it_is_up() 
         "",
     ))
     .await;
-    assert!(started.elapsed() < Duration::from_secs(2), "start does not wait for the issuer");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "start does not wait for the issuer"
+    );
     issuer.wait_for_fetches(1).await;
 
     let token = key.sign(&claims("user"));
     let reply = bearer(&gw, "/jwt/x", &token).await;
     assert_refused(&reply, 401, "authn", "keys-unavailable");
-    assert_eq!(gw.record().await.reason.as_deref(), Some("keys-unavailable"));
-    assert_eq!(gw.get("/public/x").await.status, 200, "public routes work meanwhile");
+    assert_eq!(
+        gw.record().await.reason.as_deref(),
+        Some("keys-unavailable")
+    );
+    assert_eq!(
+        gw.get("/public/x").await.status,
+        200,
+        "public routes work meanwhile"
+    );
     assert_eq!(upstream.seen().len(), 1);
 
     issuer.set_mode(IssuerMode::Up);
     until_status(&gw, "/jwt/x", &token, 200).await;
     let text = metrics(&gw).await;
-    assert!(counter(&text, "gatehouse_jwks_fetches_total{issuer=\"main\",cause=\"start\",outcome=\"bad-status\"}") == 1, "{text}");
+    assert!(
+        counter(
+            &text,
+            "gatehouse_jwks_fetches_total{issuer=\"main\",cause=\"start\",outcome=\"bad-status\"}"
+        ) == 1,
+        "{text}"
+    );
     let ok: u64 = ["no-keys", "refresh"]
         .iter()
         .map(|cause| counter(&text, &format!("gatehouse_jwks_fetches_total{{issuer=\"main\",cause=\"{cause}\",outcome=\"ok\"}}")))
@@ -217,10 +255,17 @@ async fn start_does_not_wait_for_an_issuer_that_hangs() {
     let reply = bearer(&gw, "/jwt/x", &key.sign(&claims("user"))).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_refused(&reply, 401, "authn", "keys-unavailable");
-    assert_eq!(gw.record().await.reason.as_deref(), Some("keys-unavailable"));
+    assert_eq!(
+        gw.record().await.reason.as_deref(),
+        Some("keys-unavailable")
+    );
     // The hung fetch times out and is counted.
     for _ in 0..100 {
-        if counter(&metrics(&gw).await, "gatehouse_jwks_fetches_total{issuer=\"main\",cause=\"start\",outcome=\"timeout\"}") == 1 {
+        if counter(
+            &metrics(&gw).await,
+            "gatehouse_jwks_fetches_total{issuer=\"main\",cause=\"start\",outcome=\"timeout\"}",
+        ) == 1
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

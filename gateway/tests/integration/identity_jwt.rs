@@ -128,27 +128,81 @@ async fn every_bad_token_is_refused_at_authn_with_its_reason_and_never_reaches_t
     };
     let mut no_exp = good.clone();
     no_exp.as_object_mut().expect("object").remove("exp");
-    let oversized = s.rsa.sign(&with(good.clone(), "padding", json!("x".repeat(5000))));
+    let oversized = s
+        .rsa
+        .sign(&with(good.clone(), "padding", json!("x".repeat(5000))));
 
     let cases: Vec<(&str, String, &str)> = vec![
-        ("expired", s.rsa.sign(&with(with(good.clone(), "exp", json!(now - 60)), "iat", json!(now - 600))), "token-expired"),
-        ("not yet valid", s.rsa.sign(&with(good.clone(), "nbf", json!(now + 300))), "token-not-yet-valid"),
-        ("issued in the future", s.rsa.sign(&with(good.clone(), "iat", json!(now + 300))), "token-not-yet-valid"),
-        ("wrong issuer", s.rsa.sign(&with(good.clone(), "iss", json!("https://evil.test"))), "wrong-issuer"),
-        ("wrong audience", s.rsa.sign(&with(good.clone(), "aud", json!("other-api"))), "wrong-audience"),
+        (
+            "expired",
+            s.rsa.sign(&with(
+                with(good.clone(), "exp", json!(now - 60)),
+                "iat",
+                json!(now - 600),
+            )),
+            "token-expired",
+        ),
+        (
+            "not yet valid",
+            s.rsa.sign(&with(good.clone(), "nbf", json!(now + 300))),
+            "token-not-yet-valid",
+        ),
+        (
+            "issued in the future",
+            s.rsa.sign(&with(good.clone(), "iat", json!(now + 300))),
+            "token-not-yet-valid",
+        ),
+        (
+            "wrong issuer",
+            s.rsa
+                .sign(&with(good.clone(), "iss", json!("https://evil.test"))),
+            "wrong-issuer",
+        ),
+        (
+            "wrong audience",
+            s.rsa.sign(&with(good.clone(), "aud", json!("other-api"))),
+            "wrong-audience",
+        ),
         ("alg none", alg_none, "algorithm-not-allowed"),
-        ("HS256 keyed with the public key", confusion, "algorithm-not-allowed"),
+        (
+            "HS256 keyed with the public key",
+            confusion,
+            "algorithm-not-allowed",
+        ),
         ("payload changed after signing", tampered, "bad-signature"),
-        ("signed by an unpublished key under a published kid", stranger.sign(&good), "bad-signature"),
-        ("ES256 by another key", other_ec.sign(&good), "bad-signature"),
+        (
+            "signed by an unpublished key under a published kid",
+            stranger.sign(&good),
+            "bad-signature",
+        ),
+        (
+            "ES256 by another key",
+            other_ec.sign(&good),
+            "bad-signature",
+        ),
         ("unknown kid", ghost.sign(&good), "unknown-kid"),
         ("embedded jwk", embedded, "embedded-key"),
         ("jku", jku, "embedded-key"),
         ("crit", crit, "unsupported-crit"),
         ("no exp", s.rsa.sign(&no_exp), "missing-claim"),
-        ("lifetime over max_lifetime", s.rsa.sign(&with(good.clone(), "exp", json!(now + 4 * 3600))), "token-lifetime-too-long"),
-        ("CR LF in the subject", s.rsa.sign(&with(good.clone(), "sub", json!("u\r\nX-User-Id: admin"))), "invalid-claim"),
-        ("NUL in the tenant", s.rsa.sign(&with(good.clone(), "tenant", json!("acme\u{0}"))), "invalid-claim"),
+        (
+            "lifetime over max_lifetime",
+            s.rsa
+                .sign(&with(good.clone(), "exp", json!(now + 4 * 3600))),
+            "token-lifetime-too-long",
+        ),
+        (
+            "CR LF in the subject",
+            s.rsa
+                .sign(&with(good.clone(), "sub", json!("u\r\nX-User-Id: admin"))),
+            "invalid-claim",
+        ),
+        (
+            "NUL in the tenant",
+            s.rsa
+                .sign(&with(good.clone(), "tenant", json!("acme\u{0}"))),
+            "invalid-claim",
+        ),
         ("oversized", oversized, "token-too-large"),
         ("not a JWT", "abc.def".to_string(), "malformed-token"),
     ];
@@ -156,7 +210,10 @@ async fn every_bad_token_is_refused_at_authn_with_its_reason_and_never_reaches_t
         let reply = s.bearer("/jwt/x", token).await;
         assert_refused(&reply, 401, "authn", reason);
         let challenge = reply.header("www-authenticate").expect("challenge");
-        assert!(challenge.contains(r#"error="invalid_token""#), "{what}: {challenge}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{what}: {challenge}"
+        );
         let record = s.gw.record().await;
         assert_eq!(record.stopped_at, Some(StageId::Authn), "{what}");
         assert_eq!(record.reason.as_deref(), Some(*reason), "{what}");
@@ -175,11 +232,16 @@ async fn missing_or_foreign_scheme_credentials_are_401_with_a_plain_challenge() 
     let mut s = setup("").await;
     let reply = s.gw.get("/jwt/x").await;
     assert_refused(&reply, 401, "authn", "missing-credentials");
-    assert_eq!(reply.header("www-authenticate"), Some(r#"Bearer realm="gatehouse""#));
-    assert_eq!(s.gw.record().await.reason.as_deref(), Some("missing-credentials"));
-    let reply = s
-        .gw
-        .send(
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"Bearer realm="gatehouse""#)
+    );
+    assert_eq!(
+        s.gw.record().await.reason.as_deref(),
+        Some("missing-credentials")
+    );
+    let reply =
+        s.gw.send(
             request("GET", &s.gw.url("/jwt/x"))
                 .header("authorization", "Basic dXNlcjpwYXNz")
                 .body(empty())
@@ -187,12 +249,14 @@ async fn missing_or_foreign_scheme_credentials_are_401_with_a_plain_challenge() 
         )
         .await;
     assert_refused(&reply, 401, "authn", "unsupported-auth-scheme");
-    assert_eq!(s.gw.record().await.reason.as_deref(), Some("unsupported-auth-scheme"));
+    assert_eq!(
+        s.gw.record().await.reason.as_deref(),
+        Some("unsupported-auth-scheme")
+    );
     // The scheme is case-insensitive.
     let token = s.rsa.sign(&claims("user-1"));
-    let reply = s
-        .gw
-        .send(
+    let reply =
+        s.gw.send(
             request("GET", &s.gw.url("/jwt/x"))
                 .header("authorization", format!("bEaReR {token}"))
                 .body(empty())
@@ -208,9 +272,8 @@ async fn a_verified_identity_reaches_the_upstream_in_its_headers_and_the_credent
     let mut s = setup("").await;
     for key in [&s.rsa, &s.ec, &s.ed] {
         let token = key.sign(&claims("user-7"));
-        let reply = s
-            .gw
-            .send(
+        let reply =
+            s.gw.send(
                 request("GET", &s.gw.url("/users/7"))
                     .header("authorization", format!("Bearer {token}"))
                     // Spoofed identity headers: replaced, never passed on.
@@ -227,7 +290,10 @@ async fn a_verified_identity_reaches_the_upstream_in_its_headers_and_the_credent
         assert_eq!(seen["x-tenant-id"], "acme");
         assert_eq!(seen["x-auth-scopes"], "users:read users:write");
         assert_eq!(seen.get_all("x-user-id").iter().count(), 1);
-        assert!(!seen.contains_key("authorization"), "the token is not forwarded");
+        assert!(
+            !seen.contains_key("authorization"),
+            "the token is not forwarded"
+        );
         let record = s.gw.record().await;
         assert_eq!(record.stopped_at, None);
         let identity = record.identity.as_ref().expect("identity in the record");
@@ -235,16 +301,18 @@ async fn a_verified_identity_reaches_the_upstream_in_its_headers_and_the_credent
         assert_eq!(identity.tier.as_deref(), Some("paid"));
         assert_eq!(identity.key_id.as_deref(), Some(key.kid.as_str()));
         let line = serde_json::to_string(&*record).expect("record JSON");
-        assert!(!line.contains(&token), "the token never appears in the record");
+        assert!(
+            !line.contains(&token),
+            "the token never appears in the record"
+        );
     }
 }
 
 #[tokio::test]
 async fn spoofed_identity_headers_without_a_credential_never_reach_the_upstream() {
     let mut s = setup("").await;
-    let reply = s
-        .gw
-        .send(
+    let reply =
+        s.gw.send(
             request("GET", &s.gw.url("/users/7"))
                 .header("x-user-id", "admin")
                 .header("x-auth-scopes", "users:read")
@@ -253,12 +321,14 @@ async fn spoofed_identity_headers_without_a_credential_never_reach_the_upstream(
         )
         .await;
     assert_refused(&reply, 401, "authn", "missing-credentials");
-    assert_eq!(s.gw.record().await.reason.as_deref(), Some("missing-credentials"));
+    assert_eq!(
+        s.gw.record().await.reason.as_deref(),
+        Some("missing-credentials")
+    );
     assert!(s.upstream.seen().is_empty());
     // On a public route the request passes, without them.
-    let reply = s
-        .gw
-        .send(
+    let reply =
+        s.gw.send(
             request("GET", &s.gw.url("/public/x"))
                 .header("x-user-id", "admin")
                 .body(empty())
@@ -290,7 +360,9 @@ async fn duplicated_credentials_are_refused_never_first_one_wins() {
             "the query parameter twice",
             request(
                 "GET",
-                &s.gw.url(&format!("/users/1?access_token={token}&access_token={token}")),
+                &s.gw.url(&format!(
+                    "/users/1?access_token={token}&access_token={token}"
+                )),
             ),
         ),
         (
@@ -310,14 +382,17 @@ async fn duplicated_credentials_are_refused_never_first_one_wins() {
         let reply = s.gw.send(builder.body(empty()).expect("request")).await;
         assert_refused(&reply, 401, "authn", "duplicate-credentials");
         let record = s.gw.record().await;
-        assert_eq!(record.reason.as_deref(), Some("duplicate-credentials"), "{what}");
+        assert_eq!(
+            record.reason.as_deref(),
+            Some("duplicate-credentials"),
+            "{what}"
+        );
     }
     assert!(s.upstream.seen().is_empty());
     // One token in the query is accepted, and removed before forwarding.
-    let reply = s
-        .gw
-        .get(&format!("/users/1?page=2&access_token={token}&sort=asc"))
-        .await;
+    let reply =
+        s.gw.get(&format!("/users/1?page=2&access_token={token}&sort=asc"))
+            .await;
     assert_eq!(reply.status, 200);
     assert_eq!(s.upstream.last().target, "/users/1?page=2&sort=asc");
 }
@@ -325,9 +400,8 @@ async fn duplicated_credentials_are_refused_never_first_one_wins() {
 #[tokio::test]
 async fn api_keys_map_to_their_identity_and_never_travel_or_get_recorded() {
     let mut s = setup("").await;
-    let reply = s
-        .gw
-        .send(
+    let reply =
+        s.gw.send(
             request("GET", &s.gw.url("/users/1"))
                 .header("x-api-key", "partner-secret-key")
                 .body(empty())
@@ -346,9 +420,8 @@ async fn api_keys_map_to_their_identity_and_never_travel_or_get_recorded() {
     let line = serde_json::to_string(&*record).expect("record JSON");
     assert!(!line.contains("partner-secret-key"));
 
-    let reply = s
-        .gw
-        .send(
+    let reply =
+        s.gw.send(
             request("GET", &s.gw.url("/users/1"))
                 .header("x-api-key", "partner-secret-kez")
                 .body(empty())
@@ -358,11 +431,14 @@ async fn api_keys_map_to_their_identity_and_never_travel_or_get_recorded() {
     assert_refused(&reply, 401, "authn", "invalid-api-key");
     let record = s.gw.record().await;
     assert_eq!(record.reason.as_deref(), Some("invalid-api-key"));
-    assert!(!serde_json::to_string(&*record).expect("json").contains("partner-secret-kez"));
+    assert!(
+        !serde_json::to_string(&*record)
+            .expect("json")
+            .contains("partner-secret-kez")
+    );
     // A route that takes only JWTs does not look at API keys.
-    let reply = s
-        .gw
-        .send(
+    let reply =
+        s.gw.send(
             request("GET", &s.gw.url("/jwt/1"))
                 .header("x-api-key", "partner-secret-key")
                 .body(empty())
@@ -377,7 +453,11 @@ async fn api_keys_map_to_their_identity_and_never_travel_or_get_recorded() {
 async fn authz_says_which_rule_failed() {
     let mut s = setup("").await;
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("/users/1", with(claims("u"), "scope", json!("orders:read")), "insufficient-scope"),
+        (
+            "/users/1",
+            with(claims("u"), "scope", json!("orders:read")),
+            "insufficient-scope",
+        ),
         ("/admin/x", claims("u"), "missing-role"),
         ("/tenants/globex/orders", claims("u"), "tenant-mismatch"),
     ];
@@ -385,14 +465,22 @@ async fn authz_says_which_rule_failed() {
         let reply = s.bearer(path, &s.rsa.sign(&claims)).await;
         assert_refused(&reply, 403, "authz", reason);
         let challenge = reply.header("www-authenticate").expect("challenge");
-        assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#),
+            "{challenge}"
+        );
         let record = s.gw.record().await;
         assert_eq!(record.stopped_at, Some(StageId::Authz));
         assert_eq!(record.reason.as_deref(), Some(reason));
         assert!(record.identity.is_some(), "the record says who was refused");
     }
     assert!(s.upstream.seen().is_empty());
-    let scope = s.bearer("/users/1", &s.rsa.sign(&with(claims("u"), "scope", json!("a")))).await;
+    let scope = s
+        .bearer(
+            "/users/1",
+            &s.rsa.sign(&with(claims("u"), "scope", json!("a"))),
+        )
+        .await;
     assert!(
         scope
             .header("www-authenticate")
@@ -400,10 +488,17 @@ async fn authz_says_which_rule_failed() {
     );
     let _ = s.gw.record().await;
     for (path, claims) in [
-        ("/admin/x", with(claims("u"), "roles", json!(["member", "admin"]))),
+        (
+            "/admin/x",
+            with(claims("u"), "roles", json!(["member", "admin"])),
+        ),
         ("/tenants/acme/orders", claims("u")),
     ] {
-        assert_eq!(s.bearer(path, &s.rsa.sign(&claims)).await.status, 200, "{path}");
+        assert_eq!(
+            s.bearer(path, &s.rsa.sign(&claims)).await.status,
+            200,
+            "{path}"
+        );
     }
 }
 

@@ -197,7 +197,9 @@ impl FakeIssuer {
         let served = issuer.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let served = served.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
@@ -213,7 +215,10 @@ impl FakeIssuer {
         issuer
     }
 
-    async fn answer(&self, _req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    async fn answer(
+        &self,
+        _req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, std::io::Error> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let (mode, body) = {
             let state = self.state.lock().expect("issuer state");
@@ -238,7 +243,8 @@ impl FakeIssuer {
     }
 
     pub fn publish(&self, keys: &[&SigningKey]) {
-        self.state.lock().expect("issuer state").keys = keys.iter().map(|k| k.jwk.clone()).collect();
+        self.state.lock().expect("issuer state").keys =
+            keys.iter().map(|k| k.jwk.clone()).collect();
     }
 
     pub fn set_mode(&self, mode: IssuerMode) {
@@ -346,7 +352,10 @@ pub fn assert_refused(reply: &Reply, status: u16, stage: &str, reason: &str) {
         let challenge = reply
             .header("www-authenticate")
             .unwrap_or_else(|| panic!("{reason}: a challenge"));
-        assert!(challenge.starts_with("Bearer") || challenge.starts_with("ApiKey"), "{challenge}");
+        assert!(
+            challenge.starts_with("Bearer") || challenge.starts_with("ApiKey"),
+            "{challenge}"
+        );
     }
 }
 
@@ -393,7 +402,12 @@ impl Pki {
         let ca = new_ca("Gatehouse Test CA");
         let (server_cert, server_key) = leaf(
             &ca,
-            &["localhost", "api.localhost", "secure.localhost", "127.0.0.1"],
+            &[
+                "localhost",
+                "api.localhost",
+                "secure.localhost",
+                "127.0.0.1",
+            ],
             ExtendedKeyUsagePurpose::ServerAuth,
         );
         let (payments_cert, payments_key) = leaf(
@@ -401,11 +415,17 @@ impl Pki {
             &["payments.localhost"],
             ExtendedKeyUsagePurpose::ServerAuth,
         );
-        let (client_cert, client_key) =
-            leaf(&ca, &["client.localhost"], ExtendedKeyUsagePurpose::ClientAuth);
+        let (client_cert, client_key) = leaf(
+            &ca,
+            &["client.localhost"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
         let rogue_ca = new_ca("Rogue CA");
-        let (rogue_cert, rogue_key) =
-            leaf(&rogue_ca, &["client.localhost"], ExtendedKeyUsagePurpose::ClientAuth);
+        let (rogue_cert, rogue_key) = leaf(
+            &rogue_ca,
+            &["client.localhost"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
         let write = |name: &str, text: &str| {
             std::fs::write(dir.path().join(name), text).expect("write PEM");
         };
@@ -492,7 +512,9 @@ pub async fn tls_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<(Reply, Option<Vec<u8>>), String> {
-    let tcp = TcpStream::connect(address).await.map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
     let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
     let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
         .await
@@ -501,9 +523,11 @@ pub async fn tls_get(
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     let h2 = alpn.as_deref() == Some(b"h2");
     let io = TokioIo::new(tls);
-    let mut builder = Request::builder()
-        .method("GET")
-        .uri(if h2 { format!("https://{host}{path}") } else { path.to_string() });
+    let mut builder = Request::builder().method("GET").uri(if h2 {
+        format!("https://{host}{path}")
+    } else {
+        path.to_string()
+    });
     if !h2 {
         builder = builder.header("host", host);
     }
@@ -518,13 +542,19 @@ pub async fn tls_get(
             .await
             .map_err(|e| format!("h2: {e}"))?;
         tokio::spawn(conn);
-        sender.send_request(request).await.map_err(|e| format!("h2 request: {e}"))?
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("h2 request: {e}"))?
     } else {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| format!("h1: {e}"))?;
         tokio::spawn(conn);
-        sender.send_request(request).await.map_err(|e| format!("h1 request: {e}"))?
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("h1 request: {e}"))?
     };
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();

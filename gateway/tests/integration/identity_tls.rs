@@ -63,9 +63,8 @@ async fn metrics(gw: &TestGateway) -> String {
 
 /// Waits (bounded) for `gatehouse_tls_handshake_failures_total{listener="edge",reason=…}`.
 async fn handshake_failures(gw: &TestGateway, reason: &str) -> u64 {
-    let line = format!(
-        "gatehouse_tls_handshake_failures_total{{listener=\"edge\",reason=\"{reason}\"}} "
-    );
+    let line =
+        format!("gatehouse_tls_handshake_failures_total{{listener=\"edge\",reason=\"{reason}\"}} ");
     for _ in 0..100 {
         let text = metrics(gw).await;
         if let Some(n) = text
@@ -92,10 +91,16 @@ async fn http2_and_http1_are_negotiated_by_alpn_and_reach_the_upstream_as_https(
         (&[][..], None),
     ] {
         let client = tls_client(&pki, ClientCert::None, alpn);
-        let (reply, negotiated) =
-            tls_get(address, &client, "api.localhost", "api.localhost", "/api/users/1", &[])
-                .await
-                .expect("exchange");
+        let (reply, negotiated) = tls_get(
+            address,
+            &client,
+            "api.localhost",
+            "api.localhost",
+            "/api/users/1",
+            &[],
+        )
+        .await
+        .expect("exchange");
         assert_eq!(reply.status, 200);
         assert_eq!(negotiated, want);
         assert_eq!(upstream.last().headers["x-forwarded-proto"], "https");
@@ -172,10 +177,16 @@ async fn an_untrusted_client_certificate_fails_the_handshake_and_is_counted() {
         &[],
     )
     .await;
-    assert!(result.is_err(), "a certificate from an untrusted CA is refused");
+    assert!(
+        result.is_err(),
+        "a certificate from an untrusted CA is refused"
+    );
     assert_eq!(handshake_failures(&gw, "bad-client-cert").await, 1);
     assert!(upstream.seen().is_empty());
-    assert!(gw.records.try_recv().is_err(), "a failed handshake never reaches a stage");
+    assert!(
+        gw.records.try_recv().is_err(),
+        "a failed handshake never reaches a stage"
+    );
 }
 
 #[tokio::test]
@@ -207,7 +218,11 @@ async fn a_host_that_requires_client_certificates_refuses_handshakes_without_one
     .await
     .expect("with a certificate");
     assert_eq!(reply.status, 200);
-    assert_eq!(upstream.seen().len(), 1, "only the request with a certificate arrived");
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "only the request with a certificate arrived"
+    );
     assert_eq!(gw.record().await.status, 200);
 }
 
@@ -273,15 +288,59 @@ async fn certificates_are_swapped_with_the_config() {
     let address = gw.handle.address();
     let trusts_first = tls_client(&first, ClientCert::None, &[b"http/1.1"]);
     let trusts_second = tls_client(&second, ClientCert::None, &[b"http/1.1"]);
-    assert!(tls_get(address, &trusts_first, "localhost", "localhost", "/api/users/1", &[]).await.is_ok());
-    assert!(tls_get(address, &trusts_second, "localhost", "localhost", "/api/users/1", &[]).await.is_err());
+    assert!(
+        tls_get(
+            address,
+            &trusts_first,
+            "localhost",
+            "localhost",
+            "/api/users/1",
+            &[]
+        )
+        .await
+        .is_ok()
+    );
+    assert!(
+        tls_get(
+            address,
+            &trusts_second,
+            "localhost",
+            "localhost",
+            "/api/users/1",
+            &[]
+        )
+        .await
+        .is_err()
+    );
 
     // What a reload does: compile the new config (reading its certificates) and swap it in.
     let runtime = gateway::config::load_str("<reload>", &tls_config(&second, upstream.address))
         .expect("second config");
     gw.handle.state().runtime.store(Arc::new(runtime));
-    assert!(tls_get(address, &trusts_second, "localhost", "localhost", "/api/users/1", &[]).await.is_ok());
-    assert!(tls_get(address, &trusts_first, "localhost", "localhost", "/api/users/1", &[]).await.is_err());
+    assert!(
+        tls_get(
+            address,
+            &trusts_second,
+            "localhost",
+            "localhost",
+            "/api/users/1",
+            &[]
+        )
+        .await
+        .is_ok()
+    );
+    assert!(
+        tls_get(
+            address,
+            &trusts_first,
+            "localhost",
+            "localhost",
+            "/api/users/1",
+            &[]
+        )
+        .await
+        .is_err()
+    );
 }
 
 /// A TLS upstream that requires a client certificate from the test CA.
@@ -291,10 +350,12 @@ async fn tls_upstream(pki: &Pki) -> SocketAddr {
         roots.add(c.expect("ca")).expect("add");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .expect("verifier");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("verifier");
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -312,10 +373,14 @@ async fn tls_upstream(pki: &Pki) -> SocketAddr {
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
                 let service = service_fn(|_req| async {
                     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
                         Bytes::from_static(b"tls upstream ok"),
