@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use gateway::config::load_str;
 use gateway::identity::jwks::VerifyKey;
@@ -233,9 +234,12 @@ fn authn_stage(c: &mut Criterion) {
     let mut group = c.benchmark_group("authn_stage_warm_cache");
     for (signer, token) in signers.iter().zip(&tokens) {
         group.bench_function(format!("{:?}", signer.alg), |b| {
-            b.to_async(&rt).iter_batched(
+            // A cached token is verified without ever waiting, so the future is polled once in
+            // place: the figure is the stage's own cost, not an executor round trip per call.
+            let _runtime = rt.enter();
+            b.iter_batched(
                 || request_parts(token),
-                |mut parts| async move {
+                |mut parts| {
                     let identity = gateway::stage::authn::authenticate(
                         state,
                         runtime,
@@ -243,7 +247,8 @@ fn authn_stage(c: &mut Criterion) {
                         None,
                         &mut parts,
                     )
-                    .await
+                    .now_or_never()
+                    .expect("a cached token is verified without waiting")
                     .expect("authenticated");
                     black_box((identity, parts))
                 },

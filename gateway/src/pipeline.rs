@@ -164,7 +164,7 @@ pub struct RequestContext {
     pub route: Option<Arc<CompiledRoute>>,
     /// Why the path could not be normalized; `route` turns it into a 400.
     pub path_error: Option<crate::stage::route::normalize::PathError>,
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     pub limit: Option<LimitDecision>,
     /// `RateLimit-Policy`, `RateLimit` (and legacy) fields `ratelimit` chose; added to the
     /// answer, admitted or refused, after `mutate_response`.

@@ -44,7 +44,7 @@ pub struct RequestRecord {
     /// From arrival to the last byte of the response (or to the moment the client went away).
     pub duration_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitDecision>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -30,7 +30,7 @@ pub fn key(token: &str) -> u64 {
 pub struct CachedToken {
     /// The token itself: a hit must match it byte for byte.
     pub token: Box<str>,
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
     pub issuer: Arc<IssuerConfig>,
     pub jwks: Arc<JwksCache>,
     pub key: Arc<VerifyKey>,

@@ -11,6 +11,8 @@
 //! Every refusal is a 401 with `WWW-Authenticate` (RFC 6750 §3) and a stable reason token;
 //! `client-cert-required` is a 403, since no header the client could add would help.
 
+use std::sync::Arc;
+
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
@@ -63,7 +65,7 @@ pub async fn authenticate(
     route: Option<&CompiledRoute>,
     tls: Option<&TlsInfo>,
     parts: &mut Parts,
-) -> Result<Option<Identity>, Rejection> {
+) -> Result<Option<Arc<Identity>>, Rejection> {
     let Some(route) = route else {
         return Ok(None);
     };
@@ -119,7 +121,7 @@ pub async fn authenticate(
                 )
             })?;
             parts.headers.remove(&store.header);
-            (*identity).clone()
+            identity
         }
     };
     Ok(Some(identity))
@@ -233,7 +235,7 @@ pub async fn verify_bearer(
     auth: &AuthConfig,
     rules: &RouteAuth,
     token: &str,
-) -> Result<Identity, Failure> {
+) -> Result<Arc<Identity>, Failure> {
     if token.len() > auth.max_token_bytes {
         return Err(Failure::new(
             "token-too-large",
@@ -312,7 +314,8 @@ pub async fn verify_bearer(
     };
     jwt::verify_signature(&parsed, &key)?;
     let exp = jwt::validate_claims(&parsed.claims, issuer, now)?;
-    let identity = jwt::identity(&parsed.claims, issuer, kid)?;
+    // Shared with the token cache: a hot token costs a reference count, not a copy of its claims.
+    let identity = Arc::new(jwt::identity(&parsed.claims, issuer, kid)?);
     state.identity.tokens.insert(
         CachedToken {
             token: token.into(),
