@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt;
 use gateway::config::load_str;
 use gateway::identity::jwks::VerifyKey;
 use gateway::identity::jwt;

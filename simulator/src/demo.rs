@@ -31,8 +31,20 @@ struct Stream {
     per_second: u32,
 }
 
-const fn stream(method: &'static str, path: &'static str, identity: Option<&'static str>, per_second: u32) -> Stream {
-    Stream { method, path, headers: &[], identity, hostile: None, per_second }
+const fn stream(
+    method: &'static str,
+    path: &'static str,
+    identity: Option<&'static str>,
+    per_second: u32,
+) -> Stream {
+    Stream {
+        method,
+        path,
+        headers: &[],
+        identity,
+        hostile: None,
+        per_second,
+    }
 }
 
 /// Every stop the gateway can make shows up within seconds.
@@ -47,15 +59,36 @@ const MIX: &[Stream] = &[
     stream("GET", "/api/admin/reports", Some("reader"), 3),
     stream("POST", "/api/payments/charges", Some("writer"), 5),
     stream("GET", "/api/v1/users/42", None, 5),
-    Stream { hostile: Some(Hostile::Expired), ..stream("GET", "/api/v1/users/42", Some("reader"), 4) },
-    Stream { hostile: Some(Hostile::BadSignature), ..stream("GET", "/api/v1/users/42", Some("reader"), 2) },
-    Stream { hostile: Some(Hostile::UnknownKid), ..stream("GET", "/api/v1/users/42", Some("reader"), 2) },
+    Stream {
+        hostile: Some(Hostile::Expired),
+        ..stream("GET", "/api/v1/users/42", Some("reader"), 4)
+    },
+    Stream {
+        hostile: Some(Hostile::BadSignature),
+        ..stream("GET", "/api/v1/users/42", Some("reader"), 2)
+    },
+    Stream {
+        hostile: Some(Hostile::UnknownKid),
+        ..stream("GET", "/api/v1/users/42", Some("reader"), 2)
+    },
     stream("GET", "/api/unknown", Some("reader"), 10),
     // A request target longer than the edge allows (replaced at send time): 414 at tls.
     stream("GET", LONG_URI, None, 1),
     stream("GET", "/api/v1/../admin/users", Some("reader"), 3),
-    Stream { headers: &[("origin", "https://app.example.com"), ("access-control-request-method", "GET")], ..stream("OPTIONS", "/api/v1/users/1", None, 3) },
-    Stream { headers: &[("origin", "https://evil.example.net"), ("access-control-request-method", "GET")], ..stream("OPTIONS", "/api/v1/users/1", None, 1) },
+    Stream {
+        headers: &[
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "GET"),
+        ],
+        ..stream("OPTIONS", "/api/v1/users/1", None, 3)
+    },
+    Stream {
+        headers: &[
+            ("origin", "https://evil.example.net"),
+            ("access-control-request-method", "GET"),
+        ],
+        ..stream("OPTIONS", "/api/v1/users/1", None, 1)
+    },
 ];
 
 /// Stands for a 9,000-byte path, built when sent.
@@ -70,10 +103,22 @@ fn identities() -> BTreeMap<String, IdentitySpec> {
         tier: Some(tier.into()),
     };
     BTreeMap::from([
-        ("reader".to_string(), who("reader", &["users:read"], &[], "paid")),
-        ("writer".to_string(), who("writer", &["users:read", "users:write"], &[], "paid")),
-        ("free".to_string(), who("hobbyist", &["users:read"], &[], "free")),
-        ("admin".to_string(), who("ops", &["users:read"], &["admin"], "paid")),
+        (
+            "reader".to_string(),
+            who("reader", &["users:read"], &[], "paid"),
+        ),
+        (
+            "writer".to_string(),
+            who("writer", &["users:read", "users:write"], &[], "paid"),
+        ),
+        (
+            "free".to_string(),
+            who("hobbyist", &["users:read"], &[], "free"),
+        ),
+        (
+            "admin".to_string(),
+            who("ops", &["users:read"], &["admin"], "paid"),
+        ),
     ])
 }
 
@@ -87,7 +132,10 @@ fn fakes() -> BTreeMap<String, FakeUpstream> {
     specs.insert(
         "users-svc".to_string(),
         upstream(Behaviour {
-            latency: Some(Latency::Lognormal { median: Duration::from_millis(3), sigma: 0.6 }),
+            latency: Some(Latency::Lognormal {
+                median: Duration::from_millis(3),
+                sigma: 0.6,
+            }),
             body_bytes: 256,
             ..Behaviour::default()
         }),
@@ -95,7 +143,10 @@ fn fakes() -> BTreeMap<String, FakeUpstream> {
     specs.insert(
         "admin-svc".to_string(),
         upstream(Behaviour {
-            latency: Some(Latency::Uniform { min: Duration::from_millis(50), max: Duration::from_millis(1_500) }),
+            latency: Some(Latency::Uniform {
+                min: Duration::from_millis(50),
+                max: Duration::from_millis(1_500),
+            }),
             error_rate: 0.1,
             error_status: 503,
             ..Behaviour::default()
@@ -103,7 +154,10 @@ fn fakes() -> BTreeMap<String, FakeUpstream> {
     );
     specs.insert(
         "payments-svc".to_string(),
-        upstream(Behaviour { down: true, ..Behaviour::default() }),
+        upstream(Behaviour {
+            down: true,
+            ..Behaviour::default()
+        }),
     );
     specs
 }
@@ -120,7 +174,11 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
         name: None,
         // The issuer rotates its key abruptly every 5 s; the gateway follows without a false 401.
         timeline: (1..=720)
-            .map(|i| IssuerChange { at: Duration::from_secs(5 * i), rotate: Some(RotateStep::Abruptly), mode: None })
+            .map(|i| IssuerChange {
+                at: Duration::from_secs(5 * i),
+                rotate: Some(RotateStep::Abruptly),
+                mode: None,
+            })
             .collect(),
     };
     let (config, mut fakes) =
@@ -134,7 +192,11 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let address = gateway.address;
-    println!("gatehouse demo: gateway on http://{address}, {} client streams, {:?}", MIX.len(), duration);
+    println!(
+        "gatehouse demo: gateway on http://{address}, {} client streams, {:?}",
+        MIX.len(),
+        duration
+    );
 
     let tally: Tally = Arc::default();
     let mut records = gateway
@@ -194,7 +256,11 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
                 if let Ok(Some(authorization)) = fakes.authorization(&spec) {
                     builder = builder.header(http::header::AUTHORIZATION, authorization);
                 }
-                let body = if stream.method == "POST" { Bytes::from_static(b"{\"demo\":true}") } else { Bytes::new() };
+                let body = if stream.method == "POST" {
+                    Bytes::from_static(b"{\"demo\":true}")
+                } else {
+                    Bytes::new()
+                };
                 if let Ok(request) = builder.body(Full::new(body)) {
                     let client = client.clone();
                     inflight.spawn(async move { send(&client, request).await });
@@ -251,6 +317,11 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
     for ((stage, reason), n) in &snapshot {
         println!("{stage:<18} {reason:<24} {n:>8}");
     }
-    println!("{:<18} {:<24} {:>8}", "total", "", snapshot.values().sum::<u64>());
+    println!(
+        "{:<18} {:<24} {:>8}",
+        "total",
+        "",
+        snapshot.values().sum::<u64>()
+    );
     Ok(())
 }

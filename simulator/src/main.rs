@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use simulator::scenario::run::{GatewayMode, RunError, ScenarioResult, run_file};
 
 #[derive(Parser)]
-#[command(name = "simulator", version, about = "Gatehouse testbed: scenarios, demo")]
+#[command(
+    name = "simulator",
+    version,
+    about = "Gatehouse testbed: scenarios, demo"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,10 +85,17 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("simulator: cannot start the runtime: {e}");
@@ -195,7 +206,9 @@ async fn run(
         match sibling_binary("gateway") {
             Some(b) => GatewayMode::Process(b),
             None => {
-                eprintln!("simulator: --process needs the `gateway` binary next to this one (cargo build -p gateway)");
+                eprintln!(
+                    "simulator: --process needs the `gateway` binary next to this one (cargo build -p gateway)"
+                );
                 return ExitCode::from(3);
             }
         }

@@ -26,9 +26,15 @@ async fn metrics_count_requests_by_route_template_and_stop_stage_never_by_raw_pa
         "{text}"
     );
     assert!(text.contains("gatehouse_request_duration_seconds_bucket"));
-    assert!(text.contains(r#"gatehouse_stage_duration_seconds_count{stage="forward"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"gatehouse_stage_duration_seconds_count{stage="forward"} 1"#),
+        "{text}"
+    );
     assert!(!text.contains("12345"), "raw paths never become labels");
-    assert!(!text.contains("unknown-thing"), "raw paths never become labels");
+    assert!(
+        !text.contains("unknown-thing"),
+        "raw paths never become labels"
+    );
 }
 
 #[tokio::test]
@@ -38,7 +44,11 @@ async fn the_admin_record_stream_carries_every_request_as_a_json_line() {
     let admin = gw.handle.admin_address().expect("admin address");
     let response = gw
         .client
-        .request(request("GET", &format!("http://{admin}/records")).body(empty()).expect("request"))
+        .request(
+            request("GET", &format!("http://{admin}/records"))
+                .body(empty())
+                .expect("request"),
+        )
         .await
         .expect("record stream");
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
@@ -76,10 +86,8 @@ async fn the_access_log_writes_one_json_line_per_request() {
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let log = dir.join("access.jsonl");
     let _ = std::fs::remove_file(&log);
-    let config = reference_config(upstream.address).replace(
-        "access_log: off",
-        &format!("access_log: {}", log.display()),
-    );
+    let config = reference_config(upstream.address)
+        .replace("access_log: off", &format!("access_log: {}", log.display()));
     let mut gw = TestGateway::start(&config).await;
     gw.send(
         request("GET", &gw.url("/api/v1/users/5"))
@@ -94,7 +102,10 @@ async fn the_access_log_writes_one_json_line_per_request() {
     for _ in 0..50 {
         let file = tokio::fs::File::open(&log).await.expect("log file");
         line.clear();
-        BufReader::new(file).read_line(&mut line).await.expect("read");
+        BufReader::new(file)
+            .read_line(&mut line)
+            .await
+            .expect("read");
         if line.ends_with('\n') {
             break;
         }
@@ -103,5 +114,8 @@ async fn the_access_log_writes_one_json_line_per_request() {
     let record: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
     assert_eq!(record["request_id"], "logged-request-1");
     assert_eq!(record["route_template"], "/api/v1/users/*");
-    assert!(!line.contains("secret-token"), "credentials never reach the log");
+    assert!(
+        !line.contains("secret-token"),
+        "credentials never reach the log"
+    );
 }

@@ -24,9 +24,16 @@ fn check_accepts_the_reference_config() {
 
 #[test]
 fn check_reports_every_problem_with_file_line_and_field_and_exits_2() {
-    let (code, _, stderr) = gateway(&["check", "--config", "fixtures/invalid/several-problems.yaml"]);
+    let (code, _, stderr) = gateway(&[
+        "check",
+        "--config",
+        "fixtures/invalid/several-problems.yaml",
+    ]);
     assert_eq!(code, 2, "{stderr}");
-    let problems: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert!(problems.len() >= 2, "several problems at once: {stderr}");
     for p in &problems {
         assert!(
@@ -47,7 +54,10 @@ fn routes_test_passes_the_reference_cases_with_full_coverage() {
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains(" 0 failed"), "{stdout}");
-    let coverage = stdout.lines().find(|l| l.starts_with("coverage:")).expect("coverage line");
+    let coverage = stdout
+        .lines()
+        .find(|l| l.starts_with("coverage:"))
+        .expect("coverage line");
     assert!(!coverage.contains("not exercised"), "{coverage}");
 }
 
@@ -62,7 +72,10 @@ fn routes_test_fails_with_exit_4_and_names_the_mismatch_and_unexercised_routes()
     ]);
     assert_eq!(code, 4, "{stdout}");
     assert!(stdout.contains("FAIL"), "{stdout}");
-    assert!(stdout.contains("upstream: expected users-svc, got admin-svc"), "{stdout}");
+    assert!(
+        stdout.contains("upstream: expected users-svc, got admin-svc"),
+        "{stdout}"
+    );
     assert!(stdout.contains("not exercised: "), "{stdout}");
 }
 

@@ -14,7 +14,10 @@ fn limited_config(upstream: std::net::SocketAddr) -> String {
         .replace("max_header_bytes: 16384", "max_header_bytes: 2048")
         .replace("header_read_timeout: 10s", "header_read_timeout: 300ms")
         .replace("idle_timeout: 60s", "idle_timeout: 400ms");
-    assert_ne!(text, limited, "the fixture's limits block changed; update this test");
+    assert_ne!(
+        text, limited,
+        "the fixture's limits block changed; update this test"
+    );
     limited
 }
 
@@ -44,7 +47,10 @@ async fn large_headers_are_431_at_the_edge() {
         )
         .await;
     assert_eq!(reply.status, 431);
-    assert_eq!(gw.record().await.reason.as_deref(), Some("headers-too-large"));
+    assert_eq!(
+        gw.record().await.reason.as_deref(),
+        Some("headers-too-large")
+    );
     assert!(upstream.seen().is_empty());
 }
 
@@ -56,14 +62,27 @@ async fn content_length_with_transfer_encoding_cannot_smuggle_a_second_request()
     // a GET to /api/admin follows. Whoever disagrees on the framing gets smuggled into.
     let smuggle = b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/admin/x HTTP/1.1\r\nHost: x\r\n\r\n";
     let (reply, closed) = raw_exchange(gw.handle.address(), smuggle, Duration::from_secs(3)).await;
-    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "one answer, the smuggled GET got none: {reply}");
-    assert!(reply.to_ascii_lowercase().contains("connection: close"), "{reply}");
-    assert!(closed, "the connection is closed after an ambiguous message");
+    assert_eq!(
+        reply.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer, the smuggled GET got none: {reply}"
+    );
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    assert!(
+        closed,
+        "the connection is closed after an ambiguous message"
+    );
     let seen = upstream.seen();
     assert_eq!(seen.len(), 1, "only the POST reached an upstream: {seen:?}");
     assert_eq!(seen[0].method, "POST");
     assert_eq!(seen[0].body_bytes, 0, "the chunked framing won");
-    assert!(!seen[0].headers.contains_key("content-length"), "the conflicting length was removed");
+    assert!(
+        !seen[0].headers.contains_key("content-length"),
+        "the conflicting length was removed"
+    );
 }
 
 #[tokio::test]
@@ -96,7 +115,15 @@ async fn identical_duplicate_content_lengths_are_one_length() {
     .await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert_eq!(upstream.last().body_bytes, 3);
-    assert_eq!(upstream.last().headers.get_all("content-length").iter().count(), 1);
+    assert_eq!(
+        upstream
+            .last()
+            .headers
+            .get_all("content-length")
+            .iter()
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]

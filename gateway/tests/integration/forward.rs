@@ -37,7 +37,9 @@ routes:
 
 /// An address nothing listens on: bound, then released.
 pub async fn refused_address() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let a = l.local_addr().expect("addr");
     drop(l);
     a
@@ -91,7 +93,10 @@ async fn an_upstream_slower_than_its_request_timeout_is_a_504() {
     assert_eq!(reply.problem()["stage"], "forward");
     let record = gw.record().await;
     assert_eq!(record.reason.as_deref(), Some("upstream-timeout"));
-    assert!(record.duration_ns < 1_900_000_000, "the gateway did not wait for the upstream");
+    assert!(
+        record.duration_ns < 1_900_000_000,
+        "the gateway did not wait for the upstream"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +104,11 @@ async fn a_declared_body_over_the_route_limit_is_413_before_the_upstream() {
     let upstream = Upstream::start().await;
     let mut gw = TestGateway::start(&small_config(upstream.address, refused_address().await)).await;
     let reply = gw
-        .send(request("POST", &gw.url("/svc/x")).body(full(vec![b'x'; 2048])).expect("request"))
+        .send(
+            request("POST", &gw.url("/svc/x"))
+                .body(full(vec![b'x'; 2048]))
+                .expect("request"),
+        )
         .await;
     assert_eq!(reply.status, 413);
     assert_eq!(reply.problem()["stage"], "route");
@@ -114,7 +123,11 @@ async fn a_chunked_body_that_grows_past_the_limit_is_413_at_forward() {
     let chunks = (0..8).map(|_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'x'; 512]))));
     let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed();
     let reply = gw
-        .send(request("POST", &gw.url("/svc/x")).body(body).expect("request"))
+        .send(
+            request("POST", &gw.url("/svc/x"))
+                .body(body)
+                .expect("request"),
+        )
         .await;
     assert_eq!(reply.status, 413);
     assert_eq!(reply.problem()["stage"], "forward");
@@ -143,17 +156,25 @@ async fn a_1_gib_upload_streams_through_with_flat_memory() {
     let mut gw = TestGateway::start(&small_config(upstream.address, refused_address().await)).await;
     let before = resident_bytes();
     let chunk = Bytes::from(vec![b'z'; CHUNK]);
-    let frames = (0..TOTAL / CHUNK as u64).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone())));
+    let frames =
+        (0..TOTAL / CHUNK as u64).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone())));
     let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
     let reply = gw
-        .send(request("POST", &gw.url("/bulk/upload")).body(body).expect("request"))
+        .send(
+            request("POST", &gw.url("/bulk/upload"))
+                .body(body)
+                .expect("request"),
+        )
         .await;
     assert_eq!(reply.status, 200);
     assert_eq!(upstream.last().body_bytes, TOTAL);
     let record = gw.record().await;
     assert_eq!(record.bytes_in, TOTAL);
     let grew = resident_bytes().saturating_sub(before);
-    assert!(grew < 64 << 20, "memory grew by {grew} bytes for a 1 GiB upload");
+    assert!(
+        grew < 64 << 20,
+        "memory grew by {grew} bytes for a 1 GiB upload"
+    );
 }
 
 #[tokio::test]
@@ -176,7 +197,10 @@ async fn http2_prior_knowledge_clients_are_served() {
     assert_eq!(reply.status, 200);
     assert_eq!(upstream.last().target, "/users/7");
     let seen = upstream.last().headers;
-    assert!(seen.contains_key("host"), "the :authority became Host for the HTTP/1.1 upstream");
+    assert!(
+        seen.contains_key("host"),
+        "the :authority became Host for the HTTP/1.1 upstream"
+    );
     assert_eq!(gw.record().await.route.as_deref(), Some("users-v1"));
 }
 

@@ -32,10 +32,16 @@ async fn spoofed_identity_and_hop_by_hop_headers_never_reach_the_upstream() {
         "x-drop-me",
         "keep-alive",
     ] {
-        assert!(!seen.contains_key(gone), "{gone} must not reach the upstream");
+        assert!(
+            !seen.contains_key(gone),
+            "{gone} must not reach the upstream"
+        );
     }
     assert_eq!(seen["x-kept"], "yes");
-    assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "from the socket peer, not the client's claim");
+    assert_eq!(
+        seen["x-forwarded-for"], "127.0.0.1",
+        "from the socket peer, not the client's claim"
+    );
     assert_eq!(seen["x-forwarded-proto"], "http");
 }
 
@@ -59,7 +65,10 @@ async fn request_id_and_traceparent_are_kept_when_well_formed_and_made_when_not(
     assert_eq!(seen["x-request-id"], "client-chosen-id-1");
     let traceparent = seen["traceparent"].to_str().expect("ascii");
     assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-    assert!(!traceparent.contains("00f067aa0ba902b7"), "the gateway's span is the parent");
+    assert!(
+        !traceparent.contains("00f067aa0ba902b7"),
+        "the gateway's span is the parent"
+    );
     let record = gw.record().await;
     assert_eq!(record.request_id, "client-chosen-id-1");
     assert_eq!(record.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -67,7 +76,10 @@ async fn request_id_and_traceparent_are_kept_when_well_formed_and_made_when_not(
     gw.send(
         request("GET", &gw.url("/api/v1/users/1"))
             .header("x-request-id", "bad id with spaces")
-            .header("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+            .header(
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            )
             .body(empty())
             .expect("request"),
     )
@@ -95,7 +107,10 @@ async fn internal_headers_server_and_powered_by_are_stripped_from_responses() {
         .await;
     assert_eq!(reply.status, 200);
     for gone in ["server", "x-powered-by", "x-internal-debug", "x-user-id"] {
-        assert!(reply.header(gone).is_none(), "{gone} must not reach the client");
+        assert!(
+            reply.header(gone).is_none(),
+            "{gone} must not reach the client"
+        );
     }
     assert_eq!(reply.header("x-kept"), Some("yes"));
     assert!(
@@ -122,10 +137,16 @@ async fn cors_preflight_is_answered_at_the_gateway_for_an_allowed_origin() {
         reply.header("access-control-allow-origin"),
         Some("https://app.example.com")
     );
-    assert_eq!(reply.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(
+        reply.header("access-control-allow-credentials"),
+        Some("true")
+    );
     assert!(reply.header("access-control-allow-methods").is_some());
     assert_eq!(reply.header("vary"), Some("Origin"));
-    assert!(upstream.seen().is_empty(), "preflights never reach the upstream");
+    assert!(
+        upstream.seen().is_empty(),
+        "preflights never reach the upstream"
+    );
     let record = gw.record().await;
     assert_eq!(record.stopped_at, None);
     assert_eq!(record.reason.as_deref(), Some("cors-preflight"));
@@ -176,7 +197,10 @@ async fn cors_on_actual_requests_echoes_only_the_allowed_origin_never_a_wildcard
                 .expect("request"),
         )
         .await;
-    assert_eq!(other.status, 200, "CORS is the browser's to enforce on simple requests");
+    assert_eq!(
+        other.status, 200,
+        "CORS is the browser's to enforce on simple requests"
+    );
     assert!(other.header("access-control-allow-origin").is_none());
     // Stops carry CORS too, so a browser can read the 404's problem body.
     let stopped = gw

@@ -50,7 +50,10 @@ async fn post_users_reaches_the_service_as_post_users_with_its_body() {
         .await;
     assert_eq!(reply.status, 200);
     let seen = upstream.last();
-    assert_eq!((seen.method.as_str(), seen.target.as_str()), ("POST", "/users"));
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str()),
+        ("POST", "/users")
+    );
     assert_eq!(seen.body_bytes, 14);
     assert_eq!(gw.record().await.bytes_in, 14);
 }
@@ -123,7 +126,11 @@ async fn method_mismatch_falls_through_to_the_catch_all() {
     let upstream = Upstream::start().await;
     let mut gw = TestGateway::start(&reference_config(upstream.address)).await;
     let reply = gw
-        .send(request("DELETE", &gw.url("/api/v1/users/42")).body(empty()).expect("request"))
+        .send(
+            request("DELETE", &gw.url("/api/v1/users/42"))
+                .body(empty())
+                .expect("request"),
+        )
         .await;
     assert_eq!(reply.status, 404);
     assert_eq!(gw.record().await.route.as_deref(), Some("unknown-route"));

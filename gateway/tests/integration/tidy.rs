@@ -33,8 +33,14 @@ fn only_clock_rs_reads_the_system_clock() {
         }
     }
     let mut offenders = Vec::new();
-    visit(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut offenders);
-    assert!(offenders.is_empty(), "read time through clock::Clock: {offenders:?}");
+    visit(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut offenders,
+    );
+    assert!(
+        offenders.is_empty(),
+        "read time through clock::Clock: {offenders:?}"
+    );
 }
 
 #[test]

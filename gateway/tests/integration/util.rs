@@ -40,13 +40,17 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let address = listener.local_addr().expect("upstream address");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorded = seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, peer)) = listener.accept().await else { return };
+                let Ok((stream, peer)) = listener.accept().await else {
+                    return;
+                };
                 let recorded = recorded.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
@@ -167,10 +171,15 @@ impl TestGateway {
         let runtime = gateway::config::load_str("<test>", config_yaml).unwrap_or_else(|d| {
             panic!(
                 "test config invalid:\n{}",
-                d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             )
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let handle = gateway::start(
             runtime,
@@ -209,8 +218,12 @@ impl TestGateway {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(request("GET", &self.url(path)).body(empty()).expect("request"))
-            .await
+        self.send(
+            request("GET", &self.url(path))
+                .body(empty())
+                .expect("request"),
+        )
+        .await
     }
 
     /// The next record the gateway emits.
@@ -269,7 +282,9 @@ impl Reply {
 /// closed the connection or `wait` passed.
 pub async fn raw_exchange(address: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
     stream.write_all(bytes).await.expect("write");
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];

@@ -64,10 +64,17 @@ impl Profile {
                 if *rate > 0.0 {
                     let gap = 1.0 / rate;
                     let n = (duration.as_secs_f64() * rate).floor() as usize;
-                    out.extend((0..n.min(MAX_REQUESTS_PER_PHASE)).map(|i| Duration::from_secs_f64(i as f64 * gap)));
+                    out.extend(
+                        (0..n.min(MAX_REQUESTS_PER_PHASE))
+                            .map(|i| Duration::from_secs_f64(i as f64 * gap)),
+                    );
                 }
             }
-            Profile::Burst { count, every, times } => {
+            Profile::Burst {
+                count,
+                every,
+                times,
+            } => {
                 for t in 0..*times {
                     for _ in 0..*count {
                         out.push(*every * t);
@@ -160,7 +167,17 @@ mod tests {
         }
         .schedule()
         .unwrap();
-        assert_eq!(b, vec![Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(1)]);
+        assert_eq!(
+            b,
+            vec![
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+                Duration::from_secs(1)
+            ]
+        );
         let c = Profile::Cron {
             count: 2,
             duration: Duration::from_secs(3),
@@ -168,12 +185,14 @@ mod tests {
         .schedule()
         .unwrap();
         assert_eq!(c.len(), 6);
-        assert!(Profile::RetryStorm {
-            clients: 2,
-            duration: Duration::from_secs(1),
-            think: Duration::ZERO
-        }
-        .schedule()
-        .is_none());
+        assert!(
+            Profile::RetryStorm {
+                clients: 2,
+                duration: Duration::from_secs(1),
+                think: Duration::ZERO
+            }
+            .schedule()
+            .is_none()
+        );
     }
 }

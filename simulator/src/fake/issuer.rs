@@ -208,15 +208,28 @@ impl FakeIssuer {
     }
 
     pub fn signing_kid(&self) -> String {
-        self.state.lock().map(|s| s.signing.kid.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.signing.kid.clone())
+            .unwrap_or_default()
     }
 
     /// A valid token for `who`, living `lifetime` from `now_unix`.
-    pub fn mint(&self, who: &IdentitySpec, now_unix: u64, lifetime: Duration) -> Result<String, String> {
+    pub fn mint(
+        &self,
+        who: &IdentitySpec,
+        now_unix: u64,
+        lifetime: Duration,
+    ) -> Result<String, String> {
         self.sign(who, now_unix, lifetime, None)
     }
 
-    pub fn mint_hostile(&self, who: &IdentitySpec, now_unix: u64, kind: Hostile) -> Result<String, String> {
+    pub fn mint_hostile(
+        &self,
+        who: &IdentitySpec,
+        now_unix: u64,
+        kind: Hostile,
+    ) -> Result<String, String> {
         self.sign(who, now_unix, Duration::from_secs(300), Some(kind))
     }
 
@@ -294,7 +307,9 @@ impl FakeIssuer {
 
 async fn serve(listener: TcpListener, state: Arc<Mutex<IssuerState>>, fetches: Arc<AtomicU64>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
         let state = state.clone();
         let fetches = fetches.clone();
         tokio::spawn(async move {
@@ -335,7 +350,10 @@ async fn answer(
             std::future::pending::<()>().await;
             (StatusCode::OK, Bytes::new())
         }
-        IssuerMode::Garbage => (StatusCode::OK, Bytes::from_static(b"{\"keys\": \"<html>oops")),
+        IssuerMode::Garbage => (
+            StatusCode::OK,
+            Bytes::from_static(b"{\"keys\": \"<html>oops"),
+        ),
     };
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;

@@ -26,8 +26,14 @@ impl LoadReport {
     }
 }
 
-pub async fn saturate(url: &str, connections: usize, duration: Duration) -> Result<LoadReport, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+pub async fn saturate(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+) -> Result<LoadReport, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     let client = http_client();
     let started = tokio::time::Instant::now();
     let deadline = started + duration;
@@ -36,8 +42,8 @@ pub async fn saturate(url: &str, connections: usize, duration: Duration) -> Resu
         let client = client.clone();
         let uri = uri.clone();
         workers.spawn(async move {
-            let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                .map_err(|e| e.to_string())?;
+            let mut latencies =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
             let (mut ok, mut errors) = (0u64, 0u64);
             while tokio::time::Instant::now() < deadline {
                 let request = http::Request::get(uri.clone())
@@ -53,7 +59,8 @@ pub async fn saturate(url: &str, connections: usize, duration: Duration) -> Resu
             Ok::<_, String>((ok, errors, latencies))
         });
     }
-    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    let mut total =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     let (mut requests, mut errors) = (0, 0);
     while let Some(done) = workers.join_next().await {
         let (ok, failed, latencies) = done.map_err(|e| e.to_string())??;

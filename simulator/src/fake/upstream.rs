@@ -121,7 +121,10 @@ impl FakeInstance {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), behaviour).await
     }
 
-    pub async fn start_on(address: SocketAddr, behaviour: Behaviour) -> std::io::Result<FakeInstance> {
+    pub async fn start_on(
+        address: SocketAddr,
+        behaviour: Behaviour,
+    ) -> std::io::Result<FakeInstance> {
         let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let (behaviour_tx, behaviour_rx) = watch::channel(behaviour);
@@ -295,7 +298,9 @@ async fn answer(
         });
         StreamBody::new(stream).boxed()
     } else {
-        http_body_util::Full::new(payload).map_err(|e| match e {}).boxed()
+        http_body_util::Full::new(payload)
+            .map_err(|e| match e {})
+            .boxed()
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -15,7 +15,11 @@ pub fn render_text(results: &[ScenarioResult]) -> String {
     let mut out = String::new();
     for scenario in results {
         let mark = if scenario.passed() { "PASS" } else { "FAIL" };
-        let _ = writeln!(out, "{mark} {} ({}, {} ms)", scenario.name, scenario.file, scenario.duration_ms);
+        let _ = writeln!(
+            out,
+            "{mark} {} ({}, {} ms)",
+            scenario.name, scenario.file, scenario.duration_ms
+        );
         if let Some(error) = &scenario.runtime_error {
             let _ = writeln!(out, "  error: {error}");
         }
@@ -52,7 +56,11 @@ pub fn render_text(results: &[ScenarioResult]) -> String {
         .iter()
         .map(|r| r.steps.iter().filter(|s| !s.passed).count())
         .sum();
-    let _ = writeln!(out, "{} scenarios, {steps} steps, {failed_steps} failed steps", results.len());
+    let _ = writeln!(
+        out,
+        "{} scenarios, {steps} steps, {failed_steps} failed steps",
+        results.len()
+    );
     // Alone on the last line, in the shape CI tools read.
     let _ = writeln!(out, "{} passed, {} failed", passed, results.len() - passed);
     out

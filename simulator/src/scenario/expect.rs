@@ -39,7 +39,9 @@ pub fn check_request(expect: &Expect, outcome: &RequestOutcome) -> Vec<String> {
         failures.push("no record arrived for this request within 5 s".into());
     }
     if let (Some(want), Some(record)) = (&expect.stopped_at, record) {
-        let got = record.stopped_at.map_or("none".to_string(), |s| s.to_string());
+        let got = record
+            .stopped_at
+            .map_or("none".to_string(), |s| s.to_string());
         let wanted = match want {
             StoppedAt::None => "none".to_string(),
             StoppedAt::Stage(s) => s.to_string(),
@@ -60,20 +62,27 @@ pub fn check_request(expect: &Expect, outcome: &RequestOutcome) -> Vec<String> {
         }
     }
     if let Some(headers) = headers {
-        check_headers("client header", &expect.headers, &expect.absent_headers, headers, &mut failures);
+        check_headers(
+            "client header",
+            &expect.headers,
+            &expect.absent_headers,
+            headers,
+            &mut failures,
+        );
     }
     if let Some(up) = &expect.upstream {
         match (&up.name, outcome.received.first()) {
-            (Some(name), None) if name != "none" => {
-                failures.push(format!("upstream: expected {name} to receive the request, none did"))
-            }
-            (Some(name), Some((got, _))) if name == "none" => {
-                failures.push(format!("upstream: expected none to receive the request, {got} did"))
-            }
+            (Some(name), None) if name != "none" => failures.push(format!(
+                "upstream: expected {name} to receive the request, none did"
+            )),
+            (Some(name), Some((got, _))) if name == "none" => failures.push(format!(
+                "upstream: expected none to receive the request, {got} did"
+            )),
             (Some(name), Some((got, _))) if name != got => {
                 failures.push(format!("upstream: expected {name}, got {got}"))
             }
-            (None, None) => failures.push("upstream: expected the request to reach an upstream, none did".into()),
+            (None, None) => failures
+                .push("upstream: expected the request to reach an upstream, none did".into()),
             _ => {}
         }
         if let Some((_, received)) = outcome.received.first() {
@@ -156,7 +165,9 @@ impl PhaseOutcome {
         // 1 µs .. 1 h at 3 significant digits: enough for any loopback phase.
         let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
         for s in &sent {
-            *statuses.entry(s.status.map_or("none".into(), |c| c.to_string())).or_insert(0) += 1;
+            *statuses
+                .entry(s.status.map_or("none".into(), |c| c.to_string()))
+                .or_insert(0) += 1;
             let stage = match &s.record {
                 Some(r) => r.stopped_at.map_or("none".to_string(), |st| st.to_string()),
                 None => "no-record".to_string(),
@@ -205,15 +216,33 @@ pub fn check_phase(expect: &Expect, phase: &PhaseOutcome) -> Vec<String> {
         failures.push("the phase sent no requests".into());
     }
     for (key, rule) in &expect.status_counts {
-        check_count(&format!("status {key}"), rule, phase.status_count(key), phase.sent, &mut failures);
+        check_count(
+            &format!("status {key}"),
+            rule,
+            phase.status_count(key),
+            phase.sent,
+            &mut failures,
+        );
     }
     for (key, rule) in &expect.stopped_counts {
         let got = phase.stopped_at.get(key).copied().unwrap_or(0);
-        check_count(&format!("stopped_at {key}"), rule, got, phase.sent, &mut failures);
+        check_count(
+            &format!("stopped_at {key}"),
+            rule,
+            got,
+            phase.sent,
+            &mut failures,
+        );
     }
     for (key, rule) in &expect.upstream_hits {
         match phase.upstream_hits.get(key) {
-            Some(got) => check_count(&format!("upstream {key} hits"), rule, *got, phase.sent, &mut failures),
+            Some(got) => check_count(
+                &format!("upstream {key} hits"),
+                rule,
+                *got,
+                phase.sent,
+                &mut failures,
+            ),
             None => failures.push(format!("upstream_hits: no fake upstream named {key}")),
         }
     }
@@ -240,9 +269,15 @@ pub fn check_phase(expect: &Expect, phase: &PhaseOutcome) -> Vec<String> {
 fn check_count(what: &str, rule: &CountRule, got: u64, total: u64, failures: &mut Vec<String>) {
     let ok = match rule {
         CountRule::Exact(n) => got == *n,
-        CountRule::Range { min, max } => min.is_none_or(|m| got >= m) && max.is_none_or(|m| got <= m),
+        CountRule::Range { min, max } => {
+            min.is_none_or(|m| got >= m) && max.is_none_or(|m| got <= m)
+        }
         CountRule::Ratio { ratio } => {
-            let share = if total == 0 { 0.0 } else { got as f64 / total as f64 };
+            let share = if total == 0 {
+                0.0
+            } else {
+                got as f64 / total as f64
+            };
             share >= ratio[0] && share <= ratio[1]
         }
     };

@@ -89,7 +89,9 @@ pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, S
         Box::new(move || {
             // SIGTERM so the child drains like it would in production; kill_on_drop backs it up.
             if let Some(pid) = pid {
-                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.to_string())
+                    .status();
             }
             drop(child);
             let _ = std::fs::remove_dir_all(dir);

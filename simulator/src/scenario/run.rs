@@ -20,8 +20,8 @@ use tokio::task::JoinSet;
 
 use super::expect::{self, PhaseOutcome, RequestOutcome};
 use super::model::{RequestSpec, RotateStep, Scenario, ScenarioError, Step};
-use crate::fake::issuer::{FakeIssuer, IdentitySpec};
 use crate::fake::client::Profile;
+use crate::fake::issuer::{FakeIssuer, IdentitySpec};
 use crate::fake::upstream::{Behaviour, FakeInstance};
 
 /// How the gateway under test runs.
@@ -170,9 +170,7 @@ impl RunningGateway {
     }
 
     /// Every record from now on, for an in-process gateway.
-    pub fn subscribe(
-        &self,
-    ) -> Option<tokio::sync::broadcast::Receiver<Arc<RequestRecord>>> {
+    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<RequestRecord>>> {
         self.handle.as_ref().map(gateway::GatewayHandle::subscribe)
     }
 
@@ -203,15 +201,23 @@ pub async fn prepare(
     let config_path = scenario_dir.join(&scenario.gateway.config);
     if let Err(diagnostics) = gateway::config::load_file(&config_path) {
         return Err(RunError::Parse(
-            diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
         ));
     }
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| RunError::Parse(format!("{}: {e}", config_path.display())))?;
     let source = config_path.display().to_string();
-    let (rewritten, mut fakes) =
-        point_config_at_fakes(&source, &text, &scenario.upstreams, scenario.issuer.as_ref())
-            .await?;
+    let (rewritten, mut fakes) = point_config_at_fakes(
+        &source,
+        &text,
+        &scenario.upstreams,
+        scenario.issuer.as_ref(),
+    )
+    .await?;
     fakes.identities = scenario.identities.clone();
     Ok((source, rewritten, fakes))
 }
@@ -227,7 +233,11 @@ async fn point_issuer_at_fake(
         .get_mut("auth")
         .and_then(|a| a.get_mut("issuers"))
         .and_then(|i| i.as_sequence_mut())
-        .ok_or_else(|| RunError::Parse(format!("issuer: the gateway config {source} has no auth.issuers")))?;
+        .ok_or_else(|| {
+            RunError::Parse(format!(
+                "issuer: the gateway config {source} has no auth.issuers"
+            ))
+        })?;
     let entry = issuers
         .iter_mut()
         .find(|i| {
@@ -236,7 +246,11 @@ async fn point_issuer_at_fake(
                 .is_none_or(|n| i.get("name").and_then(|v| v.as_str()) == Some(n))
         })
         .ok_or_else(|| RunError::Parse(format!("issuer.name: no such issuer in {source}")))?;
-    let iss = entry.get("issuer").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let iss = entry
+        .get("issuer")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
     let aud = entry
         .get("audiences")
         .and_then(|v| v.as_sequence())
@@ -244,7 +258,9 @@ async fn point_issuer_at_fake(
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string();
-    let fake = FakeIssuer::start(&iss, &aud).await.map_err(RunError::Parse)?;
+    let fake = FakeIssuer::start(&iss, &aud)
+        .await
+        .map_err(RunError::Parse)?;
     if let Some(map) = entry.as_mapping_mut() {
         map.insert("jwks_url".into(), fake.jwks_url().into());
     }
@@ -258,8 +274,8 @@ pub async fn point_config_at_fakes(
     specs: &BTreeMap<String, super::model::FakeUpstream>,
     issuer: Option<&super::model::FakeIssuerSpec>,
 ) -> Result<(String, Fakes), RunError> {
-    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
-        .map_err(|e| RunError::Parse(format!("{source}: {e}")))?;
+    let mut value: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| RunError::Parse(format!("{source}: {e}")))?;
     let mut fakes = Fakes {
         upstreams: BTreeMap::new(),
         issuer: None,
@@ -271,7 +287,11 @@ pub async fn point_config_at_fakes(
     let names: Vec<String> = value
         .get("upstreams")
         .and_then(|u| u.as_mapping())
-        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     for name in specs.keys() {
         if !names.contains(name) {
@@ -301,7 +321,10 @@ pub async fn point_config_at_fakes(
             .and_then(|u| u.get_mut(name.as_str()))
             .and_then(|u| u.as_mapping_mut())
         {
-            upstream.insert("instances".into(), serde_yaml_ng::Value::Sequence(addresses));
+            upstream.insert(
+                "instances".into(),
+                serde_yaml_ng::Value::Sequence(addresses),
+            );
         }
         fakes.upstreams.insert(name.clone(), instances);
     }
@@ -326,7 +349,10 @@ pub async fn start_gateway(
     match mode {
         GatewayMode::InProcess => {
             let runtime = gateway::config::load_str(source, config_text).map_err(|d| {
-                d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+                d.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -365,7 +391,8 @@ pub async fn start_gateway(
 
 /// Runs one scenario file.
 pub async fn run_file(path: &Path, mode: &GatewayMode) -> Result<ScenarioResult, RunError> {
-    let scenario = super::model::load(path).map_err(|e: ScenarioError| RunError::Parse(e.to_string()))?;
+    let scenario =
+        super::model::load(path).map_err(|e: ScenarioError| RunError::Parse(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     run(&scenario, dir, &path.display().to_string(), mode).await
 }
@@ -517,7 +544,10 @@ pub fn build_request(
 }
 
 /// Sends one request; returns the status and headers, or why it failed at the transport.
-pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Result<(u16, HeaderMap), String> {
+pub async fn send(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+) -> Result<(u16, HeaderMap), String> {
     let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
         .await
         .map_err(|_| "no response within 30 s".to_string())?
@@ -568,11 +598,15 @@ async fn run_step(
             .upstreams
             .iter()
             .flat_map(|(name, instances)| {
-                instances.iter().flat_map(move |i| {
-                    i.received().into_iter().map(move |r| (name.clone(), r))
-                })
+                instances
+                    .iter()
+                    .flat_map(move |i| i.received().into_iter().map(move |r| (name.clone(), r)))
             })
-            .filter(|(_, r)| r.headers.get("x-request-id").is_some_and(|v| v == id.as_str()))
+            .filter(|(_, r)| {
+                r.headers
+                    .get("x-request-id")
+                    .is_some_and(|v| v == id.as_str())
+            })
             .collect();
         let outcome = RequestOutcome {
             response: outcome,
@@ -586,7 +620,12 @@ async fn run_step(
         let hits_after = fakes.hits();
         let hits: BTreeMap<String, u64> = hits_after
             .iter()
-            .map(|(name, after)| (name.clone(), after - hits_before.get(name).copied().unwrap_or(0)))
+            .map(|(name, after)| {
+                (
+                    name.clone(),
+                    after - hits_before.get(name).copied().unwrap_or(0),
+                )
+            })
             .collect();
         let phase = PhaseOutcome::summarize(phase, hits);
         result.failures = expect::check_phase(&step.expect, &phase);
@@ -646,7 +685,12 @@ async fn run_phase(
             }
         }
         None => {
-            if let Profile::RetryStorm { clients, duration, think } = profile {
+            if let Profile::RetryStorm {
+                clients,
+                duration,
+                think,
+            } = profile
+            {
                 let deadline = start + *duration;
                 // Each buggy client holds one token for the whole storm, as a real one would.
                 // A token that cannot be minted fails every request of the storm, visibly.

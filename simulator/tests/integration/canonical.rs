@@ -14,7 +14,10 @@ async fn every_canonical_scenario_passes() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "the canonical set is in scenarios/: {files:?}");
+    assert!(
+        files.len() >= 4,
+        "the canonical set is in scenarios/: {files:?}"
+    );
     let mut results = Vec::new();
     for file in &files {
         let result = run_file(file, &GatewayMode::InProcess)

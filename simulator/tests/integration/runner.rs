@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn simulator(args: &[&str]) -> (i32, String, String) {
@@ -26,7 +28,10 @@ fn a_scenario_that_cannot_be_parsed_exits_2_naming_file_line_and_field() {
     let (code, _, stderr) = simulator(&["run", file.to_str().expect("utf8")]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("bad-field.yaml:"), "{stderr}");
-    assert!(stderr.contains("steps[0].expect"), "names the field: {stderr}");
+    assert!(
+        stderr.contains("steps[0].expect"),
+        "names the field: {stderr}"
+    );
     assert!(stderr.contains("unknown field `statuss`"), "{stderr}");
     assert!(stderr.contains(":9:"), "names the line: {stderr}");
 }
@@ -51,7 +56,10 @@ fn a_failed_expectation_exits_4_and_explains_itself_in_every_report() {
         stdout.contains("stopped_at: expected forward, got route (reason: catch-all)"),
         "{stdout}"
     );
-    assert!(stdout.contains("record: {"), "the record explains the failure: {stdout}");
+    assert!(
+        stdout.contains("record: {"),
+        "the record explains the failure: {stdout}"
+    );
     assert!(stdout.contains("✓ passes"), "{stdout}");
     let xml = std::fs::read_to_string(&junit).expect("junit written");
     assert!(xml.contains("<testcase name=\"passes\""), "{xml}");
@@ -82,7 +90,10 @@ fn usage_errors_exit_1() {
 fn process_mode_runs_the_gateway_binary_as_a_child() {
     // The gateway binary is built by the workspace test run; the simulator finds it beside itself.
     let gateway = Path::new(env!("CARGO_BIN_EXE_simulator")).with_file_name("gateway");
-    assert!(gateway.exists(), "cargo builds the gateway binary for workspace tests");
+    assert!(
+        gateway.exists(),
+        "cargo builds the gateway binary for workspace tests"
+    );
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/unknown-route.yaml");
     let (code, stdout, stderr) = simulator(&["run", "--process", file.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{stdout}{stderr}");
