@@ -22,7 +22,10 @@ fn engine(c: &mut Criterion) {
     let quota = Quota::per_second(10);
     let cases = [
         // 1,000 keys of Zipf popularity at 10,000/s for 60 s: about 600,000 arrivals.
-        ("many-keys", trace("many-keys:keys=1000,rate=10000,duration=60s", quota)),
+        (
+            "many-keys",
+            trace("many-keys:keys=1000,rate=10000,duration=60s", quota),
+        ),
         // One key, 5 buggy clients retrying at 1 ms: about 240,000 arrivals.
         ("retry-storm", trace("retry-storm:duration=60s", quota)),
     ];

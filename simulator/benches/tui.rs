@@ -26,7 +26,11 @@ fn records() -> Vec<Arc<RequestRecord>> {
         (Some("ratelimit"), Some("quota-exceeded"), "/api/v1/users/*"),
         (Some("authn"), Some("missing-credentials"), "/api/admin/*"),
         (Some("route"), Some("catch-all"), "/api/*"),
-        (Some("forward"), Some("upstream-unreachable"), "/api/payments/*"),
+        (
+            Some("forward"),
+            Some("upstream-unreachable"),
+            "/api/payments/*",
+        ),
     ];
     (0..PER_FRAME * 10)
         .map(|i| {
@@ -63,7 +67,12 @@ fn frame(c: &mut Criterion) {
     let records = records();
     let mut group = c.benchmark_group("tui");
     group.throughput(Throughput::Elements(PER_FRAME as u64));
-    for (view, size) in [('1', (80, 24)), ('2', (80, 24)), ('3', (80, 24)), ('2', (200, 60))] {
+    for (view, size) in [
+        ('1', (80, 24)),
+        ('2', (80, 24)),
+        ('3', (80, 24)),
+        ('2', (200, 60)),
+    ] {
         let mut app = App::live("bench");
         app.on_key(key(view));
         let mut terminal = Terminal::new(TestBackend::new(size.0, size.1)).expect("terminal");

@@ -94,7 +94,8 @@ pub fn params(args: &CompareArgs) -> Result<CompareParams, String> {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -164,8 +165,14 @@ pub async fn run(args: CompareArgs) -> ExitCode {
     }
     if let Some(dir) = &args.plots {
         let plots = [
-            ("compare-admitted.svg", crate::report::plot::admitted_over_time(&comparison)),
-            ("compare-rejections.svg", crate::report::plot::rejections_per_key(&comparison)),
+            (
+                "compare-admitted.svg",
+                crate::report::plot::admitted_over_time(&comparison),
+            ),
+            (
+                "compare-rejections.svg",
+                crate::report::plot::rejections_per_key(&comparison),
+            ),
         ];
         for (name, svg) in plots {
             match svg {

@@ -321,7 +321,16 @@ pub fn compare(trace: &Trace, params: &CompareParams) -> Comparison {
         .collect();
 
     let mut worst: Vec<(u64, usize)> = (0..trace.keys.len())
-        .map(|k| (results.iter().map(|r| r.rejected_per_key[k]).max().unwrap_or(0), k))
+        .map(|k| {
+            (
+                results
+                    .iter()
+                    .map(|r| r.rejected_per_key[k])
+                    .max()
+                    .unwrap_or(0),
+                k,
+            )
+        })
         .filter(|(n, _)| *n > 0)
         .collect();
     worst.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -373,13 +382,16 @@ pub fn jain(admitted: &[u64], entitled: &[u64]) -> f64 {
     sum * sum / (n as f64 * sum_sq)
 }
 
+/// Sees every decision of a run, in arrival order.
+type Observer<'a> = &'a mut dyn FnMut(&Arrival, &Decision);
+
 /// One algorithm over the trace, dispatched statically to the gateway's type for it.
 fn run_one(
     algorithm: Algorithm,
     quota: Quota,
     trace: &Trace,
     bin: Nanos,
-    observer: Option<&mut dyn FnMut(&Arrival, &Decision)>,
+    observer: Option<Observer<'_>>,
 ) -> AlgorithmResult {
     match algorithm {
         Algorithm::TokenBucket => run_limiter(&TokenBucket::new(quota), trace, bin, observer),
@@ -398,7 +410,13 @@ fn run_one(
 pub fn decisions(algorithm: Algorithm, quota: Quota, trace: &Trace) -> Vec<Decision> {
     let mut out = Vec::with_capacity(trace.arrivals.len());
     let mut push = |_: &Arrival, d: &Decision| out.push(*d);
-    run_one(algorithm, quota, trace, nice_bin(trace.span(), 1), Some(&mut push));
+    run_one(
+        algorithm,
+        quota,
+        trace,
+        nice_bin(trace.span(), 1),
+        Some(&mut push),
+    );
     out
 }
 
@@ -428,7 +446,7 @@ fn run_limiter<L: Limiter>(
     limiter: &L,
     trace: &Trace,
     bin: Nanos,
-    mut observer: Option<&mut dyn FnMut(&Arrival, &Decision)>,
+    mut observer: Option<Observer<'_>>,
 ) -> AlgorithmResult {
     let quota = limiter.quota();
     let period = quota.period();

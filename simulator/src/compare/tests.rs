@@ -95,7 +95,11 @@ fn state_bytes_and_redis_costs_are_the_gateways_own() {
     assert_eq!((redis.round_trips, redis.keys_touched), (1, 2));
     let redis = c.result(Algorithm::Gcra).expect("result").redis;
     assert_eq!(
-        (redis.round_trips, redis.keys_touched, redis.commands_admitted),
+        (
+            redis.round_trips,
+            redis.keys_touched,
+            redis.commands_admitted
+        ),
         (1, 1, (3, 3))
     );
 }
@@ -156,7 +160,11 @@ fn seeded_bursty() -> Trace {
             } else {
                 rng.u64(0..=200 * MS)
             };
-            Arrival { at, key: 0, cost: 1 }
+            Arrival {
+                at,
+                key: 0,
+                cost: 1,
+            }
         })
         .collect();
     Trace {
@@ -254,7 +262,14 @@ fn profiles_take_defaults_from_the_quota_and_parameters_from_the_argument() {
         .generate(Quota::per_second(10))
         .expect("steady");
     assert_eq!(steady.arrivals.len(), 8);
-    assert_eq!(steady.arrivals[1], Arrival { at: 250 * MS, key: 1, cost: 1 });
+    assert_eq!(
+        steady.arrivals[1],
+        Arrival {
+            at: 250 * MS,
+            key: 1,
+            cost: 1
+        }
+    );
     assert_eq!(steady.keys, vec!["key-0", "key-1"]);
     for bad in ["steady:rate=x", "steady:bogus=1", "steady:rate", "nosuch"] {
         let err = TrafficSpec::parse(bad, KeyField::Auto, Quota::per_second(10)).unwrap_err();
@@ -265,20 +280,37 @@ fn profiles_take_defaults_from_the_quota_and_parameters_from_the_argument() {
 #[test]
 fn synthetic_profiles_are_deterministic_and_shaped_as_named() {
     let quota = Quota::per_second(10);
-    let bursty = profile("bursty:duration=30s").generate(quota).expect("bursty");
-    assert_eq!(bursty, profile("bursty:duration=30s").generate(quota).expect("again"));
+    let bursty = profile("bursty:duration=30s")
+        .generate(quota)
+        .expect("bursty");
+    assert_eq!(
+        bursty,
+        profile("bursty:duration=30s")
+            .generate(quota)
+            .expect("again")
+    );
     // Three bursts of 30 (3 × the limit) at once, 10 s apart, over a background of 5/s.
     let mut same_time = std::collections::BTreeMap::<u64, u64>::new();
     for a in &bursty.arrivals {
         *same_time.entry(a.at).or_default() += 1;
     }
-    let bursts: Vec<u64> = same_time.iter().filter(|(_, n)| **n >= 30).map(|(t, _)| *t).collect();
+    let bursts: Vec<u64> = same_time
+        .iter()
+        .filter(|(_, n)| **n >= 30)
+        .map(|(t, _)| *t)
+        .collect();
     assert_eq!(bursts.len(), 3, "{bursts:?}");
     assert_eq!(bursts[1] - bursts[0], 10_000 * MS);
-    assert!((120..220).contains(&(bursty.arrivals.len() - 90)), "{}", bursty.arrivals.len());
+    assert!(
+        (120..220).contains(&(bursty.arrivals.len() - 90)),
+        "{}",
+        bursty.arrivals.len()
+    );
 
     // The storm: 5 clients at most 10 req/s each when admitted, retrying at 1 ms when not.
-    let storm = profile("retry-storm:duration=2s").generate(quota).expect("storm");
+    let storm = profile("retry-storm:duration=2s")
+        .generate(quota)
+        .expect("storm");
     assert!(storm.arrivals.len() > 1_000, "{}", storm.arrivals.len());
     assert_eq!(storm.keys.len(), 1);
 
@@ -298,7 +330,10 @@ fn a_recording_reads_time_and_key_and_names_file_and_line_of_a_bad_record() {
     let dir = std::env::temp_dir().join(format!("gatehouse-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let good = dir.join("good.jsonl");
-    let trace = Trace::from_events("t", [(0, "a", 1), (1_500 * MS, "b", 1), (1_500 * MS, "a", 1)]);
+    let trace = Trace::from_events(
+        "t",
+        [(0, "a", 1), (1_500 * MS, "b", 1), (1_500 * MS, "a", 1)],
+    );
     let mut out = Vec::new();
     traffic::write_records(&trace, 1_700_000_000_000, &mut out).expect("write");
     out.extend_from_slice(b"\n{\"lagged\":3}\n");

@@ -8,8 +8,8 @@
 //! recorded gateway decided.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -49,9 +49,11 @@ impl KeyField {
     pub fn of<'r>(&self, record: &'r RequestRecord) -> Cow<'r, str> {
         let identity = record.identity.as_ref();
         let field = match self {
-            KeyField::Auto => identity
-                .and_then(|i| i.key_id.as_deref())
-                .or_else(|| identity.map(|i| i.subject.as_str()).filter(|s| !s.is_empty())),
+            KeyField::Auto => identity.and_then(|i| i.key_id.as_deref()).or_else(|| {
+                identity
+                    .map(|i| i.subject.as_str())
+                    .filter(|s| !s.is_empty())
+            }),
             KeyField::KeyId => identity.and_then(|i| i.key_id.as_deref()),
             KeyField::Subject => identity.map(|i| i.subject.as_str()),
             KeyField::Tenant => identity.and_then(|i| i.tenant.as_deref()),
@@ -253,7 +255,9 @@ impl Params {
     }
 
     fn f64(&mut self, key: &str, default: f64) -> Result<f64, TrafficError> {
-        self.take(key, default, |v| v.parse().ok().filter(|x: &f64| x.is_finite() && *x >= 0.0))
+        self.take(key, default, |v| {
+            v.parse().ok().filter(|x: &f64| x.is_finite() && *x >= 0.0)
+        })
     }
 
     fn u32(&mut self, key: &str, default: u32) -> Result<u32, TrafficError> {
@@ -344,7 +348,11 @@ impl Profile {
     /// retry storm's clients are refused by (the other profiles do not read it).
     pub fn generate(&self, quota: Quota) -> Result<Trace, TrafficError> {
         let source = self.describe();
-        let key_names = |n: u32| (0..n.max(1)).map(|i| format!("key-{i}")).collect::<Vec<_>>();
+        let key_names = |n: u32| {
+            (0..n.max(1))
+                .map(|i| format!("key-{i}"))
+                .collect::<Vec<_>>()
+        };
         let mut trace = Trace {
             source,
             arrivals: Vec::new(),

@@ -28,6 +28,9 @@ pub fn colour(algorithm: Algorithm) -> RGBColor {
 }
 
 const SIZE: (u32, u32) = (960, 420);
+// Grid colours given outright, not as black with opacity, so every SVG viewer draws them light.
+const GRID_BOLD: RGBColor = RGBColor(205, 205, 205);
+const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
 const FONT: &str = "sans-serif";
 
 /// Admitted requests per second over time, one line per algorithm, over the offered load.
@@ -39,11 +42,16 @@ pub fn admitted_over_time(c: &Comparison) -> Result<String, PlotError> {
         .offered_per_bin
         .iter()
         .copied()
-        .chain(c.results.iter().flat_map(|r| r.admitted_per_bin.iter().copied()))
+        .chain(
+            c.results
+                .iter()
+                .flat_map(|r| r.admitted_per_bin.iter().copied()),
+        )
         .max()
         .unwrap_or(0) as f64
         * per_sec;
-    let y_max = (y_max * 1.1).max(1.0);
+    // Headroom for the legend in the upper right.
+    let y_max = (y_max * 1.35).max(1.0);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -51,8 +59,10 @@ pub fn admitted_over_time(c: &Comparison) -> Result<String, PlotError> {
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!(
-                    "Admitted per second — {} per {} ms, burst {}",
-                    c.quota.limit, c.quota.period_ms, c.quota.burst
+                    "Admitted per second — {} per {}, burst {}",
+                    c.quota.limit,
+                    crate::compare::table::human_ms(c.quota.period_ms),
+                    c.quota.burst
                 ),
                 (FONT, 18),
             )
@@ -66,6 +76,8 @@ pub fn admitted_over_time(c: &Comparison) -> Result<String, PlotError> {
             .x_desc(format!("time (s), bins of {} ms", c.bin_ms))
             .y_desc("requests / s")
             .label_style((FONT, 12))
+            .bold_line_style(GRID_BOLD)
+            .light_line_style(GRID_LIGHT)
             .draw()
             .map_err(err)?;
         let x = |i: usize| (i as f64 + 0.5) * c.bin_ms / 1000.0;
@@ -126,7 +138,7 @@ pub fn rejections_per_key(c: &Comparison) -> Result<String, PlotError> {
         .max()
         .unwrap_or(0)
         .max(1) as f64
-        * 1.1;
+        * 1.45; // headroom for the legend
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -158,6 +170,8 @@ pub fn rejections_per_key(c: &Comparison) -> Result<String, PlotError> {
             .x_label_formatter(&label)
             .y_desc("rejected requests")
             .label_style((FONT, 12))
+            .bold_line_style(GRID_BOLD)
+            .light_line_style(GRID_LIGHT)
             .draw()
             .map_err(err)?;
         let n = c.results.len().max(1) as f64;
@@ -174,7 +188,9 @@ pub fn rejections_per_key(c: &Comparison) -> Result<String, PlotError> {
                 }))
                 .map_err(err)?
                 .label(r.algorithm.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
+                });
         }
         chart
             .configure_series_labels()
@@ -211,10 +227,16 @@ mod tests {
         let svg = admitted_over_time(&comparison()).expect("plot");
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
         for algorithm in Algorithm::ALL {
-            assert!(svg.contains(algorithm.as_str()), "{algorithm} in the legend");
+            assert!(
+                svg.contains(algorithm.as_str()),
+                "{algorithm} in the legend"
+            );
         }
         assert!(svg.contains("offered"));
-        assert!(svg.contains("<text"), "text is SVG text, no font file needed");
+        assert!(
+            svg.contains("<text"),
+            "text is SVG text, no font file needed"
+        );
         assert!(svg.matches("<polyline").count() >= 5);
     }
 
@@ -225,10 +247,16 @@ mod tests {
         let texts: Vec<&str> = svg
             .split("<text")
             .skip(1)
-            .filter_map(|t| t.split_once('>').and_then(|(_, rest)| rest.split('<').next()))
+            .filter_map(|t| {
+                t.split_once('>')
+                    .and_then(|(_, rest)| rest.split('<').next())
+            })
             .map(str::trim)
             .collect();
-        assert!(texts.contains(&"b") && texts.contains(&"a"), "key labels: {texts:?}");
+        assert!(
+            texts.contains(&"b") && texts.contains(&"a"),
+            "key labels: {texts:?}"
+        );
         assert!(svg.matches("<rect").count() >= c.top_rejected_keys.len() * 5);
     }
 }

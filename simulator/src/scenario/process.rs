@@ -76,7 +76,9 @@ pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, S
                 while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = pending.drain(..=end).collect();
                     if let Ok(record) = serde_json::from_slice::<RequestRecord>(&line) {
-                        sink.insert(record);
+                        let record = std::sync::Arc::new(record);
+                        crate::tui::term::tap(&record);
+                        sink.insert((*record).clone());
                     }
                 }
             }

@@ -372,7 +372,11 @@ pub async fn start_gateway(
             tokio::spawn(async move {
                 loop {
                     match receiver.recv().await {
-                        Ok(record) => sink.insert((*record).clone()),
+                        Ok(record) => {
+                            // Feeds `run --tui`; a no-op when no TUI listens.
+                            crate::tui::term::tap(&record);
+                            sink.insert((*record).clone());
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => return,
                     }

@@ -359,9 +359,9 @@ impl App {
             LabTraffic::Live(_) => {
                 let trace = Trace::from_events(
                     "live traffic",
-                    self.live.iter().map(|(ms, key)| {
-                        (ms.saturating_mul(1_000_000), key.as_ref(), 1)
-                    }),
+                    self.live
+                        .iter()
+                        .map(|(ms, key)| (ms.saturating_mul(1_000_000), key.as_ref(), 1)),
                 );
                 compare(&trace, &self.lab.params)
             }
@@ -534,7 +534,6 @@ pub fn summary(r: &RequestRecord) -> String {
     )
 }
 
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -599,7 +598,13 @@ pub(crate) mod tests {
         for i in 0..10 {
             let r = match i {
                 0..6 => record(i, None, None, "/api/v1/users/*", 2_000_000 + i * 1_000_000),
-                6..9 => record(i, Some("ratelimit"), Some("quota-exceeded"), "/api/v1/users/*", 90_000),
+                6..9 => record(
+                    i,
+                    Some("ratelimit"),
+                    Some("quota-exceeded"),
+                    "/api/v1/users/*",
+                    90_000,
+                ),
                 _ => record(i, Some("route"), Some("no-route"), "/api/*", 40_000),
             };
             app.ingest(r);
@@ -657,7 +662,10 @@ pub(crate) mod tests {
         press(&mut app, KeyCode::BackTab);
         press(&mut app, KeyCode::BackTab);
         assert_eq!(app.view, View::Compare);
-        assert!(app.lab.result.is_some(), "opening the compare view compares");
+        assert!(
+            app.lab.result.is_some(),
+            "opening the compare view compares"
+        );
         press(&mut app, KeyCode::Char('3'));
         assert_eq!(app.view, View::Latency);
         assert!(!app.should_quit);
@@ -672,7 +680,11 @@ pub(crate) mod tests {
         assert!(app.show_help);
         press(&mut app, KeyCode::Tab);
         assert!(!app.show_help);
-        assert_eq!(app.view, View::Pipeline, "the closing key does nothing else");
+        assert_eq!(
+            app.view,
+            View::Pipeline,
+            "the closing key does nothing else"
+        );
     }
 
     #[test]
@@ -684,10 +696,16 @@ pub(crate) mod tests {
         press(&mut app, KeyCode::Char('k'));
         assert_eq!(app.selected, 1);
         press(&mut app, KeyCode::Enter);
-        assert_eq!(app.pinned.as_ref().map(|r| r.request_id.as_str()), Some("req-8"));
+        assert_eq!(
+            app.pinned.as_ref().map(|r| r.request_id.as_str()),
+            Some("req-8")
+        );
         // New records do not move what is pinned.
         app.ingest(record(20, None, None, "/r", 1));
-        assert_eq!(app.pinned.as_ref().map(|r| r.request_id.as_str()), Some("req-8"));
+        assert_eq!(
+            app.pinned.as_ref().map(|r| r.request_id.as_str()),
+            Some("req-8")
+        );
         press(&mut app, KeyCode::Esc);
         assert!(app.pinned.is_none());
         press(&mut app, KeyCode::Char('G'));
@@ -738,20 +756,32 @@ pub(crate) mod tests {
         let trace = Trace::from_events("t", (0..100u64).map(|i| (i * 50_000_000, "k", 1)));
         let mut app = App::comparing(
             trace,
-            CompareParams::new(Quota::per_second(10), gateway::ratelimit::Algorithm::ALL.to_vec()),
+            CompareParams::new(
+                Quota::per_second(10),
+                gateway::ratelimit::Algorithm::ALL.to_vec(),
+            ),
         );
         assert_eq!(app.view, View::Compare);
         assert_eq!(app.lab.runs, 1);
         let admitted = |app: &App| app.lab.result.as_ref().map(|c| c.results[0].admitted);
         let before = admitted(&app);
         press(&mut app, KeyCode::Char('R'));
-        assert_eq!((app.lab.params.quota.limit, app.lab.params.quota.burst), (12, 12));
+        assert_eq!(
+            (app.lab.params.quota.limit, app.lab.params.quota.burst),
+            (12, 12)
+        );
         assert_eq!(app.lab.runs, 2);
         assert!(admitted(&app) > before, "a higher rate admits more");
         press(&mut app, KeyCode::Char('b'));
-        assert_eq!((app.lab.params.quota.limit, app.lab.params.quota.burst), (12, 10));
+        assert_eq!(
+            (app.lab.params.quota.limit, app.lab.params.quota.burst),
+            (12, 10)
+        );
         press(&mut app, KeyCode::Char('r'));
-        assert_eq!((app.lab.params.quota.limit, app.lab.params.quota.burst), (10, 10));
+        assert_eq!(
+            (app.lab.params.quota.limit, app.lab.params.quota.burst),
+            (10, 10)
+        );
         press(&mut app, KeyCode::Char('W'));
         assert_eq!(app.lab.params.quota.period_nanos, 2 * SECOND);
         press(&mut app, KeyCode::Char('w'));

@@ -197,7 +197,9 @@ pub async fn run_compare(trace: Trace, params: CompareParams) -> anyhow::Result<
 }
 
 /// Forwards an in-process gateway's records (`GatewayHandle::subscribe`) to the TUI.
-pub fn from_broadcast(mut records: broadcast::Receiver<Arc<RequestRecord>>) -> mpsc::Receiver<Feed> {
+pub fn from_broadcast(
+    mut records: broadcast::Receiver<Arc<RequestRecord>>,
+) -> mpsc::Receiver<Feed> {
     let (tx, rx) = mpsc::channel(65_536);
     tokio::spawn(async move {
         loop {
@@ -248,15 +250,21 @@ pub async fn attach(admin: &str) -> anyhow::Result<mpsc::Receiver<Feed>> {
             let frame = match body.frame().await {
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => {
-                    let _ = tx.send(Feed::Ended(format!("the record stream failed: {e}"))).await;
+                    let _ = tx
+                        .send(Feed::Ended(format!("the record stream failed: {e}")))
+                        .await;
                     return;
                 }
                 None => {
-                    let _ = tx.send(Feed::Ended("the gateway closed the record stream".into())).await;
+                    let _ = tx
+                        .send(Feed::Ended("the gateway closed the record stream".into()))
+                        .await;
                     return;
                 }
             };
-            let Some(data) = frame.data_ref() else { continue };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
             pending.extend_from_slice(data);
             let mut start = 0;
             while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
@@ -381,7 +389,9 @@ impl RunTui {
     pub async fn finish(self) -> anyhow::Result<()> {
         let _ = self
             .notes
-            .send(Feed::Note("all scenarios finished — q shows the report".into()))
+            .send(Feed::Note(
+                "all scenarios finished — q shows the report".into(),
+            ))
             .await;
         self.ui.await.context("the TUI task failed")?.map(drop)
     }

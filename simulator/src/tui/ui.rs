@@ -107,7 +107,9 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         Style::default().fg(Color::Gray)
     };
     frame.render_widget(
-        Paragraph::new(right).style(style).alignment(Alignment::Right),
+        Paragraph::new(right)
+            .style(style)
+            .alignment(Alignment::Right),
         right_area,
     );
 }
@@ -117,7 +119,10 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
         Line::from(vec![
             Span::styled(" / ", Style::default().fg(Color::Black).bg(Color::Yellow)),
             Span::raw(format!(" {}▏ ", app.filter)),
-            Span::styled("Enter keep · Esc clear", Style::default().fg(Color::DarkGray)),
+            Span::styled(
+                "Enter keep · Esc clear",
+                Style::default().fg(Color::DarkGray),
+            ),
         ])
     } else {
         let mut hints = vec![
@@ -285,10 +290,7 @@ fn draw_pipeline(frame: &mut Frame, area: Rect, app: &App) {
         }
         None => (
             "Answered by the upstream".into(),
-            vec![Line::from(format!(
-                "{:>8}  passed every stage",
-                app.passed
-            ))],
+            vec![Line::from(format!("{:>8}  passed every stage", app.passed))],
         ),
     };
     frame.render_widget(Paragraph::new(lines).block(block(&title)), reasons_area);
@@ -324,7 +326,12 @@ fn draw_feed(frame: &mut Frame, area: Rect, app: &App) {
     // Only the rows that can show are built (the feed may hold thousands).
     let visible = usize::from(list_area.height.saturating_sub(3));
     let skip = app.selected.saturating_sub(visible.saturating_sub(1));
-    let rows: Vec<Row> = app.feed().skip(skip).take(visible).map(|r| feed_row(r)).collect();
+    let rows: Vec<Row> = app
+        .feed()
+        .skip(skip)
+        .take(visible)
+        .map(|r| feed_row(r))
+        .collect();
     let matches = if app.filter.is_empty() {
         String::new()
     } else {
@@ -347,8 +354,16 @@ fn draw_feed(frame: &mut Frame, area: Rect, app: &App) {
         ],
     )
     .header(
-        Row::new(["time", "method", "path", "st", "stopped at", "reason", "duration"])
-            .style(Style::default().fg(Color::Gray).bold()),
+        Row::new([
+            "time",
+            "method",
+            "path",
+            "st",
+            "stopped at",
+            "reason",
+            "duration",
+        ])
+        .style(Style::default().fg(Color::Gray).bold()),
     )
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
     .block(block(&title));
@@ -409,25 +424,44 @@ fn draw_detail(frame: &mut Frame, area: Rect, r: &RequestRecord) {
         _ => "-".to_owned(),
     };
     let mut lines = vec![
-        Line::from(vec![
-            Span::styled(
-                format!("{} {} → {}", r.method, r.path, r.status),
-                Style::default().bold(),
-            ),
-        ]),
+        Line::from(vec![Span::styled(
+            format!("{} {} → {}", r.method, r.path, r.status),
+            Style::default().bold(),
+        )]),
         field("stopped", stop).style(Style::default().fg(stage_colour(r.stopped_at))),
-        field("route", format!(
-            "{} {}",
-            r.route.as_deref().unwrap_or("-"),
-            r.route_template.as_deref().unwrap_or("")
-        )),
+        field(
+            "route",
+            format!(
+                "{} {}",
+                r.route.as_deref().unwrap_or("-"),
+                r.route_template.as_deref().unwrap_or("")
+            ),
+        ),
         field("identity", identity),
         field("limit", limit),
         field("upstream", upstream),
-        field("up. path", r.upstream_path.clone().unwrap_or_else(|| "-".into())),
+        field(
+            "up. path",
+            r.upstream_path.clone().unwrap_or_else(|| "-".into()),
+        ),
         field("peer", r.peer.to_string()),
-        field("time", format!("{} UTC, {} total", clock(r.unix_millis), duration(r.duration_ns))),
-        field("bytes", format!("{} in, {} out{}", r.bytes_in, r.bytes_out, if r.completed { "" } else { ", incomplete" })),
+        field(
+            "time",
+            format!(
+                "{} UTC, {} total",
+                clock(r.unix_millis),
+                duration(r.duration_ns)
+            ),
+        ),
+        field(
+            "bytes",
+            format!(
+                "{} in, {} out{}",
+                r.bytes_in,
+                r.bytes_out,
+                if r.completed { "" } else { ", incomplete" }
+            ),
+        ),
         field("trace", r.trace_id.clone()),
     ];
     if r.retries > 0 {
@@ -457,7 +491,10 @@ fn draw_detail(frame: &mut Frame, area: Rect, r: &RequestRecord) {
                 Line::from(vec![
                     Span::styled(format!("{:<16}", stage.as_str()), style),
                     Span::raw(format!("{:>9} ", duration(ns))),
-                    Span::styled(bar(ns as f64 / slowest as f64, width), Style::default().fg(Color::Cyan)),
+                    Span::styled(
+                        bar(ns as f64 / slowest as f64, width),
+                        Style::default().fg(Color::Cyan),
+                    ),
                 ])
             }
             None => Line::from(Span::styled(
@@ -518,8 +555,10 @@ fn draw_latency(frame: &mut Frame, area: Rect, app: &App) {
         ],
     )
     .header(
-        Row::new(["route", "  count", "  p50 ms", "  p90 ms", "  p99 ms", "  max ms"])
-            .style(Style::default().fg(Color::Gray).bold()),
+        Row::new([
+            "route", "  count", "  p50 ms", "  p90 ms", "  p99 ms", "  max ms",
+        ])
+        .style(Style::default().fg(Color::Gray).bold()),
     )
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
     .block(block("Latency per route (arrival to last byte)"));
@@ -578,7 +617,12 @@ fn draw_compare(frame: &mut Frame, area: Rect, app: &App) {
         LabTraffic::Live(_) => "the live traffic so far".to_owned(),
     };
     let summary = lab.result.as_ref().map_or(String::new(), |c| {
-        format!(" — {} arrivals, {} keys, {:.1} s", c.trace.arrivals, c.trace.keys, c.trace.span_ms / 1e3)
+        format!(
+            " — {} arrivals, {} keys, {:.1} s",
+            c.trace.arrivals,
+            c.trace.keys,
+            c.trace.span_ms / 1e3
+        )
     });
     frame.render_widget(
         Paragraph::new(vec![
@@ -637,11 +681,21 @@ fn draw_compare(frame: &mut Frame, area: Rect, app: &App) {
         ],
     )
     .header(
-        Row::new(["algorithm", " admitted", " rejected", " f.allow", "  f.deny", " burst", "recov ms"])
-            .style(Style::default().fg(Color::Gray).bold()),
+        Row::new([
+            "algorithm",
+            " admitted",
+            " rejected",
+            " f.allow",
+            "  f.deny",
+            " burst",
+            "recov ms",
+        ])
+        .style(Style::default().fg(Color::Gray).bold()),
     )
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-    .block(block("Algorithms on the same arrivals (false: against the exact sliding log)"));
+    .block(block(
+        "Algorithms on the same arrivals (false: against the exact sliding log)",
+    ));
     let mut state = TableState::default()
         .with_selected(Some(app.selected.min(c.results.len().saturating_sub(1))));
     frame.render_stateful_widget(table, table_area, &mut state);
@@ -757,7 +811,10 @@ const HELP: &[(&str, &str)] = &[
     ("?", "this help (any key closes it)"),
     ("Tab, Shift-Tab, 1-4", "switch view"),
     ("↑ ↓, j k, g G", "select"),
-    ("Enter", "details of the record (Requests); re-run (Compare)"),
+    (
+        "Enter",
+        "details of the record (Requests); re-run (Compare)",
+    ),
     ("Esc", "close the details"),
     ("p", "pause the feed (counting goes on)"),
     ("/", "filter the feed (path, status, stage, reason…)"),
@@ -792,7 +849,6 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         popup,
     );
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -873,8 +929,16 @@ mod tests {
         t.draw(|f| draw(f, &app)).expect("draw");
         let buffer = t.backend().buffer().clone();
         let s = rows(&buffer);
-        assert!(s[2].contains("time") && s[2].contains("stopped at"), "{}", show(&s));
-        assert!(s[3].contains("404 route") && s[3].contains("no-route"), "{}", s[3]);
+        assert!(
+            s[2].contains("time") && s[2].contains("stopped at"),
+            "{}",
+            show(&s)
+        );
+        assert!(
+            s[3].contains("404 route") && s[3].contains("no-route"),
+            "{}",
+            s[3]
+        );
         assert!(s[4].contains("429 ratelimit") && s[4].contains("quota-exceeded"));
         assert!(s[7].contains("200 → users-svc"));
         // Newest first, the selected row reversed; colours by stage.
@@ -912,9 +976,17 @@ mod tests {
         let mut app = mixed();
         press(&mut app, KeyCode::Char('3'));
         let s = screen(&app, 80, 24);
-        assert!(s[2].contains("p50 ms") && s[2].contains("p99 ms"), "{}", show(&s));
+        assert!(
+            s[2].contains("p50 ms") && s[2].contains("p99 ms"),
+            "{}",
+            show(&s)
+        );
         assert!(s[3].starts_with("│/api/v1/users/*"), "{}", s[3]);
-        assert!(s[3].contains("      9     3.01     7.01     7.01     7.01"), "{}", s[3]);
+        assert!(
+            s[3].contains("      9     3.01     7.01     7.01     7.01"),
+            "{}",
+            s[3]
+        );
         assert!(s[4].contains("/api/*"));
         assert!(s[6].contains("Histogram — /api/v1/users/*"));
         assert!(show(&s).contains("<.5m   1ms   2ms   5ms"));
@@ -938,19 +1010,34 @@ mod tests {
         let s = screen(&app, 80, 24);
         let text = show(&s);
         assert!(s[1].starts_with("rate 10 per 1.00s  burst 10"), "{text}");
-        assert!(s[2].contains("traffic: bursts — 300 arrivals, 1 keys"), "{text}");
+        assert!(
+            s[2].contains("traffic: bursts — 300 arrivals, 1 keys"),
+            "{text}"
+        );
         assert!(s[4].contains("admitted") && s[4].contains("f.allow") && s[4].contains("f.deny"));
-        for (row, name) in [(5, "token-bucket"), (7, "fixed-window"), (9, "sliding-window-counter")] {
+        for (row, name) in [
+            (5, "token-bucket"),
+            (7, "fixed-window"),
+            (9, "sliding-window-counter"),
+        ] {
             assert!(s[row].starts_with(&format!("│{name}")), "{}", s[row]);
         }
-        assert!(s[5].contains("       100       200"), "10 of each burst of 30: {}", s[5]);
+        assert!(
+            s[5].contains("       100       200"),
+            "10 of each burst of 30: {}",
+            s[5]
+        );
         assert!(text.contains("Admitted /s, all algorithms"));
         assert!(text.contains("token-bucket: admitted vs rejected"));
         press(&mut app, KeyCode::Char('R'));
         let s = screen(&app, 80, 24);
         assert!(s[1].starts_with("rate 12 per 1.00s  burst 12"), "{}", s[1]);
         // Not 120: T = ⌈1 s / 12⌉ rounds up, so a second refills a hair under 12 tokens.
-        assert!(s[5].contains("       118       182"), "re-run at once: {}", s[5]);
+        assert!(
+            s[5].contains("       118       182"),
+            "re-run at once: {}",
+            s[5]
+        );
         assert!(s[23].contains("r/R rate"));
     }
 
@@ -959,7 +1046,17 @@ mod tests {
         let mut app = mixed();
         press(&mut app, KeyCode::Char('?'));
         let text = show(&screen(&app, 80, 24));
-        for needle in ["Keys", "q, Ctrl-C", "Tab, Shift-Tab, 1-4", "↑ ↓, j k", "Enter", "p ", "/ ", "r R", "w W"] {
+        for needle in [
+            "Keys",
+            "q, Ctrl-C",
+            "Tab, Shift-Tab, 1-4",
+            "↑ ↓, j k",
+            "Enter",
+            "p ",
+            "/ ",
+            "r R",
+            "w W",
+        ] {
             assert!(text.contains(needle), "{needle}:\n{text}");
         }
         assert!(text.contains("Pipeline"), "the view shows around the popup");
@@ -976,7 +1073,11 @@ mod tests {
         assert!(s[23].starts_with(" /  no-route▏"), "{}", s[23]);
         assert!(s[1].contains("matching “no-route”"));
         assert!(s[3].contains("no-route"));
-        assert!(s[4].trim_matches(['│', ' ']).is_empty(), "one match: {}", s[4]);
+        assert!(
+            s[4].trim_matches(['│', ' ']).is_empty(),
+            "one match: {}",
+            s[4]
+        );
     }
 
     #[test]

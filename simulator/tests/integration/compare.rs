@@ -39,10 +39,22 @@ fn the_committed_recording_compares_every_algorithm_in_a_table() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("156 arrivals, 3 keys"), "{stdout}");
     assert!(stdout.contains("quota:   10 per 1s, burst 10"), "{stdout}");
-    for name in ["token-bucket", "gcra", "fixed-window", "sliding-log", "sliding-window-counter"] {
-        assert!(stdout.lines().any(|l| l.starts_with(name)), "{name}: {stdout}");
+    for name in [
+        "token-bucket",
+        "gcra",
+        "fixed-window",
+        "sliding-log",
+        "sliding-window-counter",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(name)),
+            "{name}: {stdout}"
+        );
     }
-    assert!(stdout.contains("1 RT, 2 keys, 7-9 cmds"), "the sliding log's Redis cost");
+    assert!(
+        stdout.contains("1 RT, 2 keys, 7-9 cmds"),
+        "the sliding log's Redis cost"
+    );
     assert!(stdout.contains("most rejected keys"));
 }
 
@@ -148,8 +160,12 @@ fn usage_errors_exit_1_and_unwritable_outputs_exit_3() {
     }
     let (code, _, stderr) = simulator(&["compare", "steady", "--algorithms", "leaky-bucket"]);
     assert!(stderr.contains("`leaky-bucket`"), "{stderr}");
-    let (code3, _, stderr3) =
-        simulator(&["compare", "steady:duration=1s", "--report", "/dev/null/compare.html"]);
+    let (code3, _, stderr3) = simulator(&[
+        "compare",
+        "steady:duration=1s",
+        "--report",
+        "/dev/null/compare.html",
+    ]);
     assert_eq!((code, code3), (1, 3), "{stderr3}");
     assert!(stderr3.contains("/dev/null"), "{stderr3}");
 }

@@ -82,7 +82,12 @@ impl Session {
     }
 
     /// Quits with `q` and checks the exit code and that the terminal is as it was.
-    fn quit_and_check_restored(mut self) {
+    fn quit_and_check_restored(self) {
+        self.quit_and_check_restored_then(|_| {});
+    }
+
+    /// The same, then hands what is on the (main) screen to `after`.
+    fn quit_and_check_restored_then(mut self, after: impl FnOnce(&str)) {
         self.send("q");
         let mut status = None;
         for _ in 0..400 {
@@ -100,7 +105,10 @@ impl Session {
         // Let the reader take the last bytes (leaving the alternate screen).
         std::thread::sleep(Duration::from_millis(200));
         let parser = self.screen.lock().expect("screen");
-        assert!(!parser.screen().alternate_screen(), "still on the alternate screen");
+        assert!(
+            !parser.screen().alternate_screen(),
+            "still on the alternate screen"
+        );
         assert!(!parser.screen().hide_cursor(), "the cursor is still hidden");
         drop(parser);
         // Cooked mode again: the pty's line discipline echoes and edits lines.
@@ -113,7 +121,11 @@ impl Session {
             .expect("stty");
         let modes = String::from_utf8_lossy(&stty.stdout);
         let flags: Vec<&str> = modes.split_whitespace().collect();
-        assert!(flags.contains(&"icanon") && flags.contains(&"echo"), "raw mode left on: {modes}");
+        assert!(
+            flags.contains(&"icanon") && flags.contains(&"echo"),
+            "raw mode left on: {modes}"
+        );
+        after(&self.contents());
     }
 }
 
@@ -140,7 +152,8 @@ fn demo_on_a_terminal_opens_the_tui_on_live_records() {
     s.wait_for("Pipeline — where requests stopped");
     // Records flow: some request stopped at route (the unknown route in the mix) and others passed.
     s.wait_until("stops counted at route", |c| {
-        c.lines().any(|l| l.contains("│ route") && !l.contains("       0 "))
+        c.lines()
+            .any(|l| l.contains("│ route") && !l.contains("       0 "))
     });
     s.send("2");
     s.wait_for("Requests, newest first");
@@ -161,8 +174,12 @@ fn reference_config() -> String {
 async fn tui_attaches_to_a_running_gateways_record_stream() {
     let runtime = gateway::config::load_str("reference.yaml", &reference_config())
         .unwrap_or_else(|d| panic!("{d:?}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let handle = gateway::start(
         runtime,
         gateway::StartOptions {
@@ -184,7 +201,9 @@ async fn tui_attaches_to_a_running_gateways_record_stream() {
     .expect("session");
     // Three requests to a path only the catch-all serves: stopped at route.
     for _ in 0..3 {
-        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
         tokio::io::AsyncWriteExt::write_all(
             &mut stream,
             b"GET /api/nothing-here HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
@@ -203,4 +222,24 @@ async fn tui_attaches_to_a_running_gateways_record_stream() {
     .await
     .expect("session");
     handle.shutdown().await;
+}
+
+#[test]
+fn run_with_tui_shows_the_scenarios_records_and_prints_the_report_after_quitting() {
+    let mut s = Session::start(&["run", "scenarios/unknown-route.yaml", "--tui"]);
+    s.wait_for("Pipeline — where requests stopped");
+    // The single-request steps' records arrive as the scenario finishes.
+    s.wait_until("records counted", |c| {
+        c.lines()
+            .next()
+            .is_some_and(|header| header.contains(" req") && !header.contains(" 0 req"))
+    });
+    s.send("2");
+    s.wait_for("catch-all");
+    s.quit_and_check_restored_then(|screen| {
+        assert!(
+            screen.contains("1 passed, 0 failed"),
+            "the report after the TUI:\n{screen}"
+        );
+    });
 }
