@@ -10,11 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::StartOptions;
 use gateway::clock::ManualClock;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use tokio::net::TcpListener;
 
 use super::util::TestGateway;
 
@@ -102,39 +98,8 @@ impl Drop for RedisServer {
 /// A gateway for `yaml` on a manual clock that starts at 2024-01-01T00:00:00Z.
 pub async fn start_on_manual_clock(yaml: &str) -> (TestGateway, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(1_704_067_200_000));
-    let runtime = gateway::config::load_str("<test>", yaml).unwrap_or_else(|d| {
-        panic!(
-            "test config invalid:\n{}",
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind gateway");
-    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-    let handle = gateway::start(
-        runtime,
-        StartOptions {
-            listeners: Some(vec![listener]),
-            admin_listener: Some(admin),
-            clock: clock.clone(),
-        },
-    )
-    .await
-    .expect("start gateway");
-    let records = handle.subscribe();
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    (
-        TestGateway {
-            handle,
-            records,
-            client,
-        },
-        clock,
-    )
+    let gateway = TestGateway::start_with_clock(yaml, clock.clone()).await;
+    (gateway, clock)
 }
 
 /// A config with one route to `upstream`, a catch-all, and `rate_limits` as given (indented

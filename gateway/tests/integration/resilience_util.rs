@@ -9,14 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::StartOptions;
 use gateway::clock::ManualClock;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -203,35 +201,7 @@ async fn answer(
 /// Starts a gateway whose rules read `clock`: ejections, breakers and budgets move only when
 /// the test advances it.
 pub async fn gateway_on_clock(config: &str, clock: Arc<ManualClock>) -> TestGateway {
-    let runtime = gateway::config::load_str("<test>", config).unwrap_or_else(|d| {
-        panic!(
-            "test config invalid:\n{}",
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind gateway");
-    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-    let handle = gateway::start(
-        runtime,
-        StartOptions {
-            listeners: Some(vec![listener]),
-            admin_listener: Some(admin),
-            clock,
-        },
-    )
-    .await
-    .expect("start gateway");
-    let records = handle.subscribe();
-    TestGateway {
-        handle,
-        records,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-    }
+    TestGateway::start_with_clock(config, clock).await
 }
 
 /// A config parsed for `GatewayHandle::reload`.

@@ -168,6 +168,14 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(config_yaml: &str) -> TestGateway {
+        Self::start_with_clock(config_yaml, gateway::clock::SystemClock::shared()).await
+    }
+
+    /// A gateway whose time-dependent rules read `clock` (a `ManualClock` in virtual-time tests).
+    pub async fn start_with_clock(
+        config_yaml: &str,
+        clock: gateway::clock::SharedClock,
+    ) -> TestGateway {
         let runtime = gateway::config::load_str("<test>", config_yaml).unwrap_or_else(|d| {
             panic!(
                 "test config invalid:\n{}",
@@ -186,7 +194,7 @@ impl TestGateway {
             StartOptions {
                 listeners: Some(vec![listener]),
                 admin_listener: Some(admin),
-                ..StartOptions::default()
+                clock,
             },
         )
         .await
