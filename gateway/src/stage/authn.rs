@@ -35,8 +35,26 @@ enum TokenSource {
 }
 
 enum Credential {
-    Bearer(String, TokenSource),
+    Bearer(Token, TokenSource),
     ApiKey(HeaderValue),
+}
+
+/// A bearer token without copying it: a header value shares the request's buffer, so holding it
+/// costs a reference count; only a token from the query is owned.
+enum Token {
+    /// The Authorization value and where the token starts in it.
+    Header(HeaderValue, usize),
+    Query(String),
+}
+
+impl Token {
+    fn as_str(&self) -> &str {
+        match self {
+            // `bearer` checked the value is visible ASCII, so this cannot fail.
+            Token::Header(value, start) => value.to_str().map_or("", |v| &v[*start..]),
+            Token::Query(token) => token,
+        }
+    }
 }
 
 pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
@@ -94,7 +112,7 @@ pub async fn authenticate(
             ));
         }
         Some(Credential::Bearer(token, source)) => {
-            let identity = verify_bearer(state, auth, rules, &token)
+            let identity = verify_bearer(state, auth, rules, token.as_str())
                 .await
                 .map_err(|f| refuse(rules, auth, f))?;
             match source {
@@ -134,7 +152,16 @@ fn credential(
     rules: &RouteAuth,
 ) -> Result<Option<Credential>, Failure> {
     let duplicate = |detail: &'static str| Failure::new("duplicate-credentials", detail);
-    let mut found: Vec<Credential> = Vec::new();
+    // At most one credential may be found; a second is refused, never "first one wins".
+    let mut found: Option<Credential> = None;
+    let mut push = |credential: Credential| {
+        if found.replace(credential).is_some() {
+            return Err(duplicate(
+                "the request carries more than one credential; send exactly one",
+            ));
+        }
+        Ok(())
+    };
     if rules.accept_jwt {
         let mut headers = parts.headers.get_all(header::AUTHORIZATION).iter();
         if let Some(value) = headers.next() {
@@ -143,7 +170,7 @@ fn credential(
                     "the request carries more than one Authorization header",
                 ));
             }
-            found.push(Credential::Bearer(bearer(value)?, TokenSource::Header));
+            push(Credential::Bearer(bearer(value)?, TokenSource::Header))?;
         }
         if let Some(param) = &auth.token_query_param {
             let mut tokens = query_values(parts.uri.query(), param);
@@ -153,7 +180,10 @@ fn credential(
                         "the query carries the token parameter more than once",
                     ));
                 }
-                found.push(Credential::Bearer(token.to_string(), TokenSource::Query));
+                push(Credential::Bearer(
+                    Token::Query(token.to_string()),
+                    TokenSource::Query,
+                ))?;
             }
         }
     }
@@ -164,20 +194,15 @@ fn credential(
                 if values.next().is_some() {
                     return Err(duplicate("the request carries more than one API key"));
                 }
-                found.push(Credential::ApiKey(value.clone()));
+                push(Credential::ApiKey(value.clone()))?;
             }
         }
     }
-    if found.len() > 1 {
-        return Err(duplicate(
-            "the request carries more than one credential; send exactly one",
-        ));
-    }
-    Ok(found.pop())
+    Ok(found)
 }
 
 /// `Bearer <token68>`, the scheme compared case-insensitively (RFC 9110 §11.1).
-fn bearer(value: &HeaderValue) -> Result<String, Failure> {
+fn bearer(value: &HeaderValue) -> Result<Token, Failure> {
     let text = value
         .to_str()
         .map_err(|_| Failure::new("malformed-token", "the Authorization header is not text"))?;
@@ -189,15 +214,27 @@ fn bearer(value: &HeaderValue) -> Result<String, Failure> {
         ));
     }
     let token = rest.trim_start_matches(' ');
-    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
-    if token.is_empty() || !token.bytes().all(token68) {
-        return Err(Failure::new(
-            "malformed-token",
-            "the bearer token is empty or not a token68",
-        ));
+    if token.is_empty() {
+        return Err(Failure::new("malformed-token", "the bearer token is empty"));
     }
-    Ok(token.to_string())
+    // Its characters are checked in `verify_bearer` on a cache miss: a token the cache holds
+    // is byte for byte one that passed that check.
+    Ok(Token::Header(value.clone(), text.len() - token.len()))
 }
+
+/// RFC 6750 `b64token` characters (token68 plus `.` for JWTs), as a table: a long token is
+/// checked at a table lookup per byte.
+static TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    table
+};
 
 fn query_values<'q>(query: Option<&'q str>, name: &'q str) -> impl Iterator<Item = &'q str> {
     query.unwrap_or("").split('&').filter_map(move |pair| {
@@ -256,6 +293,12 @@ pub async fn verify_bearer(
         state.identity.tokens.remove(token);
     }
     metrics.token_cache_misses.inc();
+    if !token.bytes().all(|b| TOKEN68[usize::from(b)]) {
+        return Err(Failure::new(
+            "malformed-token",
+            "the bearer token is not a token68",
+        ));
+    }
 
     let parsed = jwt::parse(token)?;
     let issuer = match parsed.claims.get("iss") {
