@@ -199,7 +199,8 @@ fn authn_stage(c: &mut Criterion) {
         gateway(jwks).await
     });
     let state = handle.state().clone();
-    let runtime = state.runtime.load_full();
+    let active = state.active.load_full();
+    let runtime = &active.config;
     let route = runtime
         .routes
         .routes()
@@ -215,7 +216,7 @@ fn authn_stage(c: &mut Criterion) {
                 let mut parts = request_parts(token);
                 let result = gateway::stage::authn::authenticate(
                     &state,
-                    &runtime,
+                    runtime,
                     Some(&route),
                     None,
                     &mut parts,
@@ -230,7 +231,7 @@ fn authn_stage(c: &mut Criterion) {
         }
     });
 
-    let (state, runtime, route) = (&state, &runtime, &route);
+    let (state, route) = (&state, &route);
     let mut group = c.benchmark_group("authn_stage_warm_cache");
     for (signer, token) in signers.iter().zip(&tokens) {
         group.bench_function(format!("{:?}", signer.alg), |b| {

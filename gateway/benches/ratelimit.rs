@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use gateway::clock::Nanos;
-use gateway::config::ratelimit::RedisConfig;
 use gateway::ratelimit::metrics::RateLimitMetrics;
 use gateway::ratelimit::store::Check;
+use gateway::ratelimit::store::RedisConfig;
 use gateway::ratelimit::store::memory::MemoryStore;
 use gateway::ratelimit::store::redis::{RedisStore, SCRIPT};
 use gateway::ratelimit::{

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gateway::config::compiled::{CompiledRoute, RouteAction};
-use gateway::stage::route::pattern::RoutePattern;
-use gateway::stage::route::table::{RouteQuery, RouteTable, lookup_reference};
+use gateway::routing::pattern::RoutePattern;
+use gateway::routing::table::{RouteQuery, RouteTable, lookup_reference};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 const SIZES: [usize; 3] = [1, 100, 10_000];

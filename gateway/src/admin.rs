@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
-use crate::server::GatewayState;
+use crate::state::GatewayState;
 
 type AdminBody = BoxBody<Bytes, Infallible>;
 
@@ -59,9 +59,9 @@ fn route(
         "/metrics" => {
             // Breaker states and instances in rotation are read at scrape time.
             state
-                .runtime
+                .active
                 .load()
-                .bound
+                .upstreams
                 .refresh_gauges(&state.sinks.metrics.resilience, state.clock.now());
             let mut r = text(StatusCode::OK, state.sinks.metrics.encode());
             r.headers_mut().insert(
@@ -74,28 +74,29 @@ fn route(
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/config" => {
-            let runtime = state.runtime.load();
+            let active = state.active.load();
+            let config = &active.config;
             let body = serde_json::json!({
-                "source": runtime.source,
-                "hash": runtime.hash,
-                "version": runtime.bound.version,
-                "routes": runtime.routes.routes().len(),
-                "upstreams": runtime.upstreams.len(),
+                "source": config.source,
+                "hash": config.hash,
+                "version": active.upstreams.version,
+                "routes": config.routes.routes().len(),
+                "upstreams": config.upstreams.len(),
                 "last_reload_failure": state.reload.last_failure(),
             });
             json(body)
         }
         "/upstreams" => {
-            let runtime = state.runtime.load();
+            let active = state.active.load();
             let now = state.clock.now();
-            let upstreams: Vec<serde_json::Value> = runtime
-                .bound
+            let upstreams: Vec<serde_json::Value> = active
+                .upstreams
                 .upstreams()
                 .iter()
                 .map(|u| u.snapshot(now))
                 .collect();
             json(serde_json::json!({
-                "version": runtime.bound.version,
+                "version": active.upstreams.version,
                 "upstreams": upstreams,
             }))
         }

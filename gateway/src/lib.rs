@@ -2,31 +2,43 @@
 //! `ratelimit`, `route`, `mutate_request`, `forward`, `mutate_response` — and any stage can stop
 //! it. Every request, stopped or not, leaves one [`record::RequestRecord`].
 //!
-//! Crate map:
-//! - [`pipeline`]: the stage ids, the request context and the driver that runs the stages;
-//! - [`stage`]: one module per stage;
-//! - [`rejection`]: the typed stop and its RFC 9457 body;
-//! - [`record`]: the request record and its sinks (access log, metrics, subscribers);
-//! - [`config`]: raw YAML → compiled runtime, with diagnostics that name file, line and field;
-//! - [`identity`]: TLS, JWT and JWKS, API keys — what `tls`, `authn` and `authz` use;
-//! - [`resilience`]: balancing, health, breakers, retry budgets — state that survives reloads;
-//! - [`reload`]: swapping in a new config live (SIGHUP, file changes, `GatewayHandle::reload`);
-//! - [`clock`]: the only reader of the system clock.
+//! The modules form layers; each imports only from layers below it (ARCHITECTURE.md, checked by
+//! `tests/integration/tidy.rs`), bottom to top:
+//! 1. vocabulary — [`clock`], [`vocab`] (stage ids, stop reasons, identity, the typed stop);
+//! 2. rules — [`routing`], [`ratelimit`], [`identity`], [`resilience`]: pure algorithms and their
+//!    own state, over an explicit `now`;
+//! 3. [`config`]: raw YAML → compiled config, data only, with diagnostics naming file, line, field;
+//! 4. [`record`]: the request record, its metrics and sinks;
+//! 5. [`body`]: the streaming request and response bodies;
+//! 6. [`state`]: what lives across requests and reloads, and binding a config to it;
+//! 7. [`stage`]: one module per stage, glue over the layers below, and the request context;
+//! 8. [`pipeline`]: the driver that runs the stages;
+//! 9. [`admin`], [`reload`], [`route_test`]; then [`server`], and the `gateway` binary.
 
-pub mod admin;
-pub mod body;
 pub mod clock;
-pub mod config;
+pub mod vocab;
+
 pub mod identity;
-pub mod metrics;
-pub mod pipeline;
 pub mod ratelimit;
-pub mod record;
-pub mod rejection;
-pub mod reload;
 pub mod resilience;
-pub mod server;
+pub mod routing;
+
+pub mod config;
+
+pub mod record;
+
+pub mod body;
+
+pub mod state;
+
 pub mod stage;
 
-pub use server::{GatewayHandle, StartOptions, start};
+pub mod pipeline;
+
+pub mod admin;
+pub mod reload;
 pub mod route_test;
+
+pub mod server;
+
+pub use server::{GatewayHandle, StartOptions, start};

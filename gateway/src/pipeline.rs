@@ -1,407 +1,241 @@
-//! The eight stages, the per-request context they share, and the driver that runs them in order.
+//! The driver: runs one request through the eight stages in their fixed order, times each, turns
+//! the first stop into its RFC 9457 answer, and attaches the request's record to the response
+//! body, which emits it when the body ends.
 //!
-//! A stage either passes (possibly enriching the context) or stops the request with a typed
-//! [`Rejection`]. The driver times every stage, and whatever happens the request leaves one
-//! [`RequestRecord`](crate::record::RequestRecord).
+//! The route is *looked up* before `authn` (authz and ratelimit need the route's rules) but a
+//! request without one is *stopped* by `route`, in pipeline order.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
-
-use http::request::Parts;
-use hyper::body::Incoming;
-use serde::{Deserialize, Serialize, Serializer};
+use std::sync::atomic::AtomicU64;
 
 use http::{HeaderValue, header};
+use hyper::body::Incoming;
 
 use crate::body::{PendingRecord, ResponseBody};
-use crate::clock::Nanos;
-use crate::config::{CompiledRoute, Runtime};
+use crate::clock::{Clock, Nanos};
 use crate::record::{RequestRecord, StageTimings};
-use crate::rejection::{PROBLEM_JSON, Rejection};
 use crate::stage;
-use crate::stage::mutate_request::{
+use crate::stage::context::{ConnectionInfo, RequestContext, RequestFacts, RouteMatch};
+use crate::state::GatewayState;
+use crate::vocab::rejection::PROBLEM_JSON;
+use crate::vocab::trace::{
     TRACEPARENT, TraceContext, X_REQUEST_ID, new_request_id, well_formed_request_id,
 };
+use crate::vocab::{Rejection, StageId};
 
-/// The stable identifier of a stage: module name, config key, metric label, scenario `stopped_at`
-/// value and TUI label are all this one snake_case word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StageId {
-    Tls,
-    Authn,
-    Authz,
-    Ratelimit,
-    Route,
-    MutateRequest,
-    Forward,
-    MutateResponse,
-}
-
-impl StageId {
-    pub const ALL: [StageId; 8] = [
-        StageId::Tls,
-        StageId::Authn,
-        StageId::Authz,
-        StageId::Ratelimit,
-        StageId::Route,
-        StageId::MutateRequest,
-        StageId::Forward,
-        StageId::MutateResponse,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            StageId::Tls => "tls",
-            StageId::Authn => "authn",
-            StageId::Authz => "authz",
-            StageId::Ratelimit => "ratelimit",
-            StageId::Route => "route",
-            StageId::MutateRequest => "mutate_request",
-            StageId::Forward => "forward",
-            StageId::MutateResponse => "mutate_response",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<StageId> {
-        StageId::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl std::fmt::Display for StageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for StageId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for StageId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        StageId::parse(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown stage `{name}`, expected one of: tls, authn, authz, ratelimit, route, mutate_request, forward, mutate_response"
-            ))
-        })
-    }
-}
-
-/// Who made the request, as established by `authn`. Never holds a secret.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Identity {
-    pub subject: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tier: Option<String>,
-    /// The id of the API key or of the signing key that vouched for this identity.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-}
-
-/// Whether the client reached us over TLS; decides X-Forwarded-Proto.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
-
-/// What one stage decided about the limit, kept for the record and the response headers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LimitDecision {
-    pub policy: String,
-    pub subject: String,
-    pub remaining: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_secs: Option<u64>,
-    /// The store could not answer; the policy's `on_store_error` decided (remaining unknown).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub store_fallback: bool,
-}
-
-/// The state one request carries through the pipeline.
-pub struct RequestContext {
-    /// The configuration this request started under; a reload never changes it mid-request.
-    pub runtime: Arc<Runtime>,
-    pub request_id: String,
-    pub trace: TraceContext,
-    pub peer: SocketAddr,
-    pub scheme: Scheme,
-    /// Monotonic time the request arrived, from the gateway's clock.
-    pub arrived: Nanos,
-    pub unix_millis: u64,
-    /// The request head; the body travels separately so it can stream.
-    pub parts: Parts,
-    pub body: Option<Incoming>,
-    /// Request body bytes seen so far, shared with the streaming body.
-    pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
-    /// The path after normalization: what routing matched and what the upstream sees unless rewritten.
-    pub normalized_path: String,
-    /// Set before the pipeline runs so authz and ratelimit can read the route's rules; `route`
-    /// is the stage that stops a request with no route.
-    pub route: Option<Arc<CompiledRoute>>,
-    /// Why the path could not be normalized; `route` turns it into a 400.
-    pub path_error: Option<crate::stage::route::normalize::PathError>,
-    pub identity: Option<Arc<Identity>>,
-    pub limit: Option<LimitDecision>,
-    /// `RateLimit-Policy`, `RateLimit` (and legacy) fields `ratelimit` chose; added to the
-    /// answer, admitted or refused, after `mutate_response`.
-    pub limit_headers: Vec<(http::HeaderName, HeaderValue)>,
-    /// The upstream instance `route` picked, as `name@address`.
-    pub upstream_instance: Option<(Arc<str>, SocketAddr)>,
-    /// The path sent upstream, after rewriting.
-    pub upstream_path: Option<String>,
-    /// The connection's TLS (SNI, client certificate); `None` on plaintext.
-    pub tls: Option<Arc<crate::identity::tls::TlsInfo>>,
-    /// The upstream's live state as `route` and `forward` used it: instance, breaker permission,
-    /// retries, the in-flight guard (crate::resilience).
-    pub resilience: crate::resilience::RequestResilience,
-}
-
-impl RequestContext {
-    pub fn route_name(&self) -> Option<&str> {
-        self.route.as_deref().map(|r| r.name.as_ref())
-    }
-}
-
-/// The outcome of the driver: where the request stopped, if anywhere.
-pub type StageResult = Result<(), Rejection>;
-
-/// What the connection knows about a request that the request itself does not say.
-#[derive(Debug, Clone)]
-pub struct ConnectionInfo {
-    pub peer: SocketAddr,
-    pub scheme: Scheme,
-    /// What the TLS handshake established (SNI, client certificate); `None` on plaintext.
-    pub tls: Option<Arc<crate::identity::tls::TlsInfo>>,
-}
+/// The record's `reason` for a CORS preflight the gateway answered itself (not a stop).
+pub const CORS_PREFLIGHT: &str = "cors-preflight";
 
 /// Runs one request through the eight stages and returns the response; the request's record is
 /// emitted when the response body ends.
 pub async fn handle(
-    state: &crate::server::GatewayState,
-    conn: ConnectionInfo,
+    state: &GatewayState,
+    connection: ConnectionInfo,
     request: http::Request<Incoming>,
 ) -> http::Response<ResponseBody> {
     let clock = &state.clock;
     let arrived = clock.now();
-    let runtime = state.runtime.load_full();
     let (parts, body) = request.into_parts();
-
-    let request_id = parts
-        .headers
-        .get(&X_REQUEST_ID)
-        .filter(|v| well_formed_request_id(v.as_bytes()))
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(new_request_id, str::to_owned);
-    let trace = TraceContext::continue_or_start(parts.headers.get(&TRACEPARENT));
-    let origin = parts.headers.get(header::ORIGIN).cloned();
     let mut cx = RequestContext {
-        runtime,
-        request_id,
-        trace,
-        peer: conn.peer,
-        scheme: conn.scheme,
-        arrived,
-        unix_millis: clock.unix_millis(),
-        normalized_path: String::new(),
-        route: None,
-        path_error: None,
+        active: state.active.load_full(),
+        facts: facts(&parts, connection, arrived, clock.unix_millis()),
+        parts,
+        body: Some(body),
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        route: RouteMatch::NotLooked,
         identity: None,
         limit: None,
-        limit_headers: Vec::new(),
-        upstream_instance: None,
+        target: None,
+        breaker: None,
+        retries: 0,
         upstream_path: None,
-        tls: conn.tls,
-        resilience: Default::default(),
-        bytes_in: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-        body: Some(body),
-        parts,
+        upgrade: None,
+        close_connection: false,
     };
-    let method = cx.parts.method.to_string();
-    let host = host_of(&cx.parts);
 
-    let mut timings = StageTimings::default();
-    let outcome = drive(state, &mut cx, &mut timings, clock.as_ref()).await;
+    let mut laps = Laps {
+        clock: clock.as_ref(),
+        last: arrived,
+        timings: StageTimings::default(),
+    };
+    let outcome = drive(state, &mut cx, &mut laps).await;
 
-    let started_response = clock.now();
-    let mut close_connection = false;
     let (mut response, stop) = match outcome {
         Ok(Outcome::Upstream(response)) => (response.map(ResponseBody::upstream), None),
-        Ok(Outcome::Answered(response, reason)) => (response, Some((None, reason))),
+        Ok(Outcome::Answered(response)) => (response, Some((None, CORS_PREFLIGHT))),
         Err(rejection) => {
-            close_connection = rejection.close_connection;
-            let response = rejection_response(&rejection, &cx.request_id);
-            (response, Some((Some(rejection.stage), rejection.reason)))
+            cx.close_connection = rejection.close_connection;
+            let response = rejection_response(&rejection, &cx.facts.request_id);
+            (
+                response,
+                Some((Some(rejection.stage), rejection.reason.as_str())),
+            )
         }
     };
     let preflight = matches!(stop, Some((None, _)));
-    crate::stage::mutate_response::run(&cx, origin.as_ref(), preflight, &mut response);
-    for (name, value) in &cx.limit_headers {
-        // After mutate_response: the gateway's own fields replace whatever the upstream sent.
-        response.headers_mut().insert(name.clone(), value.clone());
-    }
-    if close_connection {
-        // After mutate_response, which strips connection-specific headers from everything else.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    if let Ok(v) = HeaderValue::from_str(&cx.request_id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), v);
-    }
-    timings.set(
-        StageId::MutateResponse,
-        clock.now().saturating_sub(started_response),
-    );
+    timed(&mut laps, StageId::MutateResponse, async {
+        stage::mutate_response::run(&cx, preflight, &mut response)
+    })
+    .await;
 
-    let (stopped_at, reason) = stop.unwrap_or((None, ""));
-    let record = RequestRecord {
-        request_id: cx.request_id,
-        trace_id: cx.trace.trace_id_hex(),
-        unix_millis: cx.unix_millis,
-        peer: cx.peer,
-        method,
-        host,
-        path: if cx.normalized_path.is_empty() {
-            cx.parts.uri.path().to_string()
-        } else {
-            cx.normalized_path
-        },
-        route: cx.route.as_ref().map(|r| r.name.clone()),
-        route_template: cx.route.as_ref().map(|r| r.template.clone()),
-        status: response.status().as_u16(),
-        stopped_at,
-        reason: (!reason.is_empty()).then_some(std::borrow::Cow::Borrowed(reason)),
-        stage_ns: timings,
-        duration_ns: 0,
-        identity: cx.identity,
-        limit: cx.limit,
-        upstream: cx.upstream_instance.as_ref().map(|(name, _)| name.clone()),
-        upstream_instance: cx.upstream_instance.map(|(_, addr)| addr),
-        upstream_path: cx.upstream_path,
-        retries: cx.resilience.retries,
-        breaker: cx.resilience.breaker,
-        bytes_in: 0,
-        bytes_out: 0,
-        completed: false,
-    };
+    let (stopped_at, reason) = stop.unzip();
+    let record = record(
+        &mut cx,
+        laps.timings,
+        response.status().as_u16(),
+        stopped_at.flatten(),
+        reason,
+    );
     response.body_mut().attach_record(Box::new(PendingRecord {
         record,
         arrived,
         bytes_in: Some(cx.bytes_in),
         clock: clock.clone(),
         sinks: state.sinks.clone(),
-        in_flight: cx.resilience.in_flight.take(),
+        in_flight: cx.target.map(|t| t.in_flight),
     }));
     response
+}
+
+/// What never changes after arrival: the client's request id when well formed (else a new one),
+/// the trace continued or started, and the method, host and origin as the client sent them.
+fn facts(
+    parts: &http::request::Parts,
+    connection: ConnectionInfo,
+    arrived: Nanos,
+    unix_millis: u64,
+) -> RequestFacts {
+    let request_id = parts
+        .headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| well_formed_request_id(v.as_bytes()))
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(new_request_id, str::to_owned);
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    RequestFacts {
+        request_id,
+        trace: TraceContext::continue_or_start(parts.headers.get(&TRACEPARENT)),
+        connection,
+        arrived,
+        unix_millis,
+        method: parts.method.clone(),
+        host,
+        origin: parts.headers.get(header::ORIGIN).cloned(),
+    }
+}
+
+fn record(
+    cx: &mut RequestContext,
+    timings: StageTimings,
+    status: u16,
+    stopped_at: Option<StageId>,
+    reason: Option<&'static str>,
+) -> RequestRecord {
+    let target = cx.target.as_ref();
+    RequestRecord {
+        request_id: std::mem::take(&mut cx.facts.request_id),
+        trace_id: cx.facts.trace.trace_id_hex(),
+        unix_millis: cx.facts.unix_millis,
+        peer: cx.facts.connection.peer,
+        method: cx.facts.method.to_string(),
+        host: cx
+            .facts
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned),
+        path: match &mut cx.route {
+            RouteMatch::Matched { path, .. } | RouteMatch::Unmatched { path } => {
+                std::mem::take(path)
+            }
+            RouteMatch::NotLooked | RouteMatch::BadPath(_) => cx.parts.uri.path().to_string(),
+        },
+        route: cx.route.route().map(|r| r.name.clone()),
+        route_template: cx.route.route().map(|r| r.template.clone()),
+        status,
+        stopped_at,
+        reason: reason.map(std::borrow::Cow::Borrowed),
+        stage_ns: timings,
+        duration_ns: 0,
+        identity: cx.identity.take(),
+        limit: cx.limit.take().map(|l| l.decision),
+        upstream: target.map(|t| t.upstream.name().clone()),
+        upstream_instance: target.map(|t| t.address()),
+        upstream_path: cx.upstream_path.take(),
+        retries: cx.retries,
+        breaker: cx.breaker,
+        bytes_in: 0,
+        bytes_out: 0,
+        completed: false,
+    }
 }
 
 enum Outcome {
     /// The upstream answered; its response goes to `mutate_response`.
     Upstream(http::Response<Incoming>),
     /// The gateway answered on purpose without it being a stop (a CORS preflight).
-    Answered(http::Response<ResponseBody>, &'static str),
+    Answered(http::Response<ResponseBody>),
 }
 
-/// The driver: the stages in their fixed order, each timed, the first stop ending the run.
+/// Each stage's time: one clock reading per stage, the time since the previous reading charged
+/// to the stage that just ran.
+struct Laps<'c> {
+    clock: &'c dyn Clock,
+    last: Nanos,
+    timings: StageTimings,
+}
+
+/// Runs one stage and charges its time to `stage`.
+async fn timed<T>(laps: &mut Laps<'_>, stage: StageId, run: impl Future<Output = T>) -> T {
+    let out = run.await;
+    let now = laps.clock.now();
+    laps.timings.add(stage, now.saturating_sub(laps.last));
+    laps.last = now;
+    out
+}
+
+/// The stages in their fixed order, each timed, the first stop ending the run.
 async fn drive(
-    state: &crate::server::GatewayState,
+    state: &GatewayState,
     cx: &mut RequestContext,
-    timings: &mut StageTimings,
-    clock: &dyn crate::clock::Clock,
+    laps: &mut Laps<'_>,
 ) -> Result<Outcome, Rejection> {
-    let mut last = cx.arrived;
-    let mut lap = |stage: StageId, timings: &mut StageTimings, restart: bool| {
-        let now = clock.now();
-        if !restart {
-            timings.set(stage, now.saturating_sub(last));
-        }
-        last = now;
-    };
+    timed(laps, StageId::Tls, async { stage::tls::run(cx) }).await?;
 
-    let result = stage::tls::run(cx);
-    lap(StageId::Tls, timings, false);
-    result?;
-
-    if let Some(cors) = &cx.runtime.cors {
+    if let Some(cors) = &cx.active.config.cors {
         if stage::mutate_response::is_preflight(&cx.parts.method, &cx.parts.headers) {
             let response = stage::mutate_response::answer_preflight(cors, &cx.parts.headers)?;
-            return Ok(Outcome::Answered(response, "cors-preflight"));
+            return Ok(Outcome::Answered(response));
         }
     }
 
-    // Resolve the route up front (timed as part of `route`): authz and ratelimit read its rules.
-    let route_started = clock.now();
-    resolve_route(cx);
-    let lookup_nanos = clock.now().saturating_sub(route_started);
-    lap(StageId::Route, timings, true);
+    // The lookup is charged to `route`, whose rules authz and ratelimit read before it runs.
+    timed(laps, StageId::Route, async {
+        cx.route = stage::route::resolve(
+            &cx.active.config,
+            &cx.parts.method,
+            &cx.parts.uri,
+            &cx.parts.headers,
+        );
+    })
+    .await;
 
-    let result = stage::authn::run(state, cx).await;
-    lap(StageId::Authn, timings, false);
-    result?;
-    let result = stage::authz::run(cx);
-    lap(StageId::Authz, timings, false);
-    result?;
-    let result = stage::ratelimit::run(state, cx).await;
-    lap(StageId::Ratelimit, timings, false);
-    result?;
-    let result = stage::route::run(cx);
-    lap(StageId::Route, timings, false);
-    timings.nanos[StageId::Route.index()] += lookup_nanos;
-    result?;
-    let result = stage::mutate_request::run(cx);
-    lap(StageId::MutateRequest, timings, false);
-    result?;
-    let result = stage::forward::run(cx).await;
-    lap(StageId::Forward, timings, false);
-    Ok(Outcome::Upstream(result?))
-}
-
-fn resolve_route(cx: &mut RequestContext) {
-    match stage::route::resolve(
-        &cx.runtime,
-        &cx.parts.method,
-        &cx.parts.uri,
-        &cx.parts.headers,
-    ) {
-        Ok((path, route)) => {
-            cx.normalized_path = path;
-            cx.route = route;
-        }
-        Err(error) => cx.path_error = Some(error),
-    }
-}
-
-fn host_of(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .map(str::to_owned)
+    timed(laps, StageId::Authn, stage::authn::run(state, cx)).await?;
+    timed(laps, StageId::Authz, async { stage::authz::run(cx) }).await?;
+    timed(laps, StageId::Ratelimit, stage::ratelimit::run(state, cx)).await?;
+    let target = timed(laps, StageId::Route, async { stage::route::run(cx) }).await?;
+    timed(laps, StageId::MutateRequest, async {
+        stage::mutate_request::run(cx)
+    })
+    .await?;
+    let response = timed(laps, StageId::Forward, stage::forward::run(cx, target)).await?;
+    Ok(Outcome::Upstream(response))
 }
 
 /// The one error format: every stop answers with its RFC 9457 body.

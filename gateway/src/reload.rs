@@ -17,58 +17,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Diagnostic, Runtime};
-use crate::resilience::Registry;
 use crate::resilience::metrics::ResultLabels;
-use crate::server::GatewayState;
-
-/// Reload bookkeeping in the gateway state.
-#[derive(Debug)]
-pub struct ReloadState {
-    /// One reload at a time, so versions and bindings follow each other in order.
-    one_at_a_time: Mutex<()>,
-    version: AtomicU64,
-    last_failure: Mutex<Option<Failure>>,
-}
-
-impl Default for ReloadState {
-    fn default() -> Self {
-        Self {
-            one_at_a_time: Mutex::new(()),
-            version: AtomicU64::new(1),
-            last_failure: Mutex::new(None),
-        }
-    }
-}
-
-impl ReloadState {
-    /// Binds the config the gateway starts with: version 1.
-    pub fn first(&self, registry: &Registry, mut runtime: Runtime) -> Runtime {
-        registry.bind(&mut runtime, self.version.load(Ordering::Relaxed));
-        runtime
-    }
-
-    /// The last reload that was refused, if the last reload was refused.
-    pub fn last_failure(&self) -> Option<Failure> {
-        lock(&self.last_failure).clone()
-    }
-}
-
-/// A refused reload, as the admin endpoint reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub source: String,
-    /// Every problem, `file:line:column: field: message`.
-    pub problems: Vec<String>,
-    pub unix_millis: u64,
-}
+use crate::state::GatewayState;
+use crate::state::reload::Failure;
 
 /// What a successful reload did.
 #[derive(Debug, Clone)]
@@ -79,26 +35,22 @@ pub struct Reloaded {
     pub needs_restart: Vec<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Makes `runtime` the active config for requests from now on.
-pub fn install(state: &GatewayState, mut runtime: Runtime) -> Reloaded {
-    let _one = lock(&state.reload.one_at_a_time);
-    let needs_restart = needs_restart(&state.runtime.load(), &runtime);
+pub fn install(state: &GatewayState, runtime: Runtime) -> Reloaded {
+    let _one = state.reload.one_at_a_time();
+    let needs_restart = needs_restart(&state.active.load().config, &runtime);
     for change in &needs_restart {
         tracing::warn!(source = %runtime.source, "{change} changed: restart the gateway to apply it; everything else is applied");
     }
-    let version = state.reload.version.fetch_add(1, Ordering::Relaxed) + 1;
-    state.upstreams.bind(&mut runtime, version);
+    let version = state.reload.next_version();
     let hash = runtime.hash.clone();
     tracing::info!(source = %runtime.source, version, %hash, "config reloaded");
-    let runtime = Arc::new(runtime);
-    state.runtime.store(runtime.clone());
+    let active = Arc::new(state.upstreams.bind(runtime, version));
+    state.active.store(active.clone());
     // Issuer key caches for issuers the new config added or changed (crate::identity).
-    state.identity.sync(&runtime);
-    *lock(&state.reload.last_failure) = None;
+    let auth = &active.config.auth;
+    state.identity.sync(&auth.issuers, auth.token_cache_entries);
+    state.reload.set_last_failure(None);
     state
         .sinks
         .metrics
@@ -129,19 +81,19 @@ fn refuse(state: &GatewayState, source: &str, diagnostics: &[Diagnostic]) {
     for d in diagnostics {
         tracing::error!("{d}");
     }
-    let active = state.runtime.load();
+    let active = state.active.load();
     tracing::error!(
         source,
         problems = diagnostics.len(),
-        active_version = active.bound.version,
-        active_hash = %active.hash,
+        active_version = active.upstreams.version,
+        active_hash = %active.config.hash,
         "config reload refused; the active config stays"
     );
-    *lock(&state.reload.last_failure) = Some(Failure {
+    state.reload.set_last_failure(Some(Failure {
         source: source.to_string(),
         problems: diagnostics.iter().map(ToString::to_string).collect(),
         unix_millis: state.clock.unix_millis(),
-    });
+    }));
     state
         .sinks
         .metrics
@@ -212,7 +164,7 @@ pub async fn watch(state: Arc<GatewayState>, path: PathBuf, mut shutdown: watch:
 
 fn reload_if_changed(state: &GatewayState, path: &Path) {
     if let Ok(text) = std::fs::read_to_string(path) {
-        if crate::config::compile::content_hash(&text) == state.runtime.load().hash {
+        if crate::config::compile::content_hash(&text) == state.active.load().config.hash {
             tracing::debug!(file = %path.display(), "config file touched but unchanged");
             return;
         }

@@ -14,8 +14,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
 
 use crate::config::{Diagnostic, Runtime};
-use crate::pipeline::StageId;
 use crate::stage::route::resolve;
+use crate::vocab::StageId;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,20 +117,18 @@ pub fn evaluate(runtime: &Runtime, request: &CaseRequest) -> Result<Verdict, Str
         let value = HeaderValue::from_str(host).map_err(|_| format!("`{host}` is not a host"))?;
         headers.insert(http::header::HOST, value);
     }
-    let (path, route, path_error) = match resolve(runtime, &method, &uri, &headers) {
-        Ok((path, route)) => (path, route, None),
-        Err(e) => (String::new(), None, Some(e)),
-    };
+    let found = resolve(runtime, &method, &uri, &headers);
     let mut verdict = Verdict {
-        route: route.as_ref().map(|r| r.name.to_string()),
+        route: found.route().map(|r| r.name.to_string()),
         ..Verdict::default()
     };
-    match crate::stage::route::verdict(path_error.as_ref(), route.as_deref()) {
-        Ok(upstream) => {
+    match crate::stage::route::verdict(&found) {
+        Ok((route, upstream)) => {
             verdict.upstream = Some(upstream.name.to_string());
-            verdict.path = Some(match route.as_ref().and_then(|r| r.rewrite.as_ref()) {
-                Some(rewrite) => rewrite.apply(&path),
-                None => path,
+            let path = found.path().unwrap_or("/");
+            verdict.path = Some(match &route.rewrite {
+                Some(rewrite) => rewrite.apply(path),
+                None => path.to_string(),
             });
         }
         Err(stop) => {

@@ -19,26 +19,14 @@ use tokio::task::JoinSet;
 
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Runtime;
-use crate::metrics::Metrics;
+use crate::identity::{IdentityState, tls};
+use crate::ratelimit::store::Stores;
+use crate::record::metrics::Metrics;
 use crate::record::{RecordSinks, RequestRecord};
-
-/// What every connection task shares: the active config, the clock and the record sinks.
-pub struct GatewayState {
-    pub runtime: ArcSwap<Runtime>,
-    pub clock: SharedClock,
-    pub sinks: RecordSinks,
-    /// JWKS caches and the verified-token cache: kept across reloads. After swapping
-    /// `runtime`, a reload calls `identity.sync(&new_runtime)`.
-    pub identity: crate::identity::IdentityState,
-    /// Rate-limit counters (memory and Redis stores): kept across reloads, keyed by policy id and
-    /// definition, so only changed policies start afresh.
-    pub ratelimit: crate::ratelimit::store::Stores,
-    /// Upstream pools, breakers, budgets, instance health: kept across reloads for what did not
-    /// change (crate::resilience); each installed runtime is bound to it.
-    pub upstreams: crate::resilience::Registry,
-    /// The active config's version and the last refused reload (crate::reload).
-    pub reload: crate::reload::ReloadState,
-}
+use crate::stage::context::ConnectionInfo;
+use crate::state::upstreams::Registry;
+use crate::state::{GatewayState, ReloadState};
+use crate::vocab::Scheme;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -155,20 +143,25 @@ pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHan
         (None, Some(address)) => Some(bind(address).await?),
         (None, None) => None,
     };
-    let identity =
-        crate::identity::IdentityState::new(&runtime, options.clock.clone(), sinks.metrics.clone());
-    // Starts each issuer's JWKS fetch in the background: start never waits for an issuer.
-    identity.sync(&runtime);
-    let ratelimit = crate::ratelimit::store::Stores::new(
+    let auth = &runtime.auth;
+    let identity = IdentityState::new(
+        auth.token_cache_entries,
         options.clock.clone(),
-        &runtime.rate_limits,
+        sinks.metrics.identity.clone(),
+    );
+    // Starts each issuer's JWKS fetch in the background: start never waits for an issuer.
+    identity.sync(&auth.issuers, auth.token_cache_entries);
+    let ratelimit = Stores::new(
+        options.clock.clone(),
+        runtime.rate_limits.max_keys,
+        runtime.rate_limits.redis.as_ref(),
         sinks.metrics.ratelimit.clone(),
     );
-    let upstreams = crate::resilience::Registry::new(options.clock.clone(), sinks.metrics.clone());
-    let reload = crate::reload::ReloadState::default();
-    let runtime = reload.first(&upstreams, runtime);
+    let upstreams = Registry::new(options.clock.clone(), sinks.metrics.clone());
+    let reload = ReloadState::default();
+    let active = reload.first(&upstreams, runtime);
     let state = Arc::new(GatewayState {
-        runtime: ArcSwap::from_pointee(runtime),
+        active: ArcSwap::from_pointee(active),
         clock: options.clock,
         sinks,
         identity,
@@ -239,7 +232,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    let drain = state.runtime.load().limits.drain_timeout;
+    let drain = state.active.load().config.limits.drain_timeout;
     let drained = tokio::time::timeout(drain, async {
         while connections.join_next().await.is_some() {}
     })
@@ -261,12 +254,10 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     // The TLS handshake, when the listener has TLS; a failed one is counted, logged and dropped.
-    let Some((stream, info)) =
-        crate::identity::accept_connection(&state, index, stream, peer).await
-    else {
+    let Some((stream, info)) = accept_connection(&state, index, stream, peer).await else {
         return;
     };
-    let limits = state.runtime.load().limits.clone();
+    let limits = state.active.load().config.limits.clone();
     let activity = Arc::new(Activity::default());
     activity
         .last_nanos
@@ -369,5 +360,49 @@ impl Drop for Busy<'_> {
             .last_nanos
             .fetch_max(self.clock.now(), Ordering::Relaxed);
         self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts a client connection on listener `index`: the TLS handshake when the listener has
+/// TLS (with the certificates of the runtime in force now), bounded by the header-read timeout.
+/// A failed handshake is counted and logged and the connection dropped: it never reaches a
+/// stage.
+pub async fn accept_connection(
+    state: &GatewayState,
+    index: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(tls::EdgeStream, ConnectionInfo)> {
+    let _ = stream.set_nodelay(true);
+    let active = state.active.load();
+    let listener = active.config.listeners.get(index);
+    let listener_tls = listener.and_then(|l| l.tls.clone());
+    let name = listener.map_or_else(|| format!("#{index}"), |l| l.name.clone());
+    let timeout = active.config.limits.header_read_timeout;
+    drop(active);
+    let is_tls = listener_tls.is_some();
+    match tls::accept(stream, listener_tls, timeout).await {
+        Ok((io, tls)) => {
+            if is_tls {
+                state.sinks.metrics.identity.handshake(&name);
+            }
+            Some((
+                io,
+                ConnectionInfo {
+                    peer,
+                    scheme: if is_tls { Scheme::Https } else { Scheme::Http },
+                    tls,
+                },
+            ))
+        }
+        Err(failure) => {
+            state
+                .sinks
+                .metrics
+                .identity
+                .handshake_failed(&name, failure.reason);
+            tracing::info!(%peer, listener = %name, reason = failure.reason, error = %failure.error, "TLS handshake failed");
+            None
+        }
     }
 }

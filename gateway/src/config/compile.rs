@@ -9,8 +9,8 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use super::compiled::*;
 use super::raw::*;
-use crate::stage::route::pattern::RoutePattern;
-use crate::stage::route::table::{RouteTable, route_order};
+use crate::routing::pattern::RoutePattern;
+use crate::routing::table::{RouteTable, route_order};
 
 pub type Problem = (String, String);
 
@@ -136,7 +136,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                 } else {
                     http::uri::Scheme::HTTP
                 },
-                client: crate::stage::forward::new_client(up.connect_timeout, tls),
+                tls,
             }),
         );
     }
@@ -183,7 +183,6 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         routes: RouteTable::new(routes),
         auth,
         rate_limits,
-        bound: Default::default(),
     })
 }
 
@@ -380,7 +379,7 @@ fn covers_value(a: &ValueMatch, b: &ValueMatch) -> bool {
 /// A route that can never match: an earlier-ranked route accepts everything it accepts.
 fn check_shadowing(routes: &[Arc<CompiledRoute>], problems: &mut Vec<Problem>) {
     let mut ranked: Vec<&Arc<CompiledRoute>> = routes.iter().collect();
-    ranked.sort_by(|a, b| route_order(a, b));
+    ranked.sort_by(|a, b| route_order(a.as_ref(), b.as_ref()));
     for (pos, b) in ranked.iter().enumerate() {
         if let Some(a) = ranked[..pos]
             .iter()

@@ -1,5 +1,6 @@
 //! The configuration as the pipeline uses it: validated, with names resolved, patterns parsed and
-//! header names pre-built so nothing is parsed on the request path.
+//! header names pre-built so nothing is parsed on the request path. Data only: no connection
+//! pools, no live state — binding a config to those is `crate::state`'s job.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,8 +10,9 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::raw::{RawAccessLog, RawLimits};
-use crate::stage::route::pattern::RoutePattern;
-use crate::stage::route::table::RouteTable;
+use crate::routing::pattern::RoutePattern;
+pub use crate::routing::table::ValueMatch;
+use crate::routing::table::{RouteTable, Rule};
 
 /// Everything one request needs to know about the active configuration. Swapped whole on reload.
 #[derive(Debug)]
@@ -27,15 +29,12 @@ pub struct Runtime {
     pub access_log: RawAccessLog,
     pub cors: Option<CorsPolicy>,
     pub upstreams: HashMap<Arc<str>, Arc<Upstream>>,
-    pub routes: RouteTable,
+    pub routes: RouteTable<CompiledRoute>,
     /// Issuers, API keys and each route's auth rules (config/identity.rs).
     pub auth: super::identity::AuthConfig,
     /// Rate-limit policies and their store settings (config/ratelimit.rs); the counters live in
     /// `GatewayState`, not here, so a reload keeps them.
     pub rate_limits: super::ratelimit::CompiledRateLimits,
-    /// The upstreams bound to their live state (health, breakers, pools), filled when the
-    /// runtime is installed; empty before (crate::resilience).
-    pub bound: crate::resilience::Binding,
 }
 
 #[derive(Debug, Clone)]
@@ -53,9 +52,10 @@ pub struct Upstream {
     pub instances: Vec<Instance>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-    /// A keep-alive client built for these settings. The client requests use is the bound one
-    /// (`Runtime::bound`), which keeps the previous pool when the settings did not change.
-    pub client: crate::stage::forward::UpstreamClient,
+    /// TLS toward the upstream (`upstreams.<name>.tls`): the CA to verify it and the client
+    /// certificate to present. The pooled client is built from it when the config is bound
+    /// (crate::state::upstreams), never here.
+    pub tls: Option<crate::identity::tls::UpstreamTls>,
     /// `https` when the upstream is reached over TLS (`upstreams.<name>.tls`), else `http`.
     pub scheme: http::uri::Scheme,
     /// Balancing, health, breaker, retries, total timeout (config/resilience.rs).
@@ -94,18 +94,27 @@ pub struct CompiledRoute {
     pub deprecation: Option<super::resilience::Deprecation>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValueMatch {
-    Present,
-    Exact(String),
-}
-
-impl ValueMatch {
-    pub fn matches(&self, value: &[u8]) -> bool {
-        match self {
-            ValueMatch::Present => true,
-            ValueMatch::Exact(expected) => expected.as_bytes() == value,
-        }
+impl Rule for CompiledRoute {
+    fn declaration_index(&self) -> usize {
+        self.declaration_index
+    }
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+    fn pattern(&self) -> &RoutePattern {
+        &self.pattern
+    }
+    fn methods(&self) -> &[Method] {
+        &self.methods
+    }
+    fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+    fn headers(&self) -> &[(HeaderName, ValueMatch)] {
+        &self.headers
+    }
+    fn query(&self) -> &[(String, ValueMatch)] {
+        &self.query
     }
 }
 

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use http::HeaderName;
 use jsonwebtoken::Algorithm;
-use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
@@ -22,9 +21,11 @@ use super::compile::Problem;
 use super::compiled::CompiledRoute;
 use super::raw::RawConfig;
 use crate::identity::api_key::{ApiKeyStore, digest, parse_hex_digest};
+pub use crate::identity::issuer::{ClaimNames, IssuerConfig, JwksSettings, header_safe};
+pub use crate::identity::tls::UpstreamTls;
 use crate::identity::tls::{self, CertEntry, ClientAuth, ListenerTls};
-use crate::pipeline::Identity;
-use crate::stage::route::pattern::{RoutePattern, Segment};
+use crate::routing::pattern::{RoutePattern, Segment};
+use crate::vocab::Identity;
 
 // ---------------------------------------------------------------------------------------------
 // Raw: the YAML as written.
@@ -76,7 +77,7 @@ pub struct RawIssuer {
     #[serde(default)]
     pub required_claims: Vec<String>,
     #[serde(default)]
-    pub claims: RawClaimNames,
+    pub claims: ClaimNames,
     #[serde(default)]
     pub jwks: RawJwks,
 }
@@ -93,30 +94,6 @@ fn default_leeway() -> Duration {
 
 fn default_max_lifetime() -> Duration {
     Duration::from_secs(24 * 3600)
-}
-
-/// Which claims hold the parts of an identity.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawClaimNames {
-    pub subject: String,
-    pub tenant: String,
-    /// A space-separated string (OAuth `scope`) or an array of strings.
-    pub scopes: String,
-    pub roles: String,
-    pub tier: String,
-}
-
-impl Default for RawClaimNames {
-    fn default() -> Self {
-        Self {
-            subject: "sub".into(),
-            tenant: "tenant".into(),
-            scopes: "scope".into(),
-            roles: "roles".into(),
-            tier: "tier".into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -311,44 +288,6 @@ impl AuthConfig {
 }
 
 #[derive(Debug)]
-pub struct IssuerConfig {
-    pub name: Arc<str>,
-    pub issuer: String,
-    pub jwks_url: http::Uri,
-    pub audiences: Vec<String>,
-    pub algorithms: Vec<Algorithm>,
-    pub leeway_secs: i64,
-    pub max_lifetime_secs: i64,
-    pub required_claims: Vec<String>,
-    pub claims: RawClaimNames,
-    pub jwks: JwksSettings,
-}
-
-impl IssuerConfig {
-    /// Identifies the JWKS cache this issuer uses: a reload that changes where or how keys
-    /// are fetched starts a new cache; one that does not keeps the cached keys.
-    pub fn jwks_cache_key(&self) -> String {
-        format!(
-            "{}|{}|{}",
-            self.name,
-            self.jwks_url,
-            self.jwks.ca_file.as_deref().unwrap_or("")
-        )
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct JwksSettings {
-    pub ttl: Duration,
-    pub refetch_cooldown: Duration,
-    pub fetch_timeout: Duration,
-    pub max_stale: Duration,
-    pub ca_file: Option<String>,
-    /// For an https `jwks_url`.
-    pub tls: Option<ClientConfig>,
-}
-
-#[derive(Debug)]
 pub struct RouteAuth {
     pub optional: bool,
     pub accept_jwt: bool,
@@ -375,13 +314,6 @@ pub enum TenantRule {
         index: usize,
     },
     Header(HeaderName),
-}
-
-/// TLS toward an upstream.
-#[derive(Debug, Clone)]
-pub struct UpstreamTls {
-    pub config: ClientConfig,
-    pub server_name: Option<ServerName<'static>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,12 +522,6 @@ fn compile_issuer(
 
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// A value that will travel in a header toward the upstream (X-User-Id, ...): no control
-/// characters, so it can never split or end a header.
-pub fn header_safe(value: &str) -> bool {
-    http::HeaderValue::from_str(value).is_ok()
 }
 
 fn compile_api_keys(

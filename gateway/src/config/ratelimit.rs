@@ -17,8 +17,8 @@ use serde::Deserialize;
 use crate::ratelimit::store::{MAX_EXACT, TICK_NANOS};
 use crate::ratelimit::{Algorithm, AnyLimiter, Quota};
 
-/// The default memory budget: keys (policy × subject) held at once before idle ones are evicted.
-pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+use crate::ratelimit::store::RedisConfig;
+use crate::ratelimit::store::memory::DEFAULT_MAX_KEYS;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,15 +244,6 @@ impl CompiledRateLimits {
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-    pub url: String,
-    pub key_prefix: String,
-    pub timeout: Duration,
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use http::HeaderName;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::pipeline::Identity;
+use crate::vocab::Identity;
 
 pub type KeyDigest = [u8; 32];
 

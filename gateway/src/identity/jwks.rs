@@ -3,11 +3,13 @@
 //! flight, with a cooldown; the last good keys kept when a fetch fails, times out or returns
 //! garbage, for at most `max_stale` after they were fetched.
 //!
-//! The cache outlives config reloads (it sits in [`GatewayState`](crate::server::GatewayState)),
+//! The cache outlives config reloads (it sits in the gateway state),
 //! and reads time only through the injected [`Clock`](crate::clock::Clock).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -19,9 +21,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
+use super::issuer::IssuerConfig;
+use super::metrics::IdentityMetrics;
 use crate::clock::{Nanos, SharedClock};
-use crate::config::identity::IssuerConfig;
-use crate::metrics::Metrics;
 
 /// A JWKS larger than this is garbage, not a key set.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -192,7 +194,7 @@ pub struct JwksCache {
     last_no_keys: Mutex<Option<Nanos>>,
     failures: AtomicU32,
     clock: SharedClock,
-    metrics: Arc<Metrics>,
+    metrics: IdentityMetrics,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -228,7 +230,7 @@ impl FetchError {
 }
 
 impl JwksCache {
-    pub fn new(issuer: &IssuerConfig, clock: SharedClock, metrics: Arc<Metrics>) -> Self {
+    pub fn new(issuer: &IssuerConfig, clock: SharedClock, metrics: IdentityMetrics) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -286,7 +288,7 @@ impl JwksCache {
     fn claim(&self, slot: &Mutex<Option<Nanos>>) -> bool {
         let now = self.clock.now();
         let cooldown = nanos(self.timing().refetch_cooldown);
-        let mut last = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut last = slot.lock();
         match *last {
             Some(at) if now.saturating_sub(at) < cooldown => false,
             _ => {
@@ -297,10 +299,7 @@ impl JwksCache {
     }
 
     fn suppressed(&self) {
-        self.metrics
-            .identity
-            .jwks_refetches_suppressed(&self.issuer)
-            .inc();
+        self.metrics.jwks_refetches_suppressed(&self.issuer).inc();
     }
 
     /// A token named a `kid` the cached keys lack: fetch once, single flight, unless the
@@ -378,10 +377,7 @@ impl JwksCache {
             Ok(_) => "ok",
             Err((label, _)) => label,
         };
-        self.metrics
-            .identity
-            .jwks_fetch(&self.issuer, cause, label)
-            .inc();
+        self.metrics.jwks_fetch(&self.issuer, cause, label).inc();
         match outcome {
             Ok(fetched) => {
                 let previous = self.keys.load_full();
@@ -395,7 +391,6 @@ impl JwksCache {
                     })
                     .collect();
                 self.metrics
-                    .identity
                     .jwks_keys(&self.issuer)
                     .set(i64::try_from(keys.len()).unwrap_or(i64::MAX));
                 let generation = self.generation.load(Ordering::Acquire) + 1;

@@ -15,19 +15,19 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::config::identity::{IssuerConfig, header_safe};
+use super::issuer::{IssuerConfig, header_safe};
 use crate::identity::jwks::VerifyKey;
-use crate::pipeline::Identity;
+use crate::vocab::{Identity, Reason};
 
 /// Why a credential was refused: a stable reason token and a human detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub detail: Cow<'static, str>,
 }
 
 impl Failure {
-    pub fn new(reason: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
         Self {
             reason,
             detail: detail.into(),
@@ -50,7 +50,7 @@ pub struct Parsed<'t> {
 const EMBEDDED_KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 
 fn malformed(detail: &'static str) -> Failure {
-    Failure::new("malformed-token", detail)
+    Failure::new(Reason::MalformedToken, detail)
 }
 
 /// Splits and decodes a compact JWS, checking the header: a known asymmetric `alg` (never
@@ -71,7 +71,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Failure> {
         .ok_or_else(|| malformed("the token's payload is not base64url-encoded JSON"))?;
     if signature.is_empty() {
         return Err(Failure::new(
-            "algorithm-not-allowed",
+            Reason::AlgorithmNotAllowed,
             "unsigned tokens are never accepted",
         ));
     }
@@ -82,19 +82,19 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Failure> {
     };
     if alg.eq_ignore_ascii_case("none") {
         return Err(Failure::new(
-            "algorithm-not-allowed",
+            Reason::AlgorithmNotAllowed,
             "unsigned tokens (`alg: none`) are never accepted",
         ));
     }
     let alg: Algorithm = alg.parse().map_err(|_| {
         Failure::new(
-            "algorithm-not-allowed",
+            Reason::AlgorithmNotAllowed,
             "the token's algorithm is not one the gateway accepts",
         )
     })?;
     if header.contains_key("crit") {
         return Err(Failure::new(
-            "unsupported-crit",
+            Reason::UnsupportedCrit,
             "the token marks header extensions as critical (`crit`); none are supported",
         ));
     }
@@ -103,7 +103,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Failure> {
         .find(|f| header.contains_key(**f))
     {
         return Err(Failure::new(
-            "embedded-key",
+            Reason::EmbeddedKey,
             format!(
                 "the token carries its own key or key location (`{field}`); keys come only from the issuer's JWKS"
             ),
@@ -140,7 +140,7 @@ fn decode_json(part: &str) -> Option<Map<String, Value>> {
 pub fn verify_signature(parsed: &Parsed<'_>, key: &VerifyKey) -> Result<(), Failure> {
     if !key.algorithms.contains(&parsed.alg) {
         return Err(Failure::new(
-            "algorithm-not-allowed",
+            Reason::AlgorithmNotAllowed,
             "the token's algorithm does not match its signing key",
         ));
     }
@@ -152,7 +152,7 @@ pub fn verify_signature(parsed: &Parsed<'_>, key: &VerifyKey) -> Result<(), Fail
     ) {
         Ok(true) => Ok(()),
         _ => Err(Failure::new(
-            "bad-signature",
+            Reason::BadSignature,
             "the token's signature does not verify",
         )),
     }
@@ -170,9 +170,9 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64
                     .map(|f| f.floor() as i64)
             })
             .map(Some)
-            .ok_or_else(|| Failure::new("invalid-claim", format!("`{name}` is not a number"))),
+            .ok_or_else(|| Failure::new(Reason::InvalidClaim, format!("`{name}` is not a number"))),
         Some(_) => Err(Failure::new(
-            "invalid-claim",
+            Reason::InvalidClaim,
             format!("`{name}` is not a number"),
         )),
     }
@@ -190,7 +190,7 @@ pub fn validate_claims(
         Some(Value::String(iss)) if *iss == issuer.issuer => {}
         _ => {
             return Err(Failure::new(
-                "wrong-issuer",
+                Reason::WrongIssuer,
                 "the token was not issued by a trusted issuer",
             ));
         }
@@ -205,19 +205,19 @@ pub fn validate_claims(
     };
     if !audience_ok {
         return Err(Failure::new(
-            "wrong-audience",
+            Reason::WrongAudience,
             "the token is not meant for this API (`aud`)",
         ));
     }
     let exp = numeric(claims, "exp")?
-        .ok_or_else(|| Failure::new("missing-claim", "the token has no expiry (`exp`)"))?;
+        .ok_or_else(|| Failure::new(Reason::MissingClaim, "the token has no expiry (`exp`)"))?;
     if now >= exp.saturating_add(leeway) {
-        return Err(Failure::new("token-expired", "the token has expired"));
+        return Err(Failure::new(Reason::TokenExpired, "the token has expired"));
     }
     if let Some(nbf) = numeric(claims, "nbf")? {
         if now.saturating_add(leeway) < nbf {
             return Err(Failure::new(
-                "token-not-yet-valid",
+                Reason::TokenNotYetValid,
                 "the token is not valid yet (`nbf`)",
             ));
         }
@@ -226,7 +226,7 @@ pub fn validate_claims(
     if let Some(iat) = iat {
         if now.saturating_add(leeway) < iat {
             return Err(Failure::new(
-                "token-not-yet-valid",
+                Reason::TokenNotYetValid,
                 "the token claims to be issued in the future (`iat`)",
             ));
         }
@@ -234,7 +234,7 @@ pub fn validate_claims(
     let lifetime = exp.saturating_sub(iat.unwrap_or(now));
     if lifetime > issuer.max_lifetime_secs {
         return Err(Failure::new(
-            "token-lifetime-too-long",
+            Reason::TokenLifetimeTooLong,
             format!(
                 "the token is valid for longer than this issuer allows ({} s)",
                 issuer.max_lifetime_secs
@@ -244,7 +244,7 @@ pub fn validate_claims(
     for name in &issuer.required_claims {
         if claims.get(name).is_none_or(Value::is_null) {
             return Err(Failure::new(
-                "missing-claim",
+                Reason::MissingClaim,
                 format!("the token lacks the required claim `{name}`"),
             ));
         }
@@ -263,7 +263,7 @@ pub fn identity(
     let names = &issuer.claims;
     let invalid = |name: &str| {
         Failure::new(
-            "invalid-claim",
+            Reason::InvalidClaim,
             format!("the claim `{name}` holds a value that cannot be passed on"),
         )
     };
@@ -298,7 +298,7 @@ pub fn identity(
     };
     let subject = text(&names.subject)?.ok_or_else(|| {
         Failure::new(
-            "missing-claim",
+            Reason::MissingClaim,
             format!("the token names no subject (`{}`)", names.subject),
         )
     })?;
@@ -315,7 +315,7 @@ pub fn identity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::identity::{JwksSettings, RawClaimNames};
+    use crate::identity::issuer::{ClaimNames, JwksSettings};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -337,7 +337,7 @@ mod tests {
             leeway_secs: 30,
             max_lifetime_secs: 3600,
             required_claims: vec![],
-            claims: RawClaimNames::default(),
+            claims: ClaimNames::default(),
             jwks: JwksSettings {
                 ttl: Duration::from_secs(300),
                 refetch_cooldown: Duration::from_secs(30),
@@ -350,7 +350,7 @@ mod tests {
     }
 
     fn reason<T: std::fmt::Debug>(r: Result<T, Failure>) -> &'static str {
-        r.expect_err("refused").reason
+        r.expect_err("refused").reason.as_str()
     }
 
     #[test]
@@ -414,7 +414,7 @@ mod tests {
             let c = claims(&format!("{{{base},{extra}}}"));
             let got = match validate_claims(&c, &i, 1000) {
                 Ok(_) => "ok",
-                Err(f) => f.reason,
+                Err(f) => f.reason.as_str(),
             };
             assert_eq!(got, *want, "{extra}");
         }

@@ -33,7 +33,9 @@ pub struct HandshakeFailureLabels {
     pub reason: &'static str,
 }
 
-#[derive(Debug, Default)]
+/// Clones share the same families and counters (prometheus-client keeps them behind `Arc`s), so
+/// each key cache holds its own handle.
+#[derive(Debug, Default, Clone)]
 pub struct IdentityMetrics {
     pub jwks_fetches: Family<FetchLabels, Counter>,
     pub jwks_refetches_suppressed: Family<IssuerLabels, Counter>,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ServerConfig};
 use serde::Deserialize;
@@ -411,6 +411,13 @@ impl AsyncWrite for EdgeStream {
             EdgeStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// TLS toward an upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub config: ClientConfig,
+    pub server_name: Option<ServerName<'static>>,
 }
 
 #[cfg(test)]

@@ -12,11 +12,13 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use crate::config::identity::IssuerConfig;
+use parking_lot::Mutex;
+
+use super::issuer::IssuerConfig;
 use crate::identity::jwks::{JwksCache, VerifyKey};
-use crate::pipeline::Identity;
+use crate::vocab::Identity;
 
 /// The cache key of a token: its seeded 64-bit hash.
 pub fn key(token: &str) -> u64 {
@@ -108,16 +110,11 @@ impl TokenCache {
         &self.shards[(key >> 60) as usize % SHARDS]
     }
 
-    fn lock<'a>(shard: &'a Mutex<Shard>) -> std::sync::MutexGuard<'a, Shard> {
-        shard
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The entry for exactly this token.
     pub fn get(&self, token: &str) -> Option<Arc<CachedToken>> {
         let key = key(token);
-        Self::lock(self.shard(key))
+        self.shard(key)
+            .lock()
             .get(&key)
             .filter(|e| *e.token == *token)
             .cloned()
@@ -125,7 +122,7 @@ impl TokenCache {
 
     pub fn remove(&self, token: &str) {
         let key = key(token);
-        let mut shard = Self::lock(self.shard(key));
+        let mut shard = self.shard(key).lock();
         if shard.get(&key).is_some_and(|e| *e.token == *token) {
             shard.remove(&key);
         }
@@ -136,7 +133,7 @@ impl TokenCache {
     pub fn insert(&self, entry: CachedToken, now: i64) {
         let key = key(&entry.token);
         let per_shard = self.capacity.load(Ordering::Relaxed).div_ceil(SHARDS);
-        let mut shard = Self::lock(self.shard(key));
+        let mut shard = self.shard(key).lock();
         if shard.len() >= per_shard && !shard.contains_key(&key) {
             shard.retain(|_, e| now < e.exp.saturating_add(e.issuer.leeway_secs));
             while shard.len() >= per_shard {
@@ -150,7 +147,7 @@ impl TokenCache {
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| Self::lock(s).len()).sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

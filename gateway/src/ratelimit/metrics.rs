@@ -1,4 +1,4 @@
-//! Rate-limit metrics, registered into the gateway's [`Metrics`](crate::metrics::Metrics).
+//! Rate-limit metrics, registered into the gateway's [`Metrics`](crate::record::metrics::Metrics).
 //! Labels are bounded: policy ids come from the config, stores and outcomes are fixed words.
 
 use prometheus_client::encoding::EncodeLabelSet;

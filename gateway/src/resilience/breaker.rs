@@ -7,14 +7,16 @@
 //! Pure logic over an explicit `now` (from [`crate::clock::Clock`]), so it is tested in virtual
 //! time. The caller gets told of every transition so it can count it.
 
-use std::sync::Mutex;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::settings::BreakerConfig;
 use super::window::Window;
 use crate::clock::Nanos;
-use crate::config::resilience::BreakerConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,9 +109,8 @@ impl Breaker {
         &self.config
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
-        // A panic while holding this lock leaves counters, not broken invariants: keep going.
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Core> {
+        self.core.lock()
     }
 
     /// May a try go out now? The second value is the state the breaker moved to, if it moved.
@@ -228,6 +229,47 @@ impl Breaker {
         match self.lock().phase {
             Phase::Open { until } if now >= until => BreakerState::HalfOpen,
             phase => phase.state(),
+        }
+    }
+}
+
+/// A breaker's permission held by a request. Reported through [`BoundUpstream::report`]; if the
+/// try never happens (a later stage stopped the request) dropping it gives a probe slot back.
+pub struct Admission {
+    breaker: Arc<Breaker>,
+    ticket: Option<Ticket>,
+}
+
+impl Admission {
+    pub fn new(breaker: Arc<Breaker>, ticket: Ticket) -> Self {
+        Self {
+            breaker,
+            ticket: Some(ticket),
+        }
+    }
+
+    pub fn state(&self) -> Option<BreakerState> {
+        self.ticket.map(|t| t.state)
+    }
+
+    /// Reports the try this admission let through: `Some(success)` feeds the breaker, `None` (a
+    /// neutral outcome) gives the slot back. Returns the state the breaker moved to, if it moved.
+    pub fn report(mut self, now: Nanos, success: Option<bool>) -> Option<BreakerState> {
+        let ticket = self.ticket.take()?;
+        match success {
+            Some(success) => self.breaker.record(now, ticket, success),
+            None => {
+                self.breaker.release(ticket);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.release(ticket);
         }
     }
 }

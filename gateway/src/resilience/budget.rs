@@ -3,11 +3,11 @@
 //! upstream fails every request, retries stop at that share instead of multiplying the load on
 //! it (the failure mode of per-request retry counts alone).
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
+use super::settings::BudgetConfig;
 use super::window::Window;
 use crate::clock::Nanos;
-use crate::config::resilience::BudgetConfig;
 
 #[derive(Debug)]
 pub struct RetryBudget {
@@ -28,8 +28,8 @@ impl RetryBudget {
         &self.config
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
-        self.window.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Window> {
+        self.window.lock()
     }
 
     /// A request's first try: it earns the upstream `ratio` of a retry.

@@ -10,20 +10,12 @@
 //!   `max_ejection_time`. The count is forgiven once the instance has stayed in rotation for
 //!   `max_ejection_time`.
 //!
-//! The state machines are pure (explicit `now`); the prober is a tokio task.
+//! The state machines are pure (explicit `now`); the prober task is `crate::state::upstreams::probe`.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use http::{Request, header};
-use http_body_util::BodyExt;
-
-use super::InstanceState;
-use crate::body::UpstreamRequestBody;
+use super::settings::{HealthCheck, OutlierEjection};
 use crate::clock::Nanos;
-use crate::config::resilience::{HealthCheck, OutlierEjection};
-use crate::stage::forward::UpstreamClient;
 
 /// Active-check bookkeeping toward the thresholds.
 #[derive(Debug)]
@@ -133,76 +125,6 @@ impl Passive {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Longest health-check response body read (so the connection can be reused); longer ones are
-/// dropped unread.
-const MAX_CHECK_BODY: usize = 64 * 1024;
-
-/// Probes `instance` every `config.interval` until aborted.
-pub async fn run_checker(
-    instance: Arc<InstanceState>,
-    config: HealthCheck,
-    client: UpstreamClient,
-    scheme: http::uri::Scheme,
-) {
-    let mut tick = tokio::time::interval(config.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let passed = probe(&instance, &config, &client, &scheme).await;
-        if let Some(healthy) = instance.observe_active(passed, &config) {
-            if healthy {
-                tracing::info!(
-                    upstream = %instance.upstream,
-                    instance = %instance.address,
-                    "instance passed its health checks; back in rotation"
-                );
-            } else {
-                tracing::warn!(
-                    upstream = %instance.upstream,
-                    instance = %instance.address,
-                    "instance failed its health checks; out of rotation"
-                );
-            }
-        }
-    }
-}
-
-async fn probe(
-    instance: &InstanceState,
-    config: &HealthCheck,
-    client: &UpstreamClient,
-    scheme: &http::uri::Scheme,
-) -> bool {
-    let uri = format!("{scheme}://{}{}", instance.address, config.path);
-    let Ok(request) = Request::get(uri)
-        .header(header::HOST, instance.address.to_string())
-        .header(header::USER_AGENT, "gatehouse-health-check")
-        .body(UpstreamRequestBody::new(
-            None,
-            0,
-            Arc::new(AtomicU64::new(0)),
-        ))
-    else {
-        return false;
-    };
-    let answered = tokio::time::timeout(config.timeout, async {
-        let response = client.request(request).await.ok()?;
-        let passed = config.expects(response.status().as_u16());
-        let mut body = response.into_body();
-        let mut read = 0;
-        while read <= MAX_CHECK_BODY {
-            match body.frame().await {
-                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
-                Some(Err(_)) => return Some(false),
-                None => break,
-            }
-        }
-        Some(passed)
-    })
-    .await;
-    matches!(answered, Ok(Some(true)))
 }
 
 #[cfg(test)]

@@ -14,16 +14,17 @@
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 
 use crate::config::identity::{AuthConfig, RouteAuth};
 use crate::config::{CompiledRoute, Runtime};
 use crate::identity::jwt::{self, Failure};
 use crate::identity::tls::TlsInfo;
 use crate::identity::token_cache::CachedToken;
-use crate::pipeline::{Identity, RequestContext, StageId, StageResult};
-use crate::rejection::Rejection;
-use crate::server::GatewayState;
+use crate::stage::context::{RequestContext, StageResult};
+use crate::state::GatewayState;
+use crate::vocab::{Identity, StageId};
+use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::Authn;
 
@@ -58,13 +59,11 @@ impl Token {
 }
 
 pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
-    let runtime = cx.runtime.clone();
-    let tls = cx.tls.clone();
     if let Some(identity) = authenticate(
         state,
-        &runtime,
-        cx.route.as_deref(),
-        tls.as_deref(),
+        &cx.active.config,
+        cx.route.route().map(|r| &**r),
+        cx.facts.connection.tls.as_deref(),
         &mut cx.parts,
     )
     .await?
@@ -95,8 +94,7 @@ pub async fn authenticate(
     if rules.client_cert && !tls.is_some_and(|t| t.client_cert) {
         return Err(Rejection::new(
             STAGE,
-            StatusCode::FORBIDDEN,
-            "client-cert-required",
+            Reason::ClientCertRequired,
             "this route requires a verified client certificate",
         ));
     }
@@ -108,7 +106,10 @@ pub async fn authenticate(
             return Err(refuse(
                 rules,
                 auth,
-                Failure::new("missing-credentials", "this route requires credentials"),
+                Failure::new(
+                    Reason::MissingCredentials,
+                    "this route requires credentials",
+                ),
             ));
         }
         Some(Credential::Bearer(token, source)) => {
@@ -128,14 +129,14 @@ pub async fn authenticate(
                 refuse(
                     rules,
                     auth,
-                    Failure::new("invalid-api-key", "API keys are not configured"),
+                    Failure::new(Reason::InvalidApiKey, "API keys are not configured"),
                 )
             })?;
             let identity = store.lookup(value.as_bytes()).ok_or_else(|| {
                 refuse(
                     rules,
                     auth,
-                    Failure::new("invalid-api-key", "the API key is not valid"),
+                    Failure::new(Reason::InvalidApiKey, "the API key is not valid"),
                 )
             })?;
             parts.headers.remove(&store.header);
@@ -151,7 +152,7 @@ fn credential(
     auth: &AuthConfig,
     rules: &RouteAuth,
 ) -> Result<Option<Credential>, Failure> {
-    let duplicate = |detail: &'static str| Failure::new("duplicate-credentials", detail);
+    let duplicate = |detail: &'static str| Failure::new(Reason::DuplicateCredentials, detail);
     // At most one credential may be found; a second is refused, never "first one wins".
     let mut found: Option<Credential> = None;
     let mut push = |credential: Credential| {
@@ -203,19 +204,25 @@ fn credential(
 
 /// `Bearer <token68>`, the scheme compared case-insensitively (RFC 9110 §11.1).
 fn bearer(value: &HeaderValue) -> Result<Token, Failure> {
-    let text = value
-        .to_str()
-        .map_err(|_| Failure::new("malformed-token", "the Authorization header is not text"))?;
+    let text = value.to_str().map_err(|_| {
+        Failure::new(
+            Reason::MalformedToken,
+            "the Authorization header is not text",
+        )
+    })?;
     let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Failure::new(
-            "unsupported-auth-scheme",
+            Reason::UnsupportedAuthScheme,
             "only the Bearer scheme is accepted",
         ));
     }
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
-        return Err(Failure::new("malformed-token", "the bearer token is empty"));
+        return Err(Failure::new(
+            Reason::MalformedToken,
+            "the bearer token is empty",
+        ));
     }
     // Its characters are checked in `verify_bearer` on a cache miss: a token the cache holds
     // is byte for byte one that passed that check.
@@ -275,7 +282,7 @@ pub async fn verify_bearer(
 ) -> Result<Arc<Identity>, Failure> {
     if token.len() > auth.max_token_bytes {
         return Err(Failure::new(
-            "token-too-large",
+            Reason::TokenTooLarge,
             format!("the token exceeds {} bytes", auth.max_token_bytes),
         ));
     }
@@ -295,7 +302,7 @@ pub async fn verify_bearer(
     metrics.token_cache_misses.inc();
     if !token.bytes().all(|b| TOKEN68[usize::from(b)]) {
         return Err(Failure::new(
-            "malformed-token",
+            Reason::MalformedToken,
             "the bearer token is not a token68",
         ));
     }
@@ -304,13 +311,13 @@ pub async fn verify_bearer(
     let issuer = match parsed.claims.get("iss") {
         Some(serde_json::Value::String(iss)) => auth.issuer_for(iss).ok_or_else(|| {
             Failure::new(
-                "wrong-issuer",
+                Reason::WrongIssuer,
                 "the token was not issued by a trusted issuer",
             )
         })?,
         _ => {
             return Err(Failure::new(
-                "missing-claim",
+                Reason::MissingClaim,
                 "the token names no issuer (`iss`)",
             ));
         }
@@ -320,7 +327,7 @@ pub async fn verify_bearer(
     }
     if !issuer.algorithms.contains(&parsed.alg) {
         return Err(Failure::new(
-            "algorithm-not-allowed",
+            Reason::AlgorithmNotAllowed,
             "the token's algorithm is not allowed for its issuer",
         ));
     }
@@ -328,7 +335,7 @@ pub async fn verify_bearer(
     let Some(mut keys) = jwks.current() else {
         jwks.kick();
         return Err(Failure::new(
-            "keys-unavailable",
+            Reason::KeysUnavailable,
             "the issuer's signing keys are not available yet",
         ));
     };
@@ -337,7 +344,7 @@ pub async fn verify_bearer(
         Some(key) => key.clone(),
         None if kid.is_none() => {
             return Err(Failure::new(
-                "unknown-kid",
+                Reason::UnknownKid,
                 "the token names no key (`kid`) and the issuer publishes several",
             ));
         }
@@ -349,7 +356,7 @@ pub async fn verify_bearer(
             }
             keys.find(kid).cloned().ok_or_else(|| {
                 Failure::new(
-                    "unknown-kid",
+                    Reason::UnknownKid,
                     "the token's key (`kid`) is not among the issuer's keys",
                 )
             })?
@@ -375,7 +382,7 @@ pub async fn verify_bearer(
 
 fn issuer_not_accepted() -> Failure {
     Failure::new(
-        "wrong-issuer",
+        Reason::WrongIssuer,
         "tokens of this issuer are not accepted on this route",
     )
 }
@@ -383,25 +390,15 @@ fn issuer_not_accepted() -> Failure {
 /// The 401 for a refused credential, with the challenge for what the route accepts.
 fn refuse(rules: &RouteAuth, auth: &AuthConfig, failure: Failure) -> Rejection {
     let challenge = challenge(rules, auth, failure.reason);
-    let rejection = Rejection::new(
-        STAGE,
-        StatusCode::UNAUTHORIZED,
-        failure.reason,
-        failure.detail,
-    );
+    let rejection = Rejection::new(STAGE, failure.reason, failure.detail);
     match HeaderValue::from_str(&challenge) {
         Ok(v) => rejection.with_header(header::WWW_AUTHENTICATE, v),
         Err(_) => rejection,
     }
 }
 
-fn challenge(rules: &RouteAuth, auth: &AuthConfig, reason: &'static str) -> String {
-    let error = match reason {
-        // RFC 6750 §3.1: no error code when the request had no credentials at all.
-        "missing-credentials" => None,
-        "duplicate-credentials" | "unsupported-auth-scheme" => Some("invalid_request"),
-        _ => Some("invalid_token"),
-    };
+fn challenge(rules: &RouteAuth, auth: &AuthConfig, reason: Reason) -> String {
+    let error = reason.bearer_error();
     let mut out = if rules.accept_jwt || !rules.accept_api_key {
         String::from("Bearer realm=\"gatehouse\"")
     } else {
@@ -415,7 +412,7 @@ fn challenge(rules: &RouteAuth, auth: &AuthConfig, reason: &'static str) -> Stri
         out.push_str(", error=\"");
         out.push_str(error);
         out.push_str("\", error_description=\"");
-        out.push_str(reason);
+        out.push_str(reason.as_str());
         out.push('"');
     }
     out

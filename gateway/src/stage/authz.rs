@@ -3,19 +3,20 @@
 //! failed rule is a 403 whose reason says which rule failed, with
 //! `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 §3.1).
 
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 
 use crate::config::identity::TenantRule;
-use crate::pipeline::{RequestContext, StageId, StageResult};
-use crate::rejection::Rejection;
+use crate::stage::context::{RequestContext, StageResult};
+use crate::vocab::StageId;
+use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::Authz;
 
 pub fn run(cx: &mut RequestContext) -> StageResult {
-    let Some(route) = cx.route.as_deref() else {
+    let Some(route) = cx.route.route().map(|r| &**r) else {
         return Ok(());
     };
-    let Some(rules) = cx.runtime.auth.route(route) else {
+    let Some(rules) = cx.active.config.auth.route(route) else {
         return Ok(());
     };
     // authn let an anonymous request through: the route's auth is optional (which compile
@@ -32,14 +33,14 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
         .collect();
     if !missing.is_empty() {
         return Err(forbidden(
-            "insufficient-scope",
+            Reason::InsufficientScope,
             format!("the token lacks the scope(s): {}", missing.join(" ")),
             Some(&rules.scopes.join(" ")),
         ));
     }
     if !rules.roles.is_empty() && !rules.roles.iter().any(|r| identity.roles.contains(r)) {
         return Err(forbidden(
-            "missing-role",
+            Reason::MissingRole,
             format!(
                 "this route requires one of the roles: {}",
                 rules.roles.join(", ")
@@ -50,8 +51,9 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
     if let Some(rule) = &rules.tenant {
         let named = match rule {
             TenantRule::PathSegment { index, .. } => cx
-                .normalized_path
-                .strip_prefix('/')
+                .route
+                .path()
+                .and_then(|p| p.strip_prefix('/'))
                 .and_then(|p| p.split('/').nth(*index))
                 .map(str::to_owned),
             TenantRule::Header(name) => cx
@@ -63,7 +65,7 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
         };
         if named.is_none() || named.as_deref() != identity.tenant.as_deref() {
             return Err(forbidden(
-                "tenant-mismatch",
+                Reason::TenantMismatch,
                 "the identity belongs to another tenant than the one this request names".into(),
                 None,
             ));
@@ -72,7 +74,7 @@ pub fn run(cx: &mut RequestContext) -> StageResult {
     Ok(())
 }
 
-fn forbidden(reason: &'static str, detail: String, scope: Option<&str>) -> Rejection {
+fn forbidden(reason: Reason, detail: String, scope: Option<&str>) -> Rejection {
     let mut challenge = format!(
         "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", error_description=\"{reason}\""
     );
@@ -81,7 +83,7 @@ fn forbidden(reason: &'static str, detail: String, scope: Option<&str>) -> Rejec
         challenge.push_str(scope);
         challenge.push('"');
     }
-    let rejection = Rejection::new(STAGE, StatusCode::FORBIDDEN, reason, detail);
+    let rejection = Rejection::new(STAGE, reason, detail);
     match HeaderValue::from_str(&challenge) {
         Ok(v) => rejection.with_header(header::WWW_AUTHENTICATE, v),
         Err(_) => rejection,

@@ -5,74 +5,37 @@
 //! `attempt.rs`, WebSocket pass-through in `websocket.rs`.
 
 use std::error::Error as _;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
-use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::{BodyTooLarge, UpstreamRequestBody};
-use crate::config::RouteAction;
-use crate::config::compiled::Upstream;
-use crate::pipeline::{RequestContext, StageId};
-use crate::rejection::Rejection;
+use super::context::{RequestContext, Target};
+use crate::body::BodyTooLarge;
+use crate::vocab::{Reason, Rejection, StageId};
 
 mod attempt;
 pub mod websocket;
 
 const STAGE: StageId = StageId::Forward;
 
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamRequestBody>;
-
-/// One pooled client per upstream, so each keeps its own connect timeout and its own pool.
-/// With `tls`, connections are TLS (verified against the upstream's CA, with its client
-/// certificate if configured); the request URI's scheme (`Upstream::scheme`) selects it.
-pub fn new_client(
-    connect_timeout: std::time::Duration,
-    tls: Option<crate::config::identity::UpstreamTls>,
-) -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    // The https connector wraps this one; it refuses `http` URIs only when asked to.
-    http.enforce_http(false);
-    let connector = match tls {
-        Some(tls) => crate::identity::tls::https_connector(http, Some(tls.config), tls.server_name),
-        None => crate::identity::tls::https_connector(http, None, None),
-    };
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
-pub async fn run(cx: &mut RequestContext) -> Result<Response<Incoming>, Rejection> {
-    let (upstream, address) = match (&cx.route, &cx.upstream_instance) {
-        (Some(route), Some((_, address))) => match &route.action {
-            RouteAction::Forward { upstream } => (upstream.clone(), *address),
-            RouteAction::Respond { .. } => return Err(internal("the route does not forward")),
-        },
-        _ => return Err(internal("no upstream instance was picked")),
-    };
+/// Sends the request to `target` (and, when retries allow, to others), leaving the instance of
+/// the last try in the context for the record.
+pub async fn run(cx: &mut RequestContext, target: Target) -> Result<Response<Incoming>, Rejection> {
     // Per-try and total timeouts, retries, outcomes fed to breaker and ejection: attempt.rs.
-    attempt::run(cx, upstream, address).await
+    attempt::run(cx, target).await
 }
 
 fn build_request(
     cx: &mut RequestContext,
-    upstream: &Arc<Upstream>,
-    address: std::net::SocketAddr,
+    target: &Target,
 ) -> Result<Request<Option<Incoming>>, Rejection> {
-    let instance = upstream
-        .instances
-        .iter()
-        .find(|i| i.address == address)
-        .ok_or_else(|| internal("the picked instance is gone"))?;
-    let path = cx.upstream_path.as_deref().unwrap_or(&cx.normalized_path);
+    let upstream = &target.upstream.config;
+    let instance = &upstream.instances[target.instance];
+    let path = cx
+        .upstream_path
+        .as_deref()
+        .or(cx.route.path())
+        .unwrap_or("/");
     let mut path_and_query = String::with_capacity(path.len() + 64);
     path_and_query.push_str(path);
     if let Some(query) = cx.parts.uri.query() {
@@ -87,8 +50,7 @@ fn build_request(
         .map_err(|_| {
             Rejection::new(
                 STAGE,
-                StatusCode::BAD_REQUEST,
-                "bad-path",
+                Reason::BadPath,
                 "the rewritten path is not a valid request target",
             )
         })?;
@@ -110,36 +72,46 @@ fn build_request(
     Ok(request)
 }
 
-fn classify(error: &hyper_util::client::legacy::Error, limit: u64) -> Rejection {
-    let mut source = error.source();
-    while let Some(e) = source {
-        if e.downcast_ref::<BodyTooLarge>().is_some() {
-            return crate::stage::route::body_too_large(STAGE, limit);
+/// Why a try failed before a response head arrived; decides the retry and the breaker's view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TryFailure {
+    /// Refused or not accepted in time: the upstream never saw the request.
+    Unreachable,
+    /// Closed before answering.
+    Reset,
+    /// The client's streamed body grew past the route's limit: the client's fault.
+    BodyTooLarge,
+}
+
+impl TryFailure {
+    fn of(error: &hyper_util::client::legacy::Error) -> Self {
+        let mut source = error.source();
+        while let Some(e) = source {
+            if e.downcast_ref::<BodyTooLarge>().is_some() {
+                return TryFailure::BodyTooLarge;
+            }
+            source = e.source();
         }
-        source = e.source();
+        if error.is_connect() {
+            TryFailure::Unreachable
+        } else {
+            TryFailure::Reset
+        }
     }
-    if error.is_connect() {
-        Rejection::new(
-            STAGE,
-            StatusCode::BAD_GATEWAY,
-            "upstream-unreachable",
-            "the upstream refused or did not accept the connection",
-        )
-    } else {
-        Rejection::new(
-            STAGE,
-            StatusCode::BAD_GATEWAY,
-            "upstream-reset",
-            "the upstream closed the connection before answering",
-        )
+
+    fn rejection(self, limit: u64) -> Rejection {
+        match self {
+            TryFailure::BodyTooLarge => crate::stage::route::body_too_large(STAGE, limit),
+            TryFailure::Unreachable => Rejection::new(
+                STAGE,
+                Reason::UpstreamUnreachable,
+                "the upstream refused or did not accept the connection",
+            ),
+            TryFailure::Reset => Rejection::new(
+                STAGE,
+                Reason::UpstreamReset,
+                "the upstream closed the connection before answering",
+            ),
+        }
     }
-}
-
-fn internal(detail: &'static str) -> Rejection {
-    Rejection::new(STAGE, StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
-}
-
-/// The counter `forward` shares with the request body so the record can report bytes in.
-pub fn bytes_in_counter() -> Arc<AtomicU64> {
-    Arc::new(AtomicU64::new(0))
 }

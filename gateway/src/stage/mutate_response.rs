@@ -7,21 +7,22 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::body::ResponseBody;
 use crate::config::compiled::CorsPolicy;
-use crate::pipeline::{RequestContext, StageId};
-use crate::rejection::Rejection;
+use crate::stage::context::RequestContext;
 use crate::stage::mutate_request::remove_hop_by_hop;
+use crate::vocab::StageId;
+use crate::vocab::trace::X_REQUEST_ID;
+use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::MutateResponse;
 
 static X_POWERED_BY: header::HeaderName = header::HeaderName::from_static("x-powered-by");
 
-/// `preflight` marks the gateway's own preflight answer, whose CORS headers are already final.
-pub fn run(
-    cx: &RequestContext,
-    origin: Option<&HeaderValue>,
-    preflight: bool,
-    response: &mut Response<ResponseBody>,
-) {
+/// Runs on every answer, stops included. `preflight` marks the gateway's own preflight answer,
+/// whose CORS headers are already final. Writes the gateway's own final fields last, so nothing
+/// an upstream sent can override them: the rate-limit fields, `Connection: close` after a stop
+/// that cannot trust the framing, and `X-Request-Id`.
+pub fn run(cx: &RequestContext, preflight: bool, response: &mut Response<ResponseBody>) {
+    let origin = cx.facts.origin.as_ref();
     let switched = crate::stage::forward::websocket::switching(cx, response);
     let headers = response.headers_mut();
     remove_hop_by_hop(headers);
@@ -29,16 +30,27 @@ pub fn run(
         // A WebSocket upgrade the route allows: the 101 needs its hop-by-hop headers back.
         crate::stage::forward::websocket::restore_response(headers, upgrade);
     }
-    if let Some(deprecation) = cx.route.as_ref().and_then(|r| r.deprecation.as_ref()) {
+    if let Some(deprecation) = cx.route.route().and_then(|r| r.deprecation.as_ref()) {
         deprecation.apply(headers);
     }
     headers.remove(header::SERVER);
     headers.remove(&X_POWERED_BY);
-    for name in &cx.runtime.internal_headers {
+    for name in &cx.active.config.internal_headers {
         headers.remove(name);
     }
-    if let Some(cors) = cx.runtime.cors.as_ref().filter(|_| !preflight) {
+    if let Some(cors) = cx.active.config.cors.as_ref().filter(|_| !preflight) {
         apply_cors(cors, origin, headers);
+    }
+    if let Some(limit) = &cx.limit {
+        for (name, value) in &limit.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if cx.close_connection {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&cx.facts.request_id) {
+        headers.insert(X_REQUEST_ID.clone(), v);
     }
 }
 
@@ -112,9 +124,7 @@ pub fn answer_preflight(
     cors: &CorsPolicy,
     headers: &HeaderMap,
 ) -> Result<Response<ResponseBody>, Rejection> {
-    let denied = |detail: &'static str| {
-        Rejection::new(STAGE, StatusCode::FORBIDDEN, "cors-rejected", detail)
-    };
+    let denied = |detail: &'static str| Rejection::new(STAGE, Reason::CorsRejected, detail);
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|o| origin_allowed(cors, o))

@@ -17,17 +17,18 @@ use std::fmt::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::config::ratelimit::{
     CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind, WhenMissing, mask,
 };
-use crate::pipeline::{LimitDecision, RequestContext, StageId, StageResult};
 use crate::ratelimit::metrics::DecisionLabels;
 use crate::ratelimit::store::{Check, Stores, to_nanos};
 use crate::ratelimit::{Decision, reset_secs, retry_after_secs};
-use crate::rejection::Rejection;
-use crate::server::GatewayState;
+use crate::stage::context::{RequestContext, StageResult};
+use crate::state::GatewayState;
+use crate::vocab::{LimitDecision, LimitOutcome, StageId};
+use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::Ratelimit;
 
@@ -51,8 +52,8 @@ struct Verdict {
 }
 
 pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
-    let runtime = cx.runtime.clone();
-    let limits = &runtime.rate_limits;
+    let active = cx.active.clone();
+    let limits = &active.config.rate_limits;
     let candidates = limits.policies_for(cx.route_name());
     if candidates.is_empty() {
         return Ok(());
@@ -102,16 +103,20 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
         return Ok(());
     };
     let v = &verdicts[tightest];
-    cx.limit = Some(LimitDecision {
-        policy: v.policy.id.to_string(),
-        subject: v.subject.clone(),
-        remaining: v.decision.remaining,
-        retry_after_secs: (!v.decision.allowed).then(|| retry_after_secs(&v.decision)),
-        store_fallback: v.fallback,
+    cx.limit = Some(LimitOutcome {
+        decision: LimitDecision {
+            policy: v.policy.id.to_string(),
+            subject: v.subject.clone(),
+            remaining: v.decision.remaining,
+            retry_after_secs: (!v.decision.allowed).then(|| retry_after_secs(&v.decision)),
+            store_fallback: v.fallback,
+        },
+        headers: if v.fallback {
+            Vec::new()
+        } else {
+            headers(&v.policy, &v.decision, limits.legacy_headers)
+        },
     });
-    if !v.fallback {
-        cx.limit_headers = headers(&v.policy, &v.decision, limits.legacy_headers);
-    }
     if v.decision.allowed {
         return Ok(());
     }
@@ -119,8 +124,7 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     let rejection = if v.fallback {
         Rejection::new(
             STAGE,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "limit-store-unavailable",
+            Reason::LimitStoreUnavailable,
             format!(
                 "the rate-limit store for policy `{}` cannot answer and the policy refuses requests meanwhile",
                 v.policy.id
@@ -129,8 +133,7 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     } else {
         Rejection::new(
             STAGE,
-            StatusCode::TOO_MANY_REQUESTS,
-            "quota-exceeded",
+            Reason::QuotaExceeded,
             format!(
                 "policy `{}` admits {} requests per {} s; retry in {} s",
                 v.policy.id,
@@ -294,8 +297,9 @@ fn subject_of(
 ) -> Option<String> {
     let mut out = String::new();
     let mut ip = |out: &mut String| {
-        let addr =
-            *client_ip.get_or_insert_with(|| client_ip_of(cx.peer.ip(), &cx.parts.headers, limits));
+        let addr = *client_ip.get_or_insert_with(|| {
+            client_ip_of(cx.facts.connection.peer.ip(), &cx.parts.headers, limits)
+        });
         let _ = write!(out, "ip:{addr}");
     };
     for part in &policy.key {

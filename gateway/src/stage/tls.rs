@@ -12,18 +12,19 @@
 //! intermediary — Transfer-Encoding wins, Content-Length is removed before forwarding, and the
 //! connection is closed after the response, so nothing can be smuggled behind the message.
 
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 
 use crate::config::raw::RawLimits;
 use crate::identity::tls::{ClientAuth, TlsInfo};
-use crate::pipeline::{RequestContext, StageId, StageResult};
-use crate::rejection::Rejection;
+use crate::stage::context::{RequestContext, StageResult};
+use crate::vocab::StageId;
+use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::Tls;
 
 pub fn run(cx: &mut RequestContext) -> StageResult {
-    check_edge(&cx.parts.uri, &cx.parts.headers, &cx.runtime.limits)?;
-    if let Some(tls) = &cx.tls {
+    check_edge(&cx.parts.uri, &cx.parts.headers, &cx.active.config.limits)?;
+    if let Some(tls) = &cx.facts.connection.tls {
         let host = cx
             .parts
             .headers
@@ -47,8 +48,7 @@ pub fn check_host_matches_handshake(tls: &TlsInfo, host: &str) -> StageResult {
     if protected && entry != tls.entry {
         return Err(Rejection::new(
             STAGE,
-            StatusCode::MISDIRECTED_REQUEST,
-            "misdirected-request",
+            Reason::MisdirectedRequest,
             "this host requires its own TLS connection: connect with its name in SNI",
         ));
     }
@@ -60,8 +60,7 @@ pub fn check_edge(uri: &http::Uri, headers: &HeaderMap, limits: &RawLimits) -> S
     if uri_len > limits.max_uri_bytes {
         return Err(Rejection::new(
             STAGE,
-            StatusCode::URI_TOO_LONG,
-            "uri-too-long",
+            Reason::UriTooLong,
             format!("the request target exceeds {} bytes", limits.max_uri_bytes),
         ));
     }
@@ -72,8 +71,7 @@ pub fn check_edge(uri: &http::Uri, headers: &HeaderMap, limits: &RawLimits) -> S
     if header_bytes > limits.max_header_bytes || headers.len() > limits.max_headers {
         return Err(Rejection::new(
             STAGE,
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers-too-large",
+            Reason::HeadersTooLarge,
             format!(
                 "the request headers exceed {} bytes or {} fields",
                 limits.max_header_bytes, limits.max_headers

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 
 use super::util::*;
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 

@@ -2,7 +2,7 @@
 //! relative to it), served on a plaintext and a TLS listener, and walked route by route.
 
 use gateway::StartOptions;
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 use serde_json::json;
 use tokio::net::TcpListener;
 

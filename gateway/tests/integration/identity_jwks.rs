@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 use tokio::net::TcpListener;
 
 use super::identity_support::*;

@@ -2,7 +2,7 @@
 //! asserting the status, the reason in the problem body and in the record, and that the
 //! upstream received nothing; and what a verified identity looks like upstream.
 
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 

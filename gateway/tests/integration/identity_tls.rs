@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -316,7 +316,7 @@ async fn certificates_are_swapped_with_the_config() {
     // What a reload does: compile the new config (reading its certificates) and swap it in.
     let runtime = gateway::config::load_str("<reload>", &tls_config(&second, upstream.address))
         .expect("second config");
-    gw.handle.state().runtime.store(Arc::new(runtime));
+    gw.handle.reload(runtime);
     assert!(
         tls_get(
             address,

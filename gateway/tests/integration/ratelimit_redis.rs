@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use gateway::config::ratelimit::RedisConfig;
 use gateway::ratelimit::metrics::RateLimitMetrics;
 use gateway::ratelimit::store::Check;
+use gateway::ratelimit::store::RedisConfig;
 use gateway::ratelimit::store::memory::MemoryStore;
 use gateway::ratelimit::store::redis::RedisStore;
 use gateway::ratelimit::{Algorithm, AnyLimiter, Quota};

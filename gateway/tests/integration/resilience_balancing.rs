@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 
 use super::resilience_util::*;
 use super::util::*;

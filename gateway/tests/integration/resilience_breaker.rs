@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::clock::ManualClock;
-use gateway::pipeline::StageId;
 use gateway::resilience::BreakerState;
+use gateway::vocab::StageId;
 
 use super::resilience_util::*;
 use super::util::*;

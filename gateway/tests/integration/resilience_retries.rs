@@ -2,7 +2,7 @@
 //! is not (timeouts, 500, bodies, non-idempotent methods unless configured, a response already
 //! streaming), the retry budget, the total timeout, and the count in the record.
 
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 
 use super::forward::refused_address;
 use super::resilience_util::*;

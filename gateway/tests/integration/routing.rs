@@ -1,6 +1,6 @@
 //! Requests travel client → gateway → upstream → client along the reference routing table.
 
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 
 use super::util::*;
 

@@ -45,7 +45,7 @@ fn only_clock_rs_reads_the_system_clock() {
 
 #[test]
 fn every_stage_has_its_own_module_named_by_its_id() {
-    for stage in gateway::pipeline::StageId::ALL {
+    for stage in gateway::vocab::StageId::ALL {
         let file = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("src/stage")
             .join(stage.as_str());

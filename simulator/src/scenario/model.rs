@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gateway::pipeline::StageId;
+use gateway::vocab::StageId;
 use serde::Deserialize;
 
 use crate::fake::issuer::{Hostile, IdentitySpec, IssuerMode};

@@ -6,9 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use gateway::clock::Nanos;
-use gateway::pipeline::StageId;
 use gateway::ratelimit::Quota;
 use gateway::record::RequestRecord;
+use gateway::vocab::StageId;
 use hdrhistogram::Histogram;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 

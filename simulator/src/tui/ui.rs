@@ -1,9 +1,9 @@
 //! Drawing the TUI: a pure function of [`App`] onto a ratatui frame — no input, no clock, no I/O,
 //! so every view is tested against a `TestBackend` buffer. Laid out to be usable at 80×24.
 
-use gateway::pipeline::StageId;
 use gateway::ratelimit::Algorithm;
 use gateway::record::RequestRecord;
+use gateway::vocab::StageId;
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};

@@ -16,7 +16,9 @@
 //! hashbrown's slot. A million keys of short names: roughly 150–200 MB.
 
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use hashbrown::{DefaultHashBuilder, Equivalent, HashMap};
 
@@ -25,6 +27,9 @@ use crate::ratelimit::metrics::{EvictionLabels, RateLimitMetrics};
 use crate::ratelimit::{AnyLimiter, AnyState, Decision, Limiter};
 
 const SHARDS: usize = 64;
+/// The default memory budget: keys (policy × subject) held at once before idle ones are evicted.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
 /// Idle entries are swept at most this often per shard (in ticks: 10 s).
 const SWEEP_EVERY: u64 = 10_000_000;
 
@@ -86,7 +91,7 @@ impl MemoryStore {
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).map.len()).sum()
+        self.shards.iter().map(|s| s.0.lock().map.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,7 +104,7 @@ impl MemoryStore {
 
     /// Decides one check at `now` (ticks); the decision is in ticks.
     pub fn decide(&self, check: &Check<'_>, now: u64) -> Decision {
-        let mut shard = lock(&self.shards[self.shard_of(check)]);
+        let mut shard = self.shards[self.shard_of(check)].0.lock();
         self.decide_in(&mut shard, check, check.cost, now)
     }
 
@@ -113,8 +118,10 @@ impl MemoryStore {
         let mut order: Vec<usize> = shard_of.clone();
         order.sort_unstable();
         order.dedup();
-        let mut guards: Vec<(usize, MutexGuard<'_, ShardInner>)> =
-            order.iter().map(|&i| (i, lock(&self.shards[i]))).collect();
+        let mut guards: Vec<(usize, MutexGuard<'_, ShardInner>)> = order
+            .iter()
+            .map(|&i| (i, self.shards[i].0.lock()))
+            .collect();
         decide_together(checks, |i, cost| {
             let slot = guards
                 .iter()
@@ -166,7 +173,7 @@ impl MemoryStore {
     pub fn sweep(&self, now: u64) -> usize {
         self.shards
             .iter()
-            .map(|s| self.sweep_shard(&mut lock(s), now))
+            .map(|s| self.sweep_shard(&mut s.0.lock(), now))
             .sum()
     }
 
@@ -210,11 +217,6 @@ impl MemoryStore {
             .get_or_create(&EvictionLabels { kind })
             .inc_by(n as u64);
     }
-}
-
-/// A poisoned shard is still a valid map of counters: a panic elsewhere never stops limiting.
-fn lock(shard: &Shard) -> MutexGuard<'_, ShardInner> {
-    shard.0.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -296,7 +298,7 @@ mod tests {
     #[test]
     fn the_budget_of_a_million_keys_holds_under_a_flood_of_new_subjects() {
         let metrics = RateLimitMetrics::default();
-        let store = MemoryStore::new(crate::config::ratelimit::DEFAULT_MAX_KEYS, metrics.clone());
+        let store = MemoryStore::new(DEFAULT_MAX_KEYS, metrics.clone());
         assert!(store.capacity() <= 1_000_000);
         // A quota that takes an hour to restore: nothing is ever idle, so only pressure evicts,
         // the keys nearest to restoration (here: the oldest) first.

@@ -10,25 +10,25 @@
 //!   (tests drive both stores in virtual time) and the rule "only `clock.rs` reads the system
 //!   clock" holds. The price: hosts must keep their clocks in sync (NTP); a host `s` ahead of the
 //!   others can admit up to `s / T` extra units of a bucket policy.
-//! - **Units**: a policy's quota is compiled into ticks ([`CompiledPolicy::limiter`]), because
+//! - **Units**: a policy's quota is compiled into ticks (`CompiledPolicy::limiter` in the config layer), because
 //!   Redis's Lua numbers are doubles — exact up to 2^53, which nanoseconds since 1970 exceed and
 //!   microseconds do not (until the year 2112 with the margin [`MAX_EXACT`] keeps).
 //! - **Several policies on one request** are decided all-or-nothing: if any refuses, none is
 //!   charged (a request refused by a per-second burst does not eat the per-minute quota).
 //!
 //! [`Clock`]: crate::clock::Clock
-//! [`CompiledPolicy::limiter`]: crate::config::ratelimit::CompiledPolicy::limiter
 
 pub mod breaker;
 pub mod memory;
 pub mod redis;
+
+pub use redis::RedisConfig;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
 use crate::clock::{Nanos, SharedClock};
-use crate::config::ratelimit::{CompiledRateLimits, RedisConfig};
 use crate::ratelimit::metrics::RateLimitMetrics;
 use crate::ratelimit::{AnyLimiter, Decision, NEVER};
 
@@ -44,14 +44,19 @@ pub struct Stores {
 
 impl Stores {
     /// The memory budget is fixed here, at start; the Redis store follows the active config.
-    pub fn new(clock: SharedClock, limits: &CompiledRateLimits, metrics: RateLimitMetrics) -> Self {
+    pub fn new(
+        clock: SharedClock,
+        max_keys: usize,
+        redis: Option<&RedisConfig>,
+        metrics: RateLimitMetrics,
+    ) -> Self {
         let stores = Self {
-            memory: memory::MemoryStore::new(limits.max_keys, metrics.clone()),
+            memory: memory::MemoryStore::new(max_keys, metrics.clone()),
             redis: ArcSwapOption::empty(),
             ticks: WallTicks::new(clock),
             metrics,
         };
-        if let Some(config) = &limits.redis {
+        if let Some(config) = redis {
             stores.redis(config);
         }
         stores

@@ -25,7 +25,6 @@ use redis::{ErrorKind, RedisError, Script};
 use super::Check;
 use super::breaker::{Admit, Breaker};
 use crate::clock::Nanos;
-use crate::config::ratelimit::RedisConfig;
 use crate::ratelimit::metrics::{RateLimitMetrics, StoreErrorLabels};
 use crate::ratelimit::{Algorithm, Decision, Limiter, NEVER};
 
@@ -208,4 +207,15 @@ fn classify(e: &RedisError) -> StoreError {
     } else {
         StoreError::Connection(e.to_string())
     }
+}
+
+/// Where the shared counters live and how the store treats it; compiled from
+/// `rate_limits.store.redis`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub key_prefix: String,
+    pub timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }

@@ -18,13 +18,12 @@ use std::time::Duration;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::{STAGE, build_request, classify, internal};
+use super::{STAGE, TryFailure, build_request};
 use crate::body::UpstreamRequestBody;
-use crate::config::compiled::Upstream;
-use crate::pipeline::RequestContext;
-use crate::rejection::Rejection;
+use crate::resilience::BreakerState;
 use crate::resilience::health::Outcome;
-use crate::resilience::{BoundUpstream, BreakerState};
+use crate::stage::context::{RequestContext, Target};
+use crate::vocab::{Reason, Rejection};
 
 /// What a retry copies from the first try: everything but the body (there is none) and the
 /// instance.
@@ -36,13 +35,11 @@ struct Template {
 }
 
 impl Template {
-    fn build(
-        &self,
-        authority: &http::uri::Authority,
-    ) -> Result<Request<UpstreamRequestBody>, Rejection> {
+    fn build(&self, authority: &http::uri::Authority) -> Request<UpstreamRequestBody> {
         let mut parts = self.uri.clone().into_parts();
         parts.authority = Some(authority.clone());
-        let uri = Uri::from_parts(parts).map_err(|_| internal("the retry target is not a URI"))?;
+        // Only the authority changes, to another instance's valid one: the URI stays valid.
+        let uri = Uri::from_parts(parts).unwrap_or_else(|_| self.uri.clone());
         let mut request = Request::new(UpstreamRequestBody::new(
             None,
             0,
@@ -52,7 +49,7 @@ impl Template {
         *request.uri_mut() = uri;
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers.clone();
-        Ok(request)
+        request
     }
 }
 
@@ -63,23 +60,19 @@ fn nanos(d: Duration) -> u64 {
 fn timed_out() -> Rejection {
     Rejection::new(
         STAGE,
-        StatusCode::GATEWAY_TIMEOUT,
-        "upstream-timeout",
+        Reason::UpstreamTimeout,
         "the upstream did not answer in time",
     )
 }
 
 pub(super) async fn run(
     cx: &mut RequestContext,
-    upstream: Arc<Upstream>,
-    address: std::net::SocketAddr,
+    mut target: Target,
 ) -> Result<Response<Incoming>, Rejection> {
-    let (Some(bound), Some(mut current)) = (cx.resilience.upstream.clone(), cx.resilience.instance)
-    else {
-        return Err(internal("no upstream instance was picked"));
-    };
+    let bound = target.upstream.clone();
+    let upstream = &bound.config;
     let started = bound.now();
-    let limit = cx.route.as_ref().map_or(u64::MAX, |r| r.max_body_bytes);
+    let limit = cx.route.route().map_or(u64::MAX, |r| r.max_body_bytes);
     let policy = upstream.resilience.retries.as_ref();
     let bodiless = cx.body.as_ref().is_none_or(http_body::Body::is_end_stream);
     let attempts = match policy {
@@ -94,7 +87,7 @@ pub(super) async fn run(
         .total_timeout
         .map(|t| started.saturating_add(nanos(t)));
 
-    let request = build_request(cx, &upstream, address)?;
+    let request = build_request(cx, &target)?;
     let (parts, body) = request.into_parts();
     let template = (attempts > 0).then(|| Template {
         method: parts.method.clone(),
@@ -102,17 +95,12 @@ pub(super) async fn run(
         version: parts.version,
         headers: parts.headers.clone(),
     });
-    let mut first = Some(Request::from_parts(
+    let mut request = Request::from_parts(
         parts,
         UpstreamRequestBody::new(body, limit, cx.bytes_in.clone()),
-    ));
-    let mut tried = vec![current];
+    );
+    let mut tried = vec![target.instance];
     loop {
-        let request = match (first.take(), &template) {
-            (Some(request), _) => request,
-            (None, Some(template)) => template.build(&upstream.instances[current].authority)?,
-            (None, None) => return Err(internal("a retry without a template")),
-        };
         let per_try = match deadline {
             Some(deadline) => upstream
                 .request_timeout
@@ -133,24 +121,25 @@ pub(super) async fn run(
                 (outcome, retryable, Ok(response))
             }
             Ok(Err(error)) => {
-                let rejection = classify(&error, limit);
-                let (outcome, retryable) = match rejection.reason {
-                    "upstream-unreachable" => (Outcome::ConnectFailure, true),
-                    "upstream-reset" => (Outcome::Failure, true),
-                    _ => (Outcome::Neutral, false),
+                let failure = TryFailure::of(&error);
+                let (outcome, retryable) = match failure {
+                    TryFailure::Unreachable => (Outcome::ConnectFailure, true),
+                    TryFailure::Reset => (Outcome::Failure, true),
+                    TryFailure::BodyTooLarge => (Outcome::Neutral, false),
                 };
-                (outcome, retryable, Err(rejection))
+                (outcome, retryable, Err(failure.rejection(limit)))
             }
             Err(_) => (Outcome::Failure, false, Err(timed_out())),
         };
-        bound.report(current, outcome, cx.resilience.admission.take());
+        bound.report(target.instance, outcome, target.admission.take());
         let retries_so_far = tried.len() as u32 - 1;
-        if !retryable || retries_so_far >= attempts {
-            return finish(cx, answer);
-        }
+        // A template exists exactly when retries are allowed (`attempts` > 0).
+        let (true, Some(template)) = (retryable && retries_so_far < attempts, &template) else {
+            break finish(cx, target, answer);
+        };
         let Some(next) = next_try(
             cx,
-            &bound,
+            &target,
             &tried,
             deadline,
             policy.map(|p| p.backoff),
@@ -158,12 +147,13 @@ pub(super) async fn run(
         )
         .await
         else {
-            return finish(cx, answer);
+            break finish(cx, target, answer);
         };
         // The failed answer (a 502/503 from the upstream) is dropped unread.
         drop(answer);
-        tried.push(next);
-        current = next;
+        tried.push(next.instance);
+        request = template.build(&upstream.instances[next.instance].authority);
+        target = next;
     }
 }
 
@@ -171,12 +161,13 @@ pub(super) async fn run(
 /// so the budget is only spent on a retry that goes out.
 async fn next_try(
     cx: &mut RequestContext,
-    bound: &Arc<BoundUpstream>,
+    current: &Target,
     tried: &[usize],
     deadline: Option<u64>,
     backoff: Option<Duration>,
     retries_so_far: u32,
-) -> Option<usize> {
+) -> Option<Target> {
+    let bound = &current.upstream;
     let backoff = backoff.unwrap_or_default();
     // Exponential, capped at ten times the base, with jitter so retries do not synchronize.
     let wait = backoff
@@ -190,38 +181,42 @@ async fn next_try(
     let admission = match bound.admit(now) {
         Ok(admission) => admission,
         Err(_) => {
-            cx.resilience.breaker = Some(BreakerState::Open);
+            cx.breaker = Some(BreakerState::Open);
             return None;
         }
     };
-    let next = bound.pick(now, cx.resilience.hash_key, tried)?;
+    let next = bound.pick(now, current.hash_key, tried)?;
     if !bound.take_retry(now) {
         return None;
     }
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
-    cx.resilience.admission = admission;
-    cx.resilience.in_flight = Some(bound.begin(next));
-    cx.resilience.instance = Some(next);
-    cx.resilience.retries += 1;
-    cx.upstream_instance = Some((bound.name().clone(), bound.instances[next].address));
-    Some(next)
+    cx.retries += 1;
+    Some(Target {
+        upstream: bound.clone(),
+        instance: next,
+        admission,
+        in_flight: bound.begin(next),
+        hash_key: current.hash_key,
+    })
 }
 
 /// The last try's answer, with a switch of protocols handed to the WebSocket relay.
+/// Leaves the last try's target in the context for the record.
 fn finish(
     cx: &mut RequestContext,
+    target: Target,
     answer: Result<Response<Incoming>, Rejection>,
 ) -> Result<Response<Incoming>, Rejection> {
+    cx.target = Some(target);
     let mut response = answer?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if cx.resilience.upgrade.is_none() {
+        if cx.upgrade.is_none() {
             // Only a request the gateway passed an `Upgrade` for may switch protocols.
             return Err(Rejection::new(
                 STAGE,
-                StatusCode::BAD_GATEWAY,
-                "upstream-bad-upgrade",
+                Reason::UpstreamBadUpgrade,
                 "the upstream switched protocols without being asked to",
             ));
         }

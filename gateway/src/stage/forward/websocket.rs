@@ -15,11 +15,11 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::pipeline::RequestContext;
+use crate::stage::context::RequestContext;
 
 /// The client's `Upgrade` value when this request is a WebSocket upgrade the route allows.
 pub fn requested(cx: &RequestContext) -> Option<HeaderValue> {
-    if !cx.route.as_ref().is_some_and(|r| r.websocket)
+    if !cx.route.route().is_some_and(|r| r.websocket)
         || cx.parts.version != Version::HTTP_11
         || cx.parts.method != Method::GET
         || cx.parts.extensions.get::<OnUpgrade>().is_none()
@@ -57,7 +57,7 @@ pub fn switching(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return None;
     }
-    let asked = cx.resilience.upgrade.as_ref()?;
+    let asked = cx.upgrade.as_ref()?;
     Some(
         response
             .headers()
@@ -78,8 +78,10 @@ pub fn restore_response(headers: &mut HeaderMap, upgrade: HeaderValue) {
 pub fn relay(cx: &mut RequestContext, response: &mut Response<Incoming>) {
     let client = cx.parts.extensions.remove::<OnUpgrade>();
     let upstream = hyper::upgrade::on(response);
-    let in_flight = cx.resilience.in_flight.take();
-    let request_id = cx.request_id.clone();
+    // The relay counts as a request in flight to the instance until it ends; the `101`'s own
+    // guard (in the record) ends with its empty body.
+    let in_flight = cx.target.as_ref().map(|t| t.upstream.begin(t.instance));
+    let request_id = cx.facts.request_id.clone();
     tokio::spawn(async move {
         let _in_flight = in_flight;
         let Some(client) = client else { return };

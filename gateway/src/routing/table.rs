@@ -14,11 +14,41 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, Method};
 
-use super::pattern::Segment;
-use crate::config::CompiledRoute;
-use crate::config::compiled::ValueMatch;
+use super::pattern::{RoutePattern, Segment};
+
+/// What the table needs to know of a route: where it was declared, its priority, its path
+/// pattern and its other conditions. The compiled config's routes implement it, so routing never
+/// depends on the config layer.
+pub trait Rule {
+    /// Position in the file: the last tie-breaker, so equal routes resolve the way they read.
+    fn declaration_index(&self) -> usize;
+    fn priority(&self) -> i32;
+    fn pattern(&self) -> &RoutePattern;
+    /// Empty means any method.
+    fn methods(&self) -> &[Method];
+    /// Lower-cased, without port.
+    fn host(&self) -> Option<&str>;
+    fn headers(&self) -> &[(HeaderName, ValueMatch)];
+    fn query(&self) -> &[(String, ValueMatch)];
+}
+
+/// A header or query condition: present with any value, or exactly this value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueMatch {
+    Present,
+    Exact(String),
+}
+
+impl ValueMatch {
+    pub fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            ValueMatch::Present => true,
+            ValueMatch::Exact(expected) => expected.as_bytes() == value,
+        }
+    }
+}
 
 /// The parts of a request routing looks at.
 pub struct RouteQuery<'a> {
@@ -32,10 +62,10 @@ pub struct RouteQuery<'a> {
     pub query: Option<&'a str>,
 }
 
-#[derive(Debug, Default)]
-pub struct RouteTable {
+#[derive(Debug)]
+pub struct RouteTable<R> {
     /// In declaration order, as given.
-    routes: Vec<Arc<CompiledRoute>>,
+    routes: Vec<Arc<R>>,
     /// `by_rank[r]` is the index in `routes` of the route ranked `r` by [`route_order`]. The trie
     /// stores ranks, so "better" is "smaller number".
     by_rank: Vec<usize>,
@@ -129,16 +159,22 @@ struct BuildNode {
     exact: Vec<usize>,
 }
 
-impl RouteTable {
-    pub fn new(routes: Vec<Arc<CompiledRoute>>) -> Self {
+impl<R: Rule> Default for RouteTable<R> {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
+impl<R: Rule> RouteTable<R> {
+    pub fn new(routes: Vec<Arc<R>>) -> Self {
         let mut by_rank: Vec<usize> = (0..routes.len()).collect();
         // Stable: routes equal in every respect keep their order, as `lookup_reference` does.
-        by_rank.sort_by(|&a, &b| route_order(&routes[a], &routes[b]));
+        by_rank.sort_by(|&a, &b| route_order(&*routes[a], &*routes[b]));
 
         let mut build: Vec<BuildNode> = vec![BuildNode::default()];
         // Inserting in rank order leaves every node's lists sorted best first.
         for (rank, &index) in by_rank.iter().enumerate() {
-            let pattern = &routes[index].pattern;
+            let pattern = routes[index].pattern();
             let mut at = 0;
             for segment in pattern.segments() {
                 let next = build.len();
@@ -195,12 +231,12 @@ impl RouteTable {
     }
 
     /// The routes in declaration order.
-    pub fn routes(&self) -> &[Arc<CompiledRoute>] {
+    pub fn routes(&self) -> &[Arc<R>] {
         &self.routes
     }
 
     /// The best route for the request, if any accepts it. Does not allocate.
-    pub fn lookup(&self, query: &RouteQuery<'_>) -> Option<&Arc<CompiledRoute>> {
+    pub fn lookup(&self, query: &RouteQuery<'_>) -> Option<&Arc<R>> {
         let rest = query.path.strip_prefix('/')?;
         let request = Request::new(query);
         let mut best = usize::MAX;
@@ -243,7 +279,7 @@ impl RouteTable {
             if rank >= *best {
                 return;
             }
-            if request.accepts(&self.routes[self.by_rank[rank]]) {
+            if request.accepts(&*self.routes[self.by_rank[rank]]) {
                 *best = rank;
                 return;
             }
@@ -255,16 +291,16 @@ impl RouteTable {
 /// the first by [`route_order`] (the earlier in `routes` among equals). For tests and tooling.
 ///
 /// [`RoutePattern::matches`]: super::pattern::RoutePattern::matches
-pub fn lookup_reference<'r>(
-    routes: &'r [Arc<CompiledRoute>],
+pub fn lookup_reference<'r, R: Rule>(
+    routes: &'r [Arc<R>],
     query: &RouteQuery<'_>,
-) -> Option<&'r Arc<CompiledRoute>> {
+) -> Option<&'r Arc<R>> {
     let request = Request::new(query);
     routes
         .iter()
-        .filter(|r| r.pattern.matches(query.path) && request.accepts(r))
+        .filter(|r| r.pattern().matches(query.path) && request.accepts(r.as_ref()))
         .reduce(|best, r| {
-            if route_order(r, best) == Ordering::Less {
+            if route_order(&**r, &**best) == Ordering::Less {
                 r
             } else {
                 best
@@ -274,11 +310,11 @@ pub fn lookup_reference<'r>(
 
 /// The order in which routes are tried: priority (high first), then specificity (more specific
 /// first), then declaration order.
-pub fn route_order(a: &CompiledRoute, b: &CompiledRoute) -> Ordering {
-    b.priority
-        .cmp(&a.priority)
-        .then_with(|| b.pattern.specificity().cmp(&a.pattern.specificity()))
-        .then_with(|| a.declaration_index.cmp(&b.declaration_index))
+pub fn route_order<R: Rule>(a: &R, b: &R) -> Ordering {
+    b.priority()
+        .cmp(&a.priority())
+        .then_with(|| b.pattern().specificity().cmp(&a.pattern().specificity()))
+        .then_with(|| a.declaration_index().cmp(&b.declaration_index()))
 }
 
 /// A [`RouteQuery`] with the host prepared once for all candidates.
@@ -297,21 +333,21 @@ impl<'q> Request<'q> {
     }
 
     /// Every condition but the path.
-    fn accepts(&self, route: &CompiledRoute) -> bool {
+    fn accepts(&self, route: &impl Rule) -> bool {
         let q = self.query;
-        (route.methods.is_empty() || route.methods.contains(q.method))
-            && route.host.as_deref().is_none_or(|want| {
+        (route.methods().is_empty() || route.methods().contains(q.method))
+            && route.host().is_none_or(|want| {
                 self.host
                     .is_some_and(|have| have.eq_ignore_ascii_case(want.trim_end_matches('.')))
             })
-            && route.headers.iter().all(|(name, want)| {
+            && route.headers().iter().all(|(name, want)| {
                 q.headers
                     .get_all(name)
                     .iter()
                     .any(|value| want.matches(value.as_bytes()))
             })
             && route
-                .query
+                .query()
                 .iter()
                 .all(|(name, want)| query_has(q.query, name, want))
     }
@@ -382,6 +418,7 @@ mod tests {
     use super::super::pattern::RoutePattern;
     use super::super::pattern::tests::{path_strategy, pattern_strategy};
     use super::*;
+    use crate::config::CompiledRoute;
     use crate::config::RouteAction;
 
     /// What a test route needs; the rest of [`CompiledRoute`] is filled in by [`Spec::build`].
@@ -456,7 +493,7 @@ mod tests {
         }
     }
 
-    fn table(specs: Vec<Spec>) -> RouteTable {
+    fn table(specs: Vec<Spec>) -> RouteTable<CompiledRoute> {
         RouteTable::new(
             specs
                 .into_iter()
@@ -510,7 +547,7 @@ mod tests {
     }
 
     /// Looks up with both the trie and the reference, insists they agree, returns the name.
-    fn select(table: &RouteTable, req: &Req) -> Option<String> {
+    fn select(table: &RouteTable<CompiledRoute>, req: &Req) -> Option<String> {
         let q = req.as_query();
         let fast = table.lookup(&q).map(|r| r.name.to_string());
         let slow = lookup_reference(table.routes(), &q).map(|r| r.name.to_string());
@@ -519,7 +556,7 @@ mod tests {
     }
 
     /// The reference gateway's table from DESIGN.md, plus routes for the other conditions.
-    fn reference_table() -> RouteTable {
+    fn reference_table() -> RouteTable<CompiledRoute> {
         use ValueMatch::{Exact, Present};
         table(vec![
             spec("users", "/api/v1/users/*", 100).methods(&[Method::GET]),
@@ -696,8 +733,16 @@ mod tests {
     #[test]
     fn an_empty_table_finds_nothing() {
         let r = req(Method::GET, "/");
-        assert!(RouteTable::default().lookup(&r.as_query()).is_none());
-        assert!(RouteTable::new(vec![]).lookup(&r.as_query()).is_none());
+        assert!(
+            RouteTable::<CompiledRoute>::default()
+                .lookup(&r.as_query())
+                .is_none()
+        );
+        assert!(
+            RouteTable::<CompiledRoute>::new(vec![])
+                .lookup(&r.as_query())
+                .is_none()
+        );
     }
 
     #[test]

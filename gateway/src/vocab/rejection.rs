@@ -7,16 +7,16 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-use crate::pipeline::StageId;
+use super::{Reason, StageId};
 
-/// A request stopped by a stage. `reason` is a stable kebab-case token (it becomes the problem
-/// `type`, the record's reason and a scenario's expected reason); `detail` is for humans and never
-/// carries internals such as upstream addresses or stack traces.
+/// A request stopped by a stage. `reason` is a stable token (it becomes the problem `type`, the
+/// record's reason and a scenario's expected reason); `detail` is for humans and never carries
+/// internals such as upstream addresses or stack traces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub stage: StageId,
     pub status: StatusCode,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub detail: Cow<'static, str>,
     /// Extra response headers the stop must carry (WWW-Authenticate, Retry-After, Allow, ...).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
@@ -25,20 +25,26 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    pub fn new(
-        stage: StageId,
-        status: StatusCode,
-        reason: &'static str,
-        detail: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    /// A stop at `stage` for `reason`, answered with the reason's status.
+    pub fn new(stage: StageId, reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
+        debug_assert!(
+            reason.stages().contains(&stage),
+            "{reason} is not a reason {stage} gives"
+        );
         Self {
             stage,
-            status,
+            status: reason.status(),
             reason,
             detail: detail.into(),
             headers: Vec::new(),
             close_connection: false,
         }
+    }
+
+    /// Answers with `status` instead of the reason's own (a `catch-all` route's configured status).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
@@ -56,7 +62,7 @@ impl Rejection {
     pub fn problem_body(&self, request_id: &str) -> Bytes {
         let title = self.status.canonical_reason().unwrap_or("Error");
         let problem = Problem {
-            type_: ProblemType(self.reason),
+            type_: ProblemType(self.reason.as_str()),
             title,
             status: self.status.as_u16(),
             detail: &self.detail,
@@ -97,8 +103,7 @@ mod tests {
     fn problem_body_names_stage_reason_and_request_id() {
         let r = Rejection::new(
             StageId::Route,
-            StatusCode::NOT_FOUND,
-            "no-route",
+            Reason::NoRoute,
             "no route matches GET /nope",
         );
         let body: serde_json::Value = serde_json::from_slice(&r.problem_body("req-1")).unwrap();

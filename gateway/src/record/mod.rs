@@ -1,20 +1,21 @@
-//! The request record — one per request, stopped or passed — and its sinks: the JSON access log,
-//! Prometheus metrics and an in-process broadcast that the simulator, the TUI and the admin
-//! record stream subscribe to. The same record is the replay format.
+//! The request record — one per request, stopped or passed — and what it feeds: [`sinks`] (the
+//! JSON access log, Prometheus [`metrics`] and an in-process broadcast that the simulator, the TUI
+//! and the admin record stream subscribe to). The same record is the replay format.
+
+pub mod metrics;
+pub mod sinks;
+
+pub use sinks::RecordSinks;
 
 use std::borrow::Cow;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
-use tokio::sync::broadcast;
 
-use crate::config::raw::RawAccessLog;
-use crate::metrics::Metrics;
-use crate::pipeline::{Identity, LimitDecision, StageId};
+use crate::resilience::BreakerState;
+use crate::vocab::{Identity, LimitDecision, StageId};
 
 /// Serialized, one per line, it is the access log, the admin record stream and the replay format;
 /// it deserializes from those lines too.
@@ -59,7 +60,7 @@ pub struct RequestRecord {
     /// The upstream's circuit breaker as `route` found it: `closed`, `half_open` (a probe), or
     /// `open` (the request was refused); absent when the upstream has no breaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub breaker: Option<crate::resilience::BreakerState>,
+    pub breaker: Option<BreakerState>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// False when the client or upstream went away before the response body finished.
@@ -99,6 +100,13 @@ impl StageTimings {
         self.nanos[stage.index()] = nanos;
         self.ran |= 1 << stage.index();
     }
+
+    /// Adds to a stage's time: `route` is timed in two parts (the lookup before `authn`, the
+    /// stage itself after `ratelimit`).
+    pub fn add(&mut self, stage: StageId, nanos: u64) {
+        self.nanos[stage.index()] += nanos;
+        self.ran |= 1 << stage.index();
+    }
 }
 
 impl<'de> Deserialize<'de> for StageTimings {
@@ -122,77 +130,4 @@ impl Serialize for StageTimings {
         }
         map.end()
     }
-}
-
-/// Where records go. Cheap to clone; emitting never blocks the request path.
-#[derive(Clone)]
-pub struct RecordSinks {
-    pub metrics: Arc<Metrics>,
-    subscribers: broadcast::Sender<Arc<RequestRecord>>,
-    access_log: Option<SyncSender<Vec<u8>>>,
-}
-
-/// Lines waiting for the access-log writer; beyond this they are dropped and counted, so a slow
-/// disk degrades the log, never the traffic.
-const ACCESS_LOG_QUEUE: usize = 65_536;
-const SUBSCRIBER_QUEUE: usize = 16_384;
-
-impl RecordSinks {
-    pub fn new(metrics: Arc<Metrics>, access_log: &RawAccessLog) -> std::io::Result<Self> {
-        let access_log = match access_log {
-            RawAccessLog::Off => None,
-            RawAccessLog::Stdout => Some(spawn_writer(Box::new(std::io::stdout()))?),
-            RawAccessLog::File(path) => {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?;
-                Some(spawn_writer(Box::new(file))?)
-            }
-        };
-        let (subscribers, _) = broadcast::channel(SUBSCRIBER_QUEUE);
-        Ok(Self {
-            metrics,
-            subscribers,
-            access_log,
-        })
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
-        self.subscribers.subscribe()
-    }
-
-    pub fn emit(&self, record: RequestRecord) {
-        self.metrics.observe(&record);
-        if let Some(log) = &self.access_log {
-            let mut line = Vec::with_capacity(512);
-            if serde_json::to_writer(&mut line, &record).is_ok() {
-                line.push(b'\n');
-                if let Err(TrySendError::Full(_)) = log.try_send(line) {
-                    self.metrics.access_log_dropped.inc();
-                }
-            }
-        }
-        if self.subscribers.receiver_count() > 0 {
-            let _ = self.subscribers.send(Arc::new(record));
-        }
-    }
-}
-
-fn spawn_writer(mut out: Box<dyn Write + Send>) -> std::io::Result<SyncSender<Vec<u8>>> {
-    let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) =
-        std::sync::mpsc::sync_channel(ACCESS_LOG_QUEUE);
-    std::thread::Builder::new()
-        .name("access-log".into())
-        .spawn(move || {
-            while let Ok(line) = rx.recv() {
-                let _ = out.write_all(&line);
-                // Batch whatever else is already queued before flushing.
-                while let Ok(more) = rx.try_recv() {
-                    let _ = out.write_all(&more);
-                }
-                let _ = out.flush();
-            }
-        })?;
-    Ok(tx)
 }

@@ -1,0 +1,145 @@
+//! The request context the stages share: what the connection and the arrival established (fixed
+//! from then on), and what each stage adds for the ones after it — typed so that a stage never has
+//! to handle a state the pipeline's order rules out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use http::request::Parts;
+use http::{HeaderValue, Method};
+use hyper::body::Incoming;
+
+use crate::clock::Nanos;
+use crate::config::{CompiledRoute, Runtime};
+use crate::identity::tls::TlsInfo;
+use crate::resilience::{Admission, BreakerState, InFlight};
+use crate::routing::normalize::PathError;
+use crate::state::Active;
+use crate::state::upstreams::BoundUpstream;
+use crate::vocab::trace::TraceContext;
+use crate::vocab::{Identity, LimitOutcome, Rejection, Scheme};
+
+/// What the connection knows about a request that the request itself does not say.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub scheme: Scheme,
+    /// What the TLS handshake established (SNI, client certificate); `None` on plaintext.
+    pub tls: Option<Arc<TlsInfo>>,
+}
+
+/// What never changes after the request arrived: who sent it over what, when, under which ids,
+/// and the method and authority as the client sent them (the record keeps those, whatever
+/// `mutate_request` does to the head later).
+#[derive(Debug)]
+pub struct RequestFacts {
+    pub request_id: String,
+    pub trace: TraceContext,
+    pub connection: ConnectionInfo,
+    /// Monotonic time the request arrived, from the gateway's clock.
+    pub arrived: Nanos,
+    pub unix_millis: u64,
+    pub method: Method,
+    /// `Host`, else the request-target's authority.
+    pub host: Option<HeaderValue>,
+    /// `Origin`, which CORS answers to.
+    pub origin: Option<HeaderValue>,
+}
+
+/// Where routing left the request. Looked up before the stages run (authz and ratelimit read the
+/// route's rules); the `route` stage is where a request that is not `Matched` stops.
+#[derive(Debug)]
+pub enum RouteMatch {
+    /// A stage before routing stopped the request (or answered it): no lookup happened.
+    NotLooked,
+    /// The normalized path, and the route that serves it.
+    Matched {
+        path: String,
+        route: Arc<CompiledRoute>,
+    },
+    /// The normalized path, which no route serves (404 at `route`).
+    Unmatched { path: String },
+    /// The path could not be normalized (400 at `route`).
+    BadPath(PathError),
+}
+
+impl RouteMatch {
+    pub fn route(&self) -> Option<&Arc<CompiledRoute>> {
+        match self {
+            RouteMatch::Matched { route, .. } => Some(route),
+            _ => None,
+        }
+    }
+
+    /// The normalized path, when normalization ran and succeeded.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            RouteMatch::Matched { path, .. } | RouteMatch::Unmatched { path } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// The upstream instance a try goes to, as `route` picked it and `forward` (on a retry) moves it:
+/// the bound upstream, which instance, the breaker's permission, and the guard that counts the
+/// request in flight to that instance until its response body ends.
+pub struct Target {
+    pub upstream: Arc<BoundUpstream>,
+    /// Index into `upstream.instances`.
+    pub instance: usize,
+    pub admission: Option<Admission>,
+    pub in_flight: InFlight,
+    /// The consistent-hash key, when the upstream hashes and the request has one.
+    pub hash_key: Option<u64>,
+}
+
+impl Target {
+    pub fn address(&self) -> SocketAddr {
+        self.upstream.instances[self.instance].address
+    }
+}
+
+/// The state one request carries through the pipeline.
+pub struct RequestContext {
+    /// The configuration this request started under, bound to its live upstream state; a reload
+    /// never changes it mid-request.
+    pub active: Arc<Active>,
+    pub facts: RequestFacts,
+    /// The request head; `mutate_request` reshapes it for the upstream. The body travels
+    /// separately so it can stream.
+    pub parts: Parts,
+    pub body: Option<Incoming>,
+    /// Request body bytes seen so far, shared with the streaming body.
+    pub bytes_in: Arc<AtomicU64>,
+    pub route: RouteMatch,
+    pub identity: Option<Arc<Identity>>,
+    /// The rate limiter's decision and the header fields it chose (added to the answer,
+    /// admitted or refused, by `mutate_response`).
+    pub limit: Option<LimitOutcome>,
+    /// The instance the last try went to: `route` picks it and hands it to `forward`, which
+    /// leaves the one it ended with here for the record.
+    pub target: Option<Target>,
+    /// The breaker's state when it let the request through, or `Open` when it refused it.
+    pub breaker: Option<BreakerState>,
+    pub retries: u32,
+    /// The path sent upstream, after rewriting.
+    pub upstream_path: Option<String>,
+    /// The client's `Upgrade` value, when the route passes WebSocket upgrades through.
+    pub upgrade: Option<HeaderValue>,
+    /// Close the client connection after answering (a stop that cannot trust the framing).
+    pub close_connection: bool,
+}
+
+impl RequestContext {
+    pub fn config(&self) -> &Runtime {
+        &self.active.config
+    }
+
+    pub fn route_name(&self) -> Option<&str> {
+        self.route.route().map(|r| r.name.as_ref())
+    }
+}
+
+/// What a stage returns: pass (the next stage runs) or stop.
+pub type StageResult = Result<(), Rejection>;

@@ -1,0 +1,144 @@
+//! `route`: the request's route was looked up before the pipeline ran (authz and ratelimit need
+//! its rules); this stage is where a request without one stops (404), where a catch-all answers,
+//! where a declared body size is checked against the route's limit, and where an instance of the
+//! upstream is picked — the breaker first, then the balancer among instances in rotation.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, Uri, header};
+
+use super::context::{RequestContext, RouteMatch, Target};
+use crate::config::{CompiledRoute, RouteAction, Runtime, Upstream};
+use crate::resilience::breaker::Refused;
+use crate::resilience::{Admission, BreakerState};
+use crate::routing::normalize::normalize_path;
+use crate::routing::table::RouteQuery;
+use crate::vocab::{Reason, Rejection, StageId};
+
+const STAGE: StageId = StageId::Route;
+
+/// Finds the route for a request: normalizes the path, then asks the table. The pipeline calls
+/// this before its stages run; `gateway routes --test` calls it offline.
+pub fn resolve(runtime: &Runtime, method: &Method, uri: &Uri, headers: &HeaderMap) -> RouteMatch {
+    let path = match normalize_path(uri.path()) {
+        Ok(path) => path.into_owned(),
+        Err(error) => return RouteMatch::BadPath(error),
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.host());
+    let query = RouteQuery {
+        method,
+        host,
+        path: &path,
+        headers,
+        query: uri.query(),
+    };
+    match runtime.routes.lookup(&query) {
+        Some(route) => RouteMatch::Matched {
+            route: route.clone(),
+            path,
+        },
+        None => RouteMatch::Unmatched { path },
+    }
+}
+
+/// The routing verdict for a resolved request: the route and the upstream to forward to, or the
+/// stop.
+pub fn verdict(route: &RouteMatch) -> Result<(&Arc<CompiledRoute>, &Arc<Upstream>), Rejection> {
+    match route {
+        RouteMatch::BadPath(error) => Err(Rejection::new(
+            STAGE,
+            Reason::BadPath,
+            format!("the request path cannot be routed: {error}"),
+        )),
+        RouteMatch::Unmatched { .. } | RouteMatch::NotLooked => Err(Rejection::new(
+            STAGE,
+            Reason::NoRoute,
+            "no route serves this path",
+        )),
+        RouteMatch::Matched { route, .. } => match &route.action {
+            RouteAction::Respond { status, detail } => {
+                Err(Rejection::new(STAGE, Reason::CatchAll, detail.to_string())
+                    .with_status(*status))
+            }
+            RouteAction::Forward { upstream } => Ok((route, upstream)),
+        },
+    }
+}
+
+/// Passes with the upstream instance the request goes to, which `forward` consumes.
+pub fn run(cx: &mut RequestContext) -> Result<Target, Rejection> {
+    let (route, upstream) = verdict(&cx.route)?;
+    if let Some(declared) = content_length(&cx.parts.headers) {
+        if declared > route.max_body_bytes {
+            return Err(body_too_large(STAGE, route.max_body_bytes));
+        }
+    }
+    let upstream = upstream.clone();
+    choose(cx, &upstream)
+}
+
+/// Picks the instance for a request to `upstream`: stops it with 503 `circuit-open` when the
+/// breaker is open (the upstream is not touched) or `no-healthy-instance` when no instance is in
+/// rotation.
+fn choose(cx: &mut RequestContext, upstream: &Upstream) -> Result<Target, Rejection> {
+    let Some(bound) = cx.active.upstreams.get(&upstream.name).cloned() else {
+        return Err(no_healthy_instance());
+    };
+    let now = bound.now();
+    let admission = match bound.admit(now) {
+        Ok(admission) => admission,
+        Err(refused) => {
+            cx.breaker = Some(BreakerState::Open);
+            return Err(circuit_open(refused));
+        }
+    };
+    cx.breaker = admission.as_ref().and_then(Admission::state);
+    let hash_key = bound.hash_key(&cx.parts.headers, cx.identity.as_deref());
+    let Some(instance) = bound.pick(now, hash_key, &[]) else {
+        return Err(no_healthy_instance());
+    };
+    Ok(Target {
+        in_flight: bound.begin(instance),
+        upstream: bound,
+        instance,
+        admission,
+        hash_key,
+    })
+}
+
+pub fn body_too_large(stage: StageId, limit: u64) -> Rejection {
+    Rejection::new(
+        stage,
+        Reason::BodyTooLarge,
+        format!("the request body exceeds this route's limit of {limit} bytes"),
+    )
+}
+
+fn no_healthy_instance() -> Rejection {
+    Rejection::new(
+        STAGE,
+        Reason::NoHealthyInstance,
+        "no instance of the upstream is available",
+    )
+}
+
+fn circuit_open(refused: Refused) -> Rejection {
+    // Whole seconds, never 0 (the convention `Retry-After` follows everywhere in the gateway).
+    let secs = refused.retry_after.as_secs() + u64::from(refused.retry_after.subsec_nanos() > 0);
+    Rejection::new(
+        STAGE,
+        Reason::CircuitOpen,
+        "the upstream is failing; the gateway is not sending it requests for a while",
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(secs.max(1)))
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}

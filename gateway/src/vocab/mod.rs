@@ -1,0 +1,18 @@
+//! The vocabulary every layer speaks — stage ids, stop reasons, the identity, the scheme, the
+//! limit outcome, request ids and trace context, the typed stop and its problem body. The bottom
+//! layer: it imports nothing from the crate, so anything may use it.
+
+pub mod identity;
+pub mod limit;
+pub mod reason;
+pub mod rejection;
+pub mod scheme;
+pub mod stage;
+pub mod trace;
+
+pub use identity::Identity;
+pub use limit::{LimitDecision, LimitOutcome};
+pub use reason::Reason;
+pub use rejection::Rejection;
+pub use scheme::Scheme;
+pub use stage::StageId;

@@ -1,0 +1,180 @@
+//! What identifies a request across systems, fixed at arrival: the request id (kept from the
+//! client when well formed) and the W3C trace context the gateway continues or starts.
+
+use http::{HeaderName, HeaderValue};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// A request id a client sent is kept when it is well formed: 1–128 characters of
+/// `[A-Za-z0-9._:-]`, so it is safe in a header, a log line and a metric exemplar.
+pub fn well_formed_request_id(value: &[u8]) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// W3C Trace Context: the trace this request belongs to and the span the gateway opens in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    /// The caller's span, when it sent a valid `traceparent`.
+    pub parent_id: Option<[u8; 8]>,
+    pub span_id: [u8; 8],
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// Continues a valid incoming `traceparent`, or starts a new trace.
+    pub fn continue_or_start(incoming: Option<&HeaderValue>) -> Self {
+        let span_id = random_nonzero::<8>();
+        match incoming.and_then(|v| parse_traceparent(v.as_bytes())) {
+            Some((trace_id, parent_id, flags)) => Self {
+                trace_id,
+                parent_id: Some(parent_id),
+                span_id,
+                flags,
+            },
+            None => Self {
+                trace_id: random_nonzero::<16>(),
+                parent_id: None,
+                span_id,
+                flags: 0x01,
+            },
+        }
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// `00-<trace-id>-<gateway span id>-<flags>`: the upstream's parent is the gateway's span.
+    pub fn header_value(&self) -> HeaderValue {
+        let mut buf = [0u8; 55];
+        buf[..3].copy_from_slice(b"00-");
+        hex_into(&self.trace_id, &mut buf[3..35]);
+        buf[35] = b'-';
+        hex_into(&self.span_id, &mut buf[36..52]);
+        buf[52] = b'-';
+        hex_into(&[self.flags], &mut buf[53..55]);
+        // Only lowercase hex digits and dashes: always a valid header value.
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// Parses `version-traceid-parentid-flags` (W3C Trace Context §3.2). Version `ff` is invalid;
+/// a future version may carry more fields after the four we read.
+fn parse_traceparent(v: &[u8]) -> Option<([u8; 16], [u8; 8], u8)> {
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let version = parse_hex::<1>(&v[0..2])?[0];
+    if version == 0xff
+        || (version == 0 && v.len() != 55)
+        || (version != 0 && v.len() > 55 && v[55] != b'-')
+    {
+        return None;
+    }
+    let trace_id = parse_hex::<16>(&v[3..35])?;
+    let parent_id = parse_hex::<8>(&v[36..52])?;
+    let flags = parse_hex::<1>(&v[53..55])?[0];
+    if trace_id == [0; 16] || parent_id == [0; 8] {
+        return None;
+    }
+    Some((trace_id, parent_id, flags))
+}
+
+fn parse_hex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None, // the spec allows lowercase only
+    };
+    let mut out = [0u8; N];
+    for (i, pair) in text.chunks_exact(2).enumerate() {
+        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+fn random_nonzero<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    while out == [0u8; N] {
+        out.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    out
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut buf = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+    }
+}
+
+/// A fresh request id: 32 lowercase hex digits.
+pub fn new_request_id() -> String {
+    hex(&random_nonzero::<16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_traceparent_is_continued_with_a_new_span() {
+        let incoming =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let t = TraceContext::continue_or_start(Some(&incoming));
+        assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            t.parent_id,
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
+        let out = t.header_value();
+        let out = out.to_str().unwrap();
+        assert!(out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(
+            !out.contains("00f067aa0ba902b7"),
+            "the gateway's own span is the parent"
+        );
+        assert!(out.ends_with("-01"));
+    }
+
+    #[test]
+    fn invalid_traceparents_start_a_new_trace() {
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            let t = TraceContext::continue_or_start(Some(&HeaderValue::from_static(bad)));
+            assert_eq!(t.parent_id, None, "{bad}");
+            assert_ne!(
+                t.trace_id_hex(),
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_well_formed() {
+        assert!(well_formed_request_id(b"abc-123_x.y:z"));
+        assert!(!well_formed_request_id(b""));
+        assert!(!well_formed_request_id(b"has space"));
+        assert!(!well_formed_request_id(&[b'a'; 129]));
+        assert_eq!(new_request_id().len(), 32);
+    }
+}
