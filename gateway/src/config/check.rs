@@ -1274,7 +1274,13 @@ mod tests {
     fn assert_well_formed(text: &str, result: Result<Runtime, Vec<Diagnostic>>) {
         let Err(diagnostics) = result else { return };
         assert!(!diagnostics.is_empty());
-        let lines = text.lines().count() + 1;
+        // YAML breaks lines at CR, LF, CRLF, NEL, LS and PS; its positions count those.
+        let breaks = text.replace("\r\n", "\n");
+        let lines = breaks
+            .chars()
+            .filter(|c| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}'))
+            .count()
+            + 2;
         for d in &diagnostics {
             assert!(!d.message.is_empty(), "{d}");
             assert!(
