@@ -89,6 +89,7 @@ async fn five_reloads_under_steady_load_fail_no_request() {
         config(&[a.address, b.address], "", ""),
     ];
     for (i, text) in versions.iter().enumerate() {
+        // The scenario: the load runs a while between reloads (and after the last one).
         tokio::time::sleep(Duration::from_millis(150)).await;
         let reloaded = gw.handle.reload(runtime(text));
         assert_eq!(reloaded.version, i as u64 + 2);
@@ -311,13 +312,13 @@ async fn the_watcher_reloads_when_the_file_changes_and_keeps_the_last_good_confi
         path.clone(),
         stopped,
     ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    std::fs::write(&path, "upstreams: [\n").expect("write broken config");
+    // Written until seen: the watcher sees no change made before it is watching.
     eventually(
         "the broken file is refused",
         Duration::from_secs(5),
         async || {
+            std::fs::write(&path, "upstreams: [\n").expect("write broken config");
             let config = admin_json(&gw, "/config").await;
             if config["last_reload_failure"].is_null() {
                 Err(config)
