@@ -308,7 +308,7 @@ pub async fn raw_exchange(address: SocketAddr, bytes: &[u8], wait: Duration) -> 
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
-/// How often [`eventually`] asks again.
+/// How often [`eventually`] and [`eventually_blocking`] ask again.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Waits for a condition the test cannot be told about: runs `probe` until it returns `Ok`, every
@@ -332,5 +332,29 @@ pub async fn eventually<T, E: Display>(
             panic!("{what}: not within {timeout:?}; last seen: {seen}");
         }
         tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// [`eventually`] for a probe that blocks (a child process, a raw socket): it sleeps the thread
+/// it runs on between tries.
+#[track_caller]
+pub fn eventually_blocking<T, E: Display>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen = match probe() {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            panic!("{what}: not within {timeout:?}; last seen: {seen}");
+        }
+        std::thread::sleep(POLL_INTERVAL);
     }
 }
