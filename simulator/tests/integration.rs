@@ -6,4 +6,5 @@ mod integration {
     mod compare;
     mod runner;
     mod tui;
+    mod util;
 }

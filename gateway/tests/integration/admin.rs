@@ -98,19 +98,24 @@ async fn the_access_log_writes_one_json_line_per_request() {
     )
     .await;
     gw.record().await;
-    let mut line = String::new();
-    for _ in 0..50 {
-        let file = tokio::fs::File::open(&log).await.expect("log file");
-        line.clear();
-        BufReader::new(file)
-            .read_line(&mut line)
-            .await
-            .expect("read");
-        if line.ends_with('\n') {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let line = eventually(
+        "a whole line in the log",
+        Duration::from_secs(5),
+        async || {
+            let file = tokio::fs::File::open(&log).await.expect("log file");
+            let mut line = String::new();
+            BufReader::new(file)
+                .read_line(&mut line)
+                .await
+                .expect("read");
+            if line.ends_with('\n') {
+                Ok(line)
+            } else {
+                Err(format!("{line:?}"))
+            }
+        },
+    )
+    .await;
     let record: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
     assert_eq!(record["request_id"], "logged-request-1");
     assert_eq!(record["route_template"], "/api/v1/users/*");

@@ -87,19 +87,19 @@ async fn the_identity_fixture_guards_the_reference_table() {
 
     // GET /api/v1/users/7 → users-svc as /users/7, with the identity and without the token.
     let reader = token("users:read", json!([]));
-    let mut status = 0;
-    for _ in 0..200 {
-        status = gw
+    eventually(
+        "GET /api/v1/users/7 answers 200 once the keys are in",
+        std::time::Duration::from_secs(5),
+        async || match gw
             .send(send("GET", "/api/v1/users/7", Some(&reader)))
             .await
             .status
-            .as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(status, 200);
+        {
+            http::StatusCode::OK => Ok(()),
+            status => Err(status),
+        },
+    )
+    .await;
     let seen = upstream.last();
     assert_eq!(seen.target, "/users/7");
     assert_eq!(seen.headers["x-user-id"], "user-7");

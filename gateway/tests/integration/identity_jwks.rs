@@ -22,19 +22,34 @@ async fn bearer(gw: &TestGateway, path: &str, token: &str) -> Reply {
 
 /// Sends until the answer has `status`, bounded; returns how many tries it took.
 async fn until_status(gw: &TestGateway, path: &str, token: &str, status: u16) -> usize {
-    for attempt in 1..=300 {
-        if bearer(gw, path, token).await.status == status {
-            return attempt;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{path} never answered {status}");
+    let mut attempt = 0;
+    eventually(
+        &format!("{path} answers {status}"),
+        Duration::from_secs(10),
+        async || {
+            attempt += 1;
+            match bearer(gw, path, token).await.status {
+                s if s == status => Ok(attempt),
+                s => Err(s),
+            }
+        },
+    )
+    .await
 }
 
 async fn metrics(gw: &TestGateway) -> String {
     let admin = gw.handle.admin_address().expect("admin");
     let reply = gw.get_absolute(&format!("http://{admin}/metrics")).await;
     String::from_utf8(reply.body.to_vec()).expect("metrics text")
+}
+
+/// The JWKS fetch counters of a metrics text, for a failure message.
+fn fetch_lines(metrics: &str) -> String {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_jwks_fetches_total"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn counter(metrics: &str, prefix: &str) -> u64 {
@@ -85,6 +100,7 @@ async fn keys_rotate_under_traffic_without_a_single_false_401() {
             statuses
         });
     }
+    // The scenario: the rotation lands while the clients are already sending.
     tokio::time::sleep(Duration::from_millis(40)).await;
     issuer.publish(&[&old, &new]);
     phase.store(1, std::sync::atomic::Ordering::SeqCst);
@@ -260,17 +276,21 @@ async fn start_does_not_wait_for_an_issuer_that_hangs() {
         Some("keys-unavailable")
     );
     // The hung fetch times out and is counted.
-    for _ in 0..100 {
-        if counter(
-            &metrics(&gw).await,
-            "gatehouse_jwks_fetches_total{issuer=\"main\",cause=\"start\",outcome=\"timeout\"}",
-        ) == 1
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no timed-out fetch counted: {}", metrics(&gw).await);
+    eventually(
+        "a timed-out fetch is counted",
+        Duration::from_secs(5),
+        async || {
+            let text = metrics(&gw).await;
+            match counter(
+                &text,
+                "gatehouse_jwks_fetches_total{issuer=\"main\",cause=\"start\",outcome=\"timeout\"}",
+            ) {
+                1 => Ok(()),
+                _ => Err(fetch_lines(&text)),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -295,20 +315,26 @@ async fn last_good_keys_are_served_while_the_issuer_fails_but_not_forever() {
         (IssuerMode::Hang, "timeout"),
     ] {
         issuer.set_mode(mode);
-        let mut counted = false;
-        for i in 0..40 {
-            let token = key.sign(&claims(&format!("{outcome}-{i}")));
-            assert_eq!(bearer(&gw, "/jwt/x", &token).await.status, 200, "{mode:?}");
-            let prefix = format!(
-                "gatehouse_jwks_fetches_total{{issuer=\"main\",cause=\"refresh\",outcome=\"{outcome}\"}}"
-            );
-            if counter(&metrics(&gw).await, &prefix) > 0 {
-                counted = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        assert!(counted, "a failed refresh ({outcome}) was counted");
+        let prefix = format!(
+            "gatehouse_jwks_fetches_total{{issuer=\"main\",cause=\"refresh\",outcome=\"{outcome}\"}}"
+        );
+        let mut i = 0;
+        eventually(
+            &format!("a failed refresh ({outcome}) was counted"),
+            Duration::from_secs(3),
+            async || {
+                i += 1;
+                let token = key.sign(&claims(&format!("{outcome}-{i}")));
+                assert_eq!(bearer(&gw, "/jwt/x", &token).await.status, 200, "{mode:?}");
+                let text = metrics(&gw).await;
+                if counter(&text, &prefix) > 0 {
+                    Ok(())
+                } else {
+                    Err(fetch_lines(&text))
+                }
+            },
+        )
+        .await;
     }
     // Past max_stale the keys are no longer trusted.
     issuer.set_mode(IssuerMode::Down);

@@ -43,14 +43,19 @@ async fn setup(extra_auth: &str) -> Setup {
     };
     // Until the first fetch is stored a protected route answers 401 keys-unavailable.
     let token = setup.rsa.sign(&claims("warm-up"));
-    for _ in 0..200 {
-        let reply = setup.bearer("/jwt/warm", &token).await;
-        let _ = setup.gw.record().await;
-        if reply.status == 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    eventually(
+        "a protected route answers 200 once the keys are in",
+        std::time::Duration::from_secs(5),
+        async || {
+            let reply = setup.bearer("/jwt/warm", &token).await;
+            let _ = setup.gw.record().await;
+            match reply.status {
+                http::StatusCode::OK => Ok(()),
+                status => Err(status),
+            }
+        },
+    )
+    .await;
     setup.upstream.seen.lock().expect("seen").clear();
     setup
 }

@@ -25,7 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::util::Reply;
+use super::util::{Reply, eventually};
 
 // ---------------------------------------------------------------------------------------------
 // Signing keys and tokens.
@@ -257,13 +257,15 @@ impl FakeIssuer {
 
     /// Waits (bounded) until the issuer has been asked for its keys `n` times.
     pub async fn wait_for_fetches(&self, n: usize) {
-        for _ in 0..500 {
-            if self.fetches() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the issuer saw {} fetches, expected {n}", self.fetches());
+        eventually(
+            &format!("the issuer is asked for its keys {n} times"),
+            Duration::from_secs(5),
+            async || match self.fetches() {
+                seen if seen >= n => Ok(()),
+                seen => Err(format!("{seen} fetches")),
+            },
+        )
+        .await;
     }
 }
 

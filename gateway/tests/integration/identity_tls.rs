@@ -65,18 +65,24 @@ async fn metrics(gw: &TestGateway) -> String {
 async fn handshake_failures(gw: &TestGateway, reason: &str) -> u64 {
     let line =
         format!("gatehouse_tls_handshake_failures_total{{listener=\"edge\",reason=\"{reason}\"}} ");
-    for _ in 0..100 {
-        let text = metrics(gw).await;
-        if let Some(n) = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .and_then(|n| n.trim().parse().ok())
-        {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    0
+    eventually(
+        &format!("a {reason} handshake failure is counted"),
+        Duration::from_secs(5),
+        async || {
+            let text = metrics(gw).await;
+            let counted = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .and_then(|n| n.trim().parse().ok());
+            counted.ok_or_else(|| {
+                text.lines()
+                    .filter(|l| l.starts_with("gatehouse_tls_"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        },
+    )
+    .await
 }
 
 #[tokio::test]

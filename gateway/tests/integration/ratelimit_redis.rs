@@ -194,17 +194,20 @@ async fn a_dead_redis_takes_the_fallback_without_waiting_and_service_resumes_by_
     // Redis returns (empty: the script must be loaded again). After the cooldown one request
     // probes; within a few cooldowns service is back without anyone touching the gateway.
     redis.restart();
-    let mut recovered = false;
-    for _ in 0..5 {
-        clock.advance(Duration::from_secs(5));
-        let reply = gw.get("/other/b").await;
-        if reply.status == 200 && reply.header("ratelimit").is_some() {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(recovered, "the breaker closes once Redis answers");
+    eventually(
+        "the breaker closes once Redis answers",
+        Duration::from_secs(5),
+        async || {
+            // Each try comes after a cooldown of the gateway's clock.
+            clock.advance(Duration::from_secs(5));
+            let reply = gw.get("/other/b").await;
+            match (reply.status.as_u16(), reply.header("ratelimit")) {
+                (200, Some(_)) => Ok(()),
+                (status, header) => Err(format!("{status}, ratelimit {header:?}")),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         metric(&metrics(&gw).await, "gatehouse_ratelimit_breaker_open"),
         0.0

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use gateway::clock::ManualClock;
 
-use super::util::TestGateway;
+use super::util::{TestGateway, eventually_blocking};
 
 /// A `redis-server` of our own: no persistence, loopback only.
 pub struct RedisServer {
@@ -52,15 +52,13 @@ impl RedisServer {
                 panic!("cannot run redis-server ({e}): install it, e.g. by running ./scripts/test")
             });
         self.child = Some(child);
-        for _ in 0..250 {
-            if self.ping() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "redis-server on port {} did not answer PING within 5 s",
-            self.port
+        eventually_blocking(
+            &format!("redis-server on port {} answers PING", self.port),
+            Duration::from_secs(5),
+            || match self.command("PING\r\n") {
+                Some(reply) if reply.starts_with("+PONG") => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
         );
     }
 
@@ -70,11 +68,6 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    pub fn ping(&self) -> bool {
-        self.command("PING\r\n")
-            .is_some_and(|r| r.starts_with("+PONG"))
     }
 
     /// One raw RESP command (inline form), the reply's first read.

@@ -89,6 +89,7 @@ async fn five_reloads_under_steady_load_fail_no_request() {
         config(&[a.address, b.address], "", ""),
     ];
     for (i, text) in versions.iter().enumerate() {
+        // The scenario: the load runs a while between reloads (and after the last one).
         tokio::time::sleep(Duration::from_millis(150)).await;
         let reloaded = gw.handle.reload(runtime(text));
         assert_eq!(reloaded.version, i as u64 + 2);
@@ -282,9 +283,12 @@ async fn an_instance_removed_by_a_reload_finishes_its_request_in_flight() {
         })
     };
     eventually(
-        Duration::from_secs(5),
         "the slow request reached a",
-        || async { a.hits() == 1 },
+        Duration::from_secs(5),
+        async || match a.hits() {
+            1 => Ok(()),
+            n => Err(format!("{n} requests at a")),
+        },
     )
     .await;
     gw.handle.reload(runtime(&config(&[b.address], "", "")));
@@ -308,22 +312,36 @@ async fn the_watcher_reloads_when_the_file_changes_and_keeps_the_last_good_confi
         path.clone(),
         stopped,
     ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    std::fs::write(&path, "upstreams: [\n").expect("write broken config");
+    // Written until seen: the watcher sees no change made before it is watching.
     eventually(
-        Duration::from_secs(5),
         "the broken file is refused",
-        || async { !admin_json(&gw, "/config").await["last_reload_failure"].is_null() },
+        Duration::from_secs(5),
+        async || {
+            std::fs::write(&path, "upstreams: [\n").expect("write broken config");
+            let config = admin_json(&gw, "/config").await;
+            if config["last_reload_failure"].is_null() {
+                Err(config)
+            } else {
+                Ok(())
+            }
+        },
     )
     .await;
     assert_eq!(&gw.get("/svc/x").await.body[..], b"a");
 
     std::fs::write(&path, config_text(&[b.address])).expect("write config");
     eventually(
-        Duration::from_secs(5),
         "the changed file is loaded",
-        || async { admin_json(&gw, "/config").await["version"] == 2 },
+        Duration::from_secs(5),
+        async || {
+            let config = admin_json(&gw, "/config").await;
+            if config["version"] == 2 {
+                Ok(())
+            } else {
+                Err(config)
+            }
+        },
     )
     .await;
     assert_eq!(&gw.get("/svc/x").await.body[..], b"b");
@@ -373,9 +391,12 @@ async fn gateway_run_reloads_on_sighup() {
         }
     };
     eventually(
-        Duration::from_secs(10),
         "gateway run serves",
-        || async move { get(format!("http://{public}/svc/x")).await.as_deref() == Some("a") },
+        Duration::from_secs(10),
+        async || match get(format!("http://{public}/svc/x")).await {
+            Some(body) if body == "a" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
     )
     .await;
 
@@ -383,9 +404,12 @@ async fn gateway_run_reloads_on_sighup() {
     // (version 3), so each step is seen on its own.
     std::fs::write(&path, text(b.address)).expect("write config");
     eventually(
-        Duration::from_secs(10),
         "the file change is picked up",
-        || async move { get(format!("http://{public}/svc/x")).await.as_deref() == Some("b") },
+        Duration::from_secs(10),
+        async || match get(format!("http://{public}/svc/x")).await {
+            Some(body) if body == "b" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
     )
     .await;
     let pid = child.id().expect("pid").to_string();
@@ -394,11 +418,14 @@ async fn gateway_run_reloads_on_sighup() {
         .status()
         .expect("kill");
     assert!(status.success());
-    eventually(Duration::from_secs(10), "SIGHUP reloads", || async move {
-        get(format!("http://{admin}/config"))
+    eventually("SIGHUP reloads", Duration::from_secs(10), async || {
+        let config = get(format!("http://{admin}/config"))
             .await
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
-            .is_some_and(|c| c["version"] == 3)
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok());
+        match config {
+            Some(c) if c["version"] == 3 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     })
     .await;
     let _ = std::process::Command::new("kill")

@@ -76,9 +76,12 @@ async fn least_outstanding_sends_nothing_more_to_an_instance_stuck_on_a_request(
         }));
         // One at a time: each request has been picked (and reached its instance) before the next.
         eventually(
-            Duration::from_secs(5),
             "the request reached an instance",
-            || async { a.hits() + b.hits() == sent },
+            Duration::from_secs(5),
+            async || match a.hits() + b.hits() {
+                n if n == sent => Ok(()),
+                n => Err(format!("{n} of {sent} requests")),
+            },
         )
         .await;
     }
@@ -118,8 +121,13 @@ async fn consistent_hash_keeps_a_key_on_its_instance_and_moves_only_the_keys_of_
     assert_eq!(used.len(), 3, "30 keys spread over all three instances");
 
     fakes[1].set_health(503);
-    eventually(Duration::from_secs(5), "b out of rotation", || async {
-        instance(&gw, "svc", fakes[1].address).await["available"] == false
+    eventually("b out of rotation", Duration::from_secs(5), async || {
+        let b = instance(&gw, "svc", fakes[1].address).await;
+        if b["available"] == false {
+            Ok(())
+        } else {
+            Err(b)
+        }
     })
     .await;
     for (session, before) in &placed {
@@ -143,13 +151,15 @@ async fn with_every_instance_out_of_rotation_route_answers_503() {
     .await;
     a.set_health(500);
     b.set_health(500);
-    eventually(Duration::from_secs(5), "both out of rotation", || async {
+    eventually("both out of rotation", Duration::from_secs(5), async || {
         let all = admin_json(&gw, "/upstreams").await;
-        all["upstreams"][0]["instances"]
+        let instances = &all["upstreams"][0]["instances"];
+        let out = instances
             .as_array()
             .expect("instances")
             .iter()
-            .all(|i| i["available"] == false)
+            .all(|i| i["available"] == false);
+        if out { Ok(()) } else { Err(instances.clone()) }
     })
     .await;
     let before = a.hits() + b.hits();

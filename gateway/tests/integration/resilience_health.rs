@@ -50,15 +50,25 @@ async fn a_flapping_instance_leaves_rotation_and_comes_back() {
         a.address, b.address
     )))
     .await;
-    eventually(Duration::from_secs(5), "health checks run", || async {
-        b.health_hits() >= 2
-    })
+    eventually(
+        "health checks run",
+        Duration::from_secs(5),
+        async || match b.health_hits() {
+            n if n >= 2 => Ok(()),
+            n => Err(format!("{n} checks of b")),
+        },
+    )
     .await;
     assert_eq!(spread(&gw, 10).await.get("200 b"), Some(&5));
 
     b.set_health(503);
-    eventually(Duration::from_secs(5), "b out of rotation", || async {
-        instance(&gw, "svc", b.address).await["healthy"] == false
+    eventually("b out of rotation", Duration::from_secs(5), async || {
+        let b = instance(&gw, "svc", b.address).await;
+        if b["healthy"] == false {
+            Ok(())
+        } else {
+            Err(b)
+        }
     })
     .await;
     let text = metrics(&gw).await;
@@ -76,8 +86,13 @@ async fn a_flapping_instance_leaves_rotation_and_comes_back() {
     );
 
     b.set_health(200);
-    eventually(Duration::from_secs(5), "b back in rotation", || async {
-        instance(&gw, "svc", b.address).await["available"] == true
+    eventually("b back in rotation", Duration::from_secs(5), async || {
+        let b = instance(&gw, "svc", b.address).await;
+        if b["available"] == true {
+            Ok(())
+        } else {
+            Err(b)
+        }
     })
     .await;
     assert_eq!(spread(&gw, 10).await.get("200 b"), Some(&5));

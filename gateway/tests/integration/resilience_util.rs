@@ -248,19 +248,3 @@ pub async fn instance(gw: &TestGateway, upstream: &str, address: SocketAddr) -> 
         .unwrap_or_else(|| panic!("no instance {address} in {up}"))
         .clone()
 }
-
-/// Polls `check` every 20 ms until it holds, for at most `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {within:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}

@@ -26,19 +26,30 @@ async fn shutdown_lets_an_in_flight_request_finish_and_refuses_new_connections()
         })
     };
     // Let the request reach the upstream before shutting down.
-    for _ in 0..100 {
-        if !upstream.seen().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the request reached the upstream",
+        Duration::from_secs(5),
+        async || match upstream.seen().len() {
+            0 => Err("nothing at the upstream"),
+            _ => Ok(()),
+        },
+    )
+    .await;
     assert_eq!(upstream.seen().len(), 1);
     let TestGateway { handle, .. } = gw;
     let shutdown = tokio::spawn(handle.shutdown());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(
+        "the listener is closed once shutdown begins",
+        Duration::from_secs(5),
+        async || match tokio::net::TcpStream::connect(address).await {
+            Ok(_) => Err("a connection was still let in"),
+            Err(_) => Ok(()),
+        },
+    )
+    .await;
     assert!(
-        tokio::net::TcpStream::connect(address).await.is_err(),
-        "the listener is closed once shutdown begins"
+        !in_flight.is_finished(),
+        "the listener closed while the request was still in flight"
     );
     let reply = in_flight.await.expect("task");
     assert_eq!(reply.status, 200);

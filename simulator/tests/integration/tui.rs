@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 
+use super::util::eventually_blocking;
+
 /// A child on a pty, with its screen.
 struct Session {
     master: Box<dyn MasterPty + Send>,
@@ -67,13 +69,18 @@ impl Session {
     }
 
     fn wait_until(&self, what: &str, ok: impl Fn(&str) -> bool) {
-        for _ in 0..600 {
-            if ok(&self.contents()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the screen never showed {what}:\n{}", self.contents());
+        eventually_blocking(
+            &format!("the screen shows {what}"),
+            Duration::from_secs(30),
+            || {
+                let screen = self.contents();
+                if ok(&screen) {
+                    Ok(())
+                } else {
+                    Err(format!("\n{screen}"))
+                }
+            },
+        );
     }
 
     fn send(&mut self, keys: &str) {
@@ -89,28 +96,29 @@ impl Session {
     /// The same, then hands what is on the (main) screen to `after`.
     fn quit_and_check_restored_then(mut self, after: impl FnOnce(&str)) {
         self.send("q");
-        let mut status = None;
-        for _ in 0..400 {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                status = Some(s);
-                break;
+        // On timeout the panic drops `self`, which kills the child.
+        let (child, screen) = (&mut self.child, &self.screen);
+        let status = eventually_blocking("q quits", Duration::from_secs(20), || {
+            match child.try_wait().expect("wait") {
+                Some(status) => Ok(status),
+                None => Err(format!(
+                    "still running:\n{}",
+                    screen.lock().expect("screen").screen().contents()
+                )),
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let status = status.unwrap_or_else(|| {
-            let _ = self.child.kill();
-            panic!("q did not quit:\n{}", self.contents())
         });
         assert_eq!(status.exit_code(), 0, "{}", self.contents());
-        // Let the reader take the last bytes (leaving the alternate screen).
-        std::thread::sleep(Duration::from_millis(200));
-        let parser = self.screen.lock().expect("screen");
-        assert!(
-            !parser.screen().alternate_screen(),
-            "still on the alternate screen"
-        );
-        assert!(!parser.screen().hide_cursor(), "the cursor is still hidden");
-        drop(parser);
+        // The reader takes the last bytes (leaving the alternate screen) after the exit.
+        eventually_blocking("the terminal is restored", Duration::from_secs(5), || {
+            let parser = self.screen.lock().expect("screen");
+            if parser.screen().alternate_screen() {
+                Err("still on the alternate screen")
+            } else if parser.screen().hide_cursor() {
+                Err("the cursor is still hidden")
+            } else {
+                Ok(())
+            }
+        });
         // Cooked mode again: the pty's line discipline echoes and edits lines.
         let tty = self.master.tty_name().expect("the pty's name");
         let stty = std::process::Command::new("stty")
@@ -126,6 +134,16 @@ impl Session {
             "raw mode left on: {modes}"
         );
         after(&self.contents());
+    }
+}
+
+impl Drop for Session {
+    /// A test that fails midway leaves no simulator running on the pty.
+    fn drop(&mut self) {
+        // `try_wait` first: a child already reaped must not be signalled (its pid may be reused).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
     }
 }
 
