@@ -11,6 +11,7 @@
 pub mod compare;
 pub mod demo;
 pub mod fake;
+pub mod http_client;
 pub mod report;
 pub mod scenario;
 pub mod tui;

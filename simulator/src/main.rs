@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use simulator::scenario::run::{GatewayMode, RunError, ScenarioResult, run_file};
+use simulator::scenario::outcome::{RunError, ScenarioResult};
+use simulator::scenario::run::run_file;
+use simulator::scenario::under_test::GatewayMode;
 
 #[derive(Parser)]
 #[command(

@@ -1,6 +1,8 @@
 //! Scenario files: the model as written, running one, checking what it expects.
 
 pub mod expect;
+pub mod fakes;
 pub mod model;
-pub mod process;
+pub mod outcome;
 pub mod run;
+pub mod under_test;

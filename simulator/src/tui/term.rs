@@ -233,7 +233,7 @@ pub async fn attach(admin: &str) -> anyhow::Result<mpsc::Receiver<Feed>> {
     let request = http::Request::get(&url)
         .body(Default::default())
         .with_context(|| format!("not a URL: {url}"))?;
-    let client = crate::scenario::run::http_client();
+    let client = crate::http_client::new();
     let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
         .await
         .with_context(|| format!("{url}: no answer within 5 s"))?
@@ -367,7 +367,7 @@ impl RunTui {
     }
 
     /// A scenario finished.
-    pub async fn scenario_done(&self, result: &crate::scenario::run::ScenarioResult) {
+    pub async fn scenario_done(&self, result: &crate::scenario::outcome::ScenarioResult) {
         if self.tapped.load(Ordering::Relaxed) == 0 {
             for record in result.steps.iter().filter_map(|s| s.record.clone()) {
                 let _ = self.notes.send(Feed::Record(Arc::new(record))).await;

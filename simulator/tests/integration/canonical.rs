@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use simulator::scenario::run::{GatewayMode, run_file};
+use simulator::scenario::run::run_file;
+use simulator::scenario::under_test::GatewayMode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_canonical_scenario_passes() {

@@ -10,7 +10,8 @@ use gateway::record::RequestRecord;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::run::{Records, RunningGateway, http_client};
+use super::{Records, RunningGateway};
+use crate::http_client;
 
 pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, String> {
     let dir = std::env::temp_dir().join(format!(
@@ -58,7 +59,7 @@ pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, S
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let records = Records::default();
-    let client = http_client();
+    let client = http_client::new();
     let request = http::Request::get(format!("http://{admin}/records"))
         .body(Default::default())
         .map_err(|e| e.to_string())?;
