@@ -15,6 +15,7 @@ use crate::fake::upstream::{Behaviour, Latency};
 use crate::http_client::{self, send};
 use crate::scenario::fakes::{point_config_at_fakes, spawn_issuer_timeline};
 use crate::scenario::model::{FakeIssuerSpec, FakeUpstream, IssuerChange, RequestSpec, RotateStep};
+use crate::scenario::sink::RecordSink;
 use crate::scenario::under_test::{GatewayMode, start_gateway};
 
 /// The embedded gateway config: the reference routing table with identity and rate limits on.
@@ -188,9 +189,14 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
     fakes.identities = identities();
     let fakes = Arc::new(fakes);
     let rotation = spawn_issuer_timeline(issuer.timeline.clone(), fakes.clone());
-    let gateway = start_gateway("<embedded demo>", &config, &GatewayMode::InProcess)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let gateway = start_gateway(
+        "<embedded demo>",
+        &config,
+        &GatewayMode::InProcess,
+        &RecordSink::unwatched(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
     let address = gateway.address;
     println!(
         "gatehouse demo: gateway on http://{address}, {} client streams, {:?}",

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use simulator::scenario::outcome::{RunError, ScenarioResult};
-use simulator::scenario::run::run_file;
+use simulator::scenario::run::{RunOptions, run_file};
 use simulator::scenario::under_test::GatewayMode;
+use simulator::tui::term::RunTui;
 
 #[derive(Parser)]
 #[command(
@@ -217,21 +218,25 @@ async fn run(
     } else {
         GatewayMode::InProcess
     };
-    let tui = match tui.then(simulator::tui::term::RunTui::start).transpose() {
+    let tui = match tui.then(RunTui::start).transpose() {
         Ok(tui) => tui,
         Err(e) => {
             eprintln!("simulator run --tui: {e:#}");
             return ExitCode::from(3);
         }
     };
+    let options = RunOptions {
+        gateway: mode,
+        watchers: tui.as_ref().map(RunTui::sink).unwrap_or_default(),
+    };
     let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let mut tasks = Vec::new();
     for file in files {
         let permits = permits.clone();
-        let mode = mode.clone();
+        let options = options.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (file.clone(), run_file(&file, &mode).await)
+            (file.clone(), run_file(&file, &options).await)
         }));
     }
     let mut results: Vec<ScenarioResult> = Vec::new();

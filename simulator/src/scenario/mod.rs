@@ -5,4 +5,5 @@ pub mod fakes;
 pub mod model;
 pub mod outcome;
 pub mod run;
+pub mod sink;
 pub mod under_test;

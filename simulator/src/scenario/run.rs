@@ -18,23 +18,32 @@ use super::expect;
 use super::fakes::{Fakes, prepare, spawn_timelines};
 use super::model::{RequestSpec, Scenario, ScenarioError, Step};
 use super::outcome::{PhaseOutcome, RequestOutcome, RunError, ScenarioResult, Sent, StepResult};
+use super::sink::RecordSink;
 use super::under_test::{GatewayMode, RunningGateway, start_gateway};
 use crate::fake::client::Profile;
 use crate::http_client::{self, HttpClient, send};
 
+/// How to run a scenario: on which gateway, and who else sees its records.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub gateway: GatewayMode,
+    /// Offered every record the gateway emits (the run itself keeps them all anyway).
+    pub watchers: RecordSink,
+}
+
 /// Runs one scenario file.
-pub async fn run_file(path: &Path, mode: &GatewayMode) -> Result<ScenarioResult, RunError> {
+pub async fn run_file(path: &Path, options: &RunOptions) -> Result<ScenarioResult, RunError> {
     let scenario =
         super::model::load(path).map_err(|e: ScenarioError| RunError::Parse(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    run(&scenario, dir, &path.display().to_string(), mode).await
+    run(&scenario, dir, &path.display().to_string(), options).await
 }
 
 pub async fn run(
     scenario: &Scenario,
     dir: &Path,
     file: &str,
-    mode: &GatewayMode,
+    options: &RunOptions,
 ) -> Result<ScenarioResult, RunError> {
     let started = tokio::time::Instant::now();
     let (source, config_text, fakes) = prepare(scenario, dir).await?;
@@ -45,13 +54,14 @@ pub async fn run(
         runtime_error: None,
         duration_ms: 0,
     };
-    let gateway = match start_gateway(&source, &config_text, mode).await {
-        Ok(g) => g,
-        Err(e) => {
-            result.runtime_error = Some(format!("cannot start the gateway: {e}"));
-            return Ok(result);
-        }
-    };
+    let gateway =
+        match start_gateway(&source, &config_text, &options.gateway, &options.watchers).await {
+            Ok(g) => g,
+            Err(e) => {
+                result.runtime_error = Some(format!("cannot start the gateway: {e}"));
+                return Ok(result);
+            }
+        };
     let fakes = Arc::new(fakes);
     wait_for_first_key_fetch(&fakes).await;
     let timeline = spawn_timelines(scenario, fakes.clone());

@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use gateway::record::RequestRecord;
 
+use super::sink::RecordSink;
+
 /// How the gateway under test runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum GatewayMode {
+    #[default]
     InProcess,
     /// The `gateway` binary at this path, as a child process.
     Process(PathBuf),
@@ -91,10 +94,13 @@ impl RunningGateway {
     }
 }
 
+/// Starts the gateway on a config text; every record it emits is collected in its
+/// [`RunningGateway::records`] and offered to `watchers`.
 pub async fn start_gateway(
     source: &str,
     config_text: &str,
     mode: &GatewayMode,
+    watchers: &RecordSink,
 ) -> Result<RunningGateway, String> {
     match mode {
         GatewayMode::InProcess => {
@@ -118,14 +124,14 @@ pub async fn start_gateway(
             .map_err(|e| e.to_string())?;
             let records = Records::default();
             let mut receiver = handle.subscribe();
-            let sink = records.clone();
+            let collected = records.clone();
+            let watchers = watchers.clone();
             tokio::spawn(async move {
                 loop {
                     match receiver.recv().await {
                         Ok(record) => {
-                            // Feeds `run --tui`; a no-op when no TUI listens.
-                            crate::tui::term::tap(&record);
-                            sink.insert((*record).clone());
+                            watchers.offer(&record);
+                            collected.insert((*record).clone());
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => return,
@@ -139,6 +145,6 @@ pub async fn start_gateway(
                 handle: Some(handle),
             })
         }
-        GatewayMode::Process(binary) => process::start(binary, config_text).await,
+        GatewayMode::Process(binary) => process::start(binary, config_text, watchers).await,
     }
 }

@@ -12,8 +12,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{Records, RunningGateway};
 use crate::http_client;
+use crate::scenario::sink::RecordSink;
 
-pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, String> {
+pub async fn start(
+    binary: &Path,
+    config_text: &str,
+    watchers: &RecordSink,
+) -> Result<RunningGateway, String> {
     let dir = std::env::temp_dir().join(format!(
         "gatehouse-sim-{}-{:08x}",
         std::process::id(),
@@ -67,7 +72,8 @@ pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, S
         .request(request)
         .await
         .map_err(|e| format!("cannot attach to the record stream: {e}"))?;
-    let sink = records.clone();
+    let collected = records.clone();
+    let watchers = watchers.clone();
     tokio::spawn(async move {
         let mut body = response.into_body();
         let mut pending = Vec::new();
@@ -78,8 +84,8 @@ pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, S
                     let line: Vec<u8> = pending.drain(..=end).collect();
                     if let Ok(record) = serde_json::from_slice::<RequestRecord>(&line) {
                         let record = std::sync::Arc::new(record);
-                        crate::tui::term::tap(&record);
-                        sink.insert((*record).clone());
+                        watchers.offer(&record);
+                        collected.insert((*record).clone());
                     }
                 }
             }
