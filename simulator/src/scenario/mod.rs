@@ -6,4 +6,5 @@ pub mod model;
 pub mod outcome;
 pub mod run;
 pub mod sink;
+pub mod suite;
 pub mod under_test;
