@@ -1,4 +1,6 @@
-//! Scenario files: the model as written, running one, checking what it expects.
+//! Scenario files: the model as written, running one (or a suite of them) against the real
+//! gateway, checking what it expects. Nothing here knows about the TUI: whoever watches a run
+//! passes a [`sink::RecordSink`] in its [`run::RunOptions`].
 
 pub mod expect;
 pub mod fakes;

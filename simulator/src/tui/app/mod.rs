@@ -1,7 +1,7 @@
 //! The TUI's state and how input changes it — no drawing, no terminal, no clock: time arrives
 //! through [`App::tick`], records through [`App::ingest`], keys through [`App::on_key`], so every
 //! behaviour is a plain unit test. This file holds the state and the records' effect on it; keys
-//! are in [`keys`], the counts in [`counts`], the compare view's state in [`lab`].
+//! are in `keys.rs`, the counts in `counts.rs`, the compare view's state in `lab.rs`.
 
 mod counts;
 mod keys;
