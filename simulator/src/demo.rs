@@ -12,10 +12,11 @@ use http_body_util::Full;
 
 use crate::fake::issuer::{Hostile, IdentitySpec};
 use crate::fake::upstream::{Behaviour, Latency};
+use crate::http_client::{self, send};
+use crate::scenario::fakes::{point_config_at_fakes, spawn_issuer_timeline};
 use crate::scenario::model::{FakeIssuerSpec, FakeUpstream, IssuerChange, RequestSpec, RotateStep};
-use crate::scenario::run::{
-    GatewayMode, http_client, point_config_at_fakes, send, spawn_issuer_timeline, start_gateway,
-};
+use crate::scenario::sink::RecordSink;
+use crate::scenario::under_test::{GatewayMode, start_gateway};
 
 /// The embedded gateway config: the reference routing table with identity and rate limits on.
 pub const DEMO_CONFIG: &str = include_str!("../../fixtures/testbed.yaml");
@@ -188,9 +189,14 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
     fakes.identities = identities();
     let fakes = Arc::new(fakes);
     let rotation = spawn_issuer_timeline(issuer.timeline.clone(), fakes.clone());
-    let gateway = start_gateway("<embedded demo>", &config, &GatewayMode::InProcess)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let gateway = start_gateway(
+        "<embedded demo>",
+        &config,
+        &GatewayMode::InProcess,
+        &RecordSink::unwatched(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
     let address = gateway.address;
     println!(
         "gatehouse demo: gateway on http://{address}, {} client streams, {:?}",
@@ -221,7 +227,7 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
         })
     };
 
-    let client = http_client();
+    let client = http_client::new();
     let deadline = tokio::time::Instant::now() + duration;
     let mut senders = Vec::new();
     for stream in MIX {

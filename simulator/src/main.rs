@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use simulator::scenario::run::{GatewayMode, RunError, ScenarioResult, run_file};
+use simulator::scenario::outcome::ScenarioResult;
+use simulator::scenario::run::RunOptions;
+use simulator::scenario::suite::{SuiteOutcome, collect_files, run_suite};
+use simulator::scenario::under_test::GatewayMode;
+use simulator::tui::term::RunTui;
 
 #[derive(Parser)]
 #[command(
@@ -163,26 +166,6 @@ fn main() -> ExitCode {
     })
 }
 
-fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else if path.exists() {
-            files.push(path.clone());
-        } else {
-            return Err(format!("{}: no such file or directory", path.display()));
-        }
-    }
-    Ok(files)
-}
-
 async fn run(
     paths: Vec<PathBuf>,
     jobs: usize,
@@ -215,44 +198,26 @@ async fn run(
     } else {
         GatewayMode::InProcess
     };
-    let tui = match tui.then(simulator::tui::term::RunTui::start).transpose() {
+    let tui = match tui.then(RunTui::start).transpose() {
         Ok(tui) => tui,
         Err(e) => {
             eprintln!("simulator run --tui: {e:#}");
             return ExitCode::from(3);
         }
     };
-    let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
-    let mut tasks = Vec::new();
-    for file in files {
-        let permits = permits.clone();
-        let mode = mode.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (file.clone(), run_file(&file, &mode).await)
-        }));
-    }
-    let mut results: Vec<ScenarioResult> = Vec::new();
-    let mut parse_errors = Vec::new();
-    for task in tasks {
-        match task.await {
-            Ok((_, Ok(result))) => {
-                if let Some(tui) = &tui {
-                    tui.scenario_done(&result).await;
-                }
-                results.push(result)
-            }
-            Ok((file, Err(RunError::Parse(e)))) => {
-                // Scenario errors name their file already; config errors name the config.
-                if e.contains(&*file.to_string_lossy()) {
-                    parse_errors.push(e);
-                } else {
-                    parse_errors.push(format!("{}: {e}", file.display()));
-                }
-            }
-            Err(e) => parse_errors.push(format!("a scenario task failed: {e}")),
+    let options = RunOptions {
+        gateway: mode,
+        watchers: tui.as_ref().map(RunTui::sink).unwrap_or_default(),
+    };
+    let SuiteOutcome {
+        results,
+        parse_errors,
+    } = run_suite(files, jobs, &options, async |result: &ScenarioResult| {
+        if let Some(tui) = &tui {
+            tui.scenario_done(result).await;
         }
-    }
+    })
+    .await;
     if let Some(tui) = tui {
         // The report prints on the restored terminal once the user quits the TUI.
         if let Err(e) = tui.finish().await {

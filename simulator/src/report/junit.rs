@@ -2,7 +2,7 @@
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::scenario::run::ScenarioResult;
+use crate::scenario::outcome::ScenarioResult;
 
 pub fn render(results: &[ScenarioResult]) -> Result<String, quick_junit::SerializeError> {
     let mut report = Report::new("gatehouse-scenarios");

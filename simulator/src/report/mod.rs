@@ -7,7 +7,7 @@ pub mod plot;
 
 use std::fmt::Write as _;
 
-use crate::scenario::run::ScenarioResult;
+use crate::scenario::outcome::ScenarioResult;
 
 /// The console report: each step with ✓/✗, and for failures what was expected, what happened
 /// and the record that explains it.

@@ -2,23 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use gateway::record::RequestRecord;
-use hdrhistogram::Histogram;
 use http::HeaderMap;
-use serde::Serialize;
 
 use super::model::{CountRule, Expect, StoppedAt};
-use super::run::Sent;
-use crate::fake::upstream::Received;
-
-/// What happened to one request.
-pub struct RequestOutcome {
-    /// Status and headers at the client, or the transport failure.
-    pub response: Result<(u16, HeaderMap), String>,
-    pub record: Option<RequestRecord>,
-    /// What each fake upstream received carrying this request's id, by upstream name.
-    pub received: Vec<(String, Received)>,
-}
+use super::outcome::{PhaseOutcome, QUANTILES, RequestOutcome};
 
 pub fn check_request(expect: &Expect, outcome: &RequestOutcome) -> Vec<String> {
     let mut failures = Vec::new();
@@ -134,82 +121,6 @@ fn show(status: Option<u16>) -> String {
     status.map_or("no response".into(), |s| s.to_string())
 }
 
-/// What a load phase did, summarized for expectations and reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseOutcome {
-    pub sent: u64,
-    /// By status code; `none` for requests that got no response.
-    pub statuses: BTreeMap<String, u64>,
-    /// By stopping stage; `none` when the upstream answered; `no-record` when none arrived.
-    pub stopped_at: BTreeMap<String, u64>,
-    /// Stop reasons, `stage/reason`.
-    pub reasons: BTreeMap<String, u64>,
-    /// Quantiles in microseconds, from scheduled send time.
-    pub latency_us: BTreeMap<String, u64>,
-    pub upstream_hits: BTreeMap<String, u64>,
-}
-
-pub const QUANTILES: [(&str, f64); 5] = [
-    ("p50", 0.50),
-    ("p90", 0.90),
-    ("p99", 0.99),
-    ("p99.9", 0.999),
-    ("max", 1.0),
-];
-
-impl PhaseOutcome {
-    pub fn summarize(sent: Vec<Sent>, upstream_hits: BTreeMap<String, u64>) -> Self {
-        let mut statuses = BTreeMap::new();
-        let mut stopped_at = BTreeMap::new();
-        let mut reasons = BTreeMap::new();
-        // 1 µs .. 1 h at 3 significant digits: enough for any loopback phase.
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
-        for s in &sent {
-            *statuses
-                .entry(s.status.map_or("none".into(), |c| c.to_string()))
-                .or_insert(0) += 1;
-            let stage = match &s.record {
-                Some(r) => r.stopped_at.map_or("none".to_string(), |st| st.to_string()),
-                None => "no-record".to_string(),
-            };
-            if let Some(Some(reason)) = s.record.as_ref().map(|r| r.reason.as_deref()) {
-                *reasons.entry(format!("{stage}/{reason}")).or_insert(0) += 1;
-            }
-            *stopped_at.entry(stage).or_insert(0) += 1;
-            if let Some(h) = histogram.as_mut() {
-                let _ = h.record((s.latency.as_micros() as u64).clamp(1, 3_600_000_000));
-            }
-        }
-        let latency_us = match histogram {
-            Some(h) if !h.is_empty() => QUANTILES
-                .iter()
-                .map(|(name, q)| (name.to_string(), h.value_at_quantile(*q)))
-                .collect(),
-            _ => BTreeMap::new(),
-        };
-        PhaseOutcome {
-            sent: sent.len() as u64,
-            statuses,
-            stopped_at,
-            reasons,
-            latency_us,
-            upstream_hits,
-        }
-    }
-
-    fn status_count(&self, key: &str) -> u64 {
-        if let Some(class) = key.strip_suffix("xx") {
-            self.statuses
-                .iter()
-                .filter(|(s, _)| s.starts_with(class) && s.len() == 3)
-                .map(|(_, n)| n)
-                .sum()
-        } else {
-            self.statuses.get(key).copied().unwrap_or(0)
-        }
-    }
-}
-
 pub fn check_phase(expect: &Expect, phase: &PhaseOutcome) -> Vec<String> {
     let mut failures = Vec::new();
     if phase.sent == 0 {
@@ -219,7 +130,7 @@ pub fn check_phase(expect: &Expect, phase: &PhaseOutcome) -> Vec<String> {
         check_count(
             &format!("status {key}"),
             rule,
-            phase.status_count(key),
+            status_count(phase, key),
             phase.sent,
             &mut failures,
         );
@@ -264,6 +175,20 @@ pub fn check_phase(expect: &Expect, phase: &PhaseOutcome) -> Vec<String> {
         }
     }
     failures
+}
+
+/// Responses with this status (`429`) or in this class (`4xx`).
+fn status_count(phase: &PhaseOutcome, key: &str) -> u64 {
+    if let Some(class) = key.strip_suffix("xx") {
+        phase
+            .statuses
+            .iter()
+            .filter(|(s, _)| s.starts_with(class) && s.len() == 3)
+            .map(|(_, n)| n)
+            .sum()
+    } else {
+        phase.statuses.get(key).copied().unwrap_or(0)
+    }
 }
 
 fn check_count(what: &str, rule: &CountRule, got: u64, total: u64, failures: &mut Vec<String>) {

@@ -3,8 +3,8 @@
 //! every 100 ms. Time comes from tokio's clock, never the system clock directly.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,6 +22,8 @@ use tokio::sync::{broadcast, mpsc};
 use super::app::App;
 use super::ui;
 use crate::compare::{CompareParams, Trace};
+use crate::scenario::outcome::ScenarioResult;
+use crate::scenario::sink::RecordSink;
 
 /// What a record source sends the TUI.
 #[derive(Debug)]
@@ -233,7 +235,7 @@ pub async fn attach(admin: &str) -> anyhow::Result<mpsc::Receiver<Feed>> {
     let request = http::Request::get(&url)
         .body(Default::default())
         .with_context(|| format!("not a URL: {url}"))?;
-    let client = crate::scenario::run::http_client();
+    let client = crate::http_client::new();
     let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
         .await
         .with_context(|| format!("{url}: no answer within 5 s"))?
@@ -312,29 +314,16 @@ pub async fn run_attached(admin: &str) -> anyhow::Result<()> {
         .map(drop)
 }
 
-/// Records of scenario runs, for `simulator run --tui`. The runner may pass each record it gets
-/// from an in-process gateway to [`tap`]; nothing is kept or sent while no TUI listens.
-static TAP: OnceLock<broadcast::Sender<Arc<RequestRecord>>> = OnceLock::new();
-
-/// Offers a scenario run's record to the TUI, if one is open (cheap when none is).
-pub fn tap(record: &Arc<RequestRecord>) {
-    if let Some(sender) = TAP.get() {
-        if sender.receiver_count() > 0 {
-            let _ = sender.send(record.clone());
-        }
-    }
-}
-
-fn open_tap() -> broadcast::Receiver<Arc<RequestRecord>> {
-    TAP.get_or_init(|| broadcast::channel(16_384).0).subscribe()
-}
-
-/// The TUI beside `simulator run`: it shows the records the runner taps and, as each scenario
-/// ends, its verdict (and, when nothing was tapped, the records of its single-request steps).
+/// The TUI beside `simulator run`: it shows the records the runner offers to its [`sink`]
+/// (pass it in the runner's options) and, as each scenario ends, its verdict (and, when no record
+/// came through the sink, the records of its single-request steps).
+///
+/// [`sink`]: RunTui::sink
 pub struct RunTui {
     ui: tokio::task::JoinHandle<anyhow::Result<App>>,
     notes: mpsc::Sender<Feed>,
-    tapped: Arc<std::sync::atomic::AtomicU64>,
+    sink: RecordSink,
+    records_seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RunTui {
@@ -344,9 +333,9 @@ impl RunTui {
             anyhow::bail!("the TUI needs a terminal on stdout");
         }
         let (notes, feed) = mpsc::channel(65_536);
-        let tapped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut records = open_tap();
-        let (forward, counter) = (notes.clone(), tapped.clone());
+        let records_seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (sink, mut records) = RecordSink::watched();
+        let (forward, counter) = (notes.clone(), records_seen.clone());
         tokio::spawn(async move {
             loop {
                 let item = match records.recv().await {
@@ -363,12 +352,22 @@ impl RunTui {
             }
         });
         let ui = tokio::spawn(run(App::live("simulator run"), Some(feed)));
-        Ok(Self { ui, notes, tapped })
+        Ok(Self {
+            ui,
+            notes,
+            sink,
+            records_seen,
+        })
+    }
+
+    /// Where the runner offers its records to this TUI.
+    pub fn sink(&self) -> RecordSink {
+        self.sink.clone()
     }
 
     /// A scenario finished.
-    pub async fn scenario_done(&self, result: &crate::scenario::run::ScenarioResult) {
-        if self.tapped.load(Ordering::Relaxed) == 0 {
+    pub async fn scenario_done(&self, result: &ScenarioResult) {
+        if self.records_seen.load(Ordering::Relaxed) == 0 {
             for record in result.steps.iter().filter_map(|s| s.record.clone()) {
                 let _ = self.notes.send(Feed::Record(Arc::new(record))).await;
             }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use simulator::scenario::run::{GatewayMode, run_file};
+use simulator::scenario::run::{RunOptions, run_file};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_canonical_scenario_passes() {
@@ -20,7 +20,7 @@ async fn every_canonical_scenario_passes() {
     );
     let mut results = Vec::new();
     for file in &files {
-        let result = run_file(file, &GatewayMode::InProcess)
+        let result = run_file(file, &RunOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         results.push(result);

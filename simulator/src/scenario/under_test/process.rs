@@ -10,9 +10,15 @@ use gateway::record::RequestRecord;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::run::{Records, RunningGateway, http_client};
+use super::{Records, RunningGateway};
+use crate::http_client;
+use crate::scenario::sink::RecordSink;
 
-pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, String> {
+pub async fn start(
+    binary: &Path,
+    config_text: &str,
+    watchers: &RecordSink,
+) -> Result<RunningGateway, String> {
     let dir = std::env::temp_dir().join(format!(
         "gatehouse-sim-{}-{:08x}",
         std::process::id(),
@@ -58,7 +64,7 @@ pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, S
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let records = Records::default();
-    let client = http_client();
+    let client = http_client::new();
     let request = http::Request::get(format!("http://{admin}/records"))
         .body(Default::default())
         .map_err(|e| e.to_string())?;
@@ -66,7 +72,8 @@ pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, S
         .request(request)
         .await
         .map_err(|e| format!("cannot attach to the record stream: {e}"))?;
-    let sink = records.clone();
+    let collected = records.clone();
+    let watchers = watchers.clone();
     tokio::spawn(async move {
         let mut body = response.into_body();
         let mut pending = Vec::new();
@@ -77,8 +84,8 @@ pub async fn start(binary: &Path, config_text: &str) -> Result<RunningGateway, S
                     let line: Vec<u8> = pending.drain(..=end).collect();
                     if let Ok(record) = serde_json::from_slice::<RequestRecord>(&line) {
                         let record = std::sync::Arc::new(record);
-                        crate::tui::term::tap(&record);
-                        sink.insert((*record).clone());
+                        watchers.offer(&record);
+                        collected.insert((*record).clone());
                     }
                 }
             }

@@ -1,0 +1,234 @@
+//! The TUI's state and how input changes it — no drawing, no terminal, no clock: time arrives
+//! through [`App::tick`], records through [`App::ingest`], keys through [`App::on_key`], so every
+//! behaviour is a plain unit test. This file holds the state and the records' effect on it; keys
+//! are in `keys.rs`, the counts in `counts.rs`, the compare view's state in `lab.rs`.
+
+mod counts;
+mod keys;
+mod lab;
+#[cfg(test)]
+pub(crate) mod tests;
+mod view;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use gateway::clock::Nanos;
+use gateway::ratelimit::Quota;
+use gateway::record::RequestRecord;
+use gateway::vocab::StageId;
+
+use crate::compare::{CompareParams, KeyField, Trace};
+use counts::{OUTCOMES, PASSED, Rates, histogram};
+pub use counts::{RATE_SECONDS, RouteLatency, StageStops};
+pub use lab::{Lab, LabTraffic};
+pub use view::View;
+
+/// Records kept for the request feed (newest last).
+pub const FEED_CAPACITY: usize = 2_000;
+/// Arrivals kept for comparing algorithms on live traffic.
+pub const LIVE_ARRIVALS: usize = 200_000;
+
+/// The whole TUI state.
+#[derive(Debug)]
+pub struct App {
+    pub view: View,
+    /// Where records come from, for the header (`demo`, `attach http://…`, a trace name).
+    pub source: String,
+    pub show_help: bool,
+    pub paused: bool,
+    pub should_quit: bool,
+    /// The feed filter (case-insensitive substring of the record's summary line).
+    pub filter: String,
+    /// `/` was pressed: keys edit the filter until Enter or Esc.
+    pub editing_filter: bool,
+    /// Highlighted row of the current view's list (feed: 0 is the newest match).
+    pub selected: usize,
+    /// The record whose details are open (Enter on the feed).
+    pub pinned: Option<Arc<RequestRecord>>,
+    /// A line for the footer: the stream ended, records were lost, a re-run happened.
+    pub status: String,
+    /// Virtual "now" from the last tick.
+    pub now: Nanos,
+
+    pub total: u64,
+    pub passed: u64,
+    pub stops: [StageStops; 8],
+    /// Records the source lost (a lagging subscriber).
+    pub lost: u64,
+    /// Records that arrived while paused (not in the feed).
+    pub held: u64,
+    rates: Rates,
+    feed: VecDeque<Arc<RequestRecord>>,
+    latency: HashMap<Arc<str>, usize>,
+    routes: Vec<RouteLatency>,
+    live: VecDeque<(u64, Box<str>)>,
+    pub lab: Lab,
+}
+
+impl App {
+    /// A TUI on a record stream, with the compare view on the live traffic.
+    pub fn live(source: impl Into<String>) -> Self {
+        Self::with_lab(
+            source,
+            Lab::new(
+                LabTraffic::Live(KeyField::Auto),
+                CompareParams::new(
+                    Quota::per_second(10),
+                    gateway::ratelimit::Algorithm::ALL.to_vec(),
+                ),
+            ),
+        )
+    }
+
+    /// A TUI opened on the compare view of a fixed trace (already compared).
+    pub fn comparing(trace: Trace, params: CompareParams) -> Self {
+        let source = trace.source.clone();
+        let mut app = Self::with_lab(source, Lab::new(LabTraffic::Fixed(trace), params));
+        app.view = View::Compare;
+        app.rerun();
+        app
+    }
+
+    fn with_lab(source: impl Into<String>, lab: Lab) -> Self {
+        Self {
+            view: View::Pipeline,
+            source: source.into(),
+            show_help: false,
+            paused: false,
+            should_quit: false,
+            filter: String::new(),
+            editing_filter: false,
+            selected: 0,
+            pinned: None,
+            status: String::new(),
+            now: 0,
+            total: 0,
+            passed: 0,
+            stops: Default::default(),
+            lost: 0,
+            held: 0,
+            rates: Rates::default(),
+            feed: VecDeque::with_capacity(FEED_CAPACITY),
+            latency: HashMap::new(),
+            routes: Vec::new(),
+            live: VecDeque::new(),
+            lab,
+        }
+    }
+
+    /// Time passes: rates move on.
+    pub fn tick(&mut self, now: Nanos) {
+        self.now = self.now.max(now);
+        self.rates.advance(self.now);
+    }
+
+    /// One record from the stream.
+    pub fn ingest(&mut self, record: Arc<RequestRecord>) {
+        self.total += 1;
+        let slot = match record.stopped_at {
+            Some(stage) => {
+                self.stops[stage.index()].add(record.reason.as_deref().unwrap_or("-"));
+                stage.index()
+            }
+            None => {
+                self.passed += 1;
+                PASSED
+            }
+        };
+        self.rates.current[slot] += 1;
+        let route = record
+            .route_template
+            .clone()
+            .unwrap_or_else(|| Arc::from("(no route)"));
+        let index = match self.latency.get(&route) {
+            Some(i) => *i,
+            None => {
+                self.routes.push(RouteLatency {
+                    route: route.clone(),
+                    histogram: histogram(),
+                });
+                self.latency.insert(route, self.routes.len() - 1);
+                self.routes.len() - 1
+            }
+        };
+        self.routes[index]
+            .histogram
+            .saturating_record((record.duration_ns / 1_000).max(1));
+        if let LabTraffic::Live(key) = self.lab.traffic {
+            if self.live.len() == LIVE_ARRIVALS {
+                self.live.pop_front();
+            }
+            self.live
+                .push_back((record.unix_millis, key.of(&record).into()));
+        }
+        if self.paused {
+            self.held += 1;
+            return;
+        }
+        if self.feed.len() == FEED_CAPACITY {
+            self.feed.pop_front();
+        }
+        self.feed.push_back(record);
+    }
+
+    /// The source lost `n` records (a subscriber fell behind).
+    pub fn lagged(&mut self, n: u64) {
+        self.lost += n;
+    }
+
+    /// Requests per second over the last complete seconds: all, and those stopped at `stage`.
+    pub fn rate(&self) -> f64 {
+        (0..OUTCOMES).map(|s| self.rates.per_second(s)).sum()
+    }
+
+    pub fn stage_rate(&self, stage: StageId) -> f64 {
+        self.rates.per_second(stage.index())
+    }
+
+    pub fn passed_rate(&self) -> f64 {
+        self.rates.per_second(PASSED)
+    }
+
+    /// Latency per route, in order of first appearance.
+    pub fn routes(&self) -> &[RouteLatency] {
+        &self.routes
+    }
+
+    /// Records in the feed, newest first, that match the filter.
+    pub fn feed(&self) -> impl Iterator<Item = &Arc<RequestRecord>> {
+        let needle = self.filter.to_lowercase();
+        self.feed
+            .iter()
+            .rev()
+            .filter(move |r| needle.is_empty() || summary(r).to_lowercase().contains(&needle))
+    }
+
+    /// The highlighted record of the feed.
+    pub fn selected_record(&self) -> Option<&Arc<RequestRecord>> {
+        self.feed().nth(self.selected)
+    }
+
+    /// Rows the current view's selection moves over.
+    fn rows(&self) -> usize {
+        match self.view {
+            View::Pipeline => 9,
+            View::Feed => self.feed().count(),
+            View::Latency => self.routes.len(),
+            View::Compare => self.lab.params.algorithms.len(),
+        }
+    }
+}
+
+/// The one-line summary a record is filtered on (and that the feed shows).
+pub fn summary(r: &RequestRecord) -> String {
+    format!(
+        "{} {} {} {} {} {}",
+        r.method,
+        r.path,
+        r.status,
+        r.stopped_at.map_or("passed", StageId::as_str),
+        r.reason.as_deref().unwrap_or(""),
+        r.route.as_deref().unwrap_or("")
+    )
+}

@@ -1,0 +1,278 @@
+//! The TUI's state driven by records, ticks and key presses, with no terminal; the helpers that
+//! build records and press keys are shared with the drawing tests.
+
+use std::sync::Arc;
+
+use gateway::ratelimit::Quota;
+use gateway::record::RequestRecord;
+use gateway::vocab::StageId;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+
+use super::counts::SECOND;
+use super::{App, FEED_CAPACITY, View};
+use crate::compare::{CompareParams, Trace};
+
+/// A record as the gateway would emit it, built from JSON so it follows the record's format.
+pub(crate) fn record(
+    i: u64,
+    stopped_at: Option<&str>,
+    reason: Option<&str>,
+    route: &str,
+    duration_ns: u64,
+) -> Arc<RequestRecord> {
+    let status = match stopped_at {
+        None => 200,
+        Some("ratelimit") => 429,
+        Some("authn") => 401,
+        Some("route") => 404,
+        Some(_) => 502,
+    };
+    let value = serde_json::json!({
+        "request_id": format!("req-{i}"),
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "unix_millis": 1_700_000_000_000u64 + i,
+        "peer": "127.0.0.1:50000",
+        "method": "GET",
+        "path": format!("/api/v1/users/{i}"),
+        "route": "users-v1",
+        "route_template": route,
+        "status": status,
+        "stopped_at": stopped_at,
+        "reason": reason,
+        "stage_ns": {"tls": 1_200, "authn": 3_400, "authz": 500, "ratelimit": 800},
+        "duration_ns": duration_ns,
+        "identity": {"subject": "alice", "tenant": "acme", "key_id": format!("key-{}", i % 3)},
+        "limit": {"policy": "paid", "subject": "alice", "remaining": 7},
+        "upstream": "users-svc",
+        "upstream_instance": "127.0.0.1:9101",
+        "bytes_in": 0,
+        "bytes_out": 64,
+        "completed": true,
+    });
+    Arc::new(serde_json::from_value(value).expect("a record"))
+}
+
+pub(crate) fn press(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent {
+        code,
+        modifiers: if matches!(code, KeyCode::Char(c) if c.is_ascii_uppercase()) {
+            KeyModifiers::SHIFT
+        } else {
+            KeyModifiers::NONE
+        },
+        kind: KeyEventKind::Press,
+        state: KeyEventState::NONE,
+    });
+}
+
+/// A small mix: 6 passed, 3 refused by the rate limit, 1 with no route.
+pub(crate) fn mixed() -> App {
+    let mut app = App::live("test");
+    for i in 0..10 {
+        let r = match i {
+            0..6 => record(i, None, None, "/api/v1/users/*", 2_000_000 + i * 1_000_000),
+            6..9 => record(
+                i,
+                Some("ratelimit"),
+                Some("quota-exceeded"),
+                "/api/v1/users/*",
+                90_000,
+            ),
+            _ => record(i, Some("route"), Some("no-route"), "/api/*", 40_000),
+        };
+        app.ingest(r);
+    }
+    app
+}
+
+#[test]
+fn ingest_counts_stops_by_stage_and_reason_and_keeps_the_feed_newest_first() {
+    let app = mixed();
+    assert_eq!((app.total, app.passed), (10, 6));
+    assert_eq!(app.stops[StageId::Ratelimit.index()].total, 3);
+    assert_eq!(
+        app.stops[StageId::Ratelimit.index()].reasons,
+        vec![("quota-exceeded".to_string(), 3)]
+    );
+    assert_eq!(app.stops[StageId::Route.index()].total, 1);
+    let ids: Vec<&str> = app.feed().map(|r| r.request_id.as_str()).take(2).collect();
+    assert_eq!(ids, vec!["req-9", "req-8"]);
+    assert_eq!(app.routes().len(), 2);
+    assert_eq!(app.routes()[0].histogram.len(), 9);
+}
+
+#[test]
+fn the_feed_keeps_only_its_capacity() {
+    let mut app = App::live("test");
+    for i in 0..(FEED_CAPACITY as u64 + 10) {
+        app.ingest(record(i, None, None, "/r", 1_000));
+    }
+    assert_eq!(app.feed().count(), FEED_CAPACITY);
+    assert_eq!(app.total, FEED_CAPACITY as u64 + 10);
+}
+
+#[test]
+fn rates_average_the_last_complete_seconds() {
+    let mut app = mixed();
+    assert_eq!(app.rate(), 0.0, "no complete second yet");
+    app.tick(SECOND);
+    assert_eq!(app.rate(), 10.0);
+    assert_eq!(app.stage_rate(StageId::Ratelimit), 3.0);
+    assert_eq!(app.passed_rate(), 6.0);
+    app.tick(2 * SECOND + 5);
+    assert_eq!(app.rate(), 5.0);
+    // Long idle: the window holds only zeros.
+    app.tick(100 * SECOND);
+    assert_eq!(app.rate(), 0.0);
+}
+
+#[test]
+fn tab_and_number_keys_switch_views_and_q_quits() {
+    let mut app = mixed();
+    assert_eq!(app.view, View::Pipeline);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Feed);
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::BackTab);
+    assert_eq!(app.view, View::Compare);
+    assert!(
+        app.lab.result.is_some(),
+        "opening the compare view compares"
+    );
+    press(&mut app, KeyCode::Char('3'));
+    assert_eq!(app.view, View::Latency);
+    assert!(!app.should_quit);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(app.should_quit);
+}
+
+#[test]
+fn help_opens_with_question_mark_and_any_key_closes_it() {
+    let mut app = mixed();
+    press(&mut app, KeyCode::Char('?'));
+    assert!(app.show_help);
+    press(&mut app, KeyCode::Tab);
+    assert!(!app.show_help);
+    assert_eq!(
+        app.view,
+        View::Pipeline,
+        "the closing key does nothing else"
+    );
+}
+
+#[test]
+fn arrows_and_jk_select_and_enter_pins_the_records_details() {
+    let mut app = mixed();
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(app.selected, 1);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.pinned.as_ref().map(|r| r.request_id.as_str()),
+        Some("req-8")
+    );
+    // New records do not move what is pinned.
+    app.ingest(record(20, None, None, "/r", 1));
+    assert_eq!(
+        app.pinned.as_ref().map(|r| r.request_id.as_str()),
+        Some("req-8")
+    );
+    press(&mut app, KeyCode::Esc);
+    assert!(app.pinned.is_none());
+    press(&mut app, KeyCode::Char('G'));
+    assert_eq!(app.selected, 10);
+    for _ in 0..5 {
+        press(&mut app, KeyCode::Down);
+    }
+    assert_eq!(app.selected, 10, "selection stops at the last row");
+}
+
+#[test]
+fn slash_filters_the_feed_and_esc_clears_it() {
+    let mut app = mixed();
+    press(&mut app, KeyCode::Char('/'));
+    assert!(app.editing_filter);
+    assert_eq!(app.view, View::Feed);
+    for c in "quota".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    assert_eq!(app.feed().count(), 3);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit, "q is text while filtering");
+    press(&mut app, KeyCode::Backspace);
+    press(&mut app, KeyCode::Enter);
+    assert!(!app.editing_filter);
+    assert_eq!(app.filter, "quota");
+    press(&mut app, KeyCode::Char('/'));
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.filter, "");
+    assert_eq!(app.feed().count(), 10);
+}
+
+#[test]
+fn pause_freezes_the_feed_but_not_the_counts() {
+    let mut app = mixed();
+    press(&mut app, KeyCode::Char('p'));
+    app.ingest(record(11, None, None, "/r", 1));
+    assert_eq!(app.feed().count(), 10);
+    assert_eq!((app.total, app.held), (11, 1));
+    press(&mut app, KeyCode::Char('p'));
+    app.ingest(record(12, None, None, "/r", 1));
+    assert_eq!(app.feed().count(), 11);
+    assert_eq!(app.held, 0);
+}
+
+#[test]
+fn compare_keys_change_rate_burst_and_window_and_rerun_at_once() {
+    let trace = Trace::from_events("t", (0..100u64).map(|i| (i * 50_000_000, "k", 1)));
+    let mut app = App::comparing(
+        trace,
+        CompareParams::new(
+            Quota::per_second(10),
+            gateway::ratelimit::Algorithm::ALL.to_vec(),
+        ),
+    );
+    assert_eq!(app.view, View::Compare);
+    assert_eq!(app.lab.runs, 1);
+    let admitted = |app: &App| app.lab.result.as_ref().map(|c| c.results[0].admitted);
+    let before = admitted(&app);
+    press(&mut app, KeyCode::Char('R'));
+    assert_eq!(
+        (app.lab.params.quota.limit, app.lab.params.quota.burst),
+        (12, 12)
+    );
+    assert_eq!(app.lab.runs, 2);
+    assert!(admitted(&app) > before, "a higher rate admits more");
+    press(&mut app, KeyCode::Char('b'));
+    assert_eq!(
+        (app.lab.params.quota.limit, app.lab.params.quota.burst),
+        (12, 10)
+    );
+    press(&mut app, KeyCode::Char('r'));
+    assert_eq!(
+        (app.lab.params.quota.limit, app.lab.params.quota.burst),
+        (10, 10)
+    );
+    press(&mut app, KeyCode::Char('W'));
+    assert_eq!(app.lab.params.quota.period_nanos, 2 * SECOND);
+    press(&mut app, KeyCode::Char('w'));
+    press(&mut app, KeyCode::Char('w'));
+    assert_eq!(app.lab.params.quota.period_nanos, SECOND / 2);
+    assert_eq!(app.lab.runs, 7);
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(app.selected, 1, "j highlights the next algorithm");
+}
+
+#[test]
+fn the_compare_view_runs_on_the_live_traffic_keyed_by_identity() {
+    let mut app = mixed();
+    press(&mut app, KeyCode::Char('4'));
+    let c = app.lab.result.as_ref().expect("compared");
+    assert_eq!(c.trace.arrivals, 10);
+    assert_eq!(c.trace.keys, 3, "key-0, key-1, key-2");
+    app.ingest(record(30, None, None, "/r", 1));
+    press(&mut app, KeyCode::Char('c'));
+    assert_eq!(app.lab.result.as_ref().map(|c| c.trace.arrivals), Some(11));
+}

@@ -1,0 +1,54 @@
+//! The help popup over any view: every key in one place, so the footer can stay to the keys of
+//! the view at hand.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style, Stylize};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Clear, Paragraph};
+
+use super::style::block;
+
+const HELP: &[(&str, &str)] = &[
+    ("q, Ctrl-C", "quit"),
+    ("?", "this help (any key closes it)"),
+    ("Tab, Shift-Tab, 1-4", "switch view"),
+    ("↑ ↓, j k, g G", "select"),
+    (
+        "Enter",
+        "details of the record (Requests); re-run (Compare)",
+    ),
+    ("Esc", "close the details"),
+    ("p", "pause the feed (counting goes on)"),
+    ("/", "filter the feed (path, status, stage, reason…)"),
+    ("r R", "Compare: rate down / up"),
+    ("b B", "Compare: burst down / up"),
+    ("w W", "Compare: window halved / doubled"),
+    ("c", "Compare: re-run on the traffic so far"),
+];
+
+pub(super) fn draw(frame: &mut Frame, area: Rect) {
+    let width = area.width.min(76);
+    let height = area.height.min(u16::try_from(HELP.len()).unwrap_or(12) + 4);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<22}"), Style::default().fg(Color::Cyan).bold()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(Text::from(lines))
+            .block(block("Keys").border_style(Style::default().fg(Color::Cyan))),
+        popup,
+    );
+}
