@@ -29,10 +29,13 @@ pub const CORS_PREFLIGHT: &str = "cors-preflight";
 
 /// Runs one request through the eight stages and returns the response; the request's record is
 /// emitted when the response body ends.
-pub async fn handle(
+///
+/// The body is `Incoming` for real traffic; a caller with no connection (the pipeline bench)
+/// passes `Option<Incoming>`, where `None` is a request without a body.
+pub async fn handle<B: Into<Option<Incoming>>>(
     state: &GatewayState,
     connection: ConnectionInfo,
-    request: http::Request<Incoming>,
+    request: http::Request<B>,
 ) -> http::Response<ResponseBody> {
     let clock = &state.clock;
     let arrived = clock.now();
@@ -41,7 +44,7 @@ pub async fn handle(
         active: state.active.load_full(),
         facts: facts(&parts, connection, arrived, clock.unix_millis()),
         parts,
-        body: Some(body),
+        body: body.into(),
         bytes_in: Arc::new(AtomicU64::new(0)),
         route: RouteMatch::NotLooked,
         identity: None,
