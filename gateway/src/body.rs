@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::clock::SharedClock;
+use crate::record::metrics::RouteMetrics;
 use crate::record::{RecordSinks, RequestRecord};
 
 /// The request body sent upstream: the client's stream, passed through frame by frame.
@@ -98,6 +99,8 @@ pub struct PendingRecord {
     pub sinks: RecordSinks,
     /// Keeps the request counted in flight to its upstream instance until the body ends.
     pub in_flight: Option<crate::resilience::InFlight>,
+    /// The matched route's metric handles.
+    pub route_metrics: Option<Arc<RouteMetrics>>,
 }
 
 impl PendingRecord {
@@ -108,7 +111,7 @@ impl PendingRecord {
             self.record.bytes_in = counter.load(Ordering::Relaxed);
         }
         self.record.duration_ns = self.clock.now().saturating_sub(self.arrived);
-        self.sinks.emit(self.record);
+        self.sinks.emit(self.record, self.route_metrics.as_deref());
     }
 }
 

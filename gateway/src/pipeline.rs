@@ -83,6 +83,11 @@ pub async fn handle<B: Into<Option<Incoming>>>(
     .await;
 
     let (stopped_at, reason) = stop.unzip();
+    let route_metrics = cx
+        .route
+        .route()
+        .and_then(|r| cx.active.metrics_of(r))
+        .cloned();
     let record = record(
         &mut cx,
         laps.timings,
@@ -97,6 +102,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         clock: clock.clone(),
         sinks: state.sinks.clone(),
         in_flight: cx.target.map(|t| t.in_flight),
+        route_metrics,
     }));
     response
 }
@@ -146,13 +152,8 @@ fn record(
         trace_id: cx.facts.trace.trace_id_hex(),
         unix_millis: cx.facts.unix_millis,
         peer: cx.facts.connection.peer,
-        method: cx.facts.method.to_string(),
-        host: cx
-            .facts
-            .host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned),
+        method: cx.facts.method.clone(),
+        host: cx.facts.host.clone(),
         path: match &mut cx.route {
             RouteMatch::Matched { path, .. } | RouteMatch::Unmatched { path } => {
                 std::mem::take(path)

@@ -28,6 +28,34 @@ pub struct EvictionLabels {
 }
 
 /// Cheap to clone: every metric is a shared handle.
+/// One policy's decision counters, resolved once per bound config so a decision builds no label
+/// strings and searches no family map.
+#[derive(Clone, Debug)]
+pub struct PolicyMetrics {
+    allowed: Counter,
+    denied: Counter,
+    fallback_allowed: Counter,
+    fallback_denied: Counter,
+}
+
+impl PolicyMetrics {
+    /// Counts one decision; `fallback` when `on_store_error` took it, not the store.
+    pub fn count(&self, allowed: bool, fallback: bool) {
+        match (allowed, fallback) {
+            (true, false) => self.allowed.inc(),
+            (false, false) => self.denied.inc(),
+            (true, true) => {
+                self.fallback_allowed.inc();
+                self.allowed.inc()
+            }
+            (false, true) => {
+                self.fallback_denied.inc();
+                self.denied.inc()
+            }
+        };
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RateLimitMetrics {
     pub decisions: Family<DecisionLabels, Counter>,
@@ -41,6 +69,32 @@ pub struct RateLimitMetrics {
 }
 
 impl RateLimitMetrics {
+    /// The counters of policy `id`.
+    pub fn for_policy(&self, id: &str) -> PolicyMetrics {
+        let labels = |outcome| DecisionLabels {
+            policy: id.to_string(),
+            outcome,
+        };
+        // One statement each: `get_or_create` returns a read guard on the family, and a second
+        // call on the same family while the first guard lives would wait for itself.
+        let allowed = self.decisions.get_or_create(&labels("allowed")).clone();
+        let denied = self.decisions.get_or_create(&labels("denied")).clone();
+        let fallback_allowed = self
+            .fallback_decisions
+            .get_or_create(&labels("allowed"))
+            .clone();
+        let fallback_denied = self
+            .fallback_decisions
+            .get_or_create(&labels("denied"))
+            .clone();
+        PolicyMetrics {
+            allowed,
+            denied,
+            fallback_allowed,
+            fallback_denied,
+        }
+    }
+
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register(

@@ -7,6 +7,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use std::sync::Arc;
+
+use http::Method;
+use parking_lot::Mutex;
+
 use super::RequestRecord;
 use crate::vocab::StageId;
 
@@ -41,12 +46,33 @@ pub struct Metrics {
     pub stage_duration: Family<StageLabels, Histogram>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub access_log_dropped: Counter,
+    /// `stage_duration`'s eight series, resolved once.
+    stages: [Histogram; 8],
+    /// The handles of requests that matched no route.
+    unmatched: Arc<RouteMetrics>,
     /// JWKS fetches, TLS handshakes, the verified-token cache (identity/metrics.rs).
     pub identity: crate::identity::metrics::IdentityMetrics,
     /// Decisions, store errors and fallbacks, the memory store's keys (ratelimit/metrics.rs).
     pub ratelimit: crate::ratelimit::metrics::RateLimitMetrics,
     /// Breakers, retries, ejections, instances in rotation, reloads (resilience/metrics.rs).
     pub resilience: crate::resilience::metrics::ResilienceMetrics,
+}
+
+/// One route's request handles (see [`Metrics::for_route`]). The counters by method, status
+/// class and stopping stage are found in their family the first time each combination occurs —
+/// a route sees a handful — and kept here.
+pub struct RouteMetrics {
+    route: String,
+    duration: Histogram,
+    requests: Mutex<Vec<(u16, Counter)>>,
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -98,8 +124,26 @@ impl Metrics {
         let identity = crate::identity::metrics::IdentityMetrics::register(&mut registry);
         let ratelimit = crate::ratelimit::metrics::RateLimitMetrics::register(&mut registry);
         let resilience = crate::resilience::metrics::ResilienceMetrics::register(&mut registry);
+        let stages = StageId::ALL.map(|stage| {
+            stage_duration
+                .get_or_create(&StageLabels {
+                    stage: stage.as_str(),
+                })
+                .clone()
+        });
+        let unmatched = Arc::new(RouteMetrics {
+            route: "unmatched".to_string(),
+            duration: request_duration
+                .get_or_create(&RouteLabels {
+                    route: "unmatched".to_string(),
+                })
+                .clone(),
+            requests: Mutex::new(Vec::new()),
+        });
         Self {
             registry,
+            stages,
+            unmatched,
             identity,
             ratelimit,
             resilience,
@@ -111,30 +155,53 @@ impl Metrics {
         }
     }
 
-    pub fn observe(&self, record: &RequestRecord) {
-        let route = record
-            .route_template
-            .as_deref()
-            .unwrap_or("unmatched")
-            .to_string();
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                method: method_label(&record.method),
-                status_class: record.status_class(),
-                stopped_at: record.stopped_at.map_or("none", StageId::as_str),
-            })
-            .inc();
-        self.request_duration
-            .get_or_create(&RouteLabels { route })
-            .observe(record.duration_ns as f64 / 1e9);
+    /// One route's request metrics, resolved when a config is bound so that observing a record
+    /// builds no label strings and searches no family map.
+    pub fn for_route(&self, template: &str) -> Arc<RouteMetrics> {
+        Arc::new(RouteMetrics {
+            route: template.to_string(),
+            duration: self
+                .request_duration
+                .get_or_create(&RouteLabels {
+                    route: template.to_string(),
+                })
+                .clone(),
+            requests: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Counts a record: on its route's handles when the request matched one (`route`), else on
+    /// the `unmatched` ones.
+    pub fn observe(&self, record: &RequestRecord, route: Option<&RouteMetrics>) {
+        let route = route.unwrap_or(&self.unmatched);
+        let method = method_index(&record.method);
+        let class = usize::from(record.status / 100).clamp(1, 5) - 1;
+        let stop = record.stopped_at.map_or(StageId::ALL.len(), StageId::index);
+        let key = ((method * 5 + class) * (StageId::ALL.len() + 1) + stop) as u16;
+        let counter = {
+            let mut seen = route.requests.lock();
+            match seen.iter().find(|(k, _)| *k == key) {
+                Some((_, counter)) => counter.clone(),
+                None => {
+                    let counter = self
+                        .requests
+                        .get_or_create(&RequestLabels {
+                            route: route.route.clone(),
+                            method: method_label(method),
+                            status_class: record.status_class(),
+                            stopped_at: record.stopped_at.map_or("none", StageId::as_str),
+                        })
+                        .clone();
+                    seen.push((key, counter.clone()));
+                    counter
+                }
+            }
+        };
+        counter.inc();
+        route.duration.observe(record.duration_ns as f64 / 1e9);
         for stage in StageId::ALL {
             if let Some(ns) = record.stage_ns.get(stage) {
-                self.stage_duration
-                    .get_or_create(&StageLabels {
-                        stage: stage.as_str(),
-                    })
-                    .observe(ns as f64 / 1e9);
+                self.stages[stage.index()].observe(ns as f64 / 1e9);
             }
         }
         if let (Some(StageId::Forward), Some(upstream), Some(reason)) =
@@ -164,17 +231,26 @@ impl Default for Metrics {
 }
 
 /// Methods outside the standard set share one label so a client cannot mint label values.
-fn method_label(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "OPTIONS" => "OPTIONS",
-        "CONNECT" => "CONNECT",
-        "TRACE" => "TRACE",
-        _ => "OTHER",
-    }
+/// The bounded method labels; extension methods share `OTHER`.
+const METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+fn method_index(method: &Method) -> usize {
+    METHODS
+        .iter()
+        .position(|m| m == method)
+        .unwrap_or(METHODS.len())
+}
+
+fn method_label(index: usize) -> &'static str {
+    METHODS.get(index).map_or("OTHER", Method::as_str)
 }

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::{HeaderValue, Method};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -26,9 +27,12 @@ pub struct RequestRecord {
     /// Wall-clock arrival, milliseconds since the Unix epoch.
     pub unix_millis: u64,
     pub peer: SocketAddr,
-    pub method: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    /// As the client sent it; shared, not copied into a string per request.
+    #[serde(with = "method_text")]
+    pub method: Method,
+    /// `Host`, else the request-target's authority; the client's bytes, shared.
+    #[serde(default, with = "host_text", skip_serializing_if = "Option::is_none")]
+    pub host: Option<HeaderValue>,
     /// The normalized path without the query. Never a metric label.
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,5 +133,48 @@ impl Serialize for StageTimings {
             }
         }
         map.end()
+    }
+}
+
+/// A method in a record line is its token (`GET`, or an extension method as sent).
+mod method_text {
+    use http::Method;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(method: &Method, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(method.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Method, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Method::from_bytes(text.as_bytes())
+            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an HTTP method")))
+    }
+}
+
+/// A host in a record line is text; bytes that are not visible ASCII (which a hostile client
+/// can send) are escaped, so a line can never be split or forged through the `Host` header.
+mod host_text {
+    use http::HeaderValue;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(host: &Option<HeaderValue>, s: S) -> Result<S::Ok, S::Error> {
+        match host.as_ref().map(HeaderValue::to_str) {
+            Some(Ok(text)) => s.serialize_str(text),
+            Some(Err(_)) => {
+                let bytes = host.as_ref().map_or(&[][..], HeaderValue::as_bytes);
+                s.collect_str(&bytes.escape_ascii())
+            }
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HeaderValue>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        text.map(|t| {
+            HeaderValue::from_str(&t)
+                .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a header value")))
+        })
+        .transpose()
     }
 }

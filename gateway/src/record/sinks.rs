@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use tokio::sync::broadcast;
 
 use super::RequestRecord;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, RouteMetrics};
 use crate::config::raw::RawAccessLog;
 
 /// Where records go. Cheap to clone; emitting never blocks the request path.
@@ -49,8 +49,9 @@ impl RecordSinks {
         self.subscribers.subscribe()
     }
 
-    pub fn emit(&self, record: RequestRecord) {
-        self.metrics.observe(&record);
+    /// `route` is the matched route's metric handles, resolved when its config was bound.
+    pub fn emit(&self, record: RequestRecord, route: Option<&RouteMetrics>) {
+        self.metrics.observe(&record, route);
         if let Some(log) = &self.access_log {
             let mut line = Vec::with_capacity(512);
             if serde_json::to_writer(&mut line, &record).is_ok() {

@@ -22,7 +22,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use crate::config::ratelimit::{
     CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind, WhenMissing, mask,
 };
-use crate::ratelimit::metrics::DecisionLabels;
 use crate::ratelimit::store::{Check, Stores, to_nanos};
 use crate::ratelimit::{Decision, reset_secs, retry_after_secs};
 use crate::stage::context::{RequestContext, StageResult};
@@ -52,8 +51,7 @@ struct Verdict {
 }
 
 pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
-    let active = cx.active.clone();
-    let limits = &active.config.rate_limits;
+    let limits = &cx.active.config.rate_limits;
     let candidates = limits.policies_for(cx.route_name());
     if candidates.is_empty() {
         return Ok(());
@@ -75,29 +73,14 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     }
     let verdicts = decide(&state.ratelimit, limits, &selected).await;
     for v in &verdicts {
-        let outcome = if v.decision.allowed {
-            "allowed"
-        } else {
-            "denied"
-        };
-        let labels = DecisionLabels {
-            policy: v.policy.id.to_string(),
-            outcome,
-        };
-        if v.fallback {
-            state
+        match cx.active.policy_metrics(&v.policy) {
+            Some(counters) => counters.count(v.decision.allowed, v.fallback),
+            None => state
                 .ratelimit
                 .metrics
-                .fallback_decisions
-                .get_or_create(&labels)
-                .inc();
+                .for_policy(&v.policy.id)
+                .count(v.decision.allowed, v.fallback),
         }
-        state
-            .ratelimit
-            .metrics
-            .decisions
-            .get_or_create(&labels)
-            .inc();
     }
     let Some(tightest) = tightest(&verdicts) else {
         return Ok(());

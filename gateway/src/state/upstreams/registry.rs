@@ -191,10 +191,7 @@ impl Registry {
             }
         }
         self.metrics.resilience.config_version.set(version as i64);
-        Active {
-            config,
-            upstreams: Binding::new(version, upstreams),
-        }
+        Active::new(config, Binding::new(version, upstreams), &self.metrics)
     }
 
     fn spawn_checker(

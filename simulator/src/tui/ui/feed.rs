@@ -20,7 +20,7 @@ fn feed_row(r: &RequestRecord) -> Row<'static> {
     };
     Row::new(vec![
         Cell::from(clock(r.unix_millis)[..8].to_owned()),
-        Cell::from(r.method.clone()),
+        Cell::from(r.method.to_string()),
         Cell::from(r.path.clone()),
         Cell::from(r.status.to_string()),
         Cell::from(where_),
