@@ -277,3 +277,6 @@ fn compare(expect: &Expect, got: &Verdict) -> Vec<String> {
     }
     mismatches
 }
+
+#[cfg(test)]
+mod tests;

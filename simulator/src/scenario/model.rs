@@ -318,3 +318,6 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
     }
     Ok(scenario)
 }
+
+#[cfg(test)]
+mod tests;
