@@ -8,8 +8,9 @@
 //!    again, so one typo does not hide the next;
 //! 3. meaning: [`super::compile`] (unknown upstreams, bad addresses, shadowed routes, ...).
 //!
-//! Field paths come from serde_path_to_error (schema) or from compile (meaning); lines come from
-//! [`LineIndex`].
+//! The YAML machinery — reading, deserializing, rewording serde, placing a field path on its
+//! line — is [`super::yaml`], shared with route-case files and scenarios; what is here is what
+//! only a config has: its sections, its wording of syntax errors, and pass 3.
 
 use std::path::Path;
 
@@ -18,53 +19,21 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::compiled::Runtime;
 use super::identity::RawAuth;
-use super::locate::{LineIndex, Position};
 use super::ratelimit::RawRateLimits;
 use super::raw::{
     RawAccessLog, RawAdmin, RawConfig, RawCors, RawInstanceDetail, RawLimits, RawListener,
     RawRoute, RawUpstream,
 };
+use super::yaml::schema::{deserialize_all, key_text, kind};
+use super::yaml::suggest::unknown_field;
+use super::yaml::{At, Finding, LineIndex, located};
 
-/// One problem in a config file. Displays as `file:line:column: path: message`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub file: String,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    /// Dotted field path such as `routes[2].match.path`; empty for the document itself.
-    pub path: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
+pub use super::yaml::Diagnostic;
 
 /// Reads and checks the config at `path`.
 pub fn load_file(path: &Path) -> Result<Runtime, Vec<Diagnostic>> {
-    let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&name, &text),
-        Err(e) => Err(vec![Diagnostic {
-            file: name,
-            line: None,
-            column: None,
-            path: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }]),
-    }
+    let text = super::yaml::read(path).map_err(|d| vec![d])?;
+    load_str(&path.display().to_string(), &text)
 }
 
 /// What `gateway check` prints: every diagnostic for the config at `path`, sorted by line; empty
@@ -76,31 +45,7 @@ pub fn check_file(path: &Path) -> Vec<Diagnostic> {
 /// Checks `text`, naming it `source` in diagnostics (a file path, or `<inline>`).
 pub fn load_str(source: &str, text: &str) -> Result<Runtime, Vec<Diagnostic>> {
     let index = LineIndex::build(text);
-    let findings = match check(source, text, &index) {
-        Ok(runtime) => return Ok(runtime),
-        Err(findings) => findings,
-    };
-    let mut diagnostics: Vec<Diagnostic> = findings
-        .into_iter()
-        .map(|f| {
-            let at = match f.at {
-                At::Node => index.locate(&f.path),
-                At::Key => index.locate_key(&f.path),
-                At::Position(p) => Some(p),
-                At::Nowhere => None,
-            };
-            Diagnostic {
-                file: source.to_string(),
-                line: at.map(|(line, _)| line),
-                column: at.map(|(_, column)| column),
-                path: f.path,
-                message: f.message,
-            }
-        })
-        .collect();
-    diagnostics.sort_by_key(|d| (d.line, d.column));
-    diagnostics.dedup();
-    Err(diagnostics)
+    check(source, text, &index).map_err(|findings| located(source, &index, findings))
 }
 
 /// The top-level sections, in the order the docs list them.
@@ -117,36 +62,8 @@ const SECTIONS: [&str; 10] = [
     "routes",
 ];
 
-/// A problem before it has a line: where to point once the source is indexed.
-#[derive(Debug)]
-struct Finding {
-    path: String,
-    message: String,
-    at: At,
-}
-
-#[derive(Debug)]
-enum At {
-    /// The node at the path (a scalar's value, a collection's key).
-    Node,
-    /// The key of the mapping entry at the path: where an unknown field is.
-    Key,
-    Position(Position),
-    Nowhere,
-}
-
-impl Finding {
-    fn new(path: impl Into<String>, message: impl Into<String>, at: At) -> Self {
-        Finding {
-            path: path.into(),
-            message: message.into(),
-            at,
-        }
-    }
-}
-
 fn check(source: &str, text: &str, index: &LineIndex) -> Result<Runtime, Vec<Finding>> {
-    let root = parse(text, index)?;
+    let root = parse(source, text, index)?;
     let root = match root {
         Value::Mapping(root) => root,
         Value::Null => {
@@ -183,12 +100,12 @@ fn check(source: &str, text: &str, index: &LineIndex) -> Result<Runtime, Vec<Fin
 
 /// YAML syntax: the document as a tree of values, or the one error that stopped the parser (or
 /// every duplicate key, which the parser reports only one of).
-fn parse(text: &str, index: &LineIndex) -> Result<Value, Vec<Finding>> {
-    let error = match serde_yaml_ng::from_str::<Value>(text) {
+fn parse(source: &str, text: &str, index: &LineIndex) -> Result<Value, Vec<Finding>> {
+    let error = match super::yaml::load::<Value>(source, text) {
         Ok(value) => return Ok(value),
         Err(e) => e,
     };
-    let message = error.to_string();
+    let message = error.message;
     if message.contains("duplicate entry") && !index.duplicate_keys().is_empty() {
         return Err(index
             .duplicate_keys()
@@ -213,7 +130,7 @@ fn parse(text: &str, index: &LineIndex) -> Result<Value, Vec<Finding>> {
             At::Nowhere,
         )]);
     }
-    let at = error.location().map(|l| (l.line(), l.column()));
+    let at = error.line.zip(error.column);
     // The position is reported as the diagnostic's own; drop the copy inside the message.
     let message = match at {
         Some((line, column)) => {
@@ -250,31 +167,30 @@ fn sections(root: &Mapping, findings: &mut Vec<Finding>) -> RawConfig {
                     raw.listeners = v;
                 }
             }
-            "admin" => raw.admin = deserialize_all::<RawAdmin>(value, "admin", findings),
+            "admin" => raw.admin = deserialize::<RawAdmin>(value, "admin", findings),
             "limits" => {
-                if let Some(v) = deserialize_all::<RawLimits>(value, "limits", findings) {
+                if let Some(v) = deserialize::<RawLimits>(value, "limits", findings) {
                     raw.limits = v;
                 }
             }
             "internal_headers" => {
-                if let Some(v) = deserialize_all::<Vec<String>>(value, "internal_headers", findings)
-                {
+                if let Some(v) = deserialize::<Vec<String>>(value, "internal_headers", findings) {
                     raw.internal_headers = v;
                 }
             }
             "access_log" => {
-                if let Some(v) = deserialize_all::<RawAccessLog>(value, "access_log", findings) {
+                if let Some(v) = deserialize::<RawAccessLog>(value, "access_log", findings) {
                     raw.access_log = v;
                 }
             }
-            "cors" => raw.cors = deserialize_all::<RawCors>(value, "cors", findings),
+            "cors" => raw.cors = deserialize::<RawCors>(value, "cors", findings),
             "auth" => {
-                if let Some(v) = deserialize_all::<RawAuth>(value, "auth", findings) {
+                if let Some(v) = deserialize::<RawAuth>(value, "auth", findings) {
                     raw.auth = v;
                 }
             }
             "rate_limits" => {
-                if let Some(v) = deserialize_all::<RawRateLimits>(value, "rate_limits", findings) {
+                if let Some(v) = deserialize::<RawRateLimits>(value, "rate_limits", findings) {
                     raw.rate_limits = v;
                 }
             }
@@ -319,7 +235,7 @@ fn sequence_of<T: DeserializeOwned>(
     let parsed: Vec<T> = items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| deserialize_all(item, &format!("{name}[{i}]"), findings))
+        .filter_map(|(i, item)| deserialize(item, &format!("{name}[{i}]"), findings))
         .collect();
     (findings.len() == before).then_some(parsed)
 }
@@ -352,83 +268,37 @@ fn upstreams(
             continue;
         };
         let path = format!("upstreams.{name}");
-        if let Some(up) = deserialize_all::<RawUpstream>(upstream, &path, findings) {
+        if let Some(up) = deserialize::<RawUpstream>(upstream, &path, findings) {
             parsed.insert(name, up);
         }
     }
     (findings.len() == before).then_some(parsed)
 }
 
-/// Bounds the retries inside one element; each retry removes a node, so a real config never
-/// comes near it.
-const MAX_ATTEMPTS: usize = 64;
-
-/// One step of a field path inside an element.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// Deserializes `value` as `T`, reporting every schema problem in it under `prefix`, not only
-/// serde's first: after each error the node it is about is removed and the rest tried again.
-/// Returns the value only when nothing was wrong.
-fn deserialize_all<T: DeserializeOwned>(
+/// [`deserialize_all`] with the config's own [`explain`], in one place so that no section can
+/// forget it.
+fn deserialize<T: DeserializeOwned>(
     value: &Value,
     prefix: &str,
     findings: &mut Vec<Finding>,
 ) -> Option<T> {
-    let before = findings.len();
-    let mut value = value.clone();
-    // Paths of removed nodes as they were in the original value, to translate later error paths
-    // (a removed sequence element shifts the indices after it) and to recognise `missing field`
-    // errors that the removals themselves caused.
-    let mut removed: Vec<Vec<Seg>> = Vec::new();
-    for _ in 0..MAX_ATTEMPTS {
-        let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            Ok(parsed) => return (findings.len() == before).then_some(parsed),
-            Err(error) => error,
-        };
-        let current = segments(error.path());
-        let original = to_original(&current, &removed);
-        let path = join(prefix, &original);
-        let message = error.inner().to_string();
+    deserialize_all(value, prefix, findings, explain)
+}
 
-        if let Some(field) = missing_field(&message) {
-            // Not worth a diagnostic of its own when a removal caused it, or when an unknown
-            // field beside it was reported as a likely typo for it (`adress`).
-            let echo = removed.iter().any(|r| match r.split_last() {
-                Some((Seg::Key(k), parent)) if parent == original.as_slice() => {
-                    k == field || is_typo_of(k, field)
-                }
-                _ => false,
-            });
-            if !echo {
-                findings.push(Finding::new(path, polish(&message), At::Node));
-            }
-            // Nothing can be removed to get past a missing field.
-            return None;
-        }
-        if message.contains("untagged enum RawInstance") {
-            describe_instance(node_at(&value, &current), &path, findings);
-        } else if message.starts_with("unknown field") {
-            findings.push(Finding::new(path, polish(&message), At::Key));
-        } else {
-            findings.push(Finding::new(path, polish(&message), At::Node));
-        }
-        if current.is_empty() || !remove(&mut value, &current) {
-            return None;
-        }
-        removed.push(original);
+/// The config's own words for what serde words too vaguely.
+fn explain(message: &str, node: Option<&Value>, path: &str, findings: &mut Vec<Finding>) -> bool {
+    if !message.contains("untagged enum RawInstance") {
+        return false;
     }
-    None
+    describe_instance(node, path, findings);
+    true
 }
 
 /// An instance is an address string or `{address, weight}`; serde only says neither matched.
 fn describe_instance(node: Option<&Value>, path: &str, findings: &mut Vec<Finding>) {
     let before = findings.len();
     if let Some(node @ Value::Mapping(_)) = node {
-        let _ = deserialize_all::<RawInstanceDetail>(node, path, findings);
+        let _ = deserialize::<RawInstanceDetail>(node, path, findings);
     }
     if findings.len() == before {
         findings.push(Finding::new(
@@ -440,224 +310,6 @@ fn describe_instance(node: Option<&Value>, path: &str, findings: &mut Vec<Findin
             At::Node,
         ));
     }
-}
-
-fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {
-    let mut out = Vec::new();
-    for segment in path.iter() {
-        match segment {
-            serde_path_to_error::Segment::Seq { index } => out.push(Seg::Index(*index)),
-            serde_path_to_error::Segment::Map { key } => out.push(Seg::Key(key.clone())),
-            // Enum variants and unknown steps have no place in a YAML path: stop at what is known.
-            _ => break,
-        }
-    }
-    out
-}
-
-/// Translates a path in the value after removals back to the original value's indices.
-fn to_original(current: &[Seg], removed: &[Vec<Seg>]) -> Vec<Seg> {
-    let mut original: Vec<Seg> = Vec::with_capacity(current.len());
-    for seg in current {
-        match seg {
-            Seg::Key(k) => original.push(Seg::Key(k.clone())),
-            Seg::Index(i) => {
-                let mut gone: Vec<usize> = removed
-                    .iter()
-                    .filter_map(|r| match r.split_last() {
-                        Some((Seg::Index(j), parent)) if parent == original.as_slice() => Some(*j),
-                        _ => None,
-                    })
-                    .collect();
-                gone.sort_unstable();
-                let mut j = *i;
-                for g in gone {
-                    if g <= j {
-                        j += 1;
-                    } else {
-                        break;
-                    }
-                }
-                original.push(Seg::Index(j));
-            }
-        }
-    }
-    original
-}
-
-fn join(prefix: &str, segs: &[Seg]) -> String {
-    let mut out = prefix.to_string();
-    for seg in segs {
-        match seg {
-            Seg::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Seg::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
-}
-
-fn node_at<'v>(value: &'v Value, segs: &[Seg]) -> Option<&'v Value> {
-    let mut node = value;
-    for seg in segs {
-        node = match (seg, node) {
-            (Seg::Key(k), Value::Mapping(m)) => m
-                .iter()
-                .find(|(key, _)| key_text(key).as_deref() == Some(k.as_str()))
-                .map(|(_, v)| v)?,
-            (Seg::Index(i), Value::Sequence(s)) => s.get(*i)?,
-            _ => return None,
-        };
-    }
-    Some(node)
-}
-
-/// Removes the node at `segs`; false when there is none.
-fn remove(value: &mut Value, segs: &[Seg]) -> bool {
-    let Some((last, parents)) = segs.split_last() else {
-        return false;
-    };
-    let mut node = value;
-    for seg in parents {
-        node = match (seg, node) {
-            (Seg::Key(k), Value::Mapping(m)) => match m
-                .iter_mut()
-                .find(|(key, _)| key_text(key).as_deref() == Some(k.as_str()))
-            {
-                Some((_, v)) => v,
-                None => return false,
-            },
-            (Seg::Index(i), Value::Sequence(s)) => match s.get_mut(*i) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
-        };
-    }
-    match (last, node) {
-        (Seg::Key(k), Value::Mapping(m)) => {
-            let key = m
-                .keys()
-                .find(|key| key_text(key).as_deref() == Some(k.as_str()))
-                .cloned();
-            key.is_some_and(|key| m.shift_remove(&key).is_some())
-        }
-        (Seg::Index(i), Value::Sequence(s)) if *i < s.len() => {
-            s.remove(*i);
-            true
-        }
-        _ => false,
-    }
-}
-
-/// A scalar key as text (what serde_path_to_error and the line index call it).
-fn key_text(key: &Value) -> Option<String> {
-    match key {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "an empty value",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a sequence",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
-fn missing_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(field, _)| field)
-}
-
-/// serde's messages, in the words of someone writing YAML rather than Rust.
-fn polish(message: &str) -> String {
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((field, expected)) = rest.split_once('`') {
-            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            return unknown_field(field, &candidates);
-        }
-    }
-    let mut message = message.replace("unit value", "an empty value");
-    for (rust, plain) in [
-        ("expected i32", "expected an integer"),
-        ("expected u16", "expected an integer from 0 to 65535"),
-        ("expected u32", "expected an integer from 0 to 4294967295"),
-        ("expected u64", "expected a non-negative integer"),
-        ("expected usize", "expected a non-negative integer"),
-        (
-            "expected a duration",
-            "expected a duration such as `250ms`, `30s` or `2m`",
-        ),
-    ] {
-        if let Some(at) = message.find(rust) {
-            if message[at + rust.len()..].is_empty() {
-                message.replace_range(at.., plain);
-            }
-        }
-    }
-    // serde names the Rust type last: `expected struct RawRoute`.
-    if let Some(at) = message.find("expected struct ") {
-        message.replace_range(at.., "expected a mapping");
-    }
-    message
-}
-
-/// `unknown field `x``, with the closest allowed name when one is near enough to be a typo.
-fn unknown_field(field: &str, allowed: &[&str]) -> String {
-    let closest = allowed
-        .iter()
-        .filter(|a| is_typo_of(field, a))
-        .min_by_key(|a| edit_distance(&field.to_ascii_lowercase(), a));
-    match closest {
-        Some(a) => format!("unknown field `{field}`, did you mean `{a}`?"),
-        None if allowed.is_empty() => format!("unknown field `{field}`: no fields belong here"),
-        None => format!(
-            "unknown field `{field}`, expected one of {}",
-            allowed
-                .iter()
-                .map(|a| format!("`{a}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// Close enough to `intended` (two edits, ignoring case) that `written` is likely a typo of it.
-fn is_typo_of(written: &str, intended: &str) -> bool {
-    let d = edit_distance(&written.to_ascii_lowercase(), intended);
-    d <= 2 && d < intended.chars().count()
-}
-
-/// Levenshtein distance, on chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

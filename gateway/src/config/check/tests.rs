@@ -495,23 +495,6 @@ fn the_invalid_fixtures_report_every_problem_in_one_call() {
     }
 }
 
-#[test]
-fn removed_sequence_elements_do_not_shift_later_paths() {
-    let removed = vec![
-        vec![Seg::Key("m".into()), Seg::Index(0)],
-        vec![Seg::Key("m".into()), Seg::Index(2)],
-        vec![Seg::Key("other".into()), Seg::Index(0)],
-    ];
-    let cases = [(0, 1), (1, 3), (2, 4)];
-    for (now, then) in cases {
-        assert_eq!(
-            to_original(&[Seg::Key("m".into()), Seg::Index(now)], &removed),
-            [Seg::Key("m".into()), Seg::Index(then)],
-            "index {now} after removals"
-        );
-    }
-}
-
 /// Snippets that make YAML interesting: indentation, flow and block markers, anchors, tags.
 const SNIPPETS: &[&str] = &[
     "\n",
