@@ -13,7 +13,8 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
 
-use crate::config::{Diagnostic, Runtime};
+use crate::config::Runtime;
+use crate::config::yaml::{self, Diagnostic};
 use crate::stage::route::resolve;
 use crate::vocab::StageId;
 
@@ -62,29 +63,13 @@ pub struct Expect {
 }
 
 pub fn load_cases(path: &Path) -> Result<CaseFile, Diagnostic> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Diagnostic {
-        file: file.clone(),
-        line: None,
-        column: None,
-        path: String::new(),
-        message: format!("cannot read the file: {e}"),
-    })?;
-    parse_cases(&file, &text)
+    let text = yaml::read(path)?;
+    parse_cases(&path.display().to_string(), &text)
 }
 
+/// The first problem in `text`, in serde's words (see [`yaml::load`]); the tests pin its text.
 pub fn parse_cases(file: &str, text: &str) -> Result<CaseFile, Diagnostic> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let location = e.inner().location();
-        Diagnostic {
-            file: file.to_string(),
-            line: location.as_ref().map(|l| l.line()),
-            column: location.as_ref().map(|l| l.column()),
-            path: e.path().to_string(),
-            message: e.inner().to_string(),
-        }
-    })
+    yaml::load(file, text)
 }
 
 /// What routing decided for one request.
@@ -277,3 +262,6 @@ fn compare(expect: &Expect, got: &Verdict) -> Vec<String> {
     }
     mismatches
 }
+
+#[cfg(test)]
+mod tests;

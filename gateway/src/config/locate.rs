@@ -1,10 +1,10 @@
 //! Maps a field path (`routes[3].upstream`) to its line and column in the YAML source, so a
 //! diagnostic about meaning (an unknown upstream, a shadowed route) names the line it is about.
 //!
-//! Built from yaml-rust2's event parser, which marks every event with its position. Paths are the
-//! ones [`super::check`] and [`super::compile`] produce: mapping keys joined by `.`, sequence
-//! indices as `[n]`, e.g. `upstreams.users-svc.instances[0]`. Only the first document is indexed;
-//! text after a syntax error is not (lookups fall back to the nearest indexed ancestor).
+//! Built from yaml-rust2's event parser, which marks every event with its position. Paths are
+//! the ones [`super::yaml::schema`] and [`super::compile`] produce: mapping keys joined by `.`,
+//! sequence indices as `[n]`, e.g. `upstreams.users-svc.instances[0]`. Only the first document is
+//! indexed; text after a syntax error is not (lookups fall back to the nearest indexed ancestor).
 
 use std::collections::HashMap;
 

@@ -10,6 +10,7 @@ pub mod locate;
 pub mod ratelimit;
 pub mod raw;
 pub mod resilience;
+pub mod yaml;
 
 pub use check::{Diagnostic, load_file, load_str};
 pub use compiled::{CompiledRoute, RouteAction, Runtime, Upstream};

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gateway::config::yaml::{self, Diagnostic};
 use gateway::vocab::StageId;
 use serde::Deserialize;
 
@@ -260,46 +261,23 @@ pub struct LatencyRule {
     pub max: Duration,
 }
 
-/// A scenario file that cannot be used, with where.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{file}{}: {field}{message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
-pub struct ScenarioError {
-    pub file: String,
-    pub location: Option<(usize, usize)>,
-    /// Field path such as `steps[2].expect.status: `, or empty.
-    pub field: String,
-    pub message: String,
-}
+/// A scenario file that cannot be used, with where: the gateway's YAML diagnostic, so a scenario
+/// and the config it names report problems alike.
+pub type ScenarioError = Diagnostic;
 
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-        file: file.clone(),
-        location: None,
-        field: String::new(),
-        message: format!("cannot read the file: {e}"),
-    })?;
-    parse(&file, &text)
+    let text = yaml::read(path)?;
+    parse(&path.display().to_string(), &text)
 }
 
 pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
-        let location = e.inner().location().map(|l| (l.line(), l.column()));
-        let path = e.path().to_string();
-        let message = e.inner().to_string();
-        // serde_yaml_ng already names the field in most messages; do not say it twice.
-        let field = if path == "." || message.starts_with(&path) {
-            String::new()
-        } else {
-            format!("{path}: ")
-        };
-        ScenarioError {
-            file: file.to_string(),
-            location,
-            field,
-            message,
+    let scenario: Scenario = yaml::load(file, text).map_err(|mut d| {
+        // serde_yaml_ng already names the field in most messages; do not say it twice. (Route
+        // cases keep the path regardless; each keeps the text its users know.)
+        if d.path == "." || d.message.starts_with(&d.path) {
+            d.path.clear();
         }
+        d
     })?;
     for (i, step) in scenario.steps.iter().enumerate() {
         let problem = match (&step.request, &step.load) {
@@ -308,13 +286,14 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             _ => None,
         };
         if let Some(message) = problem {
-            return Err(ScenarioError {
-                file: file.to_string(),
-                location: None,
-                field: format!("steps[{i}]: "),
-                message: message.to_string(),
+            return Err(Diagnostic {
+                path: format!("steps[{i}]"),
+                ..Diagnostic::whole_file(file, message)
             });
         }
     }
     Ok(scenario)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+//! How a route-case file that cannot be used is reported: pinned to the exact text, because
+//! `gateway routes --test` prints it and moving to the shared YAML loader must not change it.
+//! The text is serde_yaml_ng's own message after the field path, so the path often shows twice
+//! and the position is repeated at the end; the scenario runner words the same errors differently
+//! (see the simulator's `scenario::model` tests).
+
+use super::*;
+
+fn diagnose(text: &str) -> String {
+    match parse_cases("cases.yaml", text) {
+        Ok(_) => panic!("expected a diagnostic for {text:?}"),
+        Err(d) => d.to_string(),
+    }
+}
+
+#[test]
+fn a_case_file_that_cannot_be_used_is_one_diagnostic_in_serdes_words() {
+    let cases = [
+        (
+            "cases:\n  - request:\n      pth: /x\n    expect: {route: a}\n",
+            "cases.yaml:3:7: cases[0].request.pth: cases[0].request: unknown field `pth`, expected one of `method`, `path`, `host`, `headers` at line 3 column 7",
+        ),
+        (
+            "cases:\n  - request: {path: /x}\n    expect: {status: many}\n",
+            "cases.yaml:3:22: cases[0].expect.status: cases[0].expect.status: invalid type: string \"many\", expected u16 at line 3 column 22",
+        ),
+        (
+            "cases:\n  - request: {path: /x}\n",
+            "cases.yaml:2:5: cases[0]: cases[0]: missing field `expect` at line 2 column 5",
+        ),
+        (
+            "case: []\n",
+            "cases.yaml:1:1: case: unknown field `case`, expected `cases`",
+        ),
+        (
+            "cases: [\n",
+            "cases.yaml:2:1: cases: did not find expected node content at line 2 column 1, while parsing a flow node",
+        ),
+        ("", "cases.yaml:1:1: .: missing field `cases`"),
+        (
+            "cases: []\ncases: []\n",
+            "cases.yaml:1:1: .: duplicate field `cases`",
+        ),
+        (
+            "cases: 5\n",
+            "cases.yaml:1:8: cases: cases: invalid type: integer `5`, expected a sequence at line 1 column 8",
+        ),
+        (
+            "cases:\n  - request: {path: /x}\n    expect: {stopped_at: nowhere}\n",
+            "cases.yaml:3:13: cases[0].expect.stopped_at: cases[0].expect: unknown stage `nowhere`, expected one of: tls, authn, authz, ratelimit, route, mutate_request, forward, mutate_response at line 3 column 13",
+        ),
+        (
+            "cases: []\n---\ncases: []\n",
+            "cases.yaml: .: deserializing from YAML containing more than one document is not supported",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(diagnose(text), want, "{text:?}");
+    }
+}
+
+#[test]
+fn an_unreadable_case_file_is_named() {
+    let err = load_cases(Path::new("/nonexistent/cases.yaml")).expect_err("missing file");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/cases.yaml: cannot read the file: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_good_case_file_loads() {
+    let file = parse_cases(
+        "cases.yaml",
+        "cases:\n  - request: {path: /x}\n    expect: {route: a}\n",
+    )
+    .expect("valid");
+    assert_eq!(file.cases.len(), 1);
+    assert_eq!(file.cases[0].request.method, "GET");
+}
