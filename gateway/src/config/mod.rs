@@ -2,14 +2,17 @@
 //! resolved, ready for the request path) → [`check`] (every diagnostic at once, each with file,
 //! line and field path).
 
+pub mod auth;
 pub mod check;
 pub mod compile;
 pub mod compiled;
+mod files;
 pub mod identity;
 pub mod locate;
 pub mod ratelimit;
 pub mod raw;
 pub mod resilience;
+pub mod tls;
 
 pub use check::{Diagnostic, load_file, load_str};
 pub use compiled::{CompiledRoute, RouteAction, Runtime, Upstream};
