@@ -35,7 +35,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         .iter()
         .enumerate()
         .filter_map(|(i, l)| {
-            let tls = super::identity::compile_listener_tls(
+            let tls = super::tls::compile_listener_tls(
                 l.tls.as_ref(),
                 &format!("listeners[{i}].tls"),
                 source,
@@ -116,7 +116,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                 })
             })
             .collect();
-        let tls = super::identity::compile_upstream_tls(
+        let tls = super::tls::compile_upstream_tls(
             up.tls.as_ref(),
             &format!("{path}.tls"),
             source,
@@ -158,7 +158,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         }
     }
 
-    let auth = super::identity::compile_auth(raw, source, &mut problems);
+    let auth = super::auth::compile_auth(raw, source, &mut problems);
 
     if problems.is_empty() {
         check_shadowing(&routes, &mut problems);

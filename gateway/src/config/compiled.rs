@@ -31,7 +31,7 @@ pub struct Runtime {
     pub upstreams: HashMap<Arc<str>, Arc<Upstream>>,
     pub routes: RouteTable<CompiledRoute>,
     /// Issuers, API keys and each route's auth rules (config/identity.rs).
-    pub auth: super::identity::AuthConfig,
+    pub auth: super::auth::AuthConfig,
     /// Rate-limit policies and their store settings (config/ratelimit.rs); the counters live in
     /// `GatewayState`, not here, so a reload keeps them.
     pub rate_limits: super::ratelimit::CompiledRateLimits,

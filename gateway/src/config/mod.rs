@@ -2,14 +2,16 @@
 //! resolved, ready for the request path) → [`check`] (every diagnostic at once, each with file,
 //! line and field path).
 
+pub mod auth;
 pub mod check;
 pub mod compile;
 pub mod compiled;
-pub mod identity;
+mod files;
 pub mod locate;
 pub mod ratelimit;
 pub mod raw;
 pub mod resilience;
+pub mod tls;
 pub mod yaml;
 
 pub use check::{Diagnostic, load_file, load_str};

@@ -27,7 +27,7 @@ pub struct RawConfig {
     pub cors: Option<RawCors>,
     /// Issuers, API keys: what `authn` accepts (config/identity.rs).
     #[serde(default)]
-    pub auth: super::identity::RawAuth,
+    pub auth: super::auth::RawAuth,
     /// Rate-limit policies and their store (config/ratelimit.rs).
     #[serde(default)]
     pub rate_limits: super::ratelimit::RawRateLimits,
@@ -45,7 +45,7 @@ pub struct RawListener {
     pub address: String,
     /// Terminate TLS on this listener (config/identity.rs).
     #[serde(default)]
-    pub tls: Option<super::identity::RawListenerTls>,
+    pub tls: Option<super::tls::RawListenerTls>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,7 +142,7 @@ pub struct RawUpstream {
     pub request_timeout: Duration,
     /// Connect to the instances with TLS (config/identity.rs).
     #[serde(default)]
-    pub tls: Option<super::identity::RawUpstreamTls>,
+    pub tls: Option<super::tls::RawUpstreamTls>,
     /// All tries together, backoff included (config/resilience.rs, as are the fields below).
     #[serde(default, with = "humantime_serde")]
     pub total_timeout: Option<Duration>,
@@ -215,7 +215,7 @@ pub struct RawRoute {
     pub max_body_bytes: Option<u64>,
     /// Who may call this route (config/identity.rs); absent means public.
     #[serde(default)]
-    pub auth: Option<super::identity::RawRouteAuth>,
+    pub auth: Option<super::auth::raw::RawRouteAuth>,
     /// Pass WebSocket upgrades through to the upstream (config/resilience.rs).
     #[serde(default)]
     pub websocket: bool,

@@ -6,7 +6,7 @@
 //! It never denies what the exact sliding log would admit: the aligned window so far is part of
 //! the sliding window ending now. Windows are aligned to `now = 0`; `burst` is ignored.
 
-use super::{Algorithm, Decision, Limiter, NEVER, Quota};
+use super::{Decision, Limiter, NEVER, Quota};
 use crate::clock::Nanos;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,17 +59,7 @@ impl Limiter for FixedWindow {
         }
     }
 
-    fn state_bytes(_: &FixedWindowState) -> usize {
-        size_of::<FixedWindowState>()
-    }
-
-    fn quota(&self) -> Quota {
-        self.quota
-    }
-
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::FixedWindow
-    }
+    one_algorithm!(FixedWindow);
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!
 //! [`TokenBucket`]: super::TokenBucket
 
-use super::{Algorithm, Decision, Limiter, NEVER, Quota};
+use super::{Decision, Limiter, NEVER, Quota};
 use crate::clock::Nanos;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,17 +72,7 @@ impl Limiter for Gcra {
         }
     }
 
-    fn state_bytes(_: &GcraState) -> usize {
-        size_of::<GcraState>()
-    }
-
-    fn quota(&self) -> Quota {
-        self.quota
-    }
-
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::Gcra
-    }
+    one_algorithm!(Gcra);
 }
 
 #[cfg(test)]

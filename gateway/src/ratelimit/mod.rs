@@ -54,6 +54,21 @@
 //! store can hold one map of key → [`AnyState`] (48 bytes plus the sliding log's ring) whatever
 //! each policy's algorithm is.
 
+/// `quota` and `algorithm` of a [`Limiter`] that is one fixed algorithm over a `quota` field, as
+/// each of the five is; only [`AnyLimiter`], which may be any of them, answers otherwise. Defined
+/// before the algorithms' modules so they can use it.
+macro_rules! one_algorithm {
+    ($algorithm:ident) => {
+        fn quota(&self) -> $crate::ratelimit::Quota {
+            self.quota
+        }
+
+        fn algorithm(&self) -> $crate::ratelimit::Algorithm {
+            $crate::ratelimit::Algorithm::$algorithm
+        }
+    };
+}
+
 mod any;
 mod fixed_window;
 mod gcra;
@@ -268,8 +283,11 @@ pub trait Limiter {
     /// Decide whether `cost` units fit at `now`, and account them if they do.
     fn decide(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision;
 
-    /// Memory one key costs, heap included.
-    fn state_bytes(state: &Self::State) -> usize;
+    /// Memory one key costs, heap included: by default the state itself, which is all a state
+    /// without heap memory costs.
+    fn state_bytes(_state: &Self::State) -> usize {
+        size_of::<Self::State>()
+    }
 
     fn quota(&self) -> Quota;
 

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Algorithm, Decision, Limiter, NEVER, Quota};
+use super::{Decision, Limiter, NEVER, Quota};
 use crate::clock::Nanos;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,13 +109,7 @@ impl Limiter for SlidingLog {
         size_of::<SlidingLogState>() + state.log.capacity() * size_of::<Entry>()
     }
 
-    fn quota(&self) -> Quota {
-        self.quota
-    }
-
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::SlidingLog
-    }
+    one_algorithm!(SlidingLog);
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! of length `period`. Its retry-after solves the same inequality for the earliest later time, so it
 //! is exact too. Windows are aligned to `now = 0`; `burst` is ignored.
 
-use super::{Algorithm, Decision, Limiter, NEVER, Quota};
+use super::{Decision, Limiter, NEVER, Quota};
 use crate::clock::Nanos;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,17 +150,7 @@ impl Limiter for SlidingWindowCounter {
         }
     }
 
-    fn state_bytes(_: &SlidingWindowCounterState) -> usize {
-        size_of::<SlidingWindowCounterState>()
-    }
-
-    fn quota(&self) -> Quota {
-        self.quota
-    }
-
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::SlidingWindowCounter
-    }
+    one_algorithm!(SlidingWindowCounter);
 }
 
 #[cfg(test)]

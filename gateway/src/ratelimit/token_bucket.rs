@@ -8,7 +8,7 @@
 //!
 //! [`Gcra`]: super::Gcra
 
-use super::{Algorithm, Decision, Limiter, NEVER, Quota};
+use super::{Decision, Limiter, NEVER, Quota};
 use crate::clock::Nanos;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +65,7 @@ impl Limiter for TokenBucket {
         }
     }
 
-    fn state_bytes(_: &TokenBucketState) -> usize {
-        size_of::<TokenBucketState>()
-    }
-
-    fn quota(&self) -> Quota {
-        self.quota
-    }
-
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::TokenBucket
-    }
+    one_algorithm!(TokenBucket);
 }
 
 #[cfg(test)]

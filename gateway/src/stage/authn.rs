@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{HeaderValue, header};
 
-use crate::config::identity::{AuthConfig, RouteAuth};
+use crate::config::auth::{AuthConfig, RouteAuth};
 use crate::config::{CompiledRoute, Runtime};
 use crate::identity::jwt::{self, Failure};
 use crate::identity::tls::TlsInfo;

@@ -5,7 +5,7 @@
 
 use http::{HeaderValue, header};
 
-use crate::config::identity::TenantRule;
+use crate::config::auth::TenantRule;
 use crate::stage::context::{RequestContext, StageResult};
 use crate::vocab::StageId;
 use crate::vocab::{Reason, Rejection};

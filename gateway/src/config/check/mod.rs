@@ -17,8 +17,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 
+use super::auth::raw::RawAuth;
 use super::compiled::Runtime;
-use super::identity::RawAuth;
 use super::ratelimit::RawRateLimits;
 use super::raw::{
     RawAccessLog, RawAdmin, RawConfig, RawCors, RawInstanceDetail, RawLimits, RawListener,

@@ -1,0 +1,170 @@
+//! The `rate_limits:` section exactly as YAML spells it, defaults included: the schema `gateway
+//! check` locates fields in, and the one input compilation reads. No meaning is checked here.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{OnStoreError, StoreKind, WhenMissing};
+use crate::ratelimit::Algorithm;
+use crate::ratelimit::store::memory::DEFAULT_MAX_KEYS;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// Where counters live unless a policy says otherwise: `memory` (default) or `redis`.
+    #[serde(default)]
+    pub store: StoreKind,
+    #[serde(default)]
+    pub memory: RawMemoryStore,
+    /// Required when any policy uses the Redis store.
+    #[serde(default)]
+    pub redis: Option<RawRedisStore>,
+    /// Peers (addresses or CIDR blocks) whose `client_ip_header` is believed; from anyone else the
+    /// client IP is the socket peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default = "default_client_ip_header")]
+    pub client_ip_header: String,
+    /// IPv6 clients are counted per prefix of this length (a host usually owns a whole /64).
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// The tier of a request whose identity names none (or that has no identity).
+    #[serde(default)]
+    pub default_tier: Option<String>,
+    /// Also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
+    #[serde(default)]
+    pub legacy_headers: bool,
+    #[serde(default)]
+    pub policies: Vec<RawPolicy>,
+}
+
+/// The same defaults as an empty `rate_limits:` section (a derived Default would leave the header
+/// name empty and the IPv6 prefix 0).
+impl Default for RawRateLimits {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::default(),
+            memory: RawMemoryStore::default(),
+            redis: None,
+            trusted_proxies: Vec::new(),
+            client_ip_header: default_client_ip_header(),
+            ipv6_prefix: default_ipv6_prefix(),
+            default_tier: None,
+            legacy_headers: false,
+            policies: Vec::new(),
+        }
+    }
+}
+
+fn default_client_ip_header() -> String {
+    "x-forwarded-for".into()
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMemoryStore {
+    pub max_keys: usize,
+}
+
+impl Default for RawMemoryStore {
+    fn default() -> Self {
+        Self {
+            max_keys: DEFAULT_MAX_KEYS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedisStore {
+    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    pub url: String,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Longest wait for one decision (connecting included) before it counts as a store error.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive store errors that open the breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker answers with the fallback before one request probes Redis again.
+    #[serde(default = "default_breaker_cooldown", with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
+}
+
+fn default_key_prefix() -> String {
+    "gatehouse:rl:".into()
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_breaker_failures() -> u32 {
+    3
+}
+
+fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(1)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Stable name: the header's policy name, the metric label, part of every counter's key.
+    pub id: String,
+    pub algorithm: Algorithm,
+    /// Units admitted per `period`.
+    pub limit: u64,
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+    /// Bucket algorithms only: the most admitted at once (default: `limit`).
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// What a counter is per: one part or a list of parts.
+    pub key: RawKey,
+    /// Route names this policy applies to; empty means every request.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Tiers this policy applies to; empty means every tier.
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// When a key part is absent (no identity yet): count per client IP instead, or skip.
+    #[serde(default)]
+    pub when_missing: WhenMissing,
+    /// Units one request costs.
+    #[serde(default = "default_cost")]
+    pub cost: u64,
+    /// `memory` or `redis`; default: the section's `store`.
+    #[serde(default)]
+    pub store: Option<StoreKind>,
+    /// Redis policies: admit (`allow`) or refuse (`deny`) while the store cannot answer.
+    #[serde(default)]
+    pub on_store_error: Option<OnStoreError>,
+}
+
+fn default_cost() -> u64 {
+    1
+}
+
+/// `key: client_ip` or `key: [tenant, route]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawKey {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawKey {
+    pub(super) fn parts(&self) -> Vec<&str> {
+        match self {
+            RawKey::One(s) => vec![s.as_str()],
+            RawKey::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
