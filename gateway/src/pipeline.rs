@@ -77,9 +77,11 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         }
     };
     let preflight = matches!(stop, Some((None, _)));
-    timed(&mut laps, StageId::MutateResponse, async {
-        stage::mutate_response::run(&cx, preflight, &mut response)
-    })
+    timed(
+        &mut laps,
+        StageId::MutateResponse,
+        stage::mutate_response::run(state, &cx, preflight, &mut response),
+    )
     .await;
 
     let (stopped_at, reason) = stop.unzip();
@@ -210,7 +212,7 @@ async fn drive(
     cx: &mut RequestContext,
     laps: &mut Laps<'_>,
 ) -> Result<Outcome, Rejection> {
-    timed(laps, StageId::Tls, async { stage::tls::run(cx) }).await?;
+    timed(laps, StageId::Tls, stage::tls::run(state, cx)).await?;
 
     if let Some(cors) = &cx.active.config.cors {
         if stage::mutate_response::is_preflight(&cx.parts.method, &cx.parts.headers) {
@@ -231,14 +233,21 @@ async fn drive(
     .await;
 
     timed(laps, StageId::Authn, stage::authn::run(state, cx)).await?;
-    timed(laps, StageId::Authz, async { stage::authz::run(cx) }).await?;
+    timed(laps, StageId::Authz, stage::authz::run(state, cx)).await?;
     timed(laps, StageId::Ratelimit, stage::ratelimit::run(state, cx)).await?;
-    let target = timed(laps, StageId::Route, async { stage::route::run(cx) }).await?;
-    timed(laps, StageId::MutateRequest, async {
-        stage::mutate_request::run(cx)
-    })
+    let target = timed(laps, StageId::Route, stage::route::run(state, cx)).await?;
+    timed(
+        laps,
+        StageId::MutateRequest,
+        stage::mutate_request::run(state, cx),
+    )
     .await?;
-    let response = timed(laps, StageId::Forward, stage::forward::run(cx, target)).await?;
+    let response = timed(
+        laps,
+        StageId::Forward,
+        stage::forward::run(state, cx, target),
+    )
+    .await?;
     Ok(Outcome::Upstream(response))
 }
 

@@ -7,12 +7,13 @@ use http::{HeaderValue, header};
 
 use crate::config::auth::TenantRule;
 use crate::stage::context::{RequestContext, StageResult};
+use crate::state::GatewayState;
 use crate::vocab::StageId;
 use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::Authz;
 
-pub fn run(cx: &mut RequestContext) -> StageResult {
+pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     let Some(route) = cx.route.route().map(|r| &**r) else {
         return Ok(());
     };

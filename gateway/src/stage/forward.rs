@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 
 use super::context::{RequestContext, Target};
 use crate::body::BodyTooLarge;
+use crate::state::GatewayState;
 use crate::vocab::{Reason, Rejection, StageId};
 
 mod attempt;
@@ -20,7 +21,11 @@ const STAGE: StageId = StageId::Forward;
 
 /// Sends the request to `target` (and, when retries allow, to others), leaving the instance of
 /// the last try in the context for the record.
-pub async fn run(cx: &mut RequestContext, target: Target) -> Result<Response<Incoming>, Rejection> {
+pub async fn run(
+    _state: &GatewayState,
+    cx: &mut RequestContext,
+    target: Target,
+) -> Result<Response<Incoming>, Rejection> {
     // Per-try and total timeouts, retries, outcomes fed to breaker and ejection: attempt.rs.
     attempt::run(cx, target).await
 }

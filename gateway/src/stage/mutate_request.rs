@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::stage::context::{RequestContext, RouteMatch, StageResult};
+use crate::state::GatewayState;
 use crate::vocab::StageId;
 use crate::vocab::trace::{TRACEPARENT, X_REQUEST_ID};
 use crate::vocab::{Reason, Rejection};
@@ -35,7 +36,7 @@ static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 static X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
 
-pub fn run(cx: &mut RequestContext) -> StageResult {
+pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     // Read before the hop-by-hop headers go: a WebSocket upgrade the route allows.
     let upgrade = crate::stage::forward::websocket::requested(cx);
     let headers = &mut cx.parts.headers;

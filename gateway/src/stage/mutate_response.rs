@@ -9,6 +9,7 @@ use crate::body::ResponseBody;
 use crate::config::compiled::CorsPolicy;
 use crate::stage::context::RequestContext;
 use crate::stage::mutate_request::remove_hop_by_hop;
+use crate::state::GatewayState;
 use crate::vocab::StageId;
 use crate::vocab::trace::X_REQUEST_ID;
 use crate::vocab::{Reason, Rejection};
@@ -21,7 +22,12 @@ static X_POWERED_BY: header::HeaderName = header::HeaderName::from_static("x-pow
 /// whose CORS headers are already final. Writes the gateway's own final fields last, so nothing
 /// an upstream sent can override them: the rate-limit fields, `Connection: close` after a stop
 /// that cannot trust the framing, and `X-Request-Id`.
-pub fn run(cx: &RequestContext, preflight: bool, response: &mut Response<ResponseBody>) {
+pub async fn run(
+    _state: &GatewayState,
+    cx: &RequestContext,
+    preflight: bool,
+    response: &mut Response<ResponseBody>,
+) {
     let origin = cx.facts.origin.as_ref();
     let switched = crate::stage::forward::websocket::switching(cx, response);
     let headers = response.headers_mut();

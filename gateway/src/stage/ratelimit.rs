@@ -292,7 +292,7 @@ fn subject_of(
         let identity = cx.identity.as_ref();
         let found = match part {
             KeyPart::ApiKey => identity
-                .and_then(|i| i.key_id.as_deref())
+                .and_then(|i| i.api_key_id.as_deref())
                 .map(|k| write!(out, "key:{k}")),
             KeyPart::Subject => identity
                 .map(|i| i.subject.as_str())

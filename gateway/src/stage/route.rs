@@ -13,6 +13,7 @@ use crate::resilience::breaker::Refused;
 use crate::resilience::{Admission, BreakerState};
 use crate::routing::normalize::normalize_path;
 use crate::routing::table::RouteQuery;
+use crate::state::GatewayState;
 use crate::vocab::{Reason, Rejection, StageId};
 
 const STAGE: StageId = StageId::Route;
@@ -69,7 +70,7 @@ pub fn verdict(route: &RouteMatch) -> Result<(&Arc<CompiledRoute>, &Arc<Upstream
 }
 
 /// Passes with the upstream instance the request goes to, which `forward` consumes.
-pub fn run(cx: &mut RequestContext) -> Result<Target, Rejection> {
+pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> Result<Target, Rejection> {
     let (route, upstream) = verdict(&cx.route)?;
     if let Some(declared) = content_length(&cx.parts.headers) {
         if declared > route.max_body_bytes {

@@ -17,12 +17,13 @@ use http::HeaderMap;
 use crate::config::raw::RawLimits;
 use crate::identity::tls::{ClientAuth, TlsInfo};
 use crate::stage::context::{RequestContext, StageResult};
+use crate::state::GatewayState;
 use crate::vocab::StageId;
 use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::Tls;
 
-pub fn run(cx: &mut RequestContext) -> StageResult {
+pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     check_edge(&cx.parts.uri, &cx.parts.headers, &cx.active.config.limits)?;
     if let Some(tls) = &cx.facts.connection.tls {
         let host = cx
