@@ -49,7 +49,7 @@ fn records() -> Vec<Arc<RequestRecord>> {
                 "reason": reason,
                 "stage_ns": {"tls": 900, "authn": 4_000, "authz": 300, "ratelimit": 700, "route": 400},
                 "duration_ns": 1_000_000 + (i as u64 * 7_919) % 20_000_000,
-                "identity": {"subject": format!("user-{}", i % 500), "key_id": format!("key-{}", i % 500)},
+                "identity": {"subject": format!("user-{}", i % 500), "api_key_id": format!("key-{}", i % 500)},
                 "bytes_in": 0,
                 "bytes_out": 256,
                 "completed": true,

@@ -123,7 +123,7 @@ mod tests {
     fn identity(subject: &str) -> Identity {
         Identity {
             subject: subject.into(),
-            key_id: Some(subject.into()),
+            api_key_id: Some(subject.into()),
             ..Identity::default()
         }
     }

@@ -308,7 +308,8 @@ pub fn identity(
         scopes: list(&names.scopes)?,
         roles: list(&names.roles)?,
         tier: text(&names.tier)?,
-        key_id: kid.filter(|k| header_safe(k)).map(String::from),
+        api_key_id: None,
+        signing_key_id: kid.filter(|k| header_safe(k)).map(String::from),
     })
 }
 
@@ -453,7 +454,8 @@ mod tests {
         assert_eq!(id.scopes, ["read", "write"]);
         assert_eq!(id.roles, ["admin"]);
         assert_eq!(id.tier.as_deref(), Some("paid"));
-        assert_eq!(id.key_id.as_deref(), Some("k1"));
+        assert_eq!(id.signing_key_id.as_deref(), Some("k1"));
+        assert_eq!(id.api_key_id, None, "a JWT caller has no API key");
         for bad in [
             r#"{"sub":"u1\r\nX-Admin: yes"}"#,
             r#"{"sub":"u1\u0000"}"#,

@@ -15,7 +15,12 @@ pub struct Identity {
     pub roles: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
-    /// The id of the API key or of the signing key that vouched for this identity.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
+    /// The id of the API key that authenticated the request; `None` for every other credential.
+    /// What a rate-limit policy keyed by `api_key` counts by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    /// The `kid` of the key that signed the caller's JWT: which key vouched, for forensics. Shared
+    /// by every caller that key signed for, so never a rate-limit key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_id: Option<String>,
 }

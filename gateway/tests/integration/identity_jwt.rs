@@ -304,7 +304,8 @@ async fn a_verified_identity_reaches_the_upstream_in_its_headers_and_the_credent
         let identity = record.identity.as_ref().expect("identity in the record");
         assert_eq!(identity.subject, "user-7");
         assert_eq!(identity.tier.as_deref(), Some("paid"));
-        assert_eq!(identity.key_id.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(identity.signing_key_id.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(identity.api_key_id, None, "a JWT caller has no API key");
         let line = serde_json::to_string(&*record).expect("record JSON");
         assert!(
             !line.contains(&token),
@@ -420,7 +421,7 @@ async fn api_keys_map_to_their_identity_and_never_travel_or_get_recorded() {
     assert!(!seen.contains_key("x-api-key"), "the key is not forwarded");
     let record = s.gw.record().await;
     let identity = record.identity.as_ref().expect("identity");
-    assert_eq!(identity.key_id.as_deref(), Some("partner-1"));
+    assert_eq!(identity.api_key_id.as_deref(), Some("partner-1"));
     assert_eq!(identity.tier.as_deref(), Some("free"));
     let line = serde_json::to_string(&*record).expect("record JSON");
     assert!(!line.contains("partner-secret-key"));
@@ -517,4 +518,77 @@ async fn an_optional_route_passes_anonymous_but_still_refuses_a_bad_credential()
     let reply = s.bearer("/maybe/x", &expired).await;
     assert_refused(&reply, 401, "authn", "token-expired");
     assert_eq!(s.upstream.seen().len(), 1);
+}
+
+/// `key: api_key` counts by the API key that authenticated a request, never by the `kid` of the
+/// key that signed a JWT (which every caller of an issuer shares and which changes at each
+/// rotation): two JWT users never share a bucket; API-key callers are counted per key.
+#[tokio::test]
+async fn an_api_key_policy_counts_api_keys_and_never_the_signing_key_of_a_jwt() {
+    let rsa = SigningKey::rsa("rsa-1", 0);
+    let issuer = FakeIssuer::start(&[&rsa]).await;
+    let upstream = Upstream::start().await;
+    let config = auth_config(upstream.address, &issuer.url(), "ttl: 10m", "")
+        + r#"
+rate_limits:
+  policies:
+    - id: per-api-key
+      algorithm: fixed-window
+      limit: 2
+      period: 1m
+      key: api_key
+      when_missing: skip
+      routes: [users]
+"#;
+    let mut gw = TestGateway::start(&config).await;
+    issuer.wait_for_fetches(1).await;
+    let url = gw.url("/users/1");
+    let bearer = |token: &str| {
+        request("GET", &url)
+            .header("authorization", format!("Bearer {token}"))
+            .body(empty())
+            .expect("request")
+    };
+    let with_key = || {
+        request("GET", &url)
+            .header("x-api-key", "partner-secret-key")
+            .body(empty())
+            .expect("request")
+    };
+    let alice = rsa.sign(&claims("alice"));
+    let bob = rsa.sign(&claims("bob"));
+    eventually(
+        "the issuer's keys are in",
+        std::time::Duration::from_secs(5),
+        async || {
+            let status = gw.send(bearer(&alice)).await.status;
+            let _ = gw.record().await;
+            match status {
+                http::StatusCode::OK => Ok(()),
+                status => Err(status),
+            }
+        },
+    )
+    .await;
+    // Over the policy's limit of two, for alice and then for bob, all signed by one key.
+    for token in [&alice, &alice, &alice, &bob, &bob, &bob] {
+        let reply = gw.send(bearer(token)).await;
+        assert_eq!(reply.status, 200, "a JWT caller has no API key to count");
+        let record = gw.record().await;
+        let identity = record.identity.as_ref().expect("identity");
+        assert_eq!(identity.signing_key_id.as_deref(), Some("rsa-1"));
+        assert_eq!(identity.api_key_id, None);
+        assert!(record.limit.is_none(), "the policy does not apply to JWTs");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(gw.send(with_key()).await.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "the API key is counted");
+    let _ = gw.record().await;
+    let _ = gw.record().await;
+    let refused = gw.record().await;
+    let limit = refused.limit.as_ref().expect("the refusal names the limit");
+    assert_eq!(limit.policy, "per-api-key");
+    assert_eq!(limit.subject, "key:partner-1");
 }

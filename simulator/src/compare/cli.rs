@@ -32,7 +32,7 @@ pub struct CompareArgs {
     /// window algorithms admit `rate` per window whatever the burst.
     #[arg(long)]
     pub burst: Option<u64>,
-    /// Which record field a recording is limited by: auto, key-id, subject, tenant, peer, route.
+    /// Which record field a recording is limited by: auto, api-key, subject, tenant, peer, route.
     #[arg(long, default_value = "auto")]
     pub key: KeyField,
     /// Width of a time bin in the plots (default: about 120 bins over the trace).

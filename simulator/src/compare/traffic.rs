@@ -30,10 +30,12 @@ const NANOS_PER_SEC: f64 = 1e9;
 /// Which field of a record a limit is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyField {
-    /// `identity.key_id`, else `identity.subject`, else the peer's IP.
+    /// `identity.api_key_id`, else `identity.subject` (a JWT caller), else the peer's IP — what
+    /// the gateway's `api_key` policies count by, with the subject standing in for JWT traffic.
     #[default]
     Auto,
-    KeyId,
+    /// `identity.api_key_id`: the API key that authenticated the request.
+    ApiKey,
     Subject,
     Tenant,
     /// The peer's IP address (without the port).
@@ -43,18 +45,18 @@ pub enum KeyField {
 }
 
 impl KeyField {
-    pub const NAMES: &'static str = "auto, key-id, subject, tenant, peer, route";
+    pub const NAMES: &'static str = "auto, api-key, subject, tenant, peer, route";
 
     /// The record's key; records without the field share the key `-`.
     pub fn of<'r>(&self, record: &'r RequestRecord) -> Cow<'r, str> {
         let identity = record.identity.as_ref();
         let field = match self {
-            KeyField::Auto => identity.and_then(|i| i.key_id.as_deref()).or_else(|| {
+            KeyField::Auto => identity.and_then(|i| i.api_key_id.as_deref()).or_else(|| {
                 identity
                     .map(|i| i.subject.as_str())
                     .filter(|s| !s.is_empty())
             }),
-            KeyField::KeyId => identity.and_then(|i| i.key_id.as_deref()),
+            KeyField::ApiKey => identity.and_then(|i| i.api_key_id.as_deref()),
             KeyField::Subject => identity.map(|i| i.subject.as_str()),
             KeyField::Tenant => identity.and_then(|i| i.tenant.as_deref()),
             KeyField::Peer => return Cow::Owned(record.peer.ip().to_string()),
@@ -74,7 +76,7 @@ impl FromStr for KeyField {
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
             "auto" => KeyField::Auto,
-            "key-id" | "key_id" => KeyField::KeyId,
+            "api-key" | "api_key" => KeyField::ApiKey,
             "subject" => KeyField::Subject,
             "tenant" => KeyField::Tenant,
             "peer" => KeyField::Peer,
@@ -559,7 +561,7 @@ pub fn trace_from_records<'a>(
 
 /// Writes a trace as request records, one JSON line each, so a synthetic profile can be kept as
 /// a recording: `unix_millis` from `epoch_millis` plus the arrival time (rounded down to the
-/// millisecond, as a real recording is), the key as `identity.subject` and `identity.key_id`,
+/// millisecond, as a real recording is), the key as `identity.subject` and `identity.api_key_id`,
 /// and the rest of the record filled as an admitted `GET /api/v1/users/1` from a documentation
 /// address (192.0.2.1, RFC 5737).
 pub fn write_records(
@@ -583,7 +585,7 @@ pub fn write_records(
             "reason": null,
             "stage_ns": {},
             "duration_ns": 0,
-            "identity": {"subject": key, "key_id": key},
+            "identity": {"subject": key, "api_key_id": key},
             "bytes_in": 0,
             "bytes_out": 0,
             "completed": true,

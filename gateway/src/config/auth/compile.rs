@@ -301,7 +301,8 @@ fn compile_api_keys(
             scopes: k.scopes.clone(),
             roles: k.roles.clone(),
             tier: k.tier.clone(),
-            key_id: Some(k.id.clone()),
+            api_key_id: Some(k.id.clone()),
+            signing_key_id: None,
         };
         let texts = std::iter::once(&identity.subject)
             .chain(identity.tenant.iter())

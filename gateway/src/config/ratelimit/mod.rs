@@ -123,7 +123,7 @@ impl CompiledPolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPart {
-    /// The id of the API key that authenticated the request (`identity.key_id`).
+    /// The id of the API key that authenticated the request (`identity.api_key_id`); a JWT caller has none, so `when_missing` applies.
     ApiKey,
     Subject,
     Tenant,

@@ -41,7 +41,7 @@ pub(crate) fn record(
         "reason": reason,
         "stage_ns": {"tls": 1_200, "authn": 3_400, "authz": 500, "ratelimit": 800},
         "duration_ns": duration_ns,
-        "identity": {"subject": "alice", "tenant": "acme", "key_id": format!("key-{}", i % 3)},
+        "identity": {"subject": "alice", "tenant": "acme", "api_key_id": format!("key-{}", i % 3)},
         "limit": {"policy": "paid", "subject": "alice", "remaining": 7},
         "upstream": "users-svc",
         "upstream_instance": "127.0.0.1:9101",

@@ -116,8 +116,11 @@ fn draw_detail(frame: &mut Frame, area: Rect, r: &RequestRecord) {
         if let Some(t) = &i.tenant {
             parts.push(format!("tenant {t}"));
         }
-        if let Some(k) = &i.key_id {
-            parts.push(format!("key {k}"));
+        if let Some(k) = &i.api_key_id {
+            parts.push(format!("api key {k}"));
+        }
+        if let Some(k) = &i.signing_key_id {
+            parts.push(format!("signed by {k}"));
         }
         if let Some(t) = &i.tier {
             parts.push(format!("tier {t}"));
