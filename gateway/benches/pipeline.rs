@@ -14,7 +14,6 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use gateway::body::ResponseBody;
@@ -23,60 +22,13 @@ use gateway::state::GatewayState;
 use gateway::vocab::Scheme;
 use gateway::{GatewayHandle, StartOptions};
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
+use jsonwebtoken::Algorithm;
+
+mod support;
+use support::{jwks_server, signer};
 use tokio::net::TcpListener;
-
-/// An ES256 key pair: the private half signs the token, the public half is served as a JWKS.
-fn es256() -> (EncodingKey, Value) {
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key pair");
-    let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("encoding key");
-    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::ES256).expect("jwk");
-    jwk.common.key_id = Some("ec".into());
-    (key, serde_json::to_value(jwk).expect("jwk json"))
-}
-
-fn token(key: &EncodingKey) -> String {
-    #[allow(clippy::disallowed_methods)] // the bench mints its token against the real clock
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let claims = json!({
-        "iss": "https://issuer.bench", "aud": "bench-api", "sub": "user-7", "tenant": "acme",
-        "scope": "users:read users:write", "roles": ["member"], "tier": "paid",
-        "iat": now, "exp": now + 3600,
-    });
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("ec".into());
-    jsonwebtoken::encode(&header, &claims, key).expect("sign")
-}
-
-async fn jwks_server(jwk: Value) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let body = Bytes::from(json!({ "keys": [jwk] }).to_string());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_req| {
-                    let body = body.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    address
-}
 
 async fn gateway(jwks: SocketAddr) -> GatewayHandle {
     let config = format!(
@@ -162,13 +114,13 @@ fn pipeline(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio");
-    let (key, jwk) = es256();
+    let key = signer(Algorithm::ES256, "ec");
     let handle = rt.block_on(async {
-        let jwks = jwks_server(jwk).await;
+        let jwks = jwks_server(vec![key.jwk.clone()]).await;
         gateway(jwks).await
     });
     let state = handle.state().clone();
-    let token = token(&key);
+    let token = key.token("user-7");
 
     // Warm: the issuer's keys fetched and the token verified once, so it is now cached.
     rt.block_on(async {
