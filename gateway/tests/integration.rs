@@ -2,6 +2,7 @@
 //! records what it received, the gateway started in-process on port 0.
 
 mod integration {
+    pub mod eventually;
     pub mod util;
 
     mod admin;

@@ -1,7 +1,6 @@
 //! Test harness: a recording upstream, an in-process gateway, a plain HTTP client, and
-//! `eventually` for waiting on a condition.
+//! `eventually` (in `eventually.rs`, re-exported here) for waiting on a condition.
 
-use std::fmt::Display;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
+
+pub use super::eventually::{eventually, eventually_blocking};
 
 /// What the upstream received.
 #[derive(Debug, Clone)]
@@ -306,55 +307,4 @@ pub async fn raw_exchange(address: SocketAddr, bytes: &[u8], wait: Duration) -> 
         }
     };
     (String::from_utf8_lossy(&out).into_owned(), closed)
-}
-
-/// How often [`eventually`] and [`eventually_blocking`] ask again.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-/// Waits for a condition the test cannot be told about: runs `probe` until it returns `Ok`, every
-/// 10 ms, and returns that value. A probe's `Err` says what it saw instead; if there is still no
-/// `Ok` after `timeout`, the test fails naming `what` and the last thing seen.
-///
-/// Use it instead of a fixed sleep or a hand-written loop. A sleep that *is* the scenario (time
-/// that must pass) is not a wait for a condition and stays a sleep.
-pub async fn eventually<T, E: Display>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl AsyncFnMut() -> Result<T, E>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let seen = match probe().await {
-            Ok(value) => return value,
-            Err(seen) => seen,
-        };
-        if tokio::time::Instant::now() >= deadline {
-            panic!("{what}: not within {timeout:?}; last seen: {seen}");
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// [`eventually`] for a probe that blocks (a child process, a raw socket): it sleeps the thread
-/// it runs on between tries.
-#[track_caller]
-pub fn eventually_blocking<T, E: Display>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> Result<T, E>,
-) -> T {
-    #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let seen = match probe() {
-            Ok(value) => return value,
-            Err(seen) => seen,
-        };
-        #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
-        let now = std::time::Instant::now();
-        if now >= deadline {
-            panic!("{what}: not within {timeout:?}; last seen: {seen}");
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
 }
