@@ -40,10 +40,11 @@ pub static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-
 /// Subjects longer than this are replaced by a digest, which bounds each key's memory.
 const MAX_SUBJECT: usize = 128;
 
-/// One policy's verdict on this request.
-struct Verdict {
-    policy: Arc<CompiledPolicy>,
-    subject: String,
+/// One policy's verdict on this request, borrowing the policy from the request's config and the
+/// subject from the selection.
+struct Verdict<'s> {
+    policy: &'s Arc<CompiledPolicy>,
+    subject: &'s str,
     /// In nanoseconds.
     decision: Decision,
     /// Taken by `on_store_error`, not by the store.
@@ -61,11 +62,11 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
         .as_ref()
         .and_then(|i| i.tier.as_deref())
         .or(limits.default_tier.as_deref());
-    let mut selected: Vec<(Arc<CompiledPolicy>, String)> = Vec::with_capacity(candidates.len());
+    let mut selected: Vec<(&Arc<CompiledPolicy>, String)> = Vec::with_capacity(candidates.len());
     let mut client_ip = None;
     for policy in candidates.iter().filter(|p| p.applies_to_tier(tier)) {
         if let Some(subject) = subject_of(policy, cx, limits, &mut client_ip) {
-            selected.push((policy.clone(), subject));
+            selected.push((policy, subject));
         }
     }
     if selected.is_empty() {
@@ -73,7 +74,7 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     }
     let verdicts = decide(&state.ratelimit, limits, &selected).await;
     for v in &verdicts {
-        match cx.active.policy_metrics(&v.policy) {
+        match cx.active.policy_metrics(v.policy) {
             Some(counters) => counters.count(v.decision.allowed, v.fallback),
             None => state
                 .ratelimit
@@ -89,7 +90,7 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     cx.limit = Some(LimitOutcome {
         decision: LimitDecision {
             policy: v.policy.id.to_string(),
-            subject: v.subject.clone(),
+            subject: v.subject.to_owned(),
             remaining: v.decision.remaining,
             retry_after_secs: (!v.decision.allowed).then(|| retry_after_secs(&v.decision)),
             store_fallback: v.fallback,
@@ -97,7 +98,7 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
         headers: if v.fallback {
             Vec::new()
         } else {
-            headers(&v.policy, &v.decision, limits.legacy_headers)
+            headers(v.policy, &v.decision, limits.legacy_headers)
         },
     });
     if v.decision.allowed {
@@ -130,11 +131,11 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
 }
 
 /// Decides the selected policies: the Redis group first, the memory group if Redis admitted.
-async fn decide(
+async fn decide<'s>(
     stores: &Stores,
     limits: &CompiledRateLimits,
-    selected: &[(Arc<CompiledPolicy>, String)],
-) -> Vec<Verdict> {
+    selected: &'s [(&'s Arc<CompiledPolicy>, String)],
+) -> Vec<Verdict<'s>> {
     let now = stores.ticks.now();
     let mut verdicts = Vec::with_capacity(selected.len());
     let checks = |store: StoreKind| -> Vec<(usize, Check<'_>)> {
@@ -210,15 +211,15 @@ async fn decide(
     verdicts
 }
 
-fn verdict(
-    selected: &[(Arc<CompiledPolicy>, String)],
+fn verdict<'s>(
+    selected: &'s [(&'s Arc<CompiledPolicy>, String)],
     i: usize,
     decision: Decision,
     fallback: bool,
-) -> Verdict {
+) -> Verdict<'s> {
     Verdict {
-        policy: selected[i].0.clone(),
-        subject: selected[i].1.clone(),
+        policy: selected[i].0,
+        subject: &selected[i].1,
         decision,
         fallback,
     }
@@ -448,8 +449,8 @@ mod tests {
             "policies: [{id: a, algorithm: gcra, limit: 5, period: 1s, key: client_ip}, {id: b, algorithm: gcra, limit: 5, period: 1s, key: client_ip}]",
         );
         let v = |i: usize, allowed, remaining, retry| Verdict {
-            policy: l.policies[i].clone(),
-            subject: String::new(),
+            policy: &l.policies[i],
+            subject: "",
             decision: Decision {
                 allowed,
                 remaining,
