@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use simulator::scenario::outcome::ScenarioResult;
+use simulator::report::{self, RunInfo, Style};
+use simulator::scenario::interrupt::Interrupt;
+use simulator::scenario::outcome::Status;
 use simulator::scenario::run::RunOptions;
-use simulator::scenario::suite::{SuiteOutcome, collect_files, run_suite};
+use simulator::scenario::suite::{FileOutcome, collect_files, run_suite};
 use simulator::scenario::under_test::GatewayMode;
 use simulator::tui::term::RunTui;
 
@@ -26,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run scenario files (or every *.yaml in the given directories) against the real gateway.
+    /// Run scenario files (or the scenarios among the *.yaml files of the given directories) against
+    /// the real gateway, printing each result as it completes (docs/scenarios.md).
     Run {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -174,17 +177,24 @@ async fn run(
     process: bool,
     tui: bool,
 ) -> ExitCode {
-    let files = match collect_files(&paths) {
-        Ok(f) if !f.is_empty() => f,
-        Ok(_) => {
-            eprintln!("simulator: no scenario files in {paths:?}");
-            return ExitCode::from(1);
-        }
+    let collected = match collect_files(&paths) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("simulator: {e}");
             return ExitCode::from(1);
         }
     };
+    let style = Style::for_stdout();
+    for file in &collected.skipped {
+        println!(
+            "skip {} (not a scenario: no top-level `steps:`)",
+            file.display()
+        );
+    }
+    if collected.scenarios.is_empty() {
+        eprintln!("simulator: no scenario files in {paths:?}");
+        return ExitCode::from(1);
+    }
     let mode = if process {
         match sibling_binary("gateway") {
             Some(b) => GatewayMode::Process(b),
@@ -205,57 +215,108 @@ async fn run(
             return ExitCode::from(3);
         }
     };
+    let (interrupter, interrupt) = Interrupt::new();
+    // Ctrl-C stops the run at the next step boundary and still reports what ran; a second
+    // Ctrl-C is for when even that takes too long.
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "simulator: interrupted; stopping after the steps under way (Ctrl-C again to quit now)"
+            );
+            interrupter.interrupt();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
     let options = RunOptions {
         gateway: mode,
         watchers: tui.as_ref().map(RunTui::sink).unwrap_or_default(),
+        interrupt,
     };
-    let SuiteOutcome {
-        results,
-        parse_errors,
-    } = run_suite(files, jobs, &options, async |result: &ScenarioResult| {
-        if let Some(tui) = &tui {
-            tui.scenario_done(result).await;
-        }
-    })
+    let started_unix_ms = gateway::clock::Clock::unix_millis(&gateway::clock::SystemClock::new());
+    let started = tokio::time::Instant::now();
+    let outcome = run_suite(
+        collected.scenarios,
+        jobs,
+        &options,
+        async |file: &FileOutcome| {
+            if let FileOutcome::Rejected(rejected) = file {
+                // Once, to stderr, each as `file:line:column: field: message`.
+                for diagnostic in &rejected.diagnostics {
+                    eprintln!("{diagnostic}");
+                }
+            }
+            match &tui {
+                Some(tui) => {
+                    if let FileOutcome::Ran(result) = file {
+                        tui.scenario_done(result).await;
+                    }
+                }
+                // Each file's result as it completes; with the TUI it prints when the user quits.
+                None => print!("{}", report::render_outcome(file, style)),
+            }
+        },
+    )
     .await;
+    let info = RunInfo {
+        started_unix_ms,
+        duration_ms: started.elapsed().as_millis() as u64,
+        skipped: collected
+            .skipped
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    };
     if let Some(tui) = tui {
         // The report prints on the restored terminal once the user quits the TUI.
         if let Err(e) = tui.finish().await {
             eprintln!("simulator run --tui: {e:#}");
         }
+        for file in &outcome.files {
+            print!("{}", report::render_outcome(file, style));
+        }
     }
-    print!("{}", simulator::report::render_text(&results));
-    for e in &parse_errors {
-        eprintln!("error: {e}");
-    }
+    print!("{}", report::render_summary(&outcome, &info, style));
+    let mut report_failures = Vec::new();
     if let Some(path) = junit {
-        match simulator::report::junit::render(&results) {
-            Ok(xml) => write_report(&path, xml.as_bytes()),
-            Err(e) => eprintln!("simulator: cannot render JUnit: {e}"),
+        match report::junit::render(&outcome, &info) {
+            Ok(xml) => report_failures.extend(write_report(&path, xml.as_bytes()).err()),
+            Err(e) => report_failures.push(format!("cannot render JUnit: {e}")),
         }
     }
     if let Some(path) = json {
-        let body = serde_json::to_vec_pretty(&results).unwrap_or_default();
-        write_report(&path, &body);
+        match serde_json::to_vec_pretty(&report::render_json(&outcome, &info)) {
+            Ok(body) => report_failures.extend(write_report(&path, &body).err()),
+            Err(e) => report_failures.push(format!("cannot render the JSON report: {e}")),
+        }
     }
-    if !parse_errors.is_empty() {
+    for e in &report_failures {
+        eprintln!("simulator: {e}");
+    }
+    let statuses: Vec<Status> = outcome.files.iter().map(FileOutcome::status).collect();
+    if outcome.interrupted {
+        // The shell's code for "stopped by SIGINT", so CI and scripts see it was cut short.
+        ExitCode::from(130)
+    } else if outcome.rejected().next().is_some() {
         ExitCode::from(2)
-    } else if results.iter().any(|r| r.runtime_error.is_some()) {
+    } else if !report_failures.is_empty() || statuses.contains(&Status::Errored) {
         ExitCode::from(3)
-    } else if results.iter().any(|r| !r.passed()) {
+    } else if statuses.contains(&Status::Failed) {
         ExitCode::from(4)
     } else {
         ExitCode::SUCCESS
     }
 }
 
-fn write_report(path: &Path, bytes: &[u8]) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+/// Writes a report, creating its folder; a report that cannot be written fails the run (exit 3),
+/// since CI would otherwise read a stale file or none.
+fn write_report(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    if let Err(e) = std::fs::write(path, bytes) {
-        eprintln!("simulator: cannot write {}: {e}", path.display());
-    }
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn sibling_binary(name: &str) -> Option<PathBuf> {

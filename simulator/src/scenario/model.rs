@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gateway::config::yaml::{self, Diagnostic};
+use gateway::config::yaml::{self, At, Diagnostic, Finding, LineIndex, schema};
 use gateway::vocab::StageId;
 use serde::Deserialize;
 
@@ -261,24 +261,39 @@ pub struct LatencyRule {
     pub max: Duration,
 }
 
-/// A scenario file that cannot be used, with where: the gateway's YAML diagnostic, so a scenario
-/// and the config it names report problems alike.
+/// One problem in a scenario file, with where: the gateway's YAML diagnostic, so a scenario and
+/// the config it names report problems alike (`file:line:column: field: message`).
 pub type ScenarioError = Diagnostic;
 
-pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = yaml::read(path)?;
+/// Reads and parses the scenario at `path`; every problem the loader can find at once.
+pub fn load(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
+    let text = yaml::read(path).map_err(|d| vec![d])?;
     parse(&path.display().to_string(), &text)
 }
 
-pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
-    let scenario: Scenario = yaml::load(file, text).map_err(|mut d| {
-        // serde_yaml_ng already names the field in most messages; do not say it twice. (Route
-        // cases keep the path regardless; each keeps the text its users know.)
-        if d.path == "." || d.message.starts_with(&d.path) {
-            d.path.clear();
+/// Parses a scenario in two passes, as the gateway's config check does: YAML syntax first (one
+/// error, where the parser stopped), then the schema with every problem at once — each unknown
+/// field with a "did you mean" — placed by line and column.
+pub fn parse(file: &str, text: &str) -> Result<Scenario, Vec<ScenarioError>> {
+    let index = LineIndex::build(text);
+    let value = syntax(file, text, &index)?;
+    let mut findings = Vec::new();
+    if value.is_null() {
+        findings.push(Finding::new(
+            "",
+            "the file is empty: a scenario needs `name`, `gateway` and `steps`",
+            At::Nowhere,
+        ));
+        return Err(yaml::located(file, &index, findings));
+    }
+    let scenario =
+        schema::deserialize_all::<Scenario>(&value, "", &mut findings, |_, _, _, _| false);
+    let Some(scenario) = scenario else {
+        if findings.is_empty() {
+            findings.push(Finding::new("", "the scenario cannot be read", At::Nowhere));
         }
-        d
-    })?;
+        return Err(yaml::located(file, &index, findings));
+    };
     for (i, step) in scenario.steps.iter().enumerate() {
         let problem = match (&step.request, &step.load) {
             (Some(_), Some(_)) => Some("a step is either a `request` or a `load` phase, not both"),
@@ -286,13 +301,60 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             _ => None,
         };
         if let Some(message) = problem {
-            return Err(Diagnostic {
-                path: format!("steps[{i}]"),
-                ..Diagnostic::whole_file(file, message)
-            });
+            findings.push(Finding::new(format!("steps[{i}]"), message, At::Node));
         }
     }
-    Ok(scenario)
+    if findings.is_empty() {
+        Ok(scenario)
+    } else {
+        Err(yaml::located(file, &index, findings))
+    }
+}
+
+/// The document as a YAML value, or the one syntax error that stopped the parser, its position
+/// given once (serde_yaml_ng repeats it at the end of its message) — or every duplicate key,
+/// each where it is written the second time.
+fn syntax(
+    file: &str,
+    text: &str,
+    index: &LineIndex,
+) -> Result<serde_yaml_ng::Value, Vec<ScenarioError>> {
+    let mut d = match yaml::load::<serde_yaml_ng::Value>(file, text) {
+        Ok(value) => return Ok(value),
+        Err(d) => d,
+    };
+    if d.message.contains("duplicate entry") && !index.duplicate_keys().is_empty() {
+        let findings = index
+            .duplicate_keys()
+            .iter()
+            .map(|dup| {
+                let key = dup.path.rsplit('.').next().unwrap_or(&dup.path);
+                Finding::new(
+                    dup.path.clone(),
+                    format!(
+                        "duplicate key `{key}` (first written on line {}): YAML keeps only one of them",
+                        dup.first_line
+                    ),
+                    At::Position(dup.at),
+                )
+            })
+            .collect();
+        return Err(yaml::located(file, index, findings));
+    }
+    if let Some(at) = d.message.rfind(" at line ") {
+        d.message.truncate(at);
+    }
+    if d.path == "." {
+        d.path.clear();
+    }
+    if d.message.contains("more than one document") {
+        d.message =
+            "the file holds more than one YAML document (`---`); a scenario is a single document"
+                .into();
+        d.line = None;
+        d.column = None;
+    }
+    Err(vec![d])
 }
 
 #[cfg(test)]

@@ -117,6 +117,8 @@ pub struct ScenarioResult {
     /// Set when the scenario could not run (a fake or the gateway failed to start).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_error: Option<String>,
+    /// When the scenario started, in milliseconds since the Unix epoch (JUnit's `timestamp`).
+    pub started_unix_ms: u64,
     pub duration_ms: u64,
 }
 
@@ -124,6 +126,26 @@ impl ScenarioResult {
     pub fn passed(&self) -> bool {
         self.runtime_error.is_none() && self.steps.iter().all(|s| s.passed)
     }
+
+    pub fn status(&self) -> Status {
+        if self.runtime_error.is_some() {
+            Status::Errored
+        } else if self.passed() {
+            Status::Passed
+        } else {
+            Status::Failed
+        }
+    }
+}
+
+/// A scenario's verdict in the reports: it passed, an expectation failed, or it could not be
+/// run to the end (its file was rejected, a fake or the gateway failed, the run was interrupted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Failed,
+    Errored,
 }
 
 #[derive(Debug, thiserror::Error)]

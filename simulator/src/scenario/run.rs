@@ -16,7 +16,8 @@ use tokio::task::JoinSet;
 
 use super::expect;
 use super::fakes::{Fakes, prepare, spawn_timelines};
-use super::model::{RequestSpec, Scenario, ScenarioError, Step};
+use super::interrupt::Interrupt;
+use super::model::{RequestSpec, Scenario, Step};
 use super::outcome::{PhaseOutcome, RequestOutcome, RunError, ScenarioResult, Sent, StepResult};
 use super::sink::RecordSink;
 use super::under_test::{GatewayMode, RunningGateway, start_gateway};
@@ -29,12 +30,22 @@ pub struct RunOptions {
     pub gateway: GatewayMode,
     /// Offered every record the gateway emits (the run itself keeps them all anyway).
     pub watchers: RecordSink,
+    /// Raised to stop early: the step under way is abandoned, the scenario reported as far as
+    /// it got.
+    pub interrupt: Interrupt,
 }
 
-/// Runs one scenario file.
+/// Checks and runs one scenario file (see [`super::check::check_file`]).
 pub async fn run_file(path: &Path, options: &RunOptions) -> Result<ScenarioResult, RunError> {
-    let scenario =
-        super::model::load(path).map_err(|e: ScenarioError| RunError::Parse(e.to_string()))?;
+    let scenario = super::check::check_file(path).map_err(|diagnostics| {
+        RunError::Parse(
+            diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     run(&scenario, dir, &path.display().to_string(), options).await
 }
@@ -52,6 +63,7 @@ pub async fn run(
         file: file.to_string(),
         steps: Vec::new(),
         runtime_error: None,
+        started_unix_ms: gateway::clock::Clock::unix_millis(&gateway::clock::SystemClock::new()),
         duration_ms: 0,
     };
     let gateway =
@@ -67,8 +79,16 @@ pub async fn run(
     let timeline = spawn_timelines(scenario, fakes.clone());
     let client = http_client::new();
     for (index, step) in scenario.steps.iter().enumerate() {
-        let outcome = run_step(index, step, &gateway, &fakes, &client).await;
-        result.steps.push(outcome);
+        tokio::select! {
+            // Checked first, so a raised interrupt never starts another step.
+            biased;
+            () = options.interrupt.raised() => {
+                result.runtime_error =
+                    Some(format!("interrupted before step `{}` finished", step.name));
+                break;
+            }
+            outcome = run_step(index, step, &gateway, &fakes, &client) => result.steps.push(outcome),
+        }
     }
     for task in timeline {
         task.abort();

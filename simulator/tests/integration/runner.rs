@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn fixture(name: &str) -> PathBuf {
+pub(super) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
 }
 
-fn simulator(args: &[&str]) -> (i32, String, String) {
+pub(super) fn simulator(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
         .args(args)
         .output()
@@ -32,8 +32,15 @@ fn a_scenario_that_cannot_be_parsed_exits_2_naming_file_line_and_field() {
         stderr.contains("steps[0].expect"),
         "names the field: {stderr}"
     );
-    assert!(stderr.contains("unknown field `statuss`"), "{stderr}");
-    assert!(stderr.contains(":9:"), "names the line: {stderr}");
+    assert!(
+        stderr.contains("bad-field.yaml:9:7: steps[0].expect.statuss: unknown field `statuss`, did you mean `status`?"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("bad-field.yaml").count(),
+        1,
+        "path and position once: {stderr}"
+    );
 }
 
 #[test]
@@ -66,8 +73,12 @@ fn a_failed_expectation_exits_4_and_explains_itself_in_every_report() {
     assert!(xml.contains("<failure"), "{xml}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
-    assert_eq!(report[0]["steps"][1]["passed"], false);
-    assert_eq!(report[0]["steps"][1]["record"]["stopped_at"], "route");
+    let scenario = &report["scenarios"][0];
+    assert_eq!(scenario["status"], "failed");
+    assert_eq!(scenario["steps"][1]["passed"], false);
+    assert_eq!(scenario["steps"][1]["record"]["stopped_at"], "route");
+    assert_eq!(report["totals"]["failed"], 1);
+    assert_eq!(report["totals"]["failed_steps"], 1);
 }
 
 #[test]

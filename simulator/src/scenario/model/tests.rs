@@ -1,78 +1,92 @@
 //! How a scenario file that cannot be used is reported: pinned to the exact text, because the
-//! runner prints it and moving to the shared YAML loader must not change it. Unlike the
-//! gateway's route cases, the field path is left out when serde_yaml_ng's message already starts
-//! with it (or when it is the document itself).
+//! runner prints it. Each problem once as `file:line:column: field: message` (serde_yaml_ng's own
+//! repeat of the position and path is gone), every schema problem at once, a misspelt field with
+//! "did you mean".
 
 use super::*;
 
 fn diagnose(text: &str) -> String {
     match parse("s.yaml", text) {
         Ok(_) => panic!("expected a diagnostic for {text:?}"),
-        Err(e) => e.to_string(),
+        Err(e) => e
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 
 const HEAD: &str = "name: t\ngateway: {config: g.yaml}\n";
 
 #[test]
-fn a_scenario_that_cannot_be_used_is_one_diagnostic_in_serdes_words() {
+fn a_scenario_that_cannot_be_used_gets_each_problem_once_with_its_position() {
     let cases = [
         (
             format!(
                 "{HEAD}steps:\n  - name: a\n    request: {{path: /}}\n    expect:\n      statuss: 200\n"
             ),
-            "s.yaml:7:7: steps[0].expect.statuss: steps[0].expect: unknown field `statuss`, expected one of `status`, `stopped_at`, `reason`, `headers`, `absent_headers`, `upstream`, `status_counts`, `stopped_counts`, `latency`, `upstream_hits`, `issuer_fetches` at line 7 column 7",
+            "s.yaml:7:7: steps[0].expect.statuss: unknown field `statuss`, did you mean `status`?",
         ),
         (
             format!(
                 "{HEAD}steps:\n  - name: a\n    request: {{path: /}}\n    expect: {{status: many}}\n"
             ),
-            "s.yaml:6:22: steps[0].expect.status: invalid type: string \"many\", expected u16 at line 6 column 22",
+            "s.yaml:6:22: steps[0].expect.status: invalid type: string \"many\", expected an integer from 0 to 65535",
         ),
         (
             format!(
                 "{HEAD}steps:\n  - name: a\n    request: {{path: /}}\n    expect: {{stopped_at: nowhere}}\n"
             ),
-            "s.yaml:6:13: steps[0].expect.stopped_at: steps[0].expect: unknown stage `nowhere`: expected `none` or one of tls, authn, authz, ratelimit, route, mutate_request, forward, mutate_response at line 6 column 13",
+            "s.yaml:6:26: steps[0].expect.stopped_at: unknown stage `nowhere`: expected `none` or one of tls, authn, authz, ratelimit, route, mutate_request, forward, mutate_response",
         ),
         (
             format!("{HEAD}steps:\n  - name: a\n"),
-            "s.yaml: steps[0]: a step needs a `request` or a `load` phase",
+            "s.yaml:4:5: steps[0]: a step needs a `request` or a `load` phase",
         ),
         (
             format!(
                 "{HEAD}steps:\n  - name: a\n    request: {{path: /}}\n    load: {{profile: {{steady: {{rate: 1, duration: 1s}}}}, request: {{path: /}}}}\n"
             ),
-            "s.yaml: steps[0]: a step is either a `request` or a `load` phase, not both",
+            "s.yaml:4:5: steps[0]: a step is either a `request` or a `load` phase, not both",
         ),
         (
             format!("{HEAD}steps:\n  - request: {{path: /}}\n"),
-            "s.yaml:4:5: steps[0]: missing field `name` at line 4 column 5",
+            "s.yaml:4:5: steps[0]: missing field `name`",
         ),
         (
             format!("{HEAD}steps:\n  - name: a\n    after: soon\n    request: {{path: /}}\n"),
-            "s.yaml:5:12: steps[0].after: invalid value: string \"soon\", expected a duration at line 5 column 12",
+            "s.yaml:5:12: steps[0].after: invalid value: string \"soon\", expected a duration such as `250ms`, `30s` or `2m`",
         ),
         (
             "nme: t\n".to_string(),
-            "s.yaml:1:1: nme: unknown field `nme`, expected one of `name`, `description`, `gateway`, `upstreams`, `issuer`, `identities`, `steps`",
+            "s.yaml:1:1: nme: unknown field `nme`, did you mean `name`?",
+        ),
+        (
+            // Every schema problem at once, in file order.
+            format!(
+                "{HEAD}steps:\n  - name: a\n    requst: {{path: /}}\n    expect: {{stauts: 200}}\n"
+            ),
+            "s.yaml:5:5: steps[0].requst: unknown field `requst`, did you mean `request`?\ns.yaml:6:14: steps[0].expect.stauts: unknown field `stauts`, did you mean `status`?",
         ),
         (
             "name: [\n".to_string(),
-            "s.yaml:1:7: name: invalid type: sequence, expected a string at line 1 column 7",
+            "s.yaml:2:1: name: did not find expected node content",
         ),
-        (String::new(), "s.yaml:1:1: missing field `name`"),
+        (
+            String::new(),
+            "s.yaml: the file is empty: a scenario needs `name`, `gateway` and `steps`",
+        ),
         (
             "name: a\nname: b\n".to_string(),
-            "s.yaml:1:1: duplicate field `name`",
+            "s.yaml:2:1: name: duplicate key `name` (first written on line 1): YAML keeps only one of them",
         ),
         (
             "- 1\n".to_string(),
-            "s.yaml:1:1: invalid type: sequence, expected struct Scenario",
+            "s.yaml:1:1: invalid type: sequence, expected a mapping",
         ),
         (
             format!("{HEAD}steps: []\n---\nx: 1\n"),
-            "s.yaml: deserializing from YAML containing more than one document is not supported",
+            "s.yaml: the file holds more than one YAML document (`---`); a scenario is a single document",
         ),
     ];
     for (text, want) in cases {
@@ -83,6 +97,7 @@ fn a_scenario_that_cannot_be_used_is_one_diagnostic_in_serdes_words() {
 #[test]
 fn an_unreadable_scenario_is_named() {
     let err = load(Path::new("/nonexistent/s.yaml")).expect_err("missing file");
+    let err = &err[0];
     assert!(
         err.to_string()
             .starts_with("/nonexistent/s.yaml: cannot read the file: "),
