@@ -113,7 +113,7 @@ fn enter_opens_the_whole_record_with_timings_identity_limit_and_upstream() {
         "Record req-8",
         "GET /api/v1/users/8 → 429",
         "stopped   ratelimit (quota-exceeded)",
-        "identity  alice, tenant acme, key key-2",
+        "identity  alice, tenant acme, api key key-2",
         "limit     paid for alice: 7 left",
         "upstream  users-svc @ 127.0.0.1:9101",
         "time per stage",
