@@ -4,6 +4,7 @@
 mod integration {
     mod canonical;
     mod compare;
+    mod loadgen;
     mod runner;
     mod tui;
     mod util;
