@@ -57,6 +57,11 @@ enum Command {
     /// Maximum-rate load against a URL (closed loop, `connections` at a time), reporting statuses,
     /// errors by kind and latency quantiles; exits 1 when nothing succeeded (docs/by-hand.md).
     Loadgen(simulator::cli::loadgen::LoadgenArgs),
+    /// The fake issuer as its own process: a JWKS endpoint over keys kept in a directory
+    /// (docs/by-hand.md).
+    Issuer(simulator::cli::issuer::IssuerArgs),
+    /// Print a token signed with a key directory's current key (docs/by-hand.md).
+    Token(simulator::cli::token::TokenArgs),
     /// A fake upstream answering 200 at once, until interrupted: a fixed target for load tools.
     Upstream {
         #[arg(long, default_value = "127.0.0.1:18181")]
@@ -122,6 +127,8 @@ fn main() -> ExitCode {
                 }
             },
             Command::Loadgen(args) => simulator::cli::loadgen::run(args).await,
+            Command::Issuer(args) => simulator::cli::issuer::run(args).await,
+            Command::Token(args) => simulator::cli::token::run(args),
             Command::Upstream { listen, marker } => {
                 let behaviour = simulator::fake::upstream::Behaviour {
                     marker,

@@ -4,6 +4,7 @@
 mod integration {
     mod canonical;
     mod compare;
+    mod issuer_token;
     mod loadgen;
     mod runner;
     mod tui;

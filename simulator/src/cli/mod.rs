@@ -1,7 +1,9 @@
 //! Front ends of the commands a user runs by hand (docs/by-hand.md): `loadgen`, `issuer`,
 //! `token`. Each parses its arguments, calls the library and maps the outcome to an exit code.
 
+pub mod issuer;
 pub mod loadgen;
+pub mod token;
 
 use std::time::Duration;
 
