@@ -7,13 +7,15 @@
 //! - [`demo`]: the whole testbed in-process on embedded defaults;
 //! - [`compare`]: the rate-limit algorithm lab (the gateway's algorithms in virtual time);
 //! - [`tui`]: the terminal UI (state in `app`, drawing in `ui`, the terminal loop in `term`);
-//! - [`http_client`]: the one HTTP client the others share.
+//! - [`http_client`]: the one HTTP client the others share;
+//! - [`cli`]: the commands run by hand (`loadgen`, `issuer`, `token`; docs/by-hand.md).
 //!
 //! Layers, lowest first: `fake` and `http_client`; `scenario` (which hands records to whoever
 //! watches a run through the [`scenario::sink::RecordSink`] it is given, never to the TUI
 //! directly) and the `compare` engine; `report`; `tui`. Front ends sit on top: `demo`,
 //! `compare::cli` and the binary. A module imports only from layers below it.
 
+pub mod cli;
 pub mod compare;
 pub mod demo;
 pub mod fake;

@@ -57,19 +57,22 @@ enum Command {
         #[arg(long)]
         attach: String,
     },
-    /// Maximum-rate load against a URL (closed loop, `connections` at a time), for comparing the
-    /// load generator with wrk or oha on the same target.
-    Loadgen {
-        url: String,
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-        #[arg(long, default_value = "5s", value_parser = humantime_duration)]
-        duration: Duration,
-    },
+    /// Maximum-rate load against a URL (closed loop, `connections` at a time), reporting statuses,
+    /// errors by kind and latency quantiles; exits 1 when nothing succeeded (docs/by-hand.md).
+    Loadgen(simulator::cli::loadgen::LoadgenArgs),
+    /// The fake issuer as its own process: a JWKS endpoint over keys kept in a directory
+    /// (docs/by-hand.md).
+    Issuer(simulator::cli::issuer::IssuerArgs),
+    /// Print a token signed with a key directory's current key (docs/by-hand.md).
+    Token(simulator::cli::token::TokenArgs),
     /// A fake upstream answering 200 at once, until interrupted: a fixed target for load tools.
     Upstream {
         #[arg(long, default_value = "127.0.0.1:18181")]
         listen: std::net::SocketAddr,
+        /// Send this in an `x-upstream-marker` header on every response, so a script can check
+        /// that what answers is the upstream it started.
+        #[arg(long)]
+        marker: Option<String>,
     },
     /// The whole testbed in-process on embedded defaults, with a client mix that exercises
     /// every stop. On a terminal it opens the TUI until you quit; otherwise it prints a line per
@@ -110,9 +113,14 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Run { paths, jobs, junit, json, process, tui } => {
-                run(paths, jobs, junit, json, process, tui).await
-            }
+            Command::Run {
+                paths,
+                jobs,
+                junit,
+                json,
+                process,
+                tui,
+            } => run(paths, jobs, junit, json, process, tui).await,
             Command::Compare(args) => simulator::compare::cli::run(args).await,
             Command::Tui { attach } => match simulator::tui::term::run_attached(&attach).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -121,28 +129,15 @@ fn main() -> ExitCode {
                     ExitCode::from(3)
                 }
             },
-            Command::Loadgen { url, connections, duration } => {
-                match simulator::fake::loadgen::saturate(&url, connections, duration).await {
-                    Ok(r) => {
-                        println!(
-                            "requests {}  errors {}  elapsed {:.2}s  rate {:.0}/s  p50 {} µs  p99 {} µs",
-                            r.requests,
-                            r.errors,
-                            r.elapsed.as_secs_f64(),
-                            r.per_second(),
-                            r.p50_us,
-                            r.p99_us
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("simulator loadgen: {e}");
-                        ExitCode::from(1)
-                    }
-                }
-            }
-            Command::Upstream { listen } => {
-                match simulator::fake::upstream::FakeInstance::start_on(listen, Default::default()).await {
+            Command::Loadgen(args) => simulator::cli::loadgen::run(args).await,
+            Command::Issuer(args) => simulator::cli::issuer::run(args).await,
+            Command::Token(args) => simulator::cli::token::run(args),
+            Command::Upstream { listen, marker } => {
+                let behaviour = simulator::fake::upstream::Behaviour {
+                    marker,
+                    ..Default::default()
+                };
+                match simulator::fake::upstream::FakeInstance::start_on(listen, behaviour).await {
                     Ok(fake) => {
                         println!("fake upstream on http://{}", fake.address);
                         let _ = tokio::signal::ctrl_c().await;
@@ -156,7 +151,8 @@ fn main() -> ExitCode {
             }
             Command::Demo { duration } => {
                 let tui = std::io::IsTerminal::is_terminal(&std::io::stdout());
-                let duration = duration.unwrap_or(Duration::from_secs(if tui { 86_400 } else { 20 }));
+                let duration =
+                    duration.unwrap_or(Duration::from_secs(if tui { 86_400 } else { 20 }));
                 match simulator::demo::run_with(duration, tui).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {

@@ -4,6 +4,8 @@
 mod integration {
     mod canonical;
     mod compare;
+    mod issuer_token;
+    mod loadgen;
     mod run_checks;
     mod run_reports;
     mod runner;

@@ -3,8 +3,12 @@
 //! down, hang or serve garbage; it counts JWKS fetches; it mints tokens for named identities and
 //! hostile ones (expired, not yet valid, wrong issuer or audience, `alg: none`, unknown kid,
 //! bad signature). Keys are generated fresh (rcgen), signatures are real (jsonwebtoken).
+//!
+//! Keys can also be kept in a directory ([`KeyDir`]) so that they survive restarts and so that a
+//! separate process (`simulator token`) signs with the key the running issuer publishes.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,6 +72,8 @@ struct SigningKey {
     kid: String,
     encoding: EncodingKey,
     jwk: serde_json::Value,
+    /// The private key as PKCS#8 PEM, for [`KeyDir`] to save.
+    private_pem: String,
 }
 
 struct IssuerState {
@@ -86,6 +92,8 @@ pub struct FakeIssuer {
     state: Arc<Mutex<IssuerState>>,
     fetches: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
+    /// Where every rotation is saved, when the keys are kept on disk.
+    keys: Option<KeyDir>,
 }
 
 impl Drop for FakeIssuer {
@@ -97,20 +105,30 @@ impl Drop for FakeIssuer {
 fn new_key(generation: u64) -> Result<SigningKey, String> {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| format!("cannot generate a key: {e}"))?;
-    let encoding = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes())
+    let kid = format!("key-{generation}-{:08x}", fastrand::u32(..));
+    key_from_pair(kid, &pair)
+}
+
+fn key_from_pair(kid: String, pair: &rcgen::KeyPair) -> Result<SigningKey, String> {
+    let private_pem = pair.serialize_pem();
+    let encoding = EncodingKey::from_ec_pem(private_pem.as_bytes())
         .map_err(|e| format!("cannot load the key: {e}"))?;
     // An uncompressed P-256 point: 0x04 ‖ x (32 bytes) ‖ y (32 bytes).
     let raw = pair.public_key_raw();
     if raw.len() != 65 {
-        return Err("unexpected public key encoding".into());
+        return Err("unexpected public key encoding (not a P-256 key?)".into());
     }
-    let kid = format!("key-{generation}-{:08x}", fastrand::u32(..));
     let jwk = serde_json::json!({
         "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
         "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
         "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
     });
-    Ok(SigningKey { kid, encoding, jwk })
+    Ok(SigningKey {
+        kid,
+        encoding,
+        jwk,
+        private_pem,
+    })
 }
 
 #[derive(Serialize)]
@@ -133,17 +151,45 @@ struct Claims<'a> {
 
 impl FakeIssuer {
     pub async fn start(issuer: &str, audience: &str) -> Result<FakeIssuer, String> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("cannot bind the issuer: {e}"))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
         let first = Arc::new(new_key(0)?);
-        let state = Arc::new(Mutex::new(IssuerState {
+        let state = IssuerState {
             published: vec![first.clone()],
             signing: first,
             mode: IssuerMode::Up,
             generation: 0,
-        }));
+        };
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("cannot bind the issuer: {e}"))?;
+        Self::serve_state(listener, state, issuer, audience, None)
+    }
+
+    /// Listens on `address` and publishes the keys kept in `keys` (made there first if it holds
+    /// none); every rotation is saved back, and `issuer` and `audience` are recorded so that
+    /// [`KeyDir::mint`] signs matching claims.
+    pub async fn start_with_keys(
+        address: SocketAddr,
+        keys: KeyDir,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<FakeIssuer, String> {
+        let state = keys.load_or_create()?;
+        keys.save(&state, Some((issuer, audience)))?;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        Self::serve_state(listener, state, issuer, audience, Some(keys))
+    }
+
+    fn serve_state(
+        listener: TcpListener,
+        state: IssuerState,
+        issuer: &str,
+        audience: &str,
+        keys: Option<KeyDir>,
+    ) -> Result<FakeIssuer, String> {
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let state = Arc::new(Mutex::new(state));
         let fetches = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(serve(listener, state.clone(), fetches.clone()));
         Ok(FakeIssuer {
@@ -153,7 +199,43 @@ impl FakeIssuer {
             state,
             fetches,
             task,
+            keys,
         })
+    }
+
+    /// Saves the key set, when it is kept on disk.
+    fn persist(&self) -> Result<(), String> {
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        let s = self.state.lock().map_err(|_| "issuer state poisoned")?;
+        keys.save(&s, Some((&self.issuer, &self.audience)))
+    }
+
+    /// The kids the JWKS publishes, oldest first.
+    pub fn published_kids(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|s| s.published.iter().map(|k| k.kid.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A gentle rotation, as `--rotate-every` does: publish a new key and sign with it at once,
+    /// and retire every key older than the previous one. The previous key stays published for
+    /// one more period, so the tokens it signed keep verifying until the next rotation.
+    pub fn rotate_keeping_previous(&self) -> Result<String, String> {
+        let kid = {
+            let mut s = self.state.lock().map_err(|_| "issuer state poisoned")?;
+            s.generation += 1;
+            let key = Arc::new(new_key(s.generation)?);
+            s.published.push(key.clone());
+            s.signing = key.clone();
+            let keep_from = s.published.len().saturating_sub(2);
+            s.published.drain(..keep_from);
+            key.kid.clone()
+        };
+        self.persist()?;
+        Ok(kid)
     }
 
     pub fn jwks_url(&self) -> String {
@@ -178,6 +260,8 @@ impl FakeIssuer {
         let key = Arc::new(new_key(s.generation)?);
         let kid = key.kid.clone();
         s.published.push(key);
+        drop(s);
+        self.persist()?;
         Ok(kid)
     }
 
@@ -188,6 +272,9 @@ impl FakeIssuer {
                 s.signing = newest;
             }
         }
+        // Rotation steps on an in-memory issuer cannot fail to save; on disk a failure is
+        // reported by the next step that returns a Result.
+        let _ = self.persist();
     }
 
     /// Rotation step 3: retire every published key but the signing one.
@@ -196,6 +283,7 @@ impl FakeIssuer {
             let signing = s.signing.kid.clone();
             s.published.retain(|k| k.kid == signing);
         }
+        let _ = self.persist();
     }
 
     /// All three steps at once: what a careless issuer does, and what the gateway must survive
@@ -245,62 +333,307 @@ impl FakeIssuer {
             .lock()
             .map(|s| s.signing.clone())
             .map_err(|_| "issuer state poisoned")?;
-        let (mut iat, mut exp) = (now, now + lifetime.as_secs().max(1));
-        let mut nbf = now;
-        let mut iss = self.issuer.as_str();
-        let mut aud = self.audience.as_str();
-        match hostile {
-            Some(Hostile::Expired) => {
-                iat = now.saturating_sub(7200);
-                nbf = iat;
-                exp = now.saturating_sub(3600);
-            }
-            Some(Hostile::NotYetValid) => {
-                nbf = now + 3600;
-                exp = now + 7200;
-            }
-            Some(Hostile::WrongIssuer) => iss = "https://evil.example.net/",
-            Some(Hostile::WrongAudience) => aud = "some-other-api",
-            _ => {}
+        sign_token(
+            &key,
+            &self.issuer,
+            &self.audience,
+            who,
+            now,
+            lifetime,
+            hostile,
+        )
+    }
+}
+
+/// Signs a token for `who` with `key`: valid for `lifetime` from `now`, or hostile in the way
+/// `hostile` says.
+fn sign_token(
+    key: &SigningKey,
+    issuer: &str,
+    audience: &str,
+    who: &IdentitySpec,
+    now: u64,
+    lifetime: Duration,
+    hostile: Option<Hostile>,
+) -> Result<String, String> {
+    let (mut iat, mut exp) = (now, now + lifetime.as_secs().max(1));
+    let mut nbf = now;
+    let mut iss = issuer;
+    let mut aud = audience;
+    match hostile {
+        Some(Hostile::Expired) => {
+            iat = now.saturating_sub(7200);
+            nbf = iat;
+            exp = now.saturating_sub(3600);
         }
-        let claims = Claims {
-            iss,
-            aud,
-            sub: &who.subject,
-            exp,
-            iat,
-            nbf,
-            tenant: who.tenant.as_deref(),
-            scope: who.scopes.join(" "),
-            roles: &who.roles,
-            tier: who.tier.as_deref(),
+        Some(Hostile::NotYetValid) => {
+            nbf = now + 3600;
+            exp = now + 7200;
+        }
+        Some(Hostile::WrongIssuer) => iss = "https://evil.example.net/",
+        Some(Hostile::WrongAudience) => aud = "some-other-api",
+        _ => {}
+    }
+    let claims = Claims {
+        iss,
+        aud,
+        sub: &who.subject,
+        exp,
+        iat,
+        nbf,
+        tenant: who.tenant.as_deref(),
+        scope: who.scopes.join(" "),
+        roles: &who.roles,
+        tier: who.tier.as_deref(),
+    };
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(match hostile {
+        Some(Hostile::UnknownKid) => format!("unknown-{:016x}", fastrand::u64(..)),
+        _ => key.kid.clone(),
+    });
+    let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+        .map_err(|e| format!("cannot sign: {e}"))?;
+    Ok(match hostile {
+        Some(Hostile::AlgNone) => {
+            // `{"alg":"none"}` with the real claims and no signature.
+            let mut parts = token.split('.');
+            let _ = parts.next();
+            let payload = parts.next().unwrap_or_default();
+            let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+            format!("{head}.{payload}.")
+        }
+        Some(Hostile::BadSignature) => {
+            // Flip one bit of the signature: structurally valid, cryptographically wrong.
+            let (rest, signature) = token.rsplit_once('.').unwrap_or((&token, ""));
+            let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap_or_default();
+            if let Some(b) = bytes.first_mut() {
+                *b ^= 0x01;
+            }
+            format!("{rest}.{}", URL_SAFE_NO_PAD.encode(bytes))
+        }
+        _ => token,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys kept in a directory.
+
+/// The issuer `simulator issuer` and `simulator token` use when none is given: the one
+/// fixtures/testbed.yaml trusts.
+pub const DEFAULT_ISSUER: &str = "https://issuer.gatehouse.test/";
+/// The audience fixtures/testbed.yaml accepts.
+pub const DEFAULT_AUDIENCE: &str = "gatehouse-api";
+
+/// The file naming the published keys, the signing one, and the issuer and audience to sign for.
+const INDEX_FILE: &str = "keys.json";
+
+/// What `DIR/keys.json` holds. Each key's private half is `DIR/<kid>.pem`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyIndex {
+    generation: u64,
+    /// Oldest first, as the JWKS lists them.
+    published: Vec<String>,
+    signing: String,
+    issuer: String,
+    audience: String,
+}
+
+/// A directory of signing keys shared by the issuer process and `simulator token`: private keys
+/// as PKCS#8 PEM files readable by their owner only (0600), and an index written atomically
+/// (write, then rename), so a reader never sees half a rotation.
+#[derive(Debug, Clone)]
+pub struct KeyDir {
+    path: PathBuf,
+}
+
+impl KeyDir {
+    /// Opens `path`, creating it (0700) if it does not exist.
+    pub fn open(path: &Path) -> Result<KeyDir, String> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(path)
+            .map_err(|e| format!("cannot create the key directory `{}`: {e}", path.display()))?;
+        Ok(KeyDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_index(&self) -> Result<Option<KeyIndex>, String> {
+        let file = self.path.join(INDEX_FILE);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read `{}`: {e}", file.display())),
         };
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(match hostile {
-            Some(Hostile::UnknownKid) => format!("unknown-{:016x}", fastrand::u64(..)),
-            _ => key.kid.clone(),
-        });
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| format!("cannot sign: {e}"))?;
-        Ok(match hostile {
-            Some(Hostile::AlgNone) => {
-                // `{"alg":"none"}` with the real claims and no signature.
-                let mut parts = token.split('.');
-                let _ = parts.next();
-                let payload = parts.next().unwrap_or_default();
-                let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-                format!("{head}.{payload}.")
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("`{}` is not a key index: {e}", file.display()))
+    }
+
+    fn read_key(&self, kid: &str) -> Result<SigningKey, String> {
+        let file = self.key_file(kid)?;
+        let pem = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+        let pair = rcgen::KeyPair::from_pem(&pem)
+            .map_err(|e| format!("`{}` is not a PEM private key: {e}", file.display()))?;
+        key_from_pair(kid.to_string(), &pair)
+    }
+
+    /// `DIR/<kid>.pem`, refusing a kid that would name a file elsewhere (the index is input).
+    fn key_file(&self, kid: &str) -> Result<PathBuf, String> {
+        if kid.is_empty() || !kid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!(
+                "`{kid}` in {INDEX_FILE} is not a key id this issuer writes"
+            ));
+        }
+        Ok(self.path.join(format!("{kid}.pem")))
+    }
+
+    /// The saved key set, or a new one (a single fresh key) if the directory holds none.
+    fn load_or_create(&self) -> Result<IssuerState, String> {
+        match self.read_index()? {
+            Some(index) => {
+                let published = index
+                    .published
+                    .iter()
+                    .map(|kid| self.read_key(kid).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let signing = published
+                    .iter()
+                    .find(|k| k.kid == index.signing)
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!(
+                            "{INDEX_FILE}: the signing key `{}` is not published",
+                            index.signing
+                        )
+                    })?;
+                Ok(IssuerState {
+                    published,
+                    signing,
+                    mode: IssuerMode::Up,
+                    generation: index.generation,
+                })
             }
-            Some(Hostile::BadSignature) => {
-                // Flip one bit of the signature: structurally valid, cryptographically wrong.
-                let (rest, signature) = token.rsplit_once('.').unwrap_or((&token, ""));
-                let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap_or_default();
-                if let Some(b) = bytes.first_mut() {
-                    *b ^= 0x01;
+            None => {
+                let first = Arc::new(new_key(0)?);
+                let state = IssuerState {
+                    published: vec![first.clone()],
+                    signing: first,
+                    mode: IssuerMode::Up,
+                    generation: 0,
+                };
+                self.save(&state, None)?;
+                Ok(state)
+            }
+        }
+    }
+
+    /// Writes every published key not yet on disk, then the index; removes the files of keys no
+    /// longer published. `names` replaces the recorded issuer and audience.
+    fn save(&self, state: &IssuerState, names: Option<(&str, &str)>) -> Result<(), String> {
+        for key in &state.published {
+            let file = self.key_file(&key.kid)?;
+            if !file.exists() {
+                write_private(&file, key.private_pem.as_bytes())?;
+            }
+        }
+        let previous = self.read_index()?;
+        let (issuer, audience) = match (names, &previous) {
+            (Some((i, a)), _) => (i.to_string(), a.to_string()),
+            (None, Some(p)) => (p.issuer.clone(), p.audience.clone()),
+            (None, None) => (DEFAULT_ISSUER.to_string(), DEFAULT_AUDIENCE.to_string()),
+        };
+        let index = KeyIndex {
+            generation: state.generation,
+            published: state.published.iter().map(|k| k.kid.clone()).collect(),
+            signing: state.signing.kid.clone(),
+            issuer,
+            audience,
+        };
+        let text = serde_json::to_string_pretty(&index).map_err(|e| e.to_string())?;
+        let file = self.path.join(INDEX_FILE);
+        let staging = self.path.join(format!("{INDEX_FILE}.tmp"));
+        std::fs::write(&staging, text)
+            .and_then(|()| std::fs::rename(&staging, &file))
+            .map_err(|e| format!("cannot write `{}`: {e}", file.display()))?;
+        for retired in previous.iter().flat_map(|p| &p.published) {
+            if !index.published.contains(retired) {
+                if let Ok(file) = self.key_file(retired) {
+                    let _ = std::fs::remove_file(file);
                 }
-                format!("{rest}.{}", URL_SAFE_NO_PAD.encode(bytes))
             }
-            _ => token,
+        }
+        Ok(())
+    }
+
+    /// The issuer and audience tokens are signed for, as the issuer process last recorded them.
+    pub fn names(&self) -> Result<(String, String), String> {
+        self.load_or_create()?;
+        let index = self
+            .read_index()?
+            .ok_or_else(|| format!("no {INDEX_FILE} in `{}`", self.path.display()))?;
+        Ok((index.issuer, index.audience))
+    }
+
+    /// A token signed with the directory's current signing key (a fresh key set is made if the
+    /// directory holds none). `issuer` and `audience` default to the recorded ones.
+    pub fn mint(
+        &self,
+        who: &IdentitySpec,
+        now_unix: u64,
+        lifetime: Duration,
+        hostile: Option<Hostile>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<String, String> {
+        let state = self.load_or_create()?;
+        let index = self
+            .read_index()?
+            .ok_or_else(|| format!("no {INDEX_FILE} in `{}`", self.path.display()))?;
+        let (recorded_issuer, recorded_audience) = (index.issuer, index.audience);
+        sign_token(
+            &state.signing,
+            issuer.unwrap_or(&recorded_issuer),
+            audience.unwrap_or(&recorded_audience),
+            who,
+            now_unix,
+            lifetime,
+            hostile,
+        )
+    }
+}
+
+/// Creates `file` readable and writable by its owner only: it holds a private key.
+fn write_private(file: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(file)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("cannot write `{}`: {e}", file.display()))
+}
+
+impl std::str::FromStr for Hostile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Hostile, String> {
+        serde_json::from_value(serde_json::Value::String(s.replace('-', "_"))).map_err(|_| {
+            format!(
+                "`{s}` is not a hostile kind: expired, not_yet_valid, wrong_issuer, \
+                 wrong_audience, alg_none, unknown_kid or bad_signature"
+            )
         })
     }
 }

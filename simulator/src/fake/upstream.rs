@@ -47,6 +47,11 @@ pub struct Behaviour {
     /// Response body size in bytes.
     #[serde(default = "default_body_bytes")]
     pub body_bytes: usize,
+    /// Sent as `x-upstream-marker` on every response (`simulator upstream --marker`), so a
+    /// script can tell its own upstream from whatever else answers on a port. Not a scenario
+    /// field.
+    #[serde(skip)]
+    pub marker: Option<String>,
 }
 
 fn default_error_status() -> u16 {
@@ -304,6 +309,11 @@ async fn answer(
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
+    if let Some(marker) = behaviour.marker.as_deref() {
+        if let Ok(value) = http::HeaderValue::from_str(marker) {
+            response.headers_mut().insert("x-upstream-marker", value);
+        }
+    }
     if behaviour.reset_mid_body {
         // A declared length the body never reaches: the client sees a truncated message.
         response.headers_mut().insert(
