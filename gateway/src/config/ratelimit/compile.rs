@@ -303,9 +303,8 @@ fn compile_policy(
             ));
         }
     }
-    let Some(algorithm) = algorithm.filter(|_| problems.len() == before) else {
-        return None;
-    };
+    // Any problem above (an unknown algorithm among them) means no policy.
+    let algorithm = algorithm.filter(|_| problems.len() == before)?;
     let (header_quota, window_nanos) = if bucket {
         // What a bucket really grants: `burst` at once, refilled in `burst · T`.
         (burst, burst.saturating_mul(quota.emission_interval_nanos()))
