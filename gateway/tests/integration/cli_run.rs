@@ -196,3 +196,21 @@ fn log_format_json_logs_one_object_per_line_and_no_colour_without_a_terminal() {
         }
     }
 }
+
+#[test]
+fn a_ready_file_that_cannot_be_written_stops_the_gateway_with_exit_3() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config_on(dir.path(), "127.0.0.1:0");
+    let ready = dir.path().join("no-such-dir/ready").display().to_string();
+    let mut child = spawn(
+        &["run", "--config", &config, "--ready-file", &ready],
+        &[("RUST_LOG", "off")],
+    );
+    let code = wait_for_exit(&mut child);
+    let (_, stderr) = output_of(&mut child);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot write the ready file {ready}: ")),
+        "{stderr}"
+    );
+}
