@@ -165,7 +165,14 @@ pub async fn watch(state: Arc<GatewayState>, path: PathBuf, mut shutdown: watch:
 fn reload_if_changed(state: &GatewayState, path: &Path) {
     if let Ok(text) = std::fs::read_to_string(path) {
         if crate::config::compile::content_hash(&text) == state.active.load().config.hash {
-            tracing::debug!(file = %path.display(), "config file touched but unchanged");
+            // A refused edit undone (the file is the active config again) is fixed too: the
+            // admin `/config` must stop reporting a failure that no longer describes the file.
+            if state.reload.last_failure().is_some() {
+                state.reload.set_last_failure(None);
+                tracing::info!(file = %path.display(), "config file is the active config again; the refused reload is cleared");
+            } else {
+                tracing::debug!(file = %path.display(), "config file touched but unchanged");
+            }
             return;
         }
     }

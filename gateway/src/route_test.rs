@@ -5,6 +5,8 @@
 //! Cases are evaluated offline with the pipeline's own routing code (`stage::route::resolve`,
 //! `verdict` and the route's rewrite), so a passing case means the running gateway routes the
 //! same way.
+//!
+//! `--junit FILE` writes the same run as JUnit XML for CI dashboards ([`RunOutcome::junit`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -13,6 +15,7 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
 
+use crate::clock::Clock;
 use crate::config::Runtime;
 use crate::config::yaml::{self, Diagnostic};
 use crate::stage::route::resolve;
@@ -129,10 +132,14 @@ pub struct CaseOutcome {
     pub label: String,
     /// Empty when the case passed.
     pub mismatches: Vec<String>,
+    /// How long evaluating the case took (JUnit's `time`).
+    pub elapsed_nanos: u64,
 }
 
 pub struct RunOutcome {
     pub cases: Vec<CaseOutcome>,
+    /// When the run started, for JUnit's `timestamp`.
+    pub started_unix_millis: u64,
     pub unexercised: Vec<String>,
     pub total_routes: usize,
 }
@@ -143,6 +150,23 @@ impl RunOutcome {
             .iter()
             .filter(|c| !c.mismatches.is_empty())
             .count()
+    }
+
+    /// `coverage: 3/4 routes exercised; not exercised: admin`.
+    pub fn coverage_line(&self) -> String {
+        let exercised = self.total_routes - self.unexercised.len();
+        if self.unexercised.is_empty() {
+            format!(
+                "coverage: {exercised}/{} routes exercised",
+                self.total_routes
+            )
+        } else {
+            format!(
+                "coverage: {exercised}/{} routes exercised; not exercised: {}",
+                self.total_routes,
+                self.unexercised.join(", ")
+            )
+        }
     }
 
     pub fn render(&self, file: &str) -> String {
@@ -163,26 +187,95 @@ impl RunOutcome {
             self.cases.len() - self.failed(),
             self.failed()
         );
-        let exercised = self.total_routes - self.unexercised.len();
-        if self.unexercised.is_empty() {
-            let _ = writeln!(
-                out,
-                "coverage: {exercised}/{} routes exercised",
-                self.total_routes
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "coverage: {exercised}/{} routes exercised; not exercised: {}",
-                self.total_routes,
-                self.unexercised.join(", ")
-            );
-        }
+        let _ = writeln!(out, "{}", self.coverage_line());
         out
     }
 }
 
-pub fn run_cases(runtime: &Runtime, file: &CaseFile) -> RunOutcome {
+/// Runs every case in `file`; `clock` times them (the real clock from the CLI, a manual one in
+/// tests).
+impl RunOutcome {
+    /// The run as a JUnit XML report: one `testsuite` named `suite` (the cases file's stem), one
+    /// `testcase` per case with `classname` = `suite`, a `failure` per failed case carrying
+    /// every expected/got mismatch, `time` in seconds and `timestamp` in UTC (JUnit's schema
+    /// allows no zone suffix). The coverage line goes to the suite's `system-out`.
+    pub fn junit(&self, suite: &str) -> String {
+        let seconds = |nanos: u64| format!("{:.6}", nanos as f64 / 1e9);
+        let total: u64 = self.cases.iter().map(|c| c.elapsed_nanos).sum();
+        let timestamp = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.started_unix_millis),
+        )
+        .to_string();
+        let timestamp = timestamp.trim_end_matches('Z');
+        let suite = xml_escape(suite);
+        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            out,
+            "<testsuites tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{}\">",
+            self.cases.len(),
+            self.failed(),
+            seconds(total)
+        );
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{}\" timestamp=\"{timestamp}\">",
+            self.cases.len(),
+            self.failed(),
+            seconds(total)
+        );
+        for case in &self.cases {
+            let name = xml_escape(&case.label);
+            let time = seconds(case.elapsed_nanos);
+            if case.mismatches.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"{suite}\" name=\"{name}\" time=\"{time}\"/>"
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"{suite}\" name=\"{name}\" time=\"{time}\">"
+                );
+                let _ = writeln!(
+                    out,
+                    "      <failure type=\"mismatch\" message=\"{}\">{}</failure>",
+                    xml_escape(&case.mismatches.join("; ")),
+                    xml_escape(&case.mismatches.join("\n"))
+                );
+                let _ = writeln!(out, "    </testcase>");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "    <system-out>{}</system-out>",
+            xml_escape(&self.coverage_line())
+        );
+        out.push_str("  </testsuite>\n</testsuites>\n");
+        out
+    }
+}
+
+/// `text` safe inside an XML attribute or element; characters XML 1.0 cannot hold at all (most
+/// control characters) become U+FFFD rather than making the report unreadable.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c < ' ' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn run_cases(runtime: &Runtime, file: &CaseFile, clock: &dyn Clock) -> RunOutcome {
+    let started_unix_millis = clock.unix_millis();
     let mut exercised = BTreeSet::new();
     let cases = file
         .cases
@@ -192,6 +285,7 @@ pub fn run_cases(runtime: &Runtime, file: &CaseFile) -> RunOutcome {
             let label = case.name.clone().unwrap_or_else(|| {
                 format!("cases[{i}] {} {}", case.request.method, case.request.path)
             });
+            let start = clock.now();
             let mismatches = match evaluate(runtime, &case.request) {
                 Ok(got) => {
                     if let Some(route) = &got.route {
@@ -201,12 +295,17 @@ pub fn run_cases(runtime: &Runtime, file: &CaseFile) -> RunOutcome {
                 }
                 Err(e) => vec![format!("bad request in case: {e}")],
             };
-            CaseOutcome { label, mismatches }
+            CaseOutcome {
+                label,
+                mismatches,
+                elapsed_nanos: clock.now().saturating_sub(start),
+            }
         })
         .collect();
     let routes = runtime.routes.routes();
     RunOutcome {
         cases,
+        started_unix_millis,
         unexercised: routes
             .iter()
             .filter(|r| !exercised.contains(r.name.as_ref()))

@@ -30,15 +30,29 @@ use crate::vocab::Scheme;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {address}: {source}")]
+    /// Said once and plainly (`address already in use`, not the OS error's code): `gateway run`
+    /// prints it as its one line of output.
+    #[error("cannot listen on {address} ({listener}): {}", plain_io_error(error))]
     Bind {
         address: SocketAddr,
-        source: std::io::Error,
+        /// Which config entry wanted it: `listeners[0] "public"` or `admin.address`.
+        listener: String,
+        error: std::io::Error,
     },
     #[error("the config has no listener and none was handed in")]
     NoListener,
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+}
+
+fn plain_io_error(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::AddrInUse => "address already in use".into(),
+        ErrorKind::AddrNotAvailable => "address not available on this host".into(),
+        ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => error.to_string(),
+    }
 }
 
 /// How to start a gateway in-process.
@@ -129,8 +143,8 @@ pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHan
         Some(listeners) => listeners,
         None => {
             let mut bound = Vec::new();
-            for l in &runtime.listeners {
-                bound.push(bind(l.address).await?);
+            for (i, l) in runtime.listeners.iter().enumerate() {
+                bound.push(bind(l.address, format!("listeners[{i}] \"{}\"", l.name)).await?);
             }
             bound
         }
@@ -140,7 +154,7 @@ pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHan
     }
     let admin_listener = match (options.admin_listener, runtime.admin) {
         (Some(l), _) => Some(l),
-        (None, Some(address)) => Some(bind(address).await?),
+        (None, Some(address)) => Some(bind(address, "admin.address".into()).await?),
         (None, None) => None,
     };
     let auth = &runtime.auth;
@@ -174,9 +188,10 @@ pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHan
     let mut addresses = Vec::new();
     // Listener i serves with the TLS of the config's listeners[i], handed in or bound here.
     for (index, listener) in listeners.into_iter().enumerate() {
-        addresses.push(listener.local_addr().map_err(|source| StartError::Bind {
+        addresses.push(listener.local_addr().map_err(|error| StartError::Bind {
             address: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
+            listener: format!("listeners[{index}]"),
+            error,
         })?);
         tasks.spawn(accept_loop(
             index,
@@ -202,10 +217,14 @@ pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHan
     })
 }
 
-async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+async fn bind(address: SocketAddr, listener: String) -> Result<TcpListener, StartError> {
     TcpListener::bind(address)
         .await
-        .map_err(|source| StartError::Bind { address, source })
+        .map_err(|error| StartError::Bind {
+            address,
+            listener,
+            error,
+        })
 }
 
 async fn accept_loop(

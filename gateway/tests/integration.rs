@@ -7,6 +7,7 @@ mod integration {
 
     mod admin;
     mod cli;
+    mod cli_run;
     mod edge;
     mod forward;
     mod headers;

@@ -165,7 +165,12 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         check_catch_all(&routes, &mut problems);
     }
     let route_names: Vec<&str> = raw.routes.iter().map(|r| r.name.as_str()).collect();
-    let rate_limits = super::ratelimit::compile(&raw.rate_limits, &route_names, &mut problems);
+    let rate_limits = super::ratelimit::compile(
+        &raw.rate_limits,
+        &route_names,
+        &auth.api_key_tiers,
+        &mut problems,
+    );
 
     if !problems.is_empty() {
         return Err(problems);

@@ -2,7 +2,8 @@
 //! `gateway routes --test` prints it and moving to the shared YAML loader must not change it.
 //! The text is serde_yaml_ng's own message after the field path, so the path often shows twice
 //! and the position is repeated at the end; the scenario runner words the same errors differently
-//! (see the simulator's `scenario::model` tests).
+//! (see the simulator's `scenario::model` tests). Also: the JUnit report stays well-formed
+//! whatever the case names hold.
 
 use super::*;
 
@@ -78,4 +79,34 @@ fn a_good_case_file_loads() {
     .expect("valid");
     assert_eq!(file.cases.len(), 1);
     assert_eq!(file.cases[0].request.method, "GET");
+}
+
+#[test]
+fn junit_survives_case_names_and_mismatches_that_xml_cannot_hold_raw() {
+    let outcome = RunOutcome {
+        cases: vec![CaseOutcome {
+            label: "GET /a?x=1&y=<2> \"quoted\" \u{7}bell".into(),
+            mismatches: vec!["path: expected /a&b, got </a>".into()],
+            elapsed_nanos: 1_500_000,
+        }],
+        started_unix_millis: 0,
+        unexercised: vec![],
+        total_routes: 1,
+    };
+    let xml = outcome.junit("odd & named");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase"))
+        .expect("testcase");
+    assert_eq!(
+        case.attribute("name"),
+        Some("GET /a?x=1&y=<2> \"quoted\" \u{FFFD}bell")
+    );
+    assert_eq!(case.attribute("classname"), Some("odd & named"));
+    assert_eq!(case.attribute("time"), Some("0.001500"));
+    let failure = case.first_element_child().expect("failure");
+    assert_eq!(failure.text(), Some("path: expected /a&b, got </a>"));
+    let suite = case.parent().expect("suite");
+    assert_eq!(suite.attribute("timestamp"), Some("1970-01-01T00:00:00"));
 }

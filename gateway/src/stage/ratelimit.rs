@@ -385,7 +385,7 @@ mod tests {
     fn limits(yaml: &str) -> CompiledRateLimits {
         let raw: RawRateLimits = serde_yaml_ng::from_str(yaml).expect("schema");
         let mut problems = Vec::new();
-        let c = compile(&raw, &[], &mut problems);
+        let c = compile(&raw, &[], &Default::default(), &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         c
     }

@@ -110,6 +110,7 @@ async fn the_paid_tier_and_several_policies_all_must_pass_and_the_tightest_speak
     // DESIGN.md's paid tier as two policies (1,000 per minute, 100 per second), plus a per-route
     // cap on /other only. Without an identity the tier is the default, `paid` here.
     let limits = "  default_tier: paid
+  tiers: [free]
   policies:
     - {id: paid-minute, algorithm: sliding-window-counter, limit: 1000, period: 1m, key: api_key, tiers: [paid]}
     - {id: paid-second, algorithm: fixed-window, limit: 100, period: 1s, key: api_key, tiers: [paid]}

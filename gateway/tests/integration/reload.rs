@@ -349,6 +349,54 @@ async fn the_watcher_reloads_when_the_file_changes_and_keeps_the_last_good_confi
     watcher.await.expect("watcher ends on shutdown");
 }
 
+#[tokio::test]
+async fn a_refused_edit_that_is_undone_clears_the_reported_failure() {
+    let a = Fake::start("a").await;
+    let good = config_text(&[a.address]);
+    let path = temp_config("undone", &good);
+    let gw = TestGateway::start(&good).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(gateway::reload::watch(
+        gw.handle.state().clone(),
+        path.clone(),
+        stopped,
+    ));
+    eventually(
+        "the broken file is refused",
+        Duration::from_secs(5),
+        async || {
+            std::fs::write(&path, "upstreams: [\n").expect("write broken config");
+            let config = admin_json(&gw, "/config").await;
+            if config["last_reload_failure"].is_null() {
+                Err(config)
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+
+    // Back to the very text that is active: nothing to reload, but the failure is over.
+    std::fs::write(&path, &good).expect("restore config");
+    let config = eventually(
+        "the failure is cleared",
+        Duration::from_secs(5),
+        async || {
+            let config = admin_json(&gw, "/config").await;
+            if config["last_reload_failure"].is_null() {
+                Ok(config)
+            } else {
+                Err(config)
+            }
+        },
+    )
+    .await;
+    assert_eq!(config["version"], 1, "the active config never changed");
+    assert_eq!(&gw.get("/svc/x").await.body[..], b"a");
+    let _ = stop.send(true);
+    watcher.await.expect("watcher ends on shutdown");
+}
+
 /// An address free a moment ago, for the `gateway run` process to listen on.
 async fn free_address() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")

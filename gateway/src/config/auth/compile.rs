@@ -2,7 +2,7 @@
 //! keys hashed (and their file read), route rules resolved against the issuers and the route's
 //! path. Every problem is reported with its field; none stops the rest.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,10 +66,11 @@ pub fn compile_auth(raw: &RawConfig, source: &str, problems: &mut Vec<Problem>) 
         }
     }
 
+    let mut api_key_tiers = BTreeSet::new();
     let api_keys = auth
         .api_keys
         .as_ref()
-        .and_then(|k| compile_api_keys(k, source, problems));
+        .and_then(|k| compile_api_keys(k, source, &mut api_key_tiers, problems));
 
     let client_ca_configured = raw
         .listeners
@@ -98,6 +99,7 @@ pub fn compile_auth(raw: &RawConfig, source: &str, problems: &mut Vec<Problem>) 
     AuthConfig {
         issuers,
         api_keys,
+        api_key_tiers,
         max_token_bytes: auth.max_token_bytes,
         token_query_param: auth.token_query_param.clone(),
         token_cache_entries: auth.token_cache_entries.max(1),
@@ -216,6 +218,7 @@ fn secs(d: Duration) -> i64 {
 fn compile_api_keys(
     raw: &RawApiKeys,
     source: &str,
+    tiers: &mut BTreeSet<String>,
     problems: &mut Vec<Problem>,
 ) -> Option<ApiKeyStore> {
     let before = problems.len();
@@ -275,6 +278,7 @@ fn compile_api_keys(
             let (path, prefix) = field(f);
             problems.push((path, format!("{prefix}{message}")));
         };
+        tiers.extend(k.tier.iter().cloned());
         if !ids.insert(k.id.clone()) {
             report("id", format!("duplicate API key id `{}`", k.id));
         }

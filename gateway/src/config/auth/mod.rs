@@ -3,6 +3,7 @@
 //! `compile` (meaning, every problem, key files read) → here, the compiled forms `authn` and
 //! `authz` read on every request.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -22,6 +23,9 @@ pub use raw::RawAuth;
 pub struct AuthConfig {
     pub issuers: Vec<Arc<IssuerConfig>>,
     pub api_keys: Option<ApiKeyStore>,
+    /// Every `tier` an API key names (kept even when a key has problems, so a policy naming
+    /// that tier is not reported as an echo): what rate-limit policies check their tiers against.
+    pub api_key_tiers: BTreeSet<String>,
     pub max_token_bytes: usize,
     pub token_query_param: Option<String>,
     pub token_cache_entries: usize,

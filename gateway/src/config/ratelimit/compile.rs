@@ -3,7 +3,7 @@
 //! Lua's exact-integer range, and a fingerprint that keeps counters across reloads only while the
 //! definition is unchanged. Apart from the types so that they read as the schema.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -11,13 +11,16 @@ use http::HeaderName;
 use super::raw::{RawKey, RawPolicy, RawRateLimits};
 use super::{Cidr, CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind};
 use crate::config::compile::Problem;
+use crate::config::yaml::suggest::is_typo_of;
 use crate::ratelimit::store::{MAX_EXACT, RedisConfig, TICK_NANOS};
 use crate::ratelimit::{Algorithm, AnyLimiter, Quota};
 
-/// Compiles the section; `routes` are the route names the config declares.
+/// Compiles the section; `routes` are the route names the config declares, `api_key_tiers` the
+/// tiers its API keys carry.
 pub fn compile(
     raw: &RawRateLimits,
     routes: &[&str],
+    api_key_tiers: &BTreeSet<String>,
     problems: &mut Vec<Problem>,
 ) -> CompiledRateLimits {
     let at = |field: &str| format!("rate_limits.{field}");
@@ -72,6 +75,16 @@ pub fn compile(
     });
 
     let known_routes: HashSet<&str> = routes.iter().copied().collect();
+    // A tier is known when something can give a request that tier: an API key, the default, or
+    // a declaration (for tiers that only tokens carry). Another policy naming it is no evidence:
+    // two policies can share one typo.
+    let known_tiers: BTreeSet<&str> = raw
+        .tiers
+        .iter()
+        .chain(api_key_tiers)
+        .chain(&raw.default_tier)
+        .map(String::as_str)
+        .collect();
     let mut ids = HashMap::new();
     let mut policies = Vec::new();
     for (i, p) in raw.policies.iter().enumerate() {
@@ -84,7 +97,7 @@ pub fn compile(
                 ),
             ));
         }
-        if let Some(policy) = compile_policy(i, p, raw, &known_routes, problems) {
+        if let Some(policy) = compile_policy(i, p, raw, &known_routes, &known_tiers, problems) {
             policies.push(Arc::new(policy));
         }
     }
@@ -132,6 +145,7 @@ fn compile_policy(
     p: &RawPolicy,
     raw: &RawRateLimits,
     routes: &HashSet<&str>,
+    tiers: &BTreeSet<&str>,
     problems: &mut Vec<Problem>,
 ) -> Option<CompiledPolicy> {
     let at = |field: &str| format!("rate_limits.policies[{i}].{field}");
@@ -153,7 +167,13 @@ fn compile_policy(
     if p.limit == 0 {
         problems.push((at("limit"), "must be at least 1".into()));
     }
-    let bucket = matches!(p.algorithm, Algorithm::TokenBucket | Algorithm::Gcra);
+    let algorithm = Algorithm::parse(&p.algorithm);
+    if algorithm.is_none() {
+        problems.push((at("algorithm"), unknown_algorithm(&p.algorithm)));
+    }
+    // With the algorithm unknown, burst and cost are judged as a bucket would judge them: the
+    // algorithm's own problem is already reported, and no second one should echo it.
+    let bucket = algorithm.is_none_or(|a| matches!(a, Algorithm::TokenBucket | Algorithm::Gcra));
     match p.burst {
         Some(0) => problems.push((at("burst"), "must be at least 1".into())),
         Some(_) if !bucket => problems.push((
@@ -246,6 +266,12 @@ fn compile_policy(
         }
     }
 
+    for (j, tier) in p.tiers.iter().enumerate() {
+        if !tiers.contains(tier.as_str()) {
+            problems.push((at(&format!("tiers[{j}]")), unknown_tier(tier, tiers)));
+        }
+    }
+
     let burst = if bucket {
         p.burst.unwrap_or(p.limit)
     } else {
@@ -277,9 +303,8 @@ fn compile_policy(
             ));
         }
     }
-    if problems.len() != before {
-        return None;
-    }
+    // Any problem above (an unknown algorithm among them) means no policy.
+    let algorithm = algorithm.filter(|_| problems.len() == before)?;
     let (header_quota, window_nanos) = if bucket {
         // What a bucket really grants: `burst` at once, refilled in `burst · T`.
         (burst, burst.saturating_mul(quota.emission_interval_nanos()))
@@ -289,14 +314,14 @@ fn compile_policy(
     let header_window_secs = window_nanos.div_ceil(1_000_000_000).max(1);
     let fingerprint = fingerprint(&format!(
         "{}|{}|{}|{}|{:?}",
-        p.algorithm, p.limit, period_nanos, burst, key
+        algorithm, p.limit, period_nanos, burst, key
     ));
     Some(CompiledPolicy {
         id: Arc::from(p.id.as_str()),
         store_key: Arc::from(format!("{}:{fingerprint:08x}", p.id)),
-        algorithm: p.algorithm,
+        algorithm,
         quota,
-        limiter: AnyLimiter::new(p.algorithm, ticks),
+        limiter: AnyLimiter::new(algorithm, ticks),
         key,
         tiers: p.tiers.clone(),
         when_missing: p.when_missing,
@@ -307,6 +332,35 @@ fn compile_policy(
         header_window_secs,
         policy_item: format!("\"{}\";q={header_quota};w={header_window_secs}", p.id),
     })
+}
+
+fn unknown_algorithm(written: &str) -> String {
+    let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+    let hint = names
+        .iter()
+        .find(|name| is_typo_of(written, name))
+        .map(|name| format!(" — did you mean `{name}`?"))
+        .unwrap_or_default();
+    format!(
+        "`{written}` is not an algorithm{hint} (expected one of {})",
+        names.join(", ")
+    )
+}
+
+fn unknown_tier(written: &str, known: &BTreeSet<&str>) -> String {
+    let hint = known
+        .iter()
+        .find(|name| is_typo_of(written, name))
+        .map(|name| format!(" — did you mean `{name}`?"))
+        .unwrap_or_default();
+    let known = if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.iter().copied().collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "unknown tier `{written}`{hint} (known: {known}); a tier must be an API key's `tier`, the `default_tier`, or listed in `rate_limits.tiers` (for tiers only tokens carry)"
+    )
 }
 
 /// FNV-1a, folded to 32 bits: names a policy's definition inside its counters' keys.
@@ -327,7 +381,8 @@ mod tests {
     fn compile_yaml(yaml: &str, routes: &[&str]) -> Result<CompiledRateLimits, Vec<Problem>> {
         let raw: RawRateLimits = serde_yaml_ng::from_str(yaml).expect("schema");
         let mut problems = Vec::new();
-        let compiled = compile(&raw, routes, &mut problems);
+        let api_key_tiers = BTreeSet::from(["paid".to_string()]);
+        let compiled = compile(&raw, routes, &api_key_tiers, &mut problems);
         if problems.is_empty() {
             Ok(compiled)
         } else {
@@ -405,6 +460,51 @@ mod tests {
     }
 
     #[test]
+    fn an_algorithm_typo_does_not_hide_the_key_typo_after_it() {
+        let problems = compile_yaml(
+            "policies:\n  - {id: a, algorithm: token-buckt, limit: 5, period: 1s, burst: 2, key: [api_kye]}\n",
+            &[],
+        )
+        .expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "rate_limits.policies[0].algorithm",
+                "rate_limits.policies[0].key[0]"
+            ]
+        );
+        assert!(
+            problems[0].1.contains("did you mean `token-bucket`?"),
+            "{}",
+            problems[0].1
+        );
+    }
+
+    #[test]
+    fn a_policy_tier_must_be_given_by_a_key_the_default_or_a_declaration() {
+        let policies = "policies:\n  - {id: a, algorithm: gcra, limit: 5, period: 1s, key: subject, tiers: [paid, free, gold, piad]}\n";
+        let problems = compile_yaml(&format!("default_tier: free\n{policies}"), &[])
+            .expect_err("gold and piad are given by nothing");
+        let found: Vec<(&str, bool)> = problems
+            .iter()
+            .map(|(f, m)| (f.as_str(), m.contains("did you mean `paid`?")))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("rate_limits.policies[0].tiers[2]", false),
+                ("rate_limits.policies[0].tiers[3]", true)
+            ]
+        );
+        compile_yaml(
+            &format!("default_tier: free\ntiers: [gold, piad]\n{policies}"),
+            &[],
+        )
+        .expect("declared tiers are known");
+    }
+
+    #[test]
     fn a_changed_definition_gets_a_new_counter_namespace_and_an_unchanged_one_keeps_it() {
         let key = |yaml: &str| {
             compile_yaml(yaml, &[]).expect("valid").policies[0]
@@ -413,7 +513,7 @@ mod tests {
         };
         let a = key("policies: [{id: p, algorithm: gcra, limit: 5, period: 1s, key: client_ip}]");
         let same = key(
-            "policies: [{id: p, algorithm: gcra, limit: 5, period: 1s, key: client_ip, tiers: [x]}]",
+            "policies: [{id: p, algorithm: gcra, limit: 5, period: 1s, key: client_ip, tiers: [paid]}]",
         );
         let changed =
             key("policies: [{id: p, algorithm: gcra, limit: 6, period: 1s, key: client_ip}]");

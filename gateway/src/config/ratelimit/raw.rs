@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{OnStoreError, StoreKind, WhenMissing};
-use crate::ratelimit::Algorithm;
 use crate::ratelimit::store::memory::DEFAULT_MAX_KEYS;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +31,11 @@ pub struct RawRateLimits {
     /// The tier of a request whose identity names none (or that has no identity).
     #[serde(default)]
     pub default_tier: Option<String>,
+    /// Tiers that only tokens carry (a JWT's tier claim): a policy's `tiers` may name these, an
+    /// API key's `tier` or the `default_tier`, and nothing else, so a misspelt tier is an error
+    /// rather than a policy that silently never applies.
+    #[serde(default)]
+    pub tiers: Vec<String>,
     /// Also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
     #[serde(default)]
     pub legacy_headers: bool,
@@ -51,6 +55,7 @@ impl Default for RawRateLimits {
             client_ip_header: default_client_ip_header(),
             ipv6_prefix: default_ipv6_prefix(),
             default_tier: None,
+            tiers: Vec::new(),
             legacy_headers: false,
             policies: Vec::new(),
         }
@@ -118,7 +123,10 @@ fn default_breaker_cooldown() -> Duration {
 pub struct RawPolicy {
     /// Stable name: the header's policy name, the metric label, part of every counter's key.
     pub id: String,
-    pub algorithm: Algorithm,
+    /// One of [`Algorithm`]'s names, checked when the section is compiled rather than by serde:
+    /// a schema error would stop the check before the policy's other fields (its key parts,
+    /// routes and tiers) are looked at, so one typo would hide the next.
+    pub algorithm: String,
     /// Units admitted per `period`.
     pub limit: u64,
     #[serde(with = "humantime_serde")]
