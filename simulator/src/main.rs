@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use simulator::report::{self, RunInfo, Style};
 use simulator::scenario::interrupt::Interrupt;
 use simulator::scenario::outcome::Status;
@@ -19,7 +19,7 @@ use simulator::tui::term::RunTui;
 #[command(
     name = "simulator",
     version,
-    about = "Gatehouse testbed: scenarios, demo"
+    about = "Gatehouse's testbed: demo, run (scenarios), compare (the rate-limit lab), tui, loadgen, upstream, issuer, token, completions"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +31,7 @@ enum Command {
     /// Run scenario files (or the scenarios among the *.yaml files of the given directories) against
     /// the real gateway, printing each result as it completes (docs/scenarios.md).
     Run {
+        /// Scenario files, or directories whose *.yaml scenarios are run (others are skipped).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Scenarios run in parallel.
@@ -67,12 +68,18 @@ enum Command {
     Token(simulator::cli::token::TokenArgs),
     /// A fake upstream answering 200 at once, until interrupted: a fixed target for load tools.
     Upstream {
+        /// Where to listen; port 0 picks a free one (the bound address is printed).
         #[arg(long, default_value = "127.0.0.1:18181")]
         listen: std::net::SocketAddr,
         /// Send this in an `x-upstream-marker` header on every response, so a script can check
         /// that what answers is the upstream it started.
         #[arg(long)]
         marker: Option<String>,
+    },
+    /// Print a shell completion script: `simulator completions zsh > ~/.zfunc/_simulator`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// The whole testbed in-process on embedded defaults, with a client mix that exercises
     /// every stop. On a terminal it opens the TUI until you quit; otherwise it prints a line per
@@ -148,6 +155,15 @@ fn main() -> ExitCode {
                         ExitCode::from(3)
                     }
                 }
+            }
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "simulator",
+                    &mut std::io::stdout(),
+                );
+                ExitCode::SUCCESS
             }
             Command::Demo { duration } => {
                 let tui = std::io::IsTerminal::is_terminal(&std::io::stdout());

@@ -3,6 +3,7 @@
 
 mod integration {
     mod canonical;
+    mod cli_help;
     mod compare;
     mod issuer_token;
     mod loadgen;
