@@ -218,5 +218,12 @@ mod tests {
                 "{yaml}\nwant {want}\ngot {got:#?}"
             );
         }
+        // A missing certificate says how to make development ones.
+        let got = problems(&format!("{}\n{ROUTES}", cases[0].0));
+        assert!(
+            got.iter()
+                .any(|p| p.contains("cargo run -p gateway --example identity_fixtures")),
+            "{got:#?}"
+        );
     }
 }

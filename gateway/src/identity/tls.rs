@@ -74,6 +74,13 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 
 fn pem_error(path: &Path, e: &rustls::pki_types::pem::Error) -> String {
     match e {
+        rustls::pki_types::pem::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            // The usual first-hour mistake: trying a TLS example before making its certificates.
+            format!(
+                "cannot read `{}`: {io} (to try TLS locally, `cargo run -p gateway --example identity_fixtures -- DIR` writes a development CA, server and client certificates into DIR)",
+                path.display()
+            )
+        }
         rustls::pki_types::pem::Error::Io(io) => format!("cannot read `{}`: {io}", path.display()),
         other => format!("`{}` is not valid PEM: {other:?}", path.display()),
     }
