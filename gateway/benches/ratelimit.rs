@@ -33,7 +33,7 @@ use gateway::ratelimit::{
 
 const MS: u64 = 1_000_000;
 
-/// DESIGN.md's paid tier: 1,000 per minute sustained, bursts of 100 (window algorithms: 1,000).
+/// The paid tier of the testbed (fixtures/testbed.yaml): 1,000 per minute sustained, bursts of 100 (window algorithms: 1,000).
 const QUOTA: Quota = Quota::per_minute(1_000).with_burst(100);
 
 /// Arrivals every 30 ms: twice the sustained rate, so about half are admitted.

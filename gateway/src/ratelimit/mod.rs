@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn emission_interval_rounds_up_so_the_rate_is_never_exceeded() {
-        // The paid tier of DESIGN.md: exact.
+        // The testbed's paid tier (fixtures/testbed.yaml): exact.
         assert_eq!(
             Quota::per_minute(1_000).emission_interval_nanos(),
             60_000_000

@@ -107,7 +107,7 @@ async fn retry_after_is_never_zero_and_a_retry_at_that_time_succeeds() {
 #[tokio::test]
 async fn the_paid_tier_and_several_policies_all_must_pass_and_the_tightest_speaks() {
     let upstream = Upstream::start().await;
-    // DESIGN.md's paid tier as two policies (1,000 per minute, 100 per second), plus a per-route
+    // The testbed's paid tier as two policies (1,000 per minute, 100 per second), plus a per-route
     // cap on /other only. Without an identity the tier is the default, `paid` here.
     let limits = "  default_tier: paid
   tiers: [free]

@@ -147,7 +147,7 @@ fn select(table: &RouteTable<CompiledRoute>, req: &Req) -> Option<String> {
     fast
 }
 
-/// The reference gateway's table from DESIGN.md, plus routes for the other conditions.
+/// The reference gateway's table (fixtures/reference.yaml), plus routes for the other conditions.
 fn reference_table() -> RouteTable<CompiledRoute> {
     use ValueMatch::{Exact, Present};
     table(vec![
