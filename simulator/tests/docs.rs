@@ -79,7 +79,11 @@ fn every_config_cases_and_scenario_example_is_accepted() {
     let mut checked = 0;
     for page in pages() {
         let text = std::fs::read_to_string(&page).expect("read page");
-        let name = page.strip_prefix(&root).unwrap_or(&page).display().to_string();
+        let name = page
+            .strip_prefix(&root)
+            .unwrap_or(&page)
+            .display()
+            .to_string();
         for (line, info, body) in blocks(&text) {
             let mut words = info.split([',', ' ']);
             if words.next() != Some("yaml") {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use super::raw::{RawKey, RawPolicy, RawRateLimits};
-use super::{Cidr, CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind};
+use super::{
+    Cidr, CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind, WhenMissing, Word,
+};
 use crate::config::compile::Problem;
 use crate::config::yaml::suggest::is_typo_of;
 use crate::ratelimit::store::{MAX_EXACT, RedisConfig, TICK_NANOS};
@@ -24,6 +26,9 @@ pub fn compile(
     problems: &mut Vec<Problem>,
 ) -> CompiledRateLimits {
     let at = |field: &str| format!("rate_limits.{field}");
+    if let Some(written) = &raw.store {
+        word::<StoreKind>(written, &at("store"), problems);
+    }
     let mut trusted_proxies = Vec::new();
     for (i, text) in raw.trusted_proxies.iter().enumerate() {
         match Cidr::parse(text) {
@@ -205,8 +210,25 @@ fn compile_policy(
             format!("{} is more than the policy ever admits at once ({capacity}): every request would be refused", p.cost),
         ));
     }
-    let store = p.store.unwrap_or(raw.store);
-    let on_store_error = match (store, p.on_store_error) {
+    let store = match &p.store {
+        Some(written) => word(written, &at("store"), problems).unwrap_or_default(),
+        // The section's own `store` is reported once, by `compile`.
+        None => raw
+            .store
+            .as_deref()
+            .and_then(lookup::<StoreKind>)
+            .unwrap_or_default(),
+    };
+    let on_store_error = p
+        .on_store_error
+        .as_deref()
+        .and_then(|w| word::<OnStoreError>(w, &at("on_store_error"), problems));
+    let when_missing = p
+        .when_missing
+        .as_deref()
+        .and_then(|w| word::<WhenMissing>(w, &at("when_missing"), problems))
+        .unwrap_or_default();
+    let on_store_error = match (store, on_store_error) {
         (_, Some(o)) => o,
         (StoreKind::Memory, None) => OnStoreError::Allow,
         (StoreKind::Redis, None) => {
@@ -324,7 +346,7 @@ fn compile_policy(
         limiter: AnyLimiter::new(algorithm, ticks),
         key,
         tiers: p.tiers.clone(),
-        when_missing: p.when_missing,
+        when_missing,
         cost: p.cost,
         store,
         on_store_error,
@@ -332,6 +354,31 @@ fn compile_policy(
         header_window_secs,
         policy_item: format!("\"{}\";q={header_quota};w={header_window_secs}", p.id),
     })
+}
+
+fn lookup<T: Word>(written: &str) -> Option<T> {
+    T::WORDS
+        .iter()
+        .find(|(w, _)| *w == written)
+        .map(|&(_, v)| v)
+}
+
+/// `written` as one of `T`'s words, or a problem at `field` naming them (with "did you mean").
+fn word<T: Word>(written: &str, field: &str, problems: &mut Vec<Problem>) -> Option<T> {
+    let found = lookup::<T>(written);
+    if found.is_none() {
+        let names: Vec<&str> = T::WORDS.iter().map(|(w, _)| *w).collect();
+        let hint = names
+            .iter()
+            .find(|name| is_typo_of(written, name))
+            .map(|name| format!(" — did you mean `{name}`?"))
+            .unwrap_or_default();
+        problems.push((
+            field.to_string(),
+            format!("`{written}` is not one of {}{hint}", names.join(", ")),
+        ));
+    }
+    found
 }
 
 fn unknown_algorithm(written: &str) -> String {
@@ -479,6 +526,27 @@ mod tests {
             "{}",
             problems[0].1
         );
+    }
+
+    #[test]
+    fn typos_in_store_when_missing_and_on_store_error_are_all_reported_at_once() {
+        let problems = compile_yaml(
+            "store: memroy\npolicies:\n  - {id: a, algorithm: gcra, limit: 5, period: 1s, key: [api_kye], when_missing: skp, store: redis, on_store_error: dney}\n",
+            &[],
+        )
+        .expect_err("invalid");
+        let found: Vec<String> = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        for want in [
+            "rate_limits.store: `memroy` is not one of memory, redis — did you mean `memory`?",
+            "rate_limits.policies[0].key[0]: ",
+            "rate_limits.policies[0].when_missing: `skp` is not one of client_ip, skip — did you mean `skip`?",
+            "rate_limits.policies[0].on_store_error: `dney` is not one of allow, deny — did you mean `deny`?",
+        ] {
+            assert!(
+                found.iter().any(|f| f.starts_with(want)),
+                "want {want}\ngot {found:#?}"
+            );
+        }
     }
 
     #[test]

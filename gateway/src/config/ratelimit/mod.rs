@@ -33,6 +33,29 @@ pub enum StoreKind {
     Redis,
 }
 
+/// The words a field accepts, each with its meaning: how `store`, `when_missing` and
+/// `on_store_error` are read, so a typo is reported with "did you mean" beside every other problem.
+pub trait Word: Copy + 'static {
+    const WORDS: &'static [(&'static str, Self)];
+}
+
+impl Word for StoreKind {
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("memory", StoreKind::Memory), ("redis", StoreKind::Redis)];
+}
+
+impl Word for WhenMissing {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("client_ip", WhenMissing::ClientIp),
+        ("skip", WhenMissing::Skip),
+    ];
+}
+
+impl Word for OnStoreError {
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("allow", OnStoreError::Allow), ("deny", OnStoreError::Deny)];
+}
+
 impl StoreKind {
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{OnStoreError, StoreKind, WhenMissing};
 use crate::ratelimit::store::memory::DEFAULT_MAX_KEYS;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
-    /// Where counters live unless a policy says otherwise: `memory` (default) or `redis`.
+    /// Where counters live unless a policy says otherwise: `memory` (default) or `redis`. Read as
+    /// text and checked when compiling, so a typo here never hides the section's other problems.
     #[serde(default)]
-    pub store: StoreKind,
+    pub store: Option<String>,
     #[serde(default)]
     pub memory: RawMemoryStore,
     /// Required when any policy uses the Redis store.
@@ -48,7 +48,7 @@ pub struct RawRateLimits {
 impl Default for RawRateLimits {
     fn default() -> Self {
         Self {
-            store: StoreKind::default(),
+            store: None,
             memory: RawMemoryStore::default(),
             redis: None,
             trusted_proxies: Vec::new(),
@@ -144,16 +144,16 @@ pub struct RawPolicy {
     pub tiers: Vec<String>,
     /// When a key part is absent (no identity yet): count per client IP instead, or skip.
     #[serde(default)]
-    pub when_missing: WhenMissing,
+    pub when_missing: Option<String>,
     /// Units one request costs.
     #[serde(default = "default_cost")]
     pub cost: u64,
     /// `memory` or `redis`; default: the section's `store`.
     #[serde(default)]
-    pub store: Option<StoreKind>,
+    pub store: Option<String>,
     /// Redis policies: admit (`allow`) or refuse (`deny`) while the store cannot answer.
     #[serde(default)]
-    pub on_store_error: Option<OnStoreError>,
+    pub on_store_error: Option<String>,
 }
 
 fn default_cost() -> u64 {
