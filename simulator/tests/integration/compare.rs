@@ -152,7 +152,6 @@ fn usage_errors_exit_1_and_unwritable_outputs_exit_3() {
         &["compare", "no-such-profile-or-file"],
         &["compare", "steady:rate=fast"],
         &["compare", "bursty:colour=red"],
-        &["compare", "steady", "--period", "0s"],
         &["compare"],
     ] {
         let (code, _, stderr) = simulator(args);
@@ -168,6 +167,25 @@ fn usage_errors_exit_1_and_unwritable_outputs_exit_3() {
     ]);
     assert_eq!((code, code3), (1, 3), "{stderr3}");
     assert!(stderr3.contains("/dev/null"), "{stderr3}");
+}
+
+#[test]
+fn impossible_quotas_exit_2_with_a_message_naming_the_flag() {
+    for (args, flag) in [
+        (&["compare", "steady", "--rate", "0"][..], "--rate 0"),
+        (&["compare", "steady", "--rate", "-1"], "--rate -1"),
+        (&["compare", "steady", "--rate", "NaN"], "--rate NaN"),
+        (&["compare", "steady", "--rate", "0.5"], "lengthen --period"),
+        (&["compare", "steady", "--burst", "0"], "--burst 0"),
+        (&["compare", "steady", "--burst", "-3"], "--burst -3"),
+        (&["compare", "steady", "--period", "0s"], "--period 0s"),
+        (&["compare", "steady", "--period", "-1s"], "--period -1s"),
+    ] {
+        let (code, stdout, stderr) = simulator(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: nothing compared: {stdout}");
+    }
 }
 
 #[test]
