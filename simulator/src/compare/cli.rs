@@ -55,6 +55,11 @@ pub struct CompareArgs {
     /// Open the TUI's compare view on this traffic (keys change rate, burst and window).
     #[arg(long)]
     pub tui: bool,
+    /// Also run each algorithm through the gateway's Redis store against this Redis (e.g.
+    /// redis://127.0.0.1:6379) and report the commands per decision measured from its
+    /// `INFO commandstats`.
+    #[arg(long)]
+    pub redis: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -193,7 +198,16 @@ pub async fn run(args: CompareArgs) -> ExitCode {
             }
         };
     }
-    let comparison = compare(&trace, &params);
+    let mut comparison = compare(&trace, &params);
+    if let Some(url) = &args.redis {
+        match super::redis::measure(url, &trace, params.quota, &params.algorithms).await {
+            Ok(measured) => comparison.redis_measured = Some(measured),
+            Err(e) => {
+                eprintln!("simulator compare: {e}");
+                return ExitCode::from(3);
+            }
+        }
+    }
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     let text = if json_to_stdout {
         match serde_json::to_string_pretty(&comparison) {

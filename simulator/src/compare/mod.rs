@@ -26,6 +26,7 @@
 //! - admitted and rejected per time bin, and rejected per key, for the plots.
 
 pub mod cli;
+pub mod redis;
 pub mod table;
 pub mod traffic;
 
@@ -257,6 +258,9 @@ pub struct Comparison {
     /// Up to [`TOP_KEYS`] keys with the most rejections under any algorithm, with each
     /// algorithm's rejections for them (same order as `results`).
     pub top_rejected_keys: Vec<KeyRejections>,
+    /// With `--redis`: each algorithm's cost per decision measured in a real Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_measured: Option<Vec<redis::RedisMeasured>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -378,6 +382,7 @@ pub fn compare(trace: &Trace, params: &CompareParams) -> Comparison {
         offered_per_bin,
         results,
         top_rejected_keys,
+        redis_measured: None,
     }
 }
 

@@ -114,6 +114,30 @@ pub fn render(c: &Comparison) -> String {
             let _ = writeln!(out);
         }
     }
+    if let Some(measured) = &c.redis_measured {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<22} {:>9} {:>11} {:>13}  commands by name (INFO commandstats, per decision)",
+            "measured in Redis", "decisions", "round trips", "commands"
+        );
+        for m in measured {
+            let names: Vec<String> = m
+                .by_command
+                .iter()
+                .map(|(name, per)| format!("{name} {per:.2}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<22} {:>9} {:>11.2} {:>13.2}  {}",
+                m.algorithm.as_str(),
+                m.decisions,
+                m.round_trips,
+                m.commands,
+                names.join(", ")
+            );
+        }
+    }
     out
 }
 
