@@ -6,11 +6,13 @@
 //! measurement around them, per algorithm:
 //!
 //! - **admitted / rejected**;
-//! - **false allows / false denies** against the exact sliding log, judged on the algorithm's own
-//!   admissions (as `gateway::ratelimit`'s docs and property tests define them): a request "fits"
-//!   iff the units this algorithm admitted for that key in `(t − period, t]` plus its cost stay
-//!   within `limit`; admitting one that does not fit is a false allow, refusing one that does is a
-//!   false deny;
+//! - **false allows**, judged on the algorithm's own admissions (as `gateway::ratelimit`'s docs
+//!   and property tests define them): admitting a request when the units this algorithm admitted
+//!   for that key in `(t − period, t]` plus its cost exceed `limit`;
+//! - **false denies**, judged against the exact sliding log's admissions: refusing an arrival the
+//!   exact sliding log, run on the same arrivals, admitted at that moment. (The own-admissions
+//!   reading — refused though its own window had room — is kept as `refusals_with_room`; it lets
+//!   an algorithm that over-admitted earlier off the refusals that follow);
 //! - **largest burst**: the most units one key had admitted within any span `(t − T, t]`, where
 //!   `T = ⌈period / limit⌉` is the spacing the sustained rate allows;
 //! - **recovery**: for each refusal run (consecutive refusals of one key), the decision's exact
@@ -19,7 +21,7 @@
 //! - **state bytes per key**: `Limiter::state_bytes` of every key's state at the end of the run
 //!   (the sliding log's ring never shrinks, so that is its peak);
 //! - **Redis operations per decision**: a constant per algorithm read off `ratelimit.lua`
-//!   ([`RedisCost`]);
+//!   ([`RedisCost`]), and with `--redis` measured in a real Redis ([`redis`]);
 //! - **fairness**: Jain's index over keys of `admitted / entitled`, where a key's entitlement is
 //!   what the exact sliding log admits for it on the same arrivals (1.0: every key got the same
 //!   share of what the exact limit allows it; keys entitled to nothing are left out);

@@ -50,7 +50,7 @@ pub fn render(c: &Comparison) -> String {
     );
     let _ = writeln!(
         out,
-        "quota:   {} per {}, burst {} (T = {}); false allows/denies against the exact sliding log",
+        "quota:   {} per {}, burst {} (T = {}); false allow: over the limit; false deny: refused what the exact sliding log admitted",
         c.quota.limit,
         human_ms(c.quota.period_ms),
         c.quota.burst,
