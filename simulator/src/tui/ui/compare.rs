@@ -150,10 +150,16 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let datasets: Vec<Dataset> = admitted
         .iter()
         .map(|(a, points)| {
+            // GCRA decides exactly as the token bucket: drawn as dots at each bin over the
+            // bucket's line, so where the two coincide both still show.
+            let (marker, graph) = match a {
+                Algorithm::Gcra => (symbols::Marker::Dot, GraphType::Scatter),
+                _ => (symbols::Marker::Braille, GraphType::Line),
+            };
             Dataset::default()
                 .name(short(*a))
-                .marker(symbols::Marker::Braille)
-                .graph_type(GraphType::Line)
+                .marker(marker)
+                .graph_type(graph)
                 .style(Style::default().fg(algorithm_colour(*a)))
                 .data(points)
         })

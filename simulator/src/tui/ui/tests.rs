@@ -503,3 +503,39 @@ fn every_view_at_200x60_fills_the_screen_with_its_panes() {
     let s = show(&screen(&app, 200, 60));
     assert!(s.contains("Admitted /s, all algorithms"), "{s}");
 }
+
+#[test]
+fn coinciding_algorithms_both_show_in_the_compare_chart() {
+    // The token bucket and GCRA decide alike on any trace: both colours are in the chart.
+    let trace = crate::compare::Trace::from_events(
+        "bursts",
+        (0..300u64).map(|i| ((i / 30) * 1_000_000_000 + i % 30, "k", 1)),
+    );
+    let app = App::comparing(
+        trace,
+        crate::compare::CompareParams::new(
+            gateway::ratelimit::Quota::per_second(10),
+            vec![Algorithm::TokenBucket, Algorithm::Gcra],
+        ),
+    );
+    for (w, h) in [(80u16, 24u16), (200, 60)] {
+        let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        t.draw(|f| draw(f, &app)).expect("draw");
+        let buffer = t.backend().buffer();
+        let chart_top = rows(buffer)
+            .iter()
+            .position(|l| l.contains("Admitted /s, all algorithms"))
+            .expect("chart") as u16;
+        let colours: Vec<Color> = (chart_top + 1..h - 3)
+            .flat_map(|y| (1..w / 2 - 8).map(move |x| (x, y)))
+            .filter(|&(x, y)| !matches!(buffer[(x, y)].symbol(), " " | "│" | "─" | "└"))
+            .map(|(x, y)| buffer[(x, y)].fg)
+            .collect();
+        for a in [Algorithm::TokenBucket, Algorithm::Gcra] {
+            assert!(
+                colours.contains(&super::algorithm_colour(a)),
+                "{w}x{h}: {a} hidden"
+            );
+        }
+    }
+}
