@@ -15,8 +15,6 @@ use crate::fake::upstream::{Behaviour, Latency};
 use crate::http_client::{self, send};
 use crate::scenario::fakes::{point_config_at_fakes, spawn_issuer_timeline};
 use crate::scenario::model::{FakeIssuerSpec, FakeUpstream, IssuerChange, RequestSpec, RotateStep};
-use crate::scenario::sink::RecordSink;
-use crate::scenario::under_test::{GatewayMode, start_gateway};
 
 /// The embedded gateway config: the reference routing table with identity and rate limits on.
 pub const DEMO_CONFIG: &str = include_str!("../../fixtures/testbed.yaml");
@@ -48,40 +46,51 @@ const fn stream(
     }
 }
 
-/// Every stop the gateway can make shows up within seconds.
+/// Most traffic passes — about three requests in four, as on a healthy gateway — and every stop
+/// the gateway can make still shows up within seconds. The paid tier allows 1,000 a minute
+/// (about 16.7/s) per subject, so the steady traffic is spread over five readers under it; each
+/// stop has a small stream of its own, so one noisy stop does not drown the rest.
 const MIX: &[Stream] = &[
-    stream("GET", "/api/v1/users/42", Some("reader"), 80),
+    stream("GET", "/api/v1/users/42", Some("reader-1"), 9),
+    stream("GET", "/api/v1/users/43", Some("reader-2"), 9),
+    stream("GET", "/api/v1/users/44", Some("reader-3"), 9),
+    stream("GET", "/api/v1/users/45", Some("reader-4"), 9),
+    stream("GET", "/api/v1/users/46", Some("reader-5"), 9),
     stream("POST", "/api/v1/users", Some("writer"), 10),
-    // A paid customer hammering v2 beta: the 5/s beta limit stops most of it at ratelimit.
-    stream("GET", "/api/v2/users/7", Some("reader"), 25),
-    // A free-tier client over its quota.
-    stream("GET", "/api/v1/users/9", Some("free"), 20),
-    stream("GET", "/api/admin/reports", Some("admin"), 5),
-    stream("GET", "/api/admin/reports", Some("reader"), 3),
-    stream("POST", "/api/payments/charges", Some("writer"), 5),
-    stream("GET", "/api/v1/users/42", None, 5),
+    // A paid customer trying v2 beta at 8/s: its 5/s beta limit stops the rest at ratelimit.
+    stream("GET", "/api/v2/users/7", Some("beta"), 8),
+    // A free-tier client at 8/s against 100 a minute: most of it stopped at ratelimit once
+    // its burst of 10 is spent.
+    stream("GET", "/api/v1/users/9", Some("free"), 8),
+    stream("GET", "/api/admin/reports", Some("admin"), 3),
+    // A reader on an admin route: authz.
+    stream("GET", "/api/admin/reports", Some("reader-1"), 1),
+    // The payments upstream is down: forward.
+    stream("POST", "/api/payments/charges", Some("writer"), 3),
+    // No token: authn.
+    stream("GET", "/api/v1/users/42", None, 3),
     Stream {
         hostile: Some(Hostile::Expired),
-        ..stream("GET", "/api/v1/users/42", Some("reader"), 4)
+        ..stream("GET", "/api/v1/users/42", Some("reader-2"), 1)
     },
     Stream {
         hostile: Some(Hostile::BadSignature),
-        ..stream("GET", "/api/v1/users/42", Some("reader"), 2)
+        ..stream("GET", "/api/v1/users/42", Some("reader-3"), 1)
     },
     Stream {
         hostile: Some(Hostile::UnknownKid),
-        ..stream("GET", "/api/v1/users/42", Some("reader"), 2)
+        ..stream("GET", "/api/v1/users/42", Some("reader-4"), 1)
     },
-    stream("GET", "/api/unknown", Some("reader"), 10),
+    stream("GET", "/api/unknown", Some("reader-5"), 2),
     // A request target longer than the edge allows (replaced at send time): 414 at tls.
     stream("GET", LONG_URI, None, 1),
-    stream("GET", "/api/v1/../admin/users", Some("reader"), 3),
+    stream("GET", "/api/v1/../admin/users", Some("reader-2"), 1),
     Stream {
         headers: &[
             ("origin", "https://app.example.com"),
             ("access-control-request-method", "GET"),
         ],
-        ..stream("OPTIONS", "/api/v1/users/1", None, 3)
+        ..stream("OPTIONS", "/api/v1/users/1", None, 2)
     },
     Stream {
         headers: &[
@@ -103,10 +112,15 @@ fn identities() -> BTreeMap<String, IdentitySpec> {
         roles: roles.iter().map(|s| s.to_string()).collect(),
         tier: Some(tier.into()),
     };
-    BTreeMap::from([
+    let readers = (1..=5).map(|i| {
+        let name = format!("reader-{i}");
+        let spec = who(&name, &["users:read"], &[], "paid");
+        (name, spec)
+    });
+    let mut all = BTreeMap::from([
         (
-            "reader".to_string(),
-            who("reader", &["users:read"], &[], "paid"),
+            "beta".to_string(),
+            who("beta", &["users:read"], &[], "paid"),
         ),
         (
             "writer".to_string(),
@@ -120,7 +134,9 @@ fn identities() -> BTreeMap<String, IdentitySpec> {
             "admin".to_string(),
             who("ops", &["users:read"], &["admin"], "paid"),
         ),
-    ])
+    ]);
+    all.extend(readers);
+    all
 }
 
 fn fakes() -> BTreeMap<String, FakeUpstream> {
@@ -165,11 +181,52 @@ fn fakes() -> BTreeMap<String, FakeUpstream> {
 
 type Tally = Arc<Mutex<BTreeMap<(String, String), u64>>>;
 
+/// What the demo's clients got: requests by where they stopped (`passed`: no stop) and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub counts: BTreeMap<(String, String), u64>,
+}
+
+impl Summary {
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// Requests no stage stopped (the upstream answered, or the gateway answered a preflight).
+    pub fn passed(&self) -> u64 {
+        self.counts
+            .iter()
+            .filter(|((stage, _), _)| stage == "passed")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The table printed when the demo ends, with the share that passed on its last line.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "\n{:<18} {:<24} {:>8}\n",
+            "stopped at", "reason", "requests"
+        );
+        for ((stage, reason), n) in &self.counts {
+            out.push_str(&format!("{stage:<18} {reason:<24} {n:>8}\n"));
+        }
+        out.push_str(&format!("{:<18} {:<24} {:>8}\n", "total", "", self.total()));
+        let share = self.passed() as f64 * 100.0 / self.total().max(1) as f64;
+        out.push_str(&format!(
+            "passed the gateway: {} of {} ({share:.0}%)\n",
+            self.passed(),
+            self.total()
+        ));
+        out
+    }
+}
+
 pub async fn run(duration: Duration) -> anyhow::Result<()> {
     run_with(duration, false).await
 }
 
 /// The demo; with `tui`, the terminal UI replaces the line per second until the user quits.
+/// Either way it ends — at `q`, Ctrl-C or the end of `duration` — by printing the summary.
 pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
     let issuer = FakeIssuerSpec {
         name: None,
@@ -189,25 +246,45 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
     fakes.identities = identities();
     let fakes = Arc::new(fakes);
     let rotation = spawn_issuer_timeline(issuer.timeline.clone(), fakes.clone());
-    let gateway = start_gateway(
-        "<embedded demo>",
-        &config,
-        &GatewayMode::InProcess,
-        &RecordSink::unwatched(),
+    let runtime = gateway::config::load_str("<embedded demo>", &config).map_err(|d| {
+        anyhow::anyhow!(
+            "{}",
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let policies = crate::tui::app::policies_of(&runtime.rate_limits);
+    let bind = |what: &'static str| async move {
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind the {what} listener: {e}"))
+    };
+    let gateway = gateway::start(
+        runtime,
+        gateway::StartOptions {
+            listeners: Some(vec![bind("gateway").await?]),
+            // A free port, so the demo never collides with a gateway already running.
+            admin_listener: Some(bind("admin").await?),
+            ..gateway::StartOptions::default()
+        },
     )
     .await
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let address = gateway.address;
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let address = gateway.address();
+    let admin = gateway
+        .admin_address()
+        .map_or("-".to_owned(), |a| format!("http://{a}"));
     println!(
-        "gatehouse demo: gateway on http://{address}, {} client streams, {:?}",
+        "gatehouse demo: gateway on http://{address}, admin on {admin}, {} client streams, {}",
         MIX.len(),
-        duration
+        humantime::format_duration(duration)
     );
+    println!("  watch it from another terminal: simulator tui --attach {admin}");
 
     let tally: Tally = Arc::default();
-    let mut records = gateway
-        .subscribe()
-        .ok_or_else(|| anyhow::anyhow!("the demo gateway runs in-process"))?;
+    let mut records = gateway.subscribe();
     let collector = {
         let tally = tally.clone();
         tokio::spawn(async move {
@@ -278,23 +355,69 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
         }));
     }
 
+    let summary = |tally: &Tally| Summary {
+        counts: tally.lock().map(|t| t.clone()).unwrap_or_default(),
+    };
     if tui {
-        // The TUI on the gateway's records instead of the line per second, until `q`.
-        let feed = gateway.subscribe().map(crate::tui::term::from_broadcast);
-        let app = crate::tui::app::App::live(format!("demo on http://{address}"));
-        let result = crate::tui::term::run(app, feed).await;
-        senders.iter().for_each(|s| s.abort());
-        gateway.stop().await;
+        // The TUI on the gateway's records instead of the line per second, until `q`; the
+        // footer says when the clients have stopped, so a quiet screen is not a mystery.
+        let (tx, feed) = tokio::sync::mpsc::channel(65_536);
+        let mut from_gateway = crate::tui::term::from_broadcast(gateway.subscribe());
+        let forward = {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(item) = from_gateway.recv().await {
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        // Quitting stops the clients too, though the task awaiting them holds their handles.
+        let clients: Vec<tokio::task::AbortHandle> =
+            senders.iter().map(|s| s.abort_handle()).collect();
+        let clients_done = {
+            let senders = std::mem::take(&mut senders);
+            tokio::spawn(async move {
+                for s in senders {
+                    let _ = s.await;
+                }
+                let _ = tx
+                    .send(crate::tui::term::Feed::Note(
+                        "the clients have stopped (end of --duration); q quits".into(),
+                    ))
+                    .await;
+            })
+        };
+        let app =
+            crate::tui::app::App::live_with_policies(format!("demo on http://{address}"), policies);
+        let result = crate::tui::term::run(app, Some(feed)).await;
+        clients.iter().for_each(tokio::task::AbortHandle::abort);
+        clients_done.abort();
+        forward.abort();
+        gateway.shutdown().await;
         collector.abort();
         rotation.abort();
-        return result.map(drop);
+        result?;
+        print!("{}", summary(&tally).render());
+        return Ok(());
     }
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let mut last_total = 0u64;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     while tokio::time::Instant::now() < deadline {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            // Ctrl-C ends the demo early, still with its summary.
+            _ = &mut interrupted => {
+                println!("interrupted");
+                senders.iter().for_each(|s| s.abort());
+                break;
+            }
+        }
         let snapshot = tally.lock().map(|t| t.clone()).unwrap_or_default();
         let total: u64 = snapshot.values().sum();
         let mut by_stage: BTreeMap<&str, u64> = BTreeMap::new();
@@ -314,20 +437,9 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
     for s in senders {
         let _ = s.await;
     }
-    gateway.stop().await;
+    gateway.shutdown().await;
     collector.abort();
     rotation.abort();
-
-    let snapshot = tally.lock().map(|t| t.clone()).unwrap_or_default();
-    println!("\n{:<18} {:<24} {:>8}", "stopped at", "reason", "requests");
-    for ((stage, reason), n) in &snapshot {
-        println!("{stage:<18} {reason:<24} {n:>8}");
-    }
-    println!(
-        "{:<18} {:<24} {:>8}",
-        "total",
-        "",
-        snapshot.values().sum::<u64>()
-    );
+    print!("{}", summary(&tally).render());
     Ok(())
 }

@@ -92,6 +92,13 @@ enum Command {
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
+    // A bare number is the likeliest slip: say what to write instead of humantime's parse error.
+    if s.trim().parse::<f64>().is_ok() {
+        return Err(format!(
+            "`{s}` has no unit: write a duration such as {}s",
+            s.trim()
+        ));
+    }
     let de = serde_json::Value::String(s.to_string());
     humantime_serde::deserialize(de).map_err(|e: serde_json::Error| e.to_string())
 }

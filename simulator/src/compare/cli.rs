@@ -22,16 +22,17 @@ pub struct CompareArgs {
     /// Algorithms to compare, comma-separated, or `all`.
     #[arg(long, default_value = "all")]
     pub algorithms: String,
-    /// Sustained limit: requests per period, the same for every algorithm.
-    #[arg(long, default_value_t = 10)]
-    pub rate: u64,
-    /// The period of the limit.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub period: Duration,
-    /// Most requests admitted at once by the token bucket and GCRA (default: the rate). The
-    /// window algorithms admit `rate` per window whatever the burst.
-    #[arg(long)]
-    pub burst: Option<u64>,
+    /// Sustained limit: requests per period, the same for every algorithm (a whole number
+    /// above 0). Read as a number so that 0, -1 or NaN get the lab's own message and exit 2.
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+    pub rate: f64,
+    /// The period of the limit (above 0).
+    #[arg(long, default_value = "1s", allow_hyphen_values = true)]
+    pub period: String,
+    /// Most requests admitted at once by the token bucket and GCRA (default: the rate; a whole
+    /// number above 0). The window algorithms admit `rate` per window whatever the burst.
+    #[arg(long, allow_negative_numbers = true)]
+    pub burst: Option<f64>,
     /// Which record field a recording is limited by: auto, api-key, subject, tenant, peer, route.
     #[arg(long, default_value = "auto")]
     pub key: KeyField,
@@ -54,6 +55,11 @@ pub struct CompareArgs {
     /// Open the TUI's compare view on this traffic (keys change rate, burst and window).
     #[arg(long)]
     pub tui: bool,
+    /// Also run each algorithm through the gateway's Redis store against this Redis (e.g.
+    /// redis://127.0.0.1:6379) and report the commands per decision measured from its
+    /// `INFO commandstats`.
+    #[arg(long)]
+    pub redis: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -78,14 +84,65 @@ pub fn parse_algorithms(text: &str) -> Result<Vec<Algorithm>, String> {
     Ok(out)
 }
 
-/// The quota and algorithms the flags ask for.
-pub fn params(args: &CompareArgs) -> Result<CompareParams, String> {
-    let period = u64::try_from(args.period.as_nanos()).unwrap_or(u64::MAX);
-    if period == 0 {
-        return Err("--period must be above 0".into());
+/// Why the flags cannot be compared: a usage slip (exit 1) or a quota no limiter can have
+/// (exit 2, as a recording that cannot be parsed: the input is well-formed but meaningless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamsError {
+    Usage(String),
+    Impossible(String),
+}
+
+impl ParamsError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ParamsError::Usage(_) => 1,
+            ParamsError::Impossible(_) => 2,
+        }
     }
-    let quota = Quota::new(args.rate, period).with_burst(args.burst.unwrap_or(args.rate));
-    let mut params = CompareParams::new(quota, parse_algorithms(&args.algorithms)?);
+}
+
+impl std::fmt::Display for ParamsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamsError::Usage(m) | ParamsError::Impossible(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A count of requests from a flag: a whole number of at least 1.
+fn whole_count(flag: &str, value: f64) -> Result<u64, ParamsError> {
+    if value.is_finite() && value >= 1.0 && value.fract() == 0.0 && value <= 1e15 {
+        return Ok(value as u64);
+    }
+    let hint = if value.is_finite() && value > 0.0 && value < 1.0 {
+        " (for less than one request per period, lengthen --period)"
+    } else {
+        ""
+    };
+    Err(ParamsError::Impossible(format!(
+        "{flag} {value}: must be a whole number of requests, at least 1{hint}"
+    )))
+}
+
+/// The quota and algorithms the flags ask for.
+pub fn params(args: &CompareArgs) -> Result<CompareParams, ParamsError> {
+    let period = parse_duration(&args.period)
+        .map_err(|e| ParamsError::Impossible(format!("--period {}: {e}", args.period)))?;
+    let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+    if period == 0 {
+        return Err(ParamsError::Impossible(format!(
+            "--period {}: must be above 0",
+            args.period
+        )));
+    }
+    let rate = whole_count("--rate", args.rate)?;
+    let burst = match args.burst {
+        Some(b) => whole_count("--burst", b)?,
+        None => rate,
+    };
+    let quota = Quota::new(rate, period).with_burst(burst);
+    let algorithms = parse_algorithms(&args.algorithms).map_err(ParamsError::Usage)?;
+    let mut params = CompareParams::new(quota, algorithms);
     if let Some(bin) = args.bin {
         params.bin_nanos = u64::try_from(bin.as_nanos()).unwrap_or(u64::MAX).max(1);
     }
@@ -106,7 +163,7 @@ pub async fn run(args: CompareArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => {
             eprintln!("simulator compare: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(e.exit_code());
         }
     };
     let trace = match TrafficSpec::parse(&args.traffic, args.key, params.quota)
@@ -141,7 +198,16 @@ pub async fn run(args: CompareArgs) -> ExitCode {
             }
         };
     }
-    let comparison = compare(&trace, &params);
+    let mut comparison = compare(&trace, &params);
+    if let Some(url) = &args.redis {
+        match super::redis::measure(url, &trace, params.quota, &params.algorithms).await {
+            Ok(measured) => comparison.redis_measured = Some(measured),
+            Err(e) => {
+                eprintln!("simulator compare: {e}");
+                return ExitCode::from(3);
+            }
+        }
+    }
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     let text = if json_to_stdout {
         match serde_json::to_string_pretty(&comparison) {

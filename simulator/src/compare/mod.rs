@@ -6,11 +6,13 @@
 //! measurement around them, per algorithm:
 //!
 //! - **admitted / rejected**;
-//! - **false allows / false denies** against the exact sliding log, judged on the algorithm's own
-//!   admissions (as `gateway::ratelimit`'s docs and property tests define them): a request "fits"
-//!   iff the units this algorithm admitted for that key in `(t − period, t]` plus its cost stay
-//!   within `limit`; admitting one that does not fit is a false allow, refusing one that does is a
-//!   false deny;
+//! - **false allows**, judged on the algorithm's own admissions (as `gateway::ratelimit`'s docs
+//!   and property tests define them): admitting a request when the units this algorithm admitted
+//!   for that key in `(t − period, t]` plus its cost exceed `limit`;
+//! - **false denies**, judged against the exact sliding log's admissions: refusing an arrival the
+//!   exact sliding log, run on the same arrivals, admitted at that moment. (The own-admissions
+//!   reading — refused though its own window had room — is kept as `refusals_with_room`; it lets
+//!   an algorithm that over-admitted earlier off the refusals that follow);
 //! - **largest burst**: the most units one key had admitted within any span `(t − T, t]`, where
 //!   `T = ⌈period / limit⌉` is the spacing the sustained rate allows;
 //! - **recovery**: for each refusal run (consecutive refusals of one key), the decision's exact
@@ -19,13 +21,14 @@
 //! - **state bytes per key**: `Limiter::state_bytes` of every key's state at the end of the run
 //!   (the sliding log's ring never shrinks, so that is its peak);
 //! - **Redis operations per decision**: a constant per algorithm read off `ratelimit.lua`
-//!   ([`RedisCost`]);
+//!   ([`RedisCost`]), and with `--redis` measured in a real Redis ([`redis`]);
 //! - **fairness**: Jain's index over keys of `admitted / entitled`, where a key's entitlement is
 //!   what the exact sliding log admits for it on the same arrivals (1.0: every key got the same
 //!   share of what the exact limit allows it; keys entitled to nothing are left out);
 //! - admitted and rejected per time bin, and rejected per key, for the plots.
 
 pub mod cli;
+pub mod redis;
 pub mod table;
 pub mod traffic;
 
@@ -198,8 +201,15 @@ pub struct AlgorithmResult {
     pub algorithm: Algorithm,
     pub admitted: u64,
     pub rejected: u64,
+    /// Admissions that took this algorithm's own admissions in `(t − P, t]` over the limit.
     pub false_allows: u64,
+    /// Refusals the exact limit would have admitted: the exact sliding log, run on the same
+    /// arrivals, admitted that very arrival. (The exact log's own are 0 by construction.)
     pub false_denies: u64,
+    /// The old, weaker reading of a false deny: refusals when this algorithm's own admissions
+    /// in `(t − P, t]` left room. An algorithm that over-admits earlier is not charged for the
+    /// refusals that follow, so this undercounts; kept for comparison with older reports.
+    pub refusals_with_room: u64,
     /// Most units one key had admitted within any `(t − T, t]`.
     pub largest_burst: u64,
     pub recovery: Recovery,
@@ -250,6 +260,9 @@ pub struct Comparison {
     /// Up to [`TOP_KEYS`] keys with the most rejections under any algorithm, with each
     /// algorithm's rejections for them (same order as `results`).
     pub top_rejected_keys: Vec<KeyRejections>,
+    /// With `--redis`: each algorithm's cost per decision measured in a real Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_measured: Option<Vec<redis::RedisMeasured>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -304,7 +317,17 @@ pub fn compare(trace: &Trace, params: &CompareParams) -> Comparison {
     }
     // The entitlement for fairness: what the exact sliding log admits per key. It runs whether
     // or not it was asked for, and is reused when it was.
-    let reference = run_one(Algorithm::SlidingLog, quota, trace, bin, None);
+    // Its decisions are also the truth false denies are judged by.
+    let mut exact = Vec::with_capacity(trace.arrivals.len());
+    let mut keep = |_: &Arrival, d: &Decision| exact.push(d.allowed);
+    let reference = run_one(
+        Algorithm::SlidingLog,
+        quota,
+        trace,
+        bin,
+        None,
+        Some(&mut keep),
+    );
     let entitled = reference.admitted_per_key.clone();
     let results: Vec<AlgorithmResult> = params
         .algorithms
@@ -313,7 +336,7 @@ pub fn compare(trace: &Trace, params: &CompareParams) -> Comparison {
             let mut result = if algorithm == Algorithm::SlidingLog {
                 reference.clone()
             } else {
-                run_one(algorithm, quota, trace, bin, None)
+                run_one(algorithm, quota, trace, bin, Some(&exact), None)
             };
             result.fairness = jain(&result.admitted_per_key, &entitled);
             result
@@ -361,6 +384,7 @@ pub fn compare(trace: &Trace, params: &CompareParams) -> Comparison {
         offered_per_bin,
         results,
         top_rejected_keys,
+        redis_measured: None,
     }
 }
 
@@ -391,16 +415,25 @@ fn run_one(
     quota: Quota,
     trace: &Trace,
     bin: Nanos,
+    exact: Option<&[bool]>,
     observer: Option<Observer<'_>>,
 ) -> AlgorithmResult {
     match algorithm {
-        Algorithm::TokenBucket => run_limiter(&TokenBucket::new(quota), trace, bin, observer),
-        Algorithm::Gcra => run_limiter(&Gcra::new(quota), trace, bin, observer),
-        Algorithm::FixedWindow => run_limiter(&FixedWindow::new(quota), trace, bin, observer),
-        Algorithm::SlidingLog => run_limiter(&SlidingLog::new(quota), trace, bin, observer),
-        Algorithm::SlidingWindowCounter => {
-            run_limiter(&SlidingWindowCounter::new(quota), trace, bin, observer)
+        Algorithm::TokenBucket => {
+            run_limiter(&TokenBucket::new(quota), trace, bin, exact, observer)
         }
+        Algorithm::Gcra => run_limiter(&Gcra::new(quota), trace, bin, exact, observer),
+        Algorithm::FixedWindow => {
+            run_limiter(&FixedWindow::new(quota), trace, bin, exact, observer)
+        }
+        Algorithm::SlidingLog => run_limiter(&SlidingLog::new(quota), trace, bin, exact, observer),
+        Algorithm::SlidingWindowCounter => run_limiter(
+            &SlidingWindowCounter::new(quota),
+            trace,
+            bin,
+            exact,
+            observer,
+        ),
     }
 }
 
@@ -415,6 +448,7 @@ pub fn decisions(algorithm: Algorithm, quota: Quota, trace: &Trace) -> Vec<Decis
         quota,
         trace,
         nice_bin(trace.span(), 1),
+        None,
         Some(&mut push),
     );
     out
@@ -446,6 +480,7 @@ fn run_limiter<L: Limiter>(
     limiter: &L,
     trace: &Trace,
     bin: Nanos,
+    exact: Option<&[bool]>,
     mut observer: Option<Observer<'_>>,
 ) -> AlgorithmResult {
     let quota = limiter.quota();
@@ -461,11 +496,12 @@ fn run_limiter<L: Limiter>(
     let mut admitted_per_bin = vec![0u64; bins];
     let mut rejected_per_bin = vec![0u64; bins];
     let (mut false_allows, mut false_denies, mut largest_burst) = (0u64, 0u64, 0u64);
+    let mut refusals_with_room = 0u64;
     let mut recovery = Recovery::default();
     let (mut retry_sum, mut retry_n, mut retry_max, mut reset_max) = (0u128, 0u64, 0u64, 0u64);
     let (mut observed_sum, mut observed_max) = (0u128, 0u64);
 
-    for arrival in &trace.arrivals {
+    for (i, arrival) in trace.arrivals.iter().enumerate() {
         let k = arrival.key as usize;
         let (now, cost) = (arrival.at, u64::from(arrival.cost));
         let decision = limiter.decide(&mut states[k], now, cost);
@@ -520,6 +556,11 @@ fn run_limiter<L: Limiter>(
             }
         } else {
             if fits {
+                refusals_with_room += 1;
+            }
+            // Without the exact log's decisions this run is the exact log: it never refuses
+            // what it would admit.
+            if exact.is_some_and(|admitted| admitted[i]) {
                 false_denies += 1;
             }
             tally.rejected += 1;
@@ -566,6 +607,7 @@ fn run_limiter<L: Limiter>(
         rejected,
         false_allows,
         false_denies,
+        refusals_with_room,
         largest_burst,
         recovery,
         state_bytes_per_key: StateBytes {

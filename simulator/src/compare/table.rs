@@ -50,7 +50,7 @@ pub fn render(c: &Comparison) -> String {
     );
     let _ = writeln!(
         out,
-        "quota:   {} per {}, burst {} (T = {}); false allows/denies against the exact sliding log",
+        "quota:   {} per {}, burst {} (T = {}); false allow: over the limit; false deny: refused what the exact sliding log admitted",
         c.quota.limit,
         human_ms(c.quota.period_ms),
         c.quota.burst,
@@ -112,6 +112,30 @@ pub fn render(c: &Comparison) -> String {
                 let _ = write!(out, " {n:>14}");
             }
             let _ = writeln!(out);
+        }
+    }
+    if let Some(measured) = &c.redis_measured {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<22} {:>9} {:>11} {:>13}  commands by name (INFO commandstats, per decision)",
+            "measured in Redis", "decisions", "round trips", "commands"
+        );
+        for m in measured {
+            let names: Vec<String> = m
+                .by_command
+                .iter()
+                .map(|(name, per)| format!("{name} {per:.2}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<22} {:>9} {:>11.2} {:>13.2}  {}",
+                m.algorithm.as_str(),
+                m.decisions,
+                m.round_trips,
+                m.commands,
+                names.join(", ")
+            );
         }
     }
     out

@@ -152,7 +152,6 @@ fn usage_errors_exit_1_and_unwritable_outputs_exit_3() {
         &["compare", "no-such-profile-or-file"],
         &["compare", "steady:rate=fast"],
         &["compare", "bursty:colour=red"],
-        &["compare", "steady", "--period", "0s"],
         &["compare"],
     ] {
         let (code, _, stderr) = simulator(args);
@@ -168,6 +167,25 @@ fn usage_errors_exit_1_and_unwritable_outputs_exit_3() {
     ]);
     assert_eq!((code, code3), (1, 3), "{stderr3}");
     assert!(stderr3.contains("/dev/null"), "{stderr3}");
+}
+
+#[test]
+fn impossible_quotas_exit_2_with_a_message_naming_the_flag() {
+    for (args, flag) in [
+        (&["compare", "steady", "--rate", "0"][..], "--rate 0"),
+        (&["compare", "steady", "--rate", "-1"], "--rate -1"),
+        (&["compare", "steady", "--rate", "NaN"], "--rate NaN"),
+        (&["compare", "steady", "--rate", "0.5"], "lengthen --period"),
+        (&["compare", "steady", "--burst", "0"], "--burst 0"),
+        (&["compare", "steady", "--burst", "-3"], "--burst -3"),
+        (&["compare", "steady", "--period", "0s"], "--period 0s"),
+        (&["compare", "steady", "--period", "-1s"], "--period -1s"),
+    ] {
+        let (code, stdout, stderr) = simulator(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: nothing compared: {stdout}");
+    }
 }
 
 #[test]
@@ -189,4 +207,93 @@ fn the_sample_recording_is_what_its_documented_command_makes() {
         std::fs::read_to_string(recording()).expect("committed")
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A `redis-server` of the test's own on a free loopback port, killed on drop (as the gateway's
+/// rate-limit tests start one).
+struct RedisServer {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}): install it (./scripts/test does)")
+            });
+        super::util::eventually_blocking(
+            "redis-server accepts connections",
+            std::time::Duration::from_secs(5),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).map(drop),
+        );
+        Self { port, child }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn redis_operations_per_decision_are_measured_from_a_real_redis() {
+    let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (code, stdout, stderr) = simulator(&[
+        "compare",
+        "bursty:duration=20s",
+        "--rate",
+        "10",
+        "--redis",
+        &url,
+        "--json",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let measured = json["redis_measured"].as_array().expect("measured");
+    assert_eq!(measured.len(), 5, "{measured:?}");
+    for m in measured {
+        let algorithm = m["algorithm"].as_str().expect("name");
+        let decisions = m["decisions"].as_u64().expect("decisions");
+        let admitted = m["admitted"].as_u64().expect("admitted");
+        assert!(
+            0 < admitted && admitted < decisions,
+            "admitted and refused paths: {m}"
+        );
+        assert_eq!(
+            m["round_trips"].as_f64(),
+            Some(1.0),
+            "{algorithm}: one EVALSHA each"
+        );
+        let commands = m["commands"].as_f64().expect("commands");
+        let by = &m["by_command"];
+        if algorithm == "sliding-log" {
+            // HMGET, ZRANGEBYSCORE, ZRANGE, HSET, PEXPIRE ×2 at least; ZADD on admissions.
+            assert!((6.0..=10.0).contains(&commands), "{algorithm}: {m}");
+            assert!(by["zadd"].as_f64().is_some_and(|n| n > 0.0), "{m}");
+        } else {
+            // HMGET, HSET, PEXPIRE: three, admitted or refused.
+            assert!((commands - 3.0).abs() < 1e-9, "{algorithm}: {m}");
+            assert_eq!(by["hmget"].as_f64(), Some(1.0), "{m}");
+        }
+        // The store decides as the engine: the same admissions.
+        let engine = json["results"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["algorithm"] == algorithm))
+            .and_then(|r| r["admitted"].as_u64());
+        assert_eq!(m["admitted"].as_u64(), engine, "{algorithm}");
+    }
 }

@@ -261,3 +261,108 @@ fn run_with_tui_shows_the_scenarios_records_and_prints_the_report_after_quitting
         );
     });
 }
+
+/// `simulator demo` piped, as a first try would run it: its address lines and its summary.
+fn headless_demo(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("run the demo");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_demo_passes_most_traffic_shows_every_stop_and_ends_with_its_summary() {
+    let (code, stdout, stderr) = headless_demo(&["demo", "--duration", "6s"]);
+    assert_eq!(code, 0, "{stderr}");
+    // Where to look next: the gateway, its admin listener, the command to attach.
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("gateway on http://127.0.0.1:")
+            && first.contains("admin on http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("simulator tui --attach http://127.0.0.1:"),
+        "{stdout}"
+    );
+    // The summary: most traffic passes, and every stop the mix aims at shows.
+    let passed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("passed the gateway: "))
+        .unwrap_or_else(|| panic!("no summary line:\n{stdout}"));
+    let share: f64 = passed
+        .rsplit_once('(')
+        .and_then(|(_, p)| p.trim_end_matches("%)").parse().ok())
+        .unwrap_or_else(|| panic!("{passed}"));
+    assert!((60.0..=80.0).contains(&share), "{share}% passed:\n{stdout}");
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("stopped at"))
+        .collect();
+    for stage in [
+        "tls",
+        "authn",
+        "authz",
+        "ratelimit",
+        "route",
+        "forward",
+        "passed",
+    ] {
+        assert!(
+            table.iter().any(|l| l.starts_with(&format!("{stage} "))),
+            "{stage} missing from the summary:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_duration_without_a_unit_says_what_to_write() {
+    let (code, _, stderr) = headless_demo(&["demo", "--duration", "10"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("write a duration such as 10s"), "{stderr}");
+}
+
+#[test]
+fn the_demo_tui_says_when_the_clients_have_stopped() {
+    let s = Session::start(&["demo", "--duration", "2s"]);
+    s.wait_for("Pipeline — where requests stopped");
+    s.wait_for("the clients have stopped");
+    s.quit_and_check_restored();
+}
+
+#[test]
+fn ctrl_c_ends_the_headless_demo_with_its_summary() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .args(["demo", "--duration", "60s"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the demo");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The first per-second line: the clients are sending.
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("t="));
+    assert!(started.is_some(), "the demo printed no progress");
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("the demo exits");
+    assert!(status.success(), "{status:?}");
+    assert!(rest.iter().any(|l| l == "interrupted"), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("passed the gateway: ")),
+        "{rest:?}"
+    );
+}

@@ -30,9 +30,11 @@ impl StageStops {
     }
 }
 
-/// Outcome slots: the eight stages, then "passed" (the upstream answered).
-pub(super) const OUTCOMES: usize = 9;
+/// Outcome slots: the eight stages, then "passed" (the upstream answered), then answered at
+/// the gateway without a stop (a CORS preflight: `stopped_at` none, no upstream).
+pub(super) const OUTCOMES: usize = 10;
 pub(super) const PASSED: usize = 8;
+pub(super) const ANSWERED_HERE: usize = 9;
 
 /// Counts per second, for the last [`RATE_SECONDS`] complete seconds.
 #[derive(Debug, Clone, Default)]
@@ -71,10 +73,29 @@ impl Rates {
     }
 }
 
-/// Latency of one route, in microseconds.
+/// Who answered a request, for latency: the upstream's answers take its time, the gateway's own
+/// answers (stops, preflights) take microseconds, so one histogram of both would describe
+/// neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    Upstream,
+    Gateway,
+}
+
+impl Answered {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Answered::Upstream => "upstream",
+            Answered::Gateway => "gateway",
+        }
+    }
+}
+
+/// Latency of one route and who answered, in microseconds.
 #[derive(Debug, Clone)]
 pub struct RouteLatency {
     pub route: Arc<str>,
+    pub answered: Answered,
     pub histogram: Histogram<u64>,
 }
 

@@ -57,7 +57,12 @@ impl App {
             KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
             KeyCode::End | KeyCode::Char('G') => self.selected = self.rows().saturating_sub(1),
             KeyCode::Enter => self.enter(),
-            KeyCode::Esc => self.pinned = None,
+            // Esc undoes the nearest thing: the guard closes open details (and stops there);
+            // with none open, Esc clears the filter.
+            KeyCode::Esc if self.pinned.take().is_none() => {
+                self.filter.clear();
+                self.selected = 0;
+            }
             KeyCode::Char('p') => {
                 self.paused = !self.paused;
                 if !self.paused {
@@ -80,6 +85,10 @@ impl App {
                     'W' => QuotaChange::WindowUp,
                     'c' | ' ' => {
                         self.rerun();
+                        return;
+                    }
+                    'n' => {
+                        self.next_policy();
                         return;
                     }
                     _ => return,

@@ -1,8 +1,30 @@
 //! The compare view's state: the traffic it compares on (a fixed trace or the records so far), the
 //! one quota every algorithm gets, and re-running the comparison whenever either changes.
 
+use gateway::config::ratelimit::CompiledRateLimits;
+use gateway::ratelimit::Quota;
+
 use super::App;
 use crate::compare::{CompareParams, Comparison, KeyField, Trace, compare};
+
+/// A rate-limit policy of the gateway being watched: its id and quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabPolicy {
+    pub id: String,
+    pub quota: Quota,
+}
+
+/// The policies of a running config, in config order.
+pub fn policies_of(limits: &CompiledRateLimits) -> Vec<LabPolicy> {
+    limits
+        .policies
+        .iter()
+        .map(|p| LabPolicy {
+            id: p.id.to_string(),
+            quota: p.quota,
+        })
+        .collect()
+}
 
 /// Where the compare view's traffic comes from.
 #[derive(Debug, Clone)]
@@ -21,6 +43,12 @@ pub struct Lab {
     pub result: Option<Comparison>,
     /// Comparisons run so far.
     pub runs: u64,
+    /// The watched gateway's policies (empty: not known); `policy` is the one the quota came
+    /// from, until a key changes it.
+    pub policies: Vec<LabPolicy>,
+    pub policy: usize,
+    /// The last re-run, for this view's footer only.
+    pub status: String,
 }
 
 impl Lab {
@@ -30,7 +58,17 @@ impl Lab {
             params,
             result: None,
             runs: 0,
+            policies: Vec::new(),
+            policy: 0,
+            status: String::new(),
         }
+    }
+
+    /// The policy the quota is, if it still is one.
+    pub fn current_policy(&self) -> Option<&LabPolicy> {
+        self.policies
+            .get(self.policy)
+            .filter(|p| p.quota == self.params.quota)
     }
 }
 
@@ -61,7 +99,7 @@ impl App {
             }
         };
         self.lab.runs += 1;
-        self.status = format!(
+        self.lab.status = format!(
             "compared {} arrivals: {} per {} ms, burst {}",
             result.trace.arrivals,
             self.lab.params.quota.limit,
@@ -69,6 +107,17 @@ impl App {
             self.lab.params.quota.burst
         );
         self.lab.result = Some(result);
+    }
+
+    /// The next of the gateway's policies, and re-runs on its quota.
+    pub(super) fn next_policy(&mut self) {
+        if self.lab.policies.is_empty() {
+            self.lab.status = "the gateway's policies are not known here".into();
+            return;
+        }
+        self.lab.policy = (self.lab.policy + 1) % self.lab.policies.len();
+        self.lab.params.quota = self.lab.policies[self.lab.policy].quota;
+        self.rerun();
     }
 
     /// Changes the compare quota and re-runs at once.

@@ -19,13 +19,15 @@ use gateway::record::RequestRecord;
 use gateway::vocab::StageId;
 
 use crate::compare::{CompareParams, KeyField, Trace};
-use counts::{OUTCOMES, PASSED, Rates, histogram};
-pub use counts::{RATE_SECONDS, RouteLatency, StageStops};
-pub use lab::{Lab, LabTraffic};
+use counts::{ANSWERED_HERE, OUTCOMES, PASSED, Rates, histogram};
+pub use counts::{Answered, RATE_SECONDS, RouteLatency, StageStops};
+pub use lab::{Lab, LabPolicy, LabTraffic, policies_of};
 pub use view::View;
 
 /// Records kept for the request feed (newest last).
 pub const FEED_CAPACITY: usize = 2_000;
+/// The live compare view's rate per second when the gateway's policies are not known.
+pub const DEFAULT_LIVE_RATE: u64 = 10;
 /// Arrivals kept for comparing algorithms on live traffic.
 pub const LIVE_ARRIVALS: usize = 200_000;
 
@@ -46,13 +48,19 @@ pub struct App {
     pub selected: usize,
     /// The record whose details are open (Enter on the feed).
     pub pinned: Option<Arc<RequestRecord>>,
-    /// A line for the footer: the stream ended, records were lost, a re-run happened.
+    /// A line for the footer of every view: the stream ended, the clients stopped. (The compare
+    /// view's own news is [`Lab::status`], shown in that view only.)
     pub status: String,
     /// Virtual "now" from the last tick.
     pub now: Nanos,
 
     pub total: u64,
+    /// Answered by the upstream.
     pub passed: u64,
+    /// Upstream answers by status class: 1xx … 5xx.
+    pub upstream_classes: [u64; 5],
+    /// Answered at the gateway without a stop (a CORS preflight), by reason.
+    pub answered_here: StageStops,
     pub stops: [StageStops; 8],
     /// Records the source lost (a lagging subscriber).
     pub lost: u64,
@@ -60,25 +68,32 @@ pub struct App {
     pub held: u64,
     rates: Rates,
     feed: VecDeque<Arc<RequestRecord>>,
-    latency: HashMap<Arc<str>, usize>,
+    latency: HashMap<(Arc<str>, bool), usize>,
     routes: Vec<RouteLatency>,
     live: VecDeque<(u64, Box<str>)>,
     pub lab: Lab,
 }
 
 impl App {
-    /// A TUI on a record stream, with the compare view on the live traffic.
+    /// A TUI on a record stream, with the compare view on the live traffic, starting from the
+    /// current default quota (the source's policies are not known).
     pub fn live(source: impl Into<String>) -> Self {
-        Self::with_lab(
-            source,
-            Lab::new(
-                LabTraffic::Live(KeyField::Auto),
-                CompareParams::new(
-                    Quota::per_second(10),
-                    gateway::ratelimit::Algorithm::ALL.to_vec(),
-                ),
-            ),
-        )
+        Self::live_with_policies(source, Vec::new())
+    }
+
+    /// A TUI on a record stream whose gateway runs these rate-limit policies: the compare view
+    /// starts from the first and `n` steps through them, so the lab answers "how would another
+    /// algorithm do with *my* quota".
+    pub fn live_with_policies(source: impl Into<String>, policies: Vec<LabPolicy>) -> Self {
+        let quota = policies
+            .first()
+            .map_or(Quota::per_second(DEFAULT_LIVE_RATE), |p| p.quota);
+        let mut lab = Lab::new(
+            LabTraffic::Live(KeyField::Auto),
+            CompareParams::new(quota, gateway::ratelimit::Algorithm::ALL.to_vec()),
+        );
+        lab.policies = policies;
+        Self::with_lab(source, lab)
     }
 
     /// A TUI opened on the compare view of a fixed trace (already compared).
@@ -105,6 +120,8 @@ impl App {
             now: 0,
             total: 0,
             passed: 0,
+            upstream_classes: [0; 5],
+            answered_here: StageStops::default(),
             stops: Default::default(),
             lost: 0,
             held: 0,
@@ -126,13 +143,24 @@ impl App {
     /// One record from the stream.
     pub fn ingest(&mut self, record: Arc<RequestRecord>) {
         self.total += 1;
-        let slot = match record.stopped_at {
-            Some(stage) => {
-                self.stops[stage.index()].add(record.reason.as_deref().unwrap_or("-"));
+        let reason = record.reason.as_deref().unwrap_or("-");
+        let slot = match (record.stopped_at, answered(&record)) {
+            (Some(stage), _) => {
+                self.stops[stage.index()].add(reason);
                 stage.index()
             }
-            None => {
+            (None, Answered::Gateway) => {
+                self.answered_here.add(reason);
+                ANSWERED_HERE
+            }
+            (None, Answered::Upstream) => {
                 self.passed += 1;
+                if let Some(n) = self
+                    .upstream_classes
+                    .get_mut(usize::from(record.status / 100).wrapping_sub(1))
+                {
+                    *n += 1;
+                }
                 PASSED
             }
         };
@@ -141,14 +169,17 @@ impl App {
             .route_template
             .clone()
             .unwrap_or_else(|| Arc::from("(no route)"));
-        let index = match self.latency.get(&route) {
+        let by = answered(&record);
+        let key = (route, by == Answered::Upstream);
+        let index = match self.latency.get(&key) {
             Some(i) => *i,
             None => {
                 self.routes.push(RouteLatency {
-                    route: route.clone(),
+                    route: key.0.clone(),
+                    answered: by,
                     histogram: histogram(),
                 });
-                self.latency.insert(route, self.routes.len() - 1);
+                self.latency.insert(key, self.routes.len() - 1);
                 self.routes.len() - 1
             }
         };
@@ -190,7 +221,11 @@ impl App {
         self.rates.per_second(PASSED)
     }
 
-    /// Latency per route, in order of first appearance.
+    pub fn answered_here_rate(&self) -> f64 {
+        self.rates.per_second(ANSWERED_HERE)
+    }
+
+    /// Latency per route and who answered, in order of first appearance.
     pub fn routes(&self) -> &[RouteLatency] {
         &self.routes
     }
@@ -212,11 +247,25 @@ impl App {
     /// Rows the current view's selection moves over.
     fn rows(&self) -> usize {
         match self.view {
-            View::Pipeline => 9,
+            View::Pipeline => PIPELINE_ROWS,
             View::Feed => self.feed().count(),
             View::Latency => self.routes.len(),
             View::Compare => self.lab.params.algorithms.len(),
         }
+    }
+}
+
+/// Rows of the pipeline view: the eight stages, answered at the gateway, answered upstream.
+pub const PIPELINE_ROWS: usize = 10;
+
+/// Who answered: the upstream, or the gateway itself — a stop, or an answer without a stop and
+/// without an upstream (a CORS preflight, `cors-preflight`, 204), which never reached one.
+pub fn answered(r: &RequestRecord) -> Answered {
+    let preflight = r.reason.as_deref() == Some("cors-preflight");
+    if r.stopped_at.is_some() || r.upstream.is_none() || preflight {
+        Answered::Gateway
+    } else {
+        Answered::Upstream
     }
 }
 

@@ -9,7 +9,9 @@ use gateway::vocab::StageId;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 
 use super::counts::SECOND;
-use super::{App, FEED_CAPACITY, View};
+use super::{
+    Answered, App, DEFAULT_LIVE_RATE, FEED_CAPACITY, LabPolicy, View, answered, policies_of,
+};
 use crate::compare::{CompareParams, Trace};
 
 /// A record as the gateway would emit it, built from JSON so it follows the record's format.
@@ -50,6 +52,30 @@ pub(crate) fn record(
         "completed": true,
     });
     Arc::new(serde_json::from_value(value).expect("a record"))
+}
+
+/// A CORS preflight the gateway answered itself: no stop, no upstream, 204.
+pub(crate) fn preflight(i: u64) -> Arc<RequestRecord> {
+    let value = serde_json::json!({
+        "request_id": format!("req-{i}"),
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "unix_millis": 1_700_000_000_000u64 + i,
+        "peer": "127.0.0.1:50000",
+        "method": "OPTIONS",
+        "path": "/api/v1/users/1",
+        "route": "users-v1",
+        "route_template": "/api/v1/users/*",
+        "status": 204,
+        "stopped_at": null,
+        "reason": "cors-preflight",
+        "stage_ns": {"tls": 1_000, "authn": 0},
+        "duration_ns": 30_000,
+        "peer_addr": "127.0.0.1:50000",
+        "bytes_in": 0,
+        "bytes_out": 0,
+        "completed": true,
+    });
+    Arc::new(serde_json::from_value(value).expect("a preflight record"))
 }
 
 pub(crate) fn press(app: &mut App, code: KeyCode) {
@@ -97,8 +123,124 @@ fn ingest_counts_stops_by_stage_and_reason_and_keeps_the_feed_newest_first() {
     assert_eq!(app.stops[StageId::Route.index()].total, 1);
     let ids: Vec<&str> = app.feed().map(|r| r.request_id.as_str()).take(2).collect();
     assert_eq!(ids, vec!["req-9", "req-8"]);
-    assert_eq!(app.routes().len(), 2);
-    assert_eq!(app.routes()[0].histogram.len(), 9);
+    // Latency apart by who answered: the upstream's 6 answers, the gateway's 3 + 1 stops.
+    let latency: Vec<(&str, Answered, u64)> = app
+        .routes()
+        .iter()
+        .map(|r| (&*r.route, r.answered, r.histogram.len()))
+        .collect();
+    assert_eq!(
+        latency,
+        vec![
+            ("/api/v1/users/*", Answered::Upstream, 6),
+            ("/api/v1/users/*", Answered::Gateway, 3),
+            ("/api/*", Answered::Gateway, 1),
+        ]
+    );
+}
+
+#[test]
+fn a_cors_preflight_is_answered_at_the_gateway_never_by_the_upstream() {
+    let mut app = mixed();
+    app.ingest(preflight(20));
+    assert_eq!((app.total, app.passed), (11, 6), "not an upstream answer");
+    assert_eq!(app.answered_here.total, 1);
+    assert_eq!(
+        app.answered_here.reasons,
+        vec![("cors-preflight".to_string(), 1)]
+    );
+    assert_eq!(answered(&preflight(21)), Answered::Gateway);
+    let latency = app
+        .routes()
+        .iter()
+        .find(|r| r.answered == Answered::Gateway && &*r.route == "/api/v1/users/*")
+        .expect("the preflight's latency is the gateway's");
+    assert_eq!(latency.histogram.len(), 4);
+}
+
+#[test]
+fn upstream_answers_are_counted_by_status_class() {
+    let mut app = App::live("test");
+    for (i, status) in [200u16, 201, 404, 503, 503].into_iter().enumerate() {
+        let mut r = (*record(i as u64, None, None, "/r", 1_000)).clone();
+        r.status = status;
+        app.ingest(Arc::new(r));
+    }
+    assert_eq!(app.upstream_classes, [0, 2, 0, 1, 2]);
+    assert_eq!(app.passed, 5);
+}
+
+#[test]
+fn esc_closes_the_details_first_then_clears_the_filter() {
+    let mut app = mixed();
+    press(&mut app, KeyCode::Char('/'));
+    for c in "quota".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    press(&mut app, KeyCode::Enter);
+    assert_eq!((app.filter.as_str(), app.editing_filter), ("quota", false));
+    press(&mut app, KeyCode::Enter);
+    assert!(app.pinned.is_some());
+    press(&mut app, KeyCode::Esc);
+    assert!(app.pinned.is_none());
+    assert_eq!(app.filter, "quota", "the first Esc only closes the details");
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.filter, "");
+    assert_eq!(app.feed().count(), 10);
+}
+
+#[test]
+fn the_live_compare_starts_from_the_gateways_first_policy_and_n_steps_through_them() {
+    let policies = vec![
+        LabPolicy {
+            id: "free".into(),
+            quota: Quota::per_second(5),
+        },
+        LabPolicy {
+            id: "paid".into(),
+            quota: Quota::per_second(100).with_burst(20),
+        },
+    ];
+    let mut app = App::live_with_policies("test", policies);
+    assert_eq!(app.lab.params.quota, Quota::per_second(5));
+    press(&mut app, KeyCode::Char('4'));
+    press(&mut app, KeyCode::Char('n'));
+    assert_eq!(app.lab.params.quota, Quota::per_second(100).with_burst(20));
+    assert_eq!(
+        app.lab.current_policy().map(|p| p.id.as_str()),
+        Some("paid")
+    );
+    press(&mut app, KeyCode::Char('R'));
+    assert_eq!(
+        app.lab.current_policy(),
+        None,
+        "changed: no longer the policy"
+    );
+    press(&mut app, KeyCode::Char('n'));
+    assert_eq!(app.lab.params.quota, Quota::per_second(5));
+    // Without the gateway's policies: the default, and `n` says why nothing changes.
+    let mut app = App::live("attached");
+    assert_eq!(app.lab.params.quota, Quota::per_second(DEFAULT_LIVE_RATE));
+    press(&mut app, KeyCode::Char('4'));
+    press(&mut app, KeyCode::Char('n'));
+    assert!(app.lab.status.contains("not known"), "{}", app.lab.status);
+}
+
+#[test]
+fn the_demo_configs_policies_are_read_off_the_running_config() {
+    let runtime = gateway::config::load_str("demo", crate::demo::DEMO_CONFIG).expect("config");
+    let policies = policies_of(&runtime.rate_limits);
+    assert!(!policies.is_empty());
+    let first = &runtime.rate_limits.policies[0];
+    assert_eq!(
+        policies[0],
+        LabPolicy {
+            id: first.id.to_string(),
+            quota: first.quota
+        }
+    );
+    let app = App::live_with_policies("demo", policies);
+    assert_eq!(app.lab.params.quota, first.quota);
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let lab = &app.lab;
     let rows_needed = u16::try_from(lab.params.algorithms.len()).unwrap_or(5) + 3;
     let [info, table_area, charts] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(3),
         Constraint::Length(rows_needed),
         Constraint::Min(4),
     ])
@@ -28,6 +28,11 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let traffic = match &lab.traffic {
         LabTraffic::Fixed(t) => t.source.clone(),
         LabTraffic::Live(_) => "the live traffic so far".to_owned(),
+    };
+    let origin = match (lab.current_policy(), lab.policies.is_empty()) {
+        (Some(p), _) => format!("  policy {} (n: next)", p.id),
+        (None, false) => "  (changed from the gateway's policy; n: a policy)".to_owned(),
+        (None, true) => String::new(),
     };
     let summary = lab.result.as_ref().map_or(String::new(), |c| {
         format!(
@@ -46,6 +51,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 Span::styled(duration(q.period()), Style::default().bold()),
                 Span::styled("  burst ", Style::default().fg(Color::Gray)),
                 Span::styled(format!("{}", q.burst), Style::default().bold()),
+                Span::styled(origin, Style::default().fg(Color::Cyan)),
                 Span::styled(
                     "  (same for all; windows admit the rate at once)",
                     Style::default().fg(Color::DarkGray),
@@ -54,6 +60,11 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             Line::from(Span::styled(
                 format!("traffic: {traffic}{summary}"),
                 Style::default().fg(Color::Gray),
+            )),
+            // This view's news stays in this view, not in the footer every view shares.
+            Line::from(Span::styled(
+                lab.status.clone(),
+                Style::default().fg(Color::DarkGray),
             )),
         ]),
         info,
@@ -139,10 +150,16 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let datasets: Vec<Dataset> = admitted
         .iter()
         .map(|(a, points)| {
+            // GCRA decides exactly as the token bucket: drawn as dots at each bin over the
+            // bucket's line, so where the two coincide both still show.
+            let (marker, graph) = match a {
+                Algorithm::Gcra => (symbols::Marker::Dot, GraphType::Scatter),
+                _ => (symbols::Marker::Braille, GraphType::Line),
+            };
             Dataset::default()
                 .name(short(*a))
-                .marker(symbols::Marker::Braille)
-                .graph_type(GraphType::Line)
+                .marker(marker)
+                .graph_type(graph)
                 .style(Style::default().fg(algorithm_colour(*a)))
                 .data(points)
         })

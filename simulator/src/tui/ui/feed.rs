@@ -7,16 +7,25 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::style::{bar, block, clock, duration, stage_colour};
-use crate::tui::app::App;
+use crate::tui::app::{Answered, App, answered};
+
+/// Where a record ended, as the feed's "stopped at" column says it.
+fn where_it_ended(r: &RequestRecord) -> String {
+    match (r.stopped_at, answered(r), &r.upstream) {
+        (Some(stage), _, _) => stage.as_str().to_owned(),
+        (None, Answered::Upstream, Some(upstream)) => format!("→ {upstream}"),
+        _ => "at gateway".to_owned(),
+    }
+}
 
 fn feed_row(r: &RequestRecord) -> Row<'static> {
-    let where_ = match (r.stopped_at, &r.upstream) {
-        (Some(stage), _) => stage.as_str().to_owned(),
-        (None, Some(upstream)) => format!("→ {upstream}"),
-        (None, None) => "passed".to_owned(),
+    let where_ = where_it_ended(r);
+    let colour = match answered(r) {
+        Answered::Gateway if r.stopped_at.is_none() => Color::Cyan,
+        _ => stage_colour(r.stopped_at),
     };
     Row::new(vec![
         Cell::from(clock(r.unix_millis)[..8].to_owned()),
@@ -27,7 +36,7 @@ fn feed_row(r: &RequestRecord) -> Row<'static> {
         Cell::from(r.reason.as_deref().unwrap_or("").to_owned()),
         Cell::from(format!("{:>8}", duration(r.duration_ns))),
     ])
-    .style(Style::default().fg(stage_colour(r.stopped_at)))
+    .style(Style::default().fg(colour))
 }
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
@@ -42,12 +51,18 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     // Only the rows that can show are built (the feed may hold thousands).
     let visible = usize::from(list_area.height.saturating_sub(3));
     let skip = app.selected.saturating_sub(visible.saturating_sub(1));
-    let rows: Vec<Row> = app
-        .feed()
-        .skip(skip)
-        .take(visible)
-        .map(|r| feed_row(r))
-        .collect();
+    let shown: Vec<&RequestRecord> = app.feed().skip(skip).take(visible).map(|r| &**r).collect();
+    // The method and stop columns are as wide as what they show (never cut: `OPTIONS`,
+    // `mutate_response`); path and reason share what is left, the path more.
+    let fit = |header: &str, cells: &mut dyn Iterator<Item = usize>| {
+        u16::try_from(cells.max().unwrap_or(0).max(header.len())).unwrap_or(u16::MAX)
+    };
+    let method_width = fit("method", &mut shown.iter().map(|r| r.method.as_str().len()));
+    let where_width = fit(
+        "stopped at",
+        &mut shown.iter().map(|r| where_it_ended(r).chars().count()),
+    );
+    let rows: Vec<Row> = shown.iter().map(|r| feed_row(r)).collect();
     let matches = if app.filter.is_empty() {
         String::new()
     } else {
@@ -61,11 +76,11 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         rows,
         [
             Constraint::Length(8),
-            Constraint::Length(6),
-            Constraint::Min(10),
+            Constraint::Length(method_width),
+            Constraint::Fill(3),
             Constraint::Length(3),
-            Constraint::Length(14),
-            Constraint::Length(16),
+            Constraint::Length(where_width),
+            Constraint::Fill(2),
             Constraint::Length(8),
         ],
     )
@@ -90,6 +105,9 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
 }
 
+/// The timings column: a stage name (16), a duration (10) and a bar of 8.
+const TIMINGS_WIDTH: u16 = 34;
+
 fn field<'a>(name: &'a str, value: String) -> Line<'a> {
     Line::from(vec![
         Span::styled(format!("{name:<10}"), Style::default().fg(Color::Gray)),
@@ -101,15 +119,25 @@ fn draw_detail(frame: &mut Frame, area: Rect, r: &RequestRecord) {
     let outer = block(&format!("Record {}", r.request_id));
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
+    // The timings need a fixed width (stage name, duration, a short bar); the fields take the
+    // rest and wrap inside it, with a gap so the two columns never touch.
     let [left, right] =
-        Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(inner);
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(TIMINGS_WIDTH)])
+            .spacing(2)
+            .areas(inner);
     let stop = match r.stopped_at {
         Some(stage) => format!(
             "{} ({})",
             stage.as_str(),
             r.reason.as_deref().unwrap_or("-")
         ),
-        None => "— answered by the upstream".to_owned(),
+        None => match answered(r) {
+            Answered::Upstream => "— answered by the upstream".to_owned(),
+            Answered::Gateway => format!(
+                "— answered at the gateway ({})",
+                r.reason.as_deref().unwrap_or("-")
+            ),
+        },
     };
     let identity = r.identity.as_ref().map_or("anonymous".to_owned(), |i| {
         let mut parts = vec![i.subject.clone()];
@@ -186,7 +214,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, r: &RequestRecord) {
     if r.retries > 0 {
         lines.push(field("retries", r.retries.to_string()));
     }
-    frame.render_widget(Paragraph::new(lines), left);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), left);
 
     let slowest = StageId::ALL
         .iter()
@@ -194,7 +222,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, r: &RequestRecord) {
         .max()
         .unwrap_or(0)
         .max(1);
-    let width = usize::from(right.width.saturating_sub(27)).max(1);
+    let width = usize::from(right.width.saturating_sub(26)).max(1);
     let mut timings = vec![Line::from(Span::styled(
         "time per stage",
         Style::default().fg(Color::Gray),

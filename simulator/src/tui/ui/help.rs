@@ -9,27 +9,32 @@ use ratatui::widgets::{Clear, Paragraph};
 
 use super::style::block;
 
-const HELP: &[(&str, &str)] = &[
+/// Every key the TUI answers to (keys.rs), so a test can hold the two together.
+pub(super) const HELP: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
-    ("?", "this help (any key closes it)"),
+    ("?", "this help (any key closes it; q quits)"),
     ("Tab, Shift-Tab, 1-4", "switch view"),
-    ("↑ ↓, j k, g G", "select"),
+    ("↑ ↓, j k", "select"),
+    ("g G, Home End", "first / last"),
     (
         "Enter",
         "details of the record (Requests); re-run (Compare)",
     ),
-    ("Esc", "close the details"),
+    ("Esc", "close the details, else clear the filter"),
     ("p", "pause the feed (counting goes on)"),
     ("/", "filter the feed (path, status, stage, reason…)"),
+    ("  typing, Backspace", "  edit the filter"),
+    ("  Enter, Esc", "  keep the filter / clear it"),
     ("r R", "Compare: rate down / up"),
     ("b B", "Compare: burst down / up"),
     ("w W", "Compare: window halved / doubled"),
-    ("c", "Compare: re-run on the traffic so far"),
+    ("n", "Compare: the gateway's next rate-limit policy"),
+    ("c, Space", "Compare: re-run on the traffic so far"),
 ];
 
 pub(super) fn draw(frame: &mut Frame, area: Rect) {
     let width = area.width.min(76);
-    let height = area.height.min(u16::try_from(HELP.len()).unwrap_or(12) + 4);
+    let height = area.height.min(u16::try_from(HELP.len()).unwrap_or(16) + 2);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,

@@ -10,21 +10,23 @@ use ratatui::widgets::{Bar, BarChart, BarGroup, Cell, Paragraph, Row, Table, Tab
 use super::style::block;
 use crate::tui::app::App;
 
-/// Histogram buckets in µs: upper bounds.
+/// Histogram buckets in µs: upper bounds, each labelled with its unit.
 const BUCKETS: [(u64, &str); 12] = [
-    (500, "<.5m"),
+    (500, "0.5ms"),
     (1_000, "1ms"),
     (2_000, "2ms"),
     (5_000, "5ms"),
-    (10_000, "10m"),
-    (20_000, "20m"),
-    (50_000, "50m"),
-    (100_000, ".1s"),
-    (500_000, ".5s"),
+    (10_000, "10ms"),
+    (20_000, "20ms"),
+    (50_000, "50ms"),
+    (100_000, "100ms"),
+    (500_000, "500ms"),
     (1_000_000, "1s"),
     (5_000_000, "5s"),
     (u64::MAX, ">5s"),
 ];
+/// Every bar this wide, so every label shows whole and the bars stay even.
+const BAR_WIDTH: u16 = 5;
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let routes = app.routes();
@@ -38,6 +40,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             let h = &r.histogram;
             Row::new(vec![
                 Cell::from(r.route.to_string()),
+                Cell::from(r.answered.as_str()),
                 Cell::from(format!("{:>7}", h.len())),
                 Cell::from(ms(h.value_at_quantile(0.5))),
                 Cell::from(ms(h.value_at_quantile(0.9))),
@@ -50,6 +53,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         rows,
         [
             Constraint::Min(16),
+            Constraint::Length(8),
             Constraint::Length(7),
             Constraint::Length(8),
             Constraint::Length(8),
@@ -59,12 +63,14 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     )
     .header(
         Row::new([
-            "route", "  count", "  p50 ms", "  p90 ms", "  p99 ms", "  max ms",
+            "route", "answered", "  count", "  p50 ms", "  p90 ms", "  p99 ms", "  max ms",
         ])
         .style(Style::default().fg(Color::Gray).bold()),
     )
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-    .block(block("Latency per route (arrival to last byte)"));
+    .block(block(
+        "Latency per route and who answered (arrival to last byte)",
+    ));
     let mut state = TableState::default().with_selected(
         (!routes.is_empty()).then_some(app.selected.min(routes.len().saturating_sub(1))),
     );
@@ -94,13 +100,20 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 .style(Style::default().fg(Color::Cyan))
         })
         .collect();
+    // Even bars as wide as the longest label; wider screens spread them with wider gaps.
     let width = histogram_area.width.saturating_sub(2);
-    let bar_width = (width / BUCKETS.len() as u16).saturating_sub(1).clamp(1, 6);
+    let gap = (width / BUCKETS.len() as u16)
+        .saturating_sub(BAR_WIDTH)
+        .clamp(1, 4);
     let chart = BarChart::default()
-        .block(block(&format!("Histogram — {}", route.route)))
+        .block(block(&format!(
+            "Histogram — {}, answered by the {}",
+            route.route,
+            route.answered.as_str()
+        )))
         .data(BarGroup::default().bars(&bars))
-        .bar_width(bar_width)
-        .bar_gap(1)
+        .bar_width(BAR_WIDTH)
+        .bar_gap(gap)
         .value_style(Style::default().fg(Color::Black).bg(Color::Cyan));
     frame.render_widget(chart, histogram_area);
 }

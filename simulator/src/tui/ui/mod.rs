@@ -114,6 +114,8 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
                 Span::raw(" burst "),
                 key("w/W"),
                 Span::raw(" window "),
+                key("n"),
+                Span::raw(" policy "),
                 key("c"),
                 Span::raw(" re-run "),
             ]),

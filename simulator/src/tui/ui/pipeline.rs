@@ -10,11 +10,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
 use super::style::{bar, block, stage_colour};
-use crate::tui::app::App;
+use crate::tui::app::{App, PIPELINE_ROWS};
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let [chain_area, reasons_area] =
-        Layout::vertical([Constraint::Length(12), Constraint::Min(3)]).areas(area);
+    let [chain_area, reasons_area] = Layout::vertical([
+        Constraint::Length(u16::try_from(PIPELINE_ROWS).unwrap_or(10) + 3),
+        Constraint::Min(3),
+    ])
+    .areas(area);
     let total = app.total.max(1) as f64;
     let bar_width = usize::from(chain_area.width.saturating_sub(2 + 19 + 9 + 7 + 9 + 4)).max(1);
     let mut rows: Vec<Row> = StageId::ALL
@@ -38,6 +41,23 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             .style(style)
         })
         .collect();
+    rows.push(
+        Row::new(vec![
+            Cell::from("├ gateway answered"),
+            Cell::from(format!("{:>8}", app.answered_here.total)),
+            Cell::from(format!(
+                "{:>5.1}%",
+                app.answered_here.total as f64 * 100.0 / total
+            )),
+            Cell::from(format!("{:>7.1}", app.answered_here_rate())),
+            Cell::from(bar(app.answered_here.total as f64 / total, bar_width)),
+        ])
+        .style(if app.answered_here.total > 0 {
+            Style::default().fg(Color::Cyan)
+        } else {
+            Style::default().fg(Color::DarkGray)
+        }),
+    );
     rows.push(
         Row::new(vec![
             Cell::from("└ upstream answered"),
@@ -64,7 +84,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     )
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
     .block(block("Pipeline — where requests stopped, in stage order"));
-    let mut state = TableState::default().with_selected(Some(app.selected.min(8)));
+    let mut state = TableState::default().with_selected(Some(app.selected.min(PIPELINE_ROWS - 1)));
     frame.render_stateful_widget(table, chain_area, &mut state);
 
     // Why the highlighted stage stopped requests.
@@ -94,10 +114,45 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             };
             (format!("Why requests stopped at {}", stage.as_str()), lines)
         }
-        None => (
-            "Answered by the upstream".into(),
-            vec![Line::from(format!("{:>8}  passed every stage", app.passed))],
-        ),
+        None if app.selected == StageId::ALL.len() => {
+            let lines = if app.answered_here.reasons.is_empty() {
+                vec![Line::from(Span::styled(
+                    "none: every request stopped at a stage or reached an upstream",
+                    Style::default().fg(Color::DarkGray),
+                ))]
+            } else {
+                app.answered_here
+                    .reasons
+                    .iter()
+                    .map(|(reason, n)| Line::from(format!("{n:>8}  {reason}")))
+                    .collect()
+            };
+            (
+                "Answered at the gateway without a stop (CORS preflights)".into(),
+                lines,
+            )
+        }
+        None => {
+            let mut lines = vec![Line::from(format!(
+                "{:>8}  passed every stage; the upstream's status:",
+                app.passed
+            ))];
+            for (i, n) in app.upstream_classes.iter().enumerate() {
+                if *n > 0 || i == 1 {
+                    let style = match i {
+                        0 | 1 => Style::default().fg(Color::Green),
+                        2 => Style::default().fg(Color::Cyan),
+                        3 => Style::default().fg(Color::Yellow),
+                        _ => Style::default().fg(Color::Red),
+                    };
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("{n:>8}  "), style),
+                        Span::raw(format!("{}xx", i + 1)),
+                    ]));
+                }
+            }
+            ("Answered by the upstream".into(), lines)
+        }
     };
     frame.render_widget(Paragraph::new(lines).block(block(&title)), reasons_area);
 }

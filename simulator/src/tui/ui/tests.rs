@@ -11,7 +11,7 @@ use ratatui::style::{Color, Modifier};
 
 use super::{draw, stage_colour};
 use crate::tui::app::App;
-use crate::tui::app::tests::{mixed, press, record};
+use crate::tui::app::tests::{mixed, preflight, press, record};
 
 /// The screen as text, one string per row.
 fn screen(app: &App, width: u16, height: u16) -> Vec<String> {
@@ -55,6 +55,7 @@ fn the_pipeline_view_is_the_chain_of_stages_with_stops_share_and_rate_at_80x24()
         "││ mutate_request           0   0.0%     0.0                                   │",
         "││ forward                  0   0.0%     0.0                                   │",
         "││ mutate_response          0   0.0%     0.0                                   │",
+        "│├ gateway answered         0   0.0%     0.0                                   │",
         "│└ upstream answered        6  60.0%     6.0 ██████████████████                │",
         "└──────────────────────────────────────────────────────────────────────────────┘",
         "┌ Why requests stopped at ratelimit ───────────────────────────────────────────┐",
@@ -71,7 +72,42 @@ fn the_pipeline_view_is_the_chain_of_stages_with_stops_share_and_rate_at_80x24()
     assert!(buffer[(3, 6)].modifier.contains(Modifier::REVERSED));
     assert_eq!(buffer[(3, 6)].fg, Color::Yellow);
     assert_eq!(buffer[(3, 3)].fg, Color::DarkGray, "no stop at tls");
-    assert_eq!(buffer[(3, 11)].fg, Color::Green);
+    assert_eq!(buffer[(3, 12)].fg, Color::Green);
+}
+
+#[test]
+fn the_upstream_row_shows_its_status_classes_and_preflights_are_answered_at_the_gateway() {
+    let mut app = mixed();
+    app.ingest(preflight(20));
+    let mut failed = (*record(21, None, None, "/api/v1/users/*", 1_000_000)).clone();
+    failed.status = 503;
+    app.ingest(std::sync::Arc::new(failed));
+    press(&mut app, KeyCode::Char('G'));
+    let s = screen(&app, 80, 24);
+    assert!(
+        s[11].starts_with("│├ gateway answered         1"),
+        "{}",
+        show(&s)
+    );
+    assert!(
+        s[12].starts_with("│└ upstream answered        7"),
+        "{}",
+        s[12]
+    );
+    let expected = [
+        "┌ Answered by the upstream ────────────────────────────────────────────────────┐",
+        "│       7  passed every stage; the upstream's status:                          │",
+        "│       6  2xx                                                                 │",
+        "│       1  5xx                                                                 │",
+    ];
+    assert_eq!(&s[14..18], expected, "\n{}", show(&s));
+    press(&mut app, KeyCode::Up);
+    let s = show(&screen(&app, 80, 24));
+    assert!(
+        s.contains("Answered at the gateway without a stop (CORS preflights)"),
+        "{s}"
+    );
+    assert!(s.contains("       1  cors-preflight"), "{s}");
 }
 
 #[test]
@@ -92,8 +128,8 @@ fn the_feed_colours_each_request_by_where_it_stopped() {
         "{}",
         s[3]
     );
-    assert!(s[4].contains("429 ratelimit") && s[4].contains("quota-exceeded"));
-    assert!(s[7].contains("200 → users-svc"));
+    assert!(s[4].contains("429 ratelimit   quota-exceeded"), "{}", s[4]);
+    assert!(s[7].contains("200 → users-svc"), "{}", s[7]);
     // Newest first, the selected row reversed; colours by stage.
     assert!(buffer[(1, 3)].modifier.contains(Modifier::REVERSED));
     assert_eq!(buffer[(1, 3)].fg, stage_colour(Some(StageId::Route)));
@@ -113,7 +149,7 @@ fn enter_opens_the_whole_record_with_timings_identity_limit_and_upstream() {
         "Record req-8",
         "GET /api/v1/users/8 → 429",
         "stopped   ratelimit (quota-exceeded)",
-        "identity  alice, tenant acme, api key key-2",
+        "identity  alice, tenant acme, api key",
         "limit     paid for alice: 7 left",
         "upstream  users-svc @ 127.0.0.1:9101",
         "time per stage",
@@ -134,17 +170,17 @@ fn the_latency_view_shows_quantiles_per_route_and_a_histogram() {
         "{}",
         show(&s)
     );
-    assert!(s[3].starts_with("│/api/v1/users/*"), "{}", s[3]);
-    assert!(
-        s[3].contains("      9     3.01     7.01     7.01     7.01"),
-        "{}",
-        s[3]
-    );
-    assert!(s[4].contains("/api/*"));
-    assert!(s[6].contains("Histogram — /api/v1/users/*"));
-    assert!(show(&s).contains("<.5m   1ms   2ms   5ms"));
+    // Quantiles apart by who answered: the upstream's milliseconds, the gateway's microseconds.
+    let expected = [
+        "│route                     answered   count   p50 ms   p90 ms   p99 ms   max ms│",
+        "│/api/v1/users/*           upstream       6     4.01     7.01     7.01     7.01│",
+        "│/api/v1/users/*           gateway        3     0.09     0.09     0.09     0.09│",
+        "│/api/*                    gateway        1     0.04     0.04     0.04     0.04│",
+    ];
+    assert_eq!(&s[2..6], expected, "\n{}", show(&s));
+    assert!(s[7].contains("Histogram — /api/v1/users/*, answered by the upstream"));
     press(&mut app, KeyCode::Down);
-    assert!(show(&screen(&app, 80, 24)).contains("Histogram — /api/*"));
+    assert!(show(&screen(&app, 80, 24)).contains("answered by the gateway"));
 }
 
 #[test]
@@ -167,18 +203,22 @@ fn the_compare_view_shows_the_algorithms_side_by_side_with_their_charts() {
         s[2].contains("traffic: bursts — 300 arrivals, 1 keys"),
         "{text}"
     );
-    assert!(s[4].contains("admitted") && s[4].contains("f.allow") && s[4].contains("f.deny"));
+    assert!(
+        s[3].starts_with("compared 300 arrivals: 10 per 1000 ms, burst 10"),
+        "the view's own news, in the view: {text}"
+    );
+    assert!(s[5].contains("admitted") && s[5].contains("f.allow") && s[5].contains("f.deny"));
     for (row, name) in [
-        (5, "token-bucket"),
-        (7, "fixed-window"),
-        (9, "sliding-window-counter"),
+        (6, "token-bucket"),
+        (8, "fixed-window"),
+        (10, "sliding-window-counter"),
     ] {
         assert!(s[row].starts_with(&format!("│{name}")), "{}", s[row]);
     }
     assert!(
-        s[5].contains("       100       200"),
+        s[6].contains("       100       200"),
         "10 of each burst of 30: {}",
-        s[5]
+        s[6]
     );
     assert!(text.contains("Admitted /s, all algorithms"));
     assert!(text.contains("token-bucket: admitted vs rejected"));
@@ -187,11 +227,21 @@ fn the_compare_view_shows_the_algorithms_side_by_side_with_their_charts() {
     assert!(s[1].starts_with("rate 12 per 1.00s  burst 12"), "{}", s[1]);
     // Not 120: T = ⌈1 s / 12⌉ rounds up, so a second refills a hair under 12 tokens.
     assert!(
-        s[5].contains("       118       182"),
+        s[6].contains("       118       182"),
         "re-run at once: {}",
-        s[5]
+        s[6]
     );
     assert!(s[23].contains("r/R rate"));
+    assert!(
+        !s[23].contains("compared"),
+        "not in the shared footer: {}",
+        s[23]
+    );
+    press(&mut app, KeyCode::Char('1'));
+    assert!(
+        !show(&screen(&app, 80, 24)).contains("compared"),
+        "the compare view's status stays in it"
+    );
 }
 
 #[test]
@@ -255,4 +305,237 @@ fn every_view_draws_at_any_size_and_adapts_when_resized() {
     assert_eq!((s.len(), s[0].chars().count()), (30, 120));
     assert!(s[0].ends_with("10 req  0/s"), "{}", s[0]);
     let _ = record;
+}
+
+#[test]
+fn the_feed_at_80x24_shares_the_width_between_path_and_reason_and_never_cuts_a_method() {
+    let mut app = mixed();
+    app.ingest(preflight(20));
+    press(&mut app, KeyCode::Char('2'));
+    let s = screen(&app, 80, 24);
+    let expected = [
+        "┌ Requests, newest first ──────────────────────────────────────────────────────┐",
+        "│time     method  path                  st  stopped at  reason         duration│",
+        "│22:13:20 OPTIONS /api/v1/users/1       204 at gateway  cors-preflight   30.0µs│",
+        "│22:13:20 GET     /api/v1/users/9       404 route       no-route         40.0µs│",
+        "│22:13:20 GET     /api/v1/users/8       429 ratelimit   quota-exceeded   90.0µs│",
+        "│22:13:20 GET     /api/v1/users/7       429 ratelimit   quota-exceeded   90.0µs│",
+        "│22:13:20 GET     /api/v1/users/6       429 ratelimit   quota-exceeded   90.0µs│",
+        "│22:13:20 GET     /api/v1/users/5       200 → users-svc                  7.00ms│",
+    ];
+    assert_eq!(&s[1..9], expected, "\n{}", show(&s));
+    let buffer = {
+        let mut t = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        t.draw(|f| draw(f, &app)).expect("draw");
+        t.backend().buffer().clone()
+    };
+    assert_eq!(
+        buffer[(1, 3)].fg,
+        Color::Cyan,
+        "a preflight: the gateway's own answer"
+    );
+}
+
+#[test]
+fn the_feed_at_200x60_gives_the_extra_width_to_path_and_reason() {
+    let mut app = mixed();
+    let mut long = (*record(
+        30,
+        Some("mutate_response"),
+        Some("body-too-large-for-the-rewrite-rules"),
+        "/api/*",
+        1_000,
+    ))
+    .clone();
+    long.path = "/api/v1/users/12345/orders/67890/items?expand=everything".into();
+    long.method = http::Method::from_bytes(b"PROPFIND").expect("method");
+    app.ingest(std::sync::Arc::new(long));
+    press(&mut app, KeyCode::Char('2'));
+    let s = screen(&app, 200, 60);
+    assert_eq!(s.len(), 60);
+    let newest = &s[3];
+    for whole in [
+        "PROPFIND",
+        "/api/v1/users/12345/orders/67890/items?expand=everything",
+        "mutate_response",
+        "body-too-large-for-the-rewrite-rules",
+    ] {
+        assert!(newest.contains(whole), "{whole} cut: {newest}");
+    }
+    // At 80 columns the method and the stage still show whole; path and reason give way.
+    let narrow = screen(&app, 80, 24);
+    assert!(
+        narrow[3].contains("PROPFIND") && narrow[3].contains("mutate_response"),
+        "{}",
+        narrow[3]
+    );
+    let header = &s[2];
+    let path_at = header.find("path").expect("path");
+    let reason_at = header.find("reason").expect("reason");
+    let duration_at = header.find("duration").expect("duration");
+    assert!(
+        reason_at - path_at > 60,
+        "the path gets the larger share: {header}"
+    );
+    assert!(
+        duration_at - reason_at > 40,
+        "the reason gets a share: {header}"
+    );
+}
+
+#[test]
+fn the_details_pane_keeps_its_fields_clear_of_the_timings_at_both_sizes() {
+    let mut app = mixed();
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Enter);
+    for (w, h) in [(80u16, 24u16), (200, 60)] {
+        let s = screen(&app, w, h);
+        let top = s
+            .iter()
+            .position(|l| l.contains("Record req-9"))
+            .expect("details open");
+        let timings_at = s[top + 1].find("time per stage").expect("timings column");
+        let column = s[top + 1][..timings_at].chars().count();
+        for line in &s[top + 1..h as usize - 2] {
+            let chars: Vec<char> = line.chars().collect();
+            assert!(
+                chars[column - 2..column].iter().all(|c| *c == ' '),
+                "{w}x{h}: a gap before the timings: {line}"
+            );
+        }
+        let text = show(&s);
+        assert!(
+            text.contains("identity  alice, tenant acme, api key"),
+            "{text}"
+        );
+        assert!(text.contains("authn               3.4µs"), "{text}");
+    }
+}
+
+#[test]
+fn latency_buckets_carry_their_unit_and_equal_widths_at_both_sizes() {
+    let mut app = mixed();
+    press(&mut app, KeyCode::Char('3'));
+    for (w, h) in [(80u16, 24u16), (200, 60)] {
+        let s = screen(&app, w, h);
+        let labels = &s[h as usize - 3];
+        let words: Vec<&str> = labels.trim_matches(['│', ' ']).split_whitespace().collect();
+        assert_eq!(
+            words,
+            [
+                "0.5ms", "1ms", "2ms", "5ms", "10ms", "20ms", "50ms", "100ms", "500ms", "1s", "5s",
+                ">5s"
+            ],
+            "{w}x{h}: {labels}"
+        );
+        // Every bar drawn is five cells wide.
+        let bars = &s[h as usize - 4];
+        let runs: Vec<usize> = bars
+            .split(|c: char| c != '█' && !c.is_ascii_digit())
+            .filter(|r| !r.is_empty())
+            .map(|r| r.chars().count())
+            .collect();
+        assert!(
+            !runs.is_empty() && runs.iter().all(|n| *n == 5),
+            "{w}x{h}: {bars}"
+        );
+    }
+}
+
+#[test]
+fn help_lists_every_key_the_tui_answers_to() {
+    let text: String = super::help::HELP
+        .iter()
+        .map(|(k, what)| format!("{k} {what}\n"))
+        .collect();
+    for key in [
+        "q",
+        "Ctrl-C",
+        "?",
+        "Tab",
+        "Shift-Tab",
+        "1-4",
+        "↑ ↓",
+        "j k",
+        "g G",
+        "Home End",
+        "Enter",
+        "Esc",
+        "p",
+        "/",
+        "Backspace",
+        "r R",
+        "b B",
+        "w W",
+        "n",
+        "c, Space",
+    ] {
+        assert!(text.contains(key), "{key} missing from the help:\n{text}");
+    }
+    let mut app = mixed();
+    press(&mut app, KeyCode::Char('?'));
+    for (w, h) in [(80u16, 24u16), (200, 60)] {
+        let screen = show(&screen(&app, w, h));
+        for (k, _) in super::help::HELP {
+            assert!(screen.contains(k), "{w}x{h}: {k} not on screen:\n{screen}");
+        }
+    }
+}
+
+#[test]
+fn every_view_at_200x60_fills_the_screen_with_its_panes() {
+    let mut app = mixed();
+    app.tick(1_000_000_000);
+    let s = screen(&app, 200, 60);
+    assert_eq!(s[0].chars().count(), 200);
+    assert!(s[0].ends_with("10 req  10/s"), "{}", s[0]);
+    assert!(s[59].starts_with("q quit ? help Tab views"), "{}", s[59]);
+    assert!(
+        s[14].starts_with("┌ Why requests stopped at tls"),
+        "{}",
+        show(&s)
+    );
+    assert!(
+        s[58].starts_with("└") && s[58].ends_with("┘"),
+        "the reasons pane reaches the footer"
+    );
+    press(&mut app, KeyCode::Char('4'));
+    let s = show(&screen(&app, 200, 60));
+    assert!(s.contains("Admitted /s, all algorithms"), "{s}");
+}
+
+#[test]
+fn coinciding_algorithms_both_show_in_the_compare_chart() {
+    // The token bucket and GCRA decide alike on any trace: both colours are in the chart.
+    let trace = crate::compare::Trace::from_events(
+        "bursts",
+        (0..300u64).map(|i| ((i / 30) * 1_000_000_000 + i % 30, "k", 1)),
+    );
+    let app = App::comparing(
+        trace,
+        crate::compare::CompareParams::new(
+            gateway::ratelimit::Quota::per_second(10),
+            vec![Algorithm::TokenBucket, Algorithm::Gcra],
+        ),
+    );
+    for (w, h) in [(80u16, 24u16), (200, 60)] {
+        let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        t.draw(|f| draw(f, &app)).expect("draw");
+        let buffer = t.backend().buffer();
+        let chart_top = rows(buffer)
+            .iter()
+            .position(|l| l.contains("Admitted /s, all algorithms"))
+            .expect("chart") as u16;
+        let colours: Vec<Color> = (chart_top + 1..h - 3)
+            .flat_map(|y| (1..w / 2 - 8).map(move |x| (x, y)))
+            .filter(|&(x, y)| !matches!(buffer[(x, y)].symbol(), " " | "│" | "─" | "└"))
+            .map(|(x, y)| buffer[(x, y)].fg)
+            .collect();
+        for a in [Algorithm::TokenBucket, Algorithm::Gcra] {
+            assert!(
+                colours.contains(&super::algorithm_colour(a)),
+                "{w}x{h}: {a} hidden"
+            );
+        }
+    }
 }
