@@ -112,10 +112,12 @@ pub fn render(c: &Comparison) -> Result<String, PlotError> {
 }
 
 const DEFINITIONS: &str = "<h2>What the columns mean</h2><dl>\
-<dt>false allows, false denies</dt><dd>Against the exact sliding log, judged on the algorithm's own \
+<dt>false allows</dt><dd>Against the exact sliding log, judged on the algorithm's own \
 admissions: a request fits when the units this algorithm admitted for its key in (t − period, t] plus \
-its cost stay within the limit. Admitting one that does not fit is a false allow; refusing one that \
-does is a false deny.</dd>\
+its cost stay within the limit. Admitting one that does not fit is a false allow.</dd>\
+<dt>false denies</dt><dd>Refusals the exact limit would have admitted: the exact sliding log, run on \
+the same arrivals, admitted that very arrival at that moment. The sliding log's own are 0 by \
+construction.</dd>\
 <dt>largest burst</dt><dd>The most units one key had admitted within any span shorter than the \
 emission interval T = ⌈period / limit⌉.</dd>\
 <dt>retry-after at first refusal</dt><dd>For each run of consecutive refusals of one key, the exact \
