@@ -143,20 +143,34 @@ pub async fn run_suite(
             }
         }
     }
-    let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    // `jobs` workers take the files in file order from one queue, so with `--jobs 1` the
+    // scenarios run exactly in the order given (spawned tasks would start in any order); each
+    // result comes back on its file's own channel, collected in file order as it completes.
+    let mut queue = std::collections::VecDeque::new();
     let mut tasks = Vec::new();
     for (index, file, scenario) in runnable {
-        let permits = permits.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        queue.push_back((index, file, scenario, done));
+        tasks.push(result);
+    }
+    let queue = Arc::new(parking_lot::Mutex::new(queue));
+    for _ in 0..jobs.max(1) {
+        let queue = queue.clone();
         let options = options.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            if options.interrupt.is_raised() {
-                return (index, file, None);
+        tokio::spawn(async move {
+            loop {
+                let Some((index, file, scenario, done)) = queue.lock().pop_front() else {
+                    return;
+                };
+                let result = if options.interrupt.is_raised() {
+                    None
+                } else {
+                    let dir = file.parent().unwrap_or(Path::new("."));
+                    Some(run(&scenario, dir, &file.display().to_string(), &options).await)
+                };
+                let _ = done.send((index, file, result));
             }
-            let dir = file.parent().unwrap_or(Path::new("."));
-            let result = run(&scenario, dir, &file.display().to_string(), &options).await;
-            (index, file, Some(result))
-        }));
+        });
     }
     for task in tasks {
         let (index, file_outcome) = match task.await {
@@ -174,7 +188,7 @@ pub async fn run_suite(
                 }),
             ),
             Err(e) => {
-                // A task only fails by panicking; the report must still show it went wrong.
+                // A worker only drops a file unanswered by panicking; the report must still show it.
                 let rejected = Rejected {
                     name: "a scenario".into(),
                     file: String::new(),

@@ -233,7 +233,11 @@ fn ctrl_c_stops_the_run_and_still_writes_the_reports_of_what_ran() {
     assert!(
         slow["runtime_error"]
             .as_str()
-            .is_some_and(|e| e.contains("interrupted before step `waits`")),
+            // SIGINT can land while the slow scenario still starts its gateway or already waits.
+            .is_some_and(|e| {
+                e.contains("interrupted before step `quick`")
+                    || e.contains("interrupted before step `waits`")
+            }),
         "{report}"
     );
     assert!(
