@@ -82,6 +82,14 @@ fn route(
                 "version": active.upstreams.version,
                 "routes": config.routes.routes().len(),
                 "upstreams": config.upstreams.len(),
+                // What a watching TUI's algorithm lab starts from: each policy's quota.
+                "rate_limits": config.rate_limits.policies.iter().map(|p| serde_json::json!({
+                    "id": &*p.id,
+                    "algorithm": p.algorithm.as_str(),
+                    "limit": p.quota.limit,
+                    "period_nanos": p.quota.period_nanos,
+                    "burst": p.quota.burst,
+                })).collect::<Vec<_>>(),
                 "last_reload_failure": state.reload.last_failure(),
             });
             json(body)

@@ -91,6 +91,20 @@ enum Command {
     },
 }
 
+/// The rate-limit policies of the first scenario whose gateway config loads: where `run --tui`'s
+/// lab starts (a suite's scenarios usually share one config).
+fn first_policies(files: &[PathBuf]) -> Vec<simulator::tui::app::LabPolicy> {
+    files
+        .iter()
+        .find_map(|file| {
+            let scenario = simulator::scenario::model::load(file).ok()?;
+            let config = file.parent()?.join(&scenario.gateway.config);
+            let runtime = gateway::config::load_file(&config).ok()?;
+            Some(simulator::tui::app::policies_of(&runtime.rate_limits))
+        })
+        .unwrap_or_default()
+}
+
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     // A bare number is the likeliest slip: say what to write instead of humantime's parse error.
     if s.trim().parse::<f64>().is_ok() {
@@ -227,7 +241,10 @@ async fn run(
     } else {
         GatewayMode::InProcess
     };
-    let tui = match tui.then(RunTui::start).transpose() {
+    let tui = match tui
+        .then(|| RunTui::start(first_policies(&collected.scenarios)))
+        .transpose()
+    {
         Ok(tui) => tui,
         Err(e) => {
             eprintln!("simulator run --tui: {e:#}");

@@ -11,5 +11,6 @@ mod integration {
     mod run_reports;
     mod runner;
     mod tui;
+    mod tui_policies;
     mod util;
 }

@@ -221,6 +221,36 @@ pub fn from_broadcast(
     rx
 }
 
+/// The rate-limit policies of the gateway behind `admin`, from its `/config`.
+pub async fn admin_policies(admin: &str) -> anyhow::Result<Vec<crate::tui::app::LabPolicy>> {
+    let base = admin.trim_end_matches('/');
+    let base = if base.contains("://") {
+        base.to_owned()
+    } else {
+        format!("http://{base}")
+    };
+    let url = format!("{base}/config");
+    let request = http::Request::get(&url)
+        .body(Default::default())
+        .with_context(|| format!("not a URL: {url}"))?;
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::http_client::new().request(request),
+    )
+    .await
+    .with_context(|| format!("{url}: no answer within 5 s"))?
+    .with_context(|| format!("cannot reach {url}"))?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("{url}: the answer broke off"))?
+        .to_bytes();
+    let config: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("{url}: not JSON"))?;
+    Ok(crate::tui::app::policies_of_admin_config(&config))
+}
+
 /// Opens a running gateway's record stream: `GET {admin}/records`, NDJSON. Fails when the admin
 /// endpoint cannot be reached or does not answer 200; once open, the stream's end (or a bad
 /// line) is reported in the TUI.
@@ -309,9 +339,15 @@ pub fn parse_line(line: &[u8], number: u64) -> Option<Feed> {
 /// `simulator tui --attach ADMIN`.
 pub async fn run_attached(admin: &str) -> anyhow::Result<()> {
     let feed = attach(admin).await?;
-    run(App::live(format!("attached to {admin}")), Some(feed))
-        .await
-        .map(drop)
+    // The lab starts from the gateway's own policies; without them (an older gateway, an error)
+    // it starts from the default quota and says so.
+    let policies = admin_policies(admin).await.unwrap_or_default();
+    run(
+        App::live_with_policies(format!("attached to {admin}"), policies),
+        Some(feed),
+    )
+    .await
+    .map(drop)
 }
 
 /// The TUI beside `simulator run`: it shows the records the runner offers to its [`sink`]
@@ -327,8 +363,9 @@ pub struct RunTui {
 }
 
 impl RunTui {
-    /// Opens the TUI; fails at once when stdout is not a terminal.
-    pub fn start() -> anyhow::Result<Self> {
+    /// Opens the TUI, its lab starting from `policies` (the first scenario's gateway config's);
+    /// fails at once when stdout is not a terminal.
+    pub fn start(policies: Vec<crate::tui::app::LabPolicy>) -> anyhow::Result<Self> {
         if !std::io::stdout().is_terminal() {
             anyhow::bail!("the TUI needs a terminal on stdout");
         }
@@ -351,7 +388,10 @@ impl RunTui {
                 }
             }
         });
-        let ui = tokio::spawn(run(App::live("simulator run"), Some(feed)));
+        let ui = tokio::spawn(run(
+            App::live_with_policies("simulator run", policies),
+            Some(feed),
+        ));
         Ok(Self {
             ui,
             notes,

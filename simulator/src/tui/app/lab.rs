@@ -26,6 +26,26 @@ pub fn policies_of(limits: &CompiledRateLimits) -> Vec<LabPolicy> {
         .collect()
 }
 
+/// The policies a gateway's admin `/config` names (`rate_limits`), in config order; none when the
+/// answer holds no such list.
+pub fn policies_of_admin_config(config: &serde_json::Value) -> Vec<LabPolicy> {
+    let Some(list) = config["rate_limits"].as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|p| {
+            Some(LabPolicy {
+                id: p["id"].as_str()?.to_owned(),
+                quota: Quota {
+                    limit: p["limit"].as_u64()?,
+                    period_nanos: p["period_nanos"].as_u64()?,
+                    burst: p["burst"].as_u64()?,
+                },
+            })
+        })
+        .collect()
+}
+
 /// Where the compare view's traffic comes from.
 #[derive(Debug, Clone)]
 pub enum LabTraffic {

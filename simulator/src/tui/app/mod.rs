@@ -21,7 +21,7 @@ use gateway::vocab::StageId;
 use crate::compare::{CompareParams, KeyField, Trace};
 use counts::{ANSWERED_HERE, OUTCOMES, PASSED, Rates, histogram};
 pub use counts::{Answered, RATE_SECONDS, RouteLatency, StageStops};
-pub use lab::{Lab, LabPolicy, LabTraffic, policies_of};
+pub use lab::{Lab, LabPolicy, LabTraffic, policies_of, policies_of_admin_config};
 pub use view::View;
 
 /// Records kept for the request feed (newest last).
