@@ -278,7 +278,7 @@ fn headless_demo(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn the_demo_passes_most_traffic_shows_every_stop_and_ends_with_its_summary() {
-    let (code, stdout, stderr) = headless_demo(&["demo", "--duration", "6s"]);
+    let (code, stdout, stderr) = headless_demo(&["demo", "--duration", "10s"]);
     assert_eq!(code, 0, "{stderr}");
     // Where to look next: the gateway, its admin listener, the command to attach.
     let first = stdout.lines().next().unwrap_or_default();
