@@ -12,7 +12,7 @@ use super::raw::*;
 use crate::routing::pattern::RoutePattern;
 use crate::routing::table::{RouteTable, route_order};
 
-pub type Problem = (String, String);
+pub use super::problem::Problem;
 
 /// Headers that identify the caller to upstreams. Only `mutate_request` may set them, from a
 /// verified identity; anything a client sends under these names is removed.
@@ -130,7 +130,18 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                 instances,
                 connect_timeout: up.connect_timeout,
                 request_timeout: up.request_timeout,
-                resilience: super::resilience::compile_upstream(up, &path, &mut problems),
+                resilience: super::resilience::compile_upstream(
+                    super::resilience::RawUpstreamResilience {
+                        load_balancing: up.load_balancing.as_ref(),
+                        health_check: up.health_check.as_ref(),
+                        outlier_ejection: up.outlier_ejection.as_ref(),
+                        circuit_breaker: up.circuit_breaker.as_ref(),
+                        retries: up.retries.as_ref(),
+                        total_timeout: up.total_timeout,
+                    },
+                    &path,
+                    &mut problems,
+                ),
                 scheme: if up.tls.is_some() {
                     http::uri::Scheme::HTTPS
                 } else {

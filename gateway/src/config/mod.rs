@@ -8,6 +8,7 @@ pub mod compile;
 pub mod compiled;
 mod files;
 pub mod locate;
+pub mod problem;
 pub mod ratelimit;
 pub mod raw;
 pub mod resilience;

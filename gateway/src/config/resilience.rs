@@ -10,8 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
-use super::compile::Problem;
-use super::raw::RawUpstream;
+use super::problem::Problem;
 pub use crate::resilience::settings::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -222,15 +221,27 @@ impl Deprecation {
 
 /// Compiles the resilience fields of `upstreams.<name>` (`path`); problems are pushed, and the
 /// value returned is only meaningful when none were.
+/// The fields of `upstreams.<name>` that configure resilience, as written; the compiler of the
+/// whole upstream hands them over, so this file never needs the upstream's raw type.
+#[derive(Debug, Clone, Copy)]
+pub struct RawUpstreamResilience<'a> {
+    pub load_balancing: Option<&'a RawLoadBalancing>,
+    pub health_check: Option<&'a RawHealthCheck>,
+    pub outlier_ejection: Option<&'a RawOutlierEjection>,
+    pub circuit_breaker: Option<&'a RawCircuitBreaker>,
+    pub retries: Option<&'a RawRetries>,
+    pub total_timeout: Option<Duration>,
+}
+
 pub fn compile_upstream(
-    raw: &RawUpstream,
+    raw: RawUpstreamResilience<'_>,
     path: &str,
     problems: &mut Vec<Problem>,
 ) -> UpstreamResilience {
     let at = |field: &str| format!("{path}.{field}");
-    let load_balancing = compile_load_balancing(raw.load_balancing.as_ref(), &at, problems);
+    let load_balancing = compile_load_balancing(raw.load_balancing, &at, problems);
 
-    let health_check = raw.health_check.as_ref().map(|h| {
+    let health_check = raw.health_check.map(|h| {
         if !h.path.starts_with('/') || h.path.parse::<http::uri::PathAndQuery>().is_err() {
             problems.push((
                 at("health_check.path"),
@@ -270,7 +281,7 @@ pub fn compile_upstream(
         }
     });
 
-    let outlier = raw.outlier_ejection.as_ref().map(|o| {
+    let outlier = raw.outlier_ejection.map(|o| {
         if o.consecutive_5xx == 0 && o.consecutive_connect_failures == 0 {
             problems.push((
                 at("outlier_ejection"),
@@ -303,7 +314,7 @@ pub fn compile_upstream(
         }
     });
 
-    let breaker = raw.circuit_breaker.as_ref().map(|b| {
+    let breaker = raw.circuit_breaker.map(|b| {
         positive(b.window, &at("circuit_breaker.window"), problems);
         positive(b.open_for, &at("circuit_breaker.open_for"), problems);
         if !(b.failure_ratio > 0.0 && b.failure_ratio <= 1.0) {
@@ -332,7 +343,7 @@ pub fn compile_upstream(
         }
     });
 
-    let retries = raw.retries.as_ref().map(|r| {
+    let retries = raw.retries.map(|r| {
         if r.attempts > MAX_RETRY_ATTEMPTS {
             problems.push((
                 at("retries.attempts"),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
-use super::compile::Problem;
 use super::files::resolve;
+use super::problem::Problem;
 use crate::identity::tls::{self, CertEntry, ClientAuth, ListenerTls, UpstreamTls};
 
 /// `listeners[].tls`.

@@ -87,7 +87,7 @@ pub async fn authenticate(
         return Ok(None);
     };
     let auth = &runtime.auth;
-    let Some(rules) = auth.route(route) else {
+    let Some(rules) = auth.route(route.declaration_index) else {
         return Ok(None);
     };
 

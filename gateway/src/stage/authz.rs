@@ -17,7 +17,7 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
     let Some(route) = cx.route.route().map(|r| &**r) else {
         return Ok(());
     };
-    let Some(rules) = cx.active.config.auth.route(route) else {
+    let Some(rules) = cx.active.config.auth.route(route.declaration_index) else {
         return Ok(());
     };
     // authn let an anonymous request through: the route's auth is optional (which compile

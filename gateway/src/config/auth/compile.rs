@@ -11,8 +11,8 @@ use jsonwebtoken::Algorithm;
 
 use super::raw::{RawApiKey, RawApiKeys, RawCredential, RawIssuer, RawRouteAuth};
 use super::{AuthConfig, RouteAuth, TenantRule};
-use crate::config::compile::Problem;
 use crate::config::files::resolve;
+use crate::config::problem::Problem;
 use crate::config::raw::RawConfig;
 use crate::identity::api_key::{ApiKeyStore, digest, parse_hex_digest};
 use crate::identity::issuer::{IssuerConfig, JwksSettings, header_safe};

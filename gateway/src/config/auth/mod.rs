@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
-use super::compiled::CompiledRoute;
 use crate::identity::api_key::ApiKeyStore;
 use crate::identity::issuer::IssuerConfig;
 
@@ -34,10 +33,9 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    pub fn route(&self, route: &CompiledRoute) -> Option<&Arc<RouteAuth>> {
-        self.routes
-            .get(route.declaration_index)
-            .and_then(Option::as_ref)
+    /// The rules of the route declared `declaration_index`th.
+    pub fn route(&self, declaration_index: usize) -> Option<&Arc<RouteAuth>> {
+        self.routes.get(declaration_index).and_then(Option::as_ref)
     }
 
     /// The issuer whose `iss` this is.

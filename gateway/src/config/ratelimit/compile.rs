@@ -12,7 +12,7 @@ use super::raw::{RawKey, RawPolicy, RawRateLimits};
 use super::{
     Cidr, CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind, WhenMissing, Word,
 };
-use crate::config::compile::Problem;
+use crate::config::problem::Problem;
 use crate::config::yaml::suggest::is_typo_of;
 use crate::ratelimit::store::{MAX_EXACT, RedisConfig, TICK_NANOS};
 use crate::ratelimit::{Algorithm, AnyLimiter, Quota};
