@@ -183,20 +183,8 @@ pub fn compile_upstream_tls(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::load_str;
 
-    fn problems(yaml: &str) -> Vec<String> {
-        match load_str("t.yaml", yaml) {
-            Ok(_) => Vec::new(),
-            Err(d) => d
-                .iter()
-                .map(|d| format!("{}: {}", d.path, d.message))
-                .collect(),
-        }
-    }
-
-    const ROUTES: &str =
-        "routes:\n  - { name: all, match: { path: /* }, respond: { status: 404 } }\n";
+    use crate::config::test_support::{ROUTES, problems};
 
     /// `gateway check` on listener TLS: each mistake, where it is reported.
     #[test]

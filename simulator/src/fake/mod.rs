@@ -2,5 +2,6 @@
 
 pub mod client;
 pub mod issuer;
+pub mod keys;
 pub mod loadgen;
 pub mod upstream;
