@@ -8,7 +8,9 @@
 //! - [`compare`]: the rate-limit algorithm lab (the gateway's algorithms in virtual time);
 //! - [`tui`]: the terminal UI (state in `app`, drawing in `ui`, the terminal loop in `term`);
 //! - [`http_client`]: the one HTTP client the others share;
-//! - [`cli`]: the commands run by hand (`loadgen`, `issuer`, `token`; docs/by-hand.md).
+//! - [`cli`]: the commands run by hand (`loadgen`, `issuer`, `token`; docs/by-hand.md);
+//! - [`replay`]: recorded traffic sent again through the real gateway, two configs compared
+//!   request by request (docs/replay.md).
 //!
 //! Layers, lowest first: `fake` and `http_client`; `scenario` (which hands records to whoever
 //! watches a run through the [`scenario::sink::RecordSink`] it is given, never to the TUI
@@ -20,6 +22,7 @@ pub mod compare;
 pub mod demo;
 pub mod fake;
 pub mod http_client;
+pub mod replay;
 pub mod report;
 pub mod scenario;
 pub mod tui;

@@ -19,7 +19,7 @@ use simulator::tui::term::RunTui;
 #[command(
     name = "simulator",
     version,
-    about = "Gatehouse's testbed: demo, run (scenarios), compare (the rate-limit lab), tui, loadgen, upstream, issuer, token, completions"
+    about = "Gatehouse's testbed: demo, run (scenarios), replay, import, report, compare (the rate-limit lab), tui, loadgen, upstream, issuer, token, completions"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -76,6 +76,13 @@ enum Command {
         #[arg(long)]
         marker: Option<String>,
     },
+    /// Convert a HAR or GoReplay file to a Gatehouse recording (docs/replay.md).
+    Import(simulator::cli::import::ImportArgs),
+    /// Replay a recording through the real gateway; with `--against`, compare two configs request
+    /// by request (docs/replay.md).
+    Replay(simulator::cli::replay::ReplayArgs),
+    /// Work with replay reports: `merge` the reports of `--shard` runs (docs/replay.md).
+    Report(simulator::cli::report::ReportArgs),
     /// Print a shell completion script: `simulator completions zsh > ~/.zfunc/_simulator`.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -177,6 +184,9 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Command::Import(args) => simulator::cli::import::run(args).await,
+            Command::Replay(args) => simulator::cli::replay::run(args).await,
+            Command::Report(args) => simulator::cli::report::run(args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

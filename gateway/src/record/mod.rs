@@ -3,6 +3,7 @@
 //! and the admin record stream subscribe to). The same record is the replay format.
 
 pub mod metrics;
+pub mod recording;
 pub mod sinks;
 
 pub use sinks::RecordSinks;

@@ -1,8 +1,11 @@
 //! Front ends of the commands a user runs by hand (docs/by-hand.md): `loadgen`, `issuer`,
-//! `token`. Each parses its arguments, calls the library and maps the outcome to an exit code.
+//! `token`; and of replay (docs/replay.md): `import`, `replay`, `report`. Each parses its arguments, calls the library and maps the outcome to an exit code.
 
+pub mod import;
 pub mod issuer;
 pub mod loadgen;
+pub mod replay;
+pub mod report;
 pub mod token;
 
 use std::time::Duration;

@@ -1,0 +1,1 @@
+//! A realistic recording, generated deterministically: a day-shaped mix of clients.

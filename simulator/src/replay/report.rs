@@ -1,0 +1,1 @@
+//! The replay report: text, JSON, and merging the reports of `--shard` runs.

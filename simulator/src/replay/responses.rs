@@ -1,0 +1,1 @@
+//! Response diffs against recorded responses, with noise learned from repeated baseline runs.

@@ -1,0 +1,1 @@
+//! One replay from start to report: read, plan, start the target, send, collect, compare.
