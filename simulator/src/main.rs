@@ -19,7 +19,7 @@ use simulator::tui::term::RunTui;
 #[command(
     name = "simulator",
     version,
-    about = "Gatehouse's testbed: demo, run (scenarios), replay, import, report, compare (the rate-limit lab), tui, loadgen, upstream, issuer, token, completions"
+    about = "Gatehouse's testbed: demo, run (scenarios), replay, import, generate, report, compare (the rate-limit lab), tui, loadgen, upstream, issuer, token, completions"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -81,6 +81,8 @@ enum Command {
     /// Replay a recording through the real gateway; with `--against`, compare two configs request
     /// by request (docs/replay.md).
     Replay(simulator::cli::replay::ReplayArgs),
+    /// Generate a realistic recording: a day-shaped mix of clients (docs/replay.md).
+    Generate(simulator::cli::generate::GenerateArgs),
     /// Work with replay reports: `merge` the reports of `--shard` runs (docs/replay.md).
     Report(simulator::cli::report::ReportArgs),
     /// Print a shell completion script: `simulator completions zsh > ~/.zfunc/_simulator`.
@@ -186,6 +188,7 @@ fn main() -> ExitCode {
             }
             Command::Import(args) => simulator::cli::import::run(args).await,
             Command::Replay(args) => simulator::cli::replay::run(args).await,
+            Command::Generate(args) => simulator::cli::generate::run(args),
             Command::Report(args) => simulator::cli::report::run(args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(

@@ -1,6 +1,7 @@
 //! Front ends of the commands a user runs by hand (docs/by-hand.md): `loadgen`, `issuer`,
-//! `token`; and of replay (docs/replay.md): `import`, `replay`, `report`. Each parses its arguments, calls the library and maps the outcome to an exit code.
+//! `token`; and of replay (docs/replay.md): `import`, `replay`, `report`, `generate`. Each parses its arguments, calls the library and maps the outcome to an exit code.
 
+pub mod generate;
 pub mod import;
 pub mod issuer;
 pub mod loadgen;

@@ -197,3 +197,28 @@ mod base64_bytes {
         STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
     }
 }
+
+impl ExchangeOutcome {
+    /// What the recording gateway made of an exchange, as an outcome: the baseline a replay of a
+    /// Gatehouse recording is compared with. `None` when the source holds no gateway record.
+    pub fn recorded(exchange: &Exchange) -> Option<ExchangeOutcome> {
+        let record = exchange.recorded.as_ref()?;
+        Some(ExchangeOutcome {
+            id: exchange.id.clone(),
+            position: exchange.position,
+            method: exchange.method.clone(),
+            path: exchange
+                .target
+                .split_once('?')
+                .map_or(exchange.target.as_str(), |(path, _)| path)
+                .to_owned(),
+            status: Some(record.status),
+            error: None,
+            decision: Some(Decision::of(record)),
+            response: exchange.response.clone(),
+            scheduled_ns: 0,
+            sent_ns: 0,
+            latency_ns: record.duration_ns,
+        })
+    }
+}
