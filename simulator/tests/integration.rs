@@ -5,6 +5,7 @@ mod integration {
     mod canonical;
     mod cli_help;
     mod compare;
+    mod import;
     mod issuer_token;
     mod loadgen;
     mod run_checks;

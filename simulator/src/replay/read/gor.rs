@@ -46,13 +46,17 @@ pub(crate) fn read(path: &Path, bytes: &[u8], options: &ReadOptions) -> Result<P
                 Ok(())
             }
             Ok(Payload::Response(id, response)) => {
-                if responses.contains_key(&id) {
-                    warn(
+                match responses.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(first) => warn(
                         "duplicate-response",
-                        format!("a second original response for `{id}`; the first one is kept"),
-                    );
-                } else {
-                    responses.insert(id, (number, response));
+                        format!(
+                            "a second original response for `{}`; the first one is kept",
+                            first.key()
+                        ),
+                    ),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert((number, response));
+                    }
                 }
                 Ok(())
             }

@@ -175,6 +175,13 @@ fn exchange_of(entry: Entry, number: u64, warnings: &mut Vec<Warning>) -> Result
             warn("http-3", "an HTTP/3 request; replayed as HTTP/2".into());
             "HTTP/2.0"
         }
+        "" => {
+            warn(
+                "unknown-http-version",
+                "no httpVersion; replayed as HTTP/1.1".into(),
+            );
+            "HTTP/1.1"
+        }
         other => {
             warn(
                 "unknown-http-version",
