@@ -355,3 +355,31 @@ fn a_gatehouse_line_keeps_its_record_identity_and_connection() {
     assert_eq!(first.credentials.len(), 1);
     assert_eq!(header(first, "authorization"), Some("<redacted>"));
 }
+
+#[test]
+fn every_cut_of_every_fixture_reads_or_fails_with_a_located_error_never_a_panic() {
+    for file in [
+        "import/chrome-devtools.har",
+        "import/proxy.har",
+        "import/capture.gor",
+        "import/crlf-no-final-separator.gor",
+        "recordings/valid.jsonl",
+    ] {
+        let path = repo_root().join(fixture(file));
+        let bytes = std::fs::read(&path).expect("fixture");
+        for cut in (0..bytes.len()).step_by(3) {
+            for skip_bad in [false, true] {
+                let options = ReadOptions { skip_bad };
+                match read::parse(&path, &bytes[..cut], &options) {
+                    Ok(recording) => {
+                        assert!(recording.exchanges.len() <= 6, "{file} cut at {cut}");
+                    }
+                    Err(error) => assert!(
+                        error.to_string().starts_with(&path.display().to_string()),
+                        "{file} cut at {cut}: {error}"
+                    ),
+                }
+            }
+        }
+    }
+}

@@ -35,6 +35,8 @@ pub(crate) struct Parsed {
     pub skipped: Vec<LoadError>,
 }
 
+const BYTE_ORDER_MARK: &[u8] = "\u{feff}".as_bytes();
+
 /// The bytes [`detect`] looks at: enough for any format's opening.
 const SNIFF_BYTES: usize = 64 * 1024;
 
@@ -42,11 +44,17 @@ const SNIFF_BYTES: usize = 64 * 1024;
 /// equal times), ids unique (a repeated id gets `-2`, `-3`, ... and a `duplicate-id` warning).
 pub fn load(path: &Path, options: &ReadOptions) -> Result<Recording, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
-    let format = sniff(path, &bytes)?;
-    let read = match format {
-        Format::Gatehouse => gatehouse::read(path, &bytes, options)?,
-        Format::Har => har::read(path, &bytes, options)?,
-        Format::Gor => gor::read(path, &bytes, options)?,
+    parse(path, &bytes, options)
+}
+
+/// [`load`] on bytes already in memory; `path` names them in errors and hints the format.
+pub fn parse(path: &Path, bytes: &[u8], options: &ReadOptions) -> Result<Recording, LoadError> {
+    // Fiddler, among others, opens its HAR files with a UTF-8 byte order mark.
+    let bytes = bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes);
+    let read = match sniff(path, bytes)? {
+        Format::Gatehouse => gatehouse::read(path, bytes, options)?,
+        Format::Har => har::read(path, bytes, options)?,
+        Format::Gor => gor::read(path, bytes, options)?,
     };
     Ok(settle(read))
 }
@@ -98,7 +106,7 @@ fn sniff(path: &Path, bytes: &[u8]) -> Result<Format, LoadError> {
             "the file is gzip-compressed; decompress it first (gunzip)",
         ));
     }
-    let text = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+    let text = bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes);
     let start = text
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -305,6 +313,14 @@ mod tests {
             gzip.map(|e| e.message),
             Some("the file is gzip-compressed; decompress it first (gunzip)".into())
         );
+    }
+
+    #[test]
+    fn a_fiddler_har_with_a_byte_order_mark_and_seven_fraction_digits_reads() {
+        let har = "\u{feff}{\"log\":{\"version\":\"1.2\",\"entries\":[{\"startedDateTime\":\"2024-03-05T10:15:30.1234567+01:00\",\"request\":{\"method\":\"GET\",\"url\":\"http://h/\",\"httpVersion\":\"HTTP/1.1\",\"headers\":[]},\"response\":{\"status\":200,\"headers\":[],\"content\":{\"size\":0}}}]}}";
+        let recording =
+            parse(Path::new("f.har"), har.as_bytes(), &ReadOptions::default()).expect("reads");
+        assert_eq!(recording.exchanges[0].unix_nanos, 1_709_630_130_123_456_700);
     }
 
     #[test]
