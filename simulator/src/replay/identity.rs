@@ -10,7 +10,7 @@
 //! unchanged, or with `--resign` their JWT's claims are read (never trusted) and signed again.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +29,11 @@ use crate::fake::keys::{CurrentKey, KeyDir};
 use crate::replay::model::Exchange;
 use crate::scenario::fakes::{Fakes, spawn_issuer_timeline};
 use crate::scenario::model::{IssuerChange, RotateStep};
+
+mod api_keys;
+
+use api_keys::read_api_key_map;
+pub use api_keys::test_api_keys;
 
 /// The flags of `replay` that decide how credentials are minted.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -609,236 +614,5 @@ fn unknown_api_key() -> String {
     format!("replay-unknown-{}", random_text())
 }
 
-/// `--api-keys FILE`: a YAML map of key id to key.
-fn read_api_key_map(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--api-keys {}: {e}", path.display()))?;
-    serde_yaml_ng::from_str(&text).map_err(|e| {
-        format!(
-            "--api-keys {}: expected a map of API key id to key (`partner-demo: KEY`): {e}",
-            path.display()
-        )
-    })
-}
-
-/// For in-process runs: `config_text` with every API key (inline `auth.api_keys.keys` and the
-/// entries of the `file:` they are loaded from, resolved against `config_dir`) replaced by a
-/// fresh random test key, held as its SHA-256 like any key; returns the rewritten config and key
-/// id → key. A config without API keys comes back unchanged, with an empty map.
-pub fn test_api_keys(
-    config_text: &str,
-    config_dir: &Path,
-) -> Result<(String, BTreeMap<String, String>), String> {
-    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(config_text)
-        .map_err(|e| format!("the gateway config is not YAML: {e}"))?;
-    let Some(api_keys) = config
-        .get_mut("auth")
-        .and_then(|a| a.get_mut("api_keys"))
-        .and_then(serde_yaml_ng::Value::as_mapping_mut)
-    else {
-        return Ok((config_text.to_owned(), BTreeMap::new()));
-    };
-    let mut entries: Vec<serde_yaml_ng::Value> = match api_keys.get("keys") {
-        Some(serde_yaml_ng::Value::Sequence(keys)) => keys.clone(),
-        Some(_) => return Err("auth.api_keys.keys: expected a sequence of keys".into()),
-        None => Vec::new(),
-    };
-    if let Some(file) = api_keys.remove("file") {
-        let file = file
-            .as_str()
-            .ok_or("auth.api_keys.file: expected a file name")?;
-        let path = config_dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("auth.api_keys.file: cannot read `{}`: {e}", path.display()))?;
-        match serde_yaml_ng::from_str(&text) {
-            Ok(serde_yaml_ng::Value::Sequence(keys)) => entries.extend(keys),
-            Ok(_) | Err(_) => {
-                return Err(format!(
-                    "auth.api_keys.file: `{}` is not a sequence of keys",
-                    path.display()
-                ));
-            }
-        }
-    }
-    let mut keys = BTreeMap::new();
-    for (i, entry) in entries.iter_mut().enumerate() {
-        let entry = entry
-            .as_mapping_mut()
-            .ok_or_else(|| format!("auth.api_keys: key {}: expected a mapping", i + 1))?;
-        let id = entry
-            .get("id")
-            .and_then(serde_yaml_ng::Value::as_str)
-            .ok_or_else(|| format!("auth.api_keys: key {}: no `id`", i + 1))?
-            .to_owned();
-        let key = format!("replay-test-{}", random_text());
-        let digest = gateway::identity::api_key::digest(key.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        entry.remove("key");
-        entry.insert("sha256".into(), hex.into());
-        keys.insert(id, key);
-    }
-    api_keys.insert("keys".into(), serde_yaml_ng::Value::Sequence(entries));
-    let text = serde_yaml_ng::to_string(&config)
-        .map_err(|e| format!("cannot rewrite the gateway config: {e}"))?;
-    Ok((text, keys))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn jwt(claims: &str) -> String {
-        format!(
-            "{}.{}.c2ln",
-            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
-            URL_SAFE_NO_PAD.encode(claims)
-        )
-    }
-
-    #[test]
-    fn claims_are_read_from_a_foreign_token_without_verifying_it() {
-        let names = ClaimNames::default();
-        let who = decode_claims(
-            &jwt(r#"{"sub":"alice","tenant":"acme","scope":"users:read users:write","roles":["admin"],"tier":"paid","exp":1}"#),
-            &names,
-        )
-        .expect("decodes");
-        assert_eq!(
-            who,
-            IdentitySpec {
-                subject: "alice".into(),
-                tenant: Some("acme".into()),
-                scopes: vec!["users:read".into(), "users:write".into()],
-                roles: vec!["admin".into()],
-                tier: Some("paid".into()),
-            }
-        );
-        let arrays = decode_claims(
-            &jwt(r#"{"sub":"bob","scopes":["a","b"],"roles":"x y"}"#),
-            &names,
-        )
-        .expect("decodes");
-        assert_eq!(arrays.scopes, ["a", "b"]);
-        assert_eq!(arrays.roles, ["x", "y"]);
-        assert_eq!(arrays.tenant, None);
-        let padded = format!(
-            "h.{}.s",
-            base64::engine::general_purpose::URL_SAFE.encode(r#"{"sub":"carol"}"#)
-        );
-        assert_eq!(
-            decode_claims(&padded, &names).expect("padded").subject,
-            "carol"
-        );
-        for bad in [
-            "opaque-token",
-            "a.!!!.c",
-            &jwt("[1]"),
-            &jwt(r#"{"scope":"a"}"#),
-        ] {
-            assert!(decode_claims(bad, &names).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_rotation_timeline_parses_in_time_order() {
-        let rotation =
-            parse_rotation("publish@10s, sign@20s,abrupt@1m,retire@30s").expect("parses");
-        assert_eq!(
-            rotation.0,
-            [
-                (Duration::from_secs(10), RotateStep::Publish),
-                (Duration::from_secs(20), RotateStep::Sign),
-                (Duration::from_secs(30), RotateStep::Retire),
-                (Duration::from_secs(60), RotateStep::Abruptly),
-            ]
-        );
-        assert_eq!(
-            parse_rotation("abruptly@500ms").expect("parses").0,
-            [(Duration::from_millis(500), RotateStep::Abruptly)]
-        );
-        for (bad, says) in [
-            ("publish", "expected STEP@OFFSET"),
-            ("spin@1s", "not a rotation step"),
-            ("sign@soon", "not a duration"),
-            ("publish@1s,", "item 2"),
-        ] {
-            let error = parse_rotation(bad).expect_err(bad);
-            assert!(error.contains(says), "{bad}: {error}");
-        }
-    }
-
-    #[test]
-    fn every_authn_reason_has_a_recipe_and_only_unreproducible_ones_are_malformed() {
-        for reason in Reason::ALL {
-            let recipe = recipe(Some(reason.as_str()));
-            let malformed = recipe == Recipe::Hostile(Hostile::Malformed);
-            let expected_malformed =
-                matches!(reason, Reason::MalformedToken | Reason::KeysUnavailable);
-            assert_eq!(malformed, expected_malformed, "{}", reason.as_str());
-        }
-        assert_eq!(recipe(None), Recipe::Valid);
-        assert_eq!(
-            recipe(Some("no-such-reason")),
-            Recipe::Hostile(Hostile::Malformed)
-        );
-    }
-
-    #[test]
-    fn redacted_fields_are_filled_in_place_or_dropped() {
-        let mut headers = vec![
-            ("authorization".to_string(), REDACTED.to_string()),
-            ("accept".to_string(), "*/*".to_string()),
-            ("authorization".to_string(), REDACTED.to_string()),
-        ];
-        put_header(&mut headers, "authorization", Some("Bearer one".into()));
-        put_header(&mut headers, "authorization", None);
-        assert_eq!(
-            headers,
-            [
-                ("authorization".to_string(), "Bearer one".to_string()),
-                ("accept".to_string(), "*/*".to_string()),
-            ]
-        );
-        let mut target = "/a?x=1&access_token=%3Credacted%3E&y=2".to_string();
-        put_query(&mut target, "access_token", Some("tok".into()));
-        assert_eq!(target, "/a?x=1&access_token=tok&y=2");
-        put_query(&mut target, "other", Some("v".into()));
-        assert_eq!(target, "/a?x=1&access_token=tok&y=2&other=v");
-        let mut target = format!("/b?session={REDACTED}&k=v");
-        strip_redacted_query(&mut target);
-        assert_eq!(target, "/b?k=v");
-    }
-
-    #[test]
-    fn test_api_keys_replace_inline_and_file_keys_by_id() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(
-            dir.path().join("keys.yaml"),
-            "- id: from-file\n  sha256: ff56acf1875900a613d4db1cb71d3d72f3e4812725a14240a4a1652f1e9668ac\n",
-        )
-        .expect("write");
-        let config = "auth:\n  api_keys:\n    header: X-Api-Key\n    file: keys.yaml\n    keys:\n      - id: inline\n        key: secret\n        tier: free\n";
-        let (text, keys) = test_api_keys(config, dir.path()).expect("rewrites");
-        assert_eq!(keys.keys().collect::<Vec<_>>(), ["from-file", "inline"]);
-        assert!(
-            !text.contains("secret") && !text.contains("file:"),
-            "{text}"
-        );
-        for key in keys.values() {
-            let digest = gateway::identity::api_key::digest(key.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            assert!(text.contains(&hex), "{text}");
-        }
-        let plain = "routes: []\n";
-        assert_eq!(
-            test_api_keys(plain, dir.path()).expect("unchanged"),
-            (plain.to_owned(), BTreeMap::new())
-        );
-        let missing = "auth:\n  api_keys:\n    file: nowhere.yaml\n";
-        assert!(
-            test_api_keys(missing, dir.path())
-                .expect_err("no file")
-                .contains("nowhere.yaml")
-        );
-    }
-}
+mod tests;
