@@ -9,7 +9,7 @@
 //! key-id map; cookies dropped. HAR and GoReplay files carry raw headers instead: they pass
 //! unchanged, or with `--resign` their JWT's claims are read (never trusted) and signed again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -24,7 +24,9 @@ use gateway::record::recording::format::{
 use gateway::vocab::Reason;
 use serde_json::Value;
 
-use crate::fake::issuer::{DEFAULT_MAX_TOKEN_BYTES, Hostile, IdentitySpec, MintOptions};
+use crate::fake::issuer::{
+    DEFAULT_MAX_TOKEN_BYTES, FakeIssuer, Hostile, IdentitySpec, MintOptions,
+};
 use crate::fake::keys::{CurrentKey, KeyDir};
 use crate::replay::model::Exchange;
 use crate::scenario::fakes::{Fakes, spawn_issuer_timeline};
@@ -186,8 +188,23 @@ enum Signer {
     },
 }
 
+/// How many minted valid tokens are kept for reuse before the store starts over.
+const MAX_REUSED_TOKENS: usize = 100_000;
+
+/// A valid token minted for one recorded token, kept while it can stand for it.
+struct Reused {
+    token: String,
+    /// The key that signed it: after a rotation the next request gets a token of the new key.
+    kid: String,
+    exp: u64,
+}
+
 /// Mints the credentials of recorded exchanges. One per replay; [`Minter::prepare`] is called
-/// once per request, just before it is sent.
+/// once per request, just before it is sent (from any task: a `Minter` is `Send + Sync`).
+///
+/// The requests a recorded token made share one minted token, as long as the signing key is
+/// unchanged and it has time left, so the gateway's verified-token cache sees the recording's
+/// reuse instead of a new token per request.
 pub struct Minter {
     signer: Signer,
     /// API key id → the key to send.
@@ -198,6 +215,8 @@ pub struct Minter {
     claim_names: ClaimNames,
     max_token_bytes: usize,
     max_lifetime: Duration,
+    /// Minted valid tokens by the recorded token they stand for.
+    reused: Mutex<HashMap<String, Reused>>,
 }
 
 impl Minter {
@@ -214,6 +233,7 @@ impl Minter {
             claim_names: ClaimNames::default(),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             max_lifetime: MAX_LIFETIME,
+            reused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -336,7 +356,7 @@ impl Minter {
         if !exchange.credentials.is_empty() {
             for credential in &exchange.credentials {
                 let value = self
-                    .credential(credential, now_unix)
+                    .credential(credential, exchange.unix_nanos / 1_000_000_000, now_unix)
                     .map_err(|e| format!("{}: {e}", at()))?;
                 match &credential.place {
                     CredentialPlace::Header(name) => put_header(&mut headers, name, value),
@@ -360,8 +380,14 @@ impl Minter {
         Ok(Prepared { target, headers })
     }
 
-    /// The value to send for one reference; `None` drops it.
-    fn credential(&self, credential: &CredentialRef, now: u64) -> Result<Option<String>, String> {
+    /// The value to send for one reference of a request that arrived at `arrived` (Unix
+    /// seconds); `None` drops it.
+    fn credential(
+        &self,
+        credential: &CredentialRef,
+        arrived: u64,
+        now: u64,
+    ) -> Result<Option<String>, String> {
         let recipe = recipe(credential.invalid.as_deref());
         match credential.kind {
             CredentialKind::Opaque => Ok(None),
@@ -397,7 +423,12 @@ impl Minter {
                             .expires_in_s
                             .and_then(|s| u64::try_from(s).ok())
                             .map_or(DEFAULT_LIFETIME, Duration::from_secs);
-                        self.mint(&who(credential), now, lifetime, None)?
+                        // The recorded token: who it spoke for, which key signed it, its `exp`.
+                        let recorded_exp = credential
+                            .expires_in_s
+                            .map(|s| i64::try_from(arrived).unwrap_or(i64::MAX).saturating_add(s));
+                        let key = format!("ref {:?} {recorded_exp:?}", credential.identity);
+                        self.reused_or_minted(key, &who(credential), now, lifetime)?
                     }
                     Recipe::Hostile(kind) => {
                         self.mint(&who(credential), now, DEFAULT_LIFETIME, Some(kind))?
@@ -433,8 +464,74 @@ impl Minter {
         let Ok(who) = decode_claims(token.trim(), &ClaimNames::default()) else {
             return Ok(None);
         };
-        let token = self.mint(&who, now, DEFAULT_LIFETIME, None)?;
+        let token = self.reused_or_minted(format!("jwt {token}"), &who, now, DEFAULT_LIFETIME)?;
         Ok(Some(format!("{scheme} {token}")))
+    }
+
+    /// The valid token standing for the recorded token `key`: the one minted for it before,
+    /// while the same key signs and it has at least [`MIN_LIFETIME`] left, else a fresh one.
+    fn reused_or_minted(
+        &self,
+        key: String,
+        who: &IdentitySpec,
+        now: u64,
+        lifetime: Duration,
+    ) -> Result<String, String> {
+        let kid = self.signing_kid()?;
+        let fresh_enough = now + MIN_LIFETIME.as_secs();
+        if let Some(reused) = self
+            .reused
+            .lock()
+            .map_err(|_| "token store poisoned")?
+            .get(&key)
+        {
+            if reused.kid == kid && reused.exp >= fresh_enough {
+                return Ok(reused.token.clone());
+            }
+        }
+        let token = self.mint(who, now, lifetime, None)?;
+        let exp = now + self.lifetime(lifetime).as_secs();
+        let mut store = self.reused.lock().map_err(|_| "token store poisoned")?;
+        if store.len() >= MAX_REUSED_TOKENS {
+            store.clear();
+        }
+        let reused = Reused {
+            token: token.clone(),
+            kid,
+            exp,
+        };
+        store.insert(key, reused);
+        Ok(token)
+    }
+
+    fn lifetime(&self, recorded: Duration) -> Duration {
+        recorded.clamp(MIN_LIFETIME, self.max_lifetime.max(MIN_LIFETIME))
+    }
+
+    /// The kid of the key tokens are signed with now.
+    fn signing_kid(&self) -> Result<String, String> {
+        match &self.signer {
+            Signer::Fake(fakes) => Ok(fakes
+                .issuer
+                .as_ref()
+                .map(FakeIssuer::signing_kid)
+                .unwrap_or_default()),
+            Signer::Dir { .. } => Ok(self.dir_key()?.kid().to_owned()),
+            Signer::None => Ok(String::new()),
+        }
+    }
+
+    /// The key directory's current key, read again when its index changed (a rotation).
+    fn dir_key(&self) -> Result<Arc<CurrentKey>, String> {
+        let Signer::Dir { dir, current } = &self.signer else {
+            return Err("no key directory".into());
+        };
+        let mut current = current.lock().map_err(|_| "key cache poisoned")?;
+        let stamp = dir.stamp();
+        if stamp.is_none() || stamp != current.0 {
+            *current = (stamp, Arc::new(dir.current()?));
+        }
+        Ok(current.1.clone())
     }
 
     fn mint(
@@ -446,7 +543,7 @@ impl Minter {
     ) -> Result<String, String> {
         let options = MintOptions {
             now_unix: now,
-            lifetime: lifetime.clamp(MIN_LIFETIME, self.max_lifetime.max(MIN_LIFETIME)),
+            lifetime: self.lifetime(lifetime),
             hostile,
             claim_names: self.claim_names.clone(),
             min_token_bytes: self.max_token_bytes,
@@ -457,17 +554,7 @@ impl Minter {
                 .as_ref()
                 .ok_or("a bearer token to mint, but the gateway config has no issuer")?
                 .mint_with(who, &options),
-            Signer::Dir { dir, current } => {
-                let key = {
-                    let mut current = current.lock().map_err(|_| "key cache poisoned")?;
-                    let stamp = dir.stamp();
-                    if stamp.is_none() || stamp != current.0 {
-                        *current = (stamp, Arc::new(dir.current()?));
-                    }
-                    current.1.clone()
-                };
-                key.mint(who, &options)
-            }
+            Signer::Dir { .. } => self.dir_key()?.mint(who, &options),
             Signer::None => Err("a bearer token to mint, but nothing to sign it with \
                                  (--keys DIR for --target runs)"
                 .into()),

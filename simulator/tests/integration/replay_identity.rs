@@ -26,6 +26,12 @@ use simulator::scenario::fakes::{Fakes, point_config_at_fakes};
 use simulator::scenario::model::FakeIssuerSpec;
 use tokio::sync::broadcast;
 
+/// The engine shares one minter between the tasks that send.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Minter>();
+};
+
 fn fixtures() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
 }
@@ -229,8 +235,9 @@ async fn valid_refs_are_re_signed_for_the_recorded_identity_in_header_or_query()
         BTreeMap::new(),
     )
     .expect("minter");
+    let warm_up = bearer_exchange(bearer(person("warm-up", &["users:read"], "paid"), None));
+    gateway.warm_up(&minter, &warm_up).await;
     let alice = bearer_exchange(bearer(person("alice", &["users:read"], "paid"), None));
-    gateway.warm_up(&minter, &alice).await;
 
     let now = now_unix();
     let prepared = minter.prepare(&alice, now).expect("prepare");
@@ -258,6 +265,15 @@ async fn valid_refs_are_re_signed_for_the_recorded_identity_in_header_or_query()
         Some(gateway.issuer().signing_kid().as_str()),
         "signed with the issuer's current key, not the recorded one"
     );
+
+    // Later requests of the same recorded token reuse the minted one (the gateway's token cache
+    // sees the recording's reuse); another recorded token of the same identity gets its own.
+    let again = minter.prepare(&alice, now_unix()).expect("prepare");
+    assert_eq!(again.headers, prepared.headers);
+    let mut other_token = alice.clone();
+    other_token.credentials[0].expires_in_s = Some(600);
+    let other = minter.prepare(&other_token, now_unix()).expect("prepare");
+    assert_ne!(other.headers, prepared.headers);
 
     let mut in_query = bearer(person("bob", &["users:read"], "free"), None);
     in_query.place = CredentialPlace::Query("access_token".into());
@@ -460,6 +476,16 @@ async fn a_replay_across_a_key_rotation_sees_no_false_401() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     rotation.await.expect("the rotation ran to its end");
+    // Each subject's recorded token was minted once per signing key, then reused.
+    let tokens: std::collections::BTreeSet<String> = exchanges
+        .iter()
+        .map(|e| {
+            minter.prepare(e, now_unix()).expect("prepare").headers[1]
+                .1
+                .clone()
+        })
+        .collect();
+    assert_eq!(tokens.len(), subjects.len());
     assert!(
         refused.is_empty(),
         "{} of {sent} refused: {refused:?}",
