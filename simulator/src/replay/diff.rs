@@ -234,6 +234,15 @@ pub enum Run {
     Candidate,
 }
 
+impl Run {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Run::Baseline => "baseline",
+            Run::Candidate => "candidate",
+        }
+    }
+}
+
 /// A request only one run has an outcome for (the other was interrupted, or never sent it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingRequest {
@@ -406,11 +415,7 @@ impl ConfigDiff {
                 only(Run::Candidate)
             );
             for m in self.missing.iter().take(EXAMPLES) {
-                let run = match m.only_in {
-                    Run::Baseline => "baseline",
-                    Run::Candidate => "candidate",
-                };
-                let _ = writeln!(out, "      {}  ({run} only)", m.request);
+                let _ = writeln!(out, "      {}  ({} only)", m.request, m.only_in.as_str());
             }
             if self.missing.len() > EXAMPLES {
                 let _ = writeln!(out, "      … and {} more", self.missing.len() - EXAMPLES);
