@@ -334,7 +334,7 @@ fn group(requests: &[ChangedRequest]) -> Vec<TransitionGroup> {
         group.fields.sort();
     }
     // The map's order breaks ties between equal counts; the sort is stable.
-    groups.sort_by(|a, b| b.count.cmp(&a.count));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
     groups
 }
 
@@ -684,7 +684,7 @@ pub(crate) mod tests {
         bare.decision = None;
         let recorded = outcome("r1", "/a", Some("a"), None);
         assert!(
-            diff_decisions(&[recorded.clone()], &[bare.clone()])
+            diff_decisions(std::slice::from_ref(&recorded), std::slice::from_ref(&bare))
                 .requests
                 .is_empty()
         );

@@ -508,7 +508,7 @@ fn group(requests: &[ChangedResponse]) -> Vec<ResponseGroup> {
         }
     }
     let mut groups: Vec<ResponseGroup> = groups.into_values().collect();
-    groups.sort_by(|a, b| b.count.cmp(&a.count));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
     groups
 }
 
