@@ -8,6 +8,7 @@ mod integration {
     mod import;
     mod issuer_token;
     mod loadgen;
+    mod replay_diff;
     mod replay_identity;
     mod run_checks;
     mod run_reports;
