@@ -252,7 +252,12 @@ fn run_config(args: &CompareArgs, config: &Path) -> ExitCode {
     let policies: Vec<PolicyComparison> = traces
         .iter()
         .map(|t| {
-            let mut params = CompareParams::new(t.policy.quota, algorithms.clone());
+            // The policy's own algorithm always runs, first when it was not asked for.
+            let mut own = algorithms.clone();
+            if !own.contains(&t.policy.algorithm) {
+                own.insert(0, t.policy.algorithm);
+            }
+            let mut params = CompareParams::new(t.policy.quota, own);
             if let Some(bin) = args.bin {
                 params.bin_nanos = u64::try_from(bin.as_nanos()).unwrap_or(u64::MAX).max(1);
             }
@@ -309,6 +314,10 @@ pub fn render_config(result: &ConfigComparison) -> String {
         ));
         let table = table::render(&p.comparison);
         for line in table.lines() {
+            if line.is_empty() {
+                out.push('\n');
+                continue;
+            }
             let own = line.trim_start().starts_with(&p.algorithm)
                 && line.trim_start()[p.algorithm.len()..].starts_with(' ');
             out.push_str(if own { "* " } else { "  " });
