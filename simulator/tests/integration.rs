@@ -10,6 +10,7 @@ mod integration {
     mod loadgen;
     mod replay_diff;
     mod replay_identity;
+    mod replay_lab;
     mod run_checks;
     mod run_reports;
     mod runner;
