@@ -757,9 +757,7 @@ fn facts_of_line(text: &str, runtime: &Runtime) -> Result<Option<Facts>, String>
             None => return Ok(None),
         }
         if let Some(id) = &identity {
-            let scopes = rules.scopes.iter().all(|s| id.scopes.contains(s));
-            let roles = rules.roles.is_empty() || rules.roles.iter().any(|r| id.roles.contains(r));
-            if !scopes || !roles {
+            if gateway::identity::grants::missing_grant(&rules.scopes, &rules.roles, id).is_some() {
                 return Ok(None);
             }
         }

@@ -286,14 +286,12 @@ pub fn decide(
     named_refusal(&verdicts)
 }
 
-/// The refusal a 429 names: the stage's "tightest" verdict restricted to store refusals — the
-/// longest retry-after, then the least remaining, then the latest reset, the last of equals.
+/// The refusal a 429 names: the gateway's own rule ([`gateway::ratelimit::tightest`]) over the
+/// store's verdicts (prediction knows no store failure, so no fallback).
 fn named_refusal(verdicts: &[(usize, LimitVerdict)]) -> Option<usize> {
-    verdicts
-        .iter()
-        .filter(|(_, d)| !d.allowed)
-        .max_by_key(|(_, d)| (d.retry_after_nanos, u64::MAX - d.remaining, d.reset_nanos))
-        .map(|(i, _)| *i)
+    gateway::ratelimit::tightest(verdicts.iter().map(|(_, d)| (d, false)))
+        .filter(|&i| !verdicts[i].1.allowed)
+        .map(|i| verdicts[i].0)
 }
 
 /// Whether the gateway refused the request for `policy` (a 429 `quota-exceeded` naming it).
