@@ -76,6 +76,8 @@ fn connection() -> ConnectionInfo {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
         scheme: Scheme::Http,
         tls: None,
+        alpn: None,
+        id: 1,
     }
 }
 
