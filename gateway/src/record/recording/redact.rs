@@ -12,6 +12,9 @@
 //! through the issuer's claim names when its `iss` is a configured issuer — and, when the request
 //! stopped at `authn`, the refusal's reason as `invalid`.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderName, HeaderValue, header};
@@ -34,7 +37,15 @@ const TOKEN_QUERY_PARAMS: [&str; 2] = ["access_token", "jwt"];
 /// The API-key header redacted even when `auth.api_keys` names another (or none).
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
 
-pub(super) fn line(entry: Entry) -> RecordingLine {
+/// What the redaction of one line reads: the request's config, its arrival, and the writer's
+/// memory of the tokens it has read.
+struct Cx<'a> {
+    runtime: &'a Runtime,
+    arrival_secs: i64,
+    claims: &'a mut ClaimsCache,
+}
+
+pub(super) fn line(entry: Entry, claims: &mut ClaimsCache) -> RecordingLine {
     let Entry {
         record,
         captured,
@@ -44,6 +55,11 @@ pub(super) fn line(entry: Entry) -> RecordingLine {
     } = entry;
     let runtime = captured.view.runtime();
     let arrival_secs = i64::try_from(record.unix_millis / 1000).unwrap_or(i64::MAX);
+    let mut cx = Cx {
+        runtime,
+        arrival_secs,
+        claims,
+    };
     let mut credentials = Vec::new();
 
     let api_key_header = runtime.auth.api_keys.as_ref().map(|k| &k.header);
@@ -56,7 +72,7 @@ pub(super) fn line(entry: Entry) -> RecordingLine {
     let mut headers = Vec::with_capacity(captured.headers.len());
     for (name, value) in &captured.headers {
         let kept = if name == header::AUTHORIZATION {
-            credentials.push(authorization(value, runtime, arrival_secs));
+            credentials.push(authorization(value, &mut cx));
             REDACTED.to_string()
         } else if Some(name) == api_key_header || name.as_str() == DEFAULT_API_KEY_HEADER {
             credentials.push(api_key(value, name, runtime));
@@ -70,7 +86,7 @@ pub(super) fn line(entry: Entry) -> RecordingLine {
         headers.push((name.as_str().to_string(), kept));
     }
 
-    let target = target(&captured.uri, runtime, arrival_secs, &mut credentials);
+    let target = target(&captured.uri, &mut cx, &mut credentials);
     attribute(&mut credentials, &record, runtime);
 
     let request = RecordedRequest {
@@ -141,7 +157,7 @@ fn opaque(place: CredentialPlace, scheme: Option<String>) -> CredentialRef {
 }
 
 /// `Bearer <jwt>` → a bearer reference with what the token claims; any other scheme → opaque.
-fn authorization(value: &HeaderValue, runtime: &Runtime, arrival_secs: i64) -> CredentialRef {
+fn authorization(value: &HeaderValue, cx: &mut Cx<'_>) -> CredentialRef {
     let place = CredentialPlace::Header(header::AUTHORIZATION.as_str().into());
     let Ok(text) = value.to_str() else {
         return opaque(place, None);
@@ -150,42 +166,85 @@ fn authorization(value: &HeaderValue, runtime: &Runtime, arrival_secs: i64) -> C
     if !scheme.eq_ignore_ascii_case("bearer") {
         return opaque(place, (!scheme.is_empty()).then(|| scheme.to_string()));
     }
-    let mut credential = bearer(token.trim_start_matches(' '), place, runtime, arrival_secs);
+    let mut credential = bearer(token.trim_start_matches(' '), place, cx);
     credential.scheme = Some(scheme.to_string());
     credential
 }
 
-fn bearer(
-    token: &str,
-    place: CredentialPlace,
-    runtime: &Runtime,
-    arrival_secs: i64,
-) -> CredentialRef {
+fn bearer(token: &str, place: CredentialPlace, cx: &mut Cx<'_>) -> CredentialRef {
     let mut credential = CredentialRef {
         kind: CredentialKind::Bearer,
         ..opaque(place, None)
     };
-    let Some(claimed) = read_unverified(token) else {
-        return credential;
-    };
+    if let Some(claimed) = cx.claims.get(token, cx.runtime) {
+        credential.identity = claimed.identity.clone();
+        credential.issuer = claimed.issuer.clone();
+        credential.audience = claimed.audience.clone();
+        credential.expires_in_s = claimed.exp.map(|exp| exp.saturating_sub(cx.arrival_secs));
+    }
+    credential
+}
+
+/// What a token claims about itself, read without verifying.
+#[derive(Debug)]
+struct TokenClaims {
+    identity: Option<Identity>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    exp: Option<i64>,
+}
+
+fn read_claims(token: &str, runtime: &Runtime) -> Option<TokenClaims> {
+    let claimed = read_unverified(token)?;
     let issuer = claimed.claims.get("iss").and_then(Value::as_str);
     let names = issuer
         .and_then(|iss| runtime.auth.issuer_for(iss))
         .map(|i| i.claims.clone())
         .unwrap_or_default();
-    credential.identity = claimed_identity(&claimed.claims, &names, claimed.kid);
-    credential.issuer = issuer.map(String::from);
-    credential.audience = match claimed.claims.get("aud") {
-        Some(Value::String(aud)) => Some(aud.clone()),
-        Some(Value::Array(auds)) => auds.first().and_then(Value::as_str).map(String::from),
-        _ => None,
-    };
-    credential.expires_in_s = claimed
-        .claims
-        .get("exp")
-        .and_then(Value::as_f64)
-        .map(|exp| exp.floor() as i64 - arrival_secs);
-    credential
+    Some(TokenClaims {
+        identity: claimed_identity(&claimed.claims, &names, claimed.kid),
+        issuer: issuer.map(String::from),
+        audience: match claimed.claims.get("aud") {
+            Some(Value::String(aud)) => Some(aud.clone()),
+            Some(Value::Array(auds)) => auds.first().and_then(Value::as_str).map(String::from),
+            _ => None,
+        },
+        exp: claimed
+            .claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|exp| exp.floor() as i64),
+    })
+}
+
+/// Tokens the writer has read, by token: a hot token (most traffic) is decoded once, not per
+/// line. Bounded: emptied when full, and whenever the config that gives claims their names
+/// changes.
+#[derive(Default)]
+pub(super) struct ClaimsCache {
+    entries: HashMap<Box<str>, Option<Arc<TokenClaims>>, foldhash::fast::RandomState>,
+    /// The hash of the config the entries were read under.
+    config: String,
+}
+
+const CLAIMS_CACHE_ENTRIES: usize = 1024;
+
+impl ClaimsCache {
+    fn get(&mut self, token: &str, runtime: &Runtime) -> Option<Arc<TokenClaims>> {
+        if self.config != runtime.hash {
+            self.entries.clear();
+            self.config.clone_from(&runtime.hash);
+        }
+        if let Some(hit) = self.entries.get(token) {
+            return hit.clone();
+        }
+        let read = read_claims(token, runtime).map(Arc::new);
+        if self.entries.len() >= CLAIMS_CACHE_ENTRIES {
+            self.entries.clear();
+        }
+        self.entries.insert(token.into(), read.clone());
+        read
+    }
 }
 
 /// An API key: the key's id when the store knows it (looked up here, off the request task);
@@ -205,13 +264,8 @@ fn api_key(value: &HeaderValue, name: &HeaderName, runtime: &Runtime) -> Credent
 }
 
 /// The request-target without its token parameters, each listed as a query credential.
-fn target(
-    uri: &http::Uri,
-    runtime: &Runtime,
-    arrival_secs: i64,
-    credentials: &mut Vec<CredentialRef>,
-) -> String {
-    let configured = runtime.auth.token_query_param.as_deref();
+fn target(uri: &http::Uri, cx: &mut Cx<'_>, credentials: &mut Vec<CredentialRef>) -> String {
+    let configured = cx.runtime.auth.token_query_param.as_deref();
     let is_token_param =
         |name: &str| TOKEN_QUERY_PARAMS.contains(&name) || Some(name) == configured;
     // The absolute form keeps its scheme and authority; the origin form is path and query.
@@ -226,12 +280,7 @@ fn target(
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if is_token_param(name) {
-            credentials.push(bearer(
-                value,
-                CredentialPlace::Query(name.to_string()),
-                runtime,
-                arrival_secs,
-            ));
+            credentials.push(bearer(value, CredentialPlace::Query(name.to_string()), cx));
             continue;
         }
         out.push(if first { '?' } else { '&' });

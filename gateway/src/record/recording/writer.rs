@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use super::Entry;
+use super::redact::ClaimsCache;
 use crate::config::compiled::RecordingConfig;
 use crate::record::metrics::Metrics;
 
@@ -28,11 +29,12 @@ pub(super) fn spawn(
 
 fn run(rx: &Receiver<Entry>, mut file: RotatingFile, metrics: &Metrics) {
     let mut line = Vec::with_capacity(4096);
+    let mut claims = ClaimsCache::default();
     while let Ok(entry) = rx.recv() {
-        write_entry(entry, &mut line, &mut file, metrics);
+        write_entry(entry, &mut claims, &mut line, &mut file, metrics);
         // Whatever else is queued goes out before the flush.
         while let Ok(more) = rx.try_recv() {
-            write_entry(more, &mut line, &mut file, metrics);
+            write_entry(more, &mut claims, &mut line, &mut file, metrics);
         }
         if let Err(error) = file.flush() {
             tracing::warn!(%error, "the recording could not be flushed");
@@ -41,9 +43,15 @@ fn run(rx: &Receiver<Entry>, mut file: RotatingFile, metrics: &Metrics) {
     let _ = file.flush();
 }
 
-fn write_entry(entry: Entry, line: &mut Vec<u8>, file: &mut RotatingFile, metrics: &Metrics) {
+fn write_entry(
+    entry: Entry,
+    claims: &mut ClaimsCache,
+    line: &mut Vec<u8>,
+    file: &mut RotatingFile,
+    metrics: &Metrics,
+) {
     line.clear();
-    let recorded = super::redact::line(entry);
+    let recorded = super::redact::line(entry, claims);
     if serde_json::to_writer(&mut *line, &recorded).is_err() {
         metrics.recording_dropped.inc();
         return;
