@@ -7,9 +7,10 @@
 //! `responses`, hashes the response body as it goes out. When the record is emitted the capture
 //! goes to a bounded queue with one `try_send`; a full queue drops it and counts it
 //! (`gatehouse_recording_dropped_total`). Everything else — redaction ([`redact`]), reading JWT
-//! claims, JSON, the write and the rotation ([`writer`]) — happens on the writer thread.
+//! claims, JSON ([`json`]), the write and the rotation ([`writer`]) — happens on the writer thread.
 
 pub mod format;
+mod json;
 mod redact;
 mod writer;
 
