@@ -249,7 +249,10 @@ async fn recording_redacts_every_credential_into_whose_it_was_and_no_secret_reac
     // The accepted token: the identity authn established — the record's, not repeated in the
     // credential and put back by a reader — plus what the token says of itself.
     let c = only(valid_l, CredentialKind::Bearer);
-    assert_eq!(c.identity, None, "the record's identity is not written twice");
+    assert_eq!(
+        c.identity, None,
+        "the record's identity is not written twice"
+    );
     let valid_l = &restored(valid_l);
     let c = only(valid_l, CredentialKind::Bearer);
     assert_eq!(c.place, CredentialPlace::Header("authorization".into()));

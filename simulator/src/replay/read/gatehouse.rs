@@ -266,7 +266,10 @@ mod tests {
         assert_eq!(identity.tenant.as_deref(), Some("acme"));
         assert_eq!(identity.scopes, ["users:read"]);
         assert_eq!(identity.signing_key_id.as_deref(), Some("k1"));
-        assert_eq!(exchange.credentials[0].issuer.as_deref(), Some("https://issuer"));
+        assert_eq!(
+            exchange.credentials[0].issuer.as_deref(),
+            Some("https://issuer")
+        );
         // Whose traffic it is comes from the restored identity, not the peer.
         assert_eq!(exchange.client, "alice");
 
@@ -277,7 +280,10 @@ mod tests {
         );
         let refused = ACCEPTED
             .replace(r#""stopped_at":null"#, r#""stopped_at":"authn""#)
-            .replace(r#""expires_in_s":300"#, r#""expires_in_s":300,"invalid":"token-expired""#);
+            .replace(
+                r#""expires_in_s":300"#,
+                r#""expires_in_s":300,"invalid":"token-expired""#,
+            );
         let parsed = read_text(&format!("{own}\n{refused}\n"), false).expect("reads");
         let subject = |i: usize| {
             parsed.exchanges[i].credentials[0]
