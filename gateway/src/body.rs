@@ -202,7 +202,12 @@ impl PendingRecord {
                 .as_ref()
                 .map(|m| m.take_prefix())
                 .unwrap_or_default();
-            capture.submit(&self.record, body, bytes_out, completed);
+            // One record for the sinks and the writer, shared rather than copied.
+            let record = Arc::new(self.record);
+            capture.submit(record.clone(), body, bytes_out, completed);
+            self.sinks
+                .emit_shared(record, self.route_metrics.as_deref());
+            return;
         }
         self.sinks.emit(self.record, self.route_metrics.as_deref());
     }

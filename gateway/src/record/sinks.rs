@@ -51,18 +51,30 @@ impl RecordSinks {
 
     /// `route` is the matched route's metric handles, resolved when its config was bound.
     pub fn emit(&self, record: RequestRecord, route: Option<&RouteMetrics>) {
-        self.metrics.observe(&record, route);
+        self.observe_and_log(&record, route);
+        if self.subscribers.receiver_count() > 0 {
+            let _ = self.subscribers.send(Arc::new(record));
+        }
+    }
+
+    /// [`Self::emit`] for a record already shared (with the recording's writer): not copied.
+    pub fn emit_shared(&self, record: Arc<RequestRecord>, route: Option<&RouteMetrics>) {
+        self.observe_and_log(&record, route);
+        if self.subscribers.receiver_count() > 0 {
+            let _ = self.subscribers.send(record);
+        }
+    }
+
+    fn observe_and_log(&self, record: &RequestRecord, route: Option<&RouteMetrics>) {
+        self.metrics.observe(record, route);
         if let Some(log) = &self.access_log {
             let mut line = Vec::with_capacity(512);
-            if serde_json::to_writer(&mut line, &record).is_ok() {
+            if serde_json::to_writer(&mut line, record).is_ok() {
                 line.push(b'\n');
                 if let Err(TrySendError::Full(_)) = log.try_send(line) {
                     self.metrics.access_log_dropped.inc();
                 }
             }
-        }
-        if self.subscribers.receiver_count() > 0 {
-            let _ = self.subscribers.send(Arc::new(record));
         }
     }
 }

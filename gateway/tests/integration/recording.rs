@@ -117,6 +117,13 @@ fn only(line: &RecordingLine, kind: CredentialKind) -> &CredentialRef {
     found[0]
 }
 
+/// The line as a reader sees it: the accepted credential's identity put back from the record.
+fn restored(line: &RecordingLine) -> RecordingLine {
+    let mut line = line.clone();
+    line.restore_accepted_identity();
+    line
+}
+
 fn header<'l>(line: &'l RecordingLine, name: &str) -> Option<&'l str> {
     line.request
         .headers
@@ -239,11 +246,20 @@ async fn recording_redacts_every_credential_into_whose_it_was_and_no_secret_reac
         unreachable!("one line per id");
     };
 
-    // The accepted token: the identity authn established, plus what the token says of itself.
+    // The accepted token: the identity authn established — the record's, not repeated in the
+    // credential and put back by a reader — plus what the token says of itself.
+    let c = only(valid_l, CredentialKind::Bearer);
+    assert_eq!(
+        c.identity, None,
+        "the record's identity is not written twice"
+    );
+    let valid_l = &restored(valid_l);
     let c = only(valid_l, CredentialKind::Bearer);
     assert_eq!(c.place, CredentialPlace::Header("authorization".into()));
     assert_eq!(c.scheme.as_deref(), Some("Bearer"));
     let identity = c.identity.as_ref().expect("identity");
+    let recorded = valid_l.record.as_ref().and_then(|r| r.identity.as_deref());
+    assert_eq!(Some(identity), recorded);
     assert_eq!(identity.subject, "alice");
     assert_eq!(identity.tenant.as_deref(), Some("acme"));
     assert_eq!(identity.scopes, ["users:read", "users:write"]);
@@ -277,7 +293,9 @@ async fn recording_redacts_every_credential_into_whose_it_was_and_no_secret_reac
     );
     assert_eq!(c.invalid.as_deref(), Some("bad-signature"));
 
-    // API keys: the key's id when accepted, the reason when refused.
+    // API keys: the key's id when accepted (the record's identity), the reason when refused.
+    assert_eq!(only(key_l, CredentialKind::ApiKey).identity, None);
+    let key_l = &restored(key_l);
     let c = only(key_l, CredentialKind::ApiKey);
     assert_eq!(c.place, CredentialPlace::Header("x-api-key".into()));
     assert_eq!(
@@ -298,6 +316,8 @@ async fn recording_redacts_every_credential_into_whose_it_was_and_no_secret_reac
 
     // Query tokens: out of the target, listed where they were.
     assert_eq!(query_l.request.target, "/jwt/q?page=2&sort=asc");
+    assert_eq!(only(query_l, CredentialKind::Bearer).identity, None);
+    let query_l = &restored(query_l);
     let c = only(query_l, CredentialKind::Bearer);
     assert_eq!(c.place, CredentialPlace::Query("token".into()));
     assert_eq!(c.identity.as_ref().expect("identity").subject, "carol");

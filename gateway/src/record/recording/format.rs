@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::record::RequestRecord;
-use crate::vocab::Identity;
+use crate::vocab::{Identity, StageId};
 
 /// The version this gateway writes and the newest one a reader understands.
 pub const FORMAT_VERSION: u32 = 1;
@@ -106,7 +106,11 @@ pub enum CredentialPlace {
 
 /// Who a redacted credential spoke for — never the secret itself.
 ///
-/// For a valid credential the identity is what `authn` established. For one the gateway refused,
+/// For the credential `authn` accepted (see [`accepted_credential`]) the identity is the record's
+/// and is not repeated here: `identity` is absent and a reader takes `record.identity`
+/// ([`RecordingLine::restore_accepted_identity`]). Lines from before this rule carry it in both
+/// places; they read the same. For any other credential, valid or not, `identity` is its own. For
+/// one the gateway refused,
 /// it is what the token claimed (read without trusting it) and `invalid` is the refusal's reason
 /// token (`token-expired`, `bad-signature`, `unknown-kid`, `wrong-audience`, ...), so a replay can
 /// mint the same kind of invalid credential and expect the same refusal.
@@ -133,6 +137,39 @@ pub struct CredentialRef {
     /// The reason the gateway refused this credential; absent when it was accepted or never read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid: Option<String>,
+}
+
+impl RecordingLine {
+    /// Puts the record's identity back on the credential `authn` accepted, where the writer
+    /// leaves it out (it would repeat the record's); a credential that has its own is kept.
+    pub fn restore_accepted_identity(&mut self) {
+        let Some(record) = &self.record else { return };
+        let Some(index) = accepted_credential(record, &self.credentials) else {
+            return;
+        };
+        if let (Some(identity), credential) = (&record.identity, &mut self.credentials[index])
+            && credential.identity.is_none()
+        {
+            credential.identity = Some((**identity).clone());
+        }
+    }
+}
+
+/// Which of a line's credentials `authn` accepted, the one the record's identity came from:
+/// when the request has an identity and did not stop at `authn`, the first credential of the
+/// identity's kind — `api_key` when the identity has an API key id, else `bearer`. The writer
+/// and every reader use this one rule.
+pub fn accepted_credential(record: &RequestRecord, credentials: &[CredentialRef]) -> Option<usize> {
+    let identity = record.identity.as_ref()?;
+    if record.stopped_at == Some(StageId::Authn) {
+        return None;
+    }
+    let kind = if identity.api_key_id.is_some() {
+        CredentialKind::ApiKey
+    } else {
+        CredentialKind::Bearer
+    };
+    credentials.iter().position(|c| c.kind == kind)
 }
 
 /// The response as the client got it.

@@ -5,11 +5,13 @@
 //! sampled one clones the head as it arrived (method, target, version, header map — reference
 //! counts, mostly), keeps the first `max_body_bytes` of the body as it streams, and, with
 //! `responses`, hashes the response body as it goes out. When the record is emitted the capture
-//! goes to a bounded queue with one `try_send`; a full queue drops it and counts it
-//! (`gatehouse_recording_dropped_total`). Everything else — redaction ([`redact`]), reading JWT
-//! claims, JSON, the write and the rotation ([`writer`]) — happens on the writer thread.
+//! and the record (shared with the sinks, not copied) go to a bounded queue with one
+//! `try_send`; a full queue drops them and counts it (`gatehouse_recording_dropped_total`).
+//! Everything else — redaction ([`redact`]), reading JWT claims, JSON ([`json`]), the write and
+//! the rotation ([`writer`]) — happens on the writer thread.
 
 pub mod format;
+mod json;
 mod redact;
 mod writer;
 
@@ -153,17 +155,17 @@ impl Capture {
         }
     }
 
-    /// Hands the capture and a copy of its record to the writer, or drops it and counts it when
-    /// the writer's queue is full. Never waits.
+    /// Hands the capture and its record (shared with the sinks) to the writer, or drops it and
+    /// counts it when the writer's queue is full. Never waits.
     pub fn submit(
         self,
-        record: &RequestRecord,
+        record: Arc<RequestRecord>,
         body: RequestBodyPrefix,
         bytes_out: u64,
         completed: bool,
     ) {
         let entry = Entry {
-            record: record.clone(),
+            record,
             captured: self.captured,
             body,
             bytes_out,
@@ -189,7 +191,7 @@ pub struct RequestBodyPrefix {
 
 /// One line's worth of material for the writer.
 struct Entry {
-    record: RequestRecord,
+    record: Arc<RequestRecord>,
     captured: Captured,
     body: RequestBodyPrefix,
     bytes_out: u64,

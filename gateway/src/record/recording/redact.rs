@@ -7,24 +7,28 @@
 //! `auth.token_query_param`), which are removed from the target. A redacted header keeps its
 //! name with the value [`REDACTED`].
 //!
-//! Whose a credential was: for the one `authn` accepted, the record's identity. For a bearer
-//! token it refused or never read, what the token claims — its payload read WITHOUT verifying,
+//! Whose a credential was: for the one `authn` accepted, the record's identity, which the line
+//! does not repeat in the credential ([`accepted_credential`]). For a bearer token it refused or
+//! never read, what the token claims — its payload read WITHOUT verifying,
 //! through the issuer's claim names when its `iss` is a configured issuer — and, when the request
 //! stopped at `authn`, the refusal's reason as `invalid`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderName, HeaderValue, header};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::Digest as _;
 
 use super::format::{
-    CredentialKind, CredentialPlace, CredentialRef, FORMAT_VERSION, REDACTED, RecordedRequest,
-    RecordedResponse, RecordedTls, RecordingLine,
+    CredentialKind, CredentialPlace, CredentialRef, FORMAT_VERSION, REDACTED, RecordedTls,
+    accepted_credential,
 };
+use super::json::Json;
 use super::{Entry, RequestBodyPrefix};
 use crate::config::Runtime;
 use crate::identity::issuer::ClaimNames;
@@ -45,7 +49,13 @@ struct Cx<'a> {
     claims: &'a mut ClaimsCache,
 }
 
-pub(super) fn line(entry: Entry, claims: &mut ClaimsCache) -> RecordingLine {
+/// A capture's line, written into `json` (which it replaces): redacted here and serialized
+/// straight from the capture, the record and the credentials, with no owned copy of the line.
+pub(super) fn write(
+    entry: Entry,
+    claims: &mut ClaimsCache,
+    json: &mut Json,
+) -> Result<(), serde_json::Error> {
     let Entry {
         record,
         captured,
@@ -60,7 +70,7 @@ pub(super) fn line(entry: Entry, claims: &mut ClaimsCache) -> RecordingLine {
         arrival_secs,
         claims,
     };
-    let mut credentials = Vec::new();
+    let mut credentials = Credentials::default();
 
     let api_key_header = runtime.auth.api_keys.as_ref().map(|k| &k.header);
     let redacted = |name: &HeaderName| {
@@ -72,74 +82,162 @@ pub(super) fn line(entry: Entry, claims: &mut ClaimsCache) -> RecordingLine {
     let mut headers = Vec::with_capacity(captured.headers.len());
     for (name, value) in &captured.headers {
         let kept = if name == header::AUTHORIZATION {
-            credentials.push(authorization(value, &mut cx));
-            REDACTED.to_string()
+            let (credential, own) = authorization(value, &mut cx);
+            credentials.push(credential, own);
+            Cow::Borrowed(REDACTED)
         } else if Some(name) == api_key_header || name.as_str() == DEFAULT_API_KEY_HEADER {
-            credentials.push(api_key(value, name, runtime));
-            REDACTED.to_string()
+            let (credential, own) = api_key(value, name, runtime);
+            credentials.push(credential, own);
+            Cow::Borrowed(REDACTED)
         } else if name == header::COOKIE || name == header::PROXY_AUTHORIZATION || redacted(name) {
-            credentials.push(opaque(CredentialPlace::Header(name.as_str().into()), None));
-            REDACTED.to_string()
+            let place = CredentialPlace::Header(name.as_str().into());
+            credentials.push(opaque(place, None), Own::Nothing);
+            Cow::Borrowed(REDACTED)
         } else {
             text(value)
         };
-        headers.push((name.as_str().to_string(), kept));
+        headers.push((name.as_str(), kept));
     }
 
     let target = target(&captured.uri, &mut cx, &mut credentials);
-    attribute(&mut credentials, &record, runtime);
+    let credentials = attribute(credentials, &record, runtime);
 
-    let request = RecordedRequest {
-        method: captured.method.as_str().to_string(),
-        target,
-        version: format!("{:?}", captured.version),
-        headers,
-        body_base64: body_base64(&body),
-        body_len: body.len,
-        body_truncated: body.len > kept_len(&body),
-        connection: Some(captured.connection),
-        tls: captured.tls.as_ref().map(|tls| RecordedTls {
-            sni: tls.sni.clone(),
-            alpn: captured.alpn.as_deref().map(String::from),
-            client_cert: tls.client_cert,
-        }),
-    };
-    let response = captured.response.map(|tap| RecordedResponse {
-        status: tap.status.as_u16(),
-        headers: tap
+    let tls = captured.tls.as_ref().map(|tls| RecordedTls {
+        sni: tls.sni.clone(),
+        alpn: captured.alpn.as_deref().map(String::from),
+        client_cert: tls.client_cert,
+    });
+    let response = captured.response.as_ref().map(|tap| {
+        let headers: Vec<_> = tap
             .headers
             .iter()
             .map(|(name, value)| {
                 let kept = if name == header::SET_COOKIE {
-                    REDACTED.to_string()
+                    Cow::Borrowed(REDACTED)
                 } else {
                     text(value)
                 };
-                (name.as_str().to_string(), kept)
+                (name.as_str(), kept)
             })
-            .collect(),
+            .collect();
         // A body cut short has no hash: it would match nothing the upstream sent.
-        body_sha256: completed.then(|| hex(&tap.hash.finalize())),
-        body_len: bytes_out,
+        let body_sha256 = completed.then(|| hex(&tap.hash.clone().finalize()));
+        (tap.status.as_u16(), headers, body_sha256)
     });
-    RecordingLine {
+    json.write(&Line {
         v: FORMAT_VERSION,
-        id: record.request_id.clone(),
+        id: &record.request_id,
         unix_micros: record.unix_millis.saturating_mul(1000),
-        client: None,
-        record: Some(record),
-        request,
-        credentials,
-        response,
+        record: &record,
+        request: Request {
+            method: captured.method.as_str(),
+            target: &target,
+            version: version_text(captured.version),
+            headers: &headers,
+            body_base64: body_base64(&body),
+            body_len: body.len,
+            body_truncated: body.len > kept_len(&body),
+            connection: captured.connection,
+            tls: tls.as_ref(),
+        },
+        credentials: &credentials,
+        response: response
+            .as_ref()
+            .map(|(status, headers, body_sha256)| Response {
+                status: *status,
+                headers,
+                body_sha256: body_sha256.as_deref(),
+                body_len: bytes_out,
+            }),
+    })
+}
+
+/// A [`super::format::RecordingLine`] as the writer holds it, borrowed from the capture: the same fields, the
+/// same names, the same JSON (`client` is an importer's and never written here). The tests in
+/// `tests/integration/recording.rs` read these lines back as `RecordingLine`s.
+#[derive(Serialize)]
+struct Line<'a> {
+    v: u32,
+    id: &'a str,
+    unix_micros: u64,
+    record: &'a RequestRecord,
+    request: Request<'a>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    credentials: &'a [CredentialRef],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<Response<'a>>,
+}
+
+/// A borrowed [`super::format::RecordedRequest`].
+#[derive(Serialize)]
+struct Request<'a> {
+    method: &'a str,
+    target: &'a str,
+    version: &'static str,
+    headers: &'a [(&'a str, Cow<'a, str>)],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_base64: Option<String>,
+    body_len: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    body_truncated: bool,
+    connection: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<&'a RecordedTls>,
+}
+
+/// A borrowed [`super::format::RecordedResponse`].
+#[derive(Serialize)]
+struct Response<'a> {
+    status: u16,
+    headers: &'a [(&'a str, Cow<'a, str>)],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_sha256: Option<&'a str>,
+    body_len: u64,
+}
+
+/// What each credential says of itself, kept by reference until it is known whether the line
+/// needs it: the accepted credential's identity is the record's and is not written twice.
+#[derive(Default)]
+struct Credentials {
+    refs: Vec<CredentialRef>,
+    own: Vec<Own>,
+}
+
+impl Credentials {
+    fn push(&mut self, credential: CredentialRef, own: Own) {
+        self.refs.push(credential);
+        self.own.push(own);
+    }
+}
+
+/// A credential's own identity, not yet copied into its [`CredentialRef`].
+enum Own {
+    Nothing,
+    /// What a bearer token claims.
+    Claimed(Arc<TokenClaims>),
+    /// The identity the API-key store holds for the key.
+    Key(Arc<Identity>),
+}
+
+/// `HTTP/1.1` and the like, as `Version`'s `Debug` spells them.
+fn version_text(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        // The versions `http` knows are all above; a newer one is spelled as it spells it.
+        _ => "HTTP/?",
     }
 }
 
 /// A header value as text; bytes that are not visible ASCII are escaped, as the record does for
 /// `Host`, so a line can never be split through a header.
-fn text(value: &HeaderValue) -> String {
+fn text(value: &HeaderValue) -> Cow<'_, str> {
     match value.to_str() {
-        Ok(text) => text.to_string(),
-        Err(_) => value.as_bytes().escape_ascii().to_string(),
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(value.as_bytes().escape_ascii().to_string()),
     }
 }
 
@@ -157,32 +255,35 @@ fn opaque(place: CredentialPlace, scheme: Option<String>) -> CredentialRef {
 }
 
 /// `Bearer <jwt>` → a bearer reference with what the token claims; any other scheme → opaque.
-fn authorization(value: &HeaderValue, cx: &mut Cx<'_>) -> CredentialRef {
+fn authorization(value: &HeaderValue, cx: &mut Cx<'_>) -> (CredentialRef, Own) {
     let place = CredentialPlace::Header(header::AUTHORIZATION.as_str().into());
     let Ok(text) = value.to_str() else {
-        return opaque(place, None);
+        return (opaque(place, None), Own::Nothing);
     };
     let (scheme, token) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return opaque(place, (!scheme.is_empty()).then(|| scheme.to_string()));
+        let scheme = (!scheme.is_empty()).then(|| scheme.to_string());
+        return (opaque(place, scheme), Own::Nothing);
     }
-    let mut credential = bearer(token.trim_start_matches(' '), place, cx);
+    let (mut credential, own) = bearer(token.trim_start_matches(' '), place, cx);
     credential.scheme = Some(scheme.to_string());
-    credential
+    (credential, own)
 }
 
-fn bearer(token: &str, place: CredentialPlace, cx: &mut Cx<'_>) -> CredentialRef {
+/// A bearer reference with what the token says of its issuer, audience and expiry; what it
+/// says of whose it is comes back beside it.
+fn bearer(token: &str, place: CredentialPlace, cx: &mut Cx<'_>) -> (CredentialRef, Own) {
     let mut credential = CredentialRef {
         kind: CredentialKind::Bearer,
         ..opaque(place, None)
     };
-    if let Some(claimed) = cx.claims.get(token, cx.runtime) {
-        credential.identity = claimed.identity.clone();
-        credential.issuer = claimed.issuer.clone();
-        credential.audience = claimed.audience.clone();
-        credential.expires_in_s = claimed.exp.map(|exp| exp.saturating_sub(cx.arrival_secs));
-    }
-    credential
+    let Some(claimed) = cx.claims.get(token, cx.runtime) else {
+        return (credential, Own::Nothing);
+    };
+    credential.issuer = claimed.issuer.clone();
+    credential.audience = claimed.audience.clone();
+    credential.expires_in_s = claimed.exp.map(|exp| exp.saturating_sub(cx.arrival_secs));
+    (credential, Own::Claimed(claimed))
 }
 
 /// What a token claims about itself, read without verifying.
@@ -247,24 +348,25 @@ impl ClaimsCache {
     }
 }
 
-/// An API key: the key's id when the store knows it (looked up here, off the request task);
-/// the record's identity replaces it when `authn` accepted the key.
-fn api_key(value: &HeaderValue, name: &HeaderName, runtime: &Runtime) -> CredentialRef {
+/// An API key, and beside it the identity the store holds for it when it knows the key (looked
+/// up here, off the request task); the record's identity stands for it when `authn` accepted
+/// the key.
+fn api_key(value: &HeaderValue, name: &HeaderName, runtime: &Runtime) -> (CredentialRef, Own) {
     let known = runtime
         .auth
         .api_keys
         .as_ref()
         .filter(|store| store.header == *name)
         .and_then(|store| store.lookup(value.as_bytes()));
-    CredentialRef {
+    let credential = CredentialRef {
         kind: CredentialKind::ApiKey,
-        identity: known.map(|identity| (*identity).clone()),
         ..opaque(CredentialPlace::Header(name.as_str().into()), None)
-    }
+    };
+    (credential, known.map_or(Own::Nothing, Own::Key))
 }
 
 /// The request-target without its token parameters, each listed as a query credential.
-fn target(uri: &http::Uri, cx: &mut Cx<'_>, credentials: &mut Vec<CredentialRef>) -> String {
+fn target(uri: &http::Uri, cx: &mut Cx<'_>, credentials: &mut Credentials) -> String {
     let configured = cx.runtime.auth.token_query_param.as_deref();
     let is_token_param =
         |name: &str| TOKEN_QUERY_PARAMS.contains(&name) || Some(name) == configured;
@@ -280,7 +382,8 @@ fn target(uri: &http::Uri, cx: &mut Cx<'_>, credentials: &mut Vec<CredentialRef>
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if is_token_param(name) {
-            credentials.push(bearer(value, CredentialPlace::Query(name.to_string()), cx));
+            let (credential, own) = bearer(value, CredentialPlace::Query(name.to_string()), cx);
+            credentials.push(credential, own);
             continue;
         }
         out.push(if first { '?' } else { '&' });
@@ -290,32 +393,37 @@ fn target(uri: &http::Uri, cx: &mut Cx<'_>, credentials: &mut Vec<CredentialRef>
     out
 }
 
-/// Who each credential spoke for, from what the gateway decided: the accepted credential gets
-/// the record's identity, and the ones `authn` reads get the refusal's reason when it stopped
-/// the request.
-fn attribute(credentials: &mut [CredentialRef], record: &RequestRecord, runtime: &Runtime) {
-    let stopped_at_authn = record.stopped_at == Some(StageId::Authn);
-    if let (Some(identity), false) = (&record.identity, stopped_at_authn) {
-        let kind = if identity.api_key_id.is_some() {
-            CredentialKind::ApiKey
-        } else {
-            CredentialKind::Bearer
-        };
-        if let Some(used) = credentials.iter_mut().find(|c| c.kind == kind) {
-            used.identity = Some((**identity).clone());
+/// Who each credential spoke for, from what the gateway decided: the accepted credential is
+/// the record's identity (left out of the credential), every other one its own, and the ones
+/// `authn` reads get the refusal's reason when it stopped the request.
+fn attribute(
+    credentials: Credentials,
+    record: &RequestRecord,
+    runtime: &Runtime,
+) -> Vec<CredentialRef> {
+    let Credentials { mut refs, own } = credentials;
+    let accepted = accepted_credential(record, &refs);
+    for (index, (credential, own)) in refs.iter_mut().zip(own).enumerate() {
+        if Some(index) == accepted {
+            continue;
         }
-        return;
+        credential.identity = match own {
+            Own::Nothing => None,
+            Own::Claimed(claimed) => claimed.identity.clone(),
+            Own::Key(identity) => Some((*identity).clone()),
+        };
     }
+    let stopped_at_authn = record.stopped_at == Some(StageId::Authn);
     let reason = match record.reason.as_deref() {
         Some(r) if stopped_at_authn => r,
-        _ => return,
+        _ => return refs,
     };
     // A request with no credential, or without the client certificate, was not refused
     // because of a credential it carried.
     if reason == Reason::MissingCredentials.as_str()
         || reason == Reason::ClientCertRequired.as_str()
     {
-        return;
+        return refs;
     }
     let rules = record
         .route
@@ -325,7 +433,7 @@ fn attribute(credentials: &mut [CredentialRef], record: &RequestRecord, runtime:
     let (reads_jwt, reads_api_key) =
         rules.map_or((true, true), |r| (r.accept_jwt, r.accept_api_key));
     let api_key_header = runtime.auth.api_keys.as_ref().map(|k| k.header.as_str());
-    for credential in credentials.iter_mut() {
+    for credential in &mut refs {
         let read = match (&credential.kind, &credential.place) {
             (CredentialKind::Bearer, _) => reads_jwt,
             (CredentialKind::ApiKey, CredentialPlace::Header(name)) => {
@@ -344,6 +452,7 @@ fn attribute(credentials: &mut [CredentialRef], record: &RequestRecord, runtime:
             }
         }
     }
+    refs
 }
 
 /// A JWT's header `kid` and its payload, decoded and not verified.

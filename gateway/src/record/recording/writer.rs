@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use super::Entry;
+use super::json::Json;
 use super::redact::ClaimsCache;
 use crate::config::compiled::RecordingConfig;
 use crate::record::metrics::Metrics;
@@ -28,7 +29,7 @@ pub(super) fn spawn(
 }
 
 fn run(rx: &Receiver<Entry>, mut file: RotatingFile, metrics: &Metrics) {
-    let mut line = Vec::with_capacity(4096);
+    let mut line = Json::default();
     let mut claims = ClaimsCache::default();
     while let Ok(entry) = rx.recv() {
         write_entry(entry, &mut claims, &mut line, &mut file, metrics);
@@ -46,18 +47,16 @@ fn run(rx: &Receiver<Entry>, mut file: RotatingFile, metrics: &Metrics) {
 fn write_entry(
     entry: Entry,
     claims: &mut ClaimsCache,
-    line: &mut Vec<u8>,
+    line: &mut Json,
     file: &mut RotatingFile,
     metrics: &Metrics,
 ) {
-    line.clear();
-    let recorded = super::redact::line(entry, claims);
-    if serde_json::to_writer(&mut *line, &recorded).is_err() {
+    if super::redact::write(entry, claims, line).is_err() {
         metrics.recording_dropped.inc();
         return;
     }
-    line.push(b'\n');
-    match file.write_line(line) {
+    line.out.push(b'\n');
+    match file.write_line(&line.out) {
         Ok(()) => {
             metrics.recording_written.inc();
         }

@@ -124,7 +124,9 @@ fn describe(path: &str, inner: &serde_json::Error, unterminated: bool) -> String
     }
 }
 
-fn exchange_of(line: RecordingLine, number: u64) -> Result<Exchange, String> {
+fn exchange_of(mut line: RecordingLine, number: u64) -> Result<Exchange, String> {
+    // The gateway leaves the accepted credential's identity out: it is the record's.
+    line.restore_accepted_identity();
     let body = match &line.request.body_base64 {
         Some(text) => STANDARD
             .decode(text)
@@ -249,6 +251,48 @@ mod tests {
         assert_eq!(exchange.target, "/a?b=1");
         assert_eq!(exchange.body, b"hi");
         assert_eq!(exchange.position, 1);
+    }
+
+    /// A bearer request the gateway accepted, as it writes it: the credential's identity is
+    /// left out (it is the record's), the issuer, audience and expiry are the credential's own.
+    const ACCEPTED: &str = r#"{"v":1,"id":"r2","unix_micros":1700000000000001,"record":{"request_id":"r2","trace_id":"t","unix_millis":1700000000000,"peer":"10.0.0.9:4000","method":"GET","path":"/a","status":200,"stopped_at":null,"reason":null,"stage_ns":{},"duration_ns":1,"identity":{"subject":"alice","tenant":"acme","scopes":["users:read"],"signing_key_id":"k1"},"bytes_in":0,"bytes_out":0,"completed":true},"request":{"method":"GET","target":"/a","version":"HTTP/1.1","headers":[["authorization","<redacted>"]],"body_len":0,"connection":1},"credentials":[{"kind":"bearer","at":{"in":"header","name":"authorization"},"scheme":"Bearer","issuer":"https://issuer","audience":"api","expires_in_s":300}]}"#;
+
+    #[test]
+    fn the_accepted_credential_gets_the_records_identity_back() {
+        let parsed = read_text(&format!("{ACCEPTED}\n"), false).expect("reads");
+        let exchange = &parsed.exchanges[0];
+        let identity = exchange.credentials[0].identity.as_ref().expect("restored");
+        assert_eq!(identity.subject, "alice");
+        assert_eq!(identity.tenant.as_deref(), Some("acme"));
+        assert_eq!(identity.scopes, ["users:read"]);
+        assert_eq!(identity.signing_key_id.as_deref(), Some("k1"));
+        assert_eq!(
+            exchange.credentials[0].issuer.as_deref(),
+            Some("https://issuer")
+        );
+        // Whose traffic it is comes from the restored identity, not the peer.
+        assert_eq!(exchange.client, "alice");
+
+        // A credential with its own identity keeps it; one refused at authn gets nothing.
+        let own = ACCEPTED.replace(
+            r#""scheme":"Bearer","#,
+            r#""scheme":"Bearer","identity":{"subject":"bob"},"#,
+        );
+        let refused = ACCEPTED
+            .replace(r#""stopped_at":null"#, r#""stopped_at":"authn""#)
+            .replace(
+                r#""expires_in_s":300"#,
+                r#""expires_in_s":300,"invalid":"token-expired""#,
+            );
+        let parsed = read_text(&format!("{own}\n{refused}\n"), false).expect("reads");
+        let subject = |i: usize| {
+            parsed.exchanges[i].credentials[0]
+                .identity
+                .as_ref()
+                .map(|identity| identity.subject.clone())
+        };
+        assert_eq!(subject(0).as_deref(), Some("bob"));
+        assert_eq!(subject(1), None);
     }
 
     #[test]
