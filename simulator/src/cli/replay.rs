@@ -44,6 +44,9 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(args: ReplayArgs) -> ExitCode {
-    eprintln!("simulator replay {}: not built yet", args.recording.display());
+    eprintln!(
+        "simulator replay {}: not built yet",
+        args.recording.display()
+    );
     ExitCode::from(3)
 }
