@@ -7,6 +7,7 @@ mod integration {
     mod compare;
     mod issuer_token;
     mod loadgen;
+    mod replay;
     mod run_checks;
     mod run_reports;
     mod runner;
