@@ -80,7 +80,7 @@ enum Command {
     Import(simulator::cli::import::ImportArgs),
     /// Replay a recording through the real gateway; with `--against`, compare two configs request
     /// by request (docs/replay.md).
-    Replay(simulator::cli::replay::ReplayArgs),
+    Replay(Box<simulator::cli::replay::ReplayArgs>),
     /// Generate a realistic recording: a day-shaped mix of clients (docs/replay.md).
     Generate(simulator::cli::generate::GenerateArgs),
     /// Work with replay reports: `merge` the reports of `--shard` runs (docs/replay.md).
@@ -187,7 +187,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Import(args) => simulator::cli::import::run(args).await,
-            Command::Replay(args) => simulator::cli::replay::run(args).await,
+            Command::Replay(args) => simulator::cli::replay::run(*args).await,
             Command::Generate(args) => simulator::cli::generate::run(args),
             Command::Report(args) => simulator::cli::report::run(args).await,
             Command::Completions { shell } => {

@@ -5,9 +5,13 @@ mod integration {
     mod canonical;
     mod cli_help;
     mod compare;
+    mod import;
     mod issuer_token;
     mod loadgen;
     mod replay;
+    mod replay_diff;
+    mod replay_identity;
+    mod replay_lab;
     mod run_checks;
     mod run_reports;
     mod runner;

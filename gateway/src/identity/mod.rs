@@ -6,6 +6,7 @@
 //! issuer and the verified-token cache — so the gateway state holds it, not the swapped config.
 
 pub mod api_key;
+pub mod grants;
 pub mod issuer;
 pub mod jwks;
 pub mod jwt;

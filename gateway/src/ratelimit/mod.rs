@@ -96,6 +96,29 @@ pub use sliding_log::{SlidingLog, SlidingLogState};
 pub use sliding_window_counter::{SlidingWindowCounter, SlidingWindowCounterState};
 pub use token_bucket::{TokenBucket, TokenBucketState};
 
+/// Of several policies' decisions on one request, the one that speaks for it (its `RateLimit`
+/// fields, the 429's policy): a refusal with the longest wait (a store refusal before one an
+/// `on_store_error` fallback took), else the admission with the least remaining (then the latest
+/// reset), fallback admissions last — they know no quota. The last of equals wins. Each item is
+/// a decision and whether a fallback took it. The gateway's ratelimit stage and the simulator's
+/// prediction both name the refusal through this one rule.
+pub fn tightest<'d>(decisions: impl IntoIterator<Item = (&'d Decision, bool)>) -> Option<usize> {
+    decisions
+        .into_iter()
+        .map(|(d, fallback)| {
+            (
+                !d.allowed,
+                !fallback,
+                if d.allowed { 0 } else { d.retry_after_nanos },
+                u64::MAX - d.remaining,
+                d.reset_nanos,
+            )
+        })
+        .enumerate()
+        .max_by_key(|(_, rank)| *rank)
+        .map(|(i, _)| i)
+}
+
 /// `retry_after_nanos` of a request that no wait can admit: its cost exceeds the capacity.
 pub const NEVER: Nanos = u64::MAX;
 

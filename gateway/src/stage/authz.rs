@@ -6,6 +6,7 @@
 use http::{HeaderValue, header};
 
 use crate::config::auth::TenantRule;
+use crate::identity::grants::{MissingGrant, missing_grant};
 use crate::stage::context::{RequestContext, StageResult};
 use crate::state::GatewayState;
 use crate::vocab::StageId;
@@ -26,28 +27,22 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
         return Ok(());
     };
 
-    let missing: Vec<&str> = rules
-        .scopes
-        .iter()
-        .filter(|s| !identity.scopes.contains(s))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Err(forbidden(
-            Reason::InsufficientScope,
-            format!("the token lacks the scope(s): {}", missing.join(" ")),
-            Some(&rules.scopes.join(" ")),
-        ));
-    }
-    if !rules.roles.is_empty() && !rules.roles.iter().any(|r| identity.roles.contains(r)) {
-        return Err(forbidden(
-            Reason::MissingRole,
-            format!(
-                "this route requires one of the roles: {}",
-                rules.roles.join(", ")
-            ),
-            None,
-        ));
+    match missing_grant(&rules.scopes, &rules.roles, identity) {
+        Some(MissingGrant::Scopes(missing)) => {
+            return Err(forbidden(
+                Reason::InsufficientScope,
+                format!("the token lacks the scope(s): {}", missing.join(" ")),
+                Some(&rules.scopes.join(" ")),
+            ));
+        }
+        Some(MissingGrant::Role(roles)) => {
+            return Err(forbidden(
+                Reason::MissingRole,
+                format!("this route requires one of the roles: {}", roles.join(", ")),
+                None,
+            ));
+        }
+        None => {}
     }
     if let Some(rule) = &rules.tenant {
         let named = match rule {

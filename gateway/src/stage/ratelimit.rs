@@ -225,24 +225,9 @@ fn verdict<'s>(
     }
 }
 
-/// The verdict that speaks for the request: a refusal with the longest wait (a store refusal
-/// before a fallback one), else the admission with the least remaining (then the latest reset),
-/// fallback admissions last — they know no quota.
+/// The verdict that speaks for the request ([`crate::ratelimit::tightest`]).
 fn tightest(verdicts: &[Verdict]) -> Option<usize> {
-    let rank = |v: &Verdict| {
-        (
-            !v.decision.allowed,
-            !v.fallback,
-            if v.decision.allowed {
-                0
-            } else {
-                v.decision.retry_after_nanos
-            },
-            u64::MAX - v.decision.remaining,
-            v.decision.reset_nanos,
-        )
-    };
-    (0..verdicts.len()).max_by_key(|&i| rank(&verdicts[i]))
+    crate::ratelimit::tightest(verdicts.iter().map(|v| (&v.decision, v.fallback)))
 }
 
 /// `RateLimit-Policy` and `RateLimit` (and the legacy trio when asked) for one policy's decision.

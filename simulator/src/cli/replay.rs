@@ -9,8 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::replay::diff::DiffArgs;
+use crate::replay::diff::{ConfigDiff, diff_decisions};
 use crate::replay::identity::IdentityArgs;
-use crate::replay::model::{Exchange, Format};
+use crate::replay::model::Exchange;
+use crate::replay::predict::Prediction;
 use crate::replay::report::OutputArgs;
 use crate::replay::report::{ReplayReport, RunReport};
 use crate::replay::responses::ResponseDiffArgs;
@@ -85,6 +87,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         ));
     }
     let pacing = Pacing::from_args(&args.pacing).map_err(usage)?;
+    crate::replay::responses::check_args(&args.responses).map_err(usage)?;
     let recording = replay_run::load(&args.recording, args.pacing.skip_bad)
         .map_err(|e| Failure(2, e.to_string()))?;
     let exchanges: Vec<Exchange> = match &pacing.shard {
@@ -130,6 +133,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let options = RunOptions {
         pacing: pacing.clone(),
         keep_responses: args.responses.diff_responses,
+        prepare: replay_run::minting_for(args.identity.clone()),
         interrupt: interrupt.clone(),
         progress: progress.clone(),
         ..RunOptions::default()
@@ -155,11 +159,82 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         bar.finish_and_clear();
     }
     let report = build_report(&args, &pacing, &recording, &exchanges, first, against);
-    print!("{}", report.render_text());
-    if let Some(path) = &args.output.json {
-        report.write(path).map_err(|e| Failure(3, e))?;
+    let text = render(&report);
+    print!("{text}");
+    write_outputs(&args, &report, &text)?;
+    let changed_too_much = diff_of(&report).is_some_and(|d| d.exceeds(args.diff.max_changed));
+    Ok(exit_code(&report, changed_too_much))
+}
+
+/// The config review held in a report, typed again.
+fn diff_of(report: &ReplayReport) -> Option<ConfigDiff> {
+    serde_json::from_value(report.diff.clone()?).ok()
+}
+
+/// The report's text, then the config review and the prediction when there are.
+fn render(report: &ReplayReport) -> String {
+    let mut text = report.render_text();
+    if let Some(diff) = diff_of(report) {
+        text.push_str(&diff.render_text());
     }
-    Ok(exit_code(&report))
+    if let Some(prediction) = report
+        .prediction
+        .clone()
+        .and_then(|p| serde_json::from_value::<Prediction>(p).ok())
+    {
+        text.push_str(&prediction.render_text());
+    }
+    text
+}
+
+/// `--json`, `--changed`, `--junit`, `--html`: a file that cannot be written fails the run
+/// (exit 3), since CI would otherwise read a stale one.
+fn write_outputs(args: &ReplayArgs, report: &ReplayReport, text: &str) -> Result<(), Failure> {
+    let fail = |e: String| Failure(3, e);
+    if let Some(path) = &args.output.json {
+        report.write(path).map_err(fail)?;
+    }
+    let diff = diff_of(report);
+    if let (Some(path), Some(diff)) = (&args.diff.changed, &diff) {
+        let body =
+            serde_json::to_vec_pretty(&diff.changed_json()).map_err(|e| fail(e.to_string()))?;
+        write_file(path, &body).map_err(fail)?;
+    }
+    if let Some(path) = &args.output.junit {
+        match &diff {
+            Some(diff) => {
+                let xml = crate::replay::junit::junit(
+                    &report.recording,
+                    diff,
+                    None,
+                    args.diff.max_changed,
+                )
+                .map_err(fail)?;
+                write_file(path, xml.as_bytes()).map_err(fail)?;
+            }
+            None => eprintln!(
+                "simulator replay: --junit: nothing was compared (no recorded decisions and no --against)"
+            ),
+        }
+    }
+    if let Some(dir) = &args.output.html {
+        let mut runs: Vec<(&str, &[crate::replay::model::ExchangeOutcome])> =
+            vec![(report.run.target.as_str(), &report.run.outcomes)];
+        if let Some(against) = &report.against {
+            runs.push((against.target.as_str(), &against.outcomes));
+        }
+        let title = format!("replay of {}", report.recording);
+        crate::replay::plot::write_html(dir, &title, &runs, diff.as_ref(), text).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn finish_run(result: Result<RunResult, TargetError>) -> Result<RunResult, Failure> {
@@ -177,37 +252,60 @@ fn build_report(
     first: RunResult,
     against: Option<RunResult>,
 ) -> ReplayReport {
-    let _baseline = first.recorded_baseline(exchanges);
-    ReplayReport::new(
+    // The config review: the recording's own decisions against this run, or this run against
+    // `--against`'s; nothing to compare for a source without gateway records.
+    let diff = match &against {
+        Some(new) => Some(diff_decisions(&first.outcomes, &new.outcomes)),
+        None => {
+            let baseline: Vec<_> = first
+                .recorded_baseline(exchanges)
+                .into_iter()
+                .flatten()
+                .collect();
+            (!baseline.is_empty() && first.records_seen)
+                .then(|| diff_decisions(&baseline, &first.outcomes))
+        }
+    };
+    let prediction = match (&args.config, args.predict) {
+        (Some(config), true) => gateway::config::load_file(config).ok().map(|runtime| {
+            crate::replay::predict::predict_with(
+                &runtime,
+                exchanges,
+                &first.outcomes,
+                &crate::replay::predict::PredictOptions {
+                    origin_unix_micros: first.started_unix_nanos / 1_000,
+                    ..Default::default()
+                },
+            )
+        }),
+        _ => None,
+    };
+    let mut report = ReplayReport::new(
         &args.recording,
         recording,
-        Some(format_of(&args.recording)),
+        crate::replay::read::detect(&args.recording).ok(),
         pacing.shard.map(|s| s.to_string()),
         RunReport::from_run(first),
         against.map(RunReport::from_run),
-    )
+    );
+    report.diff = diff.and_then(|d| serde_json::to_value(d).ok());
+    report.prediction = prediction.and_then(|p| serde_json::to_value(p).ok());
+    report
 }
 
 /// 130 when interrupted, 3 when requests left and none was answered, 4 when the compared share
 /// of changed requests is above `--max-changed`, else 0.
-fn exit_code(report: &ReplayReport) -> ExitCode {
+fn exit_code(report: &ReplayReport, changed_too_much: bool) -> ExitCode {
     let runs = std::iter::once(&report.run).chain(report.against.as_ref());
     if report.interrupted {
         ExitCode::from(130)
     } else if runs.clone().any(|r| r.sent > 0 && r.answered == 0) {
         eprintln!("simulator replay: nothing was answered");
         ExitCode::from(3)
+    } else if changed_too_much {
+        ExitCode::from(4)
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-/// The format a recording's name says; the readers decide from its content.
-fn format_of(path: &Path) -> Format {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("har") => Format::Har,
-        Some("gor") => Format::Gor,
-        _ => Format::Gatehouse,
     }
 }
 

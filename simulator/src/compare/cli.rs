@@ -1,5 +1,6 @@
 //! `simulator compare`: flags, their validation, and the outputs — the text table on stdout,
-//! `--json`, `--plots` (SVG), `--report` (HTML), `--export-records`, `--tui`.
+//! `--json`, `--plots` (SVG), `--report` (HTML), `--export-records`, `--tui` — and, with
+//! `--config GATEWAY.yaml`, the config's own policies on a recording, one table per policy.
 //!
 //! Exit codes as the rest of the simulator: 0 ok, 1 usage, 2 a recording could not be parsed
 //! (the message names file and line), 3 a runtime failure (an output could not be written, the
@@ -60,6 +61,11 @@ pub struct CompareArgs {
     /// `INFO commandstats`.
     #[arg(long)]
     pub redis: Option<String>,
+    /// Run the rate-limit policies of this gateway config on the recording instead of one
+    /// quota: each policy on the requests it selects (route, tier), keyed by its own key, with
+    /// its own quota (`--rate`, `--period`, `--burst` and `--key` are then not read).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -157,8 +163,176 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// One policy's comparison, as `--config --json` writes it.
+#[derive(Debug, serde::Serialize)]
+pub struct PolicyComparison {
+    pub policy: String,
+    /// The algorithm the config gives the policy (its row is marked in the table).
+    pub algorithm: String,
+    pub key: String,
+    pub comparison: super::Comparison,
+}
+
+/// What `--config --json` writes.
+#[derive(Debug, serde::Serialize)]
+pub struct ConfigComparison {
+    pub config: String,
+    pub recording: String,
+    pub tally: traffic::ConfigTally,
+    pub policies: Vec<PolicyComparison>,
+}
+
+/// The key of a policy as written in the config (`subject`, `tenant+route`).
+fn key_text(policy: &gateway::config::ratelimit::CompiledPolicy) -> String {
+    use gateway::config::ratelimit::KeyPart;
+    let parts: Vec<String> = policy
+        .key
+        .iter()
+        .map(|k| match k {
+            KeyPart::ApiKey => "api_key".to_owned(),
+            KeyPart::Subject => "subject".to_owned(),
+            KeyPart::Tenant => "tenant".to_owned(),
+            KeyPart::ClientIp => "client_ip".to_owned(),
+            KeyPart::Route => "route".to_owned(),
+            KeyPart::Header(h) => format!("header:{h}"),
+        })
+        .collect();
+    parts.join("+")
+}
+
+/// `simulator compare RECORDING --config GATEWAY.yaml`: every policy of the config on the
+/// requests it selects, each algorithm run with that policy's quota.
+fn run_config(args: &CompareArgs, config: &Path) -> ExitCode {
+    for (flag, given) in [
+        ("--tui", args.tui),
+        ("--plots", args.plots.is_some()),
+        ("--report", args.report.is_some()),
+        ("--export-records", args.export_records.is_some()),
+        ("--redis", args.redis.is_some()),
+    ] {
+        if given {
+            eprintln!("simulator compare: {flag} does not go with --config");
+            return ExitCode::from(1);
+        }
+    }
+    let path = Path::new(&args.traffic);
+    if !path.is_file() {
+        eprintln!(
+            "simulator compare: {}: no such file (--config runs a recording, not a profile)",
+            args.traffic
+        );
+        return ExitCode::from(1);
+    }
+    let runtime = match gateway::config::load_file(config) {
+        Ok(r) => r,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let algorithms = match parse_algorithms(&args.algorithms) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("simulator compare: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (traces, tally) = match traffic::policy_traces(path, &runtime) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("simulator compare: {e}");
+            return ExitCode::from(match e {
+                TrafficError::Usage(_) => 1,
+                TrafficError::Parse { .. } | TrafficError::Read { .. } => 2,
+            });
+        }
+    };
+    let policies: Vec<PolicyComparison> = traces
+        .iter()
+        .map(|t| {
+            // The policy's own algorithm always runs, first when it was not asked for.
+            let mut own = algorithms.clone();
+            if !own.contains(&t.policy.algorithm) {
+                own.insert(0, t.policy.algorithm);
+            }
+            let mut params = CompareParams::new(t.policy.quota, own);
+            if let Some(bin) = args.bin {
+                params.bin_nanos = u64::try_from(bin.as_nanos()).unwrap_or(u64::MAX).max(1);
+            }
+            PolicyComparison {
+                policy: t.policy.id.to_string(),
+                algorithm: t.policy.algorithm.as_str().to_owned(),
+                key: key_text(&t.policy),
+                comparison: compare(&t.trace, &params),
+            }
+        })
+        .collect();
+    let result = ConfigComparison {
+        config: config.display().to_string(),
+        recording: args.traffic.clone(),
+        tally,
+        policies,
+    };
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    let text = if json_to_stdout {
+        match serde_json::to_string_pretty(&result) {
+            Ok(text) => text + "\n",
+            Err(e) => {
+                eprintln!("simulator compare: cannot write JSON: {e}");
+                return ExitCode::from(3);
+            }
+        }
+    } else {
+        render_config(&result)
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    if let Some(path) = args.json.as_deref().filter(|_| !json_to_stdout) {
+        let written = serde_json::to_vec_pretty(&result)
+            .map_err(|e| format!("cannot write JSON: {e}"))
+            .and_then(|bytes| write(path, &bytes));
+        if let Err(e) = written {
+            eprintln!("simulator compare: {e}");
+            return ExitCode::from(3);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The console form of `--config`: a line for the recording, then per policy its own heading
+/// and the algorithms' table (the config's algorithm marked `*`).
+pub fn render_config(result: &ConfigComparison) -> String {
+    let mut out = format!(
+        "config: {} — {} requests in {}, {} stopped before ratelimit (authn, authz)\n",
+        result.config, result.tally.requests, result.recording, result.tally.stopped_before
+    );
+    for p in &result.policies {
+        out.push_str(&format!(
+            "\npolicy {} ({}, key {}): {} of its requests\n",
+            p.policy, p.algorithm, p.key, p.comparison.trace.arrivals
+        ));
+        let table = table::render(&p.comparison);
+        for line in table.lines() {
+            if line.is_empty() {
+                out.push('\n');
+                continue;
+            }
+            let own = line.trim_start().starts_with(&p.algorithm)
+                && line.trim_start()[p.algorithm.len()..].starts_with(' ');
+            out.push_str(if own { "* " } else { "  " });
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Runs `simulator compare`.
 pub async fn run(args: CompareArgs) -> ExitCode {
+    if let Some(config) = args.config.clone() {
+        return run_config(&args, &config);
+    }
     let params = match params(&args) {
         Ok(p) => p,
         Err(e) => {

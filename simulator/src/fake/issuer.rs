@@ -1,8 +1,10 @@
 //! The fake issuer: an OAuth-style token issuer on loopback with a JWKS endpoint, several keys and
 //! a rotation schedule (publish a new key, start signing with it, retire the old one). It can go
 //! down, hang or serve garbage; it counts JWKS fetches; it mints tokens for named identities and
-//! hostile ones (expired, not yet valid, wrong issuer or audience, `alg: none`, unknown kid,
-//! bad signature). Keys are generated fresh (rcgen), signatures are real (jsonwebtoken).
+//! hostile ones — one per reason the gateway's `authn` refuses a token for (expired, not yet
+//! valid, wrong issuer or audience, `alg: none`, unknown kid, bad signature, a missing or invalid
+//! claim, a lifetime too long, an embedded key, `crit`, too large, malformed). Keys are generated
+//! fresh (rcgen), signatures are real (jsonwebtoken).
 //!
 //! Keys can also be kept in a directory ([`KeyDir`](super::keys::KeyDir), in `keys.rs`) so that they survive restarts and so that a
 //! separate process (`simulator token`) signs with the key the running issuer publishes.
@@ -15,13 +17,15 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use gateway::identity::issuer::ClaimNames;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 pub use super::keys::KeyDir;
@@ -56,18 +60,70 @@ pub struct IdentitySpec {
     pub tier: Option<String>,
 }
 
-/// A token that must be refused, and why.
+/// A token that must be refused, and why: each kind is refused for one reason (in brackets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hostile {
+    /// `exp` an hour ago (`token-expired`).
     Expired,
+    /// `nbf` an hour ahead (`token-not-yet-valid`).
     NotYetValid,
+    /// Another `iss` (`wrong-issuer`).
     WrongIssuer,
+    /// Another `aud` (`wrong-audience`).
     WrongAudience,
+    /// `alg: none` and no signature (`algorithm-not-allowed`).
     AlgNone,
+    /// A `kid` the JWKS does not publish (`unknown-kid`).
     UnknownKid,
+    /// One bit of the signature flipped (`bad-signature`).
     BadSignature,
+    /// Signed, but without `exp` (`missing-claim`).
+    MissingClaim,
+    /// Signed, `exp` a string (`invalid-claim`).
+    InvalidClaim,
+    /// Signed, valid for ten years (`token-lifetime-too-long`).
+    LifetimeTooLong,
+    /// A `jku` header naming the token's own key set (`embedded-key`).
+    EmbeddedKey,
+    /// A `crit` header (`unsupported-crit`).
+    UnsupportedCrit,
+    /// Padded past [`MintOptions::min_token_bytes`] (`token-too-large`).
+    TooLarge,
+    /// Header and payload without a signature part (`malformed-token`).
+    Malformed,
 }
+
+/// How to mint one token beyond who it speaks for: when, for how long, in which claims, and how
+/// it is hostile.
+#[derive(Debug, Clone)]
+pub struct MintOptions {
+    /// `iat` and `nbf` (a hostile kind may move them).
+    pub now_unix: u64,
+    /// `exp` − `iat` (at least a second).
+    pub lifetime: Duration,
+    pub hostile: Option<Hostile>,
+    /// Which claims hold subject, tenant, scopes, roles and tier: the gateway issuer's `claims`.
+    pub claim_names: ClaimNames,
+    /// The length a [`Hostile::TooLarge`] token exceeds: the gateway's `auth.max_token_bytes`.
+    pub min_token_bytes: usize,
+}
+
+impl MintOptions {
+    /// A valid token living `lifetime` from `now_unix`, in the default claim names.
+    pub fn valid(now_unix: u64, lifetime: Duration) -> MintOptions {
+        MintOptions {
+            now_unix,
+            lifetime,
+            hostile: None,
+            claim_names: ClaimNames::default(),
+            min_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
+}
+
+/// The gateway's default `auth.max_token_bytes`.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 pub(super) struct SigningKey {
     pub(super) kid: String,
@@ -130,24 +186,6 @@ pub(super) fn key_from_pair(kid: String, pair: &rcgen::KeyPair) -> Result<Signin
         jwk,
         private_pem,
     })
-}
-
-#[derive(Serialize)]
-struct Claims<'a> {
-    iss: &'a str,
-    aud: &'a str,
-    sub: &'a str,
-    exp: u64,
-    iat: u64,
-    nbf: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tenant: Option<&'a str>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    scope: String,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    roles: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tier: Option<&'a str>,
 }
 
 impl FakeIssuer {
@@ -310,7 +348,7 @@ impl FakeIssuer {
         now_unix: u64,
         lifetime: Duration,
     ) -> Result<String, String> {
-        self.sign(who, now_unix, lifetime, None)
+        self.mint_with(who, &MintOptions::valid(now_unix, lifetime))
     }
 
     pub fn mint_hostile(
@@ -319,100 +357,120 @@ impl FakeIssuer {
         now_unix: u64,
         kind: Hostile,
     ) -> Result<String, String> {
-        self.sign(who, now_unix, Duration::from_secs(300), Some(kind))
+        let options = MintOptions {
+            hostile: Some(kind),
+            ..MintOptions::valid(now_unix, Duration::from_secs(300))
+        };
+        self.mint_with(who, &options)
     }
 
-    fn sign(
-        &self,
-        who: &IdentitySpec,
-        now: u64,
-        lifetime: Duration,
-        hostile: Option<Hostile>,
-    ) -> Result<String, String> {
+    /// A token for `who` as `options` say, signed with the current signing key.
+    pub fn mint_with(&self, who: &IdentitySpec, options: &MintOptions) -> Result<String, String> {
         let key = self
             .state
             .lock()
             .map(|s| s.signing.clone())
             .map_err(|_| "issuer state poisoned")?;
-        sign_token(
-            &key,
-            &self.issuer,
-            &self.audience,
-            who,
-            now,
-            lifetime,
-            hostile,
-        )
+        sign_token(&key, &self.issuer, &self.audience, who, options)
     }
 }
 
-/// Signs a token for `who` with `key`: valid for `lifetime` from `now`, or hostile in the way
-/// `hostile` says.
+/// Signs a token for `who` with `key`: valid for `options.lifetime` from `options.now_unix`, or
+/// hostile in the way `options.hostile` says.
 pub(super) fn sign_token(
     key: &SigningKey,
     issuer: &str,
     audience: &str,
     who: &IdentitySpec,
-    now: u64,
-    lifetime: Duration,
-    hostile: Option<Hostile>,
+    options: &MintOptions,
 ) -> Result<String, String> {
-    let (mut iat, mut exp) = (now, now + lifetime.as_secs().max(1));
-    let mut nbf = now;
-    let mut iss = issuer;
-    let mut aud = audience;
-    match hostile {
+    let now = options.now_unix;
+    let (mut iat, mut nbf) = (now, now);
+    let mut exp = json!(now + options.lifetime.as_secs().max(1));
+    let (mut iss, mut aud) = (issuer, audience);
+    let mut header = Map::new();
+    header.insert("alg".into(), json!("ES256"));
+    header.insert("typ".into(), json!("JWT"));
+    header.insert("kid".into(), json!(key.kid));
+    match options.hostile {
         Some(Hostile::Expired) => {
             iat = now.saturating_sub(7200);
             nbf = iat;
-            exp = now.saturating_sub(3600);
+            exp = json!(now.saturating_sub(3600));
         }
         Some(Hostile::NotYetValid) => {
             nbf = now + 3600;
-            exp = now + 7200;
+            exp = json!(now + 7200);
         }
         Some(Hostile::WrongIssuer) => iss = "https://evil.example.net/",
         Some(Hostile::WrongAudience) => aud = "some-other-api",
+        Some(Hostile::UnknownKid) => {
+            header.insert(
+                "kid".into(),
+                json!(format!("unknown-{:016x}", fastrand::u64(..))),
+            );
+        }
+        Some(Hostile::MissingClaim) => exp = Value::Null,
+        Some(Hostile::InvalidClaim) => exp = json!("soon"),
+        Some(Hostile::LifetimeTooLong) => exp = json!(now + 10 * 365 * 86_400),
+        Some(Hostile::EmbeddedKey) => {
+            header.insert("jku".into(), json!("https://evil.example.net/jwks.json"));
+        }
+        Some(Hostile::UnsupportedCrit) => {
+            header.insert("crit".into(), json!(["exp"]));
+        }
         _ => {}
     }
-    let claims = Claims {
-        iss,
-        aud,
-        sub: &who.subject,
-        exp,
-        iat,
-        nbf,
-        tenant: who.tenant.as_deref(),
-        scope: who.scopes.join(" "),
-        roles: &who.roles,
-        tier: who.tier.as_deref(),
-    };
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some(match hostile {
-        Some(Hostile::UnknownKid) => format!("unknown-{:016x}", fastrand::u64(..)),
-        _ => key.kid.clone(),
-    });
-    let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+    let names = &options.claim_names;
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(iss));
+    claims.insert("aud".into(), json!(aud));
+    claims.insert(names.subject.clone(), json!(who.subject));
+    if !exp.is_null() {
+        claims.insert("exp".into(), exp);
+    }
+    claims.insert("iat".into(), json!(iat));
+    claims.insert("nbf".into(), json!(nbf));
+    if let Some(tenant) = &who.tenant {
+        claims.insert(names.tenant.clone(), json!(tenant));
+    }
+    if !who.scopes.is_empty() {
+        claims.insert(names.scopes.clone(), json!(who.scopes.join(" ")));
+    }
+    if !who.roles.is_empty() {
+        claims.insert(names.roles.clone(), json!(who.roles));
+    }
+    if let Some(tier) = &who.tier {
+        claims.insert(names.tier.clone(), json!(tier));
+    }
+    if options.hostile == Some(Hostile::TooLarge) {
+        // Base64url grows by 4/3: this many bytes of padding put the token past the limit.
+        let pad = options.min_token_bytes * 3 / 4 + 64;
+        claims.insert("pad".into(), json!("x".repeat(pad)));
+    }
+    let encode =
+        |part: &Map<String, Value>| URL_SAFE_NO_PAD.encode(Value::from(part.clone()).to_string());
+    let message = format!("{}.{}", encode(&header), encode(&claims));
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding, Algorithm::ES256)
         .map_err(|e| format!("cannot sign: {e}"))?;
-    Ok(match hostile {
+    Ok(match options.hostile {
         Some(Hostile::AlgNone) => {
             // `{"alg":"none"}` with the real claims and no signature.
-            let mut parts = token.split('.');
-            let _ = parts.next();
-            let payload = parts.next().unwrap_or_default();
+            let payload = message.split_once('.').map_or("", |(_, p)| p);
             let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
             format!("{head}.{payload}.")
         }
         Some(Hostile::BadSignature) => {
             // Flip one bit of the signature: structurally valid, cryptographically wrong.
-            let (rest, signature) = token.rsplit_once('.').unwrap_or((&token, ""));
-            let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap_or_default();
+            let mut bytes = URL_SAFE_NO_PAD.decode(&signature).unwrap_or_default();
             if let Some(b) = bytes.first_mut() {
                 *b ^= 0x01;
             }
-            format!("{rest}.{}", URL_SAFE_NO_PAD.encode(bytes))
+            format!("{message}.{}", URL_SAFE_NO_PAD.encode(bytes))
         }
-        _ => token,
+        // Two parts: not a compact JWS at all.
+        Some(Hostile::Malformed) => message,
+        _ => format!("{message}.{signature}"),
     })
 }
 
@@ -432,7 +490,9 @@ impl std::str::FromStr for Hostile {
         serde_json::from_value(serde_json::Value::String(s.replace('-', "_"))).map_err(|_| {
             format!(
                 "`{s}` is not a hostile kind: expired, not_yet_valid, wrong_issuer, \
-                 wrong_audience, alg_none, unknown_kid or bad_signature"
+                 wrong_audience, alg_none, unknown_kid, bad_signature, missing_claim, \
+                 invalid_claim, lifetime_too_long, embedded_key, unsupported_crit, too_large \
+                 or malformed"
             )
         })
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::issuer::{
-    DEFAULT_AUDIENCE, DEFAULT_ISSUER, Hostile, IdentitySpec, IssuerMode, IssuerState, SigningKey,
-    key_from_pair, new_key, sign_token,
+    DEFAULT_AUDIENCE, DEFAULT_ISSUER, Hostile, IdentitySpec, IssuerMode, IssuerState, MintOptions,
+    SigningKey, key_from_pair, new_key, sign_token,
 };
 
 /// The file naming the published keys, the signing one, and the issuer and audience to sign for.
@@ -192,15 +192,57 @@ impl KeyDir {
             .read_index()?
             .ok_or_else(|| format!("no {INDEX_FILE} in `{}`", self.path.display()))?;
         let (recorded_issuer, recorded_audience) = (index.issuer, index.audience);
+        let options = MintOptions {
+            hostile,
+            ..MintOptions::valid(now_unix, lifetime)
+        };
         sign_token(
             &state.signing,
             issuer.unwrap_or(&recorded_issuer),
             audience.unwrap_or(&recorded_audience),
             who,
-            now_unix,
-            lifetime,
-            hostile,
+            &options,
         )
+    }
+
+    /// The directory's current signing key with the issuer and audience it signs for, read once:
+    /// a caller minting many tokens keeps it until [`KeyDir::stamp`] changes.
+    pub fn current(&self) -> Result<CurrentKey, String> {
+        let state = self.load_or_create()?;
+        let index = self
+            .read_index()?
+            .ok_or_else(|| format!("no {INDEX_FILE} in `{}`", self.path.display()))?;
+        Ok(CurrentKey {
+            key: state.signing,
+            issuer: index.issuer,
+            audience: index.audience,
+        })
+    }
+
+    /// When the index was last written (every rotation rewrites it); `None` when it cannot be
+    /// read, which a caller treats as "changed".
+    pub fn stamp(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.path.join(INDEX_FILE))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+}
+
+/// A signing key read from a [`KeyDir`], with the names its tokens carry.
+pub struct CurrentKey {
+    key: Arc<SigningKey>,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl CurrentKey {
+    pub fn kid(&self) -> &str {
+        &self.key.kid
+    }
+
+    /// A token for `who` as `options` say, for the recorded issuer and audience.
+    pub fn mint(&self, who: &IdentitySpec, options: &MintOptions) -> Result<String, String> {
+        sign_token(&self.key, &self.issuer, &self.audience, who, options)
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod diff;
 pub mod generate;
 pub mod identity;
+pub mod junit;
 pub mod model;
 pub mod plot;
 pub mod predict;

@@ -224,3 +224,68 @@ impl ExchangeOutcome {
         })
     }
 }
+
+/// Which request an example or a report line is about: enough to find it in the recording.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestRef {
+    pub id: String,
+    pub method: String,
+    pub path: String,
+}
+
+impl From<&ExchangeOutcome> for RequestRef {
+    fn from(outcome: &ExchangeOutcome) -> Self {
+        RequestRef {
+            id: outcome.id.clone(),
+            method: outcome.method.clone(),
+            path: outcome.path.clone(),
+        }
+    }
+}
+
+impl fmt::Display for RequestRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  {} {}", self.id, self.method, self.path)
+    }
+}
+
+/// Two runs' outcomes matched by request id: the pairs in the baseline's order, then what only
+/// one run has. An id sent twice in a run (it should not be) pairs its n-th occurrence with the
+/// other run's n-th.
+#[derive(Debug, Default)]
+pub struct Pairing<'a> {
+    pub pairs: Vec<(&'a ExchangeOutcome, &'a ExchangeOutcome)>,
+    pub only_baseline: Vec<&'a ExchangeOutcome>,
+    pub only_candidate: Vec<&'a ExchangeOutcome>,
+}
+
+impl<'a> Pairing<'a> {
+    pub fn by_id(baseline: &'a [ExchangeOutcome], candidate: &'a [ExchangeOutcome]) -> Self {
+        let mut by_id: std::collections::HashMap<&str, std::collections::VecDeque<usize>> =
+            std::collections::HashMap::with_capacity(candidate.len());
+        for (i, outcome) in candidate.iter().enumerate() {
+            by_id.entry(outcome.id.as_str()).or_default().push_back(i);
+        }
+        let mut taken = vec![false; candidate.len()];
+        let mut pairing = Pairing::default();
+        for before in baseline {
+            match by_id
+                .get_mut(before.id.as_str())
+                .and_then(std::collections::VecDeque::pop_front)
+            {
+                Some(i) => {
+                    taken[i] = true;
+                    pairing.pairs.push((before, &candidate[i]));
+                }
+                None => pairing.only_baseline.push(before),
+            }
+        }
+        pairing.only_candidate = candidate
+            .iter()
+            .zip(&taken)
+            .filter(|(_, taken)| !**taken)
+            .map(|(outcome, _)| outcome)
+            .collect();
+        pairing
+    }
+}

@@ -8,24 +8,17 @@ use std::time::Duration;
 
 use gateway::clock::{Clock, SystemClock};
 
+use super::identity::{IdentityArgs, Minter};
 use super::model::{Decision, Exchange, ExchangeOutcome, LoadError, Recording};
+use super::read::{self, ReadOptions};
 use super::schedule::{self, Loops, Pacing, Planned};
-use super::send::{self, Prepare, Progress, SendOptions};
+use super::send::{self, Head, Prepare, Progress, SendOptions};
 use super::target::{self, Target, TargetError, TargetSpec};
 use crate::scenario::interrupt::Interrupt;
 
-/// Reads a recording of any supported format: the one place the readers plug in.
+/// Reads a recording of any supported format (Gatehouse lines, HAR, GoReplay).
 pub fn load(path: &Path, skip_bad: bool) -> Result<Recording, LoadError> {
-    read_recording(path, skip_bad)
-}
-
-/// Until `read::load` lands: nothing is read, and the error says so.
-fn read_recording(path: &Path, _skip_bad: bool) -> Result<Recording, LoadError> {
-    Err(LoadError {
-        file: path.to_path_buf(),
-        at: super::model::Position::File,
-        message: "reading recordings is not built yet".into(),
-    })
+    read::load(path, &ReadOptions { skip_bad })
 }
 
 /// Makes the hook every request passes through, once the target is up (the identity minter
@@ -35,6 +28,31 @@ pub type PrepareFor = Arc<dyn Fn(&Target) -> Result<Prepare, String> + Send + Sy
 /// The hook without identities: recorded heads, redacted values dropped.
 pub fn pass_through_for() -> PrepareFor {
     Arc::new(|_target: &Target| Ok(send::pass_through()))
+}
+
+/// The hook with identities minted afresh: in-process and `--process` runs sign with the
+/// target's fake issuer and send its test API keys; `--target` runs sign with `--keys DIR` and
+/// map keys with `--api-keys FILE`. A `--rotate` timeline starts with the run.
+pub fn minting_for(args: IdentityArgs) -> PrepareFor {
+    Arc::new(move |target: &Target| {
+        let minter = match &target.fakes {
+            Some(fakes) => Minter::for_fakes(&args, fakes.clone(), target.api_keys.clone())?,
+            None => Minter::for_target(&args)?,
+        };
+        let minter = match &target.runtime {
+            Some(runtime) => minter.for_gateway(runtime),
+            None => minter,
+        };
+        // The timeline ends by itself after its last step.
+        drop(minter.spawn_rotation());
+        let minter = Arc::new(minter);
+        Ok(Arc::new(move |exchange: &Exchange, now_unix: u64| {
+            minter.prepare(exchange, now_unix).map(|p| Head {
+                target: p.target,
+                headers: p.headers,
+            })
+        }) as Prepare)
+    })
 }
 
 /// How to replay.
@@ -126,17 +144,17 @@ pub async fn run_on(
         progress: options.progress.clone(),
         ..SendOptions::new(target.address.clone(), target.authority.clone())
     };
-    let now_unix_nanos = SystemClock::new().unix_millis() * 1_000_000;
-    let delay = match options.pacing.start_at {
-        Some(at) => schedule::start_delay(at, now_unix_nanos).map_err(TargetError::Runtime)?,
-        None => Duration::ZERO,
+    let start_at = match options.pacing.start_at {
+        Some(at) => {
+            let now_unix_nanos = SystemClock::new().unix_millis() * 1_000_000;
+            let delay = schedule::start_delay(at, now_unix_nanos).map_err(TargetError::Runtime)?;
+            Some(now_unix_nanos + delay.as_nanos() as u64)
+        }
+        None => None,
     };
-    let started_unix_nanos = now_unix_nanos + delay.as_nanos() as u64;
-    let start = tokio::time::Instant::now() + delay;
     let mut result = RunResult {
         target: target.label.clone(),
         records_seen: target.records.is_some(),
-        started_unix_nanos,
         ..RunResult::default()
     };
     let spacing = options.pacing.spacing;
@@ -145,14 +163,8 @@ pub async fn run_on(
             let plan = schedule::plan(&exchanges, spacing, passes.max(1));
             result.planned = plan.len() as u64;
             let indices: Vec<usize> = plan.iter().map(|p| p.index).collect();
-            let sent = send::send(
-                exchanges.clone(),
-                plan,
-                start,
-                started_unix_nanos,
-                send_options,
-            )
-            .await;
+            let sent = send::send(exchanges.clone(), plan, start_at, send_options).await;
+            result.started_unix_nanos = sent.started_unix_nanos;
             result.indices = indices[..sent.outcomes.len()].to_vec();
             result.interrupted = sent.interrupted;
             attach_decisions(
@@ -167,8 +179,8 @@ pub async fn run_on(
         Loops::UntilInterrupted => {
             // Pass after pass, each on the recording's own schedule, until Ctrl-C.
             let one = schedule::plan(&exchanges, spacing, 1);
-            let mut pass_start = start;
             let mut pass = 1u32;
+            let mut pass_start = start_at;
             while !options.interrupt.is_raised() && !one.is_empty() {
                 let plan: Vec<Planned> = one
                     .iter()
@@ -178,15 +190,20 @@ pub async fn run_on(
                         ..p.clone()
                     })
                     .collect();
-                let offset = u64::try_from((pass_start - start).as_nanos()).unwrap_or(u64::MAX);
                 let sent = send::send(
                     exchanges.clone(),
                     plan.clone(),
                     pass_start,
-                    started_unix_nanos + offset,
                     send_options.clone(),
                 )
                 .await;
+                if pass == 1 {
+                    result.started_unix_nanos = sent.started_unix_nanos;
+                }
+                // Every pass on the first one's clock.
+                let offset = sent
+                    .started_unix_nanos
+                    .saturating_sub(result.started_unix_nanos);
                 result
                     .indices
                     .extend(plan.iter().take(sent.outcomes.len()).map(|p| p.index));
@@ -207,7 +224,7 @@ pub async fn run_on(
                     break;
                 }
                 pass += 1;
-                pass_start = tokio::time::Instant::now();
+                pass_start = None;
             }
             result.interrupted = true;
         }

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway::clock::{Clock, SystemClock};
 use gateway::record::recording::format::{REDACTED, RecordedResponse};
 use http::Request;
 use http_body_util::{BodyExt, Full};
@@ -59,6 +60,12 @@ pub fn pass_through() -> Prepare {
         })
     })
 }
+
+/// The most connections the pool keeps open for requests without a recorded connection: past
+/// it a send waits for a connection to come free (the wait counts in its schedule gap and its
+/// latency) instead of opening connections without bound, whose setup would cost more than the
+/// requests they carry.
+pub const MAX_POOLED_CONNECTIONS: usize = 256;
 
 /// A request that got nothing back within this long is a `timeout` error.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -138,14 +145,14 @@ pub fn wire_id(id: &str) -> String {
     format!("{keep}.{hash}")
 }
 
-/// Sends `plan` over `exchanges`, starting the clock at `start` (`start_unix_nanos` is the same
-/// moment on the Unix clock, for the identity hook). Returns once every send that left has its
+/// Sends `plan` over `exchanges`, the plan's time zero at `start_at_unix_nanos` (`--start-at`)
+/// or, without it, as soon as the sends are set up (so setting up 100,000 of them never makes
+/// the first ones late). Returns once every send that left has its
 /// answer or error, or the grace after an interrupt has passed.
 pub async fn send(
     exchanges: Arc<Vec<Exchange>>,
     plan: Vec<Planned>,
-    start: Instant,
-    start_unix_nanos: u64,
+    start_at_unix_nanos: Option<u64>,
     options: SendOptions,
 ) -> SendResult {
     let total = plan.len();
@@ -170,6 +177,11 @@ pub async fn send(
             .map(|e| Bytes::from(e.body.clone()))
             .collect(),
     );
+    // Time zero is read only now, once every send is set up.
+    let now_unix_nanos = SystemClock::new().unix_millis() * 1_000_000;
+    let start_unix_nanos = start_at_unix_nanos.unwrap_or(now_unix_nanos);
+    let start =
+        Instant::now() + Duration::from_nanos(start_unix_nanos.saturating_sub(now_unix_nanos));
     let shared = Arc::new(Shared {
         exchanges,
         bodies,
@@ -177,6 +189,8 @@ pub async fn send(
         start,
         start_unix_nanos,
         pool: parking_lot::Mutex::new(Vec::new()),
+        pooled_open: std::sync::atomic::AtomicUsize::new(0),
+        returned: tokio::sync::Notify::new(),
     });
     let (results_tx, mut results_rx) = mpsc::unbounded_channel::<(usize, ExchangeOutcome)>();
     let meta = plan.clone();
@@ -261,6 +275,10 @@ struct Shared {
     start_unix_nanos: u64,
     /// Idle keep-alive connections for requests without a recorded connection.
     pool: parking_lot::Mutex<Vec<Connection>>,
+    /// Pooled connections open, idle or busy.
+    pooled_open: std::sync::atomic::AtomicUsize,
+    /// Signalled when a pooled connection is returned or closed.
+    returned: tokio::sync::Notify,
 }
 
 struct Job {
@@ -421,16 +439,12 @@ async fn client_lane(
                 continue;
             }
         };
-        let mut sender = match shared.idle() {
-            Some(s) => s,
-            None => match shared.connect().await {
-                Ok(s) => s,
-                Err((kind, message)) => {
-                    let _ =
-                        results.send((job.slot, shared.failed(&job, None, kind.name(), message)));
-                    continue;
-                }
-            },
+        let mut sender = match shared.checkout().await {
+            Ok(s) => s,
+            Err((kind, message)) => {
+                let _ = results.send((job.slot, shared.failed(&job, None, kind.name(), message)));
+                continue;
+            }
         };
         let sent = shared.elapsed_ns();
         shared.options.progress.sent.fetch_add(1, Ordering::Relaxed);
@@ -444,7 +458,10 @@ async fn client_lane(
             // Back to the pool once the connection can take the next request.
             if answered && sender.ready().await.is_ok() {
                 shared.pool.lock().push(sender);
+            } else {
+                shared.pooled_open.fetch_sub(1, Ordering::AcqRel);
             }
+            shared.returned.notify_one();
         });
     }
 }
@@ -465,8 +482,31 @@ impl Shared {
             if connection.is_ready() {
                 return Some(connection);
             }
+            self.pooled_open.fetch_sub(1, Ordering::AcqRel);
         }
         None
+    }
+
+    /// An idle pooled connection, a new one while fewer than [`MAX_POOLED_CONNECTIONS`] are
+    /// open, or else the next one returned.
+    async fn checkout(&self) -> Result<Connection, (ErrorKind, String)> {
+        loop {
+            if let Some(connection) = self.idle() {
+                return Ok(connection);
+            }
+            let open = self.pooled_open.fetch_add(1, Ordering::AcqRel);
+            if open < MAX_POOLED_CONNECTIONS {
+                return self.connect().await.inspect_err(|_| {
+                    self.pooled_open.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            self.pooled_open.fetch_sub(1, Ordering::AcqRel);
+            let returned = self.returned.notified();
+            if let Some(connection) = self.idle() {
+                return Ok(connection);
+            }
+            returned.await;
+        }
     }
 
     async fn connect(&self) -> Result<Connection, (ErrorKind, String)> {

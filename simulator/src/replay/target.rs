@@ -6,11 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use gateway::config::compiled::Runtime;
 
 use gateway::record::RequestRecord;
 use http_body_util::BodyExt;
 
+use super::identity::test_api_keys;
 use crate::fake::issuer::FakeIssuer;
 use crate::http_client;
 use crate::scenario::fakes::{Fakes, point_config_at_fakes};
@@ -50,7 +54,11 @@ pub struct Target {
     /// Every record the target emits, by request id; `None` when the replay cannot see them.
     pub records: Option<Records>,
     /// The fakes behind an in-process or `--process` gateway (the issuer mints replay tokens).
-    pub fakes: Option<Fakes>,
+    pub fakes: Option<Arc<Fakes>>,
+    /// The test API keys that replaced the config's, by key id (in-process and `--process`).
+    pub api_keys: BTreeMap<String, String>,
+    /// The config the gateway runs, compiled (its issuers' claim names, its policies).
+    pub runtime: Option<Arc<Runtime>>,
     gateway: Option<RunningGateway>,
     attach: Option<tokio::task::JoinHandle<()>>,
 }
@@ -90,9 +98,18 @@ pub async fn start(spec: &TargetSpec) -> Result<Target, TargetError> {
     }
 }
 
-/// The config with every upstream pointed at a fake answering 200 and its first issuer at the
-/// fake issuer; listeners on a free loopback port, no access log, no recording of the replay.
-pub async fn prepare_config(config: &Path) -> Result<(String, String, Fakes), TargetError> {
+/// The config the target runs: its text, its fakes and the test API keys that replaced its own.
+pub struct PreparedConfig {
+    pub source: String,
+    pub text: String,
+    pub fakes: Fakes,
+    pub api_keys: BTreeMap<String, String>,
+}
+
+/// The config with every upstream pointed at a fake answering 200, its first issuer at the fake
+/// issuer and its API keys replaced by test keys; listeners on a free loopback port, no access
+/// log, no recording of the replay.
+pub async fn prepare_config(config: &Path) -> Result<PreparedConfig, TargetError> {
     let source = config.display().to_string();
     if let Err(diagnostics) = gateway::config::load_file(config) {
         return Err(TargetError::Config(
@@ -130,11 +147,32 @@ pub async fn prepare_config(config: &Path) -> Result<(String, String, Fakes), Ta
     }
     let rewritten = serde_yaml_ng::to_string(&value)
         .map_err(|e| TargetError::Config(format!("cannot rewrite {source}: {e}")))?;
-    Ok((source, rewritten, fakes))
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let (text, api_keys) = test_api_keys(&rewritten, dir)
+        .map_err(|e| TargetError::Config(format!("{source}: {e}")))?;
+    Ok(PreparedConfig {
+        source,
+        text,
+        fakes,
+        api_keys,
+    })
 }
 
 async fn start_gateway_on(config: &Path, mode: &GatewayMode) -> Result<Target, TargetError> {
-    let (source, text, fakes) = prepare_config(config).await?;
+    let PreparedConfig {
+        source,
+        text,
+        fakes,
+        api_keys,
+    } = prepare_config(config).await?;
+    let runtime = gateway::config::load_str(&source, &text).map_err(|d| {
+        TargetError::Config(
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
     let gateway = start_gateway(&source, &text, mode, &RecordSink::unwatched())
         .await
         .map_err(|e| TargetError::Runtime(format!("cannot start the gateway on {source}: {e}")))?;
@@ -145,7 +183,9 @@ async fn start_gateway_on(config: &Path, mode: &GatewayMode) -> Result<Target, T
         authority: address.clone(),
         address,
         records: Some(gateway.records.clone()),
-        fakes: Some(fakes),
+        fakes: Some(Arc::new(fakes)),
+        api_keys,
+        runtime: Some(Arc::new(runtime)),
         gateway: Some(gateway),
         attach: None,
     })
@@ -196,6 +236,8 @@ async fn reach(url: &str, admin: Option<&str>) -> Result<Target, TargetError> {
         authority: authority.as_str().to_string(),
         records,
         fakes: None,
+        api_keys: BTreeMap::new(),
+        runtime: None,
         gateway: None,
         attach,
     })

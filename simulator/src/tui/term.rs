@@ -19,7 +19,7 @@ use ratatui::crossterm::terminal::{
 use ratatui::crossterm::{cursor, execute};
 use tokio::sync::{broadcast, mpsc};
 
-use super::app::App;
+use super::app::{App, ChangedRequest};
 use super::ui;
 use crate::compare::{CompareParams, Trace};
 use crate::scenario::outcome::ScenarioResult;
@@ -35,6 +35,8 @@ pub enum Feed {
     Note(String),
     /// The source ended, and why.
     Ended(String),
+    /// A request the two configs of `replay --against` decided differently.
+    Changed(ChangedRequest),
 }
 
 /// Redraws per second, at least.
@@ -158,6 +160,7 @@ pub async fn run(mut app: App, mut feed: Option<mpsc::Receiver<Feed>>) -> anyhow
                             Feed::Record(r) => app.ingest(r),
                             Feed::Lagged(n) => app.lagged(n),
                             Feed::Note(note) => app.status = note,
+                            Feed::Changed(change) => app.changed(change),
                             Feed::Ended(why) => {
                                 app.status = why;
                                 feed = None;
@@ -366,6 +369,28 @@ impl RunTui {
     /// Opens the TUI, its lab starting from `policies` (the first scenario's gateway config's);
     /// fails at once when stdout is not a terminal.
     pub fn start(policies: Vec<crate::tui::app::LabPolicy>) -> anyhow::Result<Self> {
+        Self::start_app(App::live_with_policies("simulator run", policies))
+    }
+
+    /// Opens the TUI beside a replay (`replay --tui`): records offered to [`sink`] flow into the
+    /// pipeline, feed and latency views as for `run --tui`, the lab starts from `policies` (the
+    /// replayed config's), and `against` adds the Changed view, fed by [`changed`].
+    ///
+    /// [`sink`]: RunTui::sink
+    /// [`changed`]: RunTui::changed
+    pub fn start_replay(
+        source: impl Into<String>,
+        policies: Vec<crate::tui::app::LabPolicy>,
+        against: bool,
+    ) -> anyhow::Result<Self> {
+        let mut app = App::live_with_policies(source, policies);
+        if against {
+            app.enable_changes();
+        }
+        Self::start_app(app)
+    }
+
+    fn start_app(app: App) -> anyhow::Result<Self> {
         if !std::io::stdout().is_terminal() {
             anyhow::bail!("the TUI needs a terminal on stdout");
         }
@@ -388,10 +413,7 @@ impl RunTui {
                 }
             }
         });
-        let ui = tokio::spawn(run(
-            App::live_with_policies("simulator run", policies),
-            Some(feed),
-        ));
+        let ui = tokio::spawn(run(app, Some(feed)));
         Ok(Self {
             ui,
             notes,
@@ -424,14 +446,26 @@ impl RunTui {
             .await;
     }
 
+    /// A request the two configs decided differently, for the Changed view (which it opens
+    /// if `start_replay` did not).
+    pub async fn changed(&self, change: ChangedRequest) {
+        let _ = self.notes.send(Feed::Changed(change)).await;
+    }
+
+    /// A line for the footer (progress, a phase that began).
+    pub async fn note(&self, text: impl Into<String>) {
+        let _ = self.notes.send(Feed::Note(text.into())).await;
+    }
+
     /// Every scenario has finished: wait for the user to quit.
     pub async fn finish(self) -> anyhow::Result<()> {
-        let _ = self
-            .notes
-            .send(Feed::Note(
-                "all scenarios finished — q shows the report".into(),
-            ))
-            .await;
+        self.finish_with("all scenarios finished — q shows the report")
+            .await
+    }
+
+    /// The run has finished: say so in the footer and wait for the user to quit.
+    pub async fn finish_with(self, message: impl Into<String>) -> anyhow::Result<()> {
+        let _ = self.notes.send(Feed::Note(message.into())).await;
         self.ui.await.context("the TUI task failed")?.map(drop)
     }
 }

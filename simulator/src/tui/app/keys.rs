@@ -45,10 +45,12 @@ impl App {
         match key.code {
             KeyCode::Char('q') => self.should_quit = true,
             KeyCode::Char('?') => self.show_help = true,
-            KeyCode::Tab => self.switch(self.view.next()),
-            KeyCode::BackTab => self.switch(self.view.previous()),
-            KeyCode::Char(c @ '1'..='4') => {
-                self.switch(View::ALL[usize::from(c as u8 - b'1')]);
+            KeyCode::Tab => self.switch(self.view.next_in(self.views())),
+            KeyCode::BackTab => self.switch(self.view.previous_in(self.views())),
+            KeyCode::Char(c @ '1'..='9') => {
+                if let Some(view) = self.views().get(usize::from(c as u8 - b'1')) {
+                    self.switch(*view);
+                }
             }
             KeyCode::Down | KeyCode::Char('j') => {
                 self.selected = (self.selected + 1).min(self.rows().saturating_sub(1));
@@ -71,7 +73,8 @@ impl App {
             }
             KeyCode::Char('/') => {
                 self.editing_filter = true;
-                if self.view != View::Feed {
+                // The Changed view filters its own list; every other view filters the feed.
+                if !matches!(self.view, View::Feed | View::Changed) {
                     self.switch(View::Feed);
                 }
             }
@@ -119,7 +122,7 @@ impl App {
                 };
             }
             View::Compare => self.rerun(),
-            View::Pipeline | View::Latency => {}
+            View::Pipeline | View::Latency | View::Changed => {}
         }
     }
 }

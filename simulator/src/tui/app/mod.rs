@@ -30,6 +30,39 @@ pub const FEED_CAPACITY: usize = 2_000;
 pub const DEFAULT_LIVE_RATE: u64 = 10;
 /// Arrivals kept for comparing algorithms on live traffic.
 pub const LIVE_ARRIVALS: usize = 200_000;
+/// Changed requests kept for the Changed view (newest last); the count goes on past it.
+pub const CHANGED_CAPACITY: usize = 2_000;
+
+/// One request whose decision differs between the two configs of `replay --against`: what the
+/// Changed view lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedRequest {
+    pub id: String,
+    pub method: String,
+    pub path: String,
+    /// The baseline's decision in a few words (`200 users-v1`, `429 ratelimit quota-exceeded`).
+    pub before: String,
+    /// The candidate's.
+    pub after: String,
+}
+
+impl ChangedRequest {
+    /// `id METHOD path  before → after`: the line the view shows and the filter reads.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {} {}  {} → {}",
+            self.id, self.method, self.path, self.before, self.after
+        )
+    }
+}
+
+/// The Changed view's state: present only on a replay that compares two configs.
+#[derive(Debug, Default)]
+pub struct Changes {
+    lines: VecDeque<ChangedRequest>,
+    /// Every changed request pushed, including those no longer kept.
+    pub total: u64,
+}
 
 /// The whole TUI state.
 #[derive(Debug)]
@@ -72,6 +105,8 @@ pub struct App {
     routes: Vec<RouteLatency>,
     live: VecDeque<(u64, Box<str>)>,
     pub lab: Lab,
+    /// The Changed view (`replay --against --tui`); `None` elsewhere, and the view is not shown.
+    pub changes: Option<Changes>,
 }
 
 impl App {
@@ -131,7 +166,41 @@ impl App {
             routes: Vec::new(),
             live: VecDeque::new(),
             lab,
+            changes: None,
         }
+    }
+
+    /// The views this TUI has, in Tab order: the Changed view only when it compares configs.
+    pub fn views(&self) -> &'static [View] {
+        if self.changes.is_some() {
+            &View::WITH_CHANGES
+        } else {
+            &View::ALL
+        }
+    }
+
+    /// Adds the Changed view (a replay comparing two configs), empty until requests change.
+    pub fn enable_changes(&mut self) {
+        self.changes.get_or_insert_with(Changes::default);
+    }
+
+    /// One request the two configs decided differently (enables the Changed view).
+    pub fn changed(&mut self, change: ChangedRequest) {
+        let changes = self.changes.get_or_insert_with(Changes::default);
+        changes.total += 1;
+        if changes.lines.len() == CHANGED_CAPACITY {
+            changes.lines.pop_front();
+        }
+        changes.lines.push_back(change);
+    }
+
+    /// Changed requests kept, newest first, that match the filter.
+    pub fn changed_requests(&self) -> impl Iterator<Item = &ChangedRequest> {
+        let needle = self.filter.to_lowercase();
+        self.changes
+            .iter()
+            .flat_map(|c| c.lines.iter().rev())
+            .filter(move |c| needle.is_empty() || c.summary().to_lowercase().contains(&needle))
     }
 
     /// Time passes: rates move on.
@@ -251,6 +320,7 @@ impl App {
             View::Feed => self.feed().count(),
             View::Latency => self.routes.len(),
             View::Compare => self.lab.params.algorithms.len(),
+            View::Changed => self.changed_requests().count(),
         }
     }
 }

@@ -418,3 +418,63 @@ fn the_compare_view_runs_on_the_live_traffic_keyed_by_identity() {
     press(&mut app, KeyCode::Char('c'));
     assert_eq!(app.lab.result.as_ref().map(|c| c.trace.arrivals), Some(11));
 }
+
+fn change(i: u64) -> super::ChangedRequest {
+    super::ChangedRequest {
+        id: format!("paid-{i:05}"),
+        method: "GET".into(),
+        path: format!("/api/v1/users/{i}"),
+        before: "200 users-v1".into(),
+        after: "429 ratelimit quota-exceeded".into(),
+    }
+}
+
+#[test]
+fn the_changed_view_is_there_only_when_configs_are_compared_and_lists_newest_first() {
+    let mut app = mixed();
+    assert_eq!(app.views(), &View::ALL);
+    press(&mut app, KeyCode::Char('5'));
+    assert_ne!(app.view, View::Changed, "no fifth view without --against");
+
+    app.enable_changes();
+    assert_eq!(app.views().len(), 5);
+    press(&mut app, KeyCode::Char('5'));
+    assert_eq!(app.view, View::Changed);
+    assert_eq!(app.changed_requests().count(), 0);
+    for i in 1..=3 {
+        app.changed(change(i));
+    }
+    let ids: Vec<&str> = app.changed_requests().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["paid-00003", "paid-00002", "paid-00001"]);
+    assert_eq!(
+        change(7).summary(),
+        "paid-00007 GET /api/v1/users/7  200 users-v1 → 429 ratelimit quota-exceeded"
+    );
+
+    // `/` filters the changes in place; Tab wraps through all five views.
+    press(&mut app, KeyCode::Char('/'));
+    for c in "users/2".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.view, View::Changed);
+    assert_eq!(app.changed_requests().count(), 1);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Pipeline);
+    press(&mut app, KeyCode::BackTab);
+    assert_eq!(app.view, View::Changed);
+}
+
+#[test]
+fn changed_requests_are_counted_past_what_the_view_keeps() {
+    let mut app = App::live("replay");
+    for i in 0..(super::CHANGED_CAPACITY as u64 + 5) {
+        app.changed(change(i));
+    }
+    assert_eq!(app.views().len(), 5, "a change opens the view");
+    assert_eq!(
+        app.changes.as_ref().map(|c| c.total),
+        Some(super::CHANGED_CAPACITY as u64 + 5)
+    );
+    assert_eq!(app.changed_requests().count(), super::CHANGED_CAPACITY);
+}

@@ -14,6 +14,7 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
     ("?", "this help (any key closes it; q quits)"),
     ("Tab, Shift-Tab, 1-4", "switch view"),
+    ("5", "Changed: what --against changed (replay --tui)"),
     ("↑ ↓, j k", "select"),
     ("g G, Home End", "first / last"),
     (
@@ -22,7 +23,10 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ),
     ("Esc", "close the details, else clear the filter"),
     ("p", "pause the feed (counting goes on)"),
-    ("/", "filter the feed (path, status, stage, reason…)"),
+    (
+        "/",
+        "filter the feed or the changes (path, status, reason…)",
+    ),
     ("  typing, Backspace", "  edit the filter"),
     ("  Enter, Esc", "  keep the filter / clear it"),
     ("r R", "Compare: rate down / up"),

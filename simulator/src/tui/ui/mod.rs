@@ -3,6 +3,7 @@
 //! file draws the frame every view shares (tabs, footer, the help over them); each view has its
 //! own file.
 
+mod changed;
 mod compare;
 mod feed;
 mod help;
@@ -36,6 +37,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         View::Feed => feed::draw(frame, body, app),
         View::Latency => latency::draw(frame, body, app),
         View::Compare => compare::draw(frame, body, app),
+        View::Changed => changed::draw(frame, body, app),
     }
     draw_footer(frame, footer, app);
     if app.show_help {
@@ -44,12 +46,13 @@ pub fn draw(frame: &mut Frame, app: &App) {
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
-    let titles: Vec<Line> = View::ALL
+    let titles: Vec<Line> = app
+        .views()
         .iter()
         .enumerate()
         .map(|(i, v)| Line::from(format!("{} {}", i + 1, v.title())))
         .collect();
-    let selected = View::ALL.iter().position(|v| *v == app.view).unwrap_or(0);
+    let selected = app.views().iter().position(|v| *v == app.view).unwrap_or(0);
     let tabs = Tabs::new(titles)
         .select(selected)
         .style(Style::default().fg(Color::Gray))
@@ -118,6 +121,12 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
                 Span::raw(" policy "),
                 key("c"),
                 Span::raw(" re-run "),
+            ]),
+            View::Changed => hints.extend([
+                key("↑↓"),
+                Span::raw(" select "),
+                key("/"),
+                Span::raw(" filter "),
             ]),
             View::Pipeline | View::Latency => hints.extend([
                 key("↑↓"),

@@ -539,3 +539,27 @@ fn coinciding_algorithms_both_show_in_the_compare_chart() {
         }
     }
 }
+
+#[test]
+fn the_changed_view_lists_before_and_after_and_its_tab_shows_only_when_comparing() {
+    let mut app = mixed();
+    assert!(!show(&screen(&app, 80, 24)).contains("Changed"));
+    app.changed(crate::tui::app::ChangedRequest {
+        id: "free-00042".into(),
+        method: "GET".into(),
+        path: "/api/v2/users/9".into(),
+        before: "200 users-v2".into(),
+        after: "404 route no-route".into(),
+    });
+    press(&mut app, KeyCode::Char('5'));
+    let s = screen(&app, 80, 24);
+    let text = show(&s);
+    assert!(s[0].contains("5 Changed"), "{}", s[0]);
+    assert!(text.contains("Changed requests: 1"), "{text}");
+    assert!(text.contains("free-00042"), "{text}");
+    assert!(text.contains("/api/v2/users/9"), "{text}");
+    assert!(text.contains("→ 404 route"), "{text}");
+    for (w, h) in [(120, 40), (40, 12), (20, 5), (1, 1)] {
+        assert_eq!(screen(&app, w, h).len(), usize::from(h));
+    }
+}
