@@ -82,8 +82,12 @@ pub struct RunReport {
     pub sent: u64,
     /// Sends answered with a status.
     pub answered: u64,
-    /// Sends without an answer, by kind (`refused`, `reset`, `timeout`, `interrupted`, ...).
+    /// Sends without an answer, by kind (`refused`, `reset`, `timeout`, `interrupted`, ...;
+    /// `unsendable`: the request could not be built, so it never left).
     pub errors: BTreeMap<String, u64>,
+    /// The first message of each error kind (they are usually all alike).
+    #[serde(default)]
+    pub first_errors: BTreeMap<String, String>,
     pub statuses: BTreeMap<u16, u64>,
     /// Decisions by the stage that stopped the request (`none`: it reached its upstream).
     pub stopped_at: BTreeMap<String, u64>,
@@ -122,7 +126,6 @@ impl RunReport {
             planned,
             records_seen,
             interrupted,
-            sent: outcomes.len() as u64,
             ..RunReport::default()
         };
         for outcome in &outcomes {
@@ -138,6 +141,12 @@ impl RunReport {
                         .and_then(|e| e.split_once(':').map(|(kind, _)| kind))
                         .unwrap_or("other");
                     *report.errors.entry(kind.to_string()).or_default() += 1;
+                    if let Some(error) = &outcome.error {
+                        report
+                            .first_errors
+                            .entry(kind.to_string())
+                            .or_insert_with(|| error.clone());
+                    }
                 }
             }
             match &outcome.decision {
@@ -152,6 +161,14 @@ impl RunReport {
                 None => {}
             }
         }
+        report.sent = outcomes
+            .iter()
+            .filter(|o| {
+                !o.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("unsendable:"))
+            })
+            .count() as u64;
         report.latency_us = Quantiles::of(
             outcomes
                 .iter()
@@ -401,6 +418,9 @@ fn render_run(out: &mut String, prefix: &str, run: &RunReport) {
         run.errors.values().sum::<u64>(),
         counts(&run.errors)
     ));
+    for error in run.first_errors.values() {
+        out.push_str(&format!("{prefix}first      {error}\n"));
+    }
     out.push_str(&format!(
         "{prefix}rate       offered {:.0}/s, achieved {:.0}/s\n",
         run.offered_rate, run.achieved_rate

@@ -438,3 +438,41 @@ fn replay_flags_are_checked_before_anything_runs() {
     let (code, out) = simulator(&["report", "merge", "/nonexistent/a.json"]);
     assert_eq!(code, 2, "{out}");
 }
+
+#[test]
+fn replay_command_runs_a_shard_of_the_fixture_through_the_real_gateway() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("shard.json");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .current_dir(root)
+        .args([
+            "replay",
+            "fixtures/recordings/day.jsonl",
+            "--config",
+            "fixtures/testbed.yaml",
+        ])
+        .args(["--shard", "1/8", "--rate", "2000", "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .expect("simulator runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("shard 1/8"), "{text}");
+    let report = ReplayReport::read(&json).expect("the JSON report");
+    assert!(report.run.sent > 500, "{text}");
+    assert_eq!(report.run.sent, report.run.planned, "{text}");
+    assert_eq!(report.run.answered, report.run.sent, "{text}");
+    assert_eq!(report.run.records_missing, 0, "{text}");
+    // Tokens were minted afresh: valid ones pass, the recording's bad ones are refused again.
+    assert!(
+        report.run.statuses.get(&200).is_some_and(|n| *n > 20),
+        "{text}"
+    );
+    assert!(report.run.stopped_at.contains_key("authn"), "{text}");
+    assert!(report.run.stopped_at.contains_key("ratelimit"), "{text}");
+}
