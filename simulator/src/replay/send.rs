@@ -1,9 +1,10 @@
 //! The open-model sender: exchanges leave at their scheduled time whatever the answers do,
 //! per-client order kept, connections reused as recorded; latency counts from the scheduled time.
 //!
-//! One pacer thread walks the plan in due order and hands each send to its lane at its due
-//! time (an OS thread sleeping to each deadline is far finer than tokio's millisecond timer
-//! wheel, and costs no task per request). A lane keeps order:
+//! One pacer thread walks the plan in due order, builds each request (the identity hook
+//! included) before it is due, and hands it to its lane at its due time (an OS thread sleeping
+//! to each deadline is far finer than tokio's millisecond timer wheel, and costs no task per
+//! request). A lane keeps order:
 //! - requests that shared a recorded connection go on one real HTTP/1.1 keep-alive connection
 //!   of their own, one after another: when the previous answer is still outstanding at due
 //!   time the request waits for it, as it did when recorded (that wait counts in its latency);
@@ -13,7 +14,7 @@
 //! Latency is measured from the scheduled time to the response's end (coordinated omission
 //! corrected); `sent − scheduled` is the schedule gap, the sender's own lateness.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -177,6 +178,12 @@ pub async fn send(
             .map(|e| Bytes::from(e.body.clone()))
             .collect(),
     );
+    // One call of the hook before time zero: the first signature sets up the crypto library
+    // (tens of milliseconds), which would otherwise make the first sends late.
+    if let Some(first) = plan.first() {
+        let now_unix = SystemClock::new().unix_millis() / 1_000;
+        let _ = (options.prepare)(&exchanges[first.index], now_unix);
+    }
     // Time zero is read only now, once every send is set up.
     let now_unix_nanos = SystemClock::new().unix_millis() * 1_000_000;
     let start_unix_nanos = start_at_unix_nanos.unwrap_or(now_unix_nanos);
@@ -202,6 +209,7 @@ pub async fn send(
             slot,
             planned,
             wire,
+            request: None,
         })
         .collect();
     let dispatched = Arc::new(AtomicU64::new(0));
@@ -285,6 +293,9 @@ struct Job {
     slot: usize,
     planned: Planned,
     wire: String,
+    /// Built by the pacer before the job is due, so the identity hook's minting and the
+    /// request's assembly never make it late; `Err` when it cannot be built.
+    request: Option<Result<Request<Full<Bytes>>, String>>,
 }
 
 impl Job {
@@ -302,6 +313,12 @@ enum LaneKey {
 
 type Results = mpsc::UnboundedSender<(usize, ExchangeOutcome)>;
 
+/// How far ahead of their due time the pacer builds requests.
+const BUILD_AHEAD: Duration = Duration::from_millis(100);
+
+/// The pacer builds ahead only while the next send is at least this far off.
+const BUILD_MARGIN: Duration = Duration::from_micros(200);
+
 /// The pacer: hands each job to its lane at its due time, in plan order, until the plan is done
 /// or the interrupt is raised. Runs on its own thread.
 fn pace(
@@ -316,7 +333,35 @@ fn pace(
         *remaining.entry(lane_key(shared, &job.planned)).or_default() += 1;
     }
     let mut lanes: HashMap<LaneKey, mpsc::UnboundedSender<Job>> = HashMap::new();
-    for job in jobs {
+    let mut upcoming = jobs.into_iter().peekable();
+    let mut built: VecDeque<Job> = VecDeque::new();
+    loop {
+        // Idle time before the next send builds the requests due soon, so a burst of minting
+        // (a new identity's first token) is done before its sends are due, not while they are.
+        let Some(front_due) = built.front().map(|j| j.scheduled(shared)) else {
+            match upcoming.next() {
+                Some(mut job) => {
+                    job.request = Some(shared.request(&job));
+                    built.push_back(job);
+                    continue;
+                }
+                None => return,
+            }
+        };
+        let now = Instant::now();
+        if front_due > now + BUILD_MARGIN
+            && upcoming
+                .peek()
+                .is_some_and(|next| next.scheduled(shared) <= now + BUILD_AHEAD)
+            && let Some(mut job) = upcoming.next()
+        {
+            job.request = Some(shared.request(&job));
+            built.push_back(job);
+            continue;
+        }
+        let Some(job) = built.pop_front() else {
+            return;
+        };
         if !wait_until(job.scheduled(shared), &shared.options.interrupt) {
             return;
         }
@@ -384,8 +429,9 @@ async fn connection_lane(
     results: Results,
 ) {
     let mut connection: Option<Connection> = None;
-    while let Some(job) = jobs.recv().await {
-        let request = match shared.request(&job) {
+    while let Some(mut job) = jobs.recv().await {
+        let built = job.request.take();
+        let request = match built.unwrap_or_else(|| shared.request(&job)) {
             Ok(r) => r,
             Err(e) => {
                 let _ = results.send((job.slot, shared.failed(&job, None, "unsendable", e)));
@@ -431,8 +477,9 @@ async fn client_lane(
     shared: Arc<Shared>,
     results: Results,
 ) {
-    while let Some(job) = jobs.recv().await {
-        let request = match shared.request(&job) {
+    while let Some(mut job) = jobs.recv().await {
+        let built = job.request.take();
+        let request = match built.unwrap_or_else(|| shared.request(&job)) {
             Ok(r) => r,
             Err(e) => {
                 let _ = results.send((job.slot, shared.failed(&job, None, "unsendable", e)));
@@ -677,6 +724,7 @@ impl Shared {
             slot: 0,
             planned: planned.clone(),
             wire: String::new(),
+            request: None,
         };
         let mut outcome = self.outcome(&job, planned.due_ns);
         outcome.error = Some("interrupted: no answer before the replay stopped".into());
