@@ -5,7 +5,11 @@
 //! - `respond`: a public route the gateway answers itself (routing only, no upstream);
 //! - `jwt_ratelimit_respond`: the same answer behind an ES256 JWT the verified-token cache
 //!   already holds, plus an in-memory token bucket that never refuses;
-//! - `authn_refused`: the protected route without a token, stopped at `authn` with a problem body.
+//! - `authn_refused`: the protected route without a token, stopped at `authn` with a problem body;
+//! - `respond_recorded` and `jwt_ratelimit_respond_recorded`: the first two through a second
+//!   gateway with `recording:` on at `sample: 1` (lines written to `/dev/null`, so the figure is
+//!   the recording's CPU, not the disk's): the capture on the request task, the line built and
+//!   written on the writer thread.
 //!
 //! The gateway is started in-process (its issuer a real JWKS endpoint on loopback) and each
 //! request is polled once in place, as `benches/authn.rs` does: nothing on these paths waits.
@@ -30,7 +34,7 @@ mod support;
 use support::{jwks_server, signer};
 use tokio::net::TcpListener;
 
-async fn gateway(jwks: SocketAddr) -> GatewayHandle {
+async fn gateway(jwks: SocketAddr, recording: &str) -> GatewayHandle {
     let config = format!(
         r#"
 listeners: [{{ name: bench, address: "127.0.0.1:0" }}]
@@ -45,6 +49,7 @@ routes:
   - {{ name: open, match: {{ path: /open/* }}, respond: {{ status: 404, detail: answered by the gateway }} }}
   - {{ name: guarded, match: {{ path: /guarded/* }}, respond: {{ status: 404, detail: answered by the gateway }}, auth: {{ scopes: [users:read] }} }}
   - {{ name: catch-all, match: {{ path: /* }}, respond: {{ status: 404 }} }}
+{recording}
 "#
     );
     let runtime = gateway::config::load_str("<bench>", &config).expect("bench config");
@@ -76,6 +81,8 @@ fn connection() -> ConnectionInfo {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
         scheme: Scheme::Http,
         tls: None,
+        alpn: None,
+        id: 1,
     }
 }
 
@@ -115,49 +122,79 @@ fn pipeline(c: &mut Criterion) {
         .build()
         .expect("tokio");
     let key = signer(Algorithm::ES256, "ec");
-    let handle = rt.block_on(async {
+    let (handle, recorded) = rt.block_on(async {
         let jwks = jwks_server(vec![key.jwk.clone()]).await;
-        gateway(jwks).await
+        (
+            gateway(jwks, "").await,
+            gateway(
+                jwks,
+                "recording: { path: /dev/null, rotate_bytes: 0, queue: 65536 }",
+            )
+            .await,
+        )
     });
-    let state = handle.state().clone();
     let token = key.token("user-7");
 
     // Warm: the issuer's keys fetched and the token verified once, so it is now cached.
-    rt.block_on(async {
-        for attempt in 0.. {
-            let response = gateway::pipeline::handle(
-                &state,
-                connection(),
-                request("/guarded/7", Some(&token)),
-            )
-            .await;
-            if consume(response) == (StatusCode::NOT_FOUND, true) {
-                break;
+    for state in [handle.state(), recorded.state()] {
+        rt.block_on(async {
+            for attempt in 0.. {
+                let response = gateway::pipeline::handle(
+                    state,
+                    connection(),
+                    request("/guarded/7", Some(&token)),
+                )
+                .await;
+                if consume(response) == (StatusCode::NOT_FOUND, true) {
+                    break;
+                }
+                assert!(attempt < 500, "the bench issuer's keys never arrived");
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert!(attempt < 500, "the bench issuer's keys never arrived");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
+        });
+    }
 
+    let (plain, recording) = (handle.state(), recorded.state());
     let cases = [
-        ("respond", "/open/7", None, (StatusCode::NOT_FOUND, false)),
+        (
+            "respond",
+            plain,
+            "/open/7",
+            None,
+            (StatusCode::NOT_FOUND, false),
+        ),
         (
             "jwt_ratelimit_respond",
+            plain,
             "/guarded/7",
             Some(token.as_str()),
             (StatusCode::NOT_FOUND, true),
         ),
         (
             "authn_refused",
+            plain,
             "/guarded/7",
             None,
             (StatusCode::UNAUTHORIZED, false),
         ),
+        (
+            "respond_recorded",
+            recording,
+            "/open/7",
+            None,
+            (StatusCode::NOT_FOUND, false),
+        ),
+        (
+            "jwt_ratelimit_respond_recorded",
+            recording,
+            "/guarded/7",
+            Some(token.as_str()),
+            (StatusCode::NOT_FOUND, true),
+        ),
     ];
-    let state = &state;
-    let identity = &state.sinks.metrics.identity;
     let mut group = c.benchmark_group("pipeline");
-    for (name, path, token, expected) in cases {
+    for (name, state, path, token, expected) in cases {
+        let identity = &state.sinks.metrics.identity;
         group.bench_function(name, |b| {
             let _runtime = rt.enter();
             let misses = identity.token_cache_misses.get();
@@ -185,7 +222,14 @@ fn pipeline(c: &mut Criterion) {
         });
     }
     group.finish();
+    let metrics = &recording.sinks.metrics;
+    println!(
+        "recording: {} lines written, {} dropped",
+        metrics.recording_written.get(),
+        metrics.recording_dropped.get()
+    );
     rt.block_on(handle.shutdown());
+    rt.block_on(recorded.shutdown());
 }
 
 criterion_group!(benches, pipeline);

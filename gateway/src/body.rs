@@ -1,5 +1,6 @@
 //! Body types that stream: the request body on its way upstream (counted and capped by the
-//! route's limit) and the response body on its way to the client (counted, and the request's
+//! route's limit, its first bytes kept when the request is recorded) and the response body on
+//! its way to the client (counted, hashed when the recording keeps responses, and the request's
 //! record emitted when it ends — or when the client goes away).
 
 use std::pin::Pin;
@@ -13,7 +14,85 @@ use hyper::body::Incoming;
 
 use crate::clock::SharedClock;
 use crate::record::metrics::RouteMetrics;
+use crate::record::recording::{Capture, RequestBodyPrefix};
 use crate::record::{RecordSinks, RequestRecord};
+
+/// Where a streaming request body reports what went through it.
+pub trait BodyMeter: Send + Sync {
+    /// `total` bytes have been seen so far; `data` is the chunk that just passed.
+    fn saw(&self, total: u64, data: &Bytes);
+}
+
+/// A plain byte count (requests the gateway makes itself, such as health checks).
+impl BodyMeter for AtomicU64 {
+    fn saw(&self, total: u64, _data: &Bytes) {
+        self.store(total, Ordering::Relaxed);
+    }
+}
+
+/// A request's body as the record and the recording see it: the bytes that went through, and —
+/// for a recorded request — its first `max_body_bytes`, kept as slices of the received chunks.
+#[derive(Debug, Default)]
+pub struct RequestBodyMeter {
+    seen: AtomicU64,
+    prefix: Option<parking_lot::Mutex<Prefix>>,
+}
+
+#[derive(Debug, Default)]
+struct Prefix {
+    chunks: Vec<Bytes>,
+    room: usize,
+}
+
+impl RequestBodyMeter {
+    /// A meter that only counts.
+    pub fn counting() -> Self {
+        Self::default()
+    }
+
+    /// A meter that also keeps the first `keep` bytes (`0` keeps none).
+    pub fn keeping(keep: usize) -> Self {
+        Self {
+            seen: AtomicU64::new(0),
+            prefix: (keep > 0).then(|| {
+                parking_lot::Mutex::new(Prefix {
+                    chunks: Vec::new(),
+                    room: keep,
+                })
+            }),
+        }
+    }
+
+    pub fn seen(&self) -> u64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+
+    /// The kept prefix and the whole length, taken out for the recording.
+    pub fn take_prefix(&self) -> RequestBodyPrefix {
+        RequestBodyPrefix {
+            chunks: self
+                .prefix
+                .as_ref()
+                .map(|p| std::mem::take(&mut p.lock().chunks))
+                .unwrap_or_default(),
+            len: self.seen(),
+        }
+    }
+}
+
+impl BodyMeter for RequestBodyMeter {
+    fn saw(&self, total: u64, data: &Bytes) {
+        self.seen.store(total, Ordering::Relaxed);
+        if let Some(prefix) = &self.prefix {
+            let mut prefix = prefix.lock();
+            if prefix.room > 0 && !data.is_empty() {
+                let take = prefix.room.min(data.len());
+                prefix.room -= take;
+                prefix.chunks.push(data.slice(..take));
+            }
+        }
+    }
+}
 
 /// The request body sent upstream: the client's stream, passed through frame by frame.
 pub struct UpstreamRequestBody {
@@ -21,7 +100,7 @@ pub struct UpstreamRequestBody {
     limit: u64,
     seen: u64,
     /// Shared with the record so it can report bytes in once the exchange ends.
-    counter: Arc<AtomicU64>,
+    counter: Arc<dyn BodyMeter>,
 }
 
 /// The client sent more than the route allows; `forward` turns it into a 413.
@@ -32,7 +111,11 @@ pub struct BodyTooLarge {
 }
 
 impl UpstreamRequestBody {
-    pub fn new(inner: Option<Incoming>, limit: u64, counter: Arc<AtomicU64>) -> Self {
+    pub fn new<M: BodyMeter + 'static>(
+        inner: Option<Incoming>,
+        limit: u64,
+        counter: Arc<M>,
+    ) -> Self {
         Self {
             inner,
             limit,
@@ -58,7 +141,7 @@ impl Body for UpstreamRequestBody {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
-                    this.counter.store(this.seen, Ordering::Relaxed);
+                    this.counter.saw(this.seen, data);
                     if this.seen > this.limit {
                         this.inner = None;
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
@@ -94,13 +177,15 @@ pub enum ResponseContent {
 pub struct PendingRecord {
     pub record: RequestRecord,
     pub arrived: u64,
-    pub bytes_in: Option<Arc<AtomicU64>>,
+    pub bytes_in: Option<Arc<RequestBodyMeter>>,
     pub clock: SharedClock,
     pub sinks: RecordSinks,
     /// Keeps the request counted in flight to its upstream instance until the body ends.
     pub in_flight: Option<crate::resilience::InFlight>,
     /// The matched route's metric handles.
     pub route_metrics: Option<Arc<RouteMetrics>>,
+    /// The request as it arrived, when it is recorded: submitted with the record.
+    pub recording: Option<Box<Capture>>,
 }
 
 impl PendingRecord {
@@ -108,9 +193,17 @@ impl PendingRecord {
         self.record.bytes_out = bytes_out;
         self.record.completed = completed;
         if let Some(counter) = &self.bytes_in {
-            self.record.bytes_in = counter.load(Ordering::Relaxed);
+            self.record.bytes_in = counter.seen();
         }
         self.record.duration_ns = self.clock.now().saturating_sub(self.arrived);
+        if let Some(capture) = self.recording.take() {
+            let body = self
+                .bytes_in
+                .as_ref()
+                .map(|m| m.take_prefix())
+                .unwrap_or_default();
+            capture.submit(&self.record, body, bytes_out, completed);
+        }
         self.sinks.emit(self.record, self.route_metrics.as_deref());
     }
 }
@@ -181,6 +274,10 @@ impl Body for ResponseBody {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes_out += data.len() as u64;
+                    if let Some(capture) = this.pending.as_mut().and_then(|p| p.recording.as_mut())
+                    {
+                        capture.response_chunk(data);
+                    }
                 }
                 if this.is_end_stream() {
                     this.finish(true);

@@ -1,19 +1,20 @@
 //! The driver: runs one request through the eight stages in their fixed order, times each, turns
 //! the first stop into its RFC 9457 answer, and attaches the request's record to the response
-//! body, which emits it when the body ends.
+//! body, which emits it when the body ends — with, for a recorded request, the head as it
+//! arrived (`record::recording`).
 //!
 //! The route is *looked up* before `authn` (authz and ratelimit need the route's rules) but a
 //! request without one is *stopped* by `route`, in pipeline order.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use http::{HeaderValue, header};
 use hyper::body::Incoming;
 
-use crate::body::{PendingRecord, ResponseBody};
+use crate::body::{PendingRecord, RequestBodyMeter, ResponseBody};
 use crate::clock::{Clock, Nanos};
+use crate::record::recording::RuntimeView;
 use crate::record::{RequestRecord, StageTimings};
 use crate::stage;
 use crate::stage::context::{ConnectionInfo, RequestContext, RequestFacts, RouteMatch};
@@ -40,12 +41,32 @@ pub async fn handle<B: Into<Option<Incoming>>>(
     let clock = &state.clock;
     let arrived = clock.now();
     let (parts, body) = request.into_parts();
+    let active = state.active.load_full();
+    // A sampled request's head is kept as it arrived, before any stage changes it.
+    let mut capture = state
+        .recorder
+        .as_ref()
+        .filter(|recorder| recorder.sampled())
+        .map(|recorder| {
+            let view: Arc<dyn RuntimeView> = active.clone();
+            recorder.capture(
+                &parts,
+                connection.id,
+                connection.tls.as_ref(),
+                connection.alpn.as_ref(),
+                view,
+            )
+        });
+    let bytes_in = Arc::new(match (&capture, &state.recorder) {
+        (Some(_), Some(recorder)) => RequestBodyMeter::keeping(recorder.max_body_bytes()),
+        _ => RequestBodyMeter::counting(),
+    });
     let mut cx = RequestContext {
-        active: state.active.load_full(),
+        active,
         facts: facts(&parts, connection, arrived, clock.unix_millis()),
         parts,
         body: body.into(),
-        bytes_in: Arc::new(AtomicU64::new(0)),
+        bytes_in,
         route: RouteMatch::NotLooked,
         identity: None,
         limit: None,
@@ -84,6 +105,9 @@ pub async fn handle<B: Into<Option<Incoming>>>(
     )
     .await;
 
+    if let Some(capture) = &mut capture {
+        capture.response_head(response.status(), response.headers());
+    }
     let (stopped_at, reason) = stop.unzip();
     let route_metrics = cx
         .route
@@ -105,6 +129,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         sinks: state.sinks.clone(),
         in_flight: cx.target.map(|t| t.in_flight),
         route_metrics,
+        recording: capture,
     }));
     response
 }

@@ -120,6 +120,9 @@ fn needs_restart(active: &Runtime, next: &Runtime) -> Vec<String> {
     if active.access_log != next.access_log {
         changed.push("access_log".to_string());
     }
+    if active.recording != next.recording {
+        changed.push("recording".to_string());
+    }
     changed
 }
 

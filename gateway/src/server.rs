@@ -22,6 +22,7 @@ use crate::config::Runtime;
 use crate::identity::{IdentityState, tls};
 use crate::ratelimit::store::Stores;
 use crate::record::metrics::Metrics;
+use crate::record::recording::Recorder;
 use crate::record::{RecordSinks, RequestRecord};
 use crate::stage::context::ConnectionInfo;
 use crate::state::upstreams::Registry;
@@ -43,6 +44,11 @@ pub enum StartError {
     NoListener,
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("cannot open the recording `{}`: {error}", path.display())]
+    Recording {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
 }
 
 fn plain_io_error(error: &std::io::Error) -> String {
@@ -139,6 +145,16 @@ impl GatewayHandle {
 pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHandle, StartError> {
     let metrics = Arc::new(Metrics::new());
     let sinks = RecordSinks::new(metrics, &runtime.access_log).map_err(StartError::AccessLog)?;
+    let recorder =
+        match &runtime.recording {
+            Some(config) => Some(Recorder::start(config, sinks.metrics.clone()).map_err(
+                |error| StartError::Recording {
+                    path: config.path.clone(),
+                    error,
+                },
+            )?),
+            None => None,
+        };
     let listeners = match options.listeners {
         Some(listeners) => listeners,
         None => {
@@ -178,6 +194,7 @@ pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHan
         active: ArcSwap::from_pointee(active),
         clock: options.clock,
         sinks,
+        recorder,
         identity,
         ratelimit,
         upstreams,
@@ -382,6 +399,10 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// The next connection's id: unique within the process, so ids from two gateways in one
+/// process (the simulator runs several) never collide either.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
 /// Accepts a client connection on listener `index`: the TLS handshake when the listener has
 /// TLS (with the certificates of the runtime in force now), bounded by the header-read timeout.
 /// A failed handshake is counted and logged and the connection dropped: it never reaches a
@@ -405,12 +426,22 @@ pub async fn accept_connection(
             if is_tls {
                 state.sinks.metrics.identity.handshake(&name);
             }
+            let alpn = match &io {
+                tls::EdgeStream::Tls(stream) => stream
+                    .get_ref()
+                    .1
+                    .alpn_protocol()
+                    .map(|p| Arc::from(String::from_utf8_lossy(p).as_ref())),
+                tls::EdgeStream::Plain(_) => None,
+            };
             Some((
                 io,
                 ConnectionInfo {
                     peer,
                     scheme: if is_tls { Scheme::Https } else { Scheme::Http },
                     tls,
+                    alpn,
+                    id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
                 },
             ))
         }

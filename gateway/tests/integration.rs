@@ -20,6 +20,7 @@ mod integration {
     mod ratelimit_processes;
     mod ratelimit_redis;
     mod ratelimit_support;
+    mod recording;
     mod reload;
     mod resilience_balancing;
     mod resilience_breaker;

@@ -74,6 +74,12 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         }
     }
 
+    let recording = raw
+        .recording
+        .as_ref()
+        .filter(|r| r.enabled)
+        .and_then(|r| compile_recording(r, source, &mut problems));
+
     let cors = raw
         .cors
         .as_ref()
@@ -194,6 +200,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         limits: raw.limits.clone(),
         internal_headers,
         access_log: raw.access_log.clone(),
+        recording,
         cors,
         upstreams,
         routes: RouteTable::new(routes),
@@ -481,6 +488,94 @@ fn compile_cors(c: &RawCors, problems: &mut Vec<Problem>) -> Option<CorsPolicy> 
         expose_headers: join(&c.expose_headers, "expose_headers", problems),
         allow_credentials: c.allow_credentials,
         max_age: c.max_age.map(|d| HeaderValue::from(d.as_secs())),
+    })
+}
+
+fn compile_recording(
+    r: &RawRecording,
+    source: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<RecordingConfig> {
+    let before = problems.len();
+    let path = match r.path.as_deref() {
+        None | Some("") => {
+            problems.push((
+                "recording.path".into(),
+                "required when recording is on: the file recorded lines are appended to".into(),
+            ));
+            None
+        }
+        Some(path) => {
+            let resolved = super::files::resolve(source, path);
+            let dir = resolved
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !dir.is_dir() {
+                problems.push((
+                    "recording.path".into(),
+                    format!("the directory `{}` does not exist", dir.display()),
+                ));
+            }
+            Some(resolved)
+        }
+    };
+    if !(0.0..=1.0).contains(&r.sample) {
+        problems.push((
+            "recording.sample".into(),
+            format!(
+                "`{}` is not a share of requests: use a number from 0 to 1",
+                r.sample
+            ),
+        ));
+    }
+    if r.rotate_bytes != 0 && r.rotate_bytes < 4096 {
+        problems.push((
+            "recording.rotate_bytes".into(),
+            "rotate at 4096 bytes or more, or 0 to never rotate".into(),
+        ));
+    }
+    if r.rotate_bytes != 0 && r.keep == 0 {
+        problems.push((
+            "recording.keep".into(),
+            "keep at least 1 rotated file, or set `rotate_bytes: 0` to never rotate".into(),
+        ));
+    }
+    if r.queue == 0 {
+        problems.push(("recording.queue".into(), "must be at least 1".into()));
+    }
+    let max_body_bytes = usize::try_from(r.max_body_bytes).unwrap_or(usize::MAX);
+    let mut redact_headers = Vec::new();
+    for (i, name) in r.redact_headers.iter().enumerate() {
+        match HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+            Ok(h) => redact_headers.push(h),
+            Err(_) => problems.push((
+                format!("recording.redact_headers[{i}]"),
+                format!("`{name}` is not a valid header name"),
+            )),
+        }
+    }
+    if problems.len() != before {
+        return None;
+    }
+    // The draw is a uniform u64; `sample` of them fall below the threshold.
+    let always = r.sample >= 1.0;
+    let sample_below = if always {
+        u64::MAX
+    } else {
+        (r.sample * 18_446_744_073_709_551_616.0) as u64
+    };
+    Some(RecordingConfig {
+        path: path?,
+        sample: r.sample,
+        sample_below,
+        always,
+        max_body_bytes,
+        rotate_bytes: r.rotate_bytes,
+        keep: r.keep,
+        redact_headers,
+        responses: r.responses,
+        queue: r.queue,
     })
 }
 

@@ -27,6 +27,8 @@ pub struct Runtime {
     /// Lower-cased names stripped from client requests and from upstream responses.
     pub internal_headers: Vec<HeaderName>,
     pub access_log: RawAccessLog,
+    /// The `recording:` section when recording is on; fixed at start, like `access_log`.
+    pub recording: Option<RecordingConfig>,
     pub cors: Option<CorsPolicy>,
     pub upstreams: HashMap<Arc<str>, Arc<Upstream>>,
     pub routes: RouteTable<CompiledRoute>,
@@ -157,6 +159,26 @@ impl Rewrite {
         out.push_str(rest);
         out
     }
+}
+
+/// `recording:` compiled: the path resolved, the header names parsed, the sample turned into
+/// the threshold a draw is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingConfig {
+    pub path: std::path::PathBuf,
+    pub sample: f64,
+    /// A request is recorded when its 64-bit draw is below this; `u64::MAX` with `always`.
+    pub sample_below: u64,
+    /// Every request is recorded (`sample: 1`), without a draw.
+    pub always: bool,
+    pub max_body_bytes: usize,
+    /// 0: never rotate.
+    pub rotate_bytes: u64,
+    pub keep: usize,
+    /// Lower-cased, beyond the credentials always redacted.
+    pub redact_headers: Vec<HeaderName>,
+    pub responses: bool,
+    pub queue: usize,
 }
 
 #[derive(Debug, Clone)]

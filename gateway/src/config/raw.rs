@@ -23,6 +23,9 @@ pub struct RawConfig {
     pub internal_headers: Vec<String>,
     #[serde(default)]
     pub access_log: RawAccessLog,
+    /// Requests as sent, redacted, for `simulator replay`; off unless the section is written.
+    #[serde(default)]
+    pub recording: Option<RawRecording>,
     #[serde(default)]
     pub cors: Option<RawCors>,
     /// Issuers, API keys: what `authn` accepts (config/identity.rs).
@@ -104,6 +107,46 @@ impl From<String> for RawAccessLog {
             "stdout" => RawAccessLog::Stdout,
             "off" => RawAccessLog::Off,
             _ => RawAccessLog::File(s),
+        }
+    }
+}
+
+/// `recording:` — what the gateway keeps of each sampled request for replay (docs/replay.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecording {
+    /// `false` keeps the section written but records nothing.
+    pub enabled: bool,
+    /// The file lines are appended to; required when recording is on.
+    pub path: Option<String>,
+    /// The share of requests recorded, 0 to 1.
+    pub sample: f64,
+    /// How much of each request body is kept; 0 keeps none (the length is always recorded).
+    pub max_body_bytes: u64,
+    /// Rotate when the file would grow past this; 0 never rotates.
+    pub rotate_bytes: u64,
+    /// Rotated files kept (`path.1` … `path.<keep>`), beside the one being written.
+    pub keep: usize,
+    /// Headers whose values are replaced, beyond the credentials always redacted.
+    pub redact_headers: Vec<String>,
+    /// Also keep the response: status, headers, SHA-256 of the body.
+    pub responses: bool,
+    /// Lines waiting for the writer; beyond this they are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for RawRecording {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            sample: 1.0,
+            max_body_bytes: 64 * 1024,
+            rotate_bytes: 64 * 1024 * 1024,
+            keep: 5,
+            redact_headers: Vec::new(),
+            responses: false,
+            queue: 8192,
         }
     }
 }

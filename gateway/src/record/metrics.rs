@@ -46,6 +46,10 @@ pub struct Metrics {
     pub stage_duration: Family<StageLabels, Histogram>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub access_log_dropped: Counter,
+    /// Recording lines lost: the writer's queue was full, or the write failed.
+    pub recording_dropped: Counter,
+    /// Recording lines written to the file.
+    pub recording_written: Counter,
     /// `stage_duration`'s eight series, resolved once.
     stages: [Histogram; 8],
     /// The handles of requests that matched no route.
@@ -121,6 +125,18 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind",
             access_log_dropped.clone(),
         );
+        let recording_dropped = Counter::default();
+        registry.register(
+            "recording_dropped",
+            "Recording lines dropped because the writer fell behind or could not write",
+            recording_dropped.clone(),
+        );
+        let recording_written = Counter::default();
+        registry.register(
+            "recording_written",
+            "Recording lines written",
+            recording_written.clone(),
+        );
         let identity = crate::identity::metrics::IdentityMetrics::register(&mut registry);
         let ratelimit = crate::ratelimit::metrics::RateLimitMetrics::register(&mut registry);
         let resilience = crate::resilience::metrics::ResilienceMetrics::register(&mut registry);
@@ -152,6 +168,8 @@ impl Metrics {
             stage_duration,
             upstream_errors,
             access_log_dropped,
+            recording_dropped,
+            recording_written,
         }
     }
 

@@ -4,12 +4,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use http::request::Parts;
 use http::{HeaderValue, Method};
 use hyper::body::Incoming;
 
+use crate::body::RequestBodyMeter;
 use crate::clock::Nanos;
 use crate::config::{CompiledRoute, Runtime};
 use crate::identity::tls::TlsInfo;
@@ -27,6 +27,12 @@ pub struct ConnectionInfo {
     pub scheme: Scheme,
     /// What the TLS handshake established (SNI, client certificate); `None` on plaintext.
     pub tls: Option<Arc<TlsInfo>>,
+    /// The protocol the TLS handshake agreed (`h2`, `http/1.1`); `None` on plaintext or without
+    /// ALPN.
+    pub alpn: Option<Arc<str>>,
+    /// Unique among this process's connections: requests that share a connection share it (the
+    /// recording's `connection`).
+    pub id: u64,
 }
 
 /// What never changes after the request arrived: who sent it over what, when, under which ids,
@@ -110,8 +116,9 @@ pub struct RequestContext {
     /// separately so it can stream.
     pub parts: Parts,
     pub body: Option<Incoming>,
-    /// Request body bytes seen so far, shared with the streaming body.
-    pub bytes_in: Arc<AtomicU64>,
+    /// Request body bytes seen so far (and a recorded request's first bytes), shared with the
+    /// streaming body.
+    pub bytes_in: Arc<RequestBodyMeter>,
     pub route: RouteMatch,
     pub identity: Option<Arc<Identity>>,
     /// The rate limiter's decision and the header fields it chose (added to the answer,

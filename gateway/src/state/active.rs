@@ -61,3 +61,10 @@ impl Active {
 fn policy_key(policy: &Arc<CompiledPolicy>) -> usize {
     Arc::as_ptr(policy) as usize
 }
+
+/// The writer redacts a recorded request under the config it ran with.
+impl crate::record::recording::RuntimeView for Active {
+    fn runtime(&self) -> &Runtime {
+        &self.config
+    }
+}

@@ -6,12 +6,15 @@ pub mod active;
 pub mod reload;
 pub mod upstreams;
 
+use std::sync::Arc;
+
 use arc_swap::ArcSwap;
 
 use crate::clock::SharedClock;
 use crate::identity::IdentityState;
 use crate::ratelimit::store::Stores;
 use crate::record::RecordSinks;
+use crate::record::recording::Recorder;
 pub use active::Active;
 pub use reload::ReloadState;
 use upstreams::Registry;
@@ -22,6 +25,8 @@ pub struct GatewayState {
     pub active: ArcSwap<Active>,
     pub clock: SharedClock,
     pub sinks: RecordSinks,
+    /// The recording (`recording:`), when on; fixed at start.
+    pub recorder: Option<Arc<Recorder>>,
     /// JWKS caches and the verified-token cache: kept across reloads. After swapping the active
     /// config, a reload calls `identity.sync` with its issuers.
     pub identity: IdentityState,

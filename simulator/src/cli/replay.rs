@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::replay::diff::DiffArgs;
 use crate::replay::diff::{ConfigDiff, diff_decisions};
+use crate::replay::expect::Expected;
 use crate::replay::identity::IdentityArgs;
 use crate::replay::model::Exchange;
 use crate::replay::predict::Prediction;
@@ -88,6 +89,10 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     }
     let pacing = Pacing::from_args(&args.pacing).map_err(usage)?;
     crate::replay::responses::check_args(&args.responses).map_err(usage)?;
+    let expected = match &args.diff.expect {
+        Some(path) => Some(Expected::load(path).map_err(|d| Failure(2, d.to_string()))?),
+        None => None,
+    };
     let recording = replay_run::load(&args.recording, args.pacing.skip_bad)
         .map_err(|e| Failure(2, e.to_string()))?;
     let exchanges: Vec<Exchange> = match &pacing.shard {
@@ -162,7 +167,29 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let text = render(&report);
     print!("{text}");
     write_outputs(&args, &report, &text)?;
-    let changed_too_much = diff_of(&report).is_some_and(|d| d.exceeds(args.diff.max_changed));
+    let diff = diff_of(&report);
+    let mut changed_too_much = diff
+        .as_ref()
+        .is_some_and(|d| d.exceeds(args.diff.max_changed));
+    if let (Some(path), Some(diff)) = (&args.diff.write_expect, &diff) {
+        let yaml = Expected::from_diff(diff)
+            .to_yaml()
+            .map_err(|e| Failure(3, e))?;
+        write_file(path, yaml.as_bytes()).map_err(|e| Failure(3, e))?;
+    }
+    if let Some(expected) = &expected {
+        // Exactly the expected transitions, whatever --max-changed allows.
+        let problems = match &diff {
+            Some(diff) => expected.check(diff),
+            None => vec![
+                "--expect: nothing was compared (no recorded decisions and no --against)".into(),
+            ],
+        };
+        for problem in &problems {
+            println!("expect     {problem}");
+        }
+        changed_too_much = !problems.is_empty();
+    }
     Ok(exit_code(&report, changed_too_much))
 }
 

@@ -23,6 +23,13 @@ pub struct DiffArgs {
     /// Write every changed request as JSON here.
     #[arg(long, value_name = "FILE")]
     pub changed: Option<PathBuf>,
+    /// The transition groups the review must find, exactly, with their counts (docs/replay.md);
+    /// any difference exits 4, whatever `--max-changed` allows.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// Write the transition groups the review found as an expectations file, to read and commit.
+    #[arg(long, value_name = "FILE")]
+    pub write_expect: Option<PathBuf>,
 }
 
 /// How many example requests each transition group keeps.

@@ -7,6 +7,7 @@
 //! `cli::replay`.
 
 pub mod diff;
+pub mod expect;
 pub mod generate;
 pub mod identity;
 pub mod junit;

@@ -22,7 +22,7 @@ use super::compiled::Runtime;
 use super::ratelimit::RawRateLimits;
 use super::raw::{
     RawAccessLog, RawAdmin, RawConfig, RawCors, RawInstanceDetail, RawLimits, RawListener,
-    RawRoute, RawUpstream,
+    RawRecording, RawRoute, RawUpstream,
 };
 use super::yaml::schema::{deserialize_all, key_text, kind};
 use super::yaml::suggest::unknown_field;
@@ -49,12 +49,13 @@ pub fn load_str(source: &str, text: &str) -> Result<Runtime, Vec<Diagnostic>> {
 }
 
 /// The top-level sections, in the order the docs list them.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "listeners",
     "admin",
     "limits",
     "internal_headers",
     "access_log",
+    "recording",
     "cors",
     "auth",
     "rate_limits",
@@ -182,6 +183,9 @@ fn sections(root: &Mapping, findings: &mut Vec<Finding>) -> RawConfig {
                 if let Some(v) = deserialize::<RawAccessLog>(value, "access_log", findings) {
                     raw.access_log = v;
                 }
+            }
+            "recording" => {
+                raw.recording = deserialize::<RawRecording>(value, "recording", findings);
             }
             "cors" => raw.cors = deserialize::<RawCors>(value, "cors", findings),
             "auth" => {

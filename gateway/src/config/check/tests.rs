@@ -97,7 +97,7 @@ fn each_kind_of_problem_is_reported_with_its_line_column_and_path() {
                 (
                     "3:1",
                     "colour",
-                    "unknown field `colour`, expected one of `listeners`, `admin`, `limits`, `internal_headers`, `access_log`, `cors`, `auth`, `rate_limits`, `upstreams`, `routes`",
+                    "unknown field `colour`, expected one of `listeners`, `admin`, `limits`, `internal_headers`, `access_log`, `recording`, `cors`, `auth`, `rate_limits`, `upstreams`, `routes`",
                 ),
             ],
         ),
@@ -456,7 +456,7 @@ fn the_invalid_fixtures_report_every_problem_in_one_call() {
                 "fixtures/invalid/schema.yaml:5:5: listeners[0].adress: unknown field `adress`, did you mean `address`?",
                 "fixtures/invalid/schema.yaml:8:17: limits.idle_timeout: invalid value: string \"soon\", expected a duration such as `250ms`, `30s` or `2m`",
                 "fixtures/invalid/schema.yaml:9:16: limits.max_headers: invalid value: integer `-1`, expected a non-negative integer",
-                "fixtures/invalid/schema.yaml:11:1: timeouts: unknown field `timeouts`, expected one of `listeners`, `admin`, `limits`, `internal_headers`, `access_log`, `cors`, `auth`, `rate_limits`, `upstreams`, `routes`",
+                "fixtures/invalid/schema.yaml:11:1: timeouts: unknown field `timeouts`, expected one of `listeners`, `admin`, `limits`, `internal_headers`, `access_log`, `recording`, `cors`, `auth`, `rate_limits`, `upstreams`, `routes`",
                 "fixtures/invalid/schema.yaml:16:33: upstreams.users-svc.instances[1]: expected an instance address such as `127.0.0.1:9001` or a mapping with `address` and `weight`, found a number",
                 "fixtures/invalid/schema.yaml:17:22: upstreams.users-svc.connect_timeout: invalid value: string \"2 parsecs\", expected a duration such as `250ms`, `30s` or `2m`",
                 "fixtures/invalid/schema.yaml:23:7: routes[0].match.method: unknown field `method`, did you mean `methods`?",
@@ -631,4 +631,59 @@ proptest! {
         let text = edits.iter().fold(REFERENCE.to_string(), |text, e| apply(&text, e));
         assert_well_formed(&text, load_str("p.yaml", &text));
     }
+}
+
+#[test]
+fn recording_problems_are_located_at_their_fields() {
+    let routes = "routes:\n  - { name: all, match: { path: /* }, respond: { status: 404 } }\n";
+    assert_diagnostics(
+        "every value problem at once",
+        &format!(
+            "{routes}recording:\n  sample: 1.5\n  rotate_bytes: 100\n  keep: 0\n  queue: 0\n  redact_headers: [\"bad header\"]\n"
+        ),
+        &[
+            ("3:1", "recording.path", "required when recording is on"),
+            ("4:11", "recording.sample", "use a number from 0 to 1"),
+            ("5:17", "recording.rotate_bytes", "4096 bytes or more"),
+            ("6:9", "recording.keep", "keep at least 1"),
+            ("7:10", "recording.queue", "at least 1"),
+            (
+                "8:20",
+                "recording.redact_headers[0]",
+                "not a valid header name",
+            ),
+        ],
+    );
+    assert_diagnostics(
+        "a missing directory",
+        &format!("{routes}recording: {{ path: /no/such/dir/traffic.jsonl }}\n"),
+        &[(
+            "3:20",
+            "recording.path",
+            "the directory `/no/such/dir` does not exist",
+        )],
+    );
+    assert_diagnostics(
+        "a typo",
+        &format!("{routes}recording: {{ path: t.jsonl, smaple: 0.5 }}\n"),
+        &[("3:29", "recording.smaple", "did you mean `sample`")],
+    );
+    assert_diagnostics(
+        "switched off, nothing is required",
+        &format!("{routes}recording: {{ enabled: false }}\n"),
+        &[],
+    );
+    let on = load_str(
+        "test.yaml",
+        &format!("{routes}recording: {{ path: t.jsonl }}\n"),
+    )
+    .expect("valid");
+    let recording = on.recording.expect("on");
+    assert_eq!(
+        (recording.max_body_bytes, recording.keep, recording.queue),
+        (65_536, 5, 8192)
+    );
+    assert!(recording.always && !recording.responses);
+    let off = load_str("test.yaml", routes).expect("valid");
+    assert!(off.recording.is_none(), "off unless the section is written");
 }
