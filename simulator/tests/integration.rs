@@ -8,6 +8,7 @@ mod integration {
     mod import;
     mod issuer_token;
     mod loadgen;
+    mod replay;
     mod replay_diff;
     mod replay_identity;
     mod replay_lab;

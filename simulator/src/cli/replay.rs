@@ -1,14 +1,28 @@
 //! `simulator replay RECORDING`: the replay's front end (docs/replay.md). The flags are grouped by
 //! the module that reads them.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::replay::diff::DiffArgs;
+use crate::replay::diff::{ConfigDiff, diff_decisions};
+use crate::replay::expect::Expected;
 use crate::replay::identity::IdentityArgs;
+use crate::replay::model::Exchange;
+use crate::replay::predict::Prediction;
 use crate::replay::report::OutputArgs;
+use crate::replay::report::{ReplayReport, RunReport};
 use crate::replay::responses::ResponseDiffArgs;
-use crate::replay::schedule::PacingArgs;
+use crate::replay::run::{self as replay_run, RunOptions, RunResult};
+use crate::replay::schedule::{Pacing, PacingArgs};
+use crate::replay::send::Progress;
+use crate::replay::target::{TargetError, TargetSpec};
+use crate::scenario::interrupt::Interrupt;
+use crate::scenario::under_test::GatewayMode;
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -43,10 +57,311 @@ pub struct ReplayArgs {
     pub output: OutputArgs,
 }
 
+/// Runs the replay; the exit code follows the runner's: 0 done, 1 usage, 2 an unreadable
+/// recording or config, 3 a runtime failure (target unreachable, nothing answered), 4 more
+/// changed requests than `--max-changed` allows, 130 interrupted (the report still printed).
 pub async fn run(args: ReplayArgs) -> ExitCode {
-    eprintln!(
-        "simulator replay {}: not built yet",
-        args.recording.display()
+    match replay(args).await {
+        Ok(code) => code,
+        Err(Failure(code, message)) => {
+            eprintln!("simulator replay: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+struct Failure(u8, String);
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure(1, message.into())
+}
+
+async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
+    if args.config.is_none() && args.target.is_none() {
+        return Err(usage(
+            "give --config GATEWAY.yaml (the real gateway, with fakes) or --target URL",
+        ));
+    }
+    if args.diff.against.is_some() && args.target.is_some() {
+        return Err(usage(
+            "--against replays through a second config: use it with --config, not --target",
+        ));
+    }
+    let pacing = Pacing::from_args(&args.pacing).map_err(usage)?;
+    crate::replay::responses::check_args(&args.responses).map_err(usage)?;
+    let expected = match &args.diff.expect {
+        Some(path) => Some(Expected::load(path).map_err(|d| Failure(2, d.to_string()))?),
+        None => None,
+    };
+    let recording = replay_run::load(&args.recording, args.pacing.skip_bad)
+        .map_err(|e| Failure(2, e.to_string()))?;
+    let exchanges: Vec<Exchange> = match &pacing.shard {
+        Some(shard) => shard.select(&recording.exchanges),
+        None => recording.exchanges.clone(),
+    };
+    let exchanges = Arc::new(exchanges);
+    let mode = if args.process {
+        GatewayMode::Process(sibling_binary("gateway").ok_or_else(|| {
+            Failure(
+                3,
+                "--process needs the `gateway` binary next to this one (cargo build -p gateway)"
+                    .into(),
+            )
+        })?)
+    } else {
+        GatewayMode::InProcess
+    };
+    let spec = match (&args.config, &args.target) {
+        (Some(config), _) => TargetSpec::Config {
+            config: config.clone(),
+            mode: mode.clone(),
+        },
+        (None, Some(url)) => TargetSpec::Url {
+            url: url.clone(),
+            admin: args.admin.clone(),
+        },
+        (None, None) => return Err(usage("give --config or --target")),
+    };
+    let (interrupter, interrupt) = Interrupt::new();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "simulator replay: interrupted; waiting briefly for the answers under way (Ctrl-C again to quit now)"
+            );
+            interrupter.interrupt();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let progress = Arc::new(Progress::default());
+    let options = RunOptions {
+        pacing: pacing.clone(),
+        keep_responses: args.responses.diff_responses,
+        prepare: replay_run::minting_for(args.identity.clone()),
+        interrupt: interrupt.clone(),
+        progress: progress.clone(),
+        ..RunOptions::default()
+    };
+    let show_bar = std::io::stdout().is_terminal() && !args.output.quiet;
+    let bar = show_bar.then(|| progress_bar(progress.clone()));
+    let first = replay_run::run(exchanges.clone(), &spec, &options).await;
+    let first = finish_run(first)?;
+    let against = match &args.diff.against {
+        Some(new) if !first.interrupted => {
+            let spec = TargetSpec::Config {
+                config: new.clone(),
+                mode,
+            };
+            Some(finish_run(
+                replay_run::run(exchanges.clone(), &spec, &options).await,
+            )?)
+        }
+        _ => None,
+    };
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    let report = build_report(&args, &pacing, &recording, &exchanges, first, against);
+    let text = render(&report);
+    print!("{text}");
+    write_outputs(&args, &report, &text)?;
+    let diff = diff_of(&report);
+    let mut changed_too_much = diff
+        .as_ref()
+        .is_some_and(|d| d.exceeds(args.diff.max_changed));
+    if let (Some(path), Some(diff)) = (&args.diff.write_expect, &diff) {
+        let yaml = Expected::from_diff(diff)
+            .to_yaml()
+            .map_err(|e| Failure(3, e))?;
+        write_file(path, yaml.as_bytes()).map_err(|e| Failure(3, e))?;
+    }
+    if let Some(expected) = &expected {
+        // Exactly the expected transitions, whatever --max-changed allows.
+        let problems = match &diff {
+            Some(diff) => expected.check(diff),
+            None => vec![
+                "--expect: nothing was compared (no recorded decisions and no --against)".into(),
+            ],
+        };
+        for problem in &problems {
+            println!("expect     {problem}");
+        }
+        changed_too_much = !problems.is_empty();
+    }
+    Ok(exit_code(&report, changed_too_much))
+}
+
+/// The config review held in a report, typed again.
+fn diff_of(report: &ReplayReport) -> Option<ConfigDiff> {
+    serde_json::from_value(report.diff.clone()?).ok()
+}
+
+/// The report's text, then the config review and the prediction when there are.
+fn render(report: &ReplayReport) -> String {
+    let mut text = report.render_text();
+    if let Some(diff) = diff_of(report) {
+        text.push_str(&diff.render_text());
+    }
+    if let Some(prediction) = report
+        .prediction
+        .clone()
+        .and_then(|p| serde_json::from_value::<Prediction>(p).ok())
+    {
+        text.push_str(&prediction.render_text());
+    }
+    text
+}
+
+/// `--json`, `--changed`, `--junit`, `--html`: a file that cannot be written fails the run
+/// (exit 3), since CI would otherwise read a stale one.
+fn write_outputs(args: &ReplayArgs, report: &ReplayReport, text: &str) -> Result<(), Failure> {
+    let fail = |e: String| Failure(3, e);
+    if let Some(path) = &args.output.json {
+        report.write(path).map_err(fail)?;
+    }
+    let diff = diff_of(report);
+    if let (Some(path), Some(diff)) = (&args.diff.changed, &diff) {
+        let body =
+            serde_json::to_vec_pretty(&diff.changed_json()).map_err(|e| fail(e.to_string()))?;
+        write_file(path, &body).map_err(fail)?;
+    }
+    if let Some(path) = &args.output.junit {
+        match &diff {
+            Some(diff) => {
+                let xml = crate::replay::junit::junit(
+                    &report.recording,
+                    diff,
+                    None,
+                    args.diff.max_changed,
+                )
+                .map_err(fail)?;
+                write_file(path, xml.as_bytes()).map_err(fail)?;
+            }
+            None => eprintln!(
+                "simulator replay: --junit: nothing was compared (no recorded decisions and no --against)"
+            ),
+        }
+    }
+    if let Some(dir) = &args.output.html {
+        let mut runs: Vec<(&str, &[crate::replay::model::ExchangeOutcome])> =
+            vec![(report.run.target.as_str(), &report.run.outcomes)];
+        if let Some(against) = &report.against {
+            runs.push((against.target.as_str(), &against.outcomes));
+        }
+        let title = format!("replay of {}", report.recording);
+        crate::replay::plot::write_html(dir, &title, &runs, diff.as_ref(), text).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn finish_run(result: Result<RunResult, TargetError>) -> Result<RunResult, Failure> {
+    result.map_err(|e| match e {
+        TargetError::Config(m) => Failure(2, m),
+        TargetError::Runtime(m) => Failure(3, m),
+    })
+}
+
+fn build_report(
+    args: &ReplayArgs,
+    pacing: &Pacing,
+    recording: &crate::replay::model::Recording,
+    exchanges: &[Exchange],
+    first: RunResult,
+    against: Option<RunResult>,
+) -> ReplayReport {
+    // The config review: the recording's own decisions against this run, or this run against
+    // `--against`'s; nothing to compare for a source without gateway records.
+    let diff = match &against {
+        Some(new) => Some(diff_decisions(&first.outcomes, &new.outcomes)),
+        None => {
+            let baseline: Vec<_> = first
+                .recorded_baseline(exchanges)
+                .into_iter()
+                .flatten()
+                .collect();
+            (!baseline.is_empty() && first.records_seen)
+                .then(|| diff_decisions(&baseline, &first.outcomes))
+        }
+    };
+    let prediction = match (&args.config, args.predict) {
+        (Some(config), true) => gateway::config::load_file(config).ok().map(|runtime| {
+            crate::replay::predict::predict_with(
+                &runtime,
+                exchanges,
+                &first.outcomes,
+                &crate::replay::predict::PredictOptions {
+                    origin_unix_micros: first.started_unix_nanos / 1_000,
+                    ..Default::default()
+                },
+            )
+        }),
+        _ => None,
+    };
+    let mut report = ReplayReport::new(
+        &args.recording,
+        recording,
+        crate::replay::read::detect(&args.recording).ok(),
+        pacing.shard.map(|s| s.to_string()),
+        RunReport::from_run(first),
+        against.map(RunReport::from_run),
     );
-    ExitCode::from(3)
+    report.diff = diff.and_then(|d| serde_json::to_value(d).ok());
+    report.prediction = prediction.and_then(|p| serde_json::to_value(p).ok());
+    report
+}
+
+/// 130 when interrupted, 3 when requests left and none was answered, 4 when the compared share
+/// of changed requests is above `--max-changed`, else 0.
+fn exit_code(report: &ReplayReport, changed_too_much: bool) -> ExitCode {
+    let runs = std::iter::once(&report.run).chain(report.against.as_ref());
+    if report.interrupted {
+        ExitCode::from(130)
+    } else if runs.clone().any(|r| r.sent > 0 && r.answered == 0) {
+        eprintln!("simulator replay: nothing was answered");
+        ExitCode::from(3)
+    } else if changed_too_much {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Rate, sent/total and ETA, redrawn ten times a second from the sender's counters.
+fn progress_bar(progress: Arc<Progress>) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{wide_bar} {pos}/{len} sent  {per_sec}  ETA {eta}  {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    let drawn = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            drawn.set_length(progress.planned.load(Ordering::Relaxed));
+            drawn.set_position(progress.sent.load(Ordering::Relaxed));
+            drawn.set_message(format!(
+                "{} answered, {} failed",
+                progress.answered.load(Ordering::Relaxed),
+                progress.failed.load(Ordering::Relaxed)
+            ));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (bar, ticker)
+}
+
+fn sibling_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.join(name);
+    candidate.exists().then_some(candidate)
 }

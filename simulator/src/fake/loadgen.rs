@@ -555,7 +555,8 @@ where
     Ok(sender)
 }
 
-fn classify_io(e: &std::io::Error) -> ErrorKind {
+/// The kind of a failed connect or read (shared with replay's sender).
+pub fn classify_io(e: &std::io::Error) -> ErrorKind {
     use std::io::ErrorKind as Io;
     match e.kind() {
         Io::ConnectionRefused => ErrorKind::Refused,
@@ -567,7 +568,8 @@ fn classify_io(e: &std::io::Error) -> ErrorKind {
     }
 }
 
-fn classify_hyper(e: hyper::Error) -> (ErrorKind, String) {
+/// The kind of a failed HTTP exchange and its message (shared with replay's sender).
+pub fn classify_hyper(e: hyper::Error) -> (ErrorKind, String) {
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
     } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
