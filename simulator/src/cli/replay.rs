@@ -16,13 +16,15 @@ use crate::replay::model::Exchange;
 use crate::replay::predict::Prediction;
 use crate::replay::report::OutputArgs;
 use crate::replay::report::{ReplayReport, RunReport};
-use crate::replay::responses::ResponseDiffArgs;
+use crate::replay::responses::{self, Noise, ResponseDiffArgs};
 use crate::replay::run::{self as replay_run, RunOptions, RunResult};
 use crate::replay::schedule::{Pacing, PacingArgs};
 use crate::replay::send::Progress;
 use crate::replay::target::{TargetError, TargetSpec};
-use crate::scenario::interrupt::Interrupt;
+use crate::scenario::interrupt::{Interrupt, Interrupter};
 use crate::scenario::under_test::GatewayMode;
+use crate::tui::app::ChangedRequest;
+use crate::tui::term::RunTui;
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -123,7 +125,10 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         (None, None) => return Err(usage("give --config or --target")),
     };
     let (interrupter, interrupt) = Interrupt::new();
+    let interrupter = Arc::new(interrupter);
+    let on_ctrl_c = interrupter.clone();
     tokio::spawn(async move {
+        let interrupter = on_ctrl_c;
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!(
                 "simulator replay: interrupted; waiting briefly for the answers under way (Ctrl-C again to quit now)"
@@ -134,6 +139,17 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
             }
         }
     });
+    let tui = match args.output.tui {
+        true => Some(
+            RunTui::start_replay(
+                format!("simulator replay {}", args.recording.display()),
+                policies_of_spec(&args),
+                args.diff.against.is_some(),
+            )
+            .map_err(|e| Failure(3, format!("--tui: {e:#}")))?,
+        ),
+        false => None,
+    };
     let progress = Arc::new(Progress::default());
     let options = RunOptions {
         pacing: pacing.clone(),
@@ -141,11 +157,38 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         prepare: replay_run::minting_for(args.identity.clone()),
         interrupt: interrupt.clone(),
         progress: progress.clone(),
+        sink: tui.as_ref().map(RunTui::sink).unwrap_or_default(),
         ..RunOptions::default()
     };
-    let show_bar = std::io::stdout().is_terminal() && !args.output.quiet;
+    let show_bar = std::io::stdout().is_terminal() && !args.output.quiet && tui.is_none();
     let bar = show_bar.then(|| progress_bar(progress.clone()));
-    let first = replay_run::run(exchanges.clone(), &spec, &options).await;
+    let watch = Watch {
+        tui: tui.as_ref(),
+        progress: &progress,
+        interrupter: &interrupter,
+    };
+    // Diffy's way: the baseline replayed more than once first; what differs between those runs
+    // varies on its own, and is not held against the candidate.
+    let mut noise_runs = Vec::new();
+    if args.responses.diff_responses {
+        for n in 1..=args.responses.noise_runs {
+            if interrupt.is_raised() {
+                break;
+            }
+            let phase = format!("noise run {n} of {}", args.responses.noise_runs);
+            let run = watch
+                .run(&phase, replay_run::run(exchanges.clone(), &spec, &options))
+                .await;
+            noise_runs.push(finish_run(run)?.outcomes);
+        }
+    }
+    let noise = (!noise_runs.is_empty()).then(|| responses::learn_noise(&noise_runs));
+    let first = watch
+        .run(
+            "replaying",
+            replay_run::run(exchanges.clone(), &spec, &options),
+        )
+        .await;
     let first = finish_run(first)?;
     let against = match &args.diff.against {
         Some(new) if !first.interrupted => {
@@ -153,9 +196,13 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
                 config: new.clone(),
                 mode,
             };
-            Some(finish_run(
-                replay_run::run(exchanges.clone(), &spec, &options).await,
-            )?)
+            let run = watch
+                .run(
+                    "replaying through --against",
+                    replay_run::run(exchanges.clone(), &spec, &options),
+                )
+                .await;
+            Some(finish_run(run)?)
         }
         _ => None,
     };
@@ -163,14 +210,61 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         ticker.abort();
         bar.finish_and_clear();
     }
-    let report = build_report(&args, &pacing, &recording, &exchanges, first, against);
+    let response_diff = args.responses.diff_responses.then(|| {
+        let baseline = match &against {
+            Some(_) => first.outcomes.clone(),
+            None => responses::recorded_responses(&exchanges, &first),
+        };
+        let candidate = against.as_ref().unwrap_or(&first);
+        responses::diff_responses(
+            &baseline,
+            &candidate.outcomes,
+            &args.responses,
+            noise.as_ref().unwrap_or(&Noise::default()),
+        )
+    });
+    let mut report = build_report(&args, &pacing, &recording, &exchanges, first, against);
+    report.responses = response_diff;
+    report.noise = noise;
+    let diff = diff_of(&report);
+    if let Some(tui) = tui {
+        if let (Some(diff), true) = (&diff, report.against.is_some()) {
+            for changed in &diff.requests {
+                tui.changed(ChangedRequest {
+                    id: changed.id.clone(),
+                    method: changed.method.clone(),
+                    path: changed.path.clone(),
+                    before: in_few_words(&changed.before),
+                    after: in_few_words(&changed.after),
+                })
+                .await;
+            }
+        }
+        let end = match (&diff, &report.responses) {
+            (Some(d), _) if d.changed > 0 => format!(
+                "replay finished: {} of {} requests changed — q shows the report",
+                d.changed, d.compared
+            ),
+            (_, Some(r)) if r.changed > 0 => format!(
+                "replay finished: {} of {} responses changed — q shows the report",
+                r.changed, r.compared
+            ),
+            _ => "replay finished — q shows the report".to_owned(),
+        };
+        if let Err(e) = tui.finish_with(end).await {
+            eprintln!("simulator replay --tui: {e:#}");
+        }
+    }
     let text = render(&report);
     print!("{text}");
     write_outputs(&args, &report, &text)?;
-    let diff = diff_of(&report);
     let mut changed_too_much = diff
         .as_ref()
-        .is_some_and(|d| d.exceeds(args.diff.max_changed));
+        .is_some_and(|d| d.exceeds(args.diff.max_changed))
+        || report
+            .responses
+            .as_ref()
+            .is_some_and(|r| r.exceeds(args.diff.max_changed));
     if let (Some(path), Some(diff)) = (&args.diff.write_expect, &diff) {
         let yaml = Expected::from_diff(diff)
             .to_yaml()
@@ -211,6 +305,12 @@ fn render(report: &ReplayReport) -> String {
     {
         text.push_str(&prediction.render_text());
     }
+    if let Some(noise) = &report.noise {
+        text.push_str(&noise.render_text());
+    }
+    if let Some(responses) = &report.responses {
+        text.push_str(&responses.render_text());
+    }
     text
 }
 
@@ -228,19 +328,25 @@ fn write_outputs(args: &ReplayArgs, report: &ReplayReport, text: &str) -> Result
         write_file(path, &body).map_err(fail)?;
     }
     if let Some(path) = &args.output.junit {
-        match &diff {
-            Some(diff) => {
-                let xml = crate::replay::junit::junit(
-                    &report.recording,
-                    diff,
-                    None,
-                    args.diff.max_changed,
-                )
-                .map_err(fail)?;
-                write_file(path, xml.as_bytes()).map_err(fail)?;
-            }
+        let responses = report.responses.as_ref();
+        let xml = match (&diff, responses) {
+            (Some(diff), _) => Some(crate::replay::junit::junit(
+                &report.recording,
+                diff,
+                responses,
+                args.diff.max_changed,
+            )),
+            (None, Some(responses)) => Some(crate::replay::junit::junit_responses(
+                &report.recording,
+                responses,
+                args.diff.max_changed,
+            )),
+            (None, None) => None,
+        };
+        match xml {
+            Some(xml) => write_file(path, xml.map_err(fail)?.as_bytes()).map_err(fail)?,
             None => eprintln!(
-                "simulator replay: --junit: nothing was compared (no recorded decisions and no --against)"
+                "simulator replay: --junit: nothing was compared (no recorded decisions, no --against, no --diff-responses)"
             ),
         }
     }
@@ -364,4 +470,67 @@ fn sibling_binary(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let candidate = exe.parent()?.join(name);
     candidate.exists().then_some(candidate)
+}
+
+/// What a run is watched through: the TUI's footer (the phase and the progress, twice a second)
+/// when `--tui` is open, and the TUI closed early stops the replay as Ctrl-C would.
+struct Watch<'a> {
+    tui: Option<&'a RunTui>,
+    progress: &'a Progress,
+    interrupter: &'a Interrupter,
+}
+
+impl Watch<'_> {
+    async fn run<T>(&self, phase: &str, run: impl std::future::Future<Output = T>) -> T {
+        let Some(tui) = self.tui else {
+            return run.await;
+        };
+        tokio::pin!(run);
+        loop {
+            tui.note(format!(
+                "{phase}: {} sent, {} answered, {} failed",
+                self.progress.sent.load(Ordering::Relaxed),
+                self.progress.answered.load(Ordering::Relaxed),
+                self.progress.failed.load(Ordering::Relaxed)
+            ))
+            .await;
+            if tui.is_closed() {
+                self.interrupter.interrupt();
+            }
+            tokio::select! {
+                result = &mut run => return result,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+/// A decision as the Changed view shows it: `200 users-v1`, `429 ratelimit quota-exceeded`.
+fn in_few_words(view: &crate::replay::diff::DecisionView) -> String {
+    let status = match (view.status, &view.error) {
+        (Some(status), _) => status.to_string(),
+        (None, Some(error)) => error.split(':').next().unwrap_or("error").to_owned(),
+        (None, None) => "no answer".to_owned(),
+    };
+    let mut words = vec![status];
+    match (&view.stopped_at, &view.reason) {
+        (Some(stage), reason) => {
+            words.push(stage.clone());
+            words.extend(reason.clone());
+        }
+        (None, reason) => {
+            words.extend(view.route.clone());
+            words.extend(reason.clone());
+        }
+    }
+    words.join(" ")
+}
+
+/// The lab's starting policies for `--tui`: the replayed config's (none for `--target`).
+fn policies_of_spec(args: &ReplayArgs) -> Vec<crate::tui::app::LabPolicy> {
+    args.config
+        .as_deref()
+        .and_then(|config| gateway::config::load_file(config).ok())
+        .map(|runtime| crate::tui::app::policies_of(&runtime.rate_limits))
+        .unwrap_or_default()
 }

@@ -73,36 +73,54 @@ pub fn junit(
         max_changed,
     ));
     if let Some(responses) = responses {
-        report.add_test_suite(suite(
-            &format!("{name}: responses"),
-            &Compared {
-                what: "responses",
-                compared: responses.compared,
-                changed: responses.changed,
-                share: responses.share(),
-                exceeds: responses.exceeds(max_changed),
-                missing: responses
-                    .missing
-                    .iter()
-                    .map(|r| format!("{r} (not replayed)"))
-                    .collect(),
-                groups: responses
-                    .groups
-                    .iter()
-                    .map(|g| Group {
-                        title: g.title(),
-                        count: g.count,
-                        detail: String::new(),
-                        examples: g.examples.clone(),
-                    })
-                    .collect(),
-            },
-            max_changed,
-        ));
+        report.add_test_suite(responses_suite(name, responses, max_changed));
     }
     report
         .to_string()
         .map_err(|e| format!("cannot write the JUnit report: {e}"))
+}
+
+/// A response diff alone as a JUnit report: for a `--target` run whose decisions could not be
+/// compared (no `--admin`), the responses are still a verdict CI can read.
+pub fn junit_responses(
+    name: &str,
+    responses: &ResponseDiff,
+    max_changed: f64,
+) -> Result<String, String> {
+    let mut report = Report::new("gatehouse-replay");
+    report.add_test_suite(responses_suite(name, responses, max_changed));
+    report
+        .to_string()
+        .map_err(|e| format!("cannot write the JUnit report: {e}"))
+}
+
+fn responses_suite(name: &str, responses: &ResponseDiff, max_changed: f64) -> TestSuite {
+    suite(
+        &format!("{name}: responses"),
+        &Compared {
+            what: "responses",
+            compared: responses.compared,
+            changed: responses.changed,
+            share: responses.share(),
+            exceeds: responses.exceeds(max_changed),
+            missing: responses
+                .missing
+                .iter()
+                .map(|r| format!("{r} (not replayed)"))
+                .collect(),
+            groups: responses
+                .groups
+                .iter()
+                .map(|g| Group {
+                    title: g.title(),
+                    count: g.count,
+                    detail: String::new(),
+                    examples: g.examples.clone(),
+                })
+                .collect(),
+        },
+        max_changed,
+    )
 }
 
 fn suite(name: &str, c: &Compared, max_changed: f64) -> TestSuite {

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::model::{ExchangeOutcome, Format, Recording};
+use super::responses::{Noise, ResponseDiff};
 use super::run::RunResult;
 
 /// The flags of `replay` that choose its outputs.
@@ -271,6 +272,13 @@ pub struct ReplayReport {
     /// `--predict`: the lab's counts per policy next to the gateway's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction: Option<serde_json::Value>,
+    /// `--diff-responses`: the responses compared with the recorded ones (or, with `--against`,
+    /// the candidate's with the baseline's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses: Option<ResponseDiff>,
+    /// `--noise-runs`: what varied on its own between the baseline runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
 }
 
 impl ReplayReport {
@@ -299,6 +307,8 @@ impl ReplayReport {
             against,
             diff: None,
             prediction: None,
+            responses: None,
+            noise: None,
         }
     }
 
@@ -341,6 +351,8 @@ impl ReplayReport {
             against: against.map(|a| RunReport::merge(&a)),
             diff: None,
             prediction: None,
+            responses: None,
+            noise: None,
         })
     }
 

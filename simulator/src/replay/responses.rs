@@ -11,7 +11,8 @@ use std::str::FromStr;
 use gateway::record::recording::format::RecordedResponse;
 use serde::{Deserialize, Serialize};
 
-use super::model::{ExchangeOutcome, Pairing, RequestRef};
+use super::model::{Exchange, ExchangeOutcome, Pairing, RequestRef};
+use super::run::RunResult;
 
 /// The flags of `replay` that compare responses with the recorded ones.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -144,6 +145,41 @@ pub fn endpoint(outcome: &ExchangeOutcome) -> String {
         Some(route) => format!("{} {route}", outcome.method),
         None => format!("{} {}", outcome.method, outcome.path),
     }
+}
+
+/// The recorded responses as the baseline of `run`, outcome for outcome (same ids, so a `--loop`
+/// pass is compared with the recording too): a Gatehouse recording's own outcome, or — for a HAR
+/// entry or a GoReplay record, which hold no gateway record — one built from the exchange and
+/// its `response`. An exchange without a recorded response gives an outcome without one, which
+/// [`diff_responses`] counts as `without_recorded_response`.
+pub fn recorded_responses(exchanges: &[Exchange], run: &RunResult) -> Vec<ExchangeOutcome> {
+    run.outcomes
+        .iter()
+        .zip(&run.indices)
+        .filter_map(|(outcome, &index)| {
+            let exchange = exchanges.get(index)?;
+            let mut baseline =
+                ExchangeOutcome::recorded(exchange).unwrap_or_else(|| ExchangeOutcome {
+                    id: exchange.id.clone(),
+                    position: exchange.position,
+                    method: exchange.method.clone(),
+                    path: exchange
+                        .target
+                        .split_once('?')
+                        .map_or(exchange.target.as_str(), |(path, _)| path)
+                        .to_owned(),
+                    status: exchange.response.as_ref().map(|r| r.status),
+                    error: None,
+                    decision: None,
+                    response: exchange.response.clone(),
+                    scheduled_ns: 0,
+                    sent_ns: 0,
+                    latency_ns: 0,
+                });
+            baseline.id = outcome.id.clone();
+            Some(baseline)
+        })
+        .collect()
 }
 
 /// What varied between baseline runs of the same request, counted in request pairs.
@@ -400,7 +436,15 @@ pub fn diff_responses(
                 before: Some(expected.status.to_string()),
                 after: None,
             }],
-            Some(actual) => compare(expected, actual, &endpoint(before), &rules, &mut diff),
+            // A recorded baseline without a gateway record names its endpoint by path, a run
+            // that saw records by route: noise learned under either applies.
+            Some(actual) => compare(
+                expected,
+                actual,
+                &[endpoint(before), endpoint(after)],
+                &rules,
+                &mut diff,
+            ),
         };
         if !changes.is_empty() {
             diff.requests.push(ChangedResponse {
@@ -422,7 +466,7 @@ pub fn diff_responses(
 fn compare(
     expected: &RecordedResponse,
     actual: &RecordedResponse,
-    endpoint: &str,
+    endpoints: &[String],
     rules: &Comparison,
     diff: &mut ResponseDiff,
 ) -> Vec<FieldChange> {
@@ -471,7 +515,7 @@ fn compare(
         };
         // A field that differs and is known to vary on its own is not a change, but it is
         // counted, so the report says what noise hid.
-        if rules.noise.is_noise(&field, endpoint) {
+        if endpoints.iter().any(|e| rules.noise.is_noise(&field, e)) {
             *diff.skipped_as_noise.entry(field.to_string()).or_default() += 1;
             continue;
         }

@@ -15,6 +15,7 @@ use super::schedule::{self, Loops, Pacing, Planned};
 use super::send::{self, Head, Prepare, Progress, SendOptions};
 use super::target::{self, Target, TargetError, TargetSpec};
 use crate::scenario::interrupt::Interrupt;
+use crate::scenario::sink::RecordSink;
 
 /// Reads a recording of any supported format (Gatehouse lines, HAR, GoReplay).
 pub fn load(path: &Path, skip_bad: bool) -> Result<Recording, LoadError> {
@@ -67,6 +68,8 @@ pub struct RunOptions {
     pub record_wait: Duration,
     /// After an interrupt, how long the answers under way are waited for.
     pub grace: Duration,
+    /// Where the target's records are offered as they arrive (`replay --tui` watches it).
+    pub sink: RecordSink,
 }
 
 impl Default for RunOptions {
@@ -79,6 +82,7 @@ impl Default for RunOptions {
             progress: Arc::default(),
             record_wait: Duration::from_secs(5),
             grace: Duration::from_secs(2),
+            sink: RecordSink::unwatched(),
         }
     }
 }
@@ -123,7 +127,7 @@ pub async fn run(
     spec: &TargetSpec,
     options: &RunOptions,
 ) -> Result<RunResult, TargetError> {
-    let target = target::start(spec).await?;
+    let target = target::start_watched(spec, &options.sink).await?;
     let result = run_on(exchanges, &target, options).await;
     target.stop().await;
     result

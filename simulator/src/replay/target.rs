@@ -92,9 +92,18 @@ impl Target {
 
 /// Starts (or reaches) the target.
 pub async fn start(spec: &TargetSpec) -> Result<Target, TargetError> {
+    start_watched(spec, &RecordSink::unwatched()).await
+}
+
+/// Starts (or reaches) the target, offering each of its records to `watchers` as it is
+/// collected (a `--target` without `--admin` has none to offer).
+pub async fn start_watched(
+    spec: &TargetSpec,
+    watchers: &RecordSink,
+) -> Result<Target, TargetError> {
     match spec {
-        TargetSpec::Config { config, mode } => start_gateway_on(config, mode).await,
-        TargetSpec::Url { url, admin } => reach(url, admin.as_deref()).await,
+        TargetSpec::Config { config, mode } => start_gateway_on(config, mode, watchers).await,
+        TargetSpec::Url { url, admin } => reach(url, admin.as_deref(), watchers).await,
     }
 }
 
@@ -158,7 +167,11 @@ pub async fn prepare_config(config: &Path) -> Result<PreparedConfig, TargetError
     })
 }
 
-async fn start_gateway_on(config: &Path, mode: &GatewayMode) -> Result<Target, TargetError> {
+async fn start_gateway_on(
+    config: &Path,
+    mode: &GatewayMode,
+    watchers: &RecordSink,
+) -> Result<Target, TargetError> {
     let PreparedConfig {
         source,
         text,
@@ -173,7 +186,7 @@ async fn start_gateway_on(config: &Path, mode: &GatewayMode) -> Result<Target, T
                 .join("\n"),
         )
     })?;
-    let gateway = start_gateway(&source, &text, mode, &RecordSink::unwatched())
+    let gateway = start_gateway(&source, &text, mode, watchers)
         .await
         .map_err(|e| TargetError::Runtime(format!("cannot start the gateway on {source}: {e}")))?;
     wait_for_first_key_fetch(&fakes).await;
@@ -202,7 +215,11 @@ async fn wait_for_first_key_fetch(fakes: &Fakes) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-async fn reach(url: &str, admin: Option<&str>) -> Result<Target, TargetError> {
+async fn reach(
+    url: &str,
+    admin: Option<&str>,
+    watchers: &RecordSink,
+) -> Result<Target, TargetError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| TargetError::Runtime(format!("--target `{url}` is not a URL: {e}")))?;
@@ -225,7 +242,7 @@ async fn reach(url: &str, admin: Option<&str>) -> Result<Target, TargetError> {
     .map_err(|e| TargetError::Runtime(format!("--target {url}: cannot connect: {e}")))?;
     let (records, attach) = match admin {
         Some(admin) => {
-            let (records, task) = attach_records(admin).await?;
+            let (records, task) = attach_records(admin, watchers.clone()).await?;
             (Some(records), Some(task))
         }
         None => (None, None),
@@ -246,6 +263,7 @@ async fn reach(url: &str, admin: Option<&str>) -> Result<Target, TargetError> {
 /// Reads a running gateway's `/records` stream (one JSON record per line) into [`Records`].
 async fn attach_records(
     admin: &str,
+    watchers: RecordSink,
 ) -> Result<(Records, tokio::task::JoinHandle<()>), TargetError> {
     let base = admin.trim_end_matches('/');
     let base = if base.contains("://") {
@@ -280,7 +298,9 @@ async fn attach_records(
                 while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = pending.drain(..=end).collect();
                     if let Ok(record) = serde_json::from_slice::<RequestRecord>(&line) {
-                        collected.insert(record);
+                        let record = Arc::new(record);
+                        watchers.offer(&record);
+                        collected.insert(Arc::unwrap_or_clone(record));
                     }
                 }
             }

@@ -422,6 +422,11 @@ impl RunTui {
         })
     }
 
+    /// True once the user has quit the TUI (or it failed): a run watching it may stop early.
+    pub fn is_closed(&self) -> bool {
+        self.ui.is_finished()
+    }
+
     /// Where the runner offers its records to this TUI.
     pub fn sink(&self) -> RecordSink {
         self.sink.clone()
