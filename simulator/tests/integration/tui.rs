@@ -366,3 +366,52 @@ fn ctrl_c_ends_the_headless_demo_with_its_summary() {
         "{rest:?}"
     );
 }
+
+#[test]
+fn replay_with_tui_shows_the_records_and_the_changed_requests_then_prints_the_report() {
+    // The candidate: the paid tier's sustained limit cut from 1,000 to 5 a minute.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let testbed =
+        std::fs::read_to_string(root.join("fixtures/testbed.yaml")).expect("the testbed config");
+    assert!(testbed.contains("      limit: 1000\n"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let candidate = dir.path().join("tight.yaml");
+    std::fs::write(
+        &candidate,
+        testbed.replacen("      limit: 1000\n", "      limit: 5\n", 1),
+    )
+    .expect("write the candidate");
+    let candidate = candidate.display().to_string();
+    let mut s = Session::start(&[
+        "replay",
+        "fixtures/recordings/day.jsonl",
+        "--config",
+        "fixtures/testbed.yaml",
+        "--against",
+        &candidate,
+        "--shard",
+        "1/8",
+        "--rate",
+        "2000",
+        "--max-changed",
+        "1",
+        "--tui",
+    ]);
+    s.wait_for("Pipeline — where requests stopped");
+    // The records reach the TUI through the sink as both runs send.
+    s.wait_until("records counted", |c| {
+        c.lines()
+            .next()
+            .is_some_and(|header| header.contains(" req") && !header.contains(" 0 req"))
+    });
+    s.wait_for("replay finished");
+    // The Changed view: the requests the tightened limit now refuses, before → after.
+    s.send("5");
+    s.wait_for(" → 429 ratelimit");
+    s.quit_and_check_restored_then(|screen| {
+        assert!(
+            screen.contains("config diff:") && screen.contains("changed"),
+            "the report after the TUI:\n{screen}"
+        );
+    });
+}
