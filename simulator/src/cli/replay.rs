@@ -60,8 +60,9 @@ pub struct ReplayArgs {
 }
 
 /// Runs the replay; the exit code follows the runner's: 0 done, 1 usage, 2 an unreadable
-/// recording or config, 3 a runtime failure (target unreachable, nothing answered), 4 more
-/// changed requests than `--max-changed` allows, 130 interrupted (the report still printed).
+/// recording or config, 3 a runtime failure (target unreachable, nothing answered, `--tui`
+/// without a terminal), 4 more changed requests (or, with `--diff-responses`, changed responses)
+/// than `--max-changed` allows, 130 interrupted (the report still printed).
 pub async fn run(args: ReplayArgs) -> ExitCode {
     match replay(args).await {
         Ok(code) => code,
@@ -282,7 +283,12 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         for problem in &problems {
             println!("expect     {problem}");
         }
-        changed_too_much = !problems.is_empty();
+        // The responses keep their own verdict: `--expect` is about decisions.
+        changed_too_much = !problems.is_empty()
+            || report
+                .responses
+                .as_ref()
+                .is_some_and(|r| r.exceeds(args.diff.max_changed));
     }
     Ok(exit_code(&report, changed_too_much))
 }

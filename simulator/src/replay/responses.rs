@@ -843,4 +843,58 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&diff).expect("json")).expect("read");
         assert_eq!(back, diff);
     }
+
+    #[test]
+    fn recorded_responses_come_from_har_and_gor_exchanges_too_and_noise_applies_by_path_or_route() {
+        let exchange = |id: &str, response: Option<RecordedResponse>| Exchange {
+            position: 1,
+            id: id.into(),
+            unix_nanos: 0,
+            client: "-".into(),
+            connection: None,
+            method: "GET".into(),
+            target: "/items?page=2".into(),
+            version: "HTTP/1.1".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            body_truncated: false,
+            tls: None,
+            credentials: Vec::new(),
+            recorded: None,
+            response,
+        };
+        let recorded = answered("h1", 200, &[], "old").response;
+        let exchanges = vec![exchange("h1", recorded), exchange("h2", None)];
+        // The run saw the gateway's records: its outcomes name the route, and the second pass of
+        // a loop carries its `~2` id.
+        let run = RunResult {
+            outcomes: vec![
+                answered("h1", 200, &[], "new"),
+                answered("h2", 200, &[], "x"),
+                answered("h1~2", 200, &[], "new"),
+            ],
+            indices: vec![0, 1, 0],
+            ..RunResult::default()
+        };
+        let baseline = recorded_responses(&exchanges, &run);
+        let ids: Vec<&str> = baseline.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["h1", "h2", "h1~2"]);
+        assert_eq!(baseline[0].path, "/items");
+        assert_eq!(baseline[0].status, Some(200));
+        assert!(baseline[0].decision.is_none() && baseline[1].response.is_none());
+
+        let diff = diff_responses(&baseline, &run.outcomes, &args(&[], &[]), &Noise::default());
+        assert_eq!((diff.compared, diff.changed), (2, 2));
+        assert_eq!(diff.without_recorded_response, 1);
+        // Body noise learned by route (the runs saw records) hides the change of a baseline that
+        // names its endpoint by path.
+        let noise = Noise {
+            runs: 2,
+            body: BTreeMap::from([("GET items".to_owned(), 1)]),
+            ..Noise::default()
+        };
+        let quiet = diff_responses(&baseline, &run.outcomes, &args(&[], &[]), &noise);
+        assert_eq!(quiet.changed, 0, "{:?}", quiet.requests);
+        assert_eq!(quiet.skipped_as_noise.get("body"), Some(&2));
+    }
 }

@@ -247,11 +247,17 @@ async fn response_diffs_flag_a_changed_body_and_not_a_header_learned_as_noise() 
     let noise = report.noise.expect("the learned noise is in the JSON");
     assert_eq!((noise.runs, noise.compared), (2, 6), "{out}");
     assert!(noise.headers.contains_key("x-answer-id"), "{noise:?}");
-    assert!(noise.body.is_empty() && noise.status.is_empty(), "{noise:?}");
+    assert!(
+        noise.body.is_empty() && noise.status.is_empty(),
+        "{noise:?}"
+    );
     let diff = report.responses.expect("the response diff");
     assert_eq!((diff.compared, diff.changed), (6, 0), "{out}");
     assert_eq!(diff.skipped_as_noise.get("header:x-answer-id"), Some(&6));
-    assert!(out.contains("noise: 2 baseline runs, 6 request pairs compared"), "{out}");
+    assert!(
+        out.contains("noise: 2 baseline runs, 6 request pairs compared"),
+        "{out}"
+    );
     assert!(
         out.contains("response diff: 6 responses compared, none changed"),
         "{out}"
