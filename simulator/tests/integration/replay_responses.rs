@@ -305,3 +305,97 @@ async fn response_diffs_flag_a_changed_body_and_not_a_header_learned_as_noise() 
     assert_eq!(s.service.answers.load(Ordering::Relaxed), answers);
     s.target.shutdown().await;
 }
+
+/// In-process, `--against`: both configs' fake upstreams answer alike, so the responses that
+/// differ are the ones the candidate config answers itself — here the admin paths it now refuses,
+/// each a request the config review flags too. The recording is a GoReplay capture (requests
+/// only: with `--against` the baseline is the first config's run, not the recording).
+#[test]
+fn against_a_config_that_refuses_admin_paths_exactly_those_responses_change() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let routes = |admin: &str| {
+        format!(
+            r#"
+listeners: [{{ name: public, address: "127.0.0.1:0" }}]
+access_log: off
+upstreams:
+  svc: {{ instances: ["127.0.0.1:9"] }}
+routes:
+{admin}  - {{ name: api, match: {{ path: /api/* }}, upstream: svc }}
+"#
+        )
+    };
+    let baseline = write("old.yaml", &routes(""));
+    let candidate = write(
+        "new.yaml",
+        &routes("  - { name: admin, match: { path: /api/admin/* }, respond: { status: 403 } }\n"),
+    );
+    let mut capture = String::new();
+    for (i, path) in [
+        "/api/users/1",
+        "/api/admin/keys",
+        "/api/users/2",
+        "/api/admin/audit",
+    ]
+    .iter()
+    .enumerate()
+    {
+        capture.push_str(&format!(
+            "1 {i:040x} {} 0\nGET {path} HTTP/1.1\nHost: api.example.com\n\n\n🐵🙈🙉\n",
+            1_700_000_000_000_000_000u64 + i as u64 * 10_000_000
+        ));
+    }
+    let recording = write("capture.gor", &capture);
+    let json = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .arg("replay")
+        .arg(&recording)
+        .arg("--config")
+        .arg(&baseline)
+        .arg("--against")
+        .arg(&candidate)
+        .args([
+            "--quiet",
+            "--diff-responses",
+            "--max-changed",
+            "0.6",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("simulator runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Half the requests changed, within --max-changed 0.6.
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let report = ReplayReport::read(&json).expect("the JSON report");
+    let responses = report.responses.expect("the response diff");
+    assert_eq!((responses.compared, responses.changed), (4, 2), "{text}");
+    let paths: Vec<&str> = responses.requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/api/admin/keys", "/api/admin/audit"], "{text}");
+    assert_eq!(
+        responses.groups[0].title(),
+        "200 → 403 [status, body]",
+        "{text}"
+    );
+    let review = report.diff.expect("the config review");
+    let flagged: Vec<&str> = review["requests"]
+        .as_array()
+        .expect("changed requests")
+        .iter()
+        .filter_map(|r| r["path"].as_str())
+        .collect();
+    assert_eq!(flagged, paths, "{text}");
+    assert!(
+        text.contains("response diff: 4 responses compared, 2 changed (50%)"),
+        "{text}"
+    );
+}

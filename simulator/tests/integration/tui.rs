@@ -369,16 +369,22 @@ fn ctrl_c_ends_the_headless_demo_with_its_summary() {
 
 #[test]
 fn replay_with_tui_shows_the_records_and_the_changed_requests_then_prints_the_report() {
-    // The candidate: the paid tier's sustained limit cut from 1,000 to 5 a minute.
+    // The candidate: users-v2 needs a scope no recorded token has, so every request to it is
+    // refused at authz (a change that does not hang on timing, as a limit's would).
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let testbed =
         std::fs::read_to_string(root.join("fixtures/testbed.yaml")).expect("the testbed config");
-    assert!(testbed.contains("      limit: 1000\n"));
+    let v2_scopes = "strip_prefix: /api/v2 }\n    auth: { scopes: [users:read] }";
+    assert!(testbed.contains(v2_scopes));
     let dir = tempfile::tempdir().expect("temp dir");
     let candidate = dir.path().join("tight.yaml");
     std::fs::write(
         &candidate,
-        testbed.replacen("      limit: 1000\n", "      limit: 5\n", 1),
+        testbed.replacen(
+            v2_scopes,
+            "strip_prefix: /api/v2 }\n    auth: { scopes: [users:admin] }",
+            1,
+        ),
     )
     .expect("write the candidate");
     let candidate = candidate.display().to_string();
@@ -405,12 +411,13 @@ fn replay_with_tui_shows_the_records_and_the_changed_requests_then_prints_the_re
             .is_some_and(|header| header.contains(" req") && !header.contains(" 0 req"))
     });
     s.wait_for("replay finished");
-    // The Changed view: the requests the tightened limit now refuses, before → after.
+    // The Changed view: the requests the candidate now refuses, before → after.
     s.send("5");
-    s.wait_for(" → 429 ratelimit");
+    s.wait_for(" → 403 authz");
     s.quit_and_check_restored_then(|screen| {
+        // The config diff's groups (its headline has scrolled off the 24 rows).
         assert!(
-            screen.contains("config diff:") && screen.contains("changed"),
+            screen.contains("→ users-v2: authz/insufficient-scope"),
             "the report after the TUI:\n{screen}"
         );
     });
