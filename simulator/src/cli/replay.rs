@@ -64,9 +64,15 @@ pub struct ReplayArgs {
 /// without a terminal), 4 more changed requests (or, with `--diff-responses`, changed responses)
 /// than `--max-changed` allows, 130 interrupted (the report still printed).
 pub async fn run(args: ReplayArgs) -> ExitCode {
+    let tui = args.output.tui;
     match replay(args).await {
         Ok(code) => code,
         Err(Failure(code, message)) => {
+            if tui {
+                // A run that failed under the TUI leaves it open: the message needs the
+                // terminal back.
+                crate::tui::term::restore();
+            }
             eprintln!("simulator replay: {message}");
             ExitCode::from(code)
         }

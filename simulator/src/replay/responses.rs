@@ -28,7 +28,12 @@ pub struct ResponseDiffArgs {
     #[arg(long = "ignore", value_name = "FIELD")]
     pub ignore: Vec<String>,
     /// Replay this many times against the baseline first to learn which fields vary on their own.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        requires = "diff_responses"
+    )]
     pub noise_runs: u32,
 }
 

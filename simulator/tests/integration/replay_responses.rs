@@ -399,3 +399,33 @@ routes:
         "{text}"
     );
 }
+
+/// `--noise-runs` without `--diff-responses` is a usage error (exit 1); `--tui` off a terminal
+/// exits 3 before anything is sent.
+#[test]
+fn noise_runs_need_diff_responses_and_the_tui_needs_a_terminal() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let simulator = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
+            .current_dir(&root)
+            .args([
+                "replay",
+                "fixtures/recordings/day.jsonl",
+                "--config",
+                "fixtures/testbed.yaml",
+            ])
+            .args(extra)
+            .output()
+            .expect("simulator runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = simulator(&["--noise-runs", "2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--diff-responses"), "{err}");
+    let (code, err) = simulator(&["--tui"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("--tui: the TUI needs a terminal"), "{err}");
+}
