@@ -12,6 +12,7 @@ mod integration {
     mod replay_diff;
     mod replay_identity;
     mod replay_lab;
+    mod replay_virtual;
     mod run_checks;
     mod run_reports;
     mod runner;
