@@ -13,6 +13,7 @@ mod integration {
     mod replay_identity;
     mod replay_lab;
     mod replay_responses;
+    mod replay_virtual;
     mod run_checks;
     mod run_reports;
     mod runner;

@@ -1,6 +1,11 @@
 //! One replay from start to result: plan, start the target, send, wait (bounded) for the
 //! target's records, and give one [`ExchangeOutcome`] per send. Ctrl-C stops sending, waits
 //! briefly for the answers under way, and still returns what was sent, marked interrupted.
+//!
+//! With `--virtual-time` ([`Pacing::virtual_time`]) the in-process gateway runs on a
+//! `ManualClock` whose time zero is the first planned exchange's recorded time, and
+//! [`send::send_virtual`] sends one request at a time at its due time on that clock: the same
+//! config gives the same decisions on every run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use super::identity::{IdentityArgs, Minter};
 use super::model::{Decision, Exchange, ExchangeOutcome, LoadError, Recording};
 use super::read::{self, ReadOptions};
 use super::schedule::{self, Loops, Pacing, Planned};
-use super::send::{self, Head, Prepare, Progress, SendOptions};
+use super::send::{self, Head, Prepare, Progress, SendOptions, SendResult, VirtualTime};
 use super::target::{self, Target, TargetError, TargetSpec};
 use crate::scenario::interrupt::Interrupt;
 use crate::scenario::sink::RecordSink;
@@ -127,18 +132,38 @@ pub async fn run(
     spec: &TargetSpec,
     options: &RunOptions,
 ) -> Result<RunResult, TargetError> {
-    let target = target::start_watched(spec, &options.sink).await?;
+    let virtual_time = options
+        .pacing
+        .virtual_time
+        .then(|| VirtualTime::starting_at(virtual_origin(&exchanges)));
+    let target = target::start_watched(spec, virtual_time, &options.sink).await?;
     let result = run_on(exchanges, &target, options).await;
     target.stop().await;
     result
 }
 
-/// Replays through a target already started.
+/// Virtual time's zero: the recorded time of the first planned exchange (every plan starts
+/// with the first exchange), Unix nanoseconds; 0 for an empty recording.
+pub fn virtual_origin(exchanges: &[Exchange]) -> u64 {
+    exchanges.first().map_or(0, |e| e.unix_nanos)
+}
+
+/// Replays through a target already started (for `--virtual-time`, started by
+/// [`target::start_on`] with a [`VirtualTime`]).
 pub async fn run_on(
     exchanges: Arc<Vec<Exchange>>,
     target: &Target,
     options: &RunOptions,
 ) -> Result<RunResult, TargetError> {
+    let virtual_time = match (options.pacing.virtual_time, &target.virtual_time) {
+        (false, _) => None,
+        (true, Some(time)) => Some(time),
+        (true, None) => {
+            return Err(TargetError::Runtime(
+                target::VIRTUAL_TIME_IN_PROCESS_ONLY.into(),
+            ));
+        }
+    };
     let prepare = (options.prepare)(target).map_err(TargetError::Runtime)?;
     let send_options = SendOptions {
         prepare,
@@ -162,12 +187,31 @@ pub async fn run_on(
         ..RunResult::default()
     };
     let spacing = options.pacing.spacing;
+    let dispatch = |plan: Vec<Planned>, start_at: Option<u64>, send_options: SendOptions| {
+        let exchanges = exchanges.clone();
+        async move {
+            match virtual_time {
+                Some(time) => {
+                    send::send_virtual(
+                        exchanges,
+                        plan,
+                        time,
+                        target.subscribe(),
+                        options.record_wait,
+                        send_options,
+                    )
+                    .await
+                }
+                None => send::send(exchanges, plan, start_at, send_options).await,
+            }
+        }
+    };
     match options.pacing.loops {
         Loops::Times(passes) => {
             let plan = schedule::plan(&exchanges, spacing, passes.max(1));
             result.planned = plan.len() as u64;
             let indices: Vec<usize> = plan.iter().map(|p| p.index).collect();
-            let sent = send::send(exchanges.clone(), plan, start_at, send_options).await;
+            let sent: SendResult = dispatch(plan, start_at, send_options).await;
             result.started_unix_nanos = sent.started_unix_nanos;
             result.indices = indices[..sent.outcomes.len()].to_vec();
             result.interrupted = sent.interrupted;
@@ -183,24 +227,26 @@ pub async fn run_on(
         Loops::UntilInterrupted => {
             // Pass after pass, each on the recording's own schedule, until Ctrl-C.
             let one = schedule::plan(&exchanges, spacing, 1);
+            // Virtual time never goes back: a pass starts where the one before it ended.
+            let period = schedule::pass_period(&exchanges, spacing);
             let mut pass = 1u32;
             let mut pass_start = start_at;
             while !options.interrupt.is_raised() && !one.is_empty() {
+                let base = if virtual_time.is_some() {
+                    period.saturating_mul(u64::from(pass - 1))
+                } else {
+                    0
+                };
                 let plan: Vec<Planned> = one
                     .iter()
                     .map(|p| Planned {
                         id: schedule::pass_id(&p.id, pass),
                         pass,
+                        due_ns: base.saturating_add(p.due_ns),
                         ..p.clone()
                     })
                     .collect();
-                let sent = send::send(
-                    exchanges.clone(),
-                    plan.clone(),
-                    pass_start,
-                    send_options.clone(),
-                )
-                .await;
+                let sent = dispatch(plan.clone(), pass_start, send_options.clone()).await;
                 if pass == 1 {
                     result.started_unix_nanos = sent.started_unix_nanos;
                 }

@@ -32,6 +32,15 @@ pub struct PacingArgs {
     /// Skip records that cannot be read (counted in the report) instead of stopping.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Run the in-process gateway on a virtual clock: one request at a time in plan order, the
+    /// clock set to each one's due time, so every window edge falls the same way on every run
+    /// (deterministic config reviews). Only with `--config`, in-process.
+    #[arg(
+        long,
+        requires = "config",
+        conflicts_with_all = ["process", "target", "start_at", "rotate"]
+    )]
+    pub virtual_time: bool,
 }
 
 /// How the gaps between exchanges are replayed.
@@ -62,6 +71,9 @@ pub struct Pacing {
     pub shard: Option<Shard>,
     /// Unix time, seconds, at which the first exchange is due.
     pub start_at: Option<f64>,
+    /// Virtual time (`--virtual-time`): the gateway's clock is set to each send's due time and
+    /// the sends go one at a time; see `send::send_virtual`.
+    pub virtual_time: bool,
 }
 
 impl Default for Pacing {
@@ -74,6 +86,7 @@ impl Default for Pacing {
             loops: Loops::Times(1),
             shard: None,
             start_at: None,
+            virtual_time: false,
         }
     }
 }
@@ -115,11 +128,19 @@ impl Pacing {
         {
             return Err(format!("--start-at {at}: write a Unix time in seconds"));
         }
+        if args.virtual_time && args.start_at.is_some() {
+            return Err(
+                "--start-at lines up wall clocks; --virtual-time runs on its own clock, from the \
+                 recording's first request (drop one of them)"
+                    .into(),
+            );
+        }
         Ok(Pacing {
             spacing,
             loops,
             shard,
             start_at: args.start_at,
+            virtual_time: args.virtual_time,
         })
     }
 }
@@ -192,18 +213,10 @@ pub struct Planned {
 /// loop seam looks like the rest of the recording.
 pub fn plan(exchanges: &[Exchange], spacing: Spacing, passes: u32) -> Vec<Planned> {
     let offsets = one_pass(exchanges, spacing);
-    let Some(&last) = offsets.last() else {
+    if offsets.is_empty() {
         return Vec::new();
-    };
-    let seam = if offsets.len() > 1 {
-        last / (offsets.len() as u64 - 1)
-    } else {
-        match spacing {
-            Spacing::Rate { per_second } => (1e9 / per_second) as u64,
-            Spacing::Recorded { .. } => 0,
-        }
-    };
-    let period = last + seam;
+    }
+    let period = period_of(&offsets, spacing);
     let mut planned = Vec::with_capacity(offsets.len() * passes as usize);
     for pass in 1..=passes {
         let base = period * u64::from(pass - 1);
@@ -217,6 +230,27 @@ pub fn plan(exchanges: &[Exchange], spacing: Spacing, passes: u32) -> Vec<Planne
         }
     }
     planned
+}
+
+/// How far apart two passes start: the span of one pass and one average gap (the loop seam).
+/// `--loop` until interrupted plans one pass at a time; virtual time lays them end to end with it.
+pub fn pass_period(exchanges: &[Exchange], spacing: Spacing) -> u64 {
+    period_of(&one_pass(exchanges, spacing), spacing)
+}
+
+fn period_of(offsets: &[u64], spacing: Spacing) -> u64 {
+    let Some(&last) = offsets.last() else {
+        return 0;
+    };
+    let seam = if offsets.len() > 1 {
+        last / (offsets.len() as u64 - 1)
+    } else {
+        match spacing {
+            Spacing::Rate { per_second } => (1e9 / per_second) as u64,
+            Spacing::Recorded { .. } => 0,
+        }
+    };
+    last + seam
 }
 
 /// The id of an exchange on a given pass: `abc`, `abc~2`, `abc~3`…
@@ -372,6 +406,10 @@ mod tests {
         assert_eq!(dues(&p), (0..8).map(|i| i * S).collect::<Vec<_>>());
         assert_eq!(p[4].pass, 2);
         assert_eq!(p[4].index, 0);
+        assert_eq!(
+            pass_period(&recording(), Spacing::Rate { per_second: 1.0 }),
+            p[4].due_ns
+        );
     }
 
     #[test]
@@ -438,6 +476,11 @@ mod tests {
             PacingArgs {
                 rate: Some(5.0),
                 max_wait: Some(Duration::from_secs(1)),
+                ..PacingArgs::default()
+            },
+            PacingArgs {
+                virtual_time: true,
+                start_at: Some(1.9e9),
                 ..PacingArgs::default()
             },
         ] {

@@ -13,6 +13,11 @@
 //!
 //! Latency is measured from the scheduled time to the response's end (coordinated omission
 //! corrected); `sent − scheduled` is the schedule gap, the sender's own lateness.
+//!
+//! [`send_virtual`] is the other sender, for `--virtual-time`: no pacer and no wall clock. It
+//! sends one request at a time in plan order, first setting the in-process gateway's
+//! [`ManualClock`] to the request's due time, and waits for the answer and the gateway's record
+//! before moving the clock again — so every window edge falls the same way on every run.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -20,12 +25,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::clock::{Clock, SystemClock};
+use gateway::clock::{Clock, ManualClock, SharedClock, SystemClock};
+use gateway::record::RequestRecord;
 use gateway::record::recording::format::{REDACTED, RecordedResponse};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::model::{Exchange, ExchangeOutcome};
@@ -161,23 +167,8 @@ pub async fn send(
         .progress
         .planned
         .fetch_add(total as u64, Ordering::Relaxed);
-    let mut wire_ids = Vec::with_capacity(total);
-    let mut taken: HashMap<String, usize> = HashMap::with_capacity(total);
-    for planned in &plan {
-        let mut id = wire_id(&planned.id);
-        if let Some(n) = taken.get_mut(&id) {
-            *n += 1;
-            id = format!("{id}:{n}");
-        }
-        taken.entry(id.clone()).or_insert(0);
-        wire_ids.push(id);
-    }
-    let bodies: Arc<Vec<Bytes>> = Arc::new(
-        exchanges
-            .iter()
-            .map(|e| Bytes::from(e.body.clone()))
-            .collect(),
-    );
+    let mut wire_ids = wire_ids_of(&plan);
+    let bodies = bodies_of(&exchanges);
     // One call of the hook before time zero: the first signature sets up the crypto library
     // (tens of milliseconds), which would otherwise make the first sends late.
     if let Some(first) = plan.first() {
@@ -263,6 +254,162 @@ pub async fn send(
         wire_ids,
         interrupted: interrupted || left < total,
         started_unix_nanos: start_unix_nanos,
+    }
+}
+
+/// The `X-Request-Id` of every planned send, made unique (a repeated id gets `:N`).
+fn wire_ids_of(plan: &[Planned]) -> Vec<String> {
+    let mut wire_ids = Vec::with_capacity(plan.len());
+    let mut taken: HashMap<String, usize> = HashMap::with_capacity(plan.len());
+    for planned in plan {
+        let mut id = wire_id(&planned.id);
+        if let Some(n) = taken.get_mut(&id) {
+            *n += 1;
+            id = format!("{id}:{n}");
+        }
+        taken.entry(id.clone()).or_insert(0);
+        wire_ids.push(id);
+    }
+    wire_ids
+}
+
+fn bodies_of(exchanges: &[Exchange]) -> Arc<Vec<Bytes>> {
+    Arc::new(
+        exchanges
+            .iter()
+            .map(|e| Bytes::from(e.body.clone()))
+            .collect(),
+    )
+}
+
+/// The clock of a `--virtual-time` run: the [`ManualClock`] the in-process gateway runs on,
+/// reading 0 until the first send, and the Unix time of the plan's time zero.
+#[derive(Debug, Clone)]
+pub struct VirtualTime {
+    clock: Arc<ManualClock>,
+    origin_unix_nanos: u64,
+}
+
+impl VirtualTime {
+    /// Plan time zero at this Unix time: the first planned exchange's recorded time, so a
+    /// replay as recorded runs each request at the very instant it was recorded.
+    pub fn starting_at(origin_unix_nanos: u64) -> VirtualTime {
+        VirtualTime {
+            clock: Arc::new(ManualClock::new(origin_unix_nanos / 1_000_000)),
+            origin_unix_nanos,
+        }
+    }
+
+    /// The clock to start the gateway on. It must start on it before the first [`set`]: the
+    /// gateway's store reads the clock's Unix origin and monotonic zero once, at start.
+    ///
+    /// [`set`]: VirtualTime::set
+    pub fn clock(&self) -> SharedClock {
+        self.clock.clone()
+    }
+
+    /// The plan's time zero, Unix nanoseconds.
+    pub fn origin_unix_nanos(&self) -> u64 {
+        self.origin_unix_nanos
+    }
+
+    /// Moves the clock to `due_ns` after time zero. A `ManualClock`'s Unix origin is whole
+    /// milliseconds, so the origin's sub-millisecond part leads every setting: the gateway's
+    /// store ticks (its Unix origin plus its monotonic reading) then read exactly time zero +
+    /// `due_ns`, which is what `predict::PredictOptions::origin_unix_micros` assumes.
+    pub fn set(&self, due_ns: u64) {
+        self.clock.set(self.origin_unix_nanos % 1_000_000 + due_ns);
+    }
+
+    /// The clock's Unix time in whole seconds: what credentials are minted for.
+    pub fn now_unix(&self) -> u64 {
+        self.clock.unix_millis() / 1_000
+    }
+}
+
+/// Sends `plan` over `exchanges` in virtual time: one request at a time in plan order, the
+/// clock set to its due time first, its credentials minted for that time, then its answer and
+/// (when `records` is given) the gateway's record with its id waited for, up to `record_wait`,
+/// before the next. Outcomes have `scheduled_ns = sent_ns = due_ns`; their latency is measured
+/// in real time from the send (connection set-up included) to the response's end — the
+/// gateway's service time for one request on its own, not a figure under load. Stops between
+/// two sends when the interrupt is raised.
+pub async fn send_virtual(
+    exchanges: Arc<Vec<Exchange>>,
+    plan: Vec<Planned>,
+    time: &VirtualTime,
+    mut records: Option<broadcast::Receiver<Arc<RequestRecord>>>,
+    record_wait: Duration,
+    options: SendOptions,
+) -> SendResult {
+    let total = plan.len();
+    options
+        .progress
+        .planned
+        .fetch_add(total as u64, Ordering::Relaxed);
+    let wire_ids = wire_ids_of(&plan);
+    let shared = Shared {
+        bodies: bodies_of(&exchanges),
+        exchanges,
+        options: options.clone(),
+        start: Instant::now(),
+        start_unix_nanos: time.origin_unix_nanos,
+        pool: parking_lot::Mutex::new(Vec::new()),
+        pooled_open: std::sync::atomic::AtomicUsize::new(0),
+        returned: tokio::sync::Notify::new(),
+    };
+    let mut connection: Option<Connection> = None;
+    let mut outcomes = Vec::with_capacity(total);
+    for (slot, (planned, wire)) in plan.into_iter().zip(&wire_ids).enumerate() {
+        if options.interrupt.is_raised() {
+            break;
+        }
+        time.set(planned.due_ns);
+        let job = Job {
+            slot,
+            planned,
+            wire: wire.clone(),
+            request: None,
+        };
+        let started = Instant::now();
+        let mut outcome = shared
+            .exchange_alone(&job, time.now_unix(), &mut connection)
+            .await;
+        let latency = started.elapsed();
+        if outcome.status.is_some()
+            && let Some(records) = records.as_mut()
+        {
+            wait_for_record(records, &job.wire, record_wait).await;
+        }
+        outcome.scheduled_ns = job.planned.due_ns;
+        outcome.sent_ns = job.planned.due_ns;
+        outcome.latency_ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        outcomes.push(outcome);
+    }
+    let mut wire_ids = wire_ids;
+    wire_ids.truncate(outcomes.len());
+    SendResult {
+        interrupted: outcomes.len() < total,
+        outcomes,
+        wire_ids,
+        started_unix_nanos: time.origin_unix_nanos,
+    }
+}
+
+/// Waits for the record with request id `wire`, up to `within`; false when it did not come
+/// (records emitted meanwhile for other ids are passed over).
+async fn wait_for_record(
+    records: &mut broadcast::Receiver<Arc<RequestRecord>>,
+    wire: &str,
+    within: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, records.recv()).await {
+            Ok(Ok(record)) if record.request_id == wire => return true,
+            Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return false,
+        }
     }
 }
 
@@ -589,9 +736,14 @@ impl Shared {
     /// The request to send for a job: the hook's head, the recorded method, version and body,
     /// the job's request id.
     fn request(&self, job: &Job) -> Result<Request<Full<Bytes>>, String> {
-        let exchange = &self.exchanges[job.planned.index];
         let scheduled_unix = (self.start_unix_nanos + job.planned.due_ns) / 1_000_000_000;
-        let head = (self.options.prepare)(exchange, scheduled_unix)?;
+        self.request_at(job, scheduled_unix)
+    }
+
+    /// [`Shared::request`] with its credentials minted for `now_unix` (Unix seconds).
+    fn request_at(&self, job: &Job, now_unix: u64) -> Result<Request<Full<Bytes>>, String> {
+        let exchange = &self.exchanges[job.planned.index];
+        let head = (self.options.prepare)(exchange, now_unix)?;
         let version = match exchange.version.as_str() {
             "HTTP/1.0" => http::Version::HTTP_10,
             // HTTP/2 recordings are replayed over HTTP/1.1: the same request, one protocol.
@@ -624,6 +776,55 @@ impl Shared {
                     exchange.method, head.target
                 )
             })
+    }
+
+    /// Virtual time's send: one request on `connection` (opened, or opened again when the
+    /// gateway closed it), its answer awaited; the connection kept for the next when it can take
+    /// one.
+    async fn exchange_alone(
+        &self,
+        job: &Job,
+        now_unix: u64,
+        connection: &mut Option<Connection>,
+    ) -> ExchangeOutcome {
+        let request = match self.request_at(job, now_unix) {
+            Ok(r) => r,
+            Err(e) => return self.failed(job, None, "unsendable", e),
+        };
+        let kept = connection.take().filter(|c| !c.is_closed());
+        let reused = kept.is_some();
+        let mut sender = match kept {
+            Some(kept) => kept,
+            None => match self.connect().await {
+                Ok(fresh) => fresh,
+                Err((kind, message)) => return self.failed(job, None, kind.name(), message),
+            },
+        };
+        if let Err(e) = sender.ready().await {
+            // A kept connection the gateway closed meanwhile: once more on a fresh one.
+            let fresh = if reused {
+                match self.connect().await {
+                    Ok(mut fresh) => fresh.ready().await.map(|()| fresh),
+                    Err((kind, message)) => return self.failed(job, None, kind.name(), message),
+                }
+            } else {
+                Err(e)
+            };
+            match fresh {
+                Ok(fresh) => sender = fresh,
+                Err(e) => {
+                    let (kind, message) = classify_hyper(e);
+                    return self.failed(job, None, kind.name(), message);
+                }
+            }
+        }
+        self.options.progress.sent.fetch_add(1, Ordering::Relaxed);
+        let answer = sender.send_request(request);
+        let outcome = self.finish(job, job.planned.due_ns, answer).await;
+        if outcome.status.is_some() {
+            *connection = Some(sender);
+        }
+        outcome
     }
 
     /// Waits for the answer and its body; the outcome with its latency from the scheduled time.

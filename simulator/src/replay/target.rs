@@ -2,7 +2,8 @@
 //! upstreams answering 200 and the fake issuer for the config's first issuer), or a running
 //! gateway at `--target`, whose records come from its admin `/records` stream when `--admin`
 //! names it. Either way records are collected by request id, so each outcome gets the decision
-//! of the record with its id.
+//! of the record with its id. For `--virtual-time` the in-process gateway runs on the run's
+//! [`VirtualTime`] clock instead of the system's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,13 +16,14 @@ use gateway::record::RequestRecord;
 use http_body_util::BodyExt;
 
 use super::identity::test_api_keys;
+use super::send::VirtualTime;
 use crate::fake::issuer::FakeIssuer;
 use crate::http_client;
 use crate::scenario::fakes::{Fakes, point_config_at_fakes};
 use crate::scenario::model::FakeIssuerSpec;
 use crate::scenario::outcome::RunError;
 use crate::scenario::sink::RecordSink;
-use crate::scenario::under_test::{GatewayMode, Records, RunningGateway, start_gateway};
+use crate::scenario::under_test::{GatewayMode, Records, RunningGateway, start_gateway_on_clock};
 
 /// Where to replay.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct Target {
     pub api_keys: BTreeMap<String, String>,
     /// The config the gateway runs, compiled (its issuers' claim names, its policies).
     pub runtime: Option<Arc<Runtime>>,
+    /// The clock the in-process gateway runs on, for a `--virtual-time` run.
+    pub virtual_time: Option<VirtualTime>,
     gateway: Option<RunningGateway>,
     attach: Option<tokio::task::JoinHandle<()>>,
 }
@@ -80,6 +84,11 @@ impl Target {
         }
     }
 
+    /// Every record the in-process gateway emits from now on (`None` for the others).
+    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<RequestRecord>>> {
+        self.gateway.as_ref()?.subscribe()
+    }
+
     pub async fn stop(self) {
         if let Some(attach) = self.attach {
             attach.abort();
@@ -92,20 +101,44 @@ impl Target {
 
 /// Starts (or reaches) the target.
 pub async fn start(spec: &TargetSpec) -> Result<Target, TargetError> {
-    start_watched(spec, &RecordSink::unwatched()).await
+    start_on(spec, None).await
 }
 
-/// Starts (or reaches) the target, offering each of its records to `watchers` as it is
-/// collected (a `--target` without `--admin` has none to offer).
+/// [`start`], the in-process gateway on `virtual_time`'s clock when given; only an in-process
+/// gateway can run on it (the binary and a running gateway read their own clocks).
+pub async fn start_on(
+    spec: &TargetSpec,
+    virtual_time: Option<VirtualTime>,
+) -> Result<Target, TargetError> {
+    start_watched(spec, virtual_time, &RecordSink::unwatched()).await
+}
+
+/// [`start_on`], offering each of the target's records to `watchers` as it is collected (a
+/// `--target` without `--admin` has none to offer).
 pub async fn start_watched(
     spec: &TargetSpec,
+    virtual_time: Option<VirtualTime>,
     watchers: &RecordSink,
 ) -> Result<Target, TargetError> {
-    match spec {
-        TargetSpec::Config { config, mode } => start_gateway_on(config, mode, watchers).await,
-        TargetSpec::Url { url, admin } => reach(url, admin.as_deref(), watchers).await,
+    match (spec, virtual_time) {
+        (TargetSpec::Config { config, mode }, None) => {
+            start_gateway_on(config, mode, None, watchers).await
+        }
+        (
+            TargetSpec::Config {
+                config,
+                mode: GatewayMode::InProcess,
+            },
+            Some(time),
+        ) => start_gateway_on(config, &GatewayMode::InProcess, Some(time), watchers).await,
+        (TargetSpec::Url { url, admin }, None) => reach(url, admin.as_deref(), watchers).await,
+        (_, Some(_)) => Err(TargetError::Runtime(VIRTUAL_TIME_IN_PROCESS_ONLY.into())),
     }
 }
+
+/// Why a virtual-time run refuses `--process` and `--target`.
+pub const VIRTUAL_TIME_IN_PROCESS_ONLY: &str = "--virtual-time drives the in-process gateway's \
+    clock: use it with --config, without --process or --target";
 
 /// The config the target runs: its text, its fakes and the test API keys that replaced its own.
 pub struct PreparedConfig {
@@ -170,6 +203,7 @@ pub async fn prepare_config(config: &Path) -> Result<PreparedConfig, TargetError
 async fn start_gateway_on(
     config: &Path,
     mode: &GatewayMode,
+    virtual_time: Option<VirtualTime>,
     watchers: &RecordSink,
 ) -> Result<Target, TargetError> {
     let PreparedConfig {
@@ -186,7 +220,10 @@ async fn start_gateway_on(
                 .join("\n"),
         )
     })?;
-    let gateway = start_gateway(&source, &text, mode, watchers)
+    let clock = virtual_time
+        .as_ref()
+        .map_or_else(gateway::clock::SystemClock::shared, VirtualTime::clock);
+    let gateway = start_gateway_on_clock(&source, &text, mode, watchers, clock)
         .await
         .map_err(|e| TargetError::Runtime(format!("cannot start the gateway on {source}: {e}")))?;
     wait_for_first_key_fetch(&fakes).await;
@@ -199,6 +236,7 @@ async fn start_gateway_on(
         fakes: Some(Arc::new(fakes)),
         api_keys,
         runtime: Some(Arc::new(runtime)),
+        virtual_time,
         gateway: Some(gateway),
         attach: None,
     })
@@ -255,6 +293,7 @@ async fn reach(
         fakes: None,
         api_keys: BTreeMap::new(),
         runtime: None,
+        virtual_time: None,
         gateway: None,
         attach,
     })

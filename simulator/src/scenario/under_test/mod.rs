@@ -102,6 +102,25 @@ pub async fn start_gateway(
     mode: &GatewayMode,
     watchers: &RecordSink,
 ) -> Result<RunningGateway, String> {
+    start_gateway_on_clock(
+        source,
+        config_text,
+        mode,
+        watchers,
+        gateway::clock::SystemClock::shared(),
+    )
+    .await
+}
+
+/// [`start_gateway`] with the clock an in-process gateway runs on (a `ManualClock` for virtual
+/// time); the binary always runs on the system clock.
+pub async fn start_gateway_on_clock(
+    source: &str,
+    config_text: &str,
+    mode: &GatewayMode,
+    watchers: &RecordSink,
+    clock: gateway::clock::SharedClock,
+) -> Result<RunningGateway, String> {
     match mode {
         GatewayMode::InProcess => {
             let runtime = gateway::config::load_str(source, config_text).map_err(|d| {
@@ -117,6 +136,7 @@ pub async fn start_gateway(
                 runtime,
                 gateway::StartOptions {
                     listeners: Some(vec![listener]),
+                    clock,
                     ..gateway::StartOptions::default()
                 },
             )
