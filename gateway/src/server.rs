@@ -119,6 +119,7 @@ impl GatewayHandle {
         let _ = self.shutdown.send(true);
         self.state.upstreams.stop();
         while self.tasks.join_next().await.is_some() {}
+        flush_recording(&self.state).await;
     }
 
     /// Resolves when a shutdown was requested through [`GatewayHandle::shutdown_trigger`] and
@@ -126,6 +127,7 @@ impl GatewayHandle {
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
         self.state.upstreams.stop();
+        flush_recording(&self.state).await;
     }
 
     /// Makes `runtime` the active config: requests from now on use it, requests in flight finish
@@ -142,6 +144,23 @@ impl GatewayHandle {
 }
 
 /// Starts a gateway for `runtime`: binds (or takes) its listeners and returns once they accept.
+/// How long a stopping gateway waits for its recording's queued lines to reach the file.
+const RECORDING_FLUSH: Duration = Duration::from_secs(5);
+
+/// The last requests' recording lines are written before the gateway's stop returns.
+async fn flush_recording(state: &Arc<GatewayState>) {
+    if let Some(recorder) = state.recorder.clone() {
+        let flushed = tokio::task::spawn_blocking(move || recorder.flush(RECORDING_FLUSH))
+            .await
+            .unwrap_or(false);
+        if !flushed {
+            tracing::warn!(
+                "the recording's last lines were not written within {RECORDING_FLUSH:?}"
+            );
+        }
+    }
+}
+
 pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHandle, StartError> {
     let metrics = Arc::new(Metrics::new());
     let sinks = RecordSinks::new(metrics, &runtime.access_log).map_err(StartError::AccessLog)?;

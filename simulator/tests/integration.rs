@@ -9,6 +9,7 @@ mod integration {
     mod issuer_token;
     mod loadgen;
     mod replay;
+    mod replay_ci;
     mod replay_diff;
     mod replay_identity;
     mod replay_lab;

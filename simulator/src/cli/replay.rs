@@ -47,6 +47,19 @@ pub struct ReplayArgs {
     /// gateway's decisions.
     #[arg(long, requires = "config")]
     pub predict: bool,
+    /// With `--predict`: exit 4 when the lab's prediction for any policy differs from the
+    /// gateway's decisions by more than this share of its requests (`0.01` is 1%).
+    #[arg(long, value_name = "SHARE", requires = "predict", value_parser = share)]
+    pub predict_within: Option<f64>,
+    /// Have the gateway record this replay (through `--config`) into FILE, responses included:
+    /// a Gatehouse recording whose own replay must decide every request the same.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "config",
+        conflicts_with = "noise_runs"
+    )]
+    pub record: Option<PathBuf>,
     #[command(flatten)]
     pub pacing: PacingArgs,
     #[command(flatten)]
@@ -124,6 +137,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
         (Some(config), _) => TargetSpec::Config {
             config: config.clone(),
             mode: mode.clone(),
+            record: args.record.clone(),
         },
         (None, Some(url)) => TargetSpec::Url {
             url: url.clone(),
@@ -202,6 +216,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
             let spec = TargetSpec::Config {
                 config: new.clone(),
                 mode,
+                record: None,
             };
             let run = watch
                 .run(
@@ -296,7 +311,42 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
                 .as_ref()
                 .is_some_and(|r| r.exceeds(args.diff.max_changed));
     }
+    if let Some(within) = args.predict_within {
+        // The lab is trusted only as far as it agrees with the gateway on this traffic.
+        let worst = report
+            .prediction
+            .clone()
+            .and_then(|p| serde_json::from_value::<Prediction>(p).ok())
+            .map(|p| p.worst_difference());
+        match worst {
+            Some(worst) if worst <= within => {}
+            Some(worst) => {
+                println!(
+                    "predict    the lab and the gateway differ by {:.2}% on a policy, above --predict-within {:.2}%",
+                    worst * 100.0,
+                    within * 100.0
+                );
+                changed_too_much = true;
+            }
+            None => {
+                println!(
+                    "predict    nothing was predicted (the config has no rate-limit policies?)"
+                );
+                changed_too_much = true;
+            }
+        }
+    }
     Ok(exit_code(&report, changed_too_much))
+}
+
+/// A share of requests, 0 to 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "`{text}` is not a share between 0 and 1 (0.01 is 1%)"
+        )),
+    }
 }
 
 /// The config review held in a report, typed again.

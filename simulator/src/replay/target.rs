@@ -28,8 +28,13 @@ use crate::scenario::under_test::{GatewayMode, Records, RunningGateway, start_ga
 /// Where to replay.
 #[derive(Debug, Clone)]
 pub enum TargetSpec {
-    /// The real gateway on this config, in-process or as the binary at `GatewayMode::Process`.
-    Config { config: PathBuf, mode: GatewayMode },
+    /// The real gateway on this config, in-process or as the binary at `GatewayMode::Process`;
+    /// with `record`, the gateway records the replay there (`replay --record`).
+    Config {
+        config: PathBuf,
+        mode: GatewayMode,
+        record: Option<PathBuf>,
+    },
     /// A gateway already running at `url`; its records from `admin`'s `/records`, when given.
     Url { url: String, admin: Option<String> },
 }
@@ -121,16 +126,31 @@ pub async fn start_watched(
     watchers: &RecordSink,
 ) -> Result<Target, TargetError> {
     match (spec, virtual_time) {
-        (TargetSpec::Config { config, mode }, None) => {
-            start_gateway_on(config, mode, None, watchers).await
-        }
+        (
+            TargetSpec::Config {
+                config,
+                mode,
+                record,
+            },
+            None,
+        ) => start_gateway_on(config, mode, record.as_deref(), None, watchers).await,
         (
             TargetSpec::Config {
                 config,
                 mode: GatewayMode::InProcess,
+                record,
             },
             Some(time),
-        ) => start_gateway_on(config, &GatewayMode::InProcess, Some(time), watchers).await,
+        ) => {
+            start_gateway_on(
+                config,
+                &GatewayMode::InProcess,
+                record.as_deref(),
+                Some(time),
+                watchers,
+            )
+            .await
+        }
         (TargetSpec::Url { url, admin }, None) => reach(url, admin.as_deref(), watchers).await,
         (_, Some(_)) => Err(TargetError::Runtime(VIRTUAL_TIME_IN_PROCESS_ONLY.into())),
     }
@@ -150,8 +170,12 @@ pub struct PreparedConfig {
 
 /// The config with every upstream pointed at a fake answering 200, its first issuer at the fake
 /// issuer and its API keys replaced by test keys; listeners on a free loopback port, no access
-/// log, no recording of the replay.
-pub async fn prepare_config(config: &Path) -> Result<PreparedConfig, TargetError> {
+/// log. The config's own `recording:` is dropped (it would record the replay over the file it
+/// names); with `record`, the replay is recorded there instead, every request, with responses.
+pub async fn prepare_config(
+    config: &Path,
+    record: Option<&Path>,
+) -> Result<PreparedConfig, TargetError> {
     let source = config.display().to_string();
     if let Err(diagnostics) = gateway::config::load_file(config) {
         return Err(TargetError::Config(
@@ -186,6 +210,15 @@ pub async fn prepare_config(config: &Path) -> Result<PreparedConfig, TargetError
         .map_err(|e| TargetError::Config(format!("{source}: {e}")))?;
     if let Some(map) = value.as_mapping_mut() {
         map.remove("recording");
+        if let Some(path) = record {
+            let path = std::path::absolute(path)
+                .map_err(|e| TargetError::Config(format!("--record {}: {e}", path.display())))?;
+            let mut recording = serde_yaml_ng::Mapping::new();
+            recording.insert("path".into(), path.display().to_string().into());
+            recording.insert("responses".into(), true.into());
+            recording.insert("rotate_bytes".into(), 0.into());
+            map.insert("recording".into(), recording.into());
+        }
     }
     let rewritten = serde_yaml_ng::to_string(&value)
         .map_err(|e| TargetError::Config(format!("cannot rewrite {source}: {e}")))?;
@@ -203,6 +236,7 @@ pub async fn prepare_config(config: &Path) -> Result<PreparedConfig, TargetError
 async fn start_gateway_on(
     config: &Path,
     mode: &GatewayMode,
+    record: Option<&Path>,
     virtual_time: Option<VirtualTime>,
     watchers: &RecordSink,
 ) -> Result<Target, TargetError> {
@@ -211,7 +245,7 @@ async fn start_gateway_on(
         text,
         fakes,
         api_keys,
-    } = prepare_config(config).await?;
+    } = prepare_config(config, record).await?;
     let runtime = gateway::config::load_str(&source, &text).map_err(|d| {
         TargetError::Config(
             d.iter()

@@ -92,6 +92,7 @@ async fn replay_round_trip_gives_the_recorded_decision_for_every_request() {
     let spec = TargetSpec::Config {
         config: config.clone(),
         mode: GatewayMode::InProcess,
+        record: None,
     };
     // The original traffic: two clients over their quota, an unknown route, a body.
     let mut exchanges = Vec::new();

@@ -66,6 +66,7 @@ async fn virtual_time_puts_each_request_at_its_recorded_instant_in_the_gateway()
     let spec = TargetSpec::Config {
         config: config.clone(),
         mode: GatewayMode::InProcess,
+        record: None,
     };
     // A microsecond either side of a second's edge; the first request off a whole millisecond,
     // so the clock's sub-millisecond origin is exercised too.
@@ -136,6 +137,7 @@ async fn virtual_time_puts_each_request_at_its_recorded_instant_in_the_gateway()
     let process = TargetSpec::Config {
         config: config.clone(),
         mode: GatewayMode::Process("gateway".into()),
+        record: None,
     };
     for spec in [
         process,

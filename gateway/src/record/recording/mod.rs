@@ -40,7 +40,7 @@ pub trait RuntimeView: Send + Sync {
 /// The recording's handle: the sampler and the writer's queue. One per gateway, fixed at start.
 pub struct Recorder {
     config: RecordingConfig,
-    queue: SyncSender<Entry>,
+    queue: SyncSender<Queued>,
     metrics: Arc<Metrics>,
     /// Requests seen, the input of the sampling draw.
     draws: AtomicU64,
@@ -66,6 +66,30 @@ impl Recorder {
         }
         let n = self.draws.fetch_add(1, Ordering::Relaxed);
         splitmix64(n) < self.config.sample_below
+    }
+
+    /// Waits, up to `within`, until every line queued before the call is written and flushed;
+    /// false when the time ran out. For shutdown: a gateway that stops must not lose the lines
+    /// of the requests it answered last. Blocks the calling thread.
+    pub fn flush(&self, within: std::time::Duration) -> bool {
+        let (done, written) = std::sync::mpsc::channel();
+        let mut barrier = Queued::Barrier(done);
+        // A full queue is waited out in short steps, never by a send that could block for good
+        // behind a stuck writer.
+        let mut waited = std::time::Duration::ZERO;
+        let step = std::time::Duration::from_millis(5);
+        loop {
+            match self.queue.try_send(barrier) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::TrySendError::Full(back)) if waited < within => {
+                    barrier = back;
+                    std::thread::sleep(step);
+                    waited += step;
+                }
+                Err(_) => return false,
+            }
+        }
+        written.recv_timeout(within.saturating_sub(waited)).is_ok()
     }
 
     /// How much of a sampled request's body to keep.
@@ -171,7 +195,7 @@ impl Capture {
             bytes_out,
             completed,
         };
-        match self.recorder.queue.try_send(entry) {
+        match self.recorder.queue.try_send(Queued::Line(entry)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.recorder.metrics.recording_dropped.inc();
@@ -190,6 +214,15 @@ pub struct RequestBodyPrefix {
 }
 
 /// One line's worth of material for the writer.
+/// What the writer's queue carries: a line to write, or a barrier answered once every line
+/// before it is written and flushed. Lines are the traffic and barriers a shutdown's one-off, so
+/// the line is not boxed: that would cost an allocation per recorded request.
+#[allow(clippy::large_enum_variant)]
+enum Queued {
+    Line(Entry),
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
 struct Entry {
     record: Arc<RequestRecord>,
     captured: Captured,

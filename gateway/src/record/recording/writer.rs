@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use super::Entry;
 use super::json::Json;
 use super::redact::ClaimsCache;
+use super::{Entry, Queued};
 use crate::config::compiled::RecordingConfig;
 use crate::record::metrics::Metrics;
 
@@ -19,7 +19,7 @@ use crate::record::metrics::Metrics;
 pub(super) fn spawn(
     config: &RecordingConfig,
     metrics: Arc<Metrics>,
-) -> std::io::Result<SyncSender<Entry>> {
+) -> std::io::Result<SyncSender<Queued>> {
     let file = RotatingFile::open(config)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(config.queue);
     std::thread::Builder::new()
@@ -28,17 +28,26 @@ pub(super) fn spawn(
     Ok(tx)
 }
 
-fn run(rx: &Receiver<Entry>, mut file: RotatingFile, metrics: &Metrics) {
+fn run(rx: &Receiver<Queued>, mut file: RotatingFile, metrics: &Metrics) {
     let mut line = Json::default();
     let mut claims = ClaimsCache::default();
-    while let Ok(entry) = rx.recv() {
-        write_entry(entry, &mut claims, &mut line, &mut file, metrics);
+    let mut barriers = Vec::new();
+    while let Ok(first) = rx.recv() {
         // Whatever else is queued goes out before the flush.
-        while let Ok(more) = rx.try_recv() {
-            write_entry(more, &mut claims, &mut line, &mut file, metrics);
+        let mut next = Some(first);
+        while let Some(queued) = next.take().or_else(|| rx.try_recv().ok()) {
+            match queued {
+                Queued::Line(entry) => {
+                    write_entry(entry, &mut claims, &mut line, &mut file, metrics)
+                }
+                Queued::Barrier(done) => barriers.push(done),
+            }
         }
         if let Err(error) = file.flush() {
             tracing::warn!(%error, "the recording could not be flushed");
+        }
+        for done in barriers.drain(..) {
+            let _ = done.send(());
         }
     }
     let _ = file.flush();
