@@ -213,6 +213,9 @@ pub async fn prepare_config(
         if let Some(path) = record {
             let path = std::path::absolute(path)
                 .map_err(|e| TargetError::Config(format!("--record {}: {e}", path.display())))?;
+            // A new recording of this replay, not this one appended to the last.
+            std::fs::File::create(&path)
+                .map_err(|e| TargetError::Config(format!("--record {}: {e}", path.display())))?;
             let mut recording = serde_yaml_ng::Mapping::new();
             recording.insert("path".into(), path.display().to_string().into());
             recording.insert("responses".into(), true.into());
