@@ -2,7 +2,9 @@
 //! the reason → recipe table, where fresh credentials go, test API keys.
 
 use super::*;
+use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gateway::vocab::Reason;
 
 fn jwt(claims: &str) -> String {
     format!(
