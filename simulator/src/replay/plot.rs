@@ -1,7 +1,7 @@
 //! The replay report as pictures: offered against achieved rate and latency over time (SVG), and
 //! the HTML page that links them with the text summary and the config diff's groups. Drawn with
 //! plotters' SVG backend like the compare report (`report::plot`), whose axis labels and HTML
-//! escaping are reused here.
+//! escaping, size, grid and font are reused here.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,12 +11,8 @@ use plotters::prelude::*;
 use super::diff::{ConfigDiff, percent};
 use super::model::ExchangeOutcome;
 use crate::report::html::escape;
-use crate::report::plot::axis_number;
+use crate::report::plot::{FONT, GRID_BOLD, GRID_LIGHT, SIZE, axis_number};
 
-const SIZE: (u32, u32) = (960, 420);
-const FONT: &str = "sans-serif";
-const GRID_BOLD: RGBColor = RGBColor(205, 205, 205);
-const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
 /// One colour per run, in the order given (baseline first).
 const RUN_COLOURS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),

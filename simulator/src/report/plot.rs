@@ -29,13 +29,14 @@ pub fn colour(algorithm: Algorithm) -> RGBColor {
     }
 }
 
-const SIZE: (u32, u32) = (960, 420);
+/// Every report plot's size, grid and font, so the compare and replay reports look alike.
+pub const SIZE: (u32, u32) = (960, 420);
 /// The admitted plot: two panels, so it is taller.
 const TWO_PANELS: (u32, u32) = (960, 720);
 // Grid colours given outright, not as black with opacity, so every SVG viewer draws them light.
-const GRID_BOLD: RGBColor = RGBColor(205, 205, 205);
-const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
-const FONT: &str = "sans-serif";
+pub const GRID_BOLD: RGBColor = RGBColor(205, 205, 205);
+pub const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
+pub const FONT: &str = "sans-serif";
 /// About this many markers along each line: enough to tell the lines apart, few enough not to
 /// hide them.
 const MARKERS: usize = 14;
