@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use gateway::ratelimit::{Algorithm, Quota};
 
-use super::{CompareParams, KeyField, TrafficError, TrafficSpec, compare, table, traffic};
+use super::{
+    CompareParams, KeyField, TrafficError, TrafficSpec, compare, policies, table, traffic,
+};
 
 /// The arguments of `simulator compare`.
 #[derive(Debug, Clone, clap::Args)]
@@ -178,7 +180,7 @@ pub struct PolicyComparison {
 pub struct ConfigComparison {
     pub config: String,
     pub recording: String,
-    pub tally: traffic::ConfigTally,
+    pub tally: policies::ConfigTally,
     pub policies: Vec<PolicyComparison>,
 }
 
@@ -239,7 +241,7 @@ fn run_config(args: &CompareArgs, config: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (traces, tally) = match traffic::policy_traces(path, &runtime) {
+    let (traces, tally) = match policies::policy_traces(path, &runtime) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("simulator compare: {e}");

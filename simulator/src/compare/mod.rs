@@ -28,6 +28,7 @@
 //! - admitted and rejected per time bin, and rejected per key, for the plots.
 
 pub mod cli;
+pub mod policies;
 pub mod redis;
 pub mod table;
 pub mod traffic;
