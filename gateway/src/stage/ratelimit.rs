@@ -26,7 +26,7 @@ use crate::ratelimit::store::{Check, Stores, to_nanos};
 use crate::ratelimit::{Decision, reset_secs, retry_after_secs};
 use crate::stage::context::{RequestContext, StageResult};
 use crate::state::GatewayState;
-use crate::vocab::{LimitDecision, LimitOutcome, StageId};
+use crate::vocab::{Identity, LimitDecision, LimitOutcome, StageId};
 use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::Ratelimit;
@@ -53,22 +53,13 @@ struct Verdict<'s> {
 
 pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     let limits = &cx.active.config.rate_limits;
-    let candidates = limits.policies_for(cx.route_name());
-    if candidates.is_empty() {
-        return Ok(());
-    }
-    let tier = cx
-        .identity
-        .as_ref()
-        .and_then(|i| i.tier.as_deref())
-        .or(limits.default_tier.as_deref());
-    let mut selected: Vec<(&Arc<CompiledPolicy>, String)> = Vec::with_capacity(candidates.len());
-    let mut client_ip = None;
-    for policy in candidates.iter().filter(|p| p.applies_to_tier(tier)) {
-        if let Some(subject) = subject_of(policy, cx, limits, &mut client_ip) {
-            selected.push((policy, subject));
-        }
-    }
+    let selected = select(
+        limits,
+        cx.route_name(),
+        cx.identity.as_deref(),
+        &cx.parts.headers,
+        cx.facts.connection.peer.ip(),
+    );
     if selected.is_empty() {
         return Ok(());
     }
@@ -256,26 +247,65 @@ pub fn headers(
     out
 }
 
+/// The policies of `limits` that apply to a request on `route` from `identity` — its tier (or
+/// the default tier), then its key parts (`when_missing`) — each with the subject its counter is
+/// kept under. The stage decides on these; the simulator's prediction selects with this same
+/// rule, so the two can only differ in the decision, never in what is counted.
+pub fn select<'l>(
+    limits: &'l CompiledRateLimits,
+    route: Option<&str>,
+    identity: Option<&Identity>,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Vec<(&'l Arc<CompiledPolicy>, String)> {
+    let candidates = limits.policies_for(route);
+    let tier = identity
+        .and_then(|i| i.tier.as_deref())
+        .or(limits.default_tier.as_deref());
+    let request = KeyFacts {
+        route,
+        identity,
+        headers,
+        peer,
+        limits,
+    };
+    let mut selected = Vec::with_capacity(candidates.len());
+    let mut client_ip = None;
+    for policy in candidates.iter().filter(|p| p.applies_to_tier(tier)) {
+        if let Some(subject) = subject_of(policy, &request, &mut client_ip) {
+            selected.push((policy, subject));
+        }
+    }
+    selected
+}
+
+/// What a policy's key parts read of a request.
+struct KeyFacts<'r> {
+    route: Option<&'r str>,
+    identity: Option<&'r Identity>,
+    headers: &'r HeaderMap,
+    peer: IpAddr,
+    limits: &'r CompiledRateLimits,
+}
+
 /// The counter's subject for `policy`, or `None` when the policy does not apply (a key part is
 /// missing and the policy says `skip`).
 fn subject_of(
     policy: &CompiledPolicy,
-    cx: &RequestContext,
-    limits: &CompiledRateLimits,
+    request: &KeyFacts<'_>,
     client_ip: &mut Option<IpAddr>,
 ) -> Option<String> {
     let mut out = String::new();
     let mut ip = |out: &mut String| {
-        let addr = *client_ip.get_or_insert_with(|| {
-            client_ip_of(cx.facts.connection.peer.ip(), &cx.parts.headers, limits)
-        });
+        let addr = *client_ip
+            .get_or_insert_with(|| client_ip_of(request.peer, request.headers, request.limits));
         let _ = write!(out, "ip:{addr}");
     };
     for part in &policy.key {
         if !out.is_empty() {
             out.push(',');
         }
-        let identity = cx.identity.as_ref();
+        let identity = request.identity;
         let found = match part {
             KeyPart::ApiKey => identity
                 .and_then(|i| i.api_key_id.as_deref())
@@ -291,10 +321,9 @@ fn subject_of(
                 ip(&mut out);
                 Some(Ok(()))
             }
-            KeyPart::Route => cx.route_name().map(|r| write!(out, "route:{r}")),
+            KeyPart::Route => request.route.map(|r| write!(out, "route:{r}")),
             // Header values may be secrets: only their digest is kept, stored or logged.
-            KeyPart::Header(name) => cx
-                .parts
+            KeyPart::Header(name) => request
                 .headers
                 .get(name)
                 .map(|v| write!(out, "h:{}", digest(v.as_bytes()))),

@@ -89,7 +89,7 @@ pub fn policy_traces(
             tally.stopped_before += 1;
             continue;
         };
-        let selected = crate::replay::predict::select(
+        let selected = gateway::stage::ratelimit::select(
             limits,
             facts.route.as_deref(),
             facts.identity.as_ref(),

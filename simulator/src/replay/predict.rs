@@ -5,8 +5,8 @@
 //! Nothing here re-implements a limit. The counters are the gateway's own memory store
 //! (`gateway::ratelimit::store::memory::MemoryStore`) holding the compiled policies' own limiters
 //! over store ticks, asked all-or-nothing per request as the `ratelimit` stage asks it; the
-//! policies that select a request come from `CompiledRateLimits::policies_for` and
-//! `CompiledPolicy::applies_to_tier`; the client address from `stage::ratelimit::client_ip_of`.
+//! policies that select a request, and the subject each counts it under, come from the stage's
+//! own `stage::ratelimit::select`.
 //! What this module adds is the request's facts as the stage would have seen them:
 //!
 //! - it counts only requests that **reached** the `ratelimit` stage — the outcome's decision did
@@ -26,14 +26,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use gateway::config::Runtime;
-use gateway::config::ratelimit::{
-    CompiledPolicy, CompiledRateLimits, KeyPart, StoreKind, WhenMissing,
-};
+use gateway::config::ratelimit::{CompiledPolicy, StoreKind};
 use gateway::ratelimit::Decision as LimitVerdict;
 use gateway::ratelimit::metrics::RateLimitMetrics;
 use gateway::ratelimit::store::memory::MemoryStore;
 use gateway::ratelimit::store::{Check, TICK_NANOS, to_nanos};
-use gateway::stage::ratelimit::client_ip_of;
+use gateway::stage::ratelimit::select;
 use gateway::vocab::{Identity, StageId};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -194,62 +192,6 @@ pub fn header_map(exchange: &Exchange) -> HeaderMap {
         }
     }
     map
-}
-
-/// The policies of `limits` that select a request on `route` from `identity`, each with the
-/// subject it counts the request under — as the `ratelimit` stage selects them (tiers, the
-/// default tier, `when_missing`). Subjects are grouping keys: equal exactly when the gateway's
-/// are, though not spelled as it spells them (a header part is kept, not digested).
-pub fn select<'l>(
-    limits: &'l CompiledRateLimits,
-    route: Option<&str>,
-    identity: Option<&Identity>,
-    headers: &HeaderMap,
-    peer: IpAddr,
-) -> Vec<(&'l Arc<CompiledPolicy>, String)> {
-    let tier = identity
-        .and_then(|i| i.tier.as_deref())
-        .or(limits.default_tier.as_deref());
-    let client_ip = || client_ip_of(peer, headers, limits);
-    let mut out = Vec::new();
-    'policies: for policy in limits
-        .policies_for(route)
-        .iter()
-        .filter(|p| p.applies_to_tier(tier))
-    {
-        let mut subject = String::new();
-        for part in &policy.key {
-            if !subject.is_empty() {
-                subject.push(',');
-            }
-            let found = match part {
-                KeyPart::ApiKey => identity
-                    .and_then(|i| i.api_key_id.as_deref())
-                    .map(|k| format!("key:{k}")),
-                KeyPart::Subject => identity
-                    .map(|i| i.subject.as_str())
-                    .filter(|s| !s.is_empty())
-                    .map(|s| format!("sub:{s}")),
-                KeyPart::Tenant => identity
-                    .and_then(|i| i.tenant.as_deref())
-                    .map(|t| format!("tenant:{t}")),
-                KeyPart::ClientIp => Some(format!("ip:{}", client_ip())),
-                KeyPart::Route => route.map(|r| format!("route:{r}")),
-                KeyPart::Header(name) => headers
-                    .get(name)
-                    .map(|v| format!("h:{}", String::from_utf8_lossy(v.as_bytes()))),
-            };
-            match (found, policy.when_missing) {
-                (Some(text), _) => subject.push_str(&text),
-                (None, WhenMissing::Skip) => continue 'policies,
-                (None, WhenMissing::ClientIp) => {
-                    let _ = write!(subject, "ip:{}", client_ip());
-                }
-            }
-        }
-        out.push((policy, subject));
-    }
-    out
 }
 
 /// Decides one request's selected policies in the lab's store at `now_ticks`, as the stage

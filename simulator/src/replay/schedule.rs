@@ -18,7 +18,7 @@ pub struct PacingArgs {
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
     /// Cap every idle gap of the recording at this duration (`2s`).
-    #[arg(long, value_name = "D", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
     pub max_wait: Option<Duration>,
     /// Replay the recording this many times back to back (`--loop` alone: until Ctrl-C).
     #[arg(long = "loop", value_name = "N", num_args = 0..=1, default_missing_value = "0")]
