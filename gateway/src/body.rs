@@ -3,6 +3,7 @@
 //! its way to the client (counted, hashed when the recording keeps responses, and the request's
 //! record emitted when it ends — or when the client goes away).
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,9 +187,19 @@ pub struct PendingRecord {
     pub route_metrics: Option<Arc<RouteMetrics>>,
     /// The request as it arrived, when it is recorded: submitted with the record.
     pub recording: Option<Box<Capture>>,
+    /// A gRPC call: the `grpc-status` of its trailers goes into the record.
+    pub grpc: bool,
 }
 
 impl PendingRecord {
+    fn trailers(&mut self, trailers: &http::HeaderMap) {
+        if self.grpc {
+            if let Some(code) = crate::vocab::grpc::status_of(trailers) {
+                self.record.grpc_status = Some(code);
+            }
+        }
+    }
+
     fn finish(mut self, bytes_out: u64, completed: bool) {
         self.record.bytes_out = bytes_out;
         self.record.completed = completed;
@@ -218,6 +229,8 @@ pub struct ResponseBody {
     content: ResponseContent,
     bytes_out: u64,
     pending: Option<Box<PendingRecord>>,
+    /// When to stop relaying the upstream's stream, and the trailers that end it instead.
+    cut: Option<(Pin<Box<tokio::time::Sleep>>, http::HeaderMap)>,
 }
 
 impl ResponseBody {
@@ -238,6 +251,15 @@ impl ResponseBody {
             content,
             bytes_out: 0,
             pending: None,
+            cut: None,
+        }
+    }
+
+    /// Ends an upstream's stream after `after` with `trailers` (a gRPC call's deadline): the
+    /// upstream's body is dropped then, which resets its stream.
+    pub fn end_after(&mut self, after: std::time::Duration, trailers: http::HeaderMap) {
+        if matches!(self.content, ResponseContent::Upstream(_)) && !self.is_end_stream() {
+            self.cut = Some((Box::pin(tokio::time::sleep(after)), trailers));
         }
     }
 
@@ -271,6 +293,17 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if let Some((sleep, _)) = &mut this.cut {
+            if sleep.as_mut().poll(cx).is_ready() {
+                let trailers = this.cut.take().map(|(_, t)| t).unwrap_or_default();
+                this.content = ResponseContent::Full(None);
+                if let Some(pending) = this.pending.as_mut() {
+                    pending.trailers(&trailers);
+                }
+                this.finish(true);
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+        }
         let polled = match &mut this.content {
             ResponseContent::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
             ResponseContent::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
@@ -284,7 +317,12 @@ impl Body for ResponseBody {
                         capture.response_chunk(data);
                     }
                 }
-                if this.is_end_stream() {
+                // Trailers are the last frame: the body has ended even if nothing says so yet.
+                let trailers = frame.trailers_ref();
+                if let (Some(trailers), Some(pending)) = (trailers, this.pending.as_mut()) {
+                    pending.trailers(trailers);
+                }
+                if frame.is_trailers() || this.is_end_stream() {
                     this.finish(true);
                 }
             }

@@ -80,6 +80,7 @@ impl Spec {
             rewrite: None,
             max_body_bytes: 1 << 20,
             websocket: false,
+            grpc: false,
             deprecation: None,
         })
     }
