@@ -189,7 +189,8 @@ pub fn parse_timeout(value: &[u8]) -> Result<Duration, TimeoutError> {
 }
 
 /// Writes `grpc-timeout` for `timeout` in the finest unit whose value fits in 8 digits, rounded
-/// up as grpc-go does (the error is below one part in ten million). `None` for a zero timeout,
+/// up as grpc-go does (by at most one part in a hundred thousand: a coarser unit is taken only
+/// when the finer one's value passes 8 digits). `None` for a zero timeout,
 /// which the field cannot say.
 pub fn format_timeout(timeout: Duration) -> Option<HeaderValue> {
     const MAX: u128 = 99_999_999;
@@ -285,9 +286,10 @@ mod tests {
     fn grpc_timeout_is_written_in_the_finest_unit_that_fits_and_reads_back() {
         let cases = [
             (Duration::from_nanos(1), "1n"),
-            (Duration::from_millis(250), "250000000n"),
+            (Duration::from_millis(250), "250000u"),
             (Duration::from_millis(100), "100000u"),
-            (Duration::from_secs(30), "30000m"),
+            (Duration::from_secs(30), "30000000u"),
+            (Duration::from_secs(3600), "3600000m"),
             (Duration::from_secs(100_000), "100000S"),
             (Duration::from_nanos(1_500), "1500n"),
         ];
@@ -303,7 +305,7 @@ mod tests {
             let read = parse_timeout(written.as_bytes()).expect("reads back");
             assert!(read >= timeout, "{timeout:?} -> {written:?}");
             assert!(
-                read.as_nanos() - timeout.as_nanos() <= timeout.as_nanos() / 10_000_000 + 1,
+                read.as_nanos() - timeout.as_nanos() <= timeout.as_nanos() / 100_000 + 1,
                 "{timeout:?} -> {written:?}"
             );
         }
