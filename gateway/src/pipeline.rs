@@ -20,11 +20,11 @@ use crate::record::{RequestRecord, StageTimings};
 use crate::stage;
 use crate::stage::context::{ConnectionInfo, GrpcCall, RequestContext, RequestFacts, RouteMatch};
 use crate::state::GatewayState;
+use crate::vocab::grpc::{self, GrpcCode};
 use crate::vocab::rejection::PROBLEM_JSON;
 use crate::vocab::trace::{
     TRACEPARENT, TraceContext, X_REQUEST_ID, new_request_id, well_formed_request_id,
 };
-use crate::vocab::grpc::{self, GrpcCode};
 use crate::vocab::{Rejection, StageId};
 
 /// The record's `reason` for a CORS preflight the gateway answered itself (not a stop).

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method, Uri, header};
 
 use super::context::{RequestContext, RouteMatch, Target};
+use crate::clock::Nanos;
 use crate::config::{CompiledRoute, RouteAction, Runtime, Upstream};
 use crate::resilience::breaker::Refused;
 use crate::resilience::{Admission, BreakerState};
 use crate::routing::normalize::normalize_path;
 use crate::routing::table::RouteQuery;
-use crate::clock::Nanos;
 use crate::state::GatewayState;
 use crate::vocab::grpc;
 use crate::vocab::{Reason, Rejection, StageId};

@@ -238,7 +238,11 @@ pub fn decode_message(value: &[u8]) -> String {
     let mut i = 0;
     while i < value.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
-        match (value[i], value.get(i + 1).copied(), value.get(i + 2).copied()) {
+        match (
+            value[i],
+            value.get(i + 1).copied(),
+            value.get(i + 2).copied(),
+        ) {
             (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
                 let byte = hex(h).unwrap_or_default() * 16 + hex(l).unwrap_or_default();
                 out.push(u8::try_from(byte).unwrap_or(b'?'));
@@ -273,10 +277,25 @@ mod tests {
             assert_eq!(parse_timeout(text.as_bytes()), Ok(expected), "{text}");
         }
         let malformed = [
-            "", "S", "10", "10s", "10 S", " 10S", "-1S", "1.5S", "123456789n", "10SS", "1x", "1µ",
+            "",
+            "S",
+            "10",
+            "10s",
+            "10 S",
+            " 10S",
+            "-1S",
+            "1.5S",
+            "123456789n",
+            "10SS",
+            "1x",
+            "1µ",
         ];
         for text in malformed {
-            assert_eq!(parse_timeout(text.as_bytes()), Err(TimeoutError), "{text:?}");
+            assert_eq!(
+                parse_timeout(text.as_bytes()),
+                Err(TimeoutError),
+                "{text:?}"
+            );
         }
         assert_eq!(parse_timeout(b"0m"), Ok(Duration::ZERO));
         assert_eq!(parse_timeout(&[0xff, b'S']), Err(TimeoutError));
@@ -316,8 +335,7 @@ mod tests {
         let text = "100% sure: Grüße\r\n\"quoted\" ~";
         let encoded = encode_message(text);
         assert_eq!(
-            encoded,
-            "100%25 sure: Gr%C3%BC%C3%9Fe%0D%0A\"quoted\" ~",
+            encoded, "100%25 sure: Gr%C3%BC%C3%9Fe%0D%0A\"quoted\" ~",
             "only % and bytes outside space..~ are escaped"
         );
         assert_eq!(decode_message(encoded.as_bytes()), text);
@@ -333,7 +351,10 @@ mod tests {
             "Application/GRPC+json",
             "application/grpc; charset=utf-8",
         ] {
-            assert!(is_grpc_content_type(&HeaderValue::from_static(yes)), "{yes}");
+            assert!(
+                is_grpc_content_type(&HeaderValue::from_static(yes)),
+                "{yes}"
+            );
         }
         for no in [
             "application/grpc-web",
@@ -352,7 +373,10 @@ mod tests {
         assert!(!te_lists_trailers(&headers));
         headers.append(http::header::TE, HeaderValue::from_static("gzip"));
         assert!(!te_lists_trailers(&headers));
-        headers.append(http::header::TE, HeaderValue::from_static("deflate, Trailers"));
+        headers.append(
+            http::header::TE,
+            HeaderValue::from_static("deflate, Trailers"),
+        );
         assert!(te_lists_trailers(&headers));
     }
 

@@ -383,15 +383,28 @@ mod tests {
             assert!(
                 !matches!(
                     reason.grpc_code(),
-                    GrpcCode::Ok | GrpcCode::NotFound | GrpcCode::AlreadyExists | GrpcCode::DataLoss
+                    GrpcCode::Ok
+                        | GrpcCode::NotFound
+                        | GrpcCode::AlreadyExists
+                        | GrpcCode::DataLoss
                 ),
                 "{reason}"
             );
         }
-        assert_eq!(Reason::QuotaExceeded.grpc_code(), GrpcCode::ResourceExhausted);
+        assert_eq!(
+            Reason::QuotaExceeded.grpc_code(),
+            GrpcCode::ResourceExhausted
+        );
         assert_eq!(Reason::NoRoute.grpc_code(), GrpcCode::Unimplemented);
-        assert_eq!(Reason::UpstreamTimeout.grpc_code(), GrpcCode::DeadlineExceeded);
-        for unavailable in [Reason::UpstreamUnreachable, Reason::UpstreamReset, Reason::CircuitOpen] {
+        assert_eq!(
+            Reason::UpstreamTimeout.grpc_code(),
+            GrpcCode::DeadlineExceeded
+        );
+        for unavailable in [
+            Reason::UpstreamUnreachable,
+            Reason::UpstreamReset,
+            Reason::CircuitOpen,
+        ] {
             assert_eq!(unavailable.grpc_code(), GrpcCode::Unavailable);
         }
     }

@@ -121,7 +121,13 @@ impl Service<http::Request<tonic::body::Body>> for Echo {
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let echo = self.clone();
         *echo.0.last_head.lock().expect("head") = Some(request.headers().clone());
-        let method = request.uri().path().rsplit('/').next().unwrap_or("").to_string();
+        let method = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
         Box::pin(async move {
             let mut grpc = GrpcServer::new(ProstCodec::<Note, Note>::default());
             let response = match method.as_str() {
@@ -483,7 +489,10 @@ async fn a_unary_call_gets_its_answer_and_its_leading_and_trailing_metadata() {
     assert_eq!(record.status, 200);
     assert_eq!(record.grpc_status, Some(0), "the trailers' grpc-status");
     assert_eq!(record.stopped_at, None);
-    assert!(record.completed, "a body that ended with trailers completed");
+    assert!(
+        record.completed,
+        "a body that ended with trailers completed"
+    );
     assert_eq!(record.route_template.as_deref(), Some("/echo.Echo/Say"));
 
     // Metrics label the call by its method's route template.
@@ -491,9 +500,10 @@ async fn a_unary_call_gets_its_answer_and_its_leading_and_trailing_metadata() {
     let metrics = s.gw.get_absolute(&format!("http://{admin}/metrics")).await;
     let text = String::from_utf8_lossy(&metrics.body);
     assert!(
-        text.lines().any(|l| l.starts_with("gatehouse_requests_total{")
-            && l.contains(r#"route="/echo.Echo/Say""#)
-            && l.contains(r#"status_class="2xx""#)),
+        text.lines()
+            .any(|l| l.starts_with("gatehouse_requests_total{")
+                && l.contains(r#"route="/echo.Echo/Say""#)
+                && l.contains(r#"status_class="2xx""#)),
         "{text}"
     );
 }
@@ -522,7 +532,14 @@ async fn server_streaming_messages_arrive_one_by_one_before_the_stream_ends() {
     );
     assert_eq!(
         s.echo.shared.events(),
-        ["sent 0", "received 0", "sent 1", "received 1", "sent 2", "received 2"],
+        [
+            "sent 0",
+            "received 0",
+            "sent 1",
+            "received 1",
+            "sent 2",
+            "received 2"
+        ],
         "each message reached the client before the server sent the next"
     );
     let record = s.gw.record().await;
@@ -535,9 +552,8 @@ async fn server_streaming_messages_arrive_one_by_one_before_the_stream_ends() {
 async fn client_streaming_messages_reach_the_server_before_the_client_sends_the_next() {
     let mut s = setup().await;
     let (tx, rx) = mpsc::channel::<Note>(1);
-    let outgoing = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|n| (n, rx))
-    });
+    let outgoing =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) });
     let mut client = s.client.clone();
     let call = tokio::spawn(async move {
         client.ready().await.expect("ready");
@@ -580,9 +596,8 @@ async fn client_streaming_messages_reach_the_server_before_the_client_sends_the_
 async fn a_bidirectional_stream_answers_each_message_before_the_next_is_sent() {
     let mut s = setup().await;
     let (tx, rx) = mpsc::channel::<Note>(1);
-    let outgoing = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|n| (n, rx))
-    });
+    let outgoing =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) });
     within("the client ready", s.client.ready())
         .await
         .expect("ready");
@@ -1039,4 +1054,48 @@ async fn an_http1_client_with_te_trailers_gets_grpc_status_from_an_http2_server(
     let record = gw.record().await;
     assert_eq!(record.grpc_status, Some(0));
     assert!(record.completed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The documented mapping.
+
+#[test]
+fn docs_protocols_status_table_is_reason_grpc_code_for_every_reason() {
+    use gateway::vocab::Reason;
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocols.md"))
+            .expect("read docs/protocols.md");
+    let section = docs
+        .split("### Gateway stops as gRPC statuses")
+        .nth(1)
+        .expect("docs/protocols.md has the gRPC stops section");
+    let mut documented = Vec::new();
+    for row in section.lines().take_while(|l| !l.starts_with('#')) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (Some(stops), Some(code)) = (cells.get(1), cells.get(2)) else {
+            continue;
+        };
+        let Some(number) = code
+            .split_once('(')
+            .and_then(|(_, n)| n.strip_suffix(')'))
+            .and_then(|n| n.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        for token in stops.split('`').skip(1).step_by(2) {
+            if let Some(reason) = Reason::parse(token) {
+                documented.push((reason, number));
+            }
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(Reason, u16)> = Reason::ALL
+        .into_iter()
+        .map(|r| (r, r.grpc_code().as_u16()))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        documented, expected,
+        "docs/protocols.md's gRPC status table vs Reason::grpc_code"
+    );
 }
