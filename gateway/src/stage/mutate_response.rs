@@ -1,8 +1,8 @@
 //! `mutate_response`: shapes what the client sees, for upstream answers and stops alike —
 //! connection-specific and internal headers, `Server` and `X-Powered-By` removed; gRPC's
-//! trailers named for an HTTP/1.1 client that takes them; CORS answered
-//! at the gateway (preflights never reach an upstream; exact origin match; never `*` with
-//! credentials; `Vary: Origin` whenever the answer depends on the origin).
+//! trailers named for an HTTP/1.1 client that takes them; CORS answered at the gateway
+//! (preflights never reach an upstream; exact origin match; never `*` with credentials;
+//! `Vary: Origin` whenever the answer depends on the origin).
 
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
