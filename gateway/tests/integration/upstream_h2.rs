@@ -131,8 +131,8 @@ where
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let connection =
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
@@ -277,7 +277,10 @@ async fn h2_over_tls_is_agreed_by_alpn_and_auto_falls_back_to_http1() {
     assert_eq!(gw.get("/x").await.status, 200);
     assert_eq!(gw.get("/x").await.status, 200);
     let seen = http1_only.seen();
-    assert!(seen.iter().all(|s| s.version == Version::HTTP_11), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.version == Version::HTTP_11),
+        "{seen:?}"
+    );
 
     // `h2` insists: an upstream that does not offer it is unreachable, never spoken to in 1.1.
     let mut gw = TestGateway::start(&config(http1_only.address, &tls_settings(&pki, "h2"))).await;
@@ -353,8 +356,11 @@ impl LoadShell {
         for worker in workers {
             worker.await.expect("worker");
         }
-        let statuses = statuses.lock().expect("statuses").clone();
-        statuses
+        // Every worker has ended: the list has one owner again.
+        Arc::try_unwrap(statuses)
+            .expect("workers done")
+            .into_inner()
+            .expect("statuses")
     }
 }
 

@@ -332,8 +332,16 @@ fn each_kind_of_problem_is_reported_with_its_line_column_and_path() {
                 "  - {name: all, match: {path: /*}, upstream: a}\n",
             ),
             &[
-                ("2:43", "upstreams.a.protocol", "`h2` is HTTP/2 agreed over TLS"),
-                ("3:43", "upstreams.b.protocol", "`auto` picks the protocol by ALPN"),
+                (
+                    "2:43",
+                    "upstreams.a.protocol",
+                    "`h2` is HTTP/2 agreed over TLS",
+                ),
+                (
+                    "3:43",
+                    "upstreams.b.protocol",
+                    "`auto` picks the protocol by ALPN",
+                ),
                 (
                     "4:80",
                     "upstreams.c.http2.max_concurrent_streams",
