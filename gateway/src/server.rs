@@ -143,12 +143,20 @@ impl GatewayHandle {
     }
 }
 
-/// Starts a gateway for `runtime`: binds (or takes) its listeners and returns once they accept.
-/// How long a stopping gateway waits for its recording's queued lines to reach the file.
+/// How long a stopping gateway waits for its recording's queued lines (and, as long again, for
+/// its access log's) to reach the file.
 const RECORDING_FLUSH: Duration = Duration::from_secs(5);
 
-/// The last requests' recording lines are written before the gateway's stop returns.
+/// The last requests' access-log records and recording lines are written before the gateway's
+/// stop returns.
 async fn flush_recording(state: &Arc<GatewayState>) {
+    let sinks = state.sinks.clone();
+    let logged = tokio::task::spawn_blocking(move || sinks.flush(RECORDING_FLUSH))
+        .await
+        .unwrap_or(false);
+    if !logged {
+        tracing::warn!("the access log's last records were not written within {RECORDING_FLUSH:?}");
+    }
     if let Some(recorder) = state.recorder.clone() {
         let flushed = tokio::task::spawn_blocking(move || recorder.flush(RECORDING_FLUSH))
             .await
@@ -161,6 +169,7 @@ async fn flush_recording(state: &Arc<GatewayState>) {
     }
 }
 
+/// Starts a gateway for `runtime`: binds (or takes) its listeners and returns once they accept.
 pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHandle, StartError> {
     let metrics = Arc::new(Metrics::new());
     let sinks = RecordSinks::new(metrics, &runtime.access_log).map_err(StartError::AccessLog)?;

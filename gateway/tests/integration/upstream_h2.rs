@@ -28,6 +28,7 @@ use super::util::{TestGateway, empty, request};
 #[derive(Debug, Clone)]
 struct Seen {
     version: Version,
+    path: String,
     authority: Option<String>,
     /// The gateway's side of the connection.
     peer: SocketAddr,
@@ -76,6 +77,7 @@ impl H2Upstream {
                         async move {
                             seen.lock().expect("seen").push(Seen {
                                 version: req.version(),
+                                path: req.uri().path().to_string(),
                                 authority: req.uri().authority().map(|a| a.to_string()),
                                 peer,
                             });
@@ -131,8 +133,8 @@ where
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let connection =
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
@@ -277,7 +279,10 @@ async fn h2_over_tls_is_agreed_by_alpn_and_auto_falls_back_to_http1() {
     assert_eq!(gw.get("/x").await.status, 200);
     assert_eq!(gw.get("/x").await.status, 200);
     let seen = http1_only.seen();
-    assert!(seen.iter().all(|s| s.version == Version::HTTP_11), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.version == Version::HTTP_11),
+        "{seen:?}"
+    );
 
     // `h2` insists: an upstream that does not offer it is unreachable, never spoken to in 1.1.
     let mut gw = TestGateway::start(&config(http1_only.address, &tls_settings(&pki, "h2"))).await;
@@ -353,8 +358,11 @@ impl LoadShell {
         for worker in workers {
             worker.await.expect("worker");
         }
-        let statuses = statuses.lock().expect("statuses").clone();
-        statuses
+        // Every worker has ended: the list has one owner again.
+        Arc::try_unwrap(statuses)
+            .expect("workers done")
+            .into_inner()
+            .expect("statuses")
     }
 }
 
@@ -418,4 +426,68 @@ async fn a_refused_stream_is_sent_again_without_a_retry_policy() {
     let record = gw.record().await;
     assert_eq!(record.stopped_at, Some(StageId::Forward));
     assert_eq!(record.reason.as_deref(), Some("upstream-reset"));
+}
+
+#[tokio::test]
+async fn health_checks_and_retries_work_over_http2_as_over_http1() {
+    let upstream = H2Upstream::start(Options {
+        delay: Duration::ZERO,
+        tls: None,
+    })
+    .await;
+    // An address nothing listens on: connections to it are refused.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let yaml = format!(
+        r#"
+listeners: [{{ name: public, address: "127.0.0.1:0" }}]
+access_log: off
+upstreams:
+  svc:
+    instances: ["{live}", "{dead}"]
+    protocol: h2c
+    retries: {{ attempts: 1 }}
+    health_check: {{ path: /healthz, interval: 50ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
+routes:
+  - {{ name: all, match: {{ path: /* }}, upstream: svc }}
+"#,
+        live = upstream.address,
+    );
+    let gw = TestGateway::start(&yaml).await;
+    // Before the checks have taken the dead instance out, a request sent to it is retried on the
+    // live one; after, none goes there. Either way every answer is a 200.
+    let statuses = load(&gw, 20, 2).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    super::util::eventually(
+        "health checks reach the upstream over HTTP/2",
+        Duration::from_secs(5),
+        async || {
+            let checks = upstream
+                .seen()
+                .iter()
+                .filter(|s| s.path == "/healthz")
+                .count();
+            if checks >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{checks} checks"))
+            }
+        },
+    )
+    .await;
+    assert!(upstream.seen().iter().all(|s| s.version == Version::HTTP_2));
+    // The dead instance is out of rotation now: requests go straight to the live one.
+    let mut gw = gw;
+    let reply = gw.get("/after").await;
+    assert_eq!(reply.status, 200);
+    let record = loop {
+        let record = gw.record().await;
+        if record.path == "/after" {
+            break record;
+        }
+    };
+    assert_eq!(record.retries, 0);
+    assert_eq!(record.upstream_instance, Some(upstream.address));
 }

@@ -82,7 +82,10 @@ impl Connector {
             .map_err(|_| {
                 PoolError::new(
                     PoolErrorKind::Unreachable,
-                    format!("no connection to {address} within {:?}", self.connect_timeout),
+                    format!(
+                        "no connection to {address} within {:?}",
+                        self.connect_timeout
+                    ),
                 )
             })?
             .map_err(|e| PoolError::new(PoolErrorKind::Unreachable, e))?;
@@ -109,7 +112,10 @@ impl Connector {
             .map_err(|_| {
                 PoolError::new(
                     PoolErrorKind::Unreachable,
-                    format!("no TLS handshake with {address} within {:?}", self.connect_timeout),
+                    format!(
+                        "no TLS handshake with {address} within {:?}",
+                        self.connect_timeout
+                    ),
                 )
             })?
             .map_err(|e| PoolError::new(PoolErrorKind::Unreachable, e))?;

@@ -54,9 +54,7 @@ impl Idle {
 
 /// The connection's task: hyper needs its future polled for bytes to move. Upgrades stay on so a
 /// WebSocket handshake can take the connection over.
-pub async fn handshake(
-    stream: Box<dyn super::connect::Stream>,
-) -> Result<Sender, hyper::Error> {
+pub async fn handshake(stream: Box<dyn super::connect::Stream>) -> Result<Sender, hyper::Error> {
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
         .handshake(hyper_util::rt::TokioIo::new(stream))
         .await?;
