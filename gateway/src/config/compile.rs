@@ -85,6 +85,12 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         .as_ref()
         .and_then(|c| compile_cors(c, &mut problems));
 
+    if raw.workers == Some(0) {
+        problems.push((
+            "workers".into(),
+            "at least one worker thread serves requests; leave it out for one per core".into(),
+        ));
+    }
     let mut upstreams: HashMap<Arc<str>, Arc<Upstream>> = HashMap::new();
     for (name, up) in &raw.upstreams {
         let path = format!("upstreams.{name}");
@@ -203,6 +209,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         limits: raw.limits.clone(),
         internal_headers,
         access_log: raw.access_log.clone(),
+        workers: raw.workers,
         recording,
         cors,
         upstreams,

@@ -17,6 +17,9 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub limits: RawLimits,
+    /// Threads serving requests; unset, one per core this process may run on.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// Headers that only the gateway may set toward upstreams and that never leave toward clients,
     /// beyond the built-in X-User-Id, X-Tenant-Id and X-Auth-Scopes.
     #[serde(default)]
