@@ -354,7 +354,7 @@ fn each_kind_of_problem_is_reported_with_its_line_column_and_path() {
             concat!(
                 "workers: 0\n",
                 "routes:\n",
-                "  - {name: all, match: {path: /*}, respond: {status: 200}}\n",
+                "  - {name: all, match: {path: /*}, respond: {status: 404}}\n",
             ),
             &[("1:10", "workers", "at least one worker thread")],
         ),
