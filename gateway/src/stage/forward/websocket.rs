@@ -225,7 +225,7 @@ mod tests {
         // RFC 6455 §1.3's worked example.
         assert_eq!(
             accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZK0BAbhk="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
