@@ -59,6 +59,13 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         .as_ref()
         .and_then(|a| parse_addr(&a.address, "admin.address", &mut problems));
 
+    if raw.limits.max_stream_duration == Some(std::time::Duration::ZERO) {
+        problems.push((
+            "limits.max_stream_duration".into(),
+            "a stream needs more than 0s: leave the field out to not bound streams".into(),
+        ));
+    }
+
     let mut internal_headers: Vec<HeaderName> = IDENTITY_HEADERS
         .iter()
         .map(|h| HeaderName::from_static(h))
