@@ -51,10 +51,13 @@ pub enum Reason {
     UpstreamReset,
     UpstreamTimeout,
     UpstreamBadUpgrade,
+    /// Not a stop before the answer: the response was still streaming when
+    /// `limits.max_stream_duration` passed, and the gateway cut it.
+    StreamDurationExceeded,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 41] = [
+    pub const ALL: [Reason; 42] = [
         Reason::UriTooLong,
         Reason::HeadersTooLarge,
         Reason::MisdirectedRequest,
@@ -96,6 +99,7 @@ impl Reason {
         Reason::UpstreamReset,
         Reason::UpstreamTimeout,
         Reason::UpstreamBadUpgrade,
+        Reason::StreamDurationExceeded,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -141,6 +145,7 @@ impl Reason {
             Reason::UpstreamReset => "upstream-reset",
             Reason::UpstreamTimeout => "upstream-timeout",
             Reason::UpstreamBadUpgrade => "upstream-bad-upgrade",
+            Reason::StreamDurationExceeded => "stream-duration-exceeded",
         }
     }
 
@@ -189,6 +194,8 @@ impl Reason {
             Reason::UpstreamReset => &[StageId::Forward],
             Reason::UpstreamTimeout => &[StageId::Forward],
             Reason::UpstreamBadUpgrade => &[StageId::Forward],
+            // `forward` streams the response; the cut is its.
+            Reason::StreamDurationExceeded => &[StageId::Forward],
         }
     }
 
@@ -237,6 +244,8 @@ impl Reason {
             Reason::UpstreamReset => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::UpstreamBadUpgrade => StatusCode::BAD_GATEWAY,
+            // Never sent: the cut comes after the head, whose status the record keeps.
+            Reason::StreamDurationExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -284,7 +293,8 @@ impl Reason {
             | Reason::UpstreamUnreachable
             | Reason::UpstreamReset
             | Reason::UpstreamTimeout
-            | Reason::UpstreamBadUpgrade => Some("invalid_token"),
+            | Reason::UpstreamBadUpgrade
+            | Reason::StreamDurationExceeded => Some("invalid_token"),
         }
     }
 
@@ -333,7 +343,7 @@ impl Reason {
             | Reason::NoHealthyInstance
             | Reason::UpstreamUnreachable
             | Reason::UpstreamReset => GrpcCode::Unavailable,
-            Reason::UpstreamTimeout => GrpcCode::DeadlineExceeded,
+            Reason::UpstreamTimeout | Reason::StreamDurationExceeded => GrpcCode::DeadlineExceeded,
             Reason::IdentityNotRepresentable | Reason::UpstreamBadUpgrade => GrpcCode::Internal,
         }
     }

@@ -690,11 +690,10 @@ async fn a_deadline_cuts_a_stream_after_its_head_with_deadline_exceeded() {
     );
     let record = s.gw.record().await;
     assert_eq!(record.grpc_status, Some(4));
-    assert_eq!(record.status, 200);
-    assert_eq!(
-        record.stopped_at, None,
-        "the head had gone: not a stage's stop"
-    );
+    assert_eq!(record.status, 200, "the status sent with the head");
+    assert_eq!(record.stopped_at, Some(StageId::Forward));
+    assert_eq!(record.reason.as_deref(), Some("upstream-timeout"));
+    assert!(record.completed, "the client's stream ended whole");
 }
 
 #[tokio::test]
