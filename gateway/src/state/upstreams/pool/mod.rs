@@ -161,7 +161,7 @@ impl UpstreamClient {
         let pool = &self.pool;
         let host = pool.host(address);
         if request.headers().contains_key(header::UPGRADE) {
-            return pool.upgrade(address, request).await;
+            return Box::pin(pool.upgrade(address, request)).await;
         }
         let h2_first = match pool.protocol {
             UpstreamProtocol::Http1 => false,
@@ -201,7 +201,7 @@ impl Pool {
         for attempt in 0..UNSENT_TRIES {
             let pooled = match host.http1.checkout(self.connect_timeout).await {
                 Some(sender) if attempt + 1 < UNSENT_TRIES => sender,
-                _ => match self.open(host, address).await? {
+                _ => match Box::pin(self.open(host, address)).await? {
                     Opened::Http1(sender) => sender,
                     Opened::Http2(stream) => {
                         // `auto` learned HTTP/2 on this connection.
@@ -245,7 +245,7 @@ impl Pool {
                     // Another request may have opened one while this one waited.
                     match host.http2.checkout(self.max_streams()) {
                         Some(stream) => stream,
-                        None => match self.open(host, address).await? {
+                        None => match Box::pin(self.open(host, address)).await? {
                             Opened::Http2(stream) => stream,
                             Opened::Http1(mut sender) => {
                                 // `auto` found an upstream that no longer offers HTTP/2.
@@ -292,7 +292,9 @@ impl Pool {
     }
 
     /// A new connection, handshaken in the protocol it speaks; an HTTP/2 one joins the set with
-    /// its first stream taken.
+    /// its first stream taken. Callers box it: its TCP, TLS and HTTP/2 handshake state is kilobytes,
+    /// and inline it would grow every request's future — copied whole each time it moves — for a
+    /// path most requests never take.
     async fn open(&self, host: &Arc<Host>, address: SocketAddr) -> Result<Opened, PoolError> {
         let (stream, spoken) = self.connector.connect(address, false).await?;
         host.speaks_h2
