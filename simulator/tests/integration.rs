@@ -5,6 +5,7 @@ mod integration {
     mod canonical;
     mod cli_help;
     mod compare;
+    mod grpc_fakes;
     mod import;
     mod issuer_token;
     mod loadgen;

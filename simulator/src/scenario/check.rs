@@ -1,5 +1,5 @@
 //! What can be checked in a scenario without running it: the names it uses (identities, the
-//! config's upstreams and issuers, stages) must exist. A scenario that fails here is reported with
+//! config's upstreams and issuers, stages) must exist, and a gRPC call's path must name a method. A scenario that fails here is reported with
 //! file, line and field before any fake or gateway starts (exit 2), rather than after its steps
 //! time out against something that was never there.
 
@@ -63,6 +63,18 @@ fn names_inside(scenario: &Scenario) -> Vec<Finding> {
             ("load.request", step.load.as_ref().map(|l| &l.request)),
         ];
         for (field, spec) in requests {
+            if let Some(spec) = spec.filter(|s| s.grpc.is_some()) {
+                if !is_grpc_path(&spec.path) {
+                    findings.push(Finding::new(
+                        format!("steps[{i}].{field}.path"),
+                        format!(
+                            "a gRPC call's path is `/package.Service/Method`, not `{}`",
+                            spec.path
+                        ),
+                        At::Node,
+                    ));
+                }
+            }
             let Some(RequestSpec {
                 as_identity: Some(name),
                 ..
@@ -103,6 +115,19 @@ fn names_inside(scenario: &Scenario) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// `/package.Service/Method`: two non-empty segments, no query.
+fn is_grpc_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let mut parts = rest.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(service), Some(method), None)
+            if !service.is_empty() && !method.is_empty() && !path.contains('?')
+    )
 }
 
 /// Names the scenario takes from its gateway config: upstreams and the issuer it fakes.
