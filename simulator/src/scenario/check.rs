@@ -223,3 +223,37 @@ fn unknown_name(kind: &str, name: &str, place: &str, known: &[&str]) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grpc_call_must_name_a_service_and_a_method() {
+        for good in ["/demo.Greeter/SayHello", "/Greeter/Hi"] {
+            assert!(is_grpc_path(good), "{good}");
+        }
+        for bad in [
+            "/demo.Greeter",
+            "/demo.Greeter/",
+            "//Hi",
+            "/a/b/c",
+            "/a/b?x=1",
+            "a/b",
+            "/",
+        ] {
+            assert!(!is_grpc_path(bad), "{bad}");
+        }
+        let text = "name: t\ngateway: {config: g.yaml}\nsteps:\n  - name: a\n    request: {path: /demo.Greeter, grpc: {}}\n    expect: {grpc_status: 0}\n  - name: b\n    request: {path: /demo.Greeter, http2: true}\n    expect: {status: 200}\n";
+        let scenario = model::parse("s.yaml", text).expect("parses");
+        let diagnostics = yaml::located("s.yaml", &LineIndex::build(text), names_inside(&scenario));
+        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "s.yaml:5:21: steps[0].request.path: a gRPC call's path is `/package.Service/Method`, not `/demo.Greeter`"
+            ],
+            "only the gRPC call is held to it"
+        );
+    }
+}

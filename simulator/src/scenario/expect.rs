@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use super::model::{CountRule, Expect, ExpectMessages, HttpVersion, StoppedAt};
+use super::model::{CountRule, Expect, ExpectMessages, GrpcCode, HttpVersion, StoppedAt};
 use super::outcome::{PhaseOutcome, QUANTILES, RequestOutcome};
 use crate::fake::grpc;
 use crate::http_client::Exchange;
@@ -138,7 +138,7 @@ fn check_grpc(expect: &Expect, exchange: &Exchange, failures: &mut Vec<String>) 
             exchange.end_after
         ));
     }
-    if let Some(want) = expect.grpc_status {
+    if let Some(GrpcCode(want)) = expect.grpc_status {
         match exchange.final_field("grpc-status") {
             None => failures.push(format!(
                 "grpc_status: expected {want} ({}), got none: no grpc-status in the {} (HTTP {}, content-type {})",

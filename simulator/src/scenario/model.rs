@@ -212,7 +212,7 @@ pub struct Expect {
     /// `grpc-status` of the answer: from its trailers, or from its head when it has none (a
     /// trailers-only answer).
     #[serde(default)]
-    pub grpc_status: Option<u32>,
+    pub grpc_status: Option<GrpcCode>,
     /// `grpc-message` of the answer, percent-decoded.
     #[serde(default)]
     pub grpc_message: Option<String>,
@@ -302,6 +302,43 @@ pub struct ExpectUpstream {
     /// gRPC messages in the body the upstream received.
     #[serde(default)]
     pub messages: Option<u64>,
+}
+
+/// A gRPC status code, written as its number (`4`) or its name (`DEADLINE_EXCEEDED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcCode(pub u32);
+
+impl<'de> Deserialize<'de> for GrpcCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(i64),
+            Name(String),
+        }
+        let known = || {
+            (0..=16)
+                .map(crate::fake::grpc::code_name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match Written::deserialize(d)? {
+            Written::Number(n) if (0..=16).contains(&n) => Ok(GrpcCode(n as u32)),
+            Written::Number(n) => Err(serde::de::Error::custom(format!(
+                "{n} is not a gRPC status code: expected 0 to 16 or a name ({})",
+                known()
+            ))),
+            Written::Name(name) => (0..=16)
+                .find(|&c| crate::fake::grpc::code_name(c) == name)
+                .map(GrpcCode)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown gRPC status `{name}`: expected 0 to 16 or a name ({})",
+                        known()
+                    ))
+                }),
+        }
+    }
 }
 
 /// An HTTP version as written in a scenario: `"1.1"` or `"2"` (quoted or not).
