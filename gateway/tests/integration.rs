@@ -31,4 +31,5 @@ mod integration {
     mod routing;
     mod server;
     mod tidy;
+    mod upstream_h2;
 }

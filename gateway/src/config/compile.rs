@@ -128,6 +128,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
             source,
             &mut problems,
         );
+        check_protocol(up, &path, &mut problems);
         let name: Arc<str> = Arc::from(name.as_str());
         upstreams.insert(
             name.clone(),
@@ -148,6 +149,8 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                     &path,
                     &mut problems,
                 ),
+                protocol: up.protocol,
+                http2: up.http2.clone(),
                 scheme: if up.tls.is_some() {
                     http::uri::Scheme::HTTPS
                 } else {
@@ -604,4 +607,31 @@ pub fn content_hash(text: &str) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+/// The protocol and TLS must agree: ALPN (`h2`, `auto`) needs TLS, and `h2c` is cleartext by name.
+fn check_protocol(up: &RawUpstream, path: &str, problems: &mut Vec<(String, String)>) {
+    use super::compiled::UpstreamProtocol;
+    let tls = up.tls.is_some();
+    let message = match up.protocol {
+        UpstreamProtocol::H2 if !tls => {
+            Some("`h2` is HTTP/2 agreed over TLS: add `tls`, or use `h2c` for cleartext HTTP/2")
+        }
+        UpstreamProtocol::Auto if !tls => Some(
+            "`auto` picks the protocol by ALPN, which needs `tls`: use `http1` or `h2c` for a cleartext upstream",
+        ),
+        UpstreamProtocol::H2c if tls => {
+            Some("`h2c` is cleartext HTTP/2: with `tls`, use `h2` (or `auto`)")
+        }
+        _ => None,
+    };
+    if let Some(message) = message {
+        problems.push((format!("{path}.protocol"), message.into()));
+    }
+    if up.http2.max_concurrent_streams == 0 {
+        problems.push((
+            format!("{path}.http2.max_concurrent_streams"),
+            "a connection must carry at least one stream".into(),
+        ));
+    }
 }

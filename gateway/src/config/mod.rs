@@ -16,7 +16,7 @@ pub mod tls;
 pub mod yaml;
 
 pub use check::{Diagnostic, load_file, load_str};
-pub use compiled::{CompiledRoute, RouteAction, Runtime, Upstream};
+pub use compiled::{CompiledRoute, RouteAction, Runtime, Upstream, UpstreamProtocol};
 
 /// What the section compilers' tests share: a config's problems as `field: message` lines, and a
 /// catch-all route that makes a section-only config complete.

@@ -186,6 +186,12 @@ pub struct RawUpstream {
     /// Connect to the instances with TLS (config/identity.rs).
     #[serde(default)]
     pub tls: Option<super::tls::RawUpstreamTls>,
+    /// What the gateway speaks to the instances: `http1` (the default), `h2c`, `h2` or `auto`.
+    #[serde(default)]
+    pub protocol: super::compiled::UpstreamProtocol,
+    /// HTTP/2 connection settings, for `h2c`, `h2` and an `auto` that negotiated HTTP/2.
+    #[serde(default)]
+    pub http2: RawHttp2,
     /// All tries together, backoff included (config/resilience.rs, as are the fields below).
     #[serde(default, with = "humantime_serde")]
     pub total_timeout: Option<Duration>,
@@ -199,6 +205,44 @@ pub struct RawUpstream {
     pub circuit_breaker: Option<super::resilience::RawCircuitBreaker>,
     #[serde(default)]
     pub retries: Option<super::resilience::RawRetries>,
+}
+
+/// `upstreams.<name>.http2`: how HTTP/2 connections to the instances are used and kept alive.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    /// Streams one connection carries at once; past it the pool opens another connection.
+    #[serde(default = "default_h2_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// A PING this often on a quiet connection, so a dead peer or a NAT that forgot the
+    /// connection is found before a request is sent on it. `0s` turns PINGs off.
+    #[serde(default = "default_h2_keepalive_interval", with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed.
+    #[serde(default = "default_h2_keepalive_timeout", with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for RawHttp2 {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: default_h2_max_concurrent_streams(),
+            keepalive_interval: default_h2_keepalive_interval(),
+            keepalive_timeout: default_h2_keepalive_timeout(),
+        }
+    }
+}
+
+fn default_h2_max_concurrent_streams() -> u32 {
+    100
+}
+
+fn default_h2_keepalive_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_h2_keepalive_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_connect_timeout() -> Duration {

@@ -126,12 +126,23 @@ impl InstanceState {
 /// happen when the response body has been sent, so "outstanding" means the whole exchange.
 pub struct InFlight {
     instance: Arc<InstanceState>,
+    /// What else the exchange holds until it ends: the upstream connection (or HTTP/2 stream) the
+    /// pool lent it, given back when this guard drops.
+    lease: Option<Box<dyn Send + Sync>>,
 }
 
 impl InFlight {
     pub fn new(instance: Arc<InstanceState>) -> Self {
         instance.outstanding.fetch_add(1, Ordering::Relaxed);
-        Self { instance }
+        Self {
+            instance,
+            lease: None,
+        }
+    }
+
+    /// Keeps `lease` until the exchange ends (replacing one an earlier try held).
+    pub fn hold(&mut self, lease: impl Send + Sync + 'static) {
+        self.lease = Some(Box::new(lease));
     }
 }
 

@@ -4,14 +4,12 @@
 //! the route's limit discovered while streaming is a 413. Retries and the total timeout are in
 //! `attempt.rs`, WebSocket pass-through in `websocket.rs`.
 
-use std::error::Error as _;
-
 use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 
 use super::context::{RequestContext, Target};
-use crate::body::BodyTooLarge;
 use crate::state::GatewayState;
+use crate::state::upstreams::{PoolError, PoolErrorKind};
 use crate::vocab::{Reason, Rejection, StageId};
 
 mod attempt;
@@ -84,23 +82,19 @@ enum TryFailure {
     Unreachable,
     /// Closed before answering.
     Reset,
+    /// An HTTP/2 stream the upstream refused or will not process (GOAWAY): never processed.
+    Refused,
     /// The client's streamed body grew past the route's limit: the client's fault.
     BodyTooLarge,
 }
 
 impl TryFailure {
-    fn of(error: &hyper_util::client::legacy::Error) -> Self {
-        let mut source = error.source();
-        while let Some(e) = source {
-            if e.downcast_ref::<BodyTooLarge>().is_some() {
-                return TryFailure::BodyTooLarge;
-            }
-            source = e.source();
-        }
-        if error.is_connect() {
-            TryFailure::Unreachable
-        } else {
-            TryFailure::Reset
+    fn of(error: &PoolError) -> Self {
+        match error.kind {
+            PoolErrorKind::Unreachable => TryFailure::Unreachable,
+            PoolErrorKind::Refused => TryFailure::Refused,
+            PoolErrorKind::Reset => TryFailure::Reset,
+            PoolErrorKind::BodyTooLarge => TryFailure::BodyTooLarge,
         }
     }
 
@@ -116,6 +110,11 @@ impl TryFailure {
                 STAGE,
                 Reason::UpstreamReset,
                 "the upstream closed the connection before answering",
+            ),
+            TryFailure::Refused => Rejection::new(
+                STAGE,
+                Reason::UpstreamReset,
+                "the upstream refused the stream and no retry was left",
             ),
         }
     }

@@ -321,6 +321,48 @@ fn each_kind_of_problem_is_reported_with_its_line_column_and_path() {
                 ),
             ],
         ),
+        (
+            "upstream protocols: ALPN needs TLS, h2c is cleartext, a connection carries a stream",
+            concat!(
+                "upstreams:\n",
+                "  a: {instances: [127.0.0.1:1], protocol: h2}\n",
+                "  b: {instances: [127.0.0.1:2], protocol: auto}\n",
+                "  c: {instances: [127.0.0.1:3], protocol: h2c, http2: {max_concurrent_streams: 0}}\n",
+                "routes:\n",
+                "  - {name: all, match: {path: /*}, upstream: a}\n",
+            ),
+            &[
+                (
+                    "2:43",
+                    "upstreams.a.protocol",
+                    "`h2` is HTTP/2 agreed over TLS",
+                ),
+                (
+                    "3:43",
+                    "upstreams.b.protocol",
+                    "`auto` picks the protocol by ALPN",
+                ),
+                (
+                    "4:80",
+                    "upstreams.c.http2.max_concurrent_streams",
+                    "at least one stream",
+                ),
+            ],
+        ),
+        (
+            "upstream protocols: an unknown one names those there are",
+            concat!(
+                "upstreams:\n",
+                "  d: {instances: [127.0.0.1:4], protocol: http3}\n",
+                "routes:\n",
+                "  - {name: all, match: {path: /*}, upstream: d}\n",
+            ),
+            &[(
+                "2:43",
+                "upstreams.d.protocol",
+                "unknown variant `http3`, expected one of `http1`, `h2c`, `h2`, `auto`",
+            )],
+        ),
     ];
     for (case, yaml, want) in cases {
         assert_diagnostics(case, yaml, want);

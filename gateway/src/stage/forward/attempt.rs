@@ -10,6 +10,11 @@
 //! - retries left (`attempts`), time left (`total_timeout`), the retry budget has room, the
 //!   breaker lets the try through, and an instance is in rotation.
 //!
+//! One failure is retried apart from the policy: a stream the upstream refused (`REFUSED_STREAM`,
+//! or past a GOAWAY's last stream) was never processed, so a request without a body is sent
+//! again — on a new connection, to any instance including the same one — even with no `retries`
+//! policy and whatever its method, up to [`REFUSED_RETRIES`] times.
+//!
 //! Every try's outcome feeds the breaker and outlier ejection; the record counts the retries.
 
 use std::sync::Arc;
@@ -53,6 +58,9 @@ impl Template {
     }
 }
 
+/// Extra tries for refused streams, on top of the policy's.
+const REFUSED_RETRIES: u32 = 2;
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -89,7 +97,9 @@ pub(super) async fn run(
 
     let request = build_request(cx, &target)?;
     let (parts, body) = request.into_parts();
-    let template = (attempts > 0).then(|| Template {
+    // Only HTTP/2 refuses streams: an HTTP/1.1 upstream without a retry policy copies nothing.
+    let refusable = bodiless && upstream.protocol != crate::config::UpstreamProtocol::Http1;
+    let template = (attempts > 0 || refusable).then(|| Template {
         method: parts.method.clone(),
         uri: parts.uri.clone(),
         version: parts.version,
@@ -100,6 +110,7 @@ pub(super) async fn run(
         UpstreamRequestBody::new(body, limit, cx.bytes_in.clone()),
     );
     let mut tried = vec![target.instance];
+    let mut refused_retries = 0;
     loop {
         let per_try = match deadline {
             Some(deadline) => upstream
@@ -107,9 +118,12 @@ pub(super) async fn run(
                 .min(Duration::from_nanos(deadline.saturating_sub(bound.now()))),
             None => upstream.request_timeout,
         };
-        let result = tokio::time::timeout(per_try, bound.client.request(request)).await;
+        let address = upstream.instances[target.instance].address;
+        let result = tokio::time::timeout(per_try, bound.client.request(address, request)).await;
+        let mut refused = false;
         let (outcome, retryable, answer) = match result {
-            Ok(Ok(response)) => {
+            Ok(Ok((response, lease))) => {
+                target.in_flight.hold(lease);
                 let status = response.status();
                 let outcome = if status.is_server_error() {
                     Outcome::Failure
@@ -122,8 +136,11 @@ pub(super) async fn run(
             }
             Ok(Err(error)) => {
                 let failure = TryFailure::of(&error);
+                refused = failure == TryFailure::Refused;
                 let (outcome, retryable) = match failure {
                     TryFailure::Unreachable => (Outcome::ConnectFailure, true),
+                    // Not processed: no verdict on the instance's health.
+                    TryFailure::Refused => (Outcome::Neutral, true),
                     TryFailure::Reset => (Outcome::Failure, true),
                     TryFailure::BodyTooLarge => (Outcome::Neutral, false),
                 };
@@ -132,21 +149,31 @@ pub(super) async fn run(
             Err(_) => (Outcome::Failure, false, Err(timed_out())),
         };
         bound.report(target.instance, outcome, target.admission.take());
-        let retries_so_far = tried.len() as u32 - 1;
-        // A template exists exactly when retries are allowed (`attempts` > 0).
-        let (true, Some(template)) = (retryable && retries_so_far < attempts, &template) else {
+        let retries_so_far = tried.len() as u32 - 1 - refused_retries;
+        let again_refused = refused && refusable && refused_retries < REFUSED_RETRIES;
+        // A template exists whenever a retry is possible.
+        let (true, Some(template)) = (
+            again_refused || (retryable && retries_so_far < attempts),
+            &template,
+        ) else {
             break finish(cx, target, answer);
         };
-        let Some(next) = next_try(
-            cx,
-            &target,
-            &tried,
-            deadline,
-            policy.map(|p| p.backoff),
-            retries_so_far,
-        )
-        .await
-        else {
+        let next = if again_refused {
+            refused_retries += 1;
+            // Any instance, the same one included: a new stream, likely on a new connection.
+            next_try(cx, &target, &[], deadline, None, 0).await
+        } else {
+            next_try(
+                cx,
+                &target,
+                &tried,
+                deadline,
+                policy.map(|p| p.backoff),
+                retries_so_far,
+            )
+            .await
+        };
+        let Some(next) = next else {
             break finish(cx, target, answer);
         };
         // The failed answer (a 502/503 from the upstream) is dropped unread.

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use parking_lot::Mutex;
 use serde_json::json;
 
-use super::client::UpstreamClient;
+use super::pool::UpstreamClient;
 use crate::clock::{Nanos, SharedClock};
 use crate::config::Upstream;
 use crate::record::metrics::Metrics;

@@ -5,10 +5,10 @@
 //! health for every upstream (and instance) whose relevant settings did not change.
 
 pub mod bound;
-pub mod client;
+pub mod pool;
 pub mod probe;
 pub mod registry;
 
 pub use bound::{Binding, BoundUpstream};
-pub use client::{UpstreamClient, new_client};
+pub use pool::{Lease, PoolError, PoolErrorKind, UpstreamClient, new_client};
 pub use registry::Registry;

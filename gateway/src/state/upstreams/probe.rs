@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use http::{Request, header};
 use http_body_util::BodyExt;
 
-use super::client::UpstreamClient;
+use super::pool::UpstreamClient;
 use crate::body::UpstreamRequestBody;
 use crate::resilience::InstanceState;
 use crate::resilience::settings::HealthCheck;
@@ -65,7 +65,7 @@ async fn probe(
         return false;
     };
     let answered = tokio::time::timeout(config.timeout, async {
-        let response = client.request(request).await.ok()?;
+        let (response, _lease) = client.request(instance.address, request).await.ok()?;
         let passed = config.expects(response.status().as_u16());
         let mut body = response.into_body();
         let mut read = 0;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::bound::{Binding, BoundUpstream};
-use super::client::{UpstreamClient, new_client};
+use super::pool::{UpstreamClient, new_client};
 use super::probe;
 use crate::clock::SharedClock;
 use crate::config::{Runtime, Upstream};
@@ -46,6 +46,8 @@ struct Pool {
     id: u64,
     connect_timeout: Duration,
     scheme: http::uri::Scheme,
+    protocol: crate::config::UpstreamProtocol,
+    http2: crate::config::raw::RawHttp2,
     client: UpstreamClient,
 }
 
@@ -54,6 +56,8 @@ impl Pool {
     /// with the new config, so a reload applies rotated CA and client-certificate files.
     fn fits(&self, config: &Upstream) -> bool {
         self.connect_timeout == config.connect_timeout
+            && self.protocol == config.protocol
+            && self.http2 == config.http2
             && self.scheme == config.scheme
             && config.scheme == http::uri::Scheme::HTTP
     }
@@ -101,7 +105,9 @@ impl Registry {
                         id: inner.next_pool_id,
                         connect_timeout: config.connect_timeout,
                         scheme: config.scheme.clone(),
-                        client: new_client(config.connect_timeout, config.tls.clone()),
+                        protocol: config.protocol,
+                        http2: config.http2.clone(),
+                        client: new_client(config),
                     }
                 }
             };
