@@ -184,9 +184,7 @@ pub async fn exchange(
             Err(frame) => frame,
         };
         if let Ok(fields) = frame.into_trailers() {
-            trailers
-                .get_or_insert_with(HeaderMap::new)
-                .extend(fields.into_iter());
+            trailers.get_or_insert_with(HeaderMap::new).extend(fields);
         }
     }
     Ok(Exchange {
