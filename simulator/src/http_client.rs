@@ -30,11 +30,14 @@ pub fn new() -> HttpClient {
         .build_http()
 }
 
-/// HTTP/2 with prior knowledge: one multiplexed connection per host.
+/// HTTP/2 with prior knowledge: one multiplexed connection per host, with `TCP_NODELAY` as
+/// gRPC clients set it (HTTP/2 writes a request as several small frames).
 pub fn new_h2c() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
     Client::builder(TokioExecutor::new())
         .http2_only(true)
-        .build_http()
+        .build(connector)
 }
 
 /// One client per protocol, as the scenario runner keeps them.

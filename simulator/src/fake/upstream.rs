@@ -296,6 +296,9 @@ async fn serve(
                 }
             } => {
                 let Ok((stream, _)) = accepted else { continue };
+                // As gRPC servers do: without it a small answer (a head, one message, the
+                // trailers in separate writes) waits on the peer's delayed ACK.
+                let _ = stream.set_nodelay(true);
                 let behaviour = behaviour.clone();
                 let received = received.clone();
                 let hits = hits.clone();
