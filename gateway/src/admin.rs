@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/config` (the active config's
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process answers), `/readyz`
+//! (ready for traffic: issuers' keys fetched, not stopping), `/config` (the active config's
 //! source, hash and version, and the last refused reload), `/upstreams` (breakers and instances:
 //! health, ejection, requests in flight) and `/records` — a stream of request records as JSON
 //! lines, so a TUI can attach to a running gateway.
@@ -73,6 +74,7 @@ fn route(
             r
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => readiness(state, &shutdown),
         "/config" => {
             let active = state.active.load();
             let config = &active.config;
@@ -111,9 +113,31 @@ fn route(
         "/records" => record_stream(state.sinks.subscribe(), shutdown),
         _ => text(
             StatusCode::NOT_FOUND,
-            "unknown admin path; try /metrics /healthz /config /upstreams /records\n".into(),
+            "unknown admin path; try /metrics /healthz /readyz /config /upstreams /records\n"
+                .into(),
         ),
     }
+}
+
+/// Ready to take traffic: the listeners are bound (the admin listener only serves once they
+/// are), every issuer's first key fetch has succeeded, and the gateway is not stopping. A load
+/// balancer or a benchmark waits on it; `/healthz` only says the process answers.
+fn readiness(state: &GatewayState, shutdown: &watch::Receiver<bool>) -> Response<AdminBody> {
+    if *shutdown.borrow() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: stopping\n".into(),
+        );
+    }
+    let waiting = state.identity.issuers_without_keys();
+    if !waiting.is_empty() {
+        let names = waiting.iter().map(|n| &**n).collect::<Vec<_>>().join(", ");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: no signing keys fetched yet from issuer {names}\n"),
+        );
+    }
+    text(StatusCode::OK, "ready\n".into())
 }
 
 fn json(body: serde_json::Value) -> Response<AdminBody> {

@@ -2,20 +2,128 @@
 //! route's limit, its first bytes kept when the request is recorded) and the response body on
 //! its way to the client (counted, hashed when the recording keeps responses, and the request's
 //! record emitted when it ends — or when the client goes away).
+//!
+//! A response body also keeps its client connection counted busy until it ends ([`Busy`]), so
+//! the server's idle timeout never takes a stream that is still open for idleness, and ends the
+//! stream when `limits.max_stream_duration` passes ([`ResponseBody::stream`]).
 
+use std::borrow::Cow;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::clock::SharedClock;
+use crate::clock::{Nanos, SharedClock};
 use crate::record::metrics::RouteMetrics;
 use crate::record::recording::{Capture, RequestBodyPrefix};
 use crate::record::{RecordSinks, RequestRecord};
+use crate::vocab::{Reason, StageId};
+
+/// A client connection's exchanges in progress — a request waiting for its answer, a response
+/// body still streaming, a WebSocket relaying — and when the last of them ended: what the
+/// server's idle timeout reads. A connection is idle only while nothing runs on it.
+#[derive(Debug, Default)]
+pub struct ConnectionActivity {
+    running: AtomicUsize,
+    last_nanos: AtomicU64,
+}
+
+impl ConnectionActivity {
+    /// A connection that last did something at `now` (its accept).
+    pub fn new(now: Nanos) -> Self {
+        Self {
+            running: AtomicUsize::new(0),
+            last_nanos: AtomicU64::new(now),
+        }
+    }
+
+    /// How long the connection has had nothing running, at `now`; 0 while something runs.
+    pub fn idle_for(&self, now: Nanos) -> u64 {
+        if self.running.load(Ordering::Acquire) > 0 {
+            return 0;
+        }
+        now.saturating_sub(self.last_nanos.load(Ordering::Acquire))
+    }
+}
+
+/// One exchange running on a connection, until dropped.
+pub struct Busy {
+    activity: Arc<ConnectionActivity>,
+    clock: SharedClock,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // The end time first: a check between the two sees "running", never a stale "idle since".
+        self.activity
+            .last_nanos
+            .fetch_max(self.clock.now(), Ordering::AcqRel);
+        self.activity.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What each request on a connection is handed (in its extensions) so that whatever outlives
+/// its response head — the response body, a WebSocket relay — keeps the connection busy and
+/// respects the stream duration limit.
+#[derive(Clone)]
+pub struct StreamTracker {
+    activity: Arc<ConnectionActivity>,
+    clock: SharedClock,
+    max_duration: Option<Duration>,
+}
+
+impl StreamTracker {
+    pub fn new(
+        activity: Arc<ConnectionActivity>,
+        clock: SharedClock,
+        max_duration: Option<Duration>,
+    ) -> Self {
+        Self {
+            activity,
+            clock,
+            max_duration,
+        }
+    }
+
+    /// Counts one more exchange running on the connection until the guard is dropped.
+    pub fn begin(&self) -> Busy {
+        self.activity.running.fetch_add(1, Ordering::AcqRel);
+        Busy {
+            activity: self.activity.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// `limits.max_stream_duration` of the connection's config.
+    pub fn max_duration(&self) -> Option<Duration> {
+        self.max_duration
+    }
+}
+
+/// The error a response body ends with when the gateway cuts it. For HTTP/2 it carries the
+/// `RST_STREAM` code (hyper looks for an `h2::Error` among an error's sources), `CANCEL`: the
+/// gateway no longer wants the stream, nothing failed. HTTP/1.1 closes the connection, the only
+/// way to tell a client mid-body that the body will not end.
+#[derive(Debug, thiserror::Error)]
+#[error("the stream lasted longer than limits.max_stream_duration")]
+pub struct StreamCut {
+    #[source]
+    reset: h2::Error,
+}
+
+impl StreamCut {
+    fn new() -> Self {
+        Self {
+            reset: h2::Error::from(h2::Reason::CANCEL),
+        }
+    }
+}
 
 /// Where a streaming request body reports what went through it.
 pub trait BodyMeter: Send + Sync {
@@ -218,6 +326,10 @@ pub struct ResponseBody {
     content: ResponseContent,
     bytes_out: u64,
     pending: Option<Box<PendingRecord>>,
+    /// Keeps the client connection busy while the body streams.
+    busy: Option<Busy>,
+    /// When the stream must have ended (`limits.max_stream_duration`).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ResponseBody {
@@ -238,6 +350,22 @@ impl ResponseBody {
             content,
             bytes_out: 0,
             pending: None,
+            busy: None,
+            deadline: None,
+        }
+    }
+
+    /// Streams under its connection's rules: `busy` is held until the body ends, and an
+    /// upstream's body is cut when `deadline` passes first (it was started when the request
+    /// arrived). A body the gateway wrote is never cut: it is whole at once. A body that has
+    /// already ended keeps neither.
+    pub fn stream(&mut self, busy: Busy, deadline: Option<tokio::time::Sleep>) {
+        if self.is_end_stream() {
+            return;
+        }
+        self.busy = Some(busy);
+        if matches!(self.content, ResponseContent::Upstream(_)) {
+            self.deadline = deadline.map(Box::pin);
         }
     }
 
@@ -253,6 +381,21 @@ impl ResponseBody {
         if let Some(pending) = self.pending.take() {
             pending.finish(self.bytes_out, completed);
         }
+        // After the record: whoever sees the connection idle next also sees the record out.
+        self.busy = None;
+        self.deadline = None;
+    }
+
+    /// Ends the stream before its end: the upstream's body is dropped (which cancels it there),
+    /// the record says why.
+    fn cut(&mut self) -> StreamCut {
+        self.content = ResponseContent::Full(None);
+        if let Some(pending) = self.pending.as_mut() {
+            pending.record.stopped_at = Some(StageId::Forward);
+            pending.record.reason = Some(Cow::Borrowed(Reason::StreamDurationExceeded.as_str()));
+        }
+        self.finish(false);
+        StreamCut::new()
     }
 }
 
@@ -264,17 +407,23 @@ impl Drop for ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(Box::new(this.cut()))));
+            }
+        }
         let polled = match &mut this.content {
             ResponseContent::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
             ResponseContent::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
         };
+        let polled = polled.map(|frame| frame.map_err(Self::Error::from));
         match &polled {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {

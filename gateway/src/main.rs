@@ -189,7 +189,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(r) => r,
                 Err(diagnostics) => return Ok(report(&diagnostics, log_format)),
             };
+            // `workers:` or one per core this process may run on (affinity and cgroup quotas
+            // count): the documented setting instead of tokio's environment variable.
+            let workers = runtime.workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
             let tokio = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
                 .enable_all()
                 .build()?;
             tokio.block_on(serve(runtime, config, ready_file))?;

@@ -117,6 +117,9 @@ fn needs_restart(active: &Runtime, next: &Runtime) -> Vec<String> {
     if active.admin != next.admin {
         changed.push("admin.address".to_string());
     }
+    if active.workers != next.workers {
+        changed.push("workers".to_string());
+    }
     if active.access_log != next.access_log {
         changed.push("access_log".to_string());
     }

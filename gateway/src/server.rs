@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
-use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::body::{ConnectionActivity, StreamTracker};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Runtime;
 use crate::identity::{IdentityState, tls};
 use crate::ratelimit::store::Stores;
@@ -143,12 +144,20 @@ impl GatewayHandle {
     }
 }
 
-/// Starts a gateway for `runtime`: binds (or takes) its listeners and returns once they accept.
-/// How long a stopping gateway waits for its recording's queued lines to reach the file.
+/// How long a stopping gateway waits for its recording's queued lines (and, as long again, for
+/// its access log's) to reach the file.
 const RECORDING_FLUSH: Duration = Duration::from_secs(5);
 
-/// The last requests' recording lines are written before the gateway's stop returns.
+/// The last requests' access-log records and recording lines are written before the gateway's
+/// stop returns.
 async fn flush_recording(state: &Arc<GatewayState>) {
+    let sinks = state.sinks.clone();
+    let logged = tokio::task::spawn_blocking(move || sinks.flush(RECORDING_FLUSH))
+        .await
+        .unwrap_or(false);
+    if !logged {
+        tracing::warn!("the access log's last records were not written within {RECORDING_FLUSH:?}");
+    }
     if let Some(recorder) = state.recorder.clone() {
         let flushed = tokio::task::spawn_blocking(move || recorder.flush(RECORDING_FLUSH))
             .await
@@ -161,6 +170,7 @@ async fn flush_recording(state: &Arc<GatewayState>) {
     }
 }
 
+/// Starts a gateway for `runtime`: binds (or takes) its listeners and returns once they accept.
 pub async fn start(runtime: Runtime, options: StartOptions) -> Result<GatewayHandle, StartError> {
     let metrics = Arc::new(Metrics::new());
     let sinks = RecordSinks::new(metrics, &runtime.access_log).map_err(StartError::AccessLog)?;
@@ -313,20 +323,26 @@ async fn serve_connection(
         return;
     };
     let limits = state.active.load().config.limits.clone();
-    let activity = Arc::new(Activity::default());
-    activity
-        .last_nanos
-        .store(state.clock.now(), Ordering::Relaxed);
+    let activity = Arc::new(ConnectionActivity::new(state.clock.now()));
+    let tracker = StreamTracker::new(
+        activity.clone(),
+        state.clock.clone(),
+        limits.max_stream_duration,
+    );
     let service = {
         let state = state.clone();
-        let activity = activity.clone();
-        service_fn(move |request: http::Request<Incoming>| {
+        service_fn(move |mut request: http::Request<Incoming>| {
             let state = state.clone();
-            let activity = activity.clone();
             let info = info.clone();
+            // From the request's arrival: the connection is busy, and its stream's time runs.
+            let busy = tracker.begin();
+            let deadline = tracker.max_duration().map(tokio::time::sleep);
+            // For what outlives the response head on its own: a WebSocket relay.
+            request.extensions_mut().insert(tracker.clone());
             async move {
-                let _busy = activity.begin(state.clock.as_ref());
-                let response = crate::pipeline::handle(&state, info, request).await;
+                let mut response = crate::pipeline::handle(&state, info, request).await;
+                // The connection stays busy until the body's last byte, not just its head.
+                response.body_mut().stream(busy, deadline);
                 Ok::<_, std::convert::Infallible>(response)
             }
         })
@@ -346,7 +362,11 @@ async fn serve_connection(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.http2_max_concurrent_streams)
-        .max_header_list_size(limits.http2_max_header_list_bytes)
+        // As for HTTP/1.1: above what the `tls` stage checks, so an oversized header block is
+        // answered by the gateway, with a problem body and a record, not by h2 with a bare 431.
+        .max_header_list_size(limits.http2_header_list_ceiling())
+        // RFC 8441: WebSockets over HTTP/2 (`:method CONNECT`, `:protocol websocket`).
+        .enable_connect_protocol()
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
 
@@ -376,45 +396,6 @@ async fn serve_connection(
                 }
             }
         }
-    }
-}
-
-/// Tracks whether a connection has requests in flight and when it last did anything, for the
-/// idle timeout (hyper has a header-read timeout but no idle timeout for HTTP/1 keep-alive).
-#[derive(Default)]
-struct Activity {
-    in_flight: AtomicUsize,
-    last_nanos: AtomicU64,
-}
-
-struct Busy<'a> {
-    activity: &'a Activity,
-    clock: &'a dyn Clock,
-}
-
-impl Activity {
-    fn begin<'a>(&'a self, clock: &'a dyn Clock) -> Busy<'a> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        Busy {
-            activity: self,
-            clock,
-        }
-    }
-
-    fn idle_for(&self, now: u64) -> u64 {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return 0;
-        }
-        now.saturating_sub(self.last_nanos.load(Ordering::Relaxed))
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.activity
-            .last_nanos
-            .fetch_max(self.clock.now(), Ordering::Relaxed);
-        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -30,6 +30,7 @@ mod integration {
     pub mod resilience_util;
     mod routing;
     mod server;
+    mod streams;
     mod tidy;
     mod upstream_h2;
 }

@@ -59,6 +59,13 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         .as_ref()
         .and_then(|a| parse_addr(&a.address, "admin.address", &mut problems));
 
+    if raw.limits.max_stream_duration == Some(std::time::Duration::ZERO) {
+        problems.push((
+            "limits.max_stream_duration".into(),
+            "a stream needs more than 0s: leave the field out to not bound streams".into(),
+        ));
+    }
+
     let mut internal_headers: Vec<HeaderName> = IDENTITY_HEADERS
         .iter()
         .map(|h| HeaderName::from_static(h))
@@ -85,6 +92,12 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         .as_ref()
         .and_then(|c| compile_cors(c, &mut problems));
 
+    if raw.workers == Some(0) {
+        problems.push((
+            "workers".into(),
+            "at least one worker thread serves requests; leave it out for one per core".into(),
+        ));
+    }
     let mut upstreams: HashMap<Arc<str>, Arc<Upstream>> = HashMap::new();
     for (name, up) in &raw.upstreams {
         let path = format!("upstreams.{name}");
@@ -203,6 +216,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         limits: raw.limits.clone(),
         internal_headers,
         access_log: raw.access_log.clone(),
+        workers: raw.workers,
         recording,
         cors,
         upstreams,

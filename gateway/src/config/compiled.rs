@@ -24,6 +24,8 @@ pub struct Runtime {
     pub listeners: Vec<ListenerConfig>,
     pub admin: Option<SocketAddr>,
     pub limits: RawLimits,
+    /// `workers:` as written (`None`: one per core); fixed at start.
+    pub workers: Option<usize>,
     /// Lower-cased names stripped from client requests and from upstream responses.
     pub internal_headers: Vec<HeaderName>,
     pub access_log: RawAccessLog,

@@ -17,6 +17,9 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub limits: RawLimits,
+    /// Threads serving requests; unset, one per core this process may run on.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// Headers that only the gateway may set toward upstreams and that never leave toward clients,
     /// beyond the built-in X-User-Id, X-Tenant-Id and X-Auth-Scopes.
     #[serde(default)]
@@ -67,12 +70,38 @@ pub struct RawLimits {
     pub max_body_bytes: u64,
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// How long a client connection with no request in flight and no body streaming stays open.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// The longest one exchange may last, from its arrival to its response's last byte; `None`
+    /// (the default) leaves a stream unbounded while it streams.
+    #[serde(with = "humantime_serde")]
+    pub max_stream_duration: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
     pub http2_max_concurrent_streams: u32,
-    pub http2_max_header_list_bytes: u32,
+    /// An HTTP/2-only limit on the header block as HTTP/2 measures it (RFC 7541 §4.1: each
+    /// field's name and value plus 32, pseudo-headers included), checked by the `tls` stage on
+    /// top of the limits both protocols share. `None`: only those.
+    pub http2_max_header_list_bytes: Option<u32>,
+}
+
+impl RawLimits {
+    /// The header block HTTP/2 itself accepts (`SETTINGS_MAX_HEADER_LIST_SIZE`): twice the
+    /// largest block the gateway's own checks could let through, counted as HTTP/2 counts it, so
+    /// those checks answer an oversized block with a problem body and a record, as on HTTP/1.1.
+    /// Past it the HTTP/2 layer refuses the block itself.
+    pub fn http2_header_list_ceiling(&self) -> u32 {
+        // Per field HTTP/2 adds 32 where the gateway's count adds 4; the pseudo-headers carry
+        // the target (at most `max_uri_bytes`) and the authority, method and scheme.
+        let shared = self
+            .max_header_bytes
+            .saturating_add(self.max_headers.saturating_mul(32))
+            .saturating_add(self.max_uri_bytes)
+            .saturating_add(1024);
+        let own = self.http2_max_header_list_bytes.map_or(0, |b| b as usize);
+        u32::try_from(shared.max(own).saturating_mul(2)).unwrap_or(u32::MAX)
+    }
 }
 
 impl Default for RawLimits {
@@ -84,9 +113,10 @@ impl Default for RawLimits {
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            max_stream_duration: None,
             drain_timeout: Duration::from_secs(30),
             http2_max_concurrent_streams: 256,
-            http2_max_header_list_bytes: 16 * 1024,
+            http2_max_header_list_bytes: None,
         }
     }
 }

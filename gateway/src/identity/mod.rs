@@ -81,6 +81,20 @@ impl IdentityState {
         self.tokens.set_capacity(token_cache_entries);
     }
 
+    /// Issuers (by name, sorted) whose keys have never been fetched: until they are, every
+    /// token they sign is refused, so the gateway is not ready for protected routes.
+    pub fn issuers_without_keys(&self) -> Vec<Arc<str>> {
+        let mut waiting: Vec<Arc<str>> = self
+            .jwks
+            .load()
+            .values()
+            .filter(|cache| cache.generation() == 0)
+            .map(|cache| cache.issuer.clone())
+            .collect();
+        waiting.sort();
+        waiting
+    }
+
     /// The cache for `issuer`, created (and its first fetch started) when missing.
     pub fn jwks_for(&self, issuer: &IssuerConfig) -> Arc<JwksCache> {
         let key = issuer.jwks_cache_key();

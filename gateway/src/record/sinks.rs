@@ -1,13 +1,24 @@
-//! Where every record goes: the access log (a background thread that never blocks a request),
-//! the Prometheus metrics and the in-process broadcast.
+//! Where every record goes: the access log (a writer thread that never blocks a request), the
+//! Prometheus metrics and the in-process broadcast.
+//!
+//! The access log is batched: a request only pushes its record onto a shared list (a short lock,
+//! no system call, no wake-up); the writer thread takes the whole list every
+//! [`FLUSH_INTERVAL`] — or sooner, once [`WAKE_AT`] records wait — serializes it off the request
+//! path and writes it with one `write`. One `write` and one futex wake-up per line cost a
+//! quarter of the gateway's CPU under load; batched, the log costs little more than the
+//! serialization. A slow disk lets the list grow to [`ACCESS_LOG_QUEUE`]; past it records are
+//! dropped and counted (`gatehouse_access_log_dropped_total`), so the log degrades, never the
+//! traffic.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::broadcast;
 
 use super::RequestRecord;
+use super::json::Json;
 use super::metrics::{Metrics, RouteMetrics};
 use crate::config::raw::RawAccessLog;
 
@@ -16,13 +27,33 @@ use crate::config::raw::RawAccessLog;
 pub struct RecordSinks {
     pub metrics: Arc<Metrics>,
     subscribers: broadcast::Sender<Arc<RequestRecord>>,
-    access_log: Option<SyncSender<Vec<u8>>>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
-/// Lines waiting for the access-log writer; beyond this they are dropped and counted, so a slow
-/// disk degrades the log, never the traffic.
+/// Records waiting for the access-log writer; beyond this they are dropped and counted.
 const ACCESS_LOG_QUEUE: usize = 65_536;
 const SUBSCRIBER_QUEUE: usize = 16_384;
+/// The longest a record waits before it is written.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// Records waiting that wake the writer before the interval ends.
+const WAKE_AT: usize = 4_096;
+
+/// The list the request path pushes onto and the writer thread drains.
+struct AccessLog {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// Signalled by the writer after each batch it wrote, for [`RecordSinks::flush`].
+    written: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    records: Vec<Arc<RequestRecord>>,
+    /// Batches taken by the writer so far (a flush waits for the one after its call).
+    taken: u64,
+    /// Batches written out.
+    done: u64,
+}
 
 impl RecordSinks {
     pub fn new(metrics: Arc<Metrics>, access_log: &RawAccessLog) -> std::io::Result<Self> {
@@ -51,48 +82,213 @@ impl RecordSinks {
 
     /// `route` is the matched route's metric handles, resolved when its config was bound.
     pub fn emit(&self, record: RequestRecord, route: Option<&RouteMetrics>) {
-        self.observe_and_log(&record, route);
-        if self.subscribers.receiver_count() > 0 {
-            let _ = self.subscribers.send(Arc::new(record));
+        self.metrics.observe(&record, route);
+        let wanted = self.access_log.is_some() || self.subscribers.receiver_count() > 0;
+        if wanted {
+            self.deliver(Arc::new(record));
         }
     }
 
     /// [`Self::emit`] for a record already shared (with the recording's writer): not copied.
     pub fn emit_shared(&self, record: Arc<RequestRecord>, route: Option<&RouteMetrics>) {
-        self.observe_and_log(&record, route);
+        self.metrics.observe(&record, route);
+        self.deliver(record);
+    }
+
+    fn deliver(&self, record: Arc<RequestRecord>) {
+        if let Some(log) = &self.access_log {
+            let mut pending = log.pending.lock();
+            if pending.records.len() >= ACCESS_LOG_QUEUE {
+                drop(pending);
+                self.metrics.access_log_dropped.inc();
+            } else {
+                pending.records.push(record.clone());
+                if pending.records.len() == WAKE_AT {
+                    log.wake.notify_one();
+                }
+            }
+        }
         if self.subscribers.receiver_count() > 0 {
             let _ = self.subscribers.send(record);
         }
     }
 
-    fn observe_and_log(&self, record: &RequestRecord, route: Option<&RouteMetrics>) {
-        self.metrics.observe(record, route);
-        if let Some(log) = &self.access_log {
-            let mut line = Vec::with_capacity(512);
-            if serde_json::to_writer(&mut line, record).is_ok() {
-                line.push(b'\n');
-                if let Err(TrySendError::Full(_)) = log.try_send(line) {
-                    self.metrics.access_log_dropped.inc();
-                }
+    /// Waits (at most `bound`) until every record emitted before the call is written: a stopping
+    /// gateway calls it so its last requests are in the log. False when the bound passed first.
+    pub fn flush(&self, bound: Duration) -> bool {
+        let Some(log) = &self.access_log else {
+            return true;
+        };
+        let mut pending = log.pending.lock();
+        // The batch that will hold everything pushed so far is the next one taken.
+        let wanted = pending.taken + 1;
+        log.wake.notify_one();
+        while pending.done < wanted {
+            if log.written.wait_for(&mut pending, bound).timed_out() {
+                return false;
             }
         }
+        true
     }
 }
 
-fn spawn_writer(mut out: Box<dyn Write + Send>) -> std::io::Result<SyncSender<Vec<u8>>> {
-    let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) =
-        std::sync::mpsc::sync_channel(ACCESS_LOG_QUEUE);
+fn spawn_writer(mut out: Box<dyn Write + Send>) -> std::io::Result<Arc<AccessLog>> {
+    let log = Arc::new(AccessLog {
+        pending: Mutex::new(Pending::default()),
+        wake: Condvar::new(),
+        written: Condvar::new(),
+    });
+    let shared = log.clone();
     std::thread::Builder::new()
         .name("access-log".into())
         .spawn(move || {
-            while let Ok(line) = rx.recv() {
-                let _ = out.write_all(&line);
-                // Batch whatever else is already queued before flushing.
-                while let Ok(more) = rx.try_recv() {
-                    let _ = out.write_all(&more);
+            let mut batch = Vec::new();
+            let mut json = Json::default();
+            let mut text = Vec::with_capacity(1 << 16);
+            loop {
+                {
+                    let mut pending = shared.pending.lock();
+                    if pending.records.len() < WAKE_AT {
+                        shared.wake.wait_for(&mut pending, FLUSH_INTERVAL);
+                    }
+                    std::mem::swap(&mut batch, &mut pending.records);
+                    pending.taken += 1;
                 }
-                let _ = out.flush();
+                text.clear();
+                for record in batch.drain(..) {
+                    if json.write(&*record).is_ok() {
+                        text.extend_from_slice(&json.out);
+                        text.push(b'\n');
+                    }
+                }
+                if !text.is_empty() {
+                    let _ = out.write_all(&text);
+                    let _ = out.flush();
+                }
+                let mut pending = shared.pending.lock();
+                pending.done += 1;
+                shared.written.notify_all();
+                // Only the writer holds the other end once every sink clone is gone.
+                if Arc::strong_count(&shared) == 1 && pending.records.is_empty() {
+                    return;
+                }
             }
         })?;
-    Ok(tx)
+    Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::StageTimings;
+
+    fn record(i: usize) -> RequestRecord {
+        RequestRecord {
+            request_id: format!("req-{i}"),
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            unix_millis: 1_700_000_000_000,
+            peer: "127.0.0.1:40000".parse().expect("address"),
+            method: http::Method::GET,
+            host: Some(http::HeaderValue::from_static("api.example.com")),
+            path: format!("/users/{i}\n\"forged\": true"),
+            route: Some(Arc::from("users")),
+            route_template: Some(Arc::from("/users/*")),
+            status: 200,
+            stopped_at: None,
+            reason: None,
+            stage_ns: StageTimings::default(),
+            duration_ns: 1000,
+            identity: None,
+            limit: None,
+            upstream: Some(Arc::from("users-svc")),
+            upstream_instance: None,
+            upstream_path: None,
+            retries: 0,
+            breaker: None,
+            bytes_in: 0,
+            bytes_out: 2,
+            completed: true,
+        }
+    }
+
+    fn sinks(out: Box<dyn Write + Send>) -> RecordSinks {
+        RecordSinks {
+            metrics: Arc::new(Metrics::new()),
+            subscribers: broadcast::channel(4).0,
+            access_log: Some(spawn_writer(out).expect("writer thread")),
+        }
+    }
+
+    /// A writer whose bytes the test reads, optionally held at its first write until released.
+    #[derive(Clone, Default)]
+    struct Captured {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+        gate: Option<Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>>,
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(gate) = &self.gate {
+                let (open, opened) = &**gate;
+                let mut open = open.lock().expect("gate");
+                while !*open {
+                    open = opened.wait(open).expect("gate");
+                }
+            }
+            self.bytes.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn records_are_written_in_batches_as_serde_json_lines_and_flush_waits_for_them() {
+        let out = Captured::default();
+        let sinks = sinks(Box::new(out.clone()));
+        for i in 0..500 {
+            sinks.emit(record(i), None);
+        }
+        assert!(sinks.flush(Duration::from_secs(5)));
+        let text = String::from_utf8(out.bytes.lock().clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 500);
+        for (i, line) in lines.iter().enumerate() {
+            // Byte for byte what serde_json writes; the newline in the path stays escaped.
+            assert_eq!(*line, serde_json::to_string(&record(i)).expect("json"));
+        }
+        // Far fewer writes than lines: the batch is one `write_all` (a few `write`s at most).
+        let writes = out.writes.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(writes < 50, "{writes} writes for 500 lines");
+    }
+
+    #[test]
+    fn a_stuck_disk_drops_and_counts_records_past_the_queue_and_never_blocks_emit() {
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let out = Captured {
+            gate: Some(gate.clone()),
+            ..Captured::default()
+        };
+        let sinks = sinks(Box::new(out.clone()));
+        sinks.emit(record(0), None);
+        // Wait until the writer is stuck in its first write, holding that one record.
+        while out.writes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..ACCESS_LOG_QUEUE + 7 {
+            sinks.emit(record(i), None);
+        }
+        assert_eq!(sinks.metrics.access_log_dropped.get(), 7);
+        let (open, opened) = &*gate;
+        *open.lock().expect("gate") = true;
+        opened.notify_all();
+        assert!(sinks.flush(Duration::from_secs(10)));
+        let lines = out.bytes.lock().iter().filter(|b| **b == b'\n').count();
+        assert_eq!(lines, 1 + ACCESS_LOG_QUEUE);
+    }
 }

@@ -90,7 +90,7 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
     }
     if let Some(upgrade) = upgrade {
         // Hop-by-hop, removed above like every other; put back on purpose for this route.
-        crate::stage::forward::websocket::restore_request(&mut cx.parts.headers, &upgrade);
+        crate::stage::forward::websocket::restore_request(&mut cx.parts, &upgrade);
         cx.upgrade = Some(upgrade);
     }
     Ok(())

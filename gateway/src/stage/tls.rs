@@ -1,7 +1,8 @@
 //! `tls`: owns the connection edge. The handshake itself happens when the connection is accepted
 //! (`identity::tls`: certificates by SNI, ALPN, client certificates); a failed handshake never
 //! reaches a stage. Per request this stage enforces what must hold before anything reads the
-//! request: the URI length and the header block size, and — on TLS connections — that a request
+//! request: the URI length and the header block size (the same limits on HTTP/1.1 and HTTP/2, the
+//! HTTP/2 measure of `limits.http2_max_header_list_bytes` on top), and — on TLS connections — that a request
 //! naming an mTLS-protected host arrived on a connection whose handshake was for that host (421
 //! otherwise: the client certificate policy of one host must not be bypassed through the
 //! connection of another).
@@ -25,6 +26,9 @@ const STAGE: StageId = StageId::Tls;
 
 pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     check_edge(&cx.parts.uri, &cx.parts.headers, &cx.active.config.limits)?;
+    if cx.parts.version == http::Version::HTTP_2 {
+        check_http2_header_list(&cx.parts, &cx.active.config.limits)?;
+    }
     if let Some(tls) = &cx.facts.connection.tls {
         let host = cx
             .parts
@@ -65,11 +69,21 @@ pub fn check_edge(uri: &http::Uri, headers: &HeaderMap, limits: &RawLimits) -> S
             format!("the request target exceeds {} bytes", limits.max_uri_bytes),
         ));
     }
+    // HTTP/2 names the host in `:authority` where HTTP/1.1 sends a Host field: counted alike, so
+    // both protocols meet the same limits.
+    let authority = match uri.authority() {
+        Some(a) if !headers.contains_key(http::header::HOST) => {
+            Some("host".len() + a.as_str().len() + 4)
+        }
+        _ => None,
+    };
     let header_bytes: usize = headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > limits.max_header_bytes || headers.len() > limits.max_headers {
+        .sum::<usize>()
+        + authority.unwrap_or(0);
+    let fields = headers.len() + usize::from(authority.is_some());
+    if header_bytes > limits.max_header_bytes || fields > limits.max_headers {
         return Err(Rejection::new(
             STAGE,
             Reason::HeadersTooLarge,
@@ -77,6 +91,44 @@ pub fn check_edge(uri: &http::Uri, headers: &HeaderMap, limits: &RawLimits) -> S
                 "the request headers exceed {} bytes or {} fields",
                 limits.max_header_bytes, limits.max_headers
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// `limits.http2_max_header_list_bytes`, when set: the header block as HTTP/2 measures it
+/// (RFC 7541 §4.1, each field's name and value plus 32, the pseudo-headers included).
+fn check_http2_header_list(parts: &http::request::Parts, limits: &RawLimits) -> StageResult {
+    let Some(limit) = limits.http2_max_header_list_bytes else {
+        return Ok(());
+    };
+    let field = |name: usize, value: usize| name + value + 32;
+    let uri = &parts.uri;
+    let pseudo = field(":method".len(), parts.method.as_str().len())
+        + field(":scheme".len(), uri.scheme_str().map_or(0, str::len))
+        + field(
+            ":authority".len(),
+            uri.authority().map_or(0, |a| a.as_str().len()),
+        )
+        + field(
+            ":path".len(),
+            uri.path_and_query().map_or(0, |pq| pq.as_str().len()),
+        )
+        + parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .map_or(0, |p| field(":protocol".len(), p.as_str().len()));
+    let list: usize = pseudo
+        + parts
+            .headers
+            .iter()
+            .map(|(n, v)| field(n.as_str().len(), v.len()))
+            .sum::<usize>();
+    if list > limit as usize {
+        return Err(Rejection::new(
+            STAGE,
+            Reason::HeadersTooLarge,
+            format!("the request headers exceed {limit} bytes as HTTP/2 counts them"),
         ));
     }
     Ok(())

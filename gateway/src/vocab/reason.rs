@@ -49,10 +49,13 @@ pub enum Reason {
     UpstreamReset,
     UpstreamTimeout,
     UpstreamBadUpgrade,
+    /// Not a stop before the answer: the response was still streaming when
+    /// `limits.max_stream_duration` passed, and the gateway cut it.
+    StreamDurationExceeded,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 40] = [
+    pub const ALL: [Reason; 41] = [
         Reason::UriTooLong,
         Reason::HeadersTooLarge,
         Reason::MisdirectedRequest,
@@ -93,6 +96,7 @@ impl Reason {
         Reason::UpstreamReset,
         Reason::UpstreamTimeout,
         Reason::UpstreamBadUpgrade,
+        Reason::StreamDurationExceeded,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -137,6 +141,7 @@ impl Reason {
             Reason::UpstreamReset => "upstream-reset",
             Reason::UpstreamTimeout => "upstream-timeout",
             Reason::UpstreamBadUpgrade => "upstream-bad-upgrade",
+            Reason::StreamDurationExceeded => "stream-duration-exceeded",
         }
     }
 
@@ -184,6 +189,8 @@ impl Reason {
             Reason::UpstreamReset => &[StageId::Forward],
             Reason::UpstreamTimeout => &[StageId::Forward],
             Reason::UpstreamBadUpgrade => &[StageId::Forward],
+            // `forward` streams the response; the cut is its.
+            Reason::StreamDurationExceeded => &[StageId::Forward],
         }
     }
 
@@ -231,6 +238,8 @@ impl Reason {
             Reason::UpstreamReset => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::UpstreamBadUpgrade => StatusCode::BAD_GATEWAY,
+            // Never sent: the cut comes after the head, whose status the record keeps.
+            Reason::StreamDurationExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -277,7 +286,8 @@ impl Reason {
             | Reason::UpstreamUnreachable
             | Reason::UpstreamReset
             | Reason::UpstreamTimeout
-            | Reason::UpstreamBadUpgrade => Some("invalid_token"),
+            | Reason::UpstreamBadUpgrade
+            | Reason::StreamDurationExceeded => Some("invalid_token"),
         }
     }
 

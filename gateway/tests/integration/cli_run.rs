@@ -214,3 +214,37 @@ fn a_ready_file_that_cannot_be_written_stops_the_gateway_with_exit_3() {
         "{stderr}"
     );
 }
+
+/// Threads of `pid` whose name starts with `prefix` (tokio names its workers `tokio-rt-worker`).
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("task dir")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn workers_sets_the_threads_that_serve_requests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config_on(dir.path(), "127.0.0.1:0");
+    for workers in [1, 3] {
+        let text = std::fs::read_to_string(&config).expect("config");
+        let with = format!(
+            "workers: {workers}\n{}",
+            text.trim_start_matches(|c| c != 'l')
+        );
+        std::fs::write(&config, with).expect("write config");
+        let ready = dir.path().join(format!("ready-{workers}"));
+        let ready_arg = ready.display().to_string();
+        let mut child = spawn(
+            &["run", "--config", &config, "--ready-file", &ready_arg],
+            &[("RUST_LOG", "off")],
+        );
+        wait_for_file(&ready, &mut child);
+        let threads = threads_named(child.id(), "tokio-rt-worker");
+        // Stopped before asserting, so a failure never leaves a gateway running.
+        assert_eq!(terminate(&mut child), 0);
+        assert_eq!(threads, workers);
+    }
+}

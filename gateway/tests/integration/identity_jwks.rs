@@ -221,6 +221,16 @@ async fn the_gateway_starts_while_the_issuer_is_down_and_serves_once_it_is_up() 
         "start does not wait for the issuer"
     );
     issuer.wait_for_fetches(1).await;
+    // Alive, but not ready: protected routes would refuse every token.
+    let admin = gw.handle.admin_address().expect("admin address");
+    let health = gw.get_absolute(&format!("http://{admin}/healthz")).await;
+    assert_eq!(health.status, 200);
+    let ready = gw.get_absolute(&format!("http://{admin}/readyz")).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        String::from_utf8_lossy(&ready.body),
+        "not ready: no signing keys fetched yet from issuer main\n"
+    );
 
     let token = key.sign(&claims("user"));
     let reply = bearer(&gw, "/jwt/x", &token).await;
@@ -238,6 +248,9 @@ async fn the_gateway_starts_while_the_issuer_is_down_and_serves_once_it_is_up() 
 
     issuer.set_mode(IssuerMode::Up);
     until_status(&gw, "/jwt/x", &token, 200).await;
+    let ready = gw.get_absolute(&format!("http://{admin}/readyz")).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(String::from_utf8_lossy(&ready.body), "ready\n");
     let text = metrics(&gw).await;
     assert!(
         counter(

@@ -49,10 +49,11 @@ pub fn load_str(source: &str, text: &str) -> Result<Runtime, Vec<Diagnostic>> {
 }
 
 /// The top-level sections, in the order the docs list them.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "listeners",
     "admin",
     "limits",
+    "workers",
     "internal_headers",
     "access_log",
     "recording",
@@ -174,6 +175,7 @@ fn sections(root: &Mapping, findings: &mut Vec<Finding>) -> RawConfig {
                     raw.limits = v;
                 }
             }
+            "workers" => raw.workers = deserialize::<usize>(value, "workers", findings),
             "internal_headers" => {
                 if let Some(v) = deserialize::<Vec<String>>(value, "internal_headers", findings) {
                     raw.internal_headers = v;

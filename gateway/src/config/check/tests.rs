@@ -97,7 +97,7 @@ fn each_kind_of_problem_is_reported_with_its_line_column_and_path() {
                 (
                     "3:1",
                     "colour",
-                    "unknown field `colour`, expected one of `listeners`, `admin`, `limits`, `internal_headers`, `access_log`, `recording`, `cors`, `auth`, `rate_limits`, `upstreams`, `routes`",
+                    "unknown field `colour`, expected one of `listeners`, `admin`, `limits`, `workers`, `internal_headers`, `access_log`, `recording`, `cors`, `auth`, `rate_limits`, `upstreams`, `routes`",
                 ),
             ],
         ),
@@ -350,6 +350,15 @@ fn each_kind_of_problem_is_reported_with_its_line_column_and_path() {
             ],
         ),
         (
+            "workers: zero threads cannot serve",
+            concat!(
+                "workers: 0\n",
+                "routes:\n",
+                "  - {name: all, match: {path: /*}, respond: {status: 404}}\n",
+            ),
+            &[("1:10", "workers", "at least one worker thread")],
+        ),
+        (
             "upstream protocols: an unknown one names those there are",
             concat!(
                 "upstreams:\n",
@@ -498,7 +507,7 @@ fn the_invalid_fixtures_report_every_problem_in_one_call() {
                 "fixtures/invalid/schema.yaml:5:5: listeners[0].adress: unknown field `adress`, did you mean `address`?",
                 "fixtures/invalid/schema.yaml:8:17: limits.idle_timeout: invalid value: string \"soon\", expected a duration such as `250ms`, `30s` or `2m`",
                 "fixtures/invalid/schema.yaml:9:16: limits.max_headers: invalid value: integer `-1`, expected a non-negative integer",
-                "fixtures/invalid/schema.yaml:11:1: timeouts: unknown field `timeouts`, expected one of `listeners`, `admin`, `limits`, `internal_headers`, `access_log`, `recording`, `cors`, `auth`, `rate_limits`, `upstreams`, `routes`",
+                "fixtures/invalid/schema.yaml:11:1: timeouts: unknown field `timeouts`, expected one of `listeners`, `admin`, `limits`, `workers`, `internal_headers`, `access_log`, `recording`, `cors`, `auth`, `rate_limits`, `upstreams`, `routes`",
                 "fixtures/invalid/schema.yaml:16:33: upstreams.users-svc.instances[1]: expected an instance address such as `127.0.0.1:9001` or a mapping with `address` and `weight`, found a number",
                 "fixtures/invalid/schema.yaml:17:22: upstreams.users-svc.connect_timeout: invalid value: string \"2 parsecs\", expected a duration such as `250ms`, `30s` or `2m`",
                 "fixtures/invalid/schema.yaml:23:7: routes[0].match.method: unknown field `method`, did you mean `methods`?",

@@ -11,7 +11,6 @@
 //! the rotation ([`writer`]) — happens on the writer thread.
 
 pub mod format;
-mod json;
 mod redact;
 mod writer;
 

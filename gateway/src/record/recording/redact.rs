@@ -28,11 +28,11 @@ use super::format::{
     CredentialKind, CredentialPlace, CredentialRef, FORMAT_VERSION, REDACTED, RecordedTls,
     accepted_credential,
 };
-use super::json::Json;
 use super::{Entry, RequestBodyPrefix};
 use crate::config::Runtime;
 use crate::identity::issuer::ClaimNames;
 use crate::record::RequestRecord;
+use crate::record::json::Json;
 use crate::vocab::{Identity, Reason, StageId};
 
 /// Query parameters that carry a bearer token by convention, beyond the configured one.

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use super::json::Json;
 use super::redact::ClaimsCache;
 use super::{Entry, Queued};
 use crate::config::compiled::RecordingConfig;
+use crate::record::json::Json;
 use crate::record::metrics::Metrics;
 
 /// Opens the file and starts the thread; the returned sender is the queue.

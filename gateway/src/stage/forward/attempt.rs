@@ -238,16 +238,16 @@ fn finish(
 ) -> Result<Response<Incoming>, Rejection> {
     cx.target = Some(target);
     let mut response = answer?;
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if cx.upgrade.is_none() {
-            // Only a request the gateway passed an `Upgrade` for may switch protocols.
-            return Err(Rejection::new(
-                STAGE,
-                Reason::UpstreamBadUpgrade,
-                "the upstream switched protocols without being asked to",
-            ));
-        }
-        super::websocket::relay(cx, &mut response);
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS && cx.upgrade.is_none() {
+        // Only a request the gateway passed an `Upgrade` for may switch protocols.
+        return Err(Rejection::new(
+            STAGE,
+            Reason::UpstreamBadUpgrade,
+            "the upstream switched protocols without being asked to",
+        ));
+    }
+    if cx.upgrade.is_some() {
+        super::websocket::relay(cx, &mut response)?;
     }
     Ok(response)
 }

@@ -77,7 +77,8 @@ pub fn recipe(reason: Option<&str>) -> Recipe {
         | Reason::UpstreamUnreachable
         | Reason::UpstreamReset
         | Reason::UpstreamTimeout
-        | Reason::UpstreamBadUpgrade => Recipe::Valid,
+        | Reason::UpstreamBadUpgrade
+        | Reason::StreamDurationExceeded => Recipe::Valid,
     }
 }
 

@@ -1,6 +1,6 @@
-//! The writer thread's JSON: a compact serde serializer whose output is byte for byte what
-//! `serde_json::to_writer` writes, made cheap for a recording line's shape — about a hundred
-//! short keys and strings, nearly all plain ASCII.
+//! The writer threads' JSON, for access-log records and recording lines: a compact serde
+//! serializer whose output is byte for byte what `serde_json::to_writer` writes, made cheap for
+//! their shape — dozens to a hundred short keys and strings, nearly all plain ASCII.
 //!
 //! `serde_json` escapes every string, keys included, one byte at a time through a table. Here a
 //! string is first checked whole for the bytes JSON must escape (controls, `"`, `\`) with a
@@ -15,13 +15,16 @@ type Error = serde_json::Error;
 
 /// A reusable output buffer and the serializer that writes into it.
 #[derive(Default)]
-pub(super) struct Json {
-    pub(super) out: Vec<u8>,
+pub(in crate::record) struct Json {
+    pub(in crate::record) out: Vec<u8>,
 }
 
 impl Json {
     /// Replaces the buffer's contents with `value` as one JSON text.
-    pub(super) fn write<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+    pub(in crate::record) fn write<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), Error> {
         self.out.clear();
         value.serialize(&mut *self)
     }
@@ -92,7 +95,7 @@ fn word_needs_escaping(word: u64) -> bool {
 }
 
 /// An array or object being written; `variant` when it sits inside `{"variant":…}`.
-pub(super) struct Compound<'a> {
+pub(in crate::record) struct Compound<'a> {
     json: &'a mut Json,
     first: bool,
     variant: bool,
