@@ -35,6 +35,7 @@ fn route(index: usize, pattern: &str, methods: &[Method], priority: i32) -> Arc<
         rewrite: None,
         max_body_bytes: 1 << 20,
         websocket: false,
+        grpc: false,
         deprecation: None,
     })
 }

@@ -294,9 +294,19 @@ pub struct PendingRecord {
     pub route_metrics: Option<Arc<RouteMetrics>>,
     /// The request as it arrived, when it is recorded: submitted with the record.
     pub recording: Option<Box<Capture>>,
+    /// A gRPC call: the `grpc-status` of its trailers goes into the record.
+    pub grpc: bool,
 }
 
 impl PendingRecord {
+    fn trailers(&mut self, trailers: &http::HeaderMap) {
+        if self.grpc {
+            if let Some(code) = crate::vocab::grpc::status_of(trailers) {
+                self.record.grpc_status = Some(code);
+            }
+        }
+    }
+
     fn finish(mut self, bytes_out: u64, completed: bool) {
         self.record.bytes_out = bytes_out;
         self.record.completed = completed;
@@ -330,6 +340,9 @@ pub struct ResponseBody {
     busy: Option<Busy>,
     /// When the stream must have ended (`limits.max_stream_duration`).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A gRPC call's deadline: when to stop relaying the upstream's stream, and the trailers
+    /// that end it instead.
+    end_with: Option<(Pin<Box<tokio::time::Sleep>>, http::HeaderMap)>,
 }
 
 impl ResponseBody {
@@ -352,6 +365,16 @@ impl ResponseBody {
             pending: None,
             busy: None,
             deadline: None,
+            end_with: None,
+        }
+    }
+
+    /// Ends an upstream's stream after `after` with `trailers` (a gRPC call's deadline), recorded
+    /// as `forward` / `upstream-timeout`: the upstream's body is dropped then, which resets its
+    /// stream, while the client's stream ends whole, with the status the trailers carry.
+    pub fn end_after(&mut self, after: Duration, trailers: http::HeaderMap) {
+        if matches!(self.content, ResponseContent::Upstream(_)) && !self.is_end_stream() {
+            self.end_with = Some((Box::pin(tokio::time::sleep(after)), trailers));
         }
     }
 
@@ -384,6 +407,7 @@ impl ResponseBody {
         // After the record: whoever sees the connection idle next also sees the record out.
         self.busy = None;
         self.deadline = None;
+        self.end_with = None;
     }
 
     /// Ends the stream before its end: the upstream's body is dropped (which cancels it there),
@@ -414,6 +438,19 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if let Some((sleep, _)) = &mut this.end_with {
+            if sleep.as_mut().poll(cx).is_ready() {
+                let trailers = this.end_with.take().map(|(_, t)| t).unwrap_or_default();
+                this.content = ResponseContent::Full(None);
+                if let Some(pending) = this.pending.as_mut() {
+                    pending.trailers(&trailers);
+                    pending.record.stopped_at = Some(StageId::Forward);
+                    pending.record.reason = Some(Cow::Borrowed(Reason::UpstreamTimeout.as_str()));
+                }
+                this.finish(true);
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+        }
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Some(Err(Box::new(this.cut()))));
@@ -433,7 +470,12 @@ impl Body for ResponseBody {
                         capture.response_chunk(data);
                     }
                 }
-                if this.is_end_stream() {
+                // Trailers are the last frame: the body has ended even if nothing says so yet.
+                let trailers = frame.trailers_ref();
+                if let (Some(trailers), Some(pending)) = (trailers, this.pending.as_mut()) {
+                    pending.trailers(trailers);
+                }
+                if frame.is_trailers() || this.is_end_stream() {
                     this.finish(true);
                 }
             }

@@ -1,15 +1,16 @@
 //! The driver: runs one request through the eight stages in their fixed order, times each, turns
-//! the first stop into its RFC 9457 answer, and attaches the request's record to the response
-//! body, which emits it when the body ends — with, for a recorded request, the head as it
-//! arrived (`record::recording`).
+//! the first stop into its RFC 9457 answer (or, for a gRPC call, its trailers-only gRPC status),
+//! and attaches the request's record to the response body, which emits it when the body ends —
+//! with, for a recorded request, the head as it arrived (`record::recording`).
 //!
 //! The route is *looked up* before `authn` (authz and ratelimit need the route's rules) but a
 //! request without one is *stopped* by `route`, in pipeline order.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::{HeaderValue, header};
+use http::{HeaderMap, HeaderValue, header};
 use hyper::body::Incoming;
 
 use crate::body::{PendingRecord, RequestBodyMeter, ResponseBody};
@@ -17,8 +18,9 @@ use crate::clock::{Clock, Nanos};
 use crate::record::recording::RuntimeView;
 use crate::record::{RequestRecord, StageTimings};
 use crate::stage;
-use crate::stage::context::{ConnectionInfo, RequestContext, RequestFacts, RouteMatch};
+use crate::stage::context::{ConnectionInfo, GrpcCall, RequestContext, RequestFacts, RouteMatch};
 use crate::state::GatewayState;
+use crate::vocab::grpc::{self, GrpcCode};
 use crate::vocab::rejection::PROBLEM_JSON;
 use crate::vocab::trace::{
     TRACEPARENT, TraceContext, X_REQUEST_ID, new_request_id, well_formed_request_id,
@@ -61,6 +63,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         (Some(_), Some(recorder)) => RequestBodyMeter::keeping(recorder.max_body_bytes()),
         _ => RequestBodyMeter::counting(),
     });
+    let grpc = GrpcCall::detect(&parts);
     let mut cx = RequestContext {
         active,
         facts: facts(&parts, connection, arrived, clock.unix_millis()),
@@ -76,6 +79,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         upstream_path: None,
         upgrade: None,
         close_connection: false,
+        grpc,
     };
 
     let mut laps = Laps {
@@ -85,12 +89,31 @@ pub async fn handle<B: Into<Option<Incoming>>>(
     };
     let outcome = drive(state, &mut cx, &mut laps).await;
 
+    let mut grpc_status = None;
     let (mut response, stop) = match outcome {
-        Ok(Outcome::Upstream(response)) => (response.map(ResponseBody::upstream), None),
+        Ok(Outcome::Upstream(response)) => {
+            let mut response = response.map(ResponseBody::upstream);
+            if let Some(call) = &cx.grpc {
+                // A trailers-only answer carries its status in the head; trailers fill it later.
+                grpc_status = grpc::status_of(response.headers());
+                if let Some(deadline) = call.deadline {
+                    let left = deadline.saturating_sub(clock.now());
+                    response
+                        .body_mut()
+                        .end_after(Duration::from_nanos(left), deadline_trailers());
+                }
+            }
+            (response, None)
+        }
         Ok(Outcome::Answered(response)) => (response, Some((None, CORS_PREFLIGHT))),
         Err(rejection) => {
             cx.close_connection = rejection.close_connection;
-            let response = rejection_response(&rejection, &cx.facts.request_id);
+            let response = if cx.grpc.is_some() {
+                grpc_status = Some(rejection.reason.grpc_code().as_u16());
+                grpc_rejection_response(&rejection)
+            } else {
+                rejection_response(&rejection, &cx.facts.request_id)
+            };
             (
                 response,
                 Some((Some(rejection.stage), rejection.reason.as_str())),
@@ -114,13 +137,14 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         .route()
         .and_then(|r| cx.active.metrics_of(r))
         .cloned();
-    let record = record(
+    let mut record = record(
         &mut cx,
         laps.timings,
         response.status().as_u16(),
         stopped_at.flatten(),
         reason,
     );
+    record.grpc_status = grpc_status;
     response.body_mut().attach_record(Box::new(PendingRecord {
         record,
         arrived,
@@ -130,6 +154,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         in_flight: cx.target.map(|t| t.in_flight),
         route_metrics,
         recording: capture,
+        grpc: cx.grpc.is_some(),
     }));
     response
 }
@@ -190,6 +215,7 @@ fn record(
         route: cx.route.route().map(|r| r.name.clone()),
         route_template: cx.route.route().map(|r| r.template.clone()),
         status,
+        grpc_status: None,
         stopped_at,
         reason: reason.map(std::borrow::Cow::Borrowed),
         stage_ns: timings,
@@ -257,6 +283,11 @@ async fn drive(
     })
     .await;
 
+    // A `grpc: true` route makes its requests gRPC calls, whatever their content type says.
+    if cx.grpc.is_none() && cx.route.route().is_some_and(|r| r.grpc) {
+        cx.grpc = Some(GrpcCall::of(&cx.parts));
+    }
+
     timed(laps, StageId::Authn, stage::authn::run(state, cx)).await?;
     timed(laps, StageId::Authz, stage::authz::run(state, cx)).await?;
     timed(laps, StageId::Ratelimit, stage::ratelimit::run(state, cx)).await?;
@@ -276,7 +307,47 @@ async fn drive(
     Ok(Outcome::Upstream(response))
 }
 
-/// The one error format: every stop answers with its RFC 9457 body.
+/// The trailers a gRPC call's response ends with when its deadline cuts the upstream's stream.
+fn deadline_trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::with_capacity(2);
+    trailers.insert(
+        grpc::GRPC_STATUS.clone(),
+        GrpcCode::DeadlineExceeded.header_value(),
+    );
+    trailers.insert(
+        grpc::GRPC_MESSAGE.clone(),
+        grpc::encode_message("the call's deadline (grpc-timeout) passed"),
+    );
+    trailers
+}
+
+/// A stop as a gRPC client reads it: HTTP 200 and a trailers-only response (the head, with
+/// `grpc-status` and `grpc-message`, ends the stream), the code from [`Reason::grpc_code`]. The
+/// message starts with the reason token, which the problem body's `type` carries for HTTP
+/// clients. The stop's own header fields (`WWW-Authenticate`, `Retry-After`) come along.
+///
+/// [`Reason::grpc_code`]: crate::vocab::Reason::grpc_code
+pub fn grpc_rejection_response(rejection: &Rejection) -> http::Response<ResponseBody> {
+    let mut response = http::Response::new(ResponseBody::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(grpc::GRPC_CONTENT_TYPE),
+    );
+    headers.insert(
+        grpc::GRPC_STATUS.clone(),
+        rejection.reason.grpc_code().header_value(),
+    );
+    let message = format!("{}: {}", rejection.reason, rejection.detail);
+    headers.insert(grpc::GRPC_MESSAGE.clone(), grpc::encode_message(&message));
+    for (name, value) in &rejection.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    response
+}
+
+/// The one error format for HTTP clients: every stop answers with its RFC 9457 body (a gRPC
+/// call's stops: [`grpc_rejection_response`]).
 pub fn rejection_response(rejection: &Rejection, request_id: &str) -> http::Response<ResponseBody> {
     let mut response = http::Response::new(ResponseBody::full(rejection.problem_body(request_id)));
     *response.status_mut() = rejection.status;

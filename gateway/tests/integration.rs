@@ -10,6 +10,7 @@ mod integration {
     mod cli_run;
     mod edge;
     mod forward;
+    mod grpc;
     mod headers;
     mod identity_fixture;
     mod identity_jwks;

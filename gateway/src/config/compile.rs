@@ -361,6 +361,12 @@ fn compile_route(
             "`websocket` applies to routes that forward to an `upstream`".into(),
         ));
     }
+    if r.websocket && r.grpc {
+        problems.push((
+            at("grpc"),
+            "a route serves gRPC or WebSocket upgrades, not both: gRPC never upgrades".into(),
+        ));
+    }
 
     if problems.len() != before {
         return None;
@@ -379,6 +385,7 @@ fn compile_route(
         rewrite,
         max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
         websocket: r.websocket,
+        grpc: r.grpc,
         deprecation,
     })
 }

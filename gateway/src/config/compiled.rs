@@ -124,6 +124,9 @@ pub struct CompiledRoute {
     pub max_body_bytes: u64,
     /// Pass WebSocket upgrades through (stage/forward/websocket.rs).
     pub websocket: bool,
+    /// Every request on the route is a gRPC call (stage/context.rs `GrpcCall`), not only those
+    /// whose content type says so.
+    pub grpc: bool,
     /// `Deprecation` / `Sunset` / `Link` headers for every response on the route.
     pub deprecation: Option<super::resilience::Deprecation>,
 }

@@ -336,6 +336,10 @@ pub struct RawRoute {
     /// Pass WebSocket upgrades through to the upstream (config/resilience.rs).
     #[serde(default)]
     pub websocket: bool,
+    /// The route serves gRPC: every request on it is a gRPC call, whatever its content type
+    /// (docs/protocols.md).
+    #[serde(default)]
+    pub grpc: bool,
     /// `Deprecation` / `Sunset` headers on every response (config/resilience.rs).
     #[serde(default)]
     pub deprecation: Option<super::resilience::RawDeprecation>,

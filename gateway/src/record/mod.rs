@@ -44,6 +44,11 @@ pub struct RequestRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route_template: Option<Arc<str>>,
     pub status: u16,
+    /// A gRPC call's `grpc-status`: the upstream's (its trailers', or its headers' when it
+    /// answered trailers only), or the code a stop or the call's deadline ended it with; absent
+    /// for other requests and for a call that ended without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u16>,
     /// The stage that stopped the request; absent when the upstream answered.
     pub stopped_at: Option<StageId>,
     /// Stable reason token of the stop (`no-route`, `upstream-timeout`, ...).

@@ -106,6 +106,40 @@ impl Target {
     }
 }
 
+/// What makes a request a gRPC call, and what the call asks of the gateway. A request is one when
+/// its `content-type` is `application/grpc…` (known at arrival, so even a stop before routing
+/// answers in gRPC's form) or its route says `grpc: true` (known once the route is looked up).
+#[derive(Debug, Clone, Default)]
+pub struct GrpcCall {
+    /// When the call must be over, on the gateway's clock: arrival plus the client's
+    /// `grpc-timeout`, which `route` reads. `forward` waits no longer for the response head
+    /// (and tells the upstream what is left); the response body is cut there.
+    pub deadline: Option<Nanos>,
+    /// An HTTP/1.x client that sent `TE: trailers`: the only kind of HTTP/1 client hyper sends
+    /// trailers to, and then only those the response's `Trailer` field names.
+    pub h1_trailers: bool,
+}
+
+impl GrpcCall {
+    /// The call a request head makes (read before `mutate_request` removes `TE`).
+    pub fn of(parts: &Parts) -> GrpcCall {
+        GrpcCall {
+            deadline: None,
+            h1_trailers: parts.version < http::Version::HTTP_2
+                && crate::vocab::grpc::te_lists_trailers(&parts.headers),
+        }
+    }
+
+    /// A call when the head's `content-type` says gRPC.
+    pub fn detect(parts: &Parts) -> Option<GrpcCall> {
+        parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(crate::vocab::grpc::is_grpc_content_type)
+            .then(|| GrpcCall::of(parts))
+    }
+}
+
 /// The state one request carries through the pipeline.
 pub struct RequestContext {
     /// The configuration this request started under, bound to its live upstream state; a reload
@@ -136,6 +170,9 @@ pub struct RequestContext {
     pub upgrade: Option<HeaderValue>,
     /// Close the client connection after answering (a stop that cannot trust the framing).
     pub close_connection: bool,
+    /// Set when the request is a gRPC call: stops are answered in gRPC's form, `te: trailers`
+    /// reaches the upstream, `grpc-timeout` is its deadline.
+    pub grpc: Option<GrpcCall>,
 }
 
 impl RequestContext {

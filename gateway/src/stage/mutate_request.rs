@@ -1,5 +1,6 @@
 //! `mutate_request`: shapes what the upstream sees. Order matters and is fixed:
-//! 1. hop-by-hop headers, and any header the client's `Connection` nominates, are removed first;
+//! 1. hop-by-hop headers, and any header the client's `Connection` nominates, are removed first —
+//!    but `TE: trailers` is passed on for a client that sent it and for every gRPC call;
 //! 2. internal headers a client sent (X-User-Id, X-Tenant-Id, X-Auth-Scopes, configured ones) are
 //!    removed — a client can never spoof them;
 //! 3. identity headers are injected from the verified identity only;
@@ -13,20 +14,22 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use crate::stage::context::{RequestContext, RouteMatch, StageResult};
 use crate::state::GatewayState;
 use crate::vocab::StageId;
+use crate::vocab::grpc;
 use crate::vocab::trace::{TRACEPARENT, X_REQUEST_ID};
 use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::MutateRequest;
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies still see.
-pub const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Trailer` is not one: it is end to end (RFC 9110 §6.6.2), naming the trailer fields that
+/// follow the body, and an HTTP/1.1 server sends only the trailers it names.
+pub const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
@@ -40,7 +43,14 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
     // Read before the hop-by-hop headers go: a WebSocket upgrade the route allows.
     let upgrade = crate::stage::forward::websocket::requested(cx);
     let headers = &mut cx.parts.headers;
+    // TE is hop-by-hop, but its `trailers` says the client takes trailer fields, which the
+    // gateway relays: it may say so on the client's behalf (RFC 9110 §10.1.4). gRPC requires it
+    // of every request (the gateway takes trailers from any upstream); other codings stay here.
+    let te_trailers = cx.grpc.is_some() || grpc::te_lists_trailers(headers);
     remove_hop_by_hop(headers);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     for name in &cx.active.config.internal_headers {
         headers.remove(name);
     }

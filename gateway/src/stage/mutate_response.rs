@@ -1,9 +1,12 @@
 //! `mutate_response`: shapes what the client sees, for upstream answers and stops alike —
-//! connection-specific and internal headers, `Server` and `X-Powered-By` removed; CORS answered
-//! at the gateway (preflights never reach an upstream; exact origin match; never `*` with
-//! credentials; `Vary: Origin` whenever the answer depends on the origin).
+//! connection-specific and internal headers, `Server` and `X-Powered-By` removed; gRPC's
+//! trailers named for an HTTP/1.1 client that takes them; CORS answered at the gateway
+//! (preflights never reach an upstream; exact origin match; never `*` with credentials;
+//! `Vary: Origin` whenever the answer depends on the origin).
 
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http_body::Body as _;
 
 use crate::body::ResponseBody;
 use crate::config::compiled::CorsPolicy;
@@ -11,6 +14,7 @@ use crate::stage::context::RequestContext;
 use crate::stage::mutate_request::remove_hop_by_hop;
 use crate::state::GatewayState;
 use crate::vocab::StageId;
+use crate::vocab::grpc;
 use crate::vocab::trace::X_REQUEST_ID;
 use crate::vocab::{Reason, Rejection};
 
@@ -36,6 +40,10 @@ pub async fn run(
         // A WebSocket upgrade the route allows: the 101 needs its hop-by-hop headers back.
         crate::stage::forward::websocket::restore_response(headers, upgrade);
     }
+    if cx.grpc.as_ref().is_some_and(|call| call.h1_trailers) && !response.body().is_end_stream() {
+        declare_grpc_trailers(response.headers_mut());
+    }
+    let headers = response.headers_mut();
     if let Some(deprecation) = cx.route.route().and_then(|r| r.deprecation.as_ref()) {
         deprecation.apply(headers);
     }
@@ -57,6 +65,24 @@ pub async fn run(
     }
     if let Ok(v) = HeaderValue::from_str(&cx.facts.request_id) {
         headers.insert(X_REQUEST_ID.clone(), v);
+    }
+}
+
+/// Names `grpc-status` and `grpc-message` in `Trailer`: an HTTP/1.1 client gets only the trailers
+/// the response names (an HTTP/2 upstream names none), and without them no gRPC call ends.
+/// Trailing metadata of other names reaches HTTP/1.1 clients only when the upstream named it.
+fn declare_grpc_trailers(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in [&grpc::GRPC_STATUS, &grpc::GRPC_MESSAGE] {
+        if !named.contains(name) {
+            headers.append(header::TRAILER, HeaderValue::from_name(name.clone()));
+        }
     }
 }
 

@@ -1,19 +1,22 @@
 //! `route`: the request's route was looked up before the pipeline ran (authz and ratelimit need
 //! its rules); this stage is where a request without one stops (404), where a catch-all answers,
-//! where a declared body size is checked against the route's limit, and where an instance of the
-//! upstream is picked — the breaker first, then the balancer among instances in rotation.
+//! where a declared body size is checked against the route's limit, where a gRPC call's
+//! `grpc-timeout` becomes its deadline, and where an instance of the upstream is picked — the
+//! breaker first, then the balancer among instances in rotation.
 
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, Uri, header};
 
 use super::context::{RequestContext, RouteMatch, Target};
+use crate::clock::Nanos;
 use crate::config::{CompiledRoute, RouteAction, Runtime, Upstream};
 use crate::resilience::breaker::Refused;
 use crate::resilience::{Admission, BreakerState};
 use crate::routing::normalize::normalize_path;
 use crate::routing::table::RouteQuery;
 use crate::state::GatewayState;
+use crate::vocab::grpc;
 use crate::vocab::{Reason, Rejection, StageId};
 
 const STAGE: StageId = StageId::Route;
@@ -77,6 +80,9 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> Result<Targe
             return Err(body_too_large(STAGE, route.max_body_bytes));
         }
     }
+    if let Some(call) = &mut cx.grpc {
+        call.deadline = grpc_deadline(&cx.parts.headers, cx.facts.arrived)?;
+    }
     let upstream = upstream.clone();
     choose(cx, &upstream)
 }
@@ -135,6 +141,17 @@ fn circuit_open(refused: Refused) -> Rejection {
         "the upstream is failing; the gateway is not sending it requests for a while",
     )
     .with_header(header::RETRY_AFTER, HeaderValue::from(secs.max(1)))
+}
+
+/// A gRPC call's deadline: its arrival plus the client's `grpc-timeout`, when it sent one.
+fn grpc_deadline(headers: &HeaderMap, arrived: Nanos) -> Result<Option<Nanos>, Rejection> {
+    let Some(value) = headers.get(&grpc::GRPC_TIMEOUT) else {
+        return Ok(None);
+    };
+    let timeout = grpc::parse_timeout(value.as_bytes())
+        .map_err(|e| Rejection::new(STAGE, Reason::InvalidGrpcTimeout, e.to_string()))?;
+    let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+    Ok(Some(arrived.saturating_add(nanos)))
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -1,7 +1,8 @@
 //! The vocabulary every layer speaks — stage ids, stop reasons, the identity, the scheme, the
-//! limit outcome, request ids and trace context, the typed stop and its problem body. The bottom
-//! layer: it imports nothing from the crate, so anything may use it.
+//! limit outcome, request ids and trace context, the typed stop and its problem body, gRPC's
+//! codes and fields. The bottom layer: it imports nothing from the crate, so anything may use it.
 
+pub mod grpc;
 pub mod identity;
 pub mod limit;
 pub mod reason;
@@ -10,6 +11,7 @@ pub mod scheme;
 pub mod stage;
 pub mod trace;
 
+pub use grpc::GrpcCode;
 pub use identity::Identity;
 pub use limit::{LimitDecision, LimitOutcome};
 pub use reason::Reason;

@@ -6,6 +6,7 @@
 use http::StatusCode;
 
 use super::StageId;
+use super::grpc::GrpcCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
@@ -41,6 +42,7 @@ pub enum Reason {
     NoRoute,
     CatchAll,
     BodyTooLarge,
+    InvalidGrpcTimeout,
     CircuitOpen,
     NoHealthyInstance,
     IdentityNotRepresentable,
@@ -55,7 +57,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 41] = [
+    pub const ALL: [Reason; 42] = [
         Reason::UriTooLong,
         Reason::HeadersTooLarge,
         Reason::MisdirectedRequest,
@@ -88,6 +90,7 @@ impl Reason {
         Reason::NoRoute,
         Reason::CatchAll,
         Reason::BodyTooLarge,
+        Reason::InvalidGrpcTimeout,
         Reason::CircuitOpen,
         Reason::NoHealthyInstance,
         Reason::IdentityNotRepresentable,
@@ -133,6 +136,7 @@ impl Reason {
             Reason::NoRoute => "no-route",
             Reason::CatchAll => "catch-all",
             Reason::BodyTooLarge => "body-too-large",
+            Reason::InvalidGrpcTimeout => "invalid-grpc-timeout",
             Reason::CircuitOpen => "circuit-open",
             Reason::NoHealthyInstance => "no-healthy-instance",
             Reason::IdentityNotRepresentable => "identity-not-representable",
@@ -181,6 +185,7 @@ impl Reason {
             Reason::NoRoute => &[StageId::Route],
             Reason::CatchAll => &[StageId::Route],
             Reason::BodyTooLarge => &[StageId::Route, StageId::Forward],
+            Reason::InvalidGrpcTimeout => &[StageId::Route],
             Reason::CircuitOpen => &[StageId::Route],
             Reason::NoHealthyInstance => &[StageId::Route],
             Reason::IdentityNotRepresentable => &[StageId::MutateRequest],
@@ -230,6 +235,7 @@ impl Reason {
             Reason::NoRoute => StatusCode::NOT_FOUND,
             Reason::CatchAll => StatusCode::NOT_FOUND,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::InvalidGrpcTimeout => StatusCode::BAD_REQUEST,
             Reason::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             Reason::NoHealthyInstance => StatusCode::SERVICE_UNAVAILABLE,
             Reason::IdentityNotRepresentable => StatusCode::BAD_REQUEST,
@@ -279,6 +285,7 @@ impl Reason {
             | Reason::NoRoute
             | Reason::CatchAll
             | Reason::BodyTooLarge
+            | Reason::InvalidGrpcTimeout
             | Reason::CircuitOpen
             | Reason::NoHealthyInstance
             | Reason::IdentityNotRepresentable
@@ -288,6 +295,56 @@ impl Reason {
             | Reason::UpstreamTimeout
             | Reason::UpstreamBadUpgrade
             | Reason::StreamDurationExceeded => Some("invalid_token"),
+        }
+    }
+
+    /// The gRPC status a stop for this reason answers a gRPC call with (HTTP 200, trailers only):
+    /// a refused credential is UNAUTHENTICATED, a refused identity PERMISSION_DENIED, a spent
+    /// quota RESOURCE_EXHAUSTED, no route UNIMPLEMENTED, an upstream that cannot be reached or
+    /// failed UNAVAILABLE, a timeout DEADLINE_EXCEEDED; a malformed request INVALID_ARGUMENT.
+    pub const fn grpc_code(self) -> GrpcCode {
+        match self {
+            Reason::UriTooLong | Reason::BadPath | Reason::InvalidGrpcTimeout => {
+                GrpcCode::InvalidArgument
+            }
+            // Too much sent at once: what gRPC itself answers a message over its size limit with.
+            Reason::HeadersTooLarge | Reason::BodyTooLarge => GrpcCode::ResourceExhausted,
+            // A connection whose certificate named another host: retrying on a new one works.
+            Reason::MisdirectedRequest => GrpcCode::Unavailable,
+            Reason::MissingCredentials
+            | Reason::DuplicateCredentials
+            | Reason::UnsupportedAuthScheme
+            | Reason::MalformedToken
+            | Reason::TokenTooLarge
+            | Reason::AlgorithmNotAllowed
+            | Reason::UnsupportedCrit
+            | Reason::EmbeddedKey
+            | Reason::WrongIssuer
+            | Reason::KeysUnavailable
+            | Reason::UnknownKid
+            | Reason::BadSignature
+            | Reason::TokenExpired
+            | Reason::TokenNotYetValid
+            | Reason::TokenLifetimeTooLong
+            | Reason::WrongAudience
+            | Reason::MissingClaim
+            | Reason::InvalidClaim
+            | Reason::InvalidApiKey
+            | Reason::ClientCertRequired => GrpcCode::Unauthenticated,
+            Reason::InsufficientScope
+            | Reason::MissingRole
+            | Reason::TenantMismatch
+            | Reason::CorsRejected => GrpcCode::PermissionDenied,
+            Reason::QuotaExceeded => GrpcCode::ResourceExhausted,
+            // Not the caller's quota: the store behind it is down (HTTP answers 503 too).
+            Reason::LimitStoreUnavailable => GrpcCode::Unavailable,
+            Reason::NoRoute | Reason::CatchAll => GrpcCode::Unimplemented,
+            Reason::CircuitOpen
+            | Reason::NoHealthyInstance
+            | Reason::UpstreamUnreachable
+            | Reason::UpstreamReset => GrpcCode::Unavailable,
+            Reason::UpstreamTimeout | Reason::StreamDurationExceeded => GrpcCode::DeadlineExceeded,
+            Reason::IdentityNotRepresentable | Reason::UpstreamBadUpgrade => GrpcCode::Internal,
         }
     }
 
@@ -318,6 +375,47 @@ mod tests {
             );
             assert_eq!(Reason::parse(token), Some(reason));
             assert!(!reason.stages().is_empty(), "{token}");
+        }
+    }
+
+    #[test]
+    fn every_stop_of_a_stage_that_judges_the_caller_has_that_stages_grpc_code() {
+        for reason in Reason::ALL {
+            let expected = match reason.stages() {
+                [StageId::Authn] => Some(GrpcCode::Unauthenticated),
+                [StageId::Authz] => Some(GrpcCode::PermissionDenied),
+                _ => None,
+            };
+            if let Some(expected) = expected {
+                assert_eq!(reason.grpc_code(), expected, "{reason}");
+            }
+            // A stop is never answered as success, nor as a code only an application can mean.
+            assert!(
+                !matches!(
+                    reason.grpc_code(),
+                    GrpcCode::Ok
+                        | GrpcCode::NotFound
+                        | GrpcCode::AlreadyExists
+                        | GrpcCode::DataLoss
+                ),
+                "{reason}"
+            );
+        }
+        assert_eq!(
+            Reason::QuotaExceeded.grpc_code(),
+            GrpcCode::ResourceExhausted
+        );
+        assert_eq!(Reason::NoRoute.grpc_code(), GrpcCode::Unimplemented);
+        assert_eq!(
+            Reason::UpstreamTimeout.grpc_code(),
+            GrpcCode::DeadlineExceeded
+        );
+        for unavailable in [
+            Reason::UpstreamUnreachable,
+            Reason::UpstreamReset,
+            Reason::CircuitOpen,
+        ] {
+            assert_eq!(unavailable.grpc_code(), GrpcCode::Unavailable);
         }
     }
 }

@@ -372,6 +372,29 @@ fn each_kind_of_problem_is_reported_with_its_line_column_and_path() {
                 "unknown variant `http3`, expected one of `http1`, `h2c`, `h2`, `auto`",
             )],
         ),
+        (
+            "a gRPC route never upgrades",
+            concat!(
+                "upstreams:\n",
+                "  a: {instances: [127.0.0.1:1], protocol: h2c}\n",
+                "routes:\n",
+                "  - {name: rpc, match: {path: /pkg.Svc/*}, upstream: a, grpc: true, websocket: true}\n",
+                "  - {name: all, match: {path: /*}, upstream: a}\n",
+            ),
+            &[(
+                "4:63",
+                "routes[0].grpc",
+                "serves gRPC or WebSocket upgrades, not both",
+            )],
+        ),
+        (
+            "`grpc` is a boolean",
+            concat!(
+                "routes:\n",
+                "  - {name: odd, match: {path: /odd/*}, respond: {status: 404}, grpc: sometimes}\n",
+            ),
+            &[("2:70", "routes[0].grpc", "expected a boolean")],
+        ),
     ];
     for (case, yaml, want) in cases {
         assert_diagnostics(case, yaml, want);

@@ -80,6 +80,7 @@ impl Spec {
             rewrite: None,
             max_body_bytes: 1 << 20,
             websocket: false,
+            grpc: false,
             deprecation: None,
         })
     }
@@ -319,6 +320,31 @@ fn a_wide_node_agrees_with_reference() {
             Some(expected),
             "{path}"
         );
+    }
+}
+
+#[test]
+fn grpc_methods_route_one_by_one_and_by_service() {
+    // gRPC's path is `/package.Service/Method`: the dots are literal bytes of one segment.
+    let t = table(vec![
+        spec("say", "/echo.v1.Echo/Say", 0),
+        spec("echo", "/echo.v1.Echo/*", 0),
+        spec("any-method", "/echo.v1.Echo/{method}", -1),
+        spec("root", "/*", -10),
+    ]);
+    let post = |path| req(Method::POST, path);
+    let cases = [
+        ("/echo.v1.Echo/Say", Some("say")),
+        ("/echo.v1.Echo/SayMore", Some("echo")),
+        ("/echo.v1.Echo/Chat", Some("echo")),
+        ("/echo.v1.Echo", Some("echo")),
+        ("/echo.v1.Echoes/Say", Some("root")),
+        ("/echo.v1/Echo/Say", Some("root")),
+        ("/echoXv1.Echo/Say", Some("root")),
+    ];
+    for (path, want) in cases {
+        assert_eq!(select(&t, &post(path)).as_deref(), want, "{path}");
+        assert_eq!(normalize_path(path).ok().as_deref(), Some(path), "{path}");
     }
 }
 

@@ -16,6 +16,9 @@
 //! policy and whatever its method, up to [`REFUSED_RETRIES`] times.
 //!
 //! Every try's outcome feeds the breaker and outlier ejection; the record counts the retries.
+//!
+//! A gRPC call's deadline (`grpc-timeout`, read by `route`) bounds the wait for the response head
+//! as well, and what is left of it is sent upstream as `grpc-timeout`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +31,7 @@ use crate::body::UpstreamRequestBody;
 use crate::resilience::BreakerState;
 use crate::resilience::health::Outcome;
 use crate::stage::context::{RequestContext, Target};
+use crate::vocab::grpc;
 use crate::vocab::{Reason, Rejection};
 
 /// What a retry copies from the first try: everything but the body (there is none) and the
@@ -73,6 +77,16 @@ fn timed_out() -> Rejection {
     )
 }
 
+/// A gRPC call whose own deadline, shorter than the upstream's timeouts, passed first.
+fn deadline_passed(sent: bool) -> Rejection {
+    let detail = if sent {
+        "the call's deadline (grpc-timeout) passed before the upstream answered"
+    } else {
+        "the call's deadline (grpc-timeout) passed before the request could be sent"
+    };
+    Rejection::new(STAGE, Reason::UpstreamTimeout, detail)
+}
+
 pub(super) async fn run(
     cx: &mut RequestContext,
     mut target: Target,
@@ -94,9 +108,25 @@ pub(super) async fn run(
         .resilience
         .total_timeout
         .map(|t| started.saturating_add(nanos(t)));
+    // A gRPC call's own deadline: the response head must come before it too.
+    let call_deadline = cx.grpc.as_ref().and_then(|call| call.deadline);
+    if call_deadline.is_some_and(|d| d <= started) {
+        // Nothing was sent: the upstream's health is not in question.
+        bound.report(target.instance, Outcome::Neutral, target.admission.take());
+        return finish(cx, target, Err(deadline_passed(false)));
+    }
 
     let request = build_request(cx, &target)?;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if let Some(call_deadline) = call_deadline {
+        // What is left of the deadline, for the upstream to stop working when the caller stops
+        // waiting (as a gRPC server passes a deadline on to the calls it makes).
+        let left = Duration::from_nanos(call_deadline.saturating_sub(bound.now()));
+        match grpc::format_timeout(left) {
+            Some(value) => parts.headers.insert(grpc::GRPC_TIMEOUT.clone(), value),
+            None => parts.headers.remove(&grpc::GRPC_TIMEOUT),
+        };
+    }
     // Only HTTP/2 refuses streams: an HTTP/1.1 upstream without a retry policy copies nothing.
     let refusable = bodiless && upstream.protocol != crate::config::UpstreamProtocol::Http1;
     let template = (attempts > 0 || refusable).then(|| Template {
@@ -112,12 +142,16 @@ pub(super) async fn run(
     let mut tried = vec![target.instance];
     let mut refused_retries = 0;
     loop {
+        let now = bound.now();
+        let left = |deadline: u64| Duration::from_nanos(deadline.saturating_sub(now));
         let per_try = match deadline {
-            Some(deadline) => upstream
-                .request_timeout
-                .min(Duration::from_nanos(deadline.saturating_sub(bound.now()))),
+            Some(deadline) => upstream.request_timeout.min(left(deadline)),
             None => upstream.request_timeout,
         };
+        // When the call's deadline is the nearer one, timing out says nothing about the
+        // upstream: a caller's short deadline must not trip its breaker or eject it.
+        let call_left = call_deadline.map(left).filter(|&l| l < per_try);
+        let per_try = call_left.unwrap_or(per_try);
         let address = upstream.instances[target.instance].address;
         let result = tokio::time::timeout(per_try, bound.client.request(address, request)).await;
         let mut refused = false;
@@ -146,6 +180,7 @@ pub(super) async fn run(
                 };
                 (outcome, retryable, Err(failure.rejection(limit)))
             }
+            Err(_) if call_left.is_some() => (Outcome::Neutral, false, Err(deadline_passed(true))),
             Err(_) => (Outcome::Failure, false, Err(timed_out())),
         };
         bound.report(target.instance, outcome, target.admission.take());

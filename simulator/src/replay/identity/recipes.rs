@@ -70,6 +70,7 @@ pub fn recipe(reason: Option<&str>) -> Recipe {
         | Reason::NoRoute
         | Reason::CatchAll
         | Reason::BodyTooLarge
+        | Reason::InvalidGrpcTimeout
         | Reason::CircuitOpen
         | Reason::NoHealthyInstance
         | Reason::IdentityNotRepresentable
