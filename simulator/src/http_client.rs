@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use crate::fake::grpc;
+use gateway::vocab::grpc::is_grpc_content_type;
 
 /// Pooled, plaintext (everything it talks to is on loopback): HTTP/1.1 from [`new`], HTTP/2
 /// from [`new_h2c`].
@@ -151,8 +152,7 @@ pub async fn exchange(
     let is_grpc = parts
         .headers
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(grpc::CONTENT_TYPE));
+        .is_some_and(is_grpc_content_type);
     let mut deframer = grpc::Deframer::default();
     let mut messages = is_grpc.then(Vec::new);
     let mut trailers = None;

@@ -6,6 +6,7 @@ mod integration {
     mod cli_help;
     mod compare;
     mod grpc_fakes;
+    mod grpc_tonic;
     mod import;
     mod issuer_token;
     mod loadgen;

@@ -1,14 +1,16 @@
-//! gRPC's wire shape, as much of it as the fakes and the scenario sender need and no more:
-//! length-prefixed messages (one flag byte, a big-endian u32 length, the bytes), the
-//! `grpc-timeout` header, `grpc-message`'s percent-encoding and the status codes' names — and
-//! the fake upstream's gRPC answers (`behaviour: {grpc: …}`). The fake writes with it and the
-//! scenario sender reads with it; the tests check both against a client and a server that do
-//! not share this code.
+//! gRPC's messages on the wire — length-prefixed (one flag byte, a big-endian u32 length, the
+//! bytes), written by the fake upstream and the scenario sender, read back however the body's
+//! frames cut them — and the fake upstream's gRPC answers (`behaviour: {grpc: …}`). The rest of
+//! gRPC's words (status codes, `grpc-timeout`, `grpc-message`'s encoding, which content types are
+//! gRPC) are the gateway's own, `gateway::vocab::grpc`, so the fakes and the gateway cannot
+//! disagree on them; the tests check both sides against tonic and hyper, which share no code
+//! with either.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use gateway::vocab::grpc::{GRPC_CONTENT_TYPE, GRPC_MESSAGE, GRPC_STATUS, encode_message};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -73,7 +75,7 @@ pub(super) fn answer(spec: &GrpcAnswer, reset: bool) -> (HeaderMap, AnswerBody) 
     let mut head = HeaderMap::new();
     head.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
+        HeaderValue::from_static(GRPC_CONTENT_TYPE),
     );
     let status = status_fields(spec);
     if spec.messages == 0 && !reset {
@@ -115,11 +117,9 @@ pub(super) fn answer(spec: &GrpcAnswer, reset: bool) -> (HeaderMap, AnswerBody) 
 /// header is left out (the scenario's expectations then say it was absent).
 fn status_fields(spec: &GrpcAnswer) -> HeaderMap {
     let mut fields = HeaderMap::new();
-    fields.insert("grpc-status", HeaderValue::from(spec.status));
+    fields.insert(GRPC_STATUS.clone(), HeaderValue::from(spec.status));
     if let Some(text) = &spec.message {
-        if let Ok(value) = HeaderValue::from_str(&encode_message(text)) {
-            fields.insert("grpc-message", value);
-        }
+        fields.insert(GRPC_MESSAGE.clone(), encode_message(text));
     }
     for (name, value) in &spec.trailers {
         if let (Ok(name), Ok(value)) = (
@@ -134,9 +134,6 @@ fn status_fields(spec: &GrpcAnswer) -> HeaderMap {
 
 /// The prefix before every message: the compressed flag and the length.
 pub const PREFIX_LEN: usize = 5;
-
-/// `content-type` of a gRPC request or response.
-pub const CONTENT_TYPE: &str = "application/grpc";
 
 /// One message with its prefix.
 pub fn frame(payload: &[u8], compressed: bool) -> Bytes {
@@ -195,96 +192,6 @@ impl Deframer {
     }
 }
 
-/// `grpc-timeout` for a deadline: at most eight digits and a unit — the coarsest unit that holds
-/// it exactly (`200m`, `2S`), else the finest that holds it rounded up, so a deadline is never
-/// sent shorter than asked.
-pub fn timeout_header(deadline: Duration) -> String {
-    const MAX: u128 = 99_999_999;
-    const UNITS: [(&str, u128); 6] = [
-        ("H", 3_600_000_000_000),
-        ("M", 60_000_000_000),
-        ("S", 1_000_000_000),
-        ("m", 1_000_000),
-        ("u", 1_000),
-        ("n", 1),
-    ];
-    let nanos = deadline.as_nanos();
-    if let Some((unit, per)) = UNITS
-        .iter()
-        .find(|(_, per)| nanos % per == 0 && nanos / per <= MAX)
-    {
-        return format!("{}{unit}", nanos / per);
-    }
-    for (unit, per) in UNITS.iter().rev() {
-        if nanos.div_ceil(*per) <= MAX {
-            return format!("{}{unit}", nanos.div_ceil(*per));
-        }
-    }
-    format!("{MAX}H")
-}
-
-/// `grpc-message` as sent: bytes outside printable ASCII, and `%` itself, percent-encoded.
-pub fn encode_message(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// `grpc-message` as meant; a `%` not followed by two hex digits is kept as written, as the
-/// spec asks of receivers.
-pub fn decode_message(sent: &str) -> String {
-    let bytes = sent.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The status code's name (`DEADLINE_EXCEEDED` for 4), for failure lines.
-pub fn code_name(code: u32) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "CANCELLED",
-        2 => "UNKNOWN",
-        3 => "INVALID_ARGUMENT",
-        4 => "DEADLINE_EXCEEDED",
-        5 => "NOT_FOUND",
-        6 => "ALREADY_EXISTS",
-        7 => "PERMISSION_DENIED",
-        8 => "RESOURCE_EXHAUSTED",
-        9 => "FAILED_PRECONDITION",
-        10 => "ABORTED",
-        11 => "OUT_OF_RANGE",
-        12 => "UNIMPLEMENTED",
-        13 => "INTERNAL",
-        14 => "UNAVAILABLE",
-        15 => "DATA_LOSS",
-        16 => "UNAUTHENTICATED",
-        _ => "not a gRPC code",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,33 +216,5 @@ mod tests {
         let mut d = Deframer::default();
         assert!(d.push(&body[..8]).is_empty());
         assert_eq!(d.leftover(), 8);
-    }
-
-    #[test]
-    fn timeouts_take_the_coarsest_unit_that_holds_them_exactly_in_eight_digits() {
-        assert_eq!(timeout_header(Duration::from_millis(200)), "200m");
-        assert_eq!(timeout_header(Duration::from_secs(2)), "2S");
-        assert_eq!(timeout_header(Duration::from_secs(150)), "150S");
-        assert_eq!(timeout_header(Duration::from_secs(7200)), "2H");
-        assert_eq!(timeout_header(Duration::from_micros(1500)), "1500u");
-        assert_eq!(
-            timeout_header(Duration::from_nanos(100_000_000_001)),
-            "100001m"
-        );
-        assert_eq!(
-            timeout_header(Duration::from_secs(400_000_000_000)),
-            "99999999H"
-        );
-    }
-
-    #[test]
-    fn grpc_message_survives_percent_encoding() {
-        for text in ["plain", "100% sure", "naïve\ttab", ""] {
-            let sent = encode_message(text);
-            assert!(sent.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{sent}");
-            assert_eq!(decode_message(&sent), text);
-        }
-        assert_eq!(encode_message("a%b"), "a%25b");
-        assert_eq!(decode_message("50%-off %zz"), "50%-off %zz");
     }
 }

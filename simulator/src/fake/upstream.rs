@@ -379,8 +379,7 @@ async fn answer(
     let headers = req.headers().clone();
     let mut deframer = headers
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.starts_with(grpc::CONTENT_TYPE))
+        .filter(|v| gateway::vocab::grpc::is_grpc_content_type(v))
         .map(|_| (grpc::Deframer::default(), 0u64));
     let mut body = req.into_body();
     let mut body_bytes = 0u64;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use super::model::{CountRule, Expect, ExpectMessages, GrpcCode, HttpVersion, StoppedAt};
+use super::model::{CountRule, Expect, ExpectMessages, GrpcStatus, HttpVersion, StoppedAt};
 use super::outcome::{PhaseOutcome, QUANTILES, RequestOutcome};
-use crate::fake::grpc;
 use crate::http_client::Exchange;
+use gateway::vocab::grpc::{GrpcCode, decode_message};
 
 pub fn check_request(expect: &Expect, outcome: &RequestOutcome) -> Vec<String> {
     let mut failures = Vec::new();
@@ -138,11 +138,11 @@ fn check_grpc(expect: &Expect, exchange: &Exchange, failures: &mut Vec<String>) 
             exchange.end_after
         ));
     }
-    if let Some(GrpcCode(want)) = expect.grpc_status {
+    if let Some(GrpcStatus(want)) = expect.grpc_status {
+        let number = want.as_u16();
         match exchange.final_field("grpc-status") {
             None => failures.push(format!(
-                "grpc_status: expected {want} ({}), got none: no grpc-status in the {} (HTTP {}, content-type {})",
-                grpc::code_name(want),
+                "grpc_status: expected {number} ({want}), got none: no grpc-status in the {} (HTTP {}, content-type {})",
                 if exchange.trailers.is_some() { "trailers" } else { "head, and no trailers" },
                 exchange.status,
                 exchange
@@ -151,16 +151,18 @@ fn check_grpc(expect: &Expect, exchange: &Exchange, failures: &mut Vec<String>) 
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("none"),
             )),
-            Some(got) if got.parse::<u32>().ok() != Some(want) => {
-                let name = got.parse().map_or("not a number", grpc::code_name);
+            Some(got) if got.trim().parse::<u16>().ok() != Some(number) => {
+                let name = match got.trim().parse::<u16>() {
+                    Ok(n) => GrpcCode::from_u16(n).map_or("not a gRPC code", GrpcCode::name),
+                    Err(_) => "not a number",
+                };
                 let message = exchange
                     .final_field("grpc-message")
                     .map_or(String::new(), |m| {
-                        format!(", grpc-message: {}", grpc::decode_message(m))
+                        format!(", grpc-message: {}", decode_message(m.as_bytes()))
                     });
                 failures.push(format!(
-                    "grpc_status: expected {want} ({}), got {got} ({name}{message})",
-                    grpc::code_name(want)
+                    "grpc_status: expected {number} ({want}), got {got} ({name}{message})"
                 ));
             }
             _ => {}
@@ -169,7 +171,7 @@ fn check_grpc(expect: &Expect, exchange: &Exchange, failures: &mut Vec<String>) 
     if let Some(want) = &expect.grpc_message {
         match exchange
             .final_field("grpc-message")
-            .map(grpc::decode_message)
+            .map(|m| decode_message(m.as_bytes()))
         {
             None => failures.push(format!("grpc_message: expected {want:?}, it was absent")),
             Some(got) if &got != want => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gateway::config::yaml::{self, At, Diagnostic, Finding, LineIndex, schema};
-use gateway::vocab::StageId;
+use gateway::vocab::{GrpcCode, StageId};
 use serde::Deserialize;
 
 use crate::fake::issuer::{Hostile, IdentitySpec, IssuerMode};
@@ -212,7 +212,7 @@ pub struct Expect {
     /// `grpc-status` of the answer: from its trailers, or from its head when it has none (a
     /// trailers-only answer).
     #[serde(default)]
-    pub grpc_status: Option<GrpcCode>,
+    pub grpc_status: Option<GrpcStatus>,
     /// `grpc-message` of the answer, percent-decoded.
     #[serde(default)]
     pub grpc_message: Option<String>,
@@ -304,11 +304,12 @@ pub struct ExpectUpstream {
     pub messages: Option<u64>,
 }
 
-/// A gRPC status code, written as its number (`4`) or its name (`DEADLINE_EXCEEDED`).
+/// A gRPC status code as a scenario writes it: its number (`4`) or its name
+/// (`DEADLINE_EXCEEDED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GrpcCode(pub u32);
+pub struct GrpcStatus(pub GrpcCode);
 
-impl<'de> Deserialize<'de> for GrpcCode {
+impl<'de> Deserialize<'de> for GrpcStatus {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -316,21 +317,22 @@ impl<'de> Deserialize<'de> for GrpcCode {
             Number(i64),
             Name(String),
         }
-        let known = || {
-            (0..=16)
-                .map(crate::fake::grpc::code_name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let known = || GrpcCode::ALL.map(GrpcCode::name).join(", ");
         match Written::deserialize(d)? {
-            Written::Number(n) if (0..=16).contains(&n) => Ok(GrpcCode(n as u32)),
-            Written::Number(n) => Err(serde::de::Error::custom(format!(
-                "{n} is not a gRPC status code: expected 0 to 16 or a name ({})",
-                known()
-            ))),
-            Written::Name(name) => (0..=16)
-                .find(|&c| crate::fake::grpc::code_name(c) == name)
-                .map(GrpcCode)
+            Written::Number(n) => u16::try_from(n)
+                .ok()
+                .and_then(GrpcCode::from_u16)
+                .map(GrpcStatus)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{n} is not a gRPC status code: expected 0 to 16 or a name ({})",
+                        known()
+                    ))
+                }),
+            Written::Name(name) => GrpcCode::ALL
+                .into_iter()
+                .find(|c| c.name() == name)
+                .map(GrpcStatus)
                 .ok_or_else(|| {
                     serde::de::Error::custom(format!(
                         "unknown gRPC status `{name}`: expected 0 to 16 or a name ({})",

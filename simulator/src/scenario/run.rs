@@ -24,6 +24,7 @@ use super::under_test::{GatewayMode, RunningGateway, start_gateway};
 use crate::fake::client::Profile;
 use crate::fake::grpc;
 use crate::http_client::{Clients, exchange, send};
+use gateway::vocab::grpc::{GRPC_CONTENT_TYPE, GRPC_TIMEOUT, format_timeout};
 
 /// How to run a scenario: on which gateway, and who else sees its records.
 #[derive(Debug, Clone, Default)]
@@ -140,10 +141,14 @@ pub fn build_request(
     let body = match &spec.grpc {
         Some(call) => {
             builder = builder
-                .header(http::header::CONTENT_TYPE, grpc::CONTENT_TYPE)
+                .header(http::header::CONTENT_TYPE, GRPC_CONTENT_TYPE)
                 .header(http::header::TE, "trailers");
             if let Some(timeout) = call.timeout {
-                builder = builder.header("grpc-timeout", grpc::timeout_header(timeout));
+                // The field cannot say zero; `0n` is what a zero deadline means to receivers
+                // (the gateway and grpc-go read it as already passed).
+                let value =
+                    format_timeout(timeout).unwrap_or_else(|| http::HeaderValue::from_static("0n"));
+                builder = builder.header(&GRPC_TIMEOUT, value);
             }
             let mut body = Vec::new();
             for message in &call.messages {

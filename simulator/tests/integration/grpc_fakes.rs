@@ -101,7 +101,10 @@ async fn a_unary_call_over_h2c_gets_one_message_then_its_status_in_trailers() {
     assert_eq!(r.version, Version::HTTP_2);
     assert_eq!(r.headers["te"], "trailers");
     assert_eq!(r.headers["content-type"], "application/grpc");
-    assert_eq!(r.headers["grpc-timeout"], "250m");
+    assert_eq!(
+        r.headers["grpc-timeout"], "250000u",
+        "the gateway vocabulary's own writing"
+    );
     assert_eq!(r.grpc_messages, Some(1));
     assert_eq!(r.body_bytes, 5 + 5, "`hello`, prefixed");
 
