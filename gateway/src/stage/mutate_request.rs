@@ -51,9 +51,7 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    for name in &cx.active.config.internal_headers {
-        headers.remove(name);
-    }
+    remove_named(headers, &cx.active.config.internal_headers);
 
     if let Some(identity) = &cx.identity {
         let scopes = identity.scopes.join(" ");
@@ -107,7 +105,16 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
 }
 
 /// Removes connection-specific headers, including every header a `Connection` field nominates.
+///
+/// Most requests carry none: one pass over the names present (a few, compared by value) finds
+/// that, where removing each of the nine names would hash and probe the map nine times.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let present = headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    if !present {
+        return;
+    }
     let nominated: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -123,6 +130,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     // `Upgrade` is hop-by-hop too; WebSocket pass-through (resilience issue) re-adds it deliberately.
     headers.remove(header::UPGRADE);
+}
+
+/// Removes every field named in `names`, after one pass over the names present says any is:
+/// the usual request or response carries none of them.
+pub fn remove_named(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if headers.keys().any(|name| names.contains(name)) {
+        for name in names {
+            headers.remove(name);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -142,5 +159,22 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_found_and_removed_and_others_stay() {
+        for name in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("x"));
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            remove_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name}");
+            assert!(h.contains_key("x-kept"), "{name}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
     }
 }

@@ -11,7 +11,7 @@ use http_body::Body as _;
 use crate::body::ResponseBody;
 use crate::config::compiled::CorsPolicy;
 use crate::stage::context::RequestContext;
-use crate::stage::mutate_request::remove_hop_by_hop;
+use crate::stage::mutate_request::{remove_hop_by_hop, remove_named};
 use crate::state::GatewayState;
 use crate::vocab::StageId;
 use crate::vocab::grpc;
@@ -49,9 +49,7 @@ pub async fn run(
     }
     headers.remove(header::SERVER);
     headers.remove(&X_POWERED_BY);
-    for name in &cx.active.config.internal_headers {
-        headers.remove(name);
-    }
+    remove_named(headers, &cx.active.config.internal_headers);
     if let Some(cors) = cx.active.config.cors.as_ref().filter(|_| !preflight) {
         apply_cors(cors, origin, headers);
     }

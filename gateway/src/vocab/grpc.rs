@@ -157,6 +157,21 @@ pub fn status_of(headers: &HeaderMap) -> Option<u16> {
         .ok()
 }
 
+/// Whether a gRPC status says the server failed, as HTTP's 5xx would (the statuses gRPC maps
+/// from 500, 503 and 504, plus DATA_LOSS): what the breaker and outlier ejection count as a
+/// failure. A caller's error (NOT_FOUND, INVALID_ARGUMENT, ...) is the server working.
+pub fn is_server_failure(code: u16) -> bool {
+    [
+        GrpcCode::Unknown,
+        GrpcCode::DeadlineExceeded,
+        GrpcCode::Internal,
+        GrpcCode::Unavailable,
+        GrpcCode::DataLoss,
+    ]
+    .iter()
+    .any(|c| c.as_u16() == code)
+}
+
 /// A `grpc-timeout` value that is not `TimeoutValue TimeoutUnit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("grpc-timeout needs 1 to 8 digits followed by a unit (H, M, S, m, u or n)")]

@@ -136,6 +136,7 @@ impl Service<http::Request<tonic::body::Body>> for Echo {
                     .await
                     .map(|body| tonic::body::Body::new(WithTrailer(body))),
                 "Fail" => grpc.unary(Fail, request).await,
+                "Down" => Status::unavailable("overloaded, try another").into_http(),
                 "Stall" => grpc.unary(Stall, request).await,
                 "Count" => grpc.server_streaming(Count(echo), request).await,
                 "Drip" => grpc.server_streaming(Drip, request).await,
@@ -368,6 +369,10 @@ upstreams:
     instances: ["{echo}"]
     protocol: h2c
     request_timeout: 300ms
+  echo-guarded:
+    instances: ["{echo}"]
+    protocol: h2c
+    circuit_breaker: {{ consecutive_failures: 3, min_requests: 100, open_for: 1m }}
   h1:
     instances: ["{h1}"]
 routes:
@@ -378,6 +383,7 @@ routes:
   - {{ name: sum, match: {{ path: /echo.Echo/Sum }}, upstream: echo }}
   - {{ name: chat, match: {{ path: /echo.Echo/Chat }}, upstream: echo }}
   - {{ name: stall, match: {{ path: /echo.Echo/Stall }}, upstream: echo-impatient }}
+  - {{ name: guarded, match: {{ path: /echo.Guarded/* }}, upstream: echo-guarded, rewrite: {{ strip_prefix: /echo.Guarded, add_prefix: /echo.Echo }} }}
   - name: private
     match: {{ path: /echo.Private/* }}
     upstream: echo
@@ -1097,4 +1103,51 @@ fn docs_protocols_status_table_is_reason_grpc_code_for_every_reason() {
         documented, expected,
         "docs/protocols.md's gRPC status table vs Reason::grpc_code"
     );
+}
+
+#[tokio::test]
+async fn an_upstreams_unavailable_answers_open_its_breaker_and_a_callers_error_does_not() {
+    let mut s = setup().await;
+    // FAILED_PRECONDITION is the server working: five in a row leave the breaker closed.
+    for _ in 0..5 {
+        let status = s
+            .unary("/echo.Guarded/Fail", tonic::Request::new(note("x", 0)))
+            .await
+            .expect_err("the server fails the call");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+    }
+    s.unary("/echo.Guarded/Say", tonic::Request::new(note("hi", 0)))
+        .await
+        .expect("the breaker is closed");
+    // UNAVAILABLE is the server failing, as a 503 would be: three in a row open it.
+    for _ in 0..3 {
+        let status = s
+            .unary("/echo.Guarded/Down", tonic::Request::new(note("x", 0)))
+            .await
+            .expect_err("the server is down");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "overloaded, try another",
+            "the server's own answer"
+        );
+    }
+    let status = s
+        .unary("/echo.Guarded/Say", tonic::Request::new(note("hi", 0)))
+        .await
+        .expect_err("the breaker is open");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().starts_with("circuit-open"),
+        "{}",
+        status.message()
+    );
+    let record = loop {
+        let record = s.gw.record().await;
+        if record.reason.is_some() && record.stopped_at.is_some() {
+            break record;
+        }
+    };
+    assert_eq!(record.stopped_at, Some(StageId::Route));
+    assert_eq!(record.reason.as_deref(), Some("circuit-open"));
 }

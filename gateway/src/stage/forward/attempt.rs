@@ -159,7 +159,12 @@ pub(super) async fn run(
             Ok(Ok((response, lease))) => {
                 target.in_flight.hold(lease);
                 let status = response.status();
-                let outcome = if status.is_server_error() {
+                // A gRPC server refuses in a trailers-only answer: HTTP 200, the status in the
+                // head. Its server failures count like a 5xx (a status in the trailers of a
+                // stream comes too late for this verdict).
+                let grpc_failed = cx.grpc.is_some()
+                    && grpc::status_of(response.headers()).is_some_and(grpc::is_server_failure);
+                let outcome = if status.is_server_error() || grpc_failed {
                     Outcome::Failure
                 } else {
                     Outcome::Success
