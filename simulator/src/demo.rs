@@ -142,6 +142,7 @@ fn identities() -> BTreeMap<String, IdentitySpec> {
 fn fakes() -> BTreeMap<String, FakeUpstream> {
     let upstream = |behaviour: Behaviour| FakeUpstream {
         instances: 2,
+        protocol: None,
         behaviour,
         timeline: Vec::new(),
     };
@@ -329,12 +330,14 @@ pub async fn run_with(duration: Duration, tui: bool) -> anyhow::Result<()> {
                     builder = builder.header(*k, *v);
                 }
                 let spec = RequestSpec {
-                    method: stream.method.into(),
+                    method: Some(stream.method.into()),
                     path: stream.path.into(),
                     headers: BTreeMap::new(),
                     body: None,
                     as_identity: stream.identity.map(str::to_owned),
                     hostile: stream.hostile,
+                    http2: None,
+                    grpc: None,
                 };
                 if let Ok(Some(authorization)) = fakes.authorization(&spec) {
                     builder = builder.header(http::header::AUTHORIZATION, authorization);

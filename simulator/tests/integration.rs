@@ -5,6 +5,8 @@ mod integration {
     mod canonical;
     mod cli_help;
     mod compare;
+    mod grpc_fakes;
+    mod grpc_tonic;
     mod import;
     mod issuer_token;
     mod loadgen;

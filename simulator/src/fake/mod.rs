@@ -1,7 +1,10 @@
-//! The fakes a scenario runs against: upstreams, clients (and, with the identity stage, an issuer).
+//! The fakes a scenario runs against: upstreams (HTTP/1.1, HTTP/2, TLS, gRPC answers), clients
+//! (and, with the identity stage, an issuer).
 
 pub mod client;
+pub mod grpc;
 pub mod issuer;
 pub mod keys;
 pub mod loadgen;
+pub mod tls;
 pub mod upstream;

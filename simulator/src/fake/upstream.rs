@@ -1,6 +1,7 @@
-//! Fake upstreams: real HTTP/1.1 servers on loopback whose behaviour — latency, errors, down,
-//! hang, reset mid-body, slow body, flapping — is set per instance and can change along a
-//! scenario's timeline. Each records what it received, for assertions.
+//! Fake upstreams: real servers on loopback — HTTP/1.1, h2c (HTTP/2 with prior knowledge), or
+//! TLS with ALPN `h2` and/or `http/1.1` — whose behaviour — latency, errors, down, hang, reset
+//! mid-body, slow body, flapping, gRPC answers (`super::grpc`) — is set per instance and can
+//! change along a scenario's timeline. Each records what it received, for assertions.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,10 +13,13 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
+
+use super::grpc::{self, GrpcAnswer};
 
 /// How an instance answers. Every field is optional; the default answers 200 at once.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -47,6 +51,12 @@ pub struct Behaviour {
     /// Response body size in bytes.
     #[serde(default = "default_body_bytes")]
     pub body_bytes: usize,
+    /// Answer as a gRPC server: length-prefixed messages, then `grpc-status` in trailers.
+    /// `latency`, `hang`, `reset_mid_body` (after half the messages) and `error_rate` (a plain
+    /// HTTP `error_status`, no gRPC framing, as from a proxy in front of the service) still
+    /// apply; `slow_body` and `body_bytes` do not.
+    #[serde(default)]
+    pub grpc: Option<GrpcAnswer>,
     /// Sent as `x-upstream-marker` on every response (`simulator upstream --marker`), so a
     /// script can tell its own upstream from whatever else answers on a port. Not a scenario
     /// field.
@@ -101,14 +111,65 @@ impl Latency {
     }
 }
 
+/// How an instance speaks, in the words of the gateway's `upstreams.NAME.protocol`: `http1`
+/// (plaintext, or over TLS when given a TLS config), `h2c` (plaintext HTTP/2, prior knowledge
+/// only), `h2` (TLS offering only ALPN `h2`) or `auto` (TLS offering `h2` and `http/1.1`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    #[default]
+    Http1,
+    H2c,
+    H2,
+    Auto,
+}
+
+impl Protocol {
+    /// Whether this protocol is only spoken over TLS.
+    pub fn needs_tls(self) -> bool {
+        matches!(self, Protocol::H2 | Protocol::Auto)
+    }
+
+    /// What the TLS handshake offers.
+    pub fn alpn(self) -> &'static [&'static [u8]] {
+        match self {
+            Protocol::Http1 => &[b"http/1.1"],
+            Protocol::H2c | Protocol::H2 => &[b"h2"],
+            Protocol::Auto => &[b"h2", b"http/1.1"],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+            Protocol::H2 => "h2",
+            Protocol::Auto => "auto",
+        }
+    }
+}
+
+/// How an instance serves connections: its protocol, and the TLS config when it speaks TLS
+/// (from [`super::tls::FakeCa`]).
+#[derive(Clone, Default)]
+pub struct Serving {
+    pub protocol: Protocol,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// What an instance received.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: String,
     /// Path and query.
     pub target: String,
+    /// `HTTP/1.1` or `HTTP/2.0`: how the gateway spoke to it.
+    pub version: http::Version,
     pub headers: HeaderMap,
     pub body_bytes: u64,
+    /// Length-prefixed messages in the body, when it was a gRPC request (`content-type:
+    /// application/grpc…`).
+    pub grpc_messages: Option<u64>,
 }
 
 /// One fake upstream instance.
@@ -130,6 +191,21 @@ impl FakeInstance {
         address: SocketAddr,
         behaviour: Behaviour,
     ) -> std::io::Result<FakeInstance> {
+        Self::start_serving(address, behaviour, Serving::default()).await
+    }
+
+    /// Starts speaking `serving`'s protocol; `h2` and `auto` need its TLS config.
+    pub async fn start_serving(
+        address: SocketAddr,
+        behaviour: Behaviour,
+        serving: Serving,
+    ) -> std::io::Result<FakeInstance> {
+        if serving.protocol.needs_tls() && serving.tls.is_none() {
+            return Err(std::io::Error::other(format!(
+                "a fake upstream speaking {} needs a TLS config",
+                serving.protocol.as_str()
+            )));
+        }
         let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let (behaviour_tx, behaviour_rx) = watch::channel(behaviour);
@@ -138,6 +214,7 @@ impl FakeInstance {
         let hits = Arc::new(AtomicU64::new(0));
         tokio::spawn(serve(
             Some(listener),
+            serving,
             address,
             behaviour_rx,
             stop_rx,
@@ -191,6 +268,7 @@ fn is_up(behaviour: &Behaviour, started: tokio::time::Instant) -> bool {
 
 async fn serve(
     mut listener: Option<TcpListener>,
+    serving: Serving,
     address: SocketAddr,
     mut behaviour: watch::Receiver<Behaviour>,
     mut stop: watch::Receiver<bool>,
@@ -218,9 +296,13 @@ async fn serve(
                 }
             } => {
                 let Ok((stream, _)) = accepted else { continue };
+                // As gRPC servers do: without it a small answer (a head, one message, the
+                // trailers in separate writes) waits on the peer's delayed ACK.
+                let _ = stream.set_nodelay(true);
                 let behaviour = behaviour.clone();
                 let received = received.clone();
                 let hits = hits.clone();
+                let serving = serving.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let current = behaviour.borrow().clone();
@@ -228,16 +310,58 @@ async fn serve(
                         let hits = hits.clone();
                         async move { answer(req, current, received, hits).await }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    connection(stream, &serving, service).await;
                 });
             }
         }
     }
 }
 
-type AnswerBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+/// One accepted connection, in the instance's protocol: over TLS the ALPN the handshake agreed
+/// decides (an `h2` instance whose client offered no ALPN speaks HTTP/2 all the same).
+async fn connection<S>(stream: TcpStream, serving: &Serving, service: S)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<AnswerBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(config) = &serving.tls else {
+        speak(stream, serving.protocol == Protocol::H2c, service).await;
+        return;
+    };
+    let Ok(tls) = tokio_rustls::TlsAcceptor::from(config.clone())
+        .accept(stream)
+        .await
+    else {
+        return;
+    };
+    let h2 = match tls.get_ref().1.alpn_protocol() {
+        Some(agreed) => agreed == b"h2",
+        None => serving.protocol == Protocol::H2,
+    };
+    speak(tls, h2, service).await;
+}
+
+async fn speak<I, S>(io: I, h2: bool, service: S)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<AnswerBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(io);
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, service)
+            .await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .await;
+    }
+}
+
+pub(super) type AnswerBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 async fn answer(
     req: Request<Incoming>,
@@ -251,12 +375,23 @@ async fn answer(
         .uri()
         .path_and_query()
         .map_or_else(String::new, |pq| pq.to_string());
+    let version = req.version();
     let headers = req.headers().clone();
+    let mut deframer = headers
+        .get(http::header::CONTENT_TYPE)
+        .filter(|v| gateway::vocab::grpc::is_grpc_content_type(v))
+        .map(|_| (grpc::Deframer::default(), 0u64));
     let mut body = req.into_body();
     let mut body_bytes = 0u64;
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(f) => body_bytes += f.data_ref().map_or(0, |d| d.len() as u64),
+            Ok(f) => {
+                let data = f.data_ref().map_or(&[][..], |d| &d[..]);
+                body_bytes += data.len() as u64;
+                if let Some((deframer, count)) = deframer.as_mut() {
+                    *count += deframer.push(data).len() as u64;
+                }
+            }
             Err(_) => break,
         }
     }
@@ -264,8 +399,10 @@ async fn answer(
         r.push(Received {
             method,
             target,
+            version,
             headers,
             body_bytes,
+            grpc_messages: deframer.map(|(_, count)| count),
         });
     }
     if behaviour.hang {
@@ -274,11 +411,19 @@ async fn answer(
     if let Some(latency) = &behaviour.latency {
         tokio::time::sleep(latency.sample()).await;
     }
-    let status = if behaviour.error_rate > 0.0 && fastrand::f64() < behaviour.error_rate {
+    let failed = behaviour.error_rate > 0.0 && fastrand::f64() < behaviour.error_rate;
+    let status = if failed {
         StatusCode::from_u16(behaviour.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     } else {
         StatusCode::OK
     };
+    if let Some(answer) = behaviour.grpc.as_ref().filter(|_| !failed) {
+        let (headers, body) = grpc::answer(answer, behaviour.reset_mid_body);
+        let mut response = Response::new(body);
+        *response.headers_mut() = headers;
+        mark(&mut response, &behaviour);
+        return Ok(response);
+    }
     let payload = Bytes::from(vec![b'x'; behaviour.body_bytes]);
     let body: AnswerBody = if behaviour.reset_mid_body || behaviour.slow_body.is_some() {
         let chunks = 16usize;
@@ -309,11 +454,7 @@ async fn answer(
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    if let Some(marker) = behaviour.marker.as_deref() {
-        if let Ok(value) = http::HeaderValue::from_str(marker) {
-            response.headers_mut().insert("x-upstream-marker", value);
-        }
-    }
+    mark(&mut response, &behaviour);
     if behaviour.reset_mid_body {
         // A declared length the body never reaches: the client sees a truncated message.
         response.headers_mut().insert(
@@ -322,6 +463,14 @@ async fn answer(
         );
     }
     Ok(response)
+}
+
+fn mark(response: &mut Response<AnswerBody>, behaviour: &Behaviour) {
+    if let Some(marker) = behaviour.marker.as_deref() {
+        if let Ok(value) = http::HeaderValue::from_str(marker) {
+            response.headers_mut().insert("x-upstream-marker", value);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! What can be checked in a scenario without running it: the names it uses (identities, the
-//! config's upstreams and issuers, stages) must exist. A scenario that fails here is reported with
+//! config's upstreams and issuers, stages) must exist, and a gRPC call's path must name a method. A scenario that fails here is reported with
 //! file, line and field before any fake or gateway starts (exit 2), rather than after its steps
 //! time out against something that was never there.
 
@@ -63,6 +63,18 @@ fn names_inside(scenario: &Scenario) -> Vec<Finding> {
             ("load.request", step.load.as_ref().map(|l| &l.request)),
         ];
         for (field, spec) in requests {
+            if let Some(spec) = spec.filter(|s| s.grpc.is_some()) {
+                if !is_grpc_path(&spec.path) {
+                    findings.push(Finding::new(
+                        format!("steps[{i}].{field}.path"),
+                        format!(
+                            "a gRPC call's path is `/package.Service/Method`, not `{}`",
+                            spec.path
+                        ),
+                        At::Node,
+                    ));
+                }
+            }
             let Some(RequestSpec {
                 as_identity: Some(name),
                 ..
@@ -103,6 +115,19 @@ fn names_inside(scenario: &Scenario) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// `/package.Service/Method`: two non-empty segments, no query.
+fn is_grpc_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let mut parts = rest.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(service), Some(method), None)
+            if !service.is_empty() && !method.is_empty() && !path.contains('?')
+    )
 }
 
 /// Names the scenario takes from its gateway config: upstreams and the issuer it fakes.
@@ -196,5 +221,39 @@ fn unknown_name(kind: &str, name: &str, place: &str, known: &[&str]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grpc_call_must_name_a_service_and_a_method() {
+        for good in ["/demo.Greeter/SayHello", "/Greeter/Hi"] {
+            assert!(is_grpc_path(good), "{good}");
+        }
+        for bad in [
+            "/demo.Greeter",
+            "/demo.Greeter/",
+            "//Hi",
+            "/a/b/c",
+            "/a/b?x=1",
+            "a/b",
+            "/",
+        ] {
+            assert!(!is_grpc_path(bad), "{bad}");
+        }
+        let text = "name: t\ngateway: {config: g.yaml}\nsteps:\n  - name: a\n    request: {path: /demo.Greeter, grpc: {}}\n    expect: {grpc_status: 0}\n  - name: b\n    request: {path: /demo.Greeter, http2: true}\n    expect: {status: 200}\n";
+        let scenario = model::parse("s.yaml", text).expect("parses");
+        let diagnostics = yaml::located("s.yaml", &LineIndex::build(text), names_inside(&scenario));
+        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "s.yaml:5:21: steps[0].request.path: a gRPC call's path is `/package.Service/Method`, not `/demo.Greeter`"
+            ],
+            "only the gRPC call is held to it"
+        );
     }
 }

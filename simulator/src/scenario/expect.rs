@@ -1,16 +1,19 @@
 //! Expectations: each unmet one becomes a line saying what was expected and what happened.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use http::HeaderMap;
 
-use super::model::{CountRule, Expect, StoppedAt};
+use super::model::{CountRule, Expect, ExpectMessages, GrpcStatus, HttpVersion, StoppedAt};
 use super::outcome::{PhaseOutcome, QUANTILES, RequestOutcome};
+use crate::http_client::Exchange;
+use gateway::vocab::grpc::{GrpcCode, decode_message};
 
 pub fn check_request(expect: &Expect, outcome: &RequestOutcome) -> Vec<String> {
     let mut failures = Vec::new();
     let (status, headers) = match &outcome.response {
-        Ok((status, headers)) => (Some(*status), Some(headers)),
+        Ok(exchange) => (Some(exchange.status), Some(&exchange.headers)),
         Err(e) => {
             failures.push(format!("no response: {e}"));
             (None, None)
@@ -57,6 +60,9 @@ pub fn check_request(expect: &Expect, outcome: &RequestOutcome) -> Vec<String> {
             &mut failures,
         );
     }
+    if let Ok(exchange) = &outcome.response {
+        check_grpc(expect, exchange, &mut failures);
+    }
     if let Some(up) = &expect.upstream {
         match (&up.name, outcome.received.first()) {
             (Some(name), None) if name != "none" => failures.push(format!(
@@ -86,9 +92,204 @@ pub fn check_request(expect: &Expect, outcome: &RequestOutcome) -> Vec<String> {
                 &received.headers,
                 &mut failures,
             );
+            if let Some(want) = up.version {
+                let got = HttpVersion::show(received.version);
+                if got != want.as_str() {
+                    failures.push(format!(
+                        "upstream version: expected HTTP/{}, got HTTP/{got}",
+                        want.as_str()
+                    ));
+                }
+            }
+            if let Some(want) = up.messages {
+                match received.grpc_messages {
+                    None => failures.push(format!(
+                        "upstream messages: expected {want}, but it received no gRPC request (content-type: {})",
+                        received
+                            .headers
+                            .get(http::header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("none")
+                    )),
+                    Some(got) if got != want => {
+                        failures.push(format!("upstream messages: expected {want}, got {got}"))
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     failures
+}
+
+/// gRPC's part of an answer: its status and message (from the trailers, or the head of a
+/// trailers-only answer), the trailers, and the messages' count and timing.
+fn check_grpc(expect: &Expect, exchange: &Exchange, failures: &mut Vec<String>) {
+    let cut = exchange
+        .body_error
+        .as_deref()
+        .map_or(String::new(), |e| format!("; {e}"));
+    let expects_end = expect.grpc_status.is_some()
+        || expect.grpc_message.is_some()
+        || !expect.trailers.is_empty();
+    if expects_end && exchange.body_error.is_some() {
+        failures.push(format!(
+            "the answer did not end cleanly{cut}, after {:?}",
+            exchange.end_after
+        ));
+    }
+    if let Some(GrpcStatus(want)) = expect.grpc_status {
+        let number = want.as_u16();
+        match exchange.final_field("grpc-status") {
+            None => failures.push(format!(
+                "grpc_status: expected {number} ({want}), got none: no grpc-status in the {} (HTTP {}, content-type {})",
+                if exchange.trailers.is_some() { "trailers" } else { "head, and no trailers" },
+                exchange.status,
+                exchange
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none"),
+            )),
+            Some(got) if got.trim().parse::<u16>().ok() != Some(number) => {
+                let name = match got.trim().parse::<u16>() {
+                    Ok(n) => GrpcCode::from_u16(n).map_or("not a gRPC code", GrpcCode::name),
+                    Err(_) => "not a number",
+                };
+                let message = exchange
+                    .final_field("grpc-message")
+                    .map_or(String::new(), |m| {
+                        format!(", grpc-message: {}", decode_message(m.as_bytes()))
+                    });
+                failures.push(format!(
+                    "grpc_status: expected {number} ({want}), got {got} ({name}{message})"
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(want) = &expect.grpc_message {
+        match exchange
+            .final_field("grpc-message")
+            .map(|m| decode_message(m.as_bytes()))
+        {
+            None => failures.push(format!("grpc_message: expected {want:?}, it was absent")),
+            Some(got) if &got != want => {
+                failures.push(format!("grpc_message: expected {want:?}, got {got:?}"))
+            }
+            _ => {}
+        }
+    }
+    if !expect.trailers.is_empty() || !expect.absent_trailers.is_empty() {
+        match &exchange.trailers {
+            Some(trailers) => check_headers(
+                "trailer",
+                &expect.trailers,
+                &expect.absent_trailers,
+                trailers,
+                failures,
+            ),
+            None if !expect.trailers.is_empty() => failures.push(format!(
+                "trailers: expected {}, the answer had none{cut}",
+                expect
+                    .trailers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            None => {}
+        }
+    }
+    if let Some(want) = &expect.messages {
+        check_messages(want, exchange, &cut, failures);
+    }
+}
+
+fn check_messages(
+    want: &ExpectMessages,
+    exchange: &Exchange,
+    cut: &str,
+    failures: &mut Vec<String>,
+) {
+    let Some(messages) = &exchange.messages else {
+        failures.push(format!(
+            "messages: expected gRPC messages, the answer is not gRPC (HTTP {}, content-type {})",
+            exchange.status,
+            exchange
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+        ));
+        return;
+    };
+    let arrivals = || {
+        messages
+            .iter()
+            .map(|m| format!("{:?}", m.at))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let got = messages.len() as u64;
+    if let Some(rule) = &want.count {
+        if !count_ok(rule, got, got) {
+            let partial = if exchange.partial_message_bytes > 0 {
+                format!(
+                    " and {} bytes of an unfinished one",
+                    exchange.partial_message_bytes
+                )
+            } else {
+                String::new()
+            };
+            failures.push(format!(
+                "messages: expected {}, got {got}{partial}{cut}",
+                describe(rule)
+            ));
+        }
+    }
+    if let Some(within) = want.first_within {
+        match messages.first() {
+            None => failures.push(format!(
+                "messages: expected the first within {within:?}, none arrived{cut}"
+            )),
+            Some(first) if first.at > within => failures.push(format!(
+                "messages: expected the first within {within:?}, it arrived after {:?} (head after {:?})",
+                first.at, exchange.head_after
+            )),
+            _ => {}
+        }
+    }
+    if let Some(range) = &want.gap {
+        if messages.len() < 2 {
+            failures.push(format!(
+                "messages: expected gaps between messages, but {got} arrived, so there are none{cut}"
+            ));
+        }
+        for (i, pair) in messages.windows(2).enumerate() {
+            let gap = pair[1].at.saturating_sub(pair[0].at);
+            let short = range.min.is_some_and(|min| gap < min);
+            let long = range.max.is_some_and(|max| gap > max);
+            if short || long {
+                failures.push(format!(
+                    "messages: expected each gap {}, the gap before message {} was {gap:?} (arrivals: {}; end after {:?})",
+                    show_range(range.min, range.max),
+                    i + 2,
+                    arrivals(),
+                    exchange.end_after
+                ));
+            }
+        }
+    }
+}
+
+fn show_range(min: Option<Duration>, max: Option<Duration>) -> String {
+    match (min, max) {
+        (Some(min), Some(max)) => format!("between {min:?} and {max:?}"),
+        (Some(min), None) => format!("at least {min:?}"),
+        (None, Some(max)) => format!("at most {max:?}"),
+        (None, None) => "of any length".into(),
+    }
 }
 
 fn check_headers(
@@ -191,8 +392,8 @@ fn status_count(phase: &PhaseOutcome, key: &str) -> u64 {
     }
 }
 
-fn check_count(what: &str, rule: &CountRule, got: u64, total: u64, failures: &mut Vec<String>) {
-    let ok = match rule {
+fn count_ok(rule: &CountRule, got: u64, total: u64) -> bool {
+    match rule {
         CountRule::Exact(n) => got == *n,
         CountRule::Range { min, max } => {
             min.is_none_or(|m| got >= m) && max.is_none_or(|m| got <= m)
@@ -205,18 +406,27 @@ fn check_count(what: &str, rule: &CountRule, got: u64, total: u64, failures: &mu
             };
             share >= ratio[0] && share <= ratio[1]
         }
-    };
-    if !ok {
-        let wanted = match rule {
-            CountRule::Exact(n) => format!("exactly {n}"),
-            CountRule::Range { min, max } => format!(
-                "between {} and {}",
-                min.map_or("0".into(), |m| m.to_string()),
-                max.map_or("∞".into(), |m| m.to_string())
-            ),
-            CountRule::Ratio { ratio } => format!("a share between {} and {}", ratio[0], ratio[1]),
-        };
-        failures.push(format!("{what}: expected {wanted}, got {got} of {total}"));
+    }
+}
+
+fn describe(rule: &CountRule) -> String {
+    match rule {
+        CountRule::Exact(n) => format!("exactly {n}"),
+        CountRule::Range { min, max } => format!(
+            "between {} and {}",
+            min.map_or("0".into(), |m| m.to_string()),
+            max.map_or("∞".into(), |m| m.to_string())
+        ),
+        CountRule::Ratio { ratio } => format!("a share between {} and {}", ratio[0], ratio[1]),
+    }
+}
+
+fn check_count(what: &str, rule: &CountRule, got: u64, total: u64, failures: &mut Vec<String>) {
+    if !count_ok(rule, got, total) {
+        failures.push(format!(
+            "{what}: expected {}, got {got} of {total}",
+            describe(rule)
+        ));
     }
 }
 

@@ -2,22 +2,32 @@
 //! gateway config rewritten to point at them, and the timelines that change their behaviour as
 //! the scenario goes on. Starting these is separate from starting the gateway so the demo can
 //! reuse it on its embedded config.
+//!
+//! A fake speaks the protocol the config gives its upstream (`protocol`, `tls`) unless the
+//! scenario says otherwise; fakes that speak TLS share one throwaway CA, written to a file that
+//! the config's `tls.ca_file` is pointed at and that lives as long as the fakes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_yaml_ng::Value;
+
 use super::model::{FakeIssuerSpec, FakeUpstream, IssuerChange, RequestSpec, RotateStep, Scenario};
 use super::outcome::RunError;
 use crate::fake::issuer::{FakeIssuer, IdentitySpec};
-use crate::fake::upstream::{Behaviour, FakeInstance};
+use crate::fake::tls::FakeCa;
+use crate::fake::upstream::{Behaviour, FakeInstance, Protocol, Serving};
 
 /// The fakes of one scenario, by upstream name.
+#[derive(Default)]
 pub struct Fakes {
     pub upstreams: BTreeMap<String, Vec<FakeInstance>>,
     pub issuer: Option<FakeIssuer>,
     pub identities: BTreeMap<String, IdentitySpec>,
+    /// Holds the fake CA's certificate while the gateway may read it; removed with the fakes.
+    pub ca_dir: Option<tempfile::TempDir>,
 }
 
 impl Fakes {
@@ -140,11 +150,8 @@ pub async fn point_config_at_fakes(
 ) -> Result<(String, Fakes), RunError> {
     let mut value: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).map_err(|e| RunError::Parse(format!("{source}: {e}")))?;
-    let mut fakes = Fakes {
-        upstreams: BTreeMap::new(),
-        issuer: None,
-        identities: BTreeMap::new(),
-    };
+    let mut fakes = Fakes::default();
+    let mut ca: Option<(FakeCa, String)> = None;
     if let Some(spec) = issuer {
         fakes.issuer = Some(point_issuer_at_fake(source, &mut value, spec).await?);
     }
@@ -169,11 +176,29 @@ pub async fn point_config_at_fakes(
         let spec = specs.get(name);
         let count = spec.map_or(1, |s| s.instances.max(1));
         let behaviour = spec.map(|s| s.behaviour.clone()).unwrap_or_default();
+        let upstream = value
+            .get_mut("upstreams")
+            .and_then(|u| u.get_mut(name.as_str()));
+        let serving = match upstream {
+            Some(upstream) => serving_for(
+                source,
+                name,
+                upstream,
+                spec.and_then(|s| s.protocol),
+                &mut ca,
+                &mut fakes,
+            )?,
+            None => Serving::default(),
+        };
         let mut instances = Vec::with_capacity(count);
         for _ in 0..count {
-            let fake = FakeInstance::start(behaviour.clone())
-                .await
-                .map_err(|e| RunError::Parse(format!("cannot start a fake upstream: {e}")))?;
+            let fake = FakeInstance::start_serving(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                behaviour.clone(),
+                serving.clone(),
+            )
+            .await
+            .map_err(|e| RunError::Parse(format!("cannot start a fake upstream: {e}")))?;
             instances.push(fake);
         }
         let addresses: Vec<serde_yaml_ng::Value> = instances
@@ -203,6 +228,73 @@ pub async fn point_config_at_fakes(
     let rewritten = serde_yaml_ng::to_string(&value)
         .map_err(|e| RunError::Parse(format!("cannot rewrite the config: {e}")))?;
     Ok((rewritten, fakes))
+}
+
+/// How the fakes of upstream `name` serve: the scenario's `protocol`, else the config's; over TLS
+/// when that protocol needs it or an `http1` upstream has a `tls:` section. For TLS, the run's CA
+/// is made (once) and the config's `tls.ca_file` pointed at it; the leaf also carries the
+/// configured `tls.server_name`.
+fn serving_for(
+    source: &str,
+    name: &str,
+    upstream: &mut Value,
+    chosen: Option<Protocol>,
+    ca: &mut Option<(FakeCa, String)>,
+    fakes: &mut Fakes,
+) -> Result<Serving, RunError> {
+    let configured = match upstream.get("protocol") {
+        None => None,
+        Some(written) => Some(
+            serde_yaml_ng::from_value::<Protocol>(written.clone()).map_err(|_| {
+                RunError::Parse(format!(
+                    "upstreams.{name}.protocol: the gateway config {source} asks for {}, which no fake upstream speaks (they speak http1, h2c, h2 and auto)",
+                    serde_yaml_ng::to_string(written).unwrap_or_default().trim()
+                ))
+            })?,
+        ),
+    };
+    let protocol = chosen.or(configured).unwrap_or_default();
+    let has_tls = upstream.get("tls").is_some_and(Value::is_mapping);
+    if !(protocol.needs_tls() || (protocol == Protocol::Http1 && has_tls)) {
+        return Ok(Serving {
+            protocol,
+            tls: None,
+        });
+    }
+    let problem = |e: String| RunError::Parse(format!("cannot make a TLS fake upstream: {e}"));
+    if ca.is_none() {
+        let made = FakeCa::generate().map_err(problem)?;
+        let dir = tempfile::tempdir().map_err(|e| problem(e.to_string()))?;
+        let path = dir.path().join("fake-ca.pem");
+        std::fs::write(&path, made.pem()).map_err(|e| problem(e.to_string()))?;
+        *ca = Some((made, path.display().to_string()));
+        fakes.ca_dir = Some(dir);
+    }
+    let Some((authority, ca_file)) = ca.as_ref() else {
+        return Err(problem("no CA".into()));
+    };
+    let server_name: Vec<String> = upstream
+        .get("tls")
+        .and_then(|t| t.get("server_name"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    let config = authority
+        .server_config(&server_name, protocol.alpn())
+        .map_err(problem)?;
+    if let Some(map) = upstream.as_mapping_mut() {
+        let tls = map
+            .entry("tls".into())
+            .or_insert_with(|| Value::Mapping(Default::default()));
+        if let Some(tls) = tls.as_mapping_mut() {
+            tls.insert("ca_file".into(), ca_file.clone().into());
+        }
+    }
+    Ok(Serving {
+        protocol,
+        tls: Some(config),
+    })
 }
 
 /// Applies the fake issuer's timeline (rotation steps, modes) from now on.

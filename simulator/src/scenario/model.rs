@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gateway::config::yaml::{self, At, Diagnostic, Finding, LineIndex, schema};
-use gateway::vocab::StageId;
+use gateway::vocab::{GrpcCode, StageId};
 use serde::Deserialize;
 
 use crate::fake::issuer::{Hostile, IdentitySpec, IssuerMode};
-use crate::fake::upstream::Behaviour;
+use crate::fake::upstream::{Behaviour, Protocol};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +77,11 @@ pub struct GatewayUnderTest {
 pub struct FakeUpstream {
     #[serde(default = "one")]
     pub instances: usize,
+    /// How the fakes speak: `http1`, `h2c`, `h2` or `auto`, as the gateway's
+    /// `upstreams.NAME.protocol`. Default: what the gateway config says for this upstream, so
+    /// the two agree unless a scenario sets them apart on purpose.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
     #[serde(default)]
     pub behaviour: Behaviour,
     /// Behaviour changes along the scenario: at `at` after the scenario started, every instance
@@ -119,8 +124,10 @@ pub struct Step {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestSpec {
-    #[serde(default = "get")]
-    pub method: String,
+    /// Default: `GET`, or `POST` for a gRPC call.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// With `grpc`, `/package.Service/Method`.
     pub path: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -134,10 +141,43 @@ pub struct RequestSpec {
     /// `alg_none`, `unknown_kid`, `bad_signature`.
     #[serde(default)]
     pub hostile: Option<Hostile>,
+    /// Send over HTTP/2 (h2c, prior knowledge). Default: with `grpc`, yes.
+    #[serde(default)]
+    pub http2: Option<bool>,
+    /// Send as a gRPC call: `content-type: application/grpc`, `te: trailers`, the messages
+    /// length-prefixed in the body.
+    #[serde(default)]
+    pub grpc: Option<GrpcCall>,
 }
 
-fn get() -> String {
-    "GET".into()
+impl RequestSpec {
+    pub fn method(&self) -> &str {
+        match (&self.method, &self.grpc) {
+            (Some(method), _) => method,
+            (None, Some(_)) => "POST",
+            (None, None) => "GET",
+        }
+    }
+
+    pub fn http2(&self) -> bool {
+        self.http2.unwrap_or(self.grpc.is_some())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcCall {
+    /// The request's messages, each text sent as one message's bytes. Default: one empty
+    /// message, a unary call's request.
+    #[serde(default = "one_empty_message")]
+    pub messages: Vec<String>,
+    /// Sent as `grpc-timeout`: the call's deadline.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+fn one_empty_message() -> Vec<String> {
+    vec![String::new()]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +209,22 @@ pub struct Expect {
     /// What the upstream must have received for this request.
     #[serde(default)]
     pub upstream: Option<ExpectUpstream>,
+    /// `grpc-status` of the answer: from its trailers, or from its head when it has none (a
+    /// trailers-only answer).
+    #[serde(default)]
+    pub grpc_status: Option<GrpcStatus>,
+    /// `grpc-message` of the answer, percent-decoded.
+    #[serde(default)]
+    pub grpc_message: Option<String>,
+    /// Trailers the client must see (`"*"` = present with any value).
+    #[serde(default)]
+    pub trailers: BTreeMap<String, String>,
+    /// Trailers the client must not see.
+    #[serde(default)]
+    pub absent_trailers: Vec<String>,
+    /// The answer's gRPC messages: how many, and when they arrived.
+    #[serde(default)]
+    pub messages: Option<ExpectMessages>,
     // Load phases.
     /// Count of requests per status (`"200"`, `"4xx"`) over the phase.
     #[serde(default)]
@@ -195,6 +251,11 @@ impl Expect {
             && self.headers.is_empty()
             && self.absent_headers.is_empty()
             && self.upstream.is_none()
+            && self.grpc_status.is_none()
+            && self.grpc_message.is_none()
+            && self.trailers.is_empty()
+            && self.absent_trailers.is_empty()
+            && self.messages.is_none()
             && self.status_counts.is_empty()
             && self.stopped_counts.is_empty()
             && self.latency.is_empty()
@@ -235,6 +296,124 @@ pub struct ExpectUpstream {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub absent_headers: Vec<String>,
+    /// How the gateway spoke to the upstream: `"1.1"` or `"2"`.
+    #[serde(default)]
+    pub version: Option<HttpVersion>,
+    /// gRPC messages in the body the upstream received.
+    #[serde(default)]
+    pub messages: Option<u64>,
+}
+
+/// A gRPC status code as a scenario writes it: its number (`4`) or its name
+/// (`DEADLINE_EXCEEDED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcStatus(pub GrpcCode);
+
+impl<'de> Deserialize<'de> for GrpcStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(i64),
+            Name(String),
+        }
+        let known = || GrpcCode::ALL.map(GrpcCode::name).join(", ");
+        match Written::deserialize(d)? {
+            Written::Number(n) => u16::try_from(n)
+                .ok()
+                .and_then(GrpcCode::from_u16)
+                .map(GrpcStatus)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{n} is not a gRPC status code: expected 0 to 16 or a name ({})",
+                        known()
+                    ))
+                }),
+            Written::Name(name) => GrpcCode::ALL
+                .into_iter()
+                .find(|c| c.name() == name)
+                .map(GrpcStatus)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown gRPC status `{name}`: expected 0 to 16 or a name ({})",
+                        known()
+                    ))
+                }),
+        }
+    }
+}
+
+/// An HTTP version as written in a scenario: `"1.1"` or `"2"` (quoted or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http11,
+    Http2,
+}
+
+impl HttpVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersion::Http11 => "1.1",
+            HttpVersion::Http2 => "2",
+        }
+    }
+
+    /// How a received request's version is written: `1.1`, `2`, or hyper's name for others.
+    pub fn show(version: http::Version) -> String {
+        match version {
+            http::Version::HTTP_11 => "1.1".into(),
+            http::Version::HTTP_2 => "2".into(),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(f64),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Text(t) => t,
+            Written::Number(n) => n.to_string(),
+        };
+        match text.as_str() {
+            "1.1" => Ok(HttpVersion::Http11),
+            "2" | "2.0" => Ok(HttpVersion::Http2),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown HTTP version `{text}`: expected \"1.1\" or \"2\""
+            ))),
+        }
+    }
+}
+
+/// What the answer's gRPC messages must show. Times count from sending the request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectMessages {
+    /// How many arrived: `3` or `{min: 1, max: 9}`.
+    #[serde(default)]
+    pub count: Option<CountRule>,
+    /// The first one arrived this soon.
+    #[serde(default, with = "humantime_serde")]
+    pub first_within: Option<Duration>,
+    /// Every pause between one message and the next: `{min: 80ms}` shows they were passed on
+    /// as they came, not held until the stream ended.
+    #[serde(default)]
+    pub gap: Option<DurationRange>,
+}
+
+/// `{min: 80ms, max: 1s}`, either bound optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationRange {
+    #[serde(default, with = "humantime_serde")]
+    pub min: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max: Option<Duration>,
 }
 
 /// `5`, `{min: 1, max: 9}`, or `{ratio: [0.4, 0.6]}` (a share of the phase's requests).

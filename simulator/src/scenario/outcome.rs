@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use gateway::record::RequestRecord;
 use hdrhistogram::Histogram;
-use http::HeaderMap;
 use serde::Serialize;
 
 use crate::fake::upstream::Received;
+use crate::http_client::Exchange;
 
 /// What happened to one request.
 pub struct RequestOutcome {
-    /// Status and headers at the client, or the transport failure.
-    pub response: Result<(u16, HeaderMap), String>,
+    /// The answer at the client — status, headers, trailers, gRPC messages and when each part
+    /// arrived — or the transport failure.
+    pub response: Result<Exchange, String>,
     pub record: Option<RequestRecord>,
     /// What each fake upstream received carrying this request's id, by upstream name.
     pub received: Vec<(String, Received)>,

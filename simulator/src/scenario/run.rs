@@ -22,7 +22,9 @@ use super::outcome::{PhaseOutcome, RequestOutcome, RunError, ScenarioResult, Sen
 use super::sink::RecordSink;
 use super::under_test::{GatewayMode, RunningGateway, start_gateway};
 use crate::fake::client::Profile;
-use crate::http_client::{self, HttpClient, send};
+use crate::fake::grpc;
+use crate::http_client::{Clients, exchange, send};
+use gateway::vocab::grpc::{GRPC_CONTENT_TYPE, GRPC_TIMEOUT, format_timeout};
 
 /// How to run a scenario: on which gateway, and who else sees its records.
 #[derive(Debug, Clone, Default)]
@@ -77,7 +79,7 @@ pub async fn run(
     let fakes = Arc::new(fakes);
     wait_for_first_key_fetch(&fakes).await;
     let timeline = spawn_timelines(scenario, fakes.clone());
-    let client = http_client::new();
+    let client = Clients::new();
     for (index, step) in scenario.steps.iter().enumerate() {
         tokio::select! {
             // Checked first, so a raised interrupt never starts another step.
@@ -117,6 +119,9 @@ fn request_id(step: usize) -> String {
     format!("sim-{:08x}-s{step}-{n}", fastrand::u32(..))
 }
 
+/// The request a step sends: HTTP/2 when it asks (the version tells [`Clients`] which client);
+/// for a gRPC call, gRPC's headers and its messages length-prefixed (`body` is then ignored),
+/// the step's own `headers` written last so a scenario can send a hostile value.
 pub fn build_request(
     spec: &RequestSpec,
     address: SocketAddr,
@@ -124,16 +129,44 @@ pub fn build_request(
     authorization: Option<&str>,
 ) -> Result<Request<Full<Bytes>>, String> {
     let mut builder = Request::builder()
-        .method(spec.method.as_str())
+        .method(spec.method())
         .uri(format!("http://{address}{}", spec.path))
         .header("x-request-id", id);
+    if spec.http2() {
+        builder = builder.version(http::Version::HTTP_2);
+    }
     if let Some(value) = authorization {
         builder = builder.header(http::header::AUTHORIZATION, value);
     }
-    for (name, value) in &spec.headers {
-        builder = builder.header(name.as_str(), value.as_str());
+    let body = match &spec.grpc {
+        Some(call) => {
+            builder = builder
+                .header(http::header::CONTENT_TYPE, GRPC_CONTENT_TYPE)
+                .header(http::header::TE, "trailers");
+            if let Some(timeout) = call.timeout {
+                // The field cannot say zero; `0n` is what a zero deadline means to receivers
+                // (the gateway and grpc-go read it as already passed).
+                let value =
+                    format_timeout(timeout).unwrap_or_else(|| http::HeaderValue::from_static("0n"));
+                builder = builder.header(&GRPC_TIMEOUT, value);
+            }
+            let mut body = Vec::new();
+            for message in &call.messages {
+                body.extend_from_slice(&grpc::frame(message.as_bytes(), false));
+            }
+            Bytes::from(body)
+        }
+        None => spec.body.clone().map(Bytes::from).unwrap_or_default(),
+    };
+    if let Some(headers) = builder.headers_mut() {
+        for (name, value) in &spec.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("the request cannot be built: header {name}: {e}"))?;
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|e| format!("the request cannot be built: header {name}: {e}"))?;
+            headers.insert(name, value);
+        }
     }
-    let body = spec.body.clone().map(Bytes::from).unwrap_or_default();
     builder
         .body(Full::new(body))
         .map_err(|e| format!("the request cannot be built: {e}"))
@@ -144,7 +177,7 @@ async fn run_step(
     step: &Step,
     gateway: &RunningGateway,
     fakes: &Fakes,
-    client: &HttpClient,
+    client: &Clients,
 ) -> StepResult {
     if let Some(after) = step.after {
         tokio::time::sleep(after).await;
@@ -166,7 +199,7 @@ async fn run_step(
             .authorization(spec)
             .and_then(|auth| build_request(spec, gateway.address, &id, auth.as_deref()))
         {
-            Ok(request) => send(client, request).await,
+            Ok(request) => exchange(client.for_request(&request), request).await,
             Err(e) => Err(e),
         };
         let record = gateway
@@ -232,7 +265,7 @@ async fn run_phase(
     spec: &RequestSpec,
     gateway: &RunningGateway,
     fakes: &Fakes,
-    client: &HttpClient,
+    client: &Clients,
 ) -> Vec<Sent> {
     let start = tokio::time::Instant::now();
     let mut tasks = JoinSet::new();
@@ -248,7 +281,7 @@ async fn run_phase(
                 let client = client.clone();
                 tasks.spawn(async move {
                     let status = match request {
-                        Ok(r) => send(&client, r).await.ok().map(|(s, _)| s),
+                        Ok(r) => send(client.for_request(&r), r).await.ok().map(|(s, _)| s),
                         Err(_) => None,
                     };
                     vec![(id, status, scheduled.elapsed())]
@@ -281,7 +314,7 @@ async fn run_phase(
                                 build_request(&spec, address, &id, auth.as_deref())
                             });
                             let status = match request {
-                                Ok(r) => send(&client, r).await.ok().map(|(s, _)| s),
+                                Ok(r) => send(client.for_request(&r), r).await.ok().map(|(s, _)| s),
                                 Err(_) => None,
                             };
                             sent.push((id, status, t0.elapsed()));

@@ -621,11 +621,7 @@ routes:
     let mut gateway = Gateway {
         records: handle.subscribe(),
         handle,
-        fakes: Arc::new(Fakes {
-            upstreams: BTreeMap::new(),
-            issuer: None,
-            identities: BTreeMap::new(),
-        }),
+        fakes: Arc::new(Fakes::default()),
         client: simulator::http_client::new(),
         config,
     };

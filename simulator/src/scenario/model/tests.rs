@@ -85,6 +85,18 @@ fn a_scenario_that_cannot_be_used_gets_each_problem_once_with_its_position() {
             "s.yaml:1:1: invalid type: sequence, expected a mapping",
         ),
         (
+            format!(
+                "{HEAD}steps:\n  - name: a\n    request: {{path: /a.B/C, grpc: {{mesages: [x]}}}}\n    expect: {{grpc_status: DEADLINE}}\n"
+            ),
+            "s.yaml:5:36: steps[0].request.grpc.mesages: unknown field `mesages`, did you mean `messages`?\ns.yaml:6:27: steps[0].expect.grpc_status: unknown gRPC status `DEADLINE`: expected 0 to 16 or a name (OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS, UNAUTHENTICATED)",
+        ),
+        (
+            format!(
+                "{HEAD}upstreams:\n  g: {{protocol: h3}}\nsteps:\n  - name: a\n    request: {{path: /}}\n    expect: {{upstream: {{version: 3}}, messages: {{gap: {{min: soon}}}}}}\n"
+            ),
+            "s.yaml:4:17: upstreams.g.protocol: unknown variant `h3`, expected one of `http1`, `h2c`, `h2`, `auto`\ns.yaml:8:34: steps[0].expect.upstream.version: unknown HTTP version `3`: expected \"1.1\" or \"2\"\ns.yaml:8:60: steps[0].expect.messages.gap.min: invalid value: string \"soon\", expected a duration such as `250ms`, `30s` or `2m`",
+        ),
+        (
             format!("{HEAD}steps: []\n---\nx: 1\n"),
             "s.yaml: the file holds more than one YAML document (`---`); a scenario is a single document",
         ),
