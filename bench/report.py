@@ -76,6 +76,11 @@ def summarize(measurements, rows_order):
     return out, kinds
 
 
+def busy_pct(x):
+    # Busy time is sampled in ticks, so a saturated CPU can read a little over 100%.
+    return None if x is None else min(x, 100.0)
+
+
 def fmt(x, digits=0):
     if x is None:
         return "-"
@@ -96,6 +101,13 @@ def table(header, lines):
 
 
 def print_tables(summary, kinds, rows_order, idle, callgrind, args):
+    if rows_order:
+        print_row_tables(summary, kinds, rows_order, idle, args)
+    if callgrind:
+        print_callgrind(callgrind, args)
+
+
+def print_row_tables(summary, kinds, rows_order, idle, args):
     print(f"bench/run: {args.rounds} round(s), {args.duration} s per measurement, rows interleaved; "
           f"median (min-max) over rounds; × nginx = median of per-round ratios")
     print()
@@ -108,7 +120,7 @@ def print_tables(summary, kinds, rows_order, idle, callgrind, args):
         busy = s["cpu_busy_percent"]
         lines.append([row, fmt_span(s["rps"]), fmt(s["rps_vs_nginx"], 2), fmt_span(s["cpu_us_per_request"], 1),
                       fmt(s["cpu_vs_nginx"], 2), fmt(s["p50_us"]["median"]), fmt(s["p99_us"]["median"]),
-                      fmt(s["p999_us"]["median"]), f"{fmt(busy.get('cpu0'))}/{fmt(busy.get('cpu1'))}",
+                      fmt(s["p999_us"]["median"]), f"{fmt(busy_pct(busy.get('cpu0')))}/{fmt(busy_pct(busy.get('cpu1')))}",
                       s["non_2xx"] + s["errors"], s["flagged"] or ""])
     print(table(["row", "requests/s", "× nginx", "CPU µs/req", "× nginx", "p50", "p99", "p99.9",
                  "cpu0/1 %", "non-2xx", "flagged"], lines))
@@ -148,14 +160,17 @@ def print_tables(summary, kinds, rows_order, idle, callgrind, args):
         r = i["kib_per_connection"] / nginx_idle if nginx_idle else None
         lines.append([row, f"{i['kib_per_connection']:.1f}", fmt(r, 2), f"{i['rss_before_kib']:,}", f"{i['rss_after_kib']:,}"])
     print(table(["row", "KiB/connection", "× nginx", "RSS before KiB", "RSS after KiB"], lines))
-    if callgrind:
-        print()
-        print(f"Instructions per request (callgrind, {args.callgrind_requests:,} requests after a warm-up, "
-              f"h2load --h1 -c 10; user space, all threads)")
-        lines = [[name, f"{c['instructions']:,}", f"{c['per_request']:,.0f}"] for name, c in callgrind.items()]
-        print(table(["server", "instructions", "per request"], lines))
-        if "gatehouse" in callgrind and "nginx" in callgrind:
-            print(f"  gatehouse / nginx: × {callgrind['gatehouse']['per_request'] / callgrind['nginx']['per_request']:.2f}")
+
+
+def print_callgrind(callgrind, args):
+    print()
+    print(f"Instructions per request (callgrind, {args.callgrind_requests:,} requests per repeat after a "
+          f"warm-up, h2load --h1 -c 10; user space, all threads)")
+    lines = [[name, len(c["repeats"]), f"{c['per_request']:,.0f}",
+              f"{c['per_request_min']:,.0f}-{c['per_request_max']:,.0f}"] for name, c in callgrind.items()]
+    print(table(["server", "repeats", "per request, median", "min-max"], lines))
+    if "gatehouse" in callgrind and "nginx" in callgrind:
+        print(f"  gatehouse / nginx: × {callgrind['gatehouse']['per_request'] / callgrind['nginx']['per_request']:.2f}")
 
 
 # --- SVG, by hand ----------------------------------------------------------------------------
@@ -208,7 +223,7 @@ def panel(y0, title, rows, values, unit, width=900, label_w=170, bar_h=14, gap=6
     return "\n".join(parts), y - y0 + 10
 
 
-def write_svg(path, summary, kinds, rows_order, idle, meta):
+def write_svg(path, summary, kinds, rows_order, idle, callgrind, meta):
     def vals(kind, field):
         out = {}
         for r in rows_order:
@@ -233,8 +248,14 @@ def write_svg(path, summary, kinds, rows_order, idle, meta):
                              vals(kind, "p99_us"), "µs", True))
     sections.append(("RSS per idle keep-alive connection, KiB",
                      {r: (idle[r]["kib_per_connection"], None, None) for r in rows_order if r in idle}, "KiB", False))
+    if callgrind:
+        sections.append(("Instructions per request under callgrind (user space; whiskers: repeats)",
+                         {r: (c["per_request"], c["per_request_min"], c["per_request_max"])
+                          for r, c in callgrind.items()}, "", False))
     for title, values, unit, log in sections:
-        svg, h = panel(y, title, rows_order, values, unit, log=log)
+        if not values:
+            continue
+        svg, h = panel(y, title, [r for r in rows_order if r in values] or list(values), values, unit, log=log)
         parts.append(svg)
         y += h
     with open(path, "w") as f:
@@ -267,14 +288,25 @@ def main():
     measurements = load(args.results)
     rows_order = args.rows.split()
     idle = {d["row"]: d["idle"] for d in load(args.idle)}
-    callgrind = {d["row"]: {**d, "per_request": d["instructions"] / d["requests"]} for d in load(args.callgrind)}
+    callgrind = {}
+    for d in load(args.callgrind):
+        c = callgrind.setdefault(d["row"], {"requests": d["requests"], "repeats": []})
+        c["repeats"].append({**d, "per_request": d["instructions"] / d["requests"]})
+    for c in callgrind.values():
+        per = [r["per_request"] for r in c["repeats"]]
+        c.update({"per_request": med(per), "per_request_min": min(per), "per_request_max": max(per)})
     summary, kinds = summarize(measurements, rows_order)
     flagged = [m for m in measurements if m["flagged"]]
 
+    if not measurements:
+        rows_order = []
     print_tables(summary, kinds, rows_order, idle, callgrind, args)
     print()
     worst = max((m["other_cpu_percent"] for m in measurements), default=0)
-    if flagged:
+    if not measurements:
+        print(f"Only callgrind's counts (they do not depend on load); other processes used "
+              f"{args.quiet_before:.1f}% of a CPU before the run.")
+    elif flagged:
         print(f"FLAGGED: {len(flagged)} of {len(measurements)} measurements ran while other processes used more "
               f"than 5% of a CPU (worst {worst:.1f}%); before the run they used {args.quiet_before:.1f}%.")
     else:
@@ -295,7 +327,7 @@ def main():
     report = {"meta": meta, "rows": summary, "idle": idle, "callgrind": callgrind, "measurements": measurements}
     with open(args.json, "w") as f:
         json.dump(report, f, indent=2)
-    write_svg(args.svg, summary, kinds, rows_order, idle, meta)
+    write_svg(args.svg, summary, kinds, rows_order, idle, callgrind, meta)
     print(f"wrote {args.json} and {args.svg}")
 
 
