@@ -46,10 +46,6 @@ impl Idle {
             senders.push(sender);
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.senders.lock().len()
-    }
 }
 
 /// The connection's task: hyper needs its future polled for bytes to move. Upgrades stay on so a

@@ -68,10 +68,6 @@ impl Connections {
         self.open.lock().push(connection.clone());
         Stream(connection)
     }
-
-    pub fn len(&self) -> usize {
-        self.open.lock().len()
-    }
 }
 
 pub async fn handshake(

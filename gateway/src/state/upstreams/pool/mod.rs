@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::body::{BodyTooLarge, UpstreamRequestBody};
 use crate::config::Upstream;
@@ -43,7 +43,8 @@ struct Pool {
     connector: Connector,
     http2: RawHttp2,
     connect_timeout: Duration,
-    hosts: Mutex<HashMap<SocketAddr, Arc<Host>>>,
+    /// Read by every request, written once per instance: a read lock does not serialize workers.
+    hosts: RwLock<HashMap<SocketAddr, Arc<Host>>>,
 }
 
 /// One instance's connections.
@@ -144,7 +145,7 @@ pub fn new_client(upstream: &Upstream) -> UpstreamClient {
             ),
             http2: upstream.http2.clone(),
             connect_timeout: upstream.connect_timeout,
-            hosts: Mutex::new(HashMap::new()),
+            hosts: RwLock::new(HashMap::new()),
         }),
     }
 }
@@ -159,10 +160,10 @@ impl UpstreamClient {
         request: Request<UpstreamRequestBody>,
     ) -> Result<(Response<Incoming>, Lease), PoolError> {
         let pool = &self.pool;
-        let host = pool.host(address);
         if request.headers().contains_key(header::UPGRADE) {
             return Box::pin(pool.upgrade(address, request)).await;
         }
+        let host = pool.host(address);
         let h2_first = match pool.protocol {
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::H2c | UpstreamProtocol::H2 => true,
@@ -174,17 +175,14 @@ impl UpstreamClient {
             pool.send_http1(&host, address, request).await
         }
     }
-
-    /// Open connections to `address`: (HTTP/1.1 idle, HTTP/2), for tests and the admin view.
-    pub fn connections(&self, address: SocketAddr) -> (usize, usize) {
-        let host = self.pool.host(address);
-        (host.http1.len(), host.http2.len())
-    }
 }
 
 impl Pool {
     fn host(&self, address: SocketAddr) -> Arc<Host> {
-        self.hosts.lock().entry(address).or_default().clone()
+        if let Some(host) = self.hosts.read().get(&address) {
+            return host.clone();
+        }
+        self.hosts.write().entry(address).or_default().clone()
     }
 
     fn max_streams(&self) -> usize {
@@ -199,9 +197,15 @@ impl Pool {
     ) -> Result<(Response<Incoming>, Lease), PoolError> {
         let mut request = origin_form(request, address);
         for attempt in 0..UNSENT_TRIES {
-            let pooled = match host.http1.checkout(self.connect_timeout).await {
-                Some(sender) if attempt + 1 < UNSENT_TRIES => sender,
-                _ => match Box::pin(self.open(host, address)).await? {
+            // The last try is always on a new connection.
+            let idle = if attempt + 1 < UNSENT_TRIES {
+                host.http1.checkout(self.connect_timeout).await
+            } else {
+                None
+            };
+            let pooled = match idle {
+                Some(sender) => sender,
+                None => match Box::pin(self.open(host, address)).await? {
                     Opened::Http1(sender) => sender,
                     Opened::Http2(stream) => {
                         // `auto` learned HTTP/2 on this connection.
