@@ -13,6 +13,10 @@ pub enum Reason {
     UriTooLong,
     HeadersTooLarge,
     MisdirectedRequest,
+    MalformedRequest,
+    UnsupportedTransferCoding,
+    MissingHost,
+    InvalidHost,
     MissingCredentials,
     DuplicateCredentials,
     UnsupportedAuthScheme,
@@ -39,28 +43,38 @@ pub enum Reason {
     QuotaExceeded,
     LimitStoreUnavailable,
     BadPath,
+    AmbiguousPath,
     NoRoute,
     CatchAll,
     BodyTooLarge,
     InvalidGrpcTimeout,
     CircuitOpen,
     NoHealthyInstance,
+    Overloaded,
     IdentityNotRepresentable,
     CorsRejected,
     UpstreamUnreachable,
     UpstreamReset,
     UpstreamTimeout,
     UpstreamBadUpgrade,
+    MalformedBody,
+    RequestBodyTimeout,
+    UpstreamBadResponse,
+    UpstreamIdleTimeout,
     /// Not a stop before the answer: the response was still streaming when
     /// `limits.max_stream_duration` passed, and the gateway cut it.
     StreamDurationExceeded,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 42] = [
+    pub const ALL: [Reason; 52] = [
         Reason::UriTooLong,
         Reason::HeadersTooLarge,
         Reason::MisdirectedRequest,
+        Reason::MalformedRequest,
+        Reason::UnsupportedTransferCoding,
+        Reason::MissingHost,
+        Reason::InvalidHost,
         Reason::MissingCredentials,
         Reason::DuplicateCredentials,
         Reason::UnsupportedAuthScheme,
@@ -87,18 +101,24 @@ impl Reason {
         Reason::QuotaExceeded,
         Reason::LimitStoreUnavailable,
         Reason::BadPath,
+        Reason::AmbiguousPath,
         Reason::NoRoute,
         Reason::CatchAll,
         Reason::BodyTooLarge,
         Reason::InvalidGrpcTimeout,
         Reason::CircuitOpen,
         Reason::NoHealthyInstance,
+        Reason::Overloaded,
         Reason::IdentityNotRepresentable,
         Reason::CorsRejected,
         Reason::UpstreamUnreachable,
         Reason::UpstreamReset,
         Reason::UpstreamTimeout,
         Reason::UpstreamBadUpgrade,
+        Reason::MalformedBody,
+        Reason::RequestBodyTimeout,
+        Reason::UpstreamBadResponse,
+        Reason::UpstreamIdleTimeout,
         Reason::StreamDurationExceeded,
     ];
 
@@ -107,6 +127,10 @@ impl Reason {
             Reason::UriTooLong => "uri-too-long",
             Reason::HeadersTooLarge => "headers-too-large",
             Reason::MisdirectedRequest => "misdirected-request",
+            Reason::MalformedRequest => "malformed-request",
+            Reason::UnsupportedTransferCoding => "unsupported-transfer-coding",
+            Reason::MissingHost => "missing-host",
+            Reason::InvalidHost => "invalid-host",
             Reason::MissingCredentials => "missing-credentials",
             Reason::DuplicateCredentials => "duplicate-credentials",
             Reason::UnsupportedAuthScheme => "unsupported-auth-scheme",
@@ -133,18 +157,24 @@ impl Reason {
             Reason::QuotaExceeded => "quota-exceeded",
             Reason::LimitStoreUnavailable => "limit-store-unavailable",
             Reason::BadPath => "bad-path",
+            Reason::AmbiguousPath => "ambiguous-path",
             Reason::NoRoute => "no-route",
             Reason::CatchAll => "catch-all",
             Reason::BodyTooLarge => "body-too-large",
             Reason::InvalidGrpcTimeout => "invalid-grpc-timeout",
             Reason::CircuitOpen => "circuit-open",
             Reason::NoHealthyInstance => "no-healthy-instance",
+            Reason::Overloaded => "overloaded",
             Reason::IdentityNotRepresentable => "identity-not-representable",
             Reason::CorsRejected => "cors-rejected",
             Reason::UpstreamUnreachable => "upstream-unreachable",
             Reason::UpstreamReset => "upstream-reset",
             Reason::UpstreamTimeout => "upstream-timeout",
             Reason::UpstreamBadUpgrade => "upstream-bad-upgrade",
+            Reason::MalformedBody => "malformed-body",
+            Reason::RequestBodyTimeout => "request-body-timeout",
+            Reason::UpstreamBadResponse => "upstream-bad-response",
+            Reason::UpstreamIdleTimeout => "upstream-idle-timeout",
             Reason::StreamDurationExceeded => "stream-duration-exceeded",
         }
     }
@@ -156,6 +186,10 @@ impl Reason {
             Reason::UriTooLong => &[StageId::Tls],
             Reason::HeadersTooLarge => &[StageId::Tls],
             Reason::MisdirectedRequest => &[StageId::Tls],
+            Reason::MalformedRequest => &[StageId::Tls],
+            Reason::UnsupportedTransferCoding => &[StageId::Tls],
+            Reason::MissingHost => &[StageId::Tls],
+            Reason::InvalidHost => &[StageId::Tls],
             Reason::MissingCredentials => &[StageId::Authn],
             Reason::DuplicateCredentials => &[StageId::Authn],
             Reason::UnsupportedAuthScheme => &[StageId::Authn],
@@ -182,18 +216,24 @@ impl Reason {
             Reason::QuotaExceeded => &[StageId::Ratelimit],
             Reason::LimitStoreUnavailable => &[StageId::Ratelimit],
             Reason::BadPath => &[StageId::Route],
+            Reason::AmbiguousPath => &[StageId::Route],
             Reason::NoRoute => &[StageId::Route],
             Reason::CatchAll => &[StageId::Route],
             Reason::BodyTooLarge => &[StageId::Route, StageId::Forward],
             Reason::InvalidGrpcTimeout => &[StageId::Route],
             Reason::CircuitOpen => &[StageId::Route],
             Reason::NoHealthyInstance => &[StageId::Route],
+            Reason::Overloaded => &[StageId::Tls, StageId::Route],
             Reason::IdentityNotRepresentable => &[StageId::MutateRequest],
             Reason::CorsRejected => &[StageId::MutateResponse],
             Reason::UpstreamUnreachable => &[StageId::Forward],
             Reason::UpstreamReset => &[StageId::Forward],
             Reason::UpstreamTimeout => &[StageId::Forward],
             Reason::UpstreamBadUpgrade => &[StageId::Forward],
+            Reason::MalformedBody => &[StageId::Forward],
+            Reason::RequestBodyTimeout => &[StageId::Forward],
+            Reason::UpstreamBadResponse => &[StageId::Forward],
+            Reason::UpstreamIdleTimeout => &[StageId::Forward],
             // `forward` streams the response; the cut is its.
             Reason::StreamDurationExceeded => &[StageId::Forward],
         }
@@ -206,6 +246,10 @@ impl Reason {
             Reason::UriTooLong => StatusCode::URI_TOO_LONG,
             Reason::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Reason::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            Reason::MalformedRequest => StatusCode::BAD_REQUEST,
+            Reason::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Reason::MissingHost => StatusCode::BAD_REQUEST,
+            Reason::InvalidHost => StatusCode::BAD_REQUEST,
             Reason::MissingCredentials => StatusCode::UNAUTHORIZED,
             Reason::DuplicateCredentials => StatusCode::UNAUTHORIZED,
             Reason::UnsupportedAuthScheme => StatusCode::UNAUTHORIZED,
@@ -232,18 +276,24 @@ impl Reason {
             Reason::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Reason::LimitStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::BadPath => StatusCode::BAD_REQUEST,
+            Reason::AmbiguousPath => StatusCode::BAD_REQUEST,
             Reason::NoRoute => StatusCode::NOT_FOUND,
             Reason::CatchAll => StatusCode::NOT_FOUND,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::InvalidGrpcTimeout => StatusCode::BAD_REQUEST,
             Reason::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             Reason::NoHealthyInstance => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Reason::IdentityNotRepresentable => StatusCode::BAD_REQUEST,
             Reason::CorsRejected => StatusCode::FORBIDDEN,
             Reason::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Reason::UpstreamReset => StatusCode::BAD_GATEWAY,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::UpstreamBadUpgrade => StatusCode::BAD_GATEWAY,
+            Reason::MalformedBody => StatusCode::BAD_REQUEST,
+            Reason::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Reason::UpstreamBadResponse => StatusCode::BAD_GATEWAY,
+            Reason::UpstreamIdleTimeout => StatusCode::GATEWAY_TIMEOUT,
             // Never sent: the cut comes after the head, whose status the record keeps.
             Reason::StreamDurationExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -294,6 +344,16 @@ impl Reason {
             | Reason::UpstreamReset
             | Reason::UpstreamTimeout
             | Reason::UpstreamBadUpgrade
+            | Reason::MalformedRequest
+            | Reason::UnsupportedTransferCoding
+            | Reason::MissingHost
+            | Reason::InvalidHost
+            | Reason::AmbiguousPath
+            | Reason::Overloaded
+            | Reason::MalformedBody
+            | Reason::RequestBodyTimeout
+            | Reason::UpstreamBadResponse
+            | Reason::UpstreamIdleTimeout
             | Reason::StreamDurationExceeded => Some("invalid_token"),
         }
     }
@@ -344,6 +404,16 @@ impl Reason {
             | Reason::UpstreamUnreachable
             | Reason::UpstreamReset => GrpcCode::Unavailable,
             Reason::UpstreamTimeout | Reason::StreamDurationExceeded => GrpcCode::DeadlineExceeded,
+            Reason::MalformedRequest => GrpcCode::InvalidArgument,
+            Reason::UnsupportedTransferCoding => GrpcCode::InvalidArgument,
+            Reason::MissingHost => GrpcCode::InvalidArgument,
+            Reason::InvalidHost => GrpcCode::InvalidArgument,
+            Reason::AmbiguousPath => GrpcCode::InvalidArgument,
+            Reason::Overloaded => GrpcCode::Unavailable,
+            Reason::MalformedBody => GrpcCode::InvalidArgument,
+            Reason::RequestBodyTimeout => GrpcCode::DeadlineExceeded,
+            Reason::UpstreamBadResponse => GrpcCode::Unavailable,
+            Reason::UpstreamIdleTimeout => GrpcCode::DeadlineExceeded,
             Reason::IdentityNotRepresentable | Reason::UpstreamBadUpgrade => GrpcCode::Internal,
         }
     }

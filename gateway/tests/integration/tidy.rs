@@ -200,7 +200,10 @@ fn the_stop_reasons_table_in_docs_is_reason_all() {
         for stage in reason.stages() {
             let status = if reason == Reason::CatchAll {
                 "its status".to_string()
-            } else if reason == Reason::StreamDurationExceeded {
+            } else if matches!(
+                reason,
+                Reason::StreamDurationExceeded | Reason::UpstreamIdleTimeout
+            ) {
                 // A cut after the head: the record keeps the status already sent.
                 "the one sent".to_string()
             } else {

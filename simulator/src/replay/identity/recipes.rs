@@ -79,6 +79,16 @@ pub fn recipe(reason: Option<&str>) -> Recipe {
         | Reason::UpstreamReset
         | Reason::UpstreamTimeout
         | Reason::UpstreamBadUpgrade
+        | Reason::MalformedRequest
+        | Reason::UnsupportedTransferCoding
+        | Reason::MissingHost
+        | Reason::InvalidHost
+        | Reason::AmbiguousPath
+        | Reason::Overloaded
+        | Reason::MalformedBody
+        | Reason::RequestBodyTimeout
+        | Reason::UpstreamBadResponse
+        | Reason::UpstreamIdleTimeout
         | Reason::StreamDurationExceeded => Recipe::Valid,
     }
 }
