@@ -136,11 +136,18 @@ pub struct UpstreamBadResponse(pub &'static str);
 impl UpstreamBadResponse {
     /// Whether `error` or one of its sources is one. An `io::Error`'s `source` skips the error it
     /// wraps, so each `io::Error` of the chain is opened by hand.
+    ///
+    /// HTTP/2 is framed by the h2 library, which checks what this type's checks do for HTTP/1.1
+    /// (`content-length` against the DATA frames, repeated `content-length`, connection-specific
+    /// fields) and resets the stream with `PROTOCOL_ERROR` itself: that counts as one too.
     pub fn is_in(error: &(dyn std::error::Error + 'static)) -> bool {
         let mut cause = Some(error);
         while let Some(e) = cause {
             if e.is::<UpstreamBadResponse>() {
                 return true;
+            }
+            if let Some(h2) = e.downcast_ref::<h2::Error>() {
+                return h2.reason() == Some(h2::Reason::PROTOCOL_ERROR) && h2.is_library();
             }
             if let Some(inner) = e
                 .downcast_ref::<std::io::Error>()

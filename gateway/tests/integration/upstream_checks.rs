@@ -472,3 +472,145 @@ async fn an_idle_timeout_of_zero_is_a_config_problem() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 upstreams: h2 frames and checks the response itself; the idle timeout resets the stream.
+
+/// What the HTTP/2 fake answers on `path`.
+async fn h2_answer(
+    path: String,
+    mut respond: h2::server::SendResponse<bytes::Bytes>,
+    release: Arc<Notify>,
+    resets: Arc<std::sync::Mutex<Vec<h2::Reason>>>,
+) {
+    let head = |cl: &[&str]| {
+        let mut response = http::Response::builder().status(200);
+        for value in cl {
+            response = response.header("content-length", *value);
+        }
+        response.body(()).expect("response")
+    };
+    match path.as_str() {
+        "/two-cl" => {
+            let _ = respond.send_response(head(&["2", "5"]), true);
+        }
+        "/short" => {
+            let Ok(mut body) = respond.send_response(head(&["10"]), false) else {
+                return;
+            };
+            release.notified().await;
+            let _ = body.send_data(bytes::Bytes::from_static(b"short"), true);
+        }
+        "/trickle" => {
+            let Ok(mut body) = respond.send_response(head(&["100"]), false) else {
+                return;
+            };
+            let _ = body.send_data(bytes::Bytes::from_static(b"first"), false);
+            if let Ok(reason) = std::future::poll_fn(|cx| body.poll_reset(cx)).await {
+                resets.lock().expect("resets").push(reason);
+            }
+        }
+        _ => {
+            let Ok(mut body) = respond.send_response(head(&["2"]), false) else {
+                return;
+            };
+            let _ = body.send_data(bytes::Bytes::from_static(b"ok"), true);
+        }
+    }
+}
+
+struct H2Fake {
+    address: SocketAddr,
+    release: Arc<Notify>,
+    /// The codes of the streams the gateway reset.
+    resets: Arc<std::sync::Mutex<Vec<h2::Reason>>>,
+}
+
+async fn h2_fake() -> H2Fake {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let fake = H2Fake {
+        address: listener.local_addr().expect("address"),
+        release: Arc::default(),
+        resets: Arc::default(),
+    };
+    let (release, resets) = (fake.release.clone(), fake.resets.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (release, resets) = (release.clone(), resets.clone());
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((request, respond))) = connection.accept().await {
+                    let path = request.uri().path().to_string();
+                    tokio::spawn(h2_answer(path, respond, release.clone(), resets.clone()));
+                }
+            });
+        }
+    });
+    fake
+}
+
+fn h2_config(upstream: SocketAddr) -> String {
+    config(upstream).replace(
+        "    request_timeout: 5s\n",
+        "    request_timeout: 5s\n    protocol: h2c\n",
+    )
+}
+
+#[tokio::test]
+async fn an_http2_response_h2_finds_malformed_is_named_upstream_bad_response() {
+    let fake = h2_fake().await;
+    let mut gw = TestGateway::start(&h2_config(fake.address)).await;
+    // Two differing content-lengths in the head: refused before anything reaches the client.
+    let reply = gw.get("/two-cl").await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(
+        reply.problem()["type"],
+        "urn:gatehouse:problem:upstream-bad-response"
+    );
+    let record = gw.record().await;
+    assert_eq!(record.reason.as_deref(), Some("upstream-bad-response"));
+    // Fewer DATA bytes than content-length said, after the head: the client's response is cut.
+    let mut client = raw_request(gw.handle.address(), "/short").await;
+    let seen = read_until(&mut client, "\r\n\r\n").await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    fake.release.notify_one();
+    let rest = read_to_close(&mut client).await;
+    assert!(
+        rest.len() < 10,
+        "the body never reaches its length: {rest:?}"
+    );
+    let record = gw.record().await;
+    assert!(!record.completed, "{record:?}");
+    assert_eq!(record.reason.as_deref(), Some("upstream-bad-response"));
+    assert_eq!(gw.get("/good").await.status, 200, "the canary");
+}
+
+#[tokio::test]
+async fn an_http2_upstream_silent_mid_body_has_its_stream_reset_at_the_idle_timeout() {
+    let fake = h2_fake().await;
+    let mut gw = TestGateway::start(&h2_config(fake.address)).await;
+    let mut client = raw_request(gw.handle.address(), "/trickle").await;
+    let seen = read_until(&mut client, "first").await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    read_to_close(&mut client).await;
+    let record = gw.record().await;
+    assert!(!record.completed, "{record:?}");
+    assert_eq!(record.reason.as_deref(), Some("upstream-idle-timeout"));
+    let reason = eventually(
+        "the upstream's stream is reset",
+        Duration::from_secs(5),
+        async || match fake.resets.lock().expect("resets").as_slice() {
+            [reason] => Ok(*reason),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert_eq!(
+        reason,
+        h2::Reason::CANCEL,
+        "the gateway no longer wants the stream"
+    );
+    assert_eq!(gw.get("/good").await.status, 200, "the canary");
+}

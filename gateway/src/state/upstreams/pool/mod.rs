@@ -95,8 +95,8 @@ pub enum PoolErrorKind {
     Reset,
     /// The client's streamed body grew past the route's limit.
     BodyTooLarge,
-    /// The response head broke the strict HTTP/1.1 checks (`checked.rs`): its connection is
-    /// closed, never reused.
+    /// The response head broke the strict HTTP/1.1 checks (`checked.rs`), and its connection is
+    /// closed, never reused; or the h2 library found an HTTP/2 response malformed and reset it.
     BadResponse,
 }
 
