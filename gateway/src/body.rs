@@ -5,7 +5,8 @@
 //!
 //! A response body also keeps its client connection counted busy until it ends ([`Busy`]), so
 //! the server's idle timeout never takes a stream that is still open for idleness, and ends the
-//! stream when `limits.max_stream_duration` passes ([`ResponseBody::stream`]).
+//! stream when `limits.max_stream_duration` passes ([`ResponseBody::stream`]) or when the
+//! upstream sends nothing for its `idle_timeout` ([`ResponseBody::idle_after`]).
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -111,7 +112,7 @@ impl StreamTracker {
 /// gateway no longer wants the stream, nothing failed. HTTP/1.1 closes the connection, the only
 /// way to tell a client mid-body that the body will not end.
 #[derive(Debug, thiserror::Error)]
-#[error("the stream lasted longer than limits.max_stream_duration")]
+#[error("the gateway cut the stream before its end (the record names why)")]
 pub struct StreamCut {
     #[source]
     reset: h2::Error,
@@ -122,6 +123,43 @@ impl StreamCut {
         Self {
             reset: h2::Error::from(h2::Reason::CANCEL),
         }
+    }
+}
+
+/// An upstream response the pool's checks refused (its framing is ambiguous or malformed): before
+/// its head is whole, `forward` answers 502 `upstream-bad-response`; after, the response is cut
+/// and the record names the same reason. Travels inside an `io::Error` through hyper.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream's response is malformed: {0}")]
+pub struct UpstreamBadResponse(pub &'static str);
+
+impl UpstreamBadResponse {
+    /// Whether `error` or one of its sources is one. An `io::Error`'s `source` skips the error it
+    /// wraps, so each `io::Error` of the chain is opened by hand.
+    ///
+    /// HTTP/2 is framed by the h2 library, which checks what this type's checks do for HTTP/1.1
+    /// (`content-length` against the DATA frames, repeated `content-length`, connection-specific
+    /// fields) and resets the stream with `PROTOCOL_ERROR` itself: that counts as one too.
+    pub fn is_in(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if e.is::<UpstreamBadResponse>() {
+                return true;
+            }
+            if let Some(h2) = e.downcast_ref::<h2::Error>() {
+                return h2.reason() == Some(h2::Reason::PROTOCOL_ERROR) && h2.is_library();
+            }
+            if let Some(inner) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                if inner.is::<UpstreamBadResponse>() {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
     }
 }
 
@@ -343,6 +381,34 @@ pub struct ResponseBody {
     /// A gRPC call's deadline: when to stop relaying the upstream's stream, and the trailers
     /// that end it instead.
     end_with: Option<(Pin<Box<tokio::time::Sleep>>, http::HeaderMap)>,
+    /// The upstream's `idle_timeout`: the longest the body waits for the upstream's next bytes.
+    idle: Option<IdleTimer>,
+}
+
+/// Times only the waits on the upstream — from a read that found nothing to the next bytes — so a
+/// slow client, which stops the body being read at all, never counts against the upstream.
+struct IdleTimer {
+    after: Duration,
+    /// Made at the first wait (a body read whole at once never needs one), reset at each later.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    waiting: bool,
+}
+
+impl IdleTimer {
+    /// The body read nothing: whether the upstream has now been silent for `after`.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.waiting {
+            self.waiting = true;
+            match &mut self.sleep {
+                // In place: a wait costs no allocation after the first.
+                Some(sleep) => sleep.set(tokio::time::sleep(self.after)),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep(self.after))),
+            }
+        }
+        self.sleep
+            .as_mut()
+            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+    }
 }
 
 impl ResponseBody {
@@ -366,6 +432,19 @@ impl ResponseBody {
             busy: None,
             deadline: None,
             end_with: None,
+            idle: None,
+        }
+    }
+
+    /// Cuts an upstream's body when the upstream sends nothing for `after` (its `idle_timeout`),
+    /// recorded as `forward` / `upstream-idle-timeout`.
+    pub fn idle_after(&mut self, after: Duration) {
+        if matches!(self.content, ResponseContent::Upstream(_)) && !self.is_end_stream() {
+            self.idle = Some(IdleTimer {
+                after,
+                sleep: None,
+                waiting: false,
+            });
         }
     }
 
@@ -408,18 +487,23 @@ impl ResponseBody {
         self.busy = None;
         self.deadline = None;
         self.end_with = None;
+        self.idle = None;
     }
 
-    /// Ends the stream before its end: the upstream's body is dropped (which cancels it there),
-    /// the record says why.
-    fn cut(&mut self) -> StreamCut {
+    /// Ends the stream before its end: the upstream's body is dropped (which cancels it there;
+    /// an HTTP/1.1 upstream connection mid-body is closed, never reused), the record says why.
+    fn cut(&mut self, reason: Reason) -> StreamCut {
         self.content = ResponseContent::Full(None);
-        if let Some(pending) = self.pending.as_mut() {
-            pending.record.stopped_at = Some(StageId::Forward);
-            pending.record.reason = Some(Cow::Borrowed(Reason::StreamDurationExceeded.as_str()));
-        }
+        self.name_stop(reason);
         self.finish(false);
         StreamCut::new()
+    }
+
+    fn name_stop(&mut self, reason: Reason) {
+        if let Some(pending) = self.pending.as_mut() {
+            pending.record.stopped_at = Some(StageId::Forward);
+            pending.record.reason = Some(Cow::Borrowed(reason.as_str()));
+        }
     }
 }
 
@@ -453,12 +537,28 @@ impl Body for ResponseBody {
         }
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Some(Err(Box::new(this.cut()))));
+                return Poll::Ready(Some(Err(Box::new(
+                    this.cut(Reason::StreamDurationExceeded),
+                ))));
             }
         }
         let polled = match &mut this.content {
             ResponseContent::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
-            ResponseContent::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
+            ResponseContent::Upstream(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(polled) => {
+                    if let Some(idle) = &mut this.idle {
+                        idle.waiting = false;
+                    }
+                    polled
+                }
+                Poll::Pending => {
+                    if this.idle.as_mut().is_some_and(|idle| idle.expired(cx)) {
+                        let cut = this.cut(Reason::UpstreamIdleTimeout);
+                        return Poll::Ready(Some(Err(Box::new(cut))));
+                    }
+                    return Poll::Pending;
+                }
+            },
         };
         let polled = polled.map(|frame| frame.map_err(Self::Error::from));
         match &polled {
@@ -479,7 +579,12 @@ impl Body for ResponseBody {
                     this.finish(true);
                 }
             }
-            Some(Err(_)) => this.finish(false),
+            Some(Err(e)) => {
+                if UpstreamBadResponse::is_in(e.as_ref()) {
+                    this.name_stop(Reason::UpstreamBadResponse);
+                }
+                this.finish(false)
+            }
             None => this.finish(true),
         }
         Poll::Ready(polled)

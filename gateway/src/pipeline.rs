@@ -92,6 +92,11 @@ pub async fn handle<B: Into<Option<Incoming>>>(
     let (mut response, stop) = match outcome {
         Ok(Outcome::Upstream(response)) => {
             let mut response = response.map(ResponseBody::upstream);
+            if let Some(target) = &cx.target {
+                response
+                    .body_mut()
+                    .idle_after(target.upstream.config.idle_timeout);
+            }
             if let Some(call) = &cx.grpc {
                 // A trailers-only answer carries its status in the head; trailers fill it later.
                 grpc_status = grpc::status_of(response.headers());

@@ -33,5 +33,6 @@ mod integration {
     mod server;
     mod streams;
     mod tidy;
+    mod upstream_checks;
     mod upstream_h2;
 }

@@ -142,6 +142,12 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
             &mut problems,
         );
         check_protocol(up, &path, &mut problems);
+        if up.idle_timeout.is_zero() {
+            problems.push((
+                format!("{path}.idle_timeout"),
+                "an upstream needs more than 0s to send its body's next bytes".into(),
+            ));
+        }
         let name: Arc<str> = Arc::from(name.as_str());
         upstreams.insert(
             name.clone(),
@@ -150,6 +156,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                 instances,
                 connect_timeout: up.connect_timeout,
                 request_timeout: up.request_timeout,
+                idle_timeout: up.idle_timeout,
                 resilience: super::resilience::compile_upstream(
                     super::resilience::RawUpstreamResilience {
                         load_balancing: up.load_balancing.as_ref(),

@@ -56,6 +56,8 @@ pub struct Upstream {
     pub instances: Vec<Instance>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The longest wait for the upstream's next response-body bytes (`idle_timeout`).
+    pub idle_timeout: Duration,
     /// TLS toward the upstream (`upstreams.<name>.tls`): the CA to verify it and the client
     /// certificate to present. The pooled client is built from it when the config is bound
     /// (crate::state::upstreams), never here.

@@ -213,6 +213,10 @@ pub struct RawUpstream {
     /// Time allowed until the upstream's response head arrives.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// The longest the upstream may send nothing while its response body is read; then the
+    /// response is cut (`upstream-idle-timeout`).
+    #[serde(default = "default_upstream_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Connect to the instances with TLS (config/identity.rs).
     #[serde(default)]
     pub tls: Option<super::tls::RawUpstreamTls>,
@@ -281,6 +285,11 @@ fn default_connect_timeout() -> Duration {
 
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// nginx's `proxy_read_timeout`: a minute of silence mid-body is a stuck upstream, not a slow one.
+fn default_upstream_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// An instance is written either as `"127.0.0.1:9001"` or as `{ address: ..., weight: ... }`.

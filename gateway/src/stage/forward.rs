@@ -1,7 +1,8 @@
 //! `forward`: sends the request to the instance `route` picked, through the upstream's pooled
 //! keep-alive client, streaming the body both ways. Refused or reset connections are a 502, a
 //! response head that does not arrive within the upstream's request timeout is a 504, a body over
-//! the route's limit discovered while streaming is a 413. Retries and the total timeout are in
+//! the route's limit discovered while streaming is a 413, a response head the pool's strict checks
+//! refuse is a 502 `upstream-bad-response`. Retries and the total timeout are in
 //! `attempt.rs`, WebSocket pass-through in `websocket.rs`.
 
 use http::{HeaderValue, Request, Response, Version, header};
@@ -86,6 +87,8 @@ enum TryFailure {
     Refused,
     /// The client's streamed body grew past the route's limit: the client's fault.
     BodyTooLarge,
+    /// The response head's framing was ambiguous or malformed; the connection is closed.
+    BadResponse,
 }
 
 impl TryFailure {
@@ -95,6 +98,7 @@ impl TryFailure {
             PoolErrorKind::Refused => TryFailure::Refused,
             PoolErrorKind::Reset => TryFailure::Reset,
             PoolErrorKind::BodyTooLarge => TryFailure::BodyTooLarge,
+            PoolErrorKind::BadResponse => TryFailure::BadResponse,
         }
     }
 
@@ -115,6 +119,11 @@ impl TryFailure {
                 STAGE,
                 Reason::UpstreamReset,
                 "the upstream refused the stream and no retry was left",
+            ),
+            TryFailure::BadResponse => Rejection::new(
+                STAGE,
+                Reason::UpstreamBadResponse,
+                "the upstream's response was malformed or its framing ambiguous",
             ),
         }
     }

@@ -2,7 +2,8 @@
 //! upstream's `retries` policy allows it — more, each to an instance this request has not tried.
 //!
 //! A try is retried only when all of these hold:
-//! - its failure was a refused connection, a reset before the response head, or a 502/503 answer
+//! - its failure was a refused connection, a reset before the response head, a response head the
+//!   strict checks refused (`upstream-bad-response`), or a 502/503 answer
 //!   (never a timeout: a hanging upstream is not helped by more requests);
 //! - the method is in the policy's `methods` (the idempotent ones by default);
 //! - the request has **no body**. A streamed body cannot be sent twice and the gateway never
@@ -181,6 +182,10 @@ pub(super) async fn run(
                     // Not processed: no verdict on the instance's health.
                     TryFailure::Refused => (Outcome::Neutral, true),
                     TryFailure::Reset => (Outcome::Failure, true),
+                    // A broken server, like a 5xx: a failure for breaker and ejection, and like
+                    // a reset before any response byte reached the client, retried under the
+                    // policy (idempotent, bodiless) on another instance.
+                    TryFailure::BadResponse => (Outcome::Failure, true),
                     TryFailure::BodyTooLarge => (Outcome::Neutral, false),
                 };
                 (outcome, retryable, Err(failure.rejection(limit)))

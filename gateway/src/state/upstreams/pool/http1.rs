@@ -1,18 +1,60 @@
 //! HTTP/1.1 connections of one instance: a stack of idle senders, each carrying one request at a
 //! time. A request pops the most recently returned one (warm, least likely to have been closed by
 //! the upstream's idle timer), and its lease pushes it back when the response body has ended.
+//! Every connection's responses are read through the strict checks of `checked.rs`.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::SendRequest;
 use parking_lot::Mutex;
 
+use super::checked::{Checked, Exchange};
 use crate::body::UpstreamRequestBody;
 
 /// Idle connections kept per instance; more are closed when their exchange ends.
 const MAX_IDLE: usize = 256;
 
-pub type Sender = SendRequest<UpstreamRequestBody>;
+/// One connection's sender, with what its response checks must know of each request.
+pub struct Sender {
+    send: SendRequest<UpstreamRequestBody>,
+    exchange: Arc<Exchange>,
+}
+
+impl Sender {
+    pub fn is_closed(&self) -> bool {
+        self.send.is_closed()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.send.is_ready()
+    }
+
+    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
+        self.send.ready().await
+    }
+
+    pub fn try_send_request(
+        &mut self,
+        request: Request<UpstreamRequestBody>,
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<UpstreamRequestBody>>>>
+    {
+        self.exchange.sending(request.method());
+        self.send.try_send_request(request)
+    }
+
+    pub fn send_request(
+        &mut self,
+        request: Request<UpstreamRequestBody>,
+    ) -> impl Future<Output = Result<Response<Incoming>, hyper::Error>> {
+        self.exchange.sending(request.method());
+        self.send.send_request(request)
+    }
+}
 
 #[derive(Default)]
 pub struct Idle {
@@ -49,13 +91,16 @@ impl Idle {
 }
 
 /// The connection's task: hyper needs its future polled for bytes to move. Upgrades stay on so a
-/// WebSocket handshake can take the connection over.
+/// WebSocket handshake can take the connection over. hyper reads through [`Checked`]: its own
+/// parser is lenient about response framing, the checks are not.
 pub async fn handshake(stream: Box<dyn super::connect::Stream>) -> Result<Sender, hyper::Error> {
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake(hyper_util::rt::TokioIo::new(stream))
+    let exchange = Arc::new(Exchange::default());
+    let checked = Checked::new(stream, exchange.clone());
+    let (send, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(hyper_util::rt::TokioIo::new(checked))
         .await?;
     tokio::spawn(async move {
         let _ = connection.with_upgrades().await;
     });
-    Ok(sender)
+    Ok(Sender { send, exchange })
 }

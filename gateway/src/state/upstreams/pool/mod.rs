@@ -17,11 +17,12 @@ use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
 use parking_lot::RwLock;
 
-use crate::body::{BodyTooLarge, UpstreamRequestBody};
+use crate::body::{BodyTooLarge, UpstreamBadResponse, UpstreamRequestBody};
 use crate::config::Upstream;
 use crate::config::UpstreamProtocol;
 use crate::config::raw::RawHttp2;
 
+mod checked;
 mod connect;
 mod http1;
 mod http2;
@@ -94,6 +95,9 @@ pub enum PoolErrorKind {
     Reset,
     /// The client's streamed body grew past the route's limit.
     BodyTooLarge,
+    /// The response head broke the strict HTTP/1.1 checks (`checked.rs`), and its connection is
+    /// closed, never reused; or the h2 library found an HTTP/2 response malformed and reset it.
+    BadResponse,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +119,9 @@ impl PoolError {
     fn sent(error: hyper::Error) -> Self {
         let mut cause: Option<&(dyn StdError + 'static)> = Some(&error);
         let mut kind = PoolErrorKind::Reset;
+        if UpstreamBadResponse::is_in(&error) {
+            return Self::new(PoolErrorKind::BadResponse, error);
+        }
         while let Some(e) = cause {
             if e.downcast_ref::<BodyTooLarge>().is_some() {
                 kind = PoolErrorKind::BodyTooLarge;

@@ -1,0 +1,594 @@
+//! The strict reader of an HTTP/1.1 upstream connection: every byte hyper reads passes through a
+//! scanner that follows the responses' framing — each head, then its body by `Content-Length` or
+//! chunks, then the next head — and refuses what RFC 9112 calls ambiguous or what a lenient
+//! parser and a strict one would frame differently (a desync, or a smuggled response):
+//!
+//! - a head line that does not end in CRLF (a bare LF, a CR without LF), obsolete line folding,
+//!   whitespace before a field's colon, a field name outside `tchar`, a control byte (NUL
+//!   included) in a field value or the reason phrase, a status line that is not `HTTP/1.x NNN`;
+//! - `Content-Length` together with `Transfer-Encoding`; a `Content-Length` that is not one
+//!   decimal number, or appears twice — even `5, 5`, which RFC 9110 §8.6 lets a recipient read
+//!   as one, because a second value is only ever there by a bug or an attack;
+//! - a `Transfer-Encoding` that is not exactly one `chunked` (two lines, `chunked, chunked`,
+//!   `gzip, chunked`, an unknown coding), or any on an HTTP/1.0 response (RFC 9112 §6.1);
+//! - in a chunked body: a chunk size that is not hex or overflows, a control byte in a chunk
+//!   extension, chunk data not followed by CRLF, a trailer line as malformed as a head's, or a
+//!   framing field (`Content-Length`, `Transfer-Encoding`) in the trailers;
+//! - bytes after a response that are not a valid next head, or any byte of a response while no
+//!   request is waiting for one (a response queued ahead would answer the next request).
+//!
+//! A violation fails the read that carries it (hyper never sees those bytes) and every read
+//! after, with an [`UpstreamBadResponse`] inside the `io::Error`: hyper ends the connection, so it
+//! is closed, never reused, and the pool reports the failure as `upstream-bad-response`.
+//!
+//! Which responses have no body depends on the request (`HEAD`, a `CONNECT` tunnel), so the pool
+//! tells the connection's [`Exchange`] each request's method before sending it — one request at
+//! a time on an HTTP/1.1 connection — and counts the requests, so that a response nobody asked
+//! for is refused rather than kept for the next request. After `101 Switching Protocols`, a `CONNECT` tunnel or a
+//! body that runs to the connection's close, nothing further is HTTP and nothing is checked.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use http::Method;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::body::UpstreamBadResponse;
+
+/// The request a connection carries now, as far as framing its response needs.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    method: AtomicU8,
+    /// Requests handed to hyper on this connection.
+    sent: AtomicU64,
+}
+
+const OTHER: u8 = 0;
+const HEAD: u8 = 1;
+const CONNECT: u8 = 2;
+
+impl Exchange {
+    /// Called before each request is handed to hyper.
+    pub fn sending(&self, method: &Method) {
+        let kind = if method == Method::HEAD {
+            HEAD
+        } else if method == Method::CONNECT {
+            CONNECT
+        } else {
+            OTHER
+        };
+        self.method.store(kind, Ordering::Relaxed);
+        // After the method: whoever sees the count sees the method of the request it counts.
+        self.sent.fetch_add(1, Ordering::Release);
+    }
+
+    fn now(&self) -> Sent {
+        let sent = self.sent.load(Ordering::Acquire);
+        Sent {
+            method: self.method.load(Ordering::Relaxed),
+            sent,
+        }
+    }
+}
+
+/// What the scanner knows of the requests when it reads.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// The latest request's method.
+    method: u8,
+    /// How many requests were sent.
+    sent: u64,
+}
+
+/// A connection's stream with its responses checked on the way in; writes pass through.
+pub struct Checked<S> {
+    inner: S,
+    scan: Scan,
+    exchange: Arc<Exchange>,
+}
+
+impl<S> Checked<S> {
+    pub fn new(inner: S, exchange: Arc<Exchange>) -> Self {
+        Self {
+            inner,
+            scan: Scan::default(),
+            exchange,
+        }
+    }
+}
+
+fn refused(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, UpstreamBadResponse(what))
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(what) = this.scan.failed {
+            return Poll::Ready(Err(refused(what)));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        match this.scan.feed(&buf.filled()[before..], this.exchange.now()) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(what) => {
+                this.scan.failed = Some(what);
+                // The caller advances its buffer only on `Ok`: these bytes are never parsed.
+                Poll::Ready(Err(refused(what)))
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+type Violation = &'static str;
+
+/// Where the scanner is in the stream of responses.
+#[derive(Debug, Default)]
+struct Scan {
+    phase: Phase,
+    failed: Option<Violation>,
+    /// Final (non-interim) response heads read whole.
+    answered: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Head(Head),
+    /// Bytes left of a `Content-Length` body.
+    Fixed(u64),
+    Chunked(Chunk),
+    Trailers(Fields),
+    /// A body to the connection's close, or another protocol: not HTTP/1.1 framing any more.
+    Unchecked,
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Phase::Head(Head::default())
+    }
+}
+
+/// A response head being read.
+#[derive(Debug, Default)]
+struct Head {
+    at: StatusAt,
+    status: u16,
+    http10: bool,
+    fields: Fields,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum StatusAt {
+    /// Matching `HTTP/1.` at this index.
+    #[default]
+    Version0,
+    Version(u8),
+    Minor,
+    VersionSp,
+    Code(u8),
+    CodeEnd,
+    Reason,
+    Lf,
+    Fields,
+}
+
+/// A field section: a head's fields or a chunked body's trailers.
+#[derive(Debug, Default)]
+struct Fields {
+    at: FieldAt,
+    trailers: bool,
+    /// The field name so far, lowercased, while it could still be a framing field's.
+    name: [u8; NAME_MAX],
+    name_len: usize,
+    field: Framing,
+    /// The value of a framing field so far (nobody needs a long one).
+    value: [u8; VALUE_MAX],
+    value_len: usize,
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+const NAME_MAX: usize = b"transfer-encoding".len();
+const VALUE_MAX: usize = 32;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum FieldAt {
+    #[default]
+    LineStart,
+    Name,
+    Value,
+    ValueLf,
+    EndLf,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    #[default]
+    Other,
+    ContentLength,
+    TransferEncoding,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    Size {
+        value: u64,
+        digits: bool,
+    },
+    /// Whitespace after the size: only a chunk extension may follow.
+    SizeWs {
+        value: u64,
+    },
+    Ext {
+        value: u64,
+    },
+    SizeLf {
+        value: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+}
+
+const CHUNK_START: Chunk = Chunk::Size {
+    value: 0,
+    digits: false,
+};
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A byte a field value, reason phrase or chunk extension may hold: HTAB, SP, VCHAR, obs-text.
+fn is_text(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
+/// What a line byte that is not allowed where it is says about the line.
+fn misplaced(b: u8, otherwise: Violation) -> Violation {
+    match b {
+        b'\n' => "a line ends in a bare LF",
+        b'\r' => "a CR not followed by LF",
+        _ => otherwise,
+    }
+}
+
+impl Scan {
+    /// Checks the next bytes of the stream.
+    fn feed(&mut self, mut bytes: &[u8], sent: Sent) -> Result<(), Violation> {
+        while let Some((&b, rest)) = bytes.split_first() {
+            match &mut self.phase {
+                Phase::Unchecked => return Ok(()),
+                Phase::Fixed(left) => {
+                    let n = bytes
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    bytes = &bytes[n..];
+                    if *left == 0 {
+                        self.phase = Phase::default();
+                    }
+                    continue;
+                }
+                Phase::Chunked(Chunk::Data(left)) => {
+                    let n = bytes
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    bytes = &bytes[n..];
+                    if *left == 0 {
+                        self.phase = Phase::Chunked(Chunk::DataCr);
+                    }
+                    continue;
+                }
+                Phase::Head(head) => {
+                    if matches!(head.at, StatusAt::Version0) && self.answered >= sent.sent {
+                        return Err("a response while no request is waiting for one");
+                    }
+                    if let Some(next) = head.step(b, sent.method)? {
+                        if !(100..=199).contains(&head.status) || head.status == 101 {
+                            self.answered += 1;
+                        }
+                        self.phase = next;
+                    }
+                }
+                Phase::Chunked(chunk) => {
+                    if chunk.step(b)? {
+                        self.phase = Phase::Trailers(Fields::trailers());
+                    }
+                }
+                Phase::Trailers(fields) => {
+                    if fields.step(b)? {
+                        self.phase = Phase::default();
+                    }
+                }
+            }
+            bytes = rest;
+        }
+        Ok(())
+    }
+}
+
+impl Head {
+    /// One byte of the head; at its end, what comes after it.
+    fn step(&mut self, b: u8, method: u8) -> Result<Option<Phase>, Violation> {
+        const BAD: Violation = "a status line that is not `HTTP/1.x NNN reason`";
+        const VERSION: &[u8] = b"HTTP/1.";
+        self.at = match self.at {
+            StatusAt::Version0 if b == VERSION[0] => StatusAt::Version(1),
+            StatusAt::Version(i) if b == VERSION[usize::from(i)] => {
+                if usize::from(i) + 1 == VERSION.len() {
+                    StatusAt::Minor
+                } else {
+                    StatusAt::Version(i + 1)
+                }
+            }
+            StatusAt::Minor if b == b'0' || b == b'1' => {
+                self.http10 = b == b'0';
+                StatusAt::VersionSp
+            }
+            StatusAt::VersionSp if b == b' ' => StatusAt::Code(0),
+            StatusAt::Code(n) if b.is_ascii_digit() => {
+                self.status = self.status * 10 + u16::from(b - b'0');
+                if n == 2 {
+                    StatusAt::CodeEnd
+                } else {
+                    StatusAt::Code(n + 1)
+                }
+            }
+            StatusAt::CodeEnd if b == b' ' => StatusAt::Reason,
+            StatusAt::CodeEnd | StatusAt::Reason if b == b'\r' => StatusAt::Lf,
+            StatusAt::Reason if is_text(b) => StatusAt::Reason,
+            StatusAt::Lf if b == b'\n' => StatusAt::Fields,
+            StatusAt::Lf => return Err("a CR not followed by LF"),
+            StatusAt::Version0 if b == b'\r' || b == b'\n' => {
+                return Err("an empty line where a status line belongs");
+            }
+            StatusAt::Fields => {
+                if !self.fields.step(b)? {
+                    return Ok(None);
+                }
+                return self.end(method).map(Some);
+            }
+            _ => return Err(misplaced(b, BAD)),
+        };
+        Ok(None)
+    }
+
+    /// The head is whole: its framing, and where the next bytes belong.
+    fn end(&self, method: u8) -> Result<Phase, Violation> {
+        let fields = &self.fields;
+        if fields.chunked && fields.content_length.is_some() {
+            return Err("both Content-Length and Transfer-Encoding");
+        }
+        if fields.chunked && self.http10 {
+            return Err("Transfer-Encoding on an HTTP/1.0 response");
+        }
+        let status = self.status;
+        Ok(match status {
+            // The connection speaks another protocol from here on.
+            101 => Phase::Unchecked,
+            // An interim response: the final one follows.
+            100..=199 => Phase::default(),
+            _ if method == HEAD || status == 204 || status == 304 => Phase::default(),
+            200..=299 if method == CONNECT => Phase::Unchecked,
+            _ if fields.chunked => Phase::Chunked(CHUNK_START),
+            _ => match fields.content_length {
+                Some(0) => Phase::default(),
+                Some(n) => Phase::Fixed(n),
+                None => Phase::Unchecked,
+            },
+        })
+    }
+}
+
+impl Fields {
+    fn trailers() -> Self {
+        Self {
+            trailers: true,
+            ..Self::default()
+        }
+    }
+
+    /// One byte of a field section; `true` when the section has ended.
+    fn step(&mut self, b: u8) -> Result<bool, Violation> {
+        self.at = match self.at {
+            FieldAt::LineStart => match b {
+                b'\r' => FieldAt::EndLf,
+                b' ' | b'\t' => {
+                    return Err("obsolete line folding (a line starting with whitespace)");
+                }
+                _ if is_tchar(b) => {
+                    self.name_len = 0;
+                    self.push_name(b);
+                    FieldAt::Name
+                }
+                _ => return Err(misplaced(b, "a field name with a byte outside tchar")),
+            },
+            FieldAt::Name => match b {
+                b':' => {
+                    self.begin_value()?;
+                    FieldAt::Value
+                }
+                b' ' | b'\t' => return Err("whitespace between a field name and its colon"),
+                _ if is_tchar(b) => {
+                    self.push_name(b);
+                    FieldAt::Name
+                }
+                _ => return Err(misplaced(b, "a field name with a byte outside tchar")),
+            },
+            FieldAt::Value => match b {
+                b'\r' => FieldAt::ValueLf,
+                _ if is_text(b) => {
+                    if self.field != Framing::Other {
+                        if self.value_len == VALUE_MAX {
+                            return Err(self.bad_value());
+                        }
+                        self.value[self.value_len] = b;
+                        self.value_len += 1;
+                    }
+                    FieldAt::Value
+                }
+                _ => return Err(misplaced(b, "a control byte in a field value")),
+            },
+            FieldAt::ValueLf if b == b'\n' => {
+                self.end_value()?;
+                FieldAt::LineStart
+            }
+            FieldAt::EndLf if b == b'\n' => return Ok(true),
+            FieldAt::ValueLf | FieldAt::EndLf => return Err("a CR not followed by LF"),
+        };
+        Ok(false)
+    }
+
+    fn push_name(&mut self, b: u8) {
+        if self.name_len < NAME_MAX {
+            self.name[self.name_len] = b.to_ascii_lowercase();
+        }
+        self.name_len += 1;
+    }
+
+    fn begin_value(&mut self) -> Result<(), Violation> {
+        let name = &self.name[..self.name_len.min(NAME_MAX)];
+        self.field = match name {
+            _ if self.name_len > NAME_MAX => Framing::Other,
+            b"content-length" => Framing::ContentLength,
+            b"transfer-encoding" => Framing::TransferEncoding,
+            _ => Framing::Other,
+        };
+        if self.trailers && self.field != Framing::Other {
+            return Err("a framing field (Content-Length, Transfer-Encoding) in the trailers");
+        }
+        self.value_len = 0;
+        Ok(())
+    }
+
+    fn bad_value(&self) -> Violation {
+        match self.field {
+            Framing::TransferEncoding => "a Transfer-Encoding other than one `chunked`",
+            _ => "an invalid Content-Length",
+        }
+    }
+
+    fn end_value(&mut self) -> Result<(), Violation> {
+        // Only SP and HTAB can be trimmed: other whitespace is a control byte, refused already.
+        let value = self.value[..self.value_len].trim_ascii();
+        match self.field {
+            Framing::Other => {}
+            Framing::ContentLength => {
+                if self.content_length.is_some() || value.contains(&b',') {
+                    return Err("a repeated Content-Length");
+                }
+                if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+                    return Err("an invalid Content-Length");
+                }
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or("an invalid Content-Length")?;
+                self.content_length = Some(n);
+            }
+            Framing::TransferEncoding => {
+                if self.chunked {
+                    return Err("a repeated Transfer-Encoding");
+                }
+                if !value.eq_ignore_ascii_case(b"chunked") {
+                    return Err("a Transfer-Encoding other than one `chunked`");
+                }
+                self.chunked = true;
+            }
+        }
+        self.field = Framing::Other;
+        Ok(())
+    }
+}
+
+impl Chunk {
+    /// One byte of a chunk's framing (data is skipped in bulk); `true` after the last chunk's
+    /// line, when the trailers begin.
+    fn step(&mut self, b: u8) -> Result<bool, Violation> {
+        const SIZE: Violation = "a chunk size that is not hexadecimal";
+        const EXT: Violation = "a malformed chunk extension";
+        *self = match *self {
+            Chunk::Size { value, digits } => match b {
+                _ if b.is_ascii_hexdigit() => {
+                    if value > u64::MAX >> 4 {
+                        return Err("a chunk size that overflows");
+                    }
+                    let digit = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+                    Chunk::Size {
+                        value: value << 4 | digit,
+                        digits: true,
+                    }
+                }
+                b';' if digits => Chunk::Ext { value },
+                b' ' | b'\t' if digits => Chunk::SizeWs { value },
+                b'\r' if digits => Chunk::SizeLf { value },
+                b'\n' => return Err(misplaced(b, SIZE)),
+                _ => return Err(SIZE),
+            },
+            Chunk::SizeWs { value } => match b {
+                b' ' | b'\t' => Chunk::SizeWs { value },
+                b';' => Chunk::Ext { value },
+                b'\n' => return Err(misplaced(b, EXT)),
+                _ => return Err(EXT),
+            },
+            Chunk::Ext { value } => match b {
+                b'\r' => Chunk::SizeLf { value },
+                _ if is_text(b) => Chunk::Ext { value },
+                _ => return Err(misplaced(b, EXT)),
+            },
+            Chunk::SizeLf { value } => match b {
+                b'\n' if value == 0 => return Ok(true),
+                b'\n' => Chunk::Data(value),
+                _ => return Err("a CR not followed by LF"),
+            },
+            Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+            Chunk::DataLf if b == b'\n' => CHUNK_START,
+            Chunk::DataCr | Chunk::DataLf => return Err("chunk data not followed by CRLF"),
+            // Skipped in bulk by the caller.
+            Chunk::Data(_) => *self,
+        };
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests;
