@@ -86,6 +86,8 @@ enum TryFailure {
     Refused,
     /// The client's streamed body grew past the route's limit: the client's fault.
     BodyTooLarge,
+    /// The client's chunked body was malformed: the client's fault, never the upstream's.
+    MalformedBody,
 }
 
 impl TryFailure {
@@ -95,12 +97,20 @@ impl TryFailure {
             PoolErrorKind::Refused => TryFailure::Refused,
             PoolErrorKind::Reset => TryFailure::Reset,
             PoolErrorKind::BodyTooLarge => TryFailure::BodyTooLarge,
+            PoolErrorKind::MalformedBody => TryFailure::MalformedBody,
         }
     }
 
     fn rejection(self, limit: u64) -> Rejection {
         match self {
             TryFailure::BodyTooLarge => crate::stage::route::body_too_large(STAGE, limit),
+            // The upstream saw a body that never ended; the connection cannot be read further.
+            TryFailure::MalformedBody => Rejection::new(
+                STAGE,
+                Reason::MalformedBody,
+                "the request body is not valid chunked encoding",
+            )
+            .closing_connection(),
             TryFailure::Unreachable => Rejection::new(
                 STAGE,
                 Reason::UpstreamUnreachable,

@@ -181,7 +181,9 @@ pub(super) async fn run(
                     // Not processed: no verdict on the instance's health.
                     TryFailure::Refused => (Outcome::Neutral, true),
                     TryFailure::Reset => (Outcome::Failure, true),
-                    TryFailure::BodyTooLarge => (Outcome::Neutral, false),
+                    TryFailure::BodyTooLarge | TryFailure::MalformedBody => {
+                        (Outcome::Neutral, false)
+                    }
                 };
                 (outcome, retryable, Err(failure.rejection(limit)))
             }

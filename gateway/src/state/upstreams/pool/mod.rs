@@ -94,6 +94,8 @@ pub enum PoolErrorKind {
     Reset,
     /// The client's streamed body grew past the route's limit.
     BodyTooLarge,
+    /// The client's chunked body was malformed (the stream guard cut it): the client's fault.
+    MalformedBody,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,10 @@ impl PoolError {
         while let Some(e) = cause {
             if e.downcast_ref::<BodyTooLarge>().is_some() {
                 kind = PoolErrorKind::BodyTooLarge;
+                break;
+            }
+            if crate::wire::MalformedBody::in_chain(e).is_some() {
+                kind = PoolErrorKind::MalformedBody;
                 break;
             }
             if let Some(h2) = e.downcast_ref::<h2::Error>() {
