@@ -104,6 +104,35 @@ const fn is_value_byte(b: u8) -> bool {
     matches!(b, b'\t' | b' '..=b'~' | 0x80..=0xff)
 }
 
+/// The byte classes as tables: one load per byte in the scanning loops.
+macro_rules! table {
+    ($class:ident) => {{
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = $class(b as u8);
+            b += 1;
+        }
+        t
+    }};
+}
+
+static TCHAR: [bool; 256] = table!(is_tchar);
+static URI: [bool; 256] = table!(is_uri_byte);
+static VALUE: [bool; 256] = table!(is_value_byte);
+
+/// Advances over bytes of `class`; returns where it stopped.
+#[inline]
+fn scan(bytes: &[u8], mut at: usize, class: &[bool; 256]) -> usize {
+    while let Some(&b) = bytes.get(at) {
+        if !class[b as usize] {
+            break;
+        }
+        at += 1;
+    }
+    at
+}
+
 const MAX_METHOD: usize = 32;
 
 /// Parses one request head from the start of `bytes` (the head, perhaps followed by its body
@@ -152,6 +181,7 @@ pub fn parse_request_head<'a>(
 
     let target_start = p.at;
     loop {
+        p.at = scan(bytes, p.at, &URI).min(target_start + limits.max_uri_bytes + 1);
         if p.at - target_start > limits.max_uri_bytes {
             return Err(HeadError::refused(
                 Reason::UriTooLong,
@@ -215,6 +245,7 @@ pub fn parse_request_head<'a>(
         // A partial line counts with its raw length, so an endless one stops at the limit.
         let over = |at: usize| field_bytes + (at - line_start) + 4 > limits.max_header_bytes;
         loop {
+            p.at = scan(bytes, p.at, &TCHAR);
             match p.peek() {
                 None if over(p.at) => return Err(too_large()),
                 None => return Err(HeadError::Incomplete),
@@ -236,21 +267,19 @@ pub fn parse_request_head<'a>(
             p.at += 1;
         }
         let value_start = p.at;
-        let mut value_end = p.at;
         loop {
+            p.at = scan(bytes, p.at, &VALUE);
             match p.peek() {
                 None if over(p.at) => return Err(too_large()),
                 None => return Err(HeadError::Incomplete),
                 Some(b'\r') => break,
                 Some(b'\n') => return Err(malformed("a bare LF ends a line")),
-                Some(b) if is_value_byte(b) => {
-                    p.at += 1;
-                    if b != b' ' && b != b'\t' {
-                        value_end = p.at;
-                    }
-                }
                 Some(_) => return Err(malformed("a field value carries a control byte")),
             }
+        }
+        let mut value_end = p.at;
+        while value_end > value_start && matches!(bytes[value_end - 1], b' ' | b'\t') {
+            value_end -= 1;
         }
         p.line_end()?;
         let value = &bytes[value_start..value_end];
