@@ -482,7 +482,9 @@ fn record_refusal(
         status: refused.rejection.status.as_u16(),
         grpc_status: None,
         stopped_at: Some(refused.rejection.stage),
-        reason: Some(std::borrow::Cow::Borrowed(refused.rejection.reason.as_str())),
+        reason: Some(std::borrow::Cow::Borrowed(
+            refused.rejection.reason.as_str(),
+        )),
         stage_ns,
         duration_ns: 0,
         identity: None,

@@ -59,7 +59,9 @@ enum State {
     /// Whitespace after the size: only before a `;`.
     SizeBws,
     /// After `;`: BWS, then the extension's name.
-    ExtName { started: bool },
+    ExtName {
+        started: bool,
+    },
     /// After the name: BWS, then `=`, `;` or the line's end.
     ExtAfterName,
     /// After `=`: BWS, then a token or a quoted string.
@@ -187,11 +189,7 @@ impl ChunkedBody {
             }
             (SizeLf, b'\n') => {
                 self.line = 0;
-                if self.size == 0 {
-                    TrailerStart
-                } else {
-                    Data
-                }
+                if self.size == 0 { TrailerStart } else { Data }
             }
             (SizeLf, _) => return Err(bad("a CR is not followed by LF")),
             (Data, _) => Data,
@@ -289,7 +287,11 @@ mod tests {
                 Err((_, e)) => return Err((i, e)),
             }
         }
-        if c.is_done() { Ok(body.len()) } else { Ok(usize::MAX) }
+        if c.is_done() {
+            Ok(body.len())
+        } else {
+            Ok(usize::MAX)
+        }
     }
 
     #[test]
@@ -304,7 +306,12 @@ mod tests {
         ] {
             let mut rest = body.to_vec();
             rest.extend_from_slice(b"GET / HTTP/1.1\r\n");
-            assert_eq!(walk(&rest), Ok(body.len()), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                walk(&rest),
+                Ok(body.len()),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
             let mut c = ChunkedBody::new();
             assert_eq!(c.feed(body), Ok(body.len()));
             assert!(c.is_done());

@@ -267,15 +267,13 @@ pub fn parse_request_head<'a>(
             p.at += 1;
         }
         let value_start = p.at;
-        loop {
-            p.at = scan(bytes, p.at, &VALUE);
-            match p.peek() {
-                None if over(p.at) => return Err(too_large()),
-                None => return Err(HeadError::Incomplete),
-                Some(b'\r') => break,
-                Some(b'\n') => return Err(malformed("a bare LF ends a line")),
-                Some(_) => return Err(malformed("a field value carries a control byte")),
-            }
+        p.at = scan(bytes, p.at, &VALUE);
+        match p.peek() {
+            None if over(p.at) => return Err(too_large()),
+            None => return Err(HeadError::Incomplete),
+            Some(b'\r') => {}
+            Some(b'\n') => return Err(malformed("a bare LF ends a line")),
+            Some(_) => return Err(malformed("a field value carries a control byte")),
         }
         let mut value_end = p.at;
         while value_end > value_start && matches!(bytes[value_end - 1], b' ' | b'\t') {

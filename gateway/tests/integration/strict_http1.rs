@@ -77,7 +77,11 @@ async fn refused_at_the_edge(bytes: &[u8], status: u16, reason: &str) {
     canary(&gw).await;
     assert_eq!(gw.record().await.status, 200);
     let seen = upstream.seen();
-    assert_eq!(seen.len(), 1, "{shown}: only the canary reached the upstream");
+    assert_eq!(
+        seen.len(),
+        1,
+        "{shown}: only the canary reached the upstream"
+    );
     assert_eq!(seen[0].method, "GET", "{shown}: {seen:?}");
 }
 
@@ -147,7 +151,10 @@ async fn a_request_target_outside_rfc_3986_is_refused_and_recorded_escaped() {
     .await;
     let record = gw.record().await;
     assert_eq!(record.method, "GET");
-    assert_eq!(record.path, "/api/v1/users/%1B[2J%FF", "control bytes escaped");
+    assert_eq!(
+        record.path, "/api/v1/users/%1B[2J%FF",
+        "control bytes escaped"
+    );
 }
 
 #[tokio::test]
@@ -157,7 +164,10 @@ async fn an_oversized_head_is_431_or_414_from_the_parser() {
         "b".repeat(3000)
     );
     refused_at_the_edge(big.as_bytes(), 431, "headers-too-large").await;
-    let long = format!("GET /api/v1/users/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(300));
+    let long = format!(
+        "GET /api/v1/users/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(300)
+    );
     refused_at_the_edge(long.as_bytes(), 414, "uri-too-long").await;
 }
 
@@ -183,7 +193,11 @@ async fn a_good_request_then_a_bad_one_on_one_connection_answers_the_first_only(
     assert_eq!(refusal.stopped_at, Some(StageId::Tls));
     assert_eq!(refusal.reason.as_deref(), Some("malformed-request"));
     let seen = upstream.seen();
-    assert_eq!(seen.len(), 1, "only the first reached the upstream: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the first reached the upstream: {seen:?}"
+    );
     assert_eq!(seen[0].body_bytes, 3);
     canary(&gw).await;
 }
@@ -201,24 +215,37 @@ async fn malformed_body(body: &[u8]) {
     assert!(reply.starts_with("HTTP/1.1 400 "), "{shown}: {reply}");
     assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
     let problem = problem_of(&reply);
-    assert_eq!(problem["type"], "urn:gatehouse:problem:malformed-body", "{shown}");
+    assert_eq!(
+        problem["type"], "urn:gatehouse:problem:malformed-body",
+        "{shown}"
+    );
     assert_eq!(problem["stage"], "forward");
     assert!(closed, "{shown}: the connection is closed");
     let record = gw.record().await;
     assert_eq!(record.stopped_at, Some(StageId::Forward), "{shown}");
     assert_eq!(record.reason.as_deref(), Some("malformed-body"));
     // The upstream may have seen the head and the good chunks; never a body that ended.
-    eventually("the upstream's side ended", Duration::from_secs(3), async || {
-        let seen = upstream.seen();
-        if seen.iter().all(|s| !s.body_complete) {
-            Ok(())
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    eventually(
+        "the upstream's side ended",
+        Duration::from_secs(3),
+        async || {
+            let seen = upstream.seen();
+            if seen.iter().all(|s| !s.body_complete) {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
     .await;
     canary(&gw).await;
-    assert!(upstream.seen().iter().filter(|s| s.method == "POST").all(|s| !s.body_complete));
+    assert!(
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.method == "POST")
+            .all(|s| !s.body_complete)
+    );
 }
 
 #[tokio::test]
@@ -344,5 +371,9 @@ routes:
         .expect("write");
     let mut reply = Vec::new();
     let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut reply)).await;
-    assert!(reply.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&reply));
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
 }

@@ -46,18 +46,37 @@ fn good_heads_are_read_with_their_framing() {
             Framing::None,
             true,
         ),
-        (b"CONNECT x.test:443 HTTP/1.1\r\nHost: x.test:443\r\n\r\n", Framing::None, true),
-        (b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", Framing::None, false),
-        (b"GET http://x.test/a HTTP/1.1\r\nHost: x.test\r\n\r\n", Framing::None, false),
-        (b"\r\nGET / HTTP/1.0\r\nX-Empty:\r\nX-Tab: a\tb\r\nX-Utf8: \xc3\xa9\r\n\r\n", Framing::None, false),
-        (b"GET /%zz/[::1]/a;b,c HTTP/1.1\r\n\r\n", Framing::None, false),
+        (
+            b"CONNECT x.test:443 HTTP/1.1\r\nHost: x.test:443\r\n\r\n",
+            Framing::None,
+            true,
+        ),
+        (
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+            Framing::None,
+            false,
+        ),
+        (
+            b"GET http://x.test/a HTTP/1.1\r\nHost: x.test\r\n\r\n",
+            Framing::None,
+            false,
+        ),
+        (
+            b"\r\nGET / HTTP/1.0\r\nX-Empty:\r\nX-Tab: a\tb\r\nX-Utf8: \xc3\xa9\r\n\r\n",
+            Framing::None,
+            false,
+        ),
+        (
+            b"GET /%zz/[::1]/a;b,c HTTP/1.1\r\n\r\n",
+            Framing::None,
+            false,
+        ),
     ];
     for (bytes, framing, upgrade) in cases {
         let mut with_body = bytes.to_vec();
         with_body.extend_from_slice(b"abc\r\n\r\nGET / HTTP/1.1\r\n");
-        let head = parse(&with_body).unwrap_or_else(|e| {
-            panic!("{}: {e:?}", String::from_utf8_lossy(bytes).escape_debug())
-        });
+        let head = parse(&with_body)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", String::from_utf8_lossy(bytes).escape_debug()));
         assert_eq!(head.len, bytes.len());
         assert_eq!(head.framing, *framing);
         assert_eq!(head.upgrade, *upgrade);
@@ -70,7 +89,8 @@ fn every_refusal_class_has_its_reason() {
     let long_target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(300));
     let big_field = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(1100));
     let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(21));
-    let cases: Vec<(&[u8], Reason)> = vec![
+    let cases: Vec<(&[u8], Reason)> =
+        vec![
         (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", MalformedRequest),
         (
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -176,7 +196,16 @@ fn head_strategy() -> impl Strategy<Value = Vec<u8>> {
         "",
     ]);
     let value = prop::sample::select(vec![
-        "x", "3", "chunked", "gzip", "chunked, chunked", " 3 ", "a\tb", "a\0b", "\u{e9}", "",
+        "x",
+        "3",
+        "chunked",
+        "gzip",
+        "chunked, chunked",
+        " 3 ",
+        "a\tb",
+        "a\0b",
+        "\u{e9}",
+        "",
     ]);
     let sep = prop::sample::select(vec![": ", ":", " : ", ":\t"]);
     let eol = prop::sample::select(vec!["\r\n", "\r\n", "\r\n", "\n", "\r", "\r\n "]);
