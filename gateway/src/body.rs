@@ -33,6 +33,9 @@ use crate::vocab::{Reason, StageId};
 pub struct ConnectionActivity {
     running: AtomicUsize,
     last_nanos: AtomicU64,
+    /// The stream guard waiting for the last exchange to end (a refused head is answered after
+    /// the answers before it).
+    idle: futures_util::task::AtomicWaker,
 }
 
 impl ConnectionActivity {
@@ -41,6 +44,7 @@ impl ConnectionActivity {
         Self {
             running: AtomicUsize::new(0),
             last_nanos: AtomicU64::new(now),
+            idle: futures_util::task::AtomicWaker::new(),
         }
     }
 
@@ -65,7 +69,19 @@ impl Drop for Busy {
         self.activity
             .last_nanos
             .fetch_max(self.clock.now(), Ordering::AcqRel);
-        self.activity.running.fetch_sub(1, Ordering::AcqRel);
+        if self.activity.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.activity.idle.wake();
+        }
+    }
+}
+
+impl crate::wire::Exchanges for ConnectionActivity {
+    fn running(&self) -> bool {
+        self.running.load(Ordering::Acquire) > 0
+    }
+
+    fn wake_when_idle(&self, waker: &std::task::Waker) {
+        self.idle.register(waker);
     }
 }
 

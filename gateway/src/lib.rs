@@ -6,7 +6,7 @@
 //! `tests/integration/tidy.rs`), bottom to top:
 //! 1. vocabulary — [`clock`], [`vocab`] (stage ids, stop reasons, identity, the typed stop);
 //! 2. rules — [`routing`], [`ratelimit`], [`identity`], [`resilience`]: pure algorithms and their
-//!    own state, over an explicit `now`;
+//!    own state, over an explicit `now`; [`wire`]: the strict HTTP/1.1 parser and stream guard;
 //! 3. [`config`]: raw YAML → compiled config, data only, with diagnostics naming file, line, field;
 //! 4. [`record`]: the request record, its metrics and sinks;
 //! 5. [`body`]: the streaming request and response bodies;
@@ -22,6 +22,7 @@ pub mod identity;
 pub mod ratelimit;
 pub mod resilience;
 pub mod routing;
+pub mod wire;
 
 pub mod config;
 

@@ -28,7 +28,9 @@ use crate::record::{RecordSinks, RequestRecord};
 use crate::stage::context::ConnectionInfo;
 use crate::state::upstreams::Registry;
 use crate::state::{GatewayState, ReloadState};
-use crate::vocab::Scheme;
+use crate::vocab::trace::TraceContext;
+use crate::vocab::{Scheme, StageId};
+use crate::wire::{GuardReport, Guarded, HeadLimits, MessageStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -324,6 +326,26 @@ async fn serve_connection(
     };
     let limits = state.active.load().config.limits.clone();
     let activity = Arc::new(ConnectionActivity::new(state.clock.now()));
+    // The strict HTTP/1.1 parser reads every byte before hyper does (crate::wire::guard).
+    let report = Arc::new(GuardReport::default());
+    let h2 = info.alpn.as_deref() == Some("h2");
+    let walk = if h2 {
+        MessageStream::http2()
+    } else {
+        MessageStream::new(HeadLimits {
+            max_uri_bytes: limits.max_uri_bytes,
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+        })
+    };
+    let stream = Guarded::new(
+        stream,
+        walk,
+        limits.header_read_timeout,
+        activity.clone(),
+        report.clone(),
+    );
+    let connection_info = info.clone();
     let tracker = StreamTracker::new(
         activity.clone(),
         state.clock.clone(),
@@ -339,8 +361,24 @@ async fn serve_connection(
             let deadline = tracker.max_duration().map(tokio::time::sleep);
             // For what outlives the response head on its own: a WebSocket relay.
             request.extensions_mut().insert(tracker.clone());
+            // An HTTP/1.1 upgrade that is not taken must close the connection: the guard stops
+            // reading after an upgrade request, so nothing may follow it as HTTP/1.1.
+            let upgrade = request.version() == http::Version::HTTP_11
+                && (request.headers().contains_key(http::header::UPGRADE)
+                    || request.method() == http::Method::CONNECT);
+            let connect = request.method() == http::Method::CONNECT;
             async move {
                 let mut response = crate::pipeline::handle(&state, info, request).await;
+                let status = response.status();
+                if upgrade
+                    && status != http::StatusCode::SWITCHING_PROTOCOLS
+                    && !(connect && status.is_success())
+                {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
                 // The connection stays busy until the body's last byte, not just its head.
                 response.body_mut().stream(busy, deadline);
                 Ok::<_, std::convert::Infallible>(response)
@@ -383,6 +421,9 @@ async fn serve_connection(
                 if let Err(error) = result {
                     tracing::debug!(%peer, %error, "connection ended with an error");
                 }
+                if let Some(refused) = report.take() {
+                    record_refusal(&state, &connection_info, refused, &report);
+                }
                 return;
             }
             _ = shutdown.changed(), if !draining => {
@@ -397,6 +438,67 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// The one record of a head the stream guard refused: the same record and sinks as a stop in
+/// the pipeline (stage `tls`, its reason), counted by the same metrics; method and path as far
+/// as the request line could be read, escaped.
+fn record_refusal(
+    state: &GatewayState,
+    connection: &ConnectionInfo,
+    refused: crate::wire::guard::Refused,
+    report: &GuardReport,
+) {
+    let answered = report.answered();
+    let method = refused
+        .head
+        .method
+        .as_deref()
+        .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+        // The request line could not be read as far as a method: `-`, as access logs write it.
+        .unwrap_or_else(|| http::Method::from_bytes(b"-").unwrap_or_default());
+    let path = refused
+        .head
+        .target
+        .as_deref()
+        .map(|t| t.split('?').next().unwrap_or(t).to_owned())
+        .unwrap_or_default();
+    let mut stage_ns = crate::record::StageTimings::default();
+    stage_ns.set(StageId::Tls, 0);
+    let record = RequestRecord {
+        request_id: refused.request_id,
+        trace_id: TraceContext::continue_or_start(None).trace_id_hex(),
+        unix_millis: state.clock.unix_millis(),
+        peer: connection.peer,
+        method,
+        host: refused
+            .head
+            .host
+            .as_deref()
+            .and_then(|h| http::HeaderValue::from_str(h).ok()),
+        path,
+        route: None,
+        route_template: None,
+        status: refused.rejection.status.as_u16(),
+        grpc_status: None,
+        stopped_at: Some(refused.rejection.stage),
+        reason: Some(std::borrow::Cow::Borrowed(
+            refused.rejection.reason.as_str(),
+        )),
+        stage_ns,
+        duration_ns: 0,
+        identity: None,
+        limit: None,
+        upstream: None,
+        upstream_instance: None,
+        upstream_path: None,
+        retries: 0,
+        breaker: None,
+        bytes_in: 0,
+        bytes_out: report.answer_bytes(),
+        completed: answered,
+    };
+    state.sinks.emit(record, None);
 }
 
 /// The next connection's id: unique within the process, so ids from two gateways in one

@@ -32,6 +32,7 @@ mod integration {
     mod routing;
     mod server;
     mod streams;
+    mod strict_http1;
     mod tidy;
     mod upstream_checks;
     mod upstream_h2;

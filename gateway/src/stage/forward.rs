@@ -89,6 +89,8 @@ enum TryFailure {
     BodyTooLarge,
     /// The response head's framing was ambiguous or malformed; the connection is closed.
     BadResponse,
+    /// The client's chunked body was malformed: the client's fault, never the upstream's.
+    MalformedBody,
 }
 
 impl TryFailure {
@@ -99,12 +101,20 @@ impl TryFailure {
             PoolErrorKind::Reset => TryFailure::Reset,
             PoolErrorKind::BodyTooLarge => TryFailure::BodyTooLarge,
             PoolErrorKind::BadResponse => TryFailure::BadResponse,
+            PoolErrorKind::MalformedBody => TryFailure::MalformedBody,
         }
     }
 
     fn rejection(self, limit: u64) -> Rejection {
         match self {
             TryFailure::BodyTooLarge => crate::stage::route::body_too_large(STAGE, limit),
+            // The upstream saw a body that never ended; the connection cannot be read further.
+            TryFailure::MalformedBody => Rejection::new(
+                STAGE,
+                Reason::MalformedBody,
+                "the request body is not valid chunked encoding",
+            )
+            .closing_connection(),
             TryFailure::Unreachable => Rejection::new(
                 STAGE,
                 Reason::UpstreamUnreachable,

@@ -7,11 +7,13 @@
 //! otherwise: the client certificate policy of one host must not be bypassed through the
 //! connection of another).
 //!
-//! Message framing is enforced one layer down, by hyper's HTTP/1 parser, before a request exists:
-//! differing or invalid Content-Length values are refused with 400 and the connection closed;
-//! Content-Length with Transfer-Encoding is resolved as RFC 9112 §6.3 requires of an
-//! intermediary — Transfer-Encoding wins, Content-Length is removed before forwarding, and the
-//! connection is closed after the response, so nothing can be smuggled behind the message.
+//! Message framing is enforced before a request exists, by the strict HTTP/1.1 parser in front
+//! of hyper (`crate::wire`): a head with ambiguous framing (Content-Length with
+//! Transfer-Encoding, differing or invalid Content-Length values, a Transfer-Encoding other than
+//! one final `chunked`), invalid bytes or over these same limits never reaches this stage — the
+//! stream guard answers it in this stage's name (`tls`, its reason, the problem body, one record)
+//! and closes the connection. What reaches this stage over HTTP/1.1 is already within the limits;
+//! the checks here are what HTTP/2 requests meet.
 
 use http::HeaderMap;
 

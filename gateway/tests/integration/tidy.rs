@@ -65,6 +65,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ratelimit", 1),
     ("identity", 1),
     ("resilience", 1),
+    ("wire", 1),
     ("config", 2),
     ("record", 3),
     ("body", 4),

@@ -28,6 +28,8 @@ pub struct Seen {
     pub target: String,
     pub headers: HeaderMap,
     pub body_bytes: u64,
+    /// The body ended as its framing says (false: it was cut or failed mid-way).
+    pub body_complete: bool,
     /// The gateway's side of the connection: equal across requests when the pool reuses it.
     pub peer: SocketAddr,
 }
@@ -98,10 +100,14 @@ async fn answer(
     // Count the body frame by frame: never hold it whole.
     let mut body = req.into_body();
     let mut body_bytes = 0u64;
+    let mut body_complete = true;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => body_bytes += f.data_ref().map_or(0, |d| d.len() as u64),
-            Err(_) => break,
+            Err(_) => {
+                body_complete = false;
+                break;
+            }
         }
     }
     recorded.lock().expect("seen lock").push(Seen {
@@ -109,6 +115,7 @@ async fn answer(
         target,
         headers,
         body_bytes,
+        body_complete,
         peer,
     });
     if let Some(ms) = behaviour.strip_prefix("slow:") {

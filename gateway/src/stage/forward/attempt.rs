@@ -186,7 +186,9 @@ pub(super) async fn run(
                     // a reset before any response byte reached the client, retried under the
                     // policy (idempotent, bodiless) on another instance.
                     TryFailure::BadResponse => (Outcome::Failure, true),
-                    TryFailure::BodyTooLarge => (Outcome::Neutral, false),
+                    TryFailure::BodyTooLarge | TryFailure::MalformedBody => {
+                        (Outcome::Neutral, false)
+                    }
                 };
                 (outcome, retryable, Err(failure.rejection(limit)))
             }

@@ -98,6 +98,8 @@ pub enum PoolErrorKind {
     /// The response head broke the strict HTTP/1.1 checks (`checked.rs`), and its connection is
     /// closed, never reused; or the h2 library found an HTTP/2 response malformed and reset it.
     BadResponse,
+    /// The client's chunked body was malformed (the stream guard cut it): the client's fault.
+    MalformedBody,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,10 @@ impl PoolError {
         while let Some(e) = cause {
             if e.downcast_ref::<BodyTooLarge>().is_some() {
                 kind = PoolErrorKind::BodyTooLarge;
+                break;
+            }
+            if crate::wire::MalformedBody::in_chain(e).is_some() {
+                kind = PoolErrorKind::MalformedBody;
                 break;
             }
             if let Some(h2) = e.downcast_ref::<h2::Error>() {
