@@ -79,10 +79,22 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
 
     if let Some(identity) = &cx.identity {
         let mode = cx.active.config.auth.non_ascii;
-        let scopes = identity.scopes.join(" ");
+        // Each scope encoded on its own: the spaces between them are the list's separators.
+        let mut scopes = String::new();
+        for scope in &identity.scopes {
+            if !scopes.is_empty() {
+                scopes.push(' ');
+            }
+            scopes.push_str(&header_text::encode(scope, mode));
+        }
+        let subject = header_text::encode(&identity.subject, mode);
+        let tenant = identity
+            .tenant
+            .as_deref()
+            .map(|t| header_text::encode(t, mode));
         for (name, value) in [
-            (&X_USER_ID, Some(identity.subject.as_str())),
-            (&X_TENANT_ID, identity.tenant.as_deref()),
+            (&X_USER_ID, Some(&*subject)),
+            (&X_TENANT_ID, tenant.as_deref()),
             (
                 &X_AUTH_SCOPES,
                 Some(scopes.as_str()).filter(|s| !s.is_empty()),
@@ -91,14 +103,13 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
             if let Some(value) = value {
                 // authn refuses claims that cannot be header values; this is the backstop (and
                 // catches a cached identity after a reload to `reject`).
-                let value =
-                    HeaderValue::from_str(&header_text::encode(value, mode)).map_err(|_| {
-                        Rejection::new(
-                            STAGE,
-                            Reason::IdentityNotRepresentable,
-                            "the identity cannot be passed on in a header",
-                        )
-                    })?;
+                let value = HeaderValue::from_str(value).map_err(|_| {
+                    Rejection::new(
+                        STAGE,
+                        Reason::IdentityNotRepresentable,
+                        "the identity cannot be passed on in a header",
+                    )
+                })?;
                 headers.insert(name.clone(), value);
             }
         }
@@ -249,6 +260,27 @@ pub fn remove_named(headers: &mut HeaderMap, names: &[HeaderName]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_bracketed_and_quoted_in_forwarded_and_bare_elsewhere() {
+        let peer: IpAddr = "2001:db8::7".parse().expect("address");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "forwarded",
+            HeaderValue::from_static("for=\"[2001:db8::1]\""),
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("2001:db8::1"));
+        client_address_headers(&mut h, peer, true, "https");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::1]\", for=\"[2001:db8::7]\";proto=https"
+        );
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1, 2001:db8::7");
+        assert_eq!(h["x-real-ip"], "2001:db8::7");
+        client_address_headers(&mut h, peer, false, "http");
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::7]\";proto=http");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7");
+    }
 
     #[test]
     fn connection_nominated_headers_are_removed() {
