@@ -183,13 +183,16 @@ async fn every_credential_is_removed_on_public_routes_and_routes_that_take_anoth
     let _ = s.gw.record().await;
 }
 
+/// What a case is, the request-target, the headers it sends.
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+
 #[tokio::test]
 async fn two_credentials_of_any_kinds_and_places_are_refused_on_every_route() {
     let mut s = setup().await;
     let token = s.key.sign(&claims("user-1"));
     let bearer = format!("Bearer {token}");
     let key = "partner-secret-key";
-    let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "header and query",
             format!("/jwt/x?token={token}"),

@@ -103,9 +103,11 @@ pub fn compile_auth(raw: &RawConfig, source: &str, problems: &mut Vec<Problem>) 
                     &route.match_.path,
                     a,
                     &issuers,
-                    api_keys.is_some(),
-                    auth.client_cert.is_some(),
-                    client_ca_configured,
+                    Available {
+                        api_keys: api_keys.is_some(),
+                        client_cert_identity: auth.client_cert.is_some(),
+                        client_ca: client_ca_configured,
+                    },
                     problems,
                 )
                 .map(Arc::new)
@@ -404,16 +406,30 @@ fn compile_api_keys(
     (problems.len() == before).then_some(store)
 }
 
+/// What `auth:` and the listeners make presentable, beyond issuers: what a route's rules are
+/// checked against.
+#[derive(Clone, Copy)]
+struct Available {
+    api_keys: bool,
+    /// `auth.client_cert` maps certificates to identities.
+    client_cert_identity: bool,
+    /// Some listener verifies client certificates.
+    client_ca: bool,
+}
+
 fn compile_route_auth(
     i: usize,
     path: &str,
     r: &RawRouteAuth,
     issuers: &[Arc<IssuerConfig>],
-    api_keys: bool,
-    client_cert_identity: bool,
-    client_ca_configured: bool,
+    available: Available,
     problems: &mut Vec<Problem>,
 ) -> Option<RouteAuth> {
+    let Available {
+        api_keys,
+        client_cert_identity,
+        client_ca: client_ca_configured,
+    } = available;
     let at = |f: &str| format!("routes[{i}].auth.{f}");
     let before = problems.len();
     let (accept_jwt, accept_api_key, accept_client_cert) = match &r.credentials {
