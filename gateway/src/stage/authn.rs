@@ -96,7 +96,7 @@ pub async fn authenticate(
                 Reason::DuplicateCredentials,
                 format!(
                     "the request carries more than one credential ({}); send exactly one",
-                    present.places.join(", ")
+                    places(parts, auth)
                 ),
             ),
         ));
@@ -171,32 +171,45 @@ async fn authenticate_for(
 /// whatever the route accepts.
 struct Present {
     count: usize,
-    /// Where they are (names, never values), for the refusal's detail.
-    places: Vec<String>,
     in_query: bool,
 }
 
 fn present_credentials(parts: &Parts, auth: &AuthConfig) -> Present {
     let mut present = Present {
         count: 0,
-        places: Vec::new(),
         in_query: false,
     };
     for name in &auth.credential_headers {
+        present.count += parts.headers.get_all(name).iter().count();
+    }
+    if let Some(query) = parts.uri.query() {
+        for pair in query.split('&') {
+            let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if auth.is_token_query_param(name) {
+                present.count += 1;
+                present.in_query = true;
+            }
+        }
+    }
+    present
+}
+
+/// Where the credentials are (names, never values): the duplicate refusal's detail, built only
+/// for that refusal.
+fn places(parts: &Parts, auth: &AuthConfig) -> String {
+    let mut places = Vec::new();
+    for name in &auth.credential_headers {
         for _ in parts.headers.get_all(name) {
-            present.count += 1;
-            present.places.push(format!("header {name}"));
+            places.push(format!("header {name}"));
         }
     }
     for pair in parts.uri.query().unwrap_or("").split('&') {
         let name = pair.split_once('=').map_or(pair, |(k, _)| k);
         if auth.is_token_query_param(name) {
-            present.count += 1;
-            present.in_query = true;
-            present.places.push(format!("query {}", escape_name(name)));
+            places.push(format!("query {}", escape_name(name)));
         }
     }
-    present
+    places.join(", ")
 }
 
 /// A query parameter's name for the refusal's detail: printable ASCII as sent, anything else

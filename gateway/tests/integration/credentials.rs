@@ -298,6 +298,10 @@ async fn two_credentials_of_any_kinds_and_places_are_refused_on_every_route() {
         answer.contains("urn:gatehouse:problem:duplicate-credentials"),
         "{answer}"
     );
+    assert!(
+        answer.contains("(header authorization, header x-partner-key)"),
+        "the detail names where, never what: {answer}"
+    );
     assert!(closed, "Connection: close is honoured");
     assert_eq!(
         s.gw.record().await.reason.as_deref(),
