@@ -88,8 +88,13 @@ routes:
                 jwt::verify_signature(&parsed, &key).expect("signature");
                 jwt::validate_claims(&parsed.claims, &issuer, now).expect("claims");
                 black_box(
-                    jwt::identity(&parsed.claims, &issuer, parsed.kid.as_deref())
-                        .expect("identity"),
+                    jwt::identity(
+                        &parsed.claims,
+                        &issuer,
+                        parsed.kid.as_deref(),
+                        Default::default(),
+                    )
+                    .expect("identity"),
                 )
             })
         });

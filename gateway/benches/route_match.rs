@@ -36,6 +36,7 @@ fn route(index: usize, pattern: &str, methods: &[Method], priority: i32) -> Arc<
         max_body_bytes: 1 << 20,
         websocket: false,
         grpc: false,
+        forward_client_cert: false,
         deprecation: None,
     })
 }

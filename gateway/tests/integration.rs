@@ -8,11 +8,13 @@ mod integration {
     mod admin;
     mod cli;
     mod cli_run;
+    mod credentials;
     mod edge;
     mod forward;
     mod grpc;
     mod headers;
     mod identity_fixture;
+    mod identity_headers;
     mod identity_jwks;
     mod identity_jwt;
     pub mod identity_support;

@@ -392,6 +392,7 @@ fn compile_route(
         rewrite,
         max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
         websocket: r.websocket,
+        forward_client_cert: r.forward_client_cert,
         grpc: r.grpc,
         deprecation,
     })

@@ -129,6 +129,8 @@ pub struct CompiledRoute {
     /// Every request on the route is a gRPC call (stage/context.rs `GrpcCall`), not only those
     /// whose content type says so.
     pub grpc: bool,
+    /// Send the verified client certificate upstream as RFC 9440 `Client-Cert` (and its chain).
+    pub forward_client_cert: bool,
     /// `Deprecation` / `Sunset` / `Link` headers for every response on the route.
     pub deprecation: Option<super::resilience::Deprecation>,
 }

@@ -349,6 +349,9 @@ pub struct RawRoute {
     /// (docs/protocols.md).
     #[serde(default)]
     pub grpc: bool,
+    /// Forward the verified client certificate as RFC 9440 `Client-Cert` / `Client-Cert-Chain`.
+    #[serde(default)]
+    pub forward_client_cert: bool,
     /// `Deprecation` / `Sunset` headers on every response (config/resilience.rs).
     #[serde(default)]
     pub deprecation: Option<super::resilience::RawDeprecation>,

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::header_text::{NonAscii, acceptable};
 use super::issuer::{IssuerConfig, header_safe};
 use crate::identity::jwks::VerifyKey;
 use crate::vocab::{Identity, Reason};
@@ -254,11 +255,12 @@ pub fn validate_claims(
 
 /// Maps the claims to an identity through the issuer's claim names. Any value that could not
 /// travel in a header toward the upstream (CR, LF, NUL or other control characters) refuses the
-/// token.
+/// token, and under [`NonAscii::Reject`] so does any value beyond ASCII.
 pub fn identity(
     claims: &Map<String, Value>,
     issuer: &IssuerConfig,
     kid: Option<&str>,
+    non_ascii: NonAscii,
 ) -> Result<Identity, Failure> {
     let names = &issuer.claims;
     let invalid = |name: &str| {
@@ -270,7 +272,9 @@ pub fn identity(
     let text = |name: &str| -> Result<Option<String>, Failure> {
         match claims.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if !s.is_empty() && header_safe(s) => Ok(Some(s.clone())),
+            Some(Value::String(s)) if !s.is_empty() && acceptable(s, non_ascii) => {
+                Ok(Some(s.clone()))
+            }
             Some(_) => Err(invalid(name)),
         }
     };
@@ -290,7 +294,7 @@ pub fn identity(
         };
         if items
             .iter()
-            .any(|s| s.is_empty() || s.contains(char::is_whitespace) || !header_safe(s))
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace) || !acceptable(s, non_ascii))
         {
             return Err(invalid(name));
         }
@@ -447,6 +451,7 @@ mod tests {
             ),
             &i,
             Some("k1"),
+            NonAscii::PercentEncode,
         )
         .expect("identity");
         assert_eq!(id.subject, "u1");
@@ -466,13 +471,28 @@ mod tests {
             r#"{"sub":7}"#,
         ] {
             assert_eq!(
-                reason(identity(&claims(bad), &i, None)),
+                reason(identity(&claims(bad), &i, None, NonAscii::PercentEncode)),
                 "invalid-claim",
                 "{bad}"
             );
         }
+        let utf8 = claims(r#"{"sub":"José","tenant":"Zürich","scope":"lire:é"}"#);
+        let id = identity(&utf8, &i, None, NonAscii::PercentEncode).expect("UTF-8 claims");
         assert_eq!(
-            reason(identity(&claims(r#"{"scope":"a"}"#), &i, None)),
+            id.subject, "José",
+            "the identity keeps the claim; headers encode it"
+        );
+        assert_eq!(
+            reason(identity(&utf8, &i, None, NonAscii::Reject)),
+            "invalid-claim"
+        );
+        assert_eq!(
+            reason(identity(
+                &claims(r#"{"scope":"a"}"#),
+                &i,
+                None,
+                NonAscii::PercentEncode
+            )),
             "missing-claim"
         );
     }

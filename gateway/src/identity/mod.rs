@@ -1,12 +1,15 @@
 //! Identity machinery the `tls`, `authn` and `authz` stages use: TLS configs and the TLS edge
 //! ([`tls`]), JWT checks ([`jwt`]), issuers' key caches ([`jwks`]), the verified-token cache
-//! ([`token_cache`]), API keys ([`api_key`]) and their metrics.
+//! ([`token_cache`]), API keys ([`api_key`]), client certificates as identities ([`client_cert`]),
+//! what identity values may travel in headers ([`header_text`]) and their metrics.
 //!
 //! [`IdentityState`] is the part that must survive a config reload — the JWKS cache of each
 //! issuer and the verified-token cache — so the gateway state holds it, not the swapped config.
 
 pub mod api_key;
+pub mod client_cert;
 pub mod grants;
+pub mod header_text;
 pub mod issuer;
 pub mod jwks;
 pub mod jwt;

@@ -274,6 +274,11 @@ pub struct TlsInfo {
     pub entry: usize,
     /// A client certificate was presented and verified against the listener's CA bundle.
     pub client_cert: bool,
+    /// The verified client certificate first, then the chain the client sent with it (DER):
+    /// what RFC 9440 `Client-Cert` and `Client-Cert-Chain` forward. Empty without one.
+    pub client_chain: Vec<CertificateDer<'static>>,
+    /// The leaf's names, read once here, for `auth.client_cert`'s identity.
+    pub client_names: Option<crate::identity::client_cert::CertNames>,
     /// The listener's TLS as it was at the handshake, to find the entry a `Host` names.
     pub listener: Arc<ListenerTls>,
 }
@@ -310,12 +315,13 @@ pub async fn accept(
         let entry = listener.select(sni.as_deref());
         let config = listener.entries[entry].config.clone();
         let stream = start.into_stream(config).await.map_err(|e| classify(&e))?;
-        let client_cert = stream
+        let client_chain: Vec<CertificateDer<'static>> = stream
             .get_ref()
             .1
             .peer_certificates()
-            .is_some_and(|certs| !certs.is_empty());
-        Ok::<_, HandshakeFailure>((stream, sni, entry, client_cert))
+            .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        Ok::<_, HandshakeFailure>((stream, sni, entry, client_chain))
     };
     match tokio::time::timeout(timeout, handshake).await {
         Err(_) => Err(HandshakeFailure {
@@ -323,15 +329,22 @@ pub async fn accept(
             error: "the handshake did not finish in time".into(),
         }),
         Ok(Err(failure)) => Err(failure),
-        Ok(Ok((stream, sni, entry, client_cert))) => Ok((
-            EdgeStream::Tls(Box::new(stream)),
-            Some(Arc::new(TlsInfo {
-                sni,
-                entry,
-                client_cert,
-                listener,
-            })),
-        )),
+        Ok(Ok((stream, sni, entry, client_chain))) => {
+            let client_names = client_chain
+                .first()
+                .and_then(|leaf| crate::identity::client_cert::CertNames::read(leaf));
+            Ok((
+                EdgeStream::Tls(Box::new(stream)),
+                Some(Arc::new(TlsInfo {
+                    sni,
+                    entry,
+                    client_cert: !client_chain.is_empty(),
+                    client_chain,
+                    client_names,
+                    listener,
+                })),
+            ))
+        }
     }
 }
 

@@ -1,12 +1,15 @@
-//! `authn`: establishes who is calling, for routes whose config has `auth`. Public routes pass
-//! untouched.
+//! `authn`: establishes who is calling, for routes whose config has `auth`; on public routes it
+//! only enforces the credential hygiene below.
 //!
-//! Credentials are a bearer JWT (the `Authorization` header, or a configured query parameter)
-//! or an API key (a configured header), as the route accepts; a route may also require a
-//! verified client certificate. Exactly one credential: two `Authorization` headers, a token in
-//! both header and query, or a token and an API key together are refused, never "first one
-//! wins". A credential that was used is removed before forwarding; identity headers are then
-//! set by `mutate_request` from the verified identity only.
+//! Credentials are a bearer JWT (the `Authorization` header, or a configured query parameter),
+//! an API key (a configured header) or, with `auth.client_cert`, a verified client certificate,
+//! as the route accepts; a route may also require a client certificate.
+//!
+//! On every route, public ones included: at most one credential — counted over every place the
+//! gateway reads one from (`Authorization`, the API-key headers, the token query parameters),
+//! whatever the route accepts — or `duplicate-credentials`, never "first one wins"; and every
+//! one of those places is emptied before forwarding, used or not. Identity headers are then set
+//! by `mutate_request` from the verified identity only.
 //!
 //! Every refusal is a 401 with `WWW-Authenticate` (RFC 6750 §3) and a stable reason token;
 //! `client-cert-required` is a 403, since no header the client could add would help.
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{HeaderValue, header};
 
-use crate::config::auth::{AuthConfig, RouteAuth};
+use crate::config::auth::{AuthConfig, RouteAuth, percent_decoded};
 use crate::config::{CompiledRoute, Runtime};
 use crate::identity::jwt::{self, Failure};
 use crate::identity::tls::TlsInfo;
@@ -28,15 +31,8 @@ use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::Authn;
 
-/// Where a bearer token came from, so it can be removed before forwarding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TokenSource {
-    Header,
-    Query,
-}
-
 enum Credential {
-    Bearer(Token, TokenSource),
+    Bearer(Token),
     ApiKey(HeaderValue),
 }
 
@@ -74,8 +70,11 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
 }
 
 /// The stage on explicit inputs: the identity the request proves for `route` (`None` for a
-/// public route, or an anonymous request to an optional one). The credential that was used is
-/// removed from `parts`.
+/// public route, or an anonymous request to an optional one).
+///
+/// On every matched route, public ones included, a request carrying more than one credential
+/// is refused, and when the request passes every credential it carries — used, ignored or
+/// of a kind the route does not take — is removed from `parts`.
 pub async fn authenticate(
     state: &GatewayState,
     runtime: &Runtime,
@@ -87,10 +86,39 @@ pub async fn authenticate(
         return Ok(None);
     };
     let auth = &runtime.auth;
-    let Some(rules) = auth.route(route.declaration_index) else {
-        return Ok(None);
+    let rules = auth.route(route.declaration_index).map(|r| &**r);
+    let present = present_credentials(parts, auth);
+    if present.count > 1 {
+        return Err(refuse(
+            rules,
+            auth,
+            Failure::new(
+                Reason::DuplicateCredentials,
+                format!(
+                    "the request carries more than one credential ({}); send exactly one",
+                    places(parts, auth)
+                ),
+            ),
+        ));
+    }
+    let identity = match rules {
+        None => None,
+        Some(rules) => authenticate_for(state, auth, rules, tls, parts).await?,
     };
+    if present.count > 0 {
+        strip_credentials(parts, auth, present.in_query);
+    }
+    Ok(identity)
+}
 
+async fn authenticate_for(
+    state: &GatewayState,
+    auth: &AuthConfig,
+    rules: &RouteAuth,
+    tls: Option<&TlsInfo>,
+    parts: &Parts,
+) -> Result<Option<Arc<Identity>>, Rejection> {
+    let deny = |f| refuse(Some(rules), auth, f);
     if rules.client_cert && !tls.is_some_and(|t| t.client_cert) {
         return Err(Rejection::new(
             STAGE,
@@ -99,107 +127,136 @@ pub async fn authenticate(
         ));
     }
 
-    let credential = credential(parts, auth, rules).map_err(|f| refuse(rules, auth, f))?;
-    let identity = match credential {
-        None if rules.optional || (!rules.accept_jwt && !rules.accept_api_key) => return Ok(None),
+    let identity = match credential(parts, auth, rules).map_err(deny)? {
         None => {
-            return Err(refuse(
-                rules,
-                auth,
-                Failure::new(
-                    Reason::MissingCredentials,
-                    "this route requires credentials",
-                ),
-            ));
-        }
-        Some(Credential::Bearer(token, source)) => {
-            let identity = verify_bearer(state, auth, rules, token.as_str())
-                .await
-                .map_err(|f| refuse(rules, auth, f))?;
-            match source {
-                TokenSource::Header => {
-                    parts.headers.remove(header::AUTHORIZATION);
-                }
-                TokenSource::Query => remove_query_param(parts, auth),
+            let names = tls.and_then(|t| t.client_names.as_ref());
+            if let (true, Some(mapping), Some(names)) =
+                (rules.accept_client_cert, &auth.client_cert, names)
+            {
+                let identity = mapping.identity(names, auth.non_ascii).map_err(deny)?;
+                return Ok(Some(Arc::new(identity)));
             }
-            identity
+            if rules.optional
+                || (!rules.accept_jwt && !rules.accept_api_key && !rules.accept_client_cert)
+            {
+                return Ok(None);
+            }
+            return Err(deny(Failure::new(
+                Reason::MissingCredentials,
+                "this route requires credentials",
+            )));
         }
+        Some(Credential::Bearer(token)) => verify_bearer(state, auth, rules, token.as_str())
+            .await
+            .map_err(deny)?,
         Some(Credential::ApiKey(value)) => {
             let store = auth.api_keys.as_ref().ok_or_else(|| {
-                refuse(
-                    rules,
-                    auth,
-                    Failure::new(Reason::InvalidApiKey, "API keys are not configured"),
-                )
+                deny(Failure::new(
+                    Reason::InvalidApiKey,
+                    "API keys are not configured",
+                ))
             })?;
-            let identity = store.lookup(value.as_bytes()).ok_or_else(|| {
-                refuse(
-                    rules,
-                    auth,
-                    Failure::new(Reason::InvalidApiKey, "the API key is not valid"),
-                )
-            })?;
-            parts.headers.remove(&store.header);
-            identity
+            store.lookup(value.as_bytes()).ok_or_else(|| {
+                deny(Failure::new(
+                    Reason::InvalidApiKey,
+                    "the API key is not valid",
+                ))
+            })?
         }
     };
     Ok(Some(identity))
 }
 
-/// The one credential the request carries among those the route accepts.
+/// The credentials a request carries, counted over every place the gateway reads one from,
+/// whatever the route accepts.
+struct Present {
+    count: usize,
+    in_query: bool,
+}
+
+fn present_credentials(parts: &Parts, auth: &AuthConfig) -> Present {
+    let mut present = Present {
+        count: 0,
+        in_query: false,
+    };
+    for name in &auth.credential_headers {
+        present.count += parts.headers.get_all(name).iter().count();
+    }
+    if let Some(query) = parts.uri.query() {
+        for pair in query.split('&') {
+            let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if auth.is_token_query_param(name) {
+                present.count += 1;
+                present.in_query = true;
+            }
+        }
+    }
+    present
+}
+
+/// Where the credentials are (names, never values): the duplicate refusal's detail, built only
+/// for that refusal.
+fn places(parts: &Parts, auth: &AuthConfig) -> String {
+    let mut places = Vec::new();
+    for name in &auth.credential_headers {
+        for _ in parts.headers.get_all(name) {
+            places.push(format!("header {name}"));
+        }
+    }
+    for pair in parts.uri.query().unwrap_or("").split('&') {
+        let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if auth.is_token_query_param(name) {
+            places.push(format!("query {}", escape_name(name)));
+        }
+    }
+    places.join(", ")
+}
+
+/// A query parameter's name for the refusal's detail: printable ASCII as sent, anything else
+/// dropped (it is the client's own text, echoed back).
+fn escape_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
+}
+
+/// Removes every credential header and, when `in_query`, every token parameter, so the upstream
+/// never sees a credential, whichever route this is.
+fn strip_credentials(parts: &mut Parts, auth: &AuthConfig, in_query: bool) {
+    for name in &auth.credential_headers {
+        parts.headers.remove(name);
+    }
+    if in_query {
+        remove_token_params(parts, auth);
+    }
+}
+
+/// The one credential the request carries among those the route accepts (at most one is
+/// present: more was refused before).
 fn credential(
     parts: &Parts,
     auth: &AuthConfig,
     rules: &RouteAuth,
 ) -> Result<Option<Credential>, Failure> {
-    let duplicate = |detail: &'static str| Failure::new(Reason::DuplicateCredentials, detail);
-    // At most one credential may be found; a second is refused, never "first one wins".
-    let mut found: Option<Credential> = None;
-    let mut push = |credential: Credential| {
-        if found.replace(credential).is_some() {
-            return Err(duplicate(
-                "the request carries more than one credential; send exactly one",
-            ));
-        }
-        Ok(())
-    };
     if rules.accept_jwt {
-        let mut headers = parts.headers.get_all(header::AUTHORIZATION).iter();
-        if let Some(value) = headers.next() {
-            if headers.next().is_some() {
-                return Err(duplicate(
-                    "the request carries more than one Authorization header",
-                ));
-            }
-            push(Credential::Bearer(bearer(value)?, TokenSource::Header))?;
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            return bearer(value).map(|t| Some(Credential::Bearer(t)));
         }
         if let Some(param) = &auth.token_query_param {
-            let mut tokens = query_values(parts.uri.query(), param);
-            if let Some(token) = tokens.next() {
-                if tokens.next().is_some() {
-                    return Err(duplicate(
-                        "the query carries the token parameter more than once",
-                    ));
-                }
-                push(Credential::Bearer(
-                    Token::Query(token.to_string()),
-                    TokenSource::Query,
-                ))?;
+            if let Some(token) = query_values(parts.uri.query(), param).next() {
+                return Ok(Some(Credential::Bearer(Token::Query(token.to_string()))));
             }
         }
     }
     if rules.accept_api_key {
         if let Some(store) = &auth.api_keys {
-            let mut values = parts.headers.get_all(&store.header).iter();
-            if let Some(value) = values.next() {
-                if values.next().is_some() {
-                    return Err(duplicate("the request carries more than one API key"));
-                }
-                push(Credential::ApiKey(value.clone()))?;
+            if let Some(value) = parts.headers.get(&store.header) {
+                return Ok(Some(Credential::ApiKey(value.clone())));
             }
         }
     }
-    Ok(found)
+    Ok(None)
 }
 
 /// `Bearer <token68>`, the scheme compared case-insensitively (RFC 9110 §11.1).
@@ -243,26 +300,31 @@ static TOKEN68: [bool; 256] = {
     table
 };
 
+/// The values of the parameter `name` (its name compared percent-decoded).
 fn query_values<'q>(query: Option<&'q str>, name: &'q str) -> impl Iterator<Item = &'q str> {
     query.unwrap_or("").split('&').filter_map(move |pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
+        (*percent_decoded(k) == *name.as_bytes()).then_some(v)
     })
 }
 
-/// Removes the token parameter from the query, so the upstream never sees it.
-fn remove_query_param(parts: &mut Parts, auth: &AuthConfig) {
-    let (Some(param), Some(query)) = (&auth.token_query_param, parts.uri.query()) else {
+/// Removes the token parameters from the query, so the upstream never sees one. Every other
+/// parameter stays byte for byte, in its order: nothing is decoded or re-encoded.
+fn remove_token_params(parts: &mut Parts, auth: &AuthConfig) {
+    let Some(query) = parts.uri.query() else {
         return;
     };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != param)
-        .collect();
-    let mut path_and_query = parts.uri.path().to_string();
-    if !kept.is_empty() {
-        path_and_query.push('?');
-        path_and_query.push_str(&kept.join("&"));
+    let mut path_and_query = String::with_capacity(parts.uri.path().len() + query.len() + 1);
+    path_and_query.push_str(parts.uri.path());
+    let mut first = true;
+    for pair in query.split('&') {
+        let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if auth.is_token_query_param(name) {
+            continue;
+        }
+        path_and_query.push(if first { '?' } else { '&' });
+        path_and_query.push_str(pair);
+        first = false;
     }
     let mut uri = parts.uri.clone().into_parts();
     if let Ok(pq) = path_and_query.parse() {
@@ -365,7 +427,7 @@ pub async fn verify_bearer(
     jwt::verify_signature(&parsed, &key)?;
     let exp = jwt::validate_claims(&parsed.claims, issuer, now)?;
     // Shared with the token cache: a hot token costs a reference count, not a copy of its claims.
-    let identity = Arc::new(jwt::identity(&parsed.claims, issuer, kid)?);
+    let identity = Arc::new(jwt::identity(&parsed.claims, issuer, kid, auth.non_ascii)?);
     state.identity.tokens.insert(
         CachedToken {
             token: token.into(),
@@ -387,8 +449,9 @@ fn issuer_not_accepted() -> Failure {
     )
 }
 
-/// The 401 for a refused credential, with the challenge for what the route accepts.
-fn refuse(rules: &RouteAuth, auth: &AuthConfig, failure: Failure) -> Rejection {
+/// The 401 for a refused credential, with the challenge for what the route accepts (a public
+/// route's duplicate credentials get the Bearer challenge).
+fn refuse(rules: Option<&RouteAuth>, auth: &AuthConfig, failure: Failure) -> Rejection {
     let challenge = challenge(rules, auth, failure.reason);
     let rejection = Rejection::new(STAGE, failure.reason, failure.detail);
     match HeaderValue::from_str(&challenge) {
@@ -397,9 +460,9 @@ fn refuse(rules: &RouteAuth, auth: &AuthConfig, failure: Failure) -> Rejection {
     }
 }
 
-fn challenge(rules: &RouteAuth, auth: &AuthConfig, reason: Reason) -> String {
+fn challenge(rules: Option<&RouteAuth>, auth: &AuthConfig, reason: Reason) -> String {
     let error = reason.bearer_error();
-    let mut out = if rules.accept_jwt || !rules.accept_api_key {
+    let mut out = if rules.is_none_or(|r| r.accept_jwt || !r.accept_api_key) {
         String::from("Bearer realm=\"gatehouse\"")
     } else {
         let header = auth

@@ -1,5 +1,7 @@
 //! `authz`: checks the identity `authn` established against the matched route's rules —
-//! required scopes (all of them), roles (any one of them), the tenant the request names. A
+//! required scopes (all of them), roles (any one of them), the tenant the request names (or the
+//! one fixed tenant the route is for). An identity from a JWT, an API key or a client
+//! certificate is checked alike. A
 //! failed rule is a 403 whose reason says which rule failed, with
 //! `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 §3.1).
 
@@ -50,16 +52,11 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
                 .route
                 .path()
                 .and_then(|p| p.strip_prefix('/'))
-                .and_then(|p| p.split('/').nth(*index))
-                .map(str::to_owned),
-            TenantRule::Header(name) => cx
-                .parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+                .and_then(|p| p.split('/').nth(*index)),
+            TenantRule::Header(name) => cx.parts.headers.get(name).and_then(|v| v.to_str().ok()),
+            TenantRule::Equals(tenant) => Some(tenant.as_str()),
         };
-        if named.is_none() || named.as_deref() != identity.tenant.as_deref() {
+        if named.is_none() || named != identity.tenant.as_deref() {
             return Err(forbidden(
                 Reason::TenantMismatch,
                 "the identity belongs to another tenant than the one this request names".into(),

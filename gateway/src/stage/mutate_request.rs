@@ -3,13 +3,25 @@
 //!    but `TE: trailers` is passed on for a client that sent it and for every gRPC call;
 //! 2. internal headers a client sent (X-User-Id, X-Tenant-Id, X-Auth-Scopes, configured ones) are
 //!    removed — a client can never spoof them;
-//! 3. identity headers are injected from the verified identity only;
-//! 4. X-Request-Id, `traceparent`, X-Forwarded-For and X-Forwarded-Proto are set;
+//!    RFC 9440 `Client-Cert` / `Client-Cert-Chain` a client sent are removed on every route too;
+//! 3. identity headers are injected from the verified identity only (percent-encoded or
+//!    refused beyond printable ASCII, per `auth.identity_headers.non_ascii`), and the verified
+//!    client certificate where the route has `forward_client_cert`;
+//! 4. X-Request-Id, `traceparent`, X-Forwarded-Proto and the client-address headers are set:
+//!    `X-Forwarded-For` and `Forwarded` are appended to from a trusted proxy
+//!    (`rate_limits.trusted_proxies`) and replaced from anyone else; `X-Real-IP` is kept from a
+//!    trusted proxy (one address) and replaced from anyone else;
 //! 5. the path is rewritten.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use crate::identity::header_text;
+use crate::identity::tls::TlsInfo;
 
 use crate::stage::context::{RequestContext, RouteMatch, StageResult};
 use crate::state::GatewayState;
@@ -35,6 +47,9 @@ pub const HOP_BY_HOP: [HeaderName; 7] = [
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+static CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
 static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 static X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
@@ -52,19 +67,42 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     remove_named(headers, &cx.active.config.internal_headers);
+    headers.remove(&CLIENT_CERT);
+    headers.remove(&CLIENT_CERT_CHAIN);
+    let route = cx.route.route();
+    if let (Some(tls), true) = (
+        &cx.facts.connection.tls,
+        route.is_some_and(|r| r.forward_client_cert),
+    ) {
+        client_cert_headers(headers, tls);
+    }
 
     if let Some(identity) = &cx.identity {
-        let scopes = identity.scopes.join(" ");
+        let mode = cx.active.config.auth.non_ascii;
+        // Each scope encoded on its own: the spaces between them are the list's separators.
+        let mut scopes = String::new();
+        for scope in &identity.scopes {
+            if !scopes.is_empty() {
+                scopes.push(' ');
+            }
+            scopes.push_str(&header_text::encode(scope, mode));
+        }
+        let subject = header_text::encode(&identity.subject, mode);
+        let tenant = identity
+            .tenant
+            .as_deref()
+            .map(|t| header_text::encode(t, mode));
         for (name, value) in [
-            (&X_USER_ID, Some(identity.subject.as_str())),
-            (&X_TENANT_ID, identity.tenant.as_deref()),
+            (&X_USER_ID, Some(&*subject)),
+            (&X_TENANT_ID, tenant.as_deref()),
             (
                 &X_AUTH_SCOPES,
                 Some(scopes.as_str()).filter(|s| !s.is_empty()),
             ),
         ] {
             if let Some(value) = value {
-                // authn refuses claims that cannot be header values; this is the backstop.
+                // authn refuses claims that cannot be header values; this is the backstop (and
+                // catches a cached identity after a reload to `reject`).
                 let value = HeaderValue::from_str(value).map_err(|_| {
                     Rejection::new(
                         STAGE,
@@ -81,11 +119,15 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
         headers.insert(X_REQUEST_ID.clone(), v);
     }
     headers.insert(TRACEPARENT.clone(), cx.facts.trace.header_value());
-    let mut ip = String::with_capacity(40);
-    let _ = write!(ip, "{}", cx.facts.connection.peer.ip());
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    let peer = cx.facts.connection.peer.ip().to_canonical();
+    let trusted = cx
+        .active
+        .config
+        .rate_limits
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(peer));
+    client_address_headers(headers, peer, trusted, cx.facts.connection.scheme.as_str());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(cx.facts.connection.scheme.as_str()),
@@ -102,6 +144,79 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
         cx.upgrade = Some(upgrade);
     }
     Ok(())
+}
+
+/// `X-Forwarded-For`, `Forwarded` (RFC 7239) and `X-Real-IP` for a request from `peer`: a
+/// trusted proxy's list is extended with the peer, anyone else's copies are replaced, so no
+/// client can name its own address to the upstream.
+fn client_address_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &str) {
+    let mut xff = String::with_capacity(40);
+    let mut forwarded = String::with_capacity(48);
+    if trusted {
+        for (name, out) in [
+            (&X_FORWARDED_FOR, &mut xff),
+            (&header::FORWARDED, &mut forwarded),
+        ] {
+            for value in headers.get_all(name) {
+                if let Ok(text) = value.to_str() {
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        out.push_str(text);
+                        out.push_str(", ");
+                    }
+                }
+            }
+        }
+    }
+    let _ = write!(xff, "{peer}");
+    // RFC 7239 §6: an IPv6 node is bracketed, and then must be a quoted-string.
+    let _ = match peer {
+        IpAddr::V4(v4) => write!(forwarded, "for={v4};proto={proto}"),
+        IpAddr::V6(v6) => write!(forwarded, "for=\"[{v6}]\";proto={proto}"),
+    };
+    for (name, text) in [(&X_FORWARDED_FOR, xff), (&header::FORWARDED, forwarded)] {
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            headers.insert(name.clone(), v);
+        }
+    }
+    let mut real = headers.get_all(&X_REAL_IP).iter();
+    let kept = trusted
+        && real
+            .next()
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().parse::<IpAddr>().is_ok())
+        && real.next().is_none();
+    if !kept {
+        let mut ip = String::with_capacity(40);
+        let _ = write!(ip, "{peer}");
+        if let Ok(v) = HeaderValue::from_str(&ip) {
+            headers.insert(X_REAL_IP.clone(), v);
+        }
+    }
+}
+
+/// RFC 9440: the verified leaf as `Client-Cert: :<base64 DER>:`, and the certificates the
+/// client sent after it as `Client-Cert-Chain`, a list of the same (sf-binary, RFC 8941 §3.3.5).
+fn client_cert_headers(headers: &mut HeaderMap, tls: &TlsInfo) {
+    let sf_binary = |der: &[u8]| {
+        let mut out = String::with_capacity(der.len() * 4 / 3 + 6);
+        out.push(':');
+        STANDARD.encode_string(der, &mut out);
+        out.push(':');
+        out
+    };
+    let Some((leaf, chain)) = tls.client_chain.split_first() else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&sf_binary(leaf)) {
+        headers.insert(CLIENT_CERT.clone(), v);
+    }
+    if !chain.is_empty() {
+        let list: Vec<String> = chain.iter().map(|c| sf_binary(c)).collect();
+        if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+            headers.insert(CLIENT_CERT_CHAIN.clone(), v);
+        }
+    }
 }
 
 /// Removes connection-specific headers, including every header a `Connection` field nominates.
@@ -145,6 +260,27 @@ pub fn remove_named(headers: &mut HeaderMap, names: &[HeaderName]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_bracketed_and_quoted_in_forwarded_and_bare_elsewhere() {
+        let peer: IpAddr = "2001:db8::7".parse().expect("address");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "forwarded",
+            HeaderValue::from_static("for=\"[2001:db8::1]\""),
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("2001:db8::1"));
+        client_address_headers(&mut h, peer, true, "https");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::1]\", for=\"[2001:db8::7]\";proto=https"
+        );
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1, 2001:db8::7");
+        assert_eq!(h["x-real-ip"], "2001:db8::7");
+        client_address_headers(&mut h, peer, false, "http");
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::7]\";proto=http");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7");
+    }
 
     #[test]
     fn connection_nominated_headers_are_removed() {

@@ -371,6 +371,10 @@ pub struct Pki {
     pub ca_pem: String,
     pub client_cert_pem: String,
     pub client_key_pem: String,
+    /// A trusted client certificate naming a workload of tenant `acme`: CN `svc-orders`,
+    /// OU `acme`, SAN URI `spiffe://acme.test/tenants/acme/orders`, SAN DNS `orders.acme.test`.
+    pub tenant_cert_pem: String,
+    pub tenant_key_pem: String,
     /// A client certificate from a CA the gateway does not trust.
     pub rogue_cert_pem: String,
     pub rogue_key_pem: String,
@@ -422,6 +426,25 @@ impl Pki {
             &["client.localhost"],
             ExtendedKeyUsagePurpose::ClientAuth,
         );
+        let (tenant_cert, tenant_key) = {
+            let mut params = CertificateParams::new(vec!["orders.acme.test".to_string()])
+                .expect("tenant client params");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "svc-orders");
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, "acme");
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                "spiffe://acme.test/tenants/acme/orders"
+                    .try_into()
+                    .expect("URI SAN"),
+            ));
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate().expect("tenant client key");
+            let cert = params.signed_by(&key, &ca).expect("tenant client");
+            (cert.pem(), key.serialize_pem())
+        };
         let rogue_ca = new_ca("Rogue CA");
         let (rogue_cert, rogue_key) = leaf(
             &rogue_ca,
@@ -450,6 +473,8 @@ impl Pki {
             ca_pem: ca.pem(),
             client_cert_pem: client_cert,
             client_key_pem: client_key,
+            tenant_cert_pem: tenant_cert,
+            tenant_key_pem: tenant_key,
             rogue_cert_pem: rogue_cert,
             rogue_key_pem: rogue_key,
             dir,
@@ -470,6 +495,8 @@ impl Pki {
 pub enum ClientCert {
     None,
     Trusted,
+    /// [`Pki::tenant_cert_pem`].
+    Tenant,
     Rogue,
 }
 
@@ -487,6 +514,7 @@ pub fn tls_client(pki: &Pki, cert: ClientCert, alpn: &[&[u8]]) -> tokio_rustls::
     let pems = match cert {
         ClientCert::None => None,
         ClientCert::Trusted => Some((&pki.client_cert_pem, &pki.client_key_pem)),
+        ClientCert::Tenant => Some((&pki.tenant_cert_pem, &pki.tenant_key_pem)),
         ClientCert::Rogue => Some((&pki.rogue_cert_pem, &pki.rogue_key_pem)),
     };
     let mut config = match pems {

@@ -9,12 +9,15 @@ use std::time::Duration;
 use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
-use super::raw::{RawApiKey, RawApiKeys, RawCredential, RawIssuer, RawRouteAuth};
-use super::{AuthConfig, RouteAuth, TenantRule};
+use super::raw::{
+    RawApiKey, RawApiKeys, RawCertTenant, RawClientCert, RawCredential, RawIssuer, RawRouteAuth,
+};
+use super::{AuthConfig, DEFAULT_API_KEY_HEADER, RouteAuth, TenantRule};
 use crate::config::files::resolve;
 use crate::config::problem::Problem;
 use crate::config::raw::RawConfig;
 use crate::identity::api_key::{ApiKeyStore, digest, parse_hex_digest};
+use crate::identity::client_cert::{ClientCertMapping, TenantFrom, UriPattern};
 use crate::identity::issuer::{IssuerConfig, JwksSettings, header_safe};
 use crate::identity::tls;
 use crate::routing::pattern::{RoutePattern, Segment};
@@ -76,6 +79,19 @@ pub fn compile_auth(raw: &RawConfig, source: &str, problems: &mut Vec<Problem>) 
         .listeners
         .iter()
         .any(|l| l.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()));
+    let client_cert = auth
+        .client_cert
+        .as_ref()
+        .and_then(|c| compile_client_cert(c, client_ca_configured, problems));
+    let mut credential_headers = vec![
+        http::header::AUTHORIZATION,
+        HeaderName::from_static(DEFAULT_API_KEY_HEADER),
+    ];
+    if let Some(store) = &api_keys {
+        if !credential_headers.contains(&store.header) {
+            credential_headers.push(store.header.clone());
+        }
+    }
     let routes = raw
         .routes
         .iter()
@@ -87,8 +103,11 @@ pub fn compile_auth(raw: &RawConfig, source: &str, problems: &mut Vec<Problem>) 
                     &route.match_.path,
                     a,
                     &issuers,
-                    api_keys.is_some(),
-                    client_ca_configured,
+                    Available {
+                        api_keys: api_keys.is_some(),
+                        client_cert_identity: auth.client_cert.is_some(),
+                        client_ca: client_ca_configured,
+                    },
                     problems,
                 )
                 .map(Arc::new)
@@ -103,8 +122,53 @@ pub fn compile_auth(raw: &RawConfig, source: &str, problems: &mut Vec<Problem>) 
         max_token_bytes: auth.max_token_bytes,
         token_query_param: auth.token_query_param.clone(),
         token_cache_entries: auth.token_cache_entries.max(1),
+        non_ascii: auth.identity_headers.non_ascii,
+        client_cert,
+        credential_headers,
         routes,
     }
+}
+
+fn compile_client_cert(
+    raw: &RawClientCert,
+    client_ca_configured: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<ClientCertMapping> {
+    let before = problems.len();
+    if !client_ca_configured {
+        problems.push((
+            "auth.client_cert".into(),
+            "maps client certificates to identities, but no listener verifies them: set `client_ca_file` in a listener's `tls`".into(),
+        ));
+    }
+    let tenant = match &raw.tenant {
+        None => None,
+        Some(RawCertTenant {
+            ou: true,
+            san_uri_pattern: None,
+        }) => Some(TenantFrom::Ou),
+        Some(RawCertTenant {
+            ou: false,
+            san_uri_pattern: Some(pattern),
+        }) => match UriPattern::parse(pattern) {
+            Ok(p) => Some(TenantFrom::SanUri(p)),
+            Err(e) => {
+                problems.push(("auth.client_cert.tenant.san_uri_pattern".into(), e));
+                None
+            }
+        },
+        Some(_) => {
+            problems.push((
+                "auth.client_cert.tenant".into(),
+                "give exactly one of `ou: true` or `san_uri_pattern`".into(),
+            ));
+            None
+        }
+    };
+    (problems.len() == before).then_some(ClientCertMapping {
+        subject: raw.subject,
+        tenant,
+    })
 }
 
 /// The algorithms an issuer may use: asymmetric only. An HMAC keyed by a public key is the
@@ -342,22 +406,44 @@ fn compile_api_keys(
     (problems.len() == before).then_some(store)
 }
 
+/// What `auth:` and the listeners make presentable, beyond issuers: what a route's rules are
+/// checked against.
+#[derive(Clone, Copy)]
+struct Available {
+    api_keys: bool,
+    /// `auth.client_cert` maps certificates to identities.
+    client_cert_identity: bool,
+    /// Some listener verifies client certificates.
+    client_ca: bool,
+}
+
 fn compile_route_auth(
     i: usize,
     path: &str,
     r: &RawRouteAuth,
     issuers: &[Arc<IssuerConfig>],
-    api_keys: bool,
-    client_ca_configured: bool,
+    available: Available,
     problems: &mut Vec<Problem>,
 ) -> Option<RouteAuth> {
+    let Available {
+        api_keys,
+        client_cert_identity,
+        client_ca: client_ca_configured,
+    } = available;
     let at = |f: &str| format!("routes[{i}].auth.{f}");
     let before = problems.len();
-    let (accept_jwt, accept_api_key) = match &r.credentials {
-        None => (!issuers.is_empty(), api_keys),
+    let (accept_jwt, accept_api_key, accept_client_cert) = match &r.credentials {
+        None => (!issuers.is_empty(), api_keys, client_cert_identity),
         Some(kinds) => {
             let jwt = kinds.contains(&RawCredential::Jwt);
             let key = kinds.contains(&RawCredential::ApiKey);
+            let cert = kinds.contains(&RawCredential::ClientCert);
+            if cert && !client_cert_identity {
+                problems.push((
+                    at("credentials"),
+                    "accepts `client_cert` but `auth.client_cert` configures no mapping".into(),
+                ));
+            }
             if jwt && issuers.is_empty() {
                 problems.push((
                     at("credentials"),
@@ -370,10 +456,10 @@ fn compile_route_auth(
                     "accepts `api_key` but `auth.api_keys` configures none".into(),
                 ));
             }
-            (jwt, key)
+            (jwt, key, cert)
         }
     };
-    if !accept_jwt && !accept_api_key && !r.client_cert {
+    if !accept_jwt && !accept_api_key && !accept_client_cert && !r.client_cert {
         problems.push((
             format!("routes[{i}].auth"),
             "the route requires credentials but none can be presented: configure `auth.issuers` or `auth.api_keys`, or require `client_cert`".into(),
@@ -432,8 +518,19 @@ fn compile_route_auth(
     let tenant = r
         .tenant
         .as_ref()
-        .and_then(|t| match (&t.path_param, &t.header) {
-            (Some(name), None) => {
+        .and_then(|t| match (&t.path_param, &t.header, &t.equals) {
+            (None, None, Some(tenant)) => {
+                if tenant.is_empty() || !header_safe(tenant) {
+                    problems.push((
+                        at("tenant.equals"),
+                        format!("`{tenant}` must be non-empty text without control characters"),
+                    ));
+                    None
+                } else {
+                    Some(TenantRule::Equals(tenant.clone()))
+                }
+            }
+            (Some(name), None, None) => {
                 let index = RoutePattern::parse(path).ok().and_then(|p| {
                     p.segments()
                         .iter()
@@ -453,7 +550,7 @@ fn compile_route_auth(
                     }
                 }
             }
-            (None, Some(header)) => {
+            (None, Some(header), None) => {
                 match HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes()) {
                     Ok(h) => Some(TenantRule::Header(h)),
                     Err(_) => {
@@ -468,7 +565,7 @@ fn compile_route_auth(
             _ => {
                 problems.push((
                     at("tenant"),
-                    "give exactly one of `path_param` or `header`".into(),
+                    "give exactly one of `path_param`, `header` or `equals`".into(),
                 ));
                 None
             }
@@ -480,6 +577,7 @@ fn compile_route_auth(
         optional: r.optional,
         accept_jwt,
         accept_api_key,
+        accept_client_cert,
         issuers: route_issuers,
         scopes: r.scopes.clone(),
         roles: r.roles.clone(),

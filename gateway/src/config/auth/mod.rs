@@ -3,12 +3,15 @@
 //! `compile` (meaning, every problem, key files read) → here, the compiled forms `authn` and
 //! `authz` read on every request.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use http::HeaderName;
 
 use crate::identity::api_key::ApiKeyStore;
+use crate::identity::client_cert::ClientCertMapping;
+use crate::identity::header_text::NonAscii;
 use crate::identity::issuer::IssuerConfig;
 
 mod compile;
@@ -28,6 +31,13 @@ pub struct AuthConfig {
     pub max_token_bytes: usize,
     pub token_query_param: Option<String>,
     pub token_cache_entries: usize,
+    /// `auth.identity_headers.non_ascii`.
+    pub non_ascii: NonAscii,
+    /// `auth.client_cert`: how a verified client certificate becomes an identity.
+    pub client_cert: Option<ClientCertMapping>,
+    /// Every request header the gateway reads a credential from: `Authorization`, the API-key
+    /// header and `x-api-key`. Each is removed before any request goes upstream, on every route.
+    pub credential_headers: Vec<HeaderName>,
     /// Each route's rules, by the route's declaration index; `None` for public routes.
     pub routes: Vec<Option<Arc<RouteAuth>>>,
 }
@@ -46,13 +56,32 @@ impl AuthConfig {
     pub fn issuer_named(&self, name: &str) -> Option<&Arc<IssuerConfig>> {
         self.issuers.iter().find(|i| &*i.name == name)
     }
+
+    /// Whether the query parameter named `name` (as sent; compared percent-decoded) carries a
+    /// bearer token: `access_token`, `jwt` or the configured `token_query_param`. Each is
+    /// removed from every upstream request and redacted from recordings.
+    pub fn is_token_query_param(&self, name: &str) -> bool {
+        let name = percent_decoded(name);
+        TOKEN_QUERY_PARAMS.iter().any(|p| p.as_bytes() == &*name)
+            || self.token_query_param.as_deref().map(str::as_bytes) == Some(&*name)
+    }
 }
+
+/// Query parameters that carry a bearer token by convention (RFC 6750 §2.3, and the common
+/// `jwt`), beyond the configured one.
+pub const TOKEN_QUERY_PARAMS: [&str; 2] = ["access_token", "jwt"];
+
+/// The API-key header treated as a credential even when `auth.api_keys` names another (or none).
+pub const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
 
 #[derive(Debug)]
 pub struct RouteAuth {
     pub optional: bool,
     pub accept_jwt: bool,
     pub accept_api_key: bool,
+    /// A verified client certificate is an identity here (`auth.client_cert`), when the request
+    /// carries no other credential.
+    pub accept_client_cert: bool,
     /// Issuer names; empty means any configured issuer.
     pub issuers: Vec<Arc<str>>,
     pub scopes: Vec<String>,
@@ -75,4 +104,33 @@ pub enum TenantRule {
         index: usize,
     },
     Header(HeaderName),
+    /// One fixed tenant.
+    Equals(String),
+}
+
+/// `%XX` decoded, so `%61ccess_token` is `access_token` to the gateway as it is to the upstream
+/// framework that will decode it. Invalid escapes stay as they are.
+pub fn percent_decoded(name: &str) -> Cow<'_, [u8]> {
+    if !name.contains('%') {
+        return Cow::Borrowed(name.as_bytes());
+    }
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::identity::client_cert::SubjectFrom;
+use crate::identity::header_text::NonAscii;
 use crate::identity::issuer::ClaimNames;
 
 /// `auth:` — what `authn` accepts.
@@ -20,6 +22,37 @@ pub struct RawAuth {
     pub token_query_param: Option<String>,
     /// Verified tokens remembered, so a hot token skips signature verification.
     pub token_cache_entries: usize,
+    /// How identity values travel in X-User-Id, X-Tenant-Id and X-Auth-Scopes.
+    pub identity_headers: RawIdentityHeaders,
+    /// A verified client certificate as an identity; off unless given.
+    pub client_cert: Option<RawClientCert>,
+}
+
+/// `auth.identity_headers`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentityHeaders {
+    /// A claim that is not printable ASCII: `percent_encode` (default) or `reject`.
+    pub non_ascii: NonAscii,
+}
+
+/// `auth.client_cert`: which names of a verified client certificate make the identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCert {
+    pub subject: SubjectFrom,
+    #[serde(default)]
+    pub tenant: Option<RawCertTenant>,
+}
+
+/// `auth.client_cert.tenant`: `{ ou: true }` or `{ san_uri_pattern: "spiffe://x/{tenant}/*" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertTenant {
+    #[serde(default)]
+    pub ou: bool,
+    #[serde(default)]
+    pub san_uri_pattern: Option<String>,
 }
 
 impl Default for RawAuth {
@@ -30,6 +63,8 @@ impl Default for RawAuth {
             max_token_bytes: 8 * 1024,
             token_query_param: None,
             token_cache_entries: 10_000,
+            identity_headers: RawIdentityHeaders::default(),
+            client_cert: None,
         }
     }
 }
@@ -176,9 +211,12 @@ pub struct RawRouteAuth {
 pub enum RawCredential {
     Jwt,
     ApiKey,
+    /// The identity `auth.client_cert` maps a verified client certificate to.
+    ClientCert,
 }
 
-/// Where a request names its tenant: a `{param}` of the route's path or a header.
+/// Which tenant a request is for: a `{param}` of the route's path, a header, or one fixed
+/// tenant (`equals`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTenantRule {
@@ -186,4 +224,6 @@ pub struct RawTenantRule {
     pub path_param: Option<String>,
     #[serde(default)]
     pub header: Option<String>,
+    #[serde(default)]
+    pub equals: Option<String>,
 }

@@ -761,3 +761,100 @@ fn recording_problems_are_located_at_their_fields() {
     let off = load_str("test.yaml", routes).expect("valid");
     assert!(off.recording.is_none(), "off unless the section is written");
 }
+
+#[test]
+fn identity_header_and_client_certificate_problems_are_located_at_their_fields() {
+    let cases: &[(&str, &str, &[Want])] = &[
+        (
+            "non_ascii names its two modes",
+            concat!(
+                "auth: {identity_headers: {non_ascii: escape}}\n",
+                "routes:\n",
+                "  - {name: all, match: {path: /*}, respond: {status: 404}}\n",
+            ),
+            &[(
+                "1:38",
+                "auth.identity_headers.non_ascii",
+                "unknown variant `escape`, expected `percent_encode` or `reject`",
+            )],
+        ),
+        (
+            "a certificate mapping needs a listener that verifies certificates, and one tenant source",
+            concat!(
+                "auth:\n",
+                "  client_cert: {subject: cn, tenant: {ou: true, san_uri_pattern: 'spiffe://a/{tenant}'}}\n",
+                "routes:\n",
+                "  - {name: all, match: {path: /*}, respond: {status: 404}}\n",
+            ),
+            &[
+                ("2:3", "auth.client_cert", "no listener verifies them"),
+                (
+                    "2:30",
+                    "auth.client_cert.tenant",
+                    "exactly one of `ou: true`",
+                ),
+            ],
+        ),
+        (
+            "a SAN pattern names the tenant; the subject is one of three names",
+            concat!(
+                "auth:\n",
+                "  client_cert: {subject: email, tenant: {san_uri_pattern: 'spiffe://a/b'}}\n",
+                "routes:\n",
+                "  - {name: all, match: {path: /*}, respond: {status: 404}}\n",
+            ),
+            &[(
+                "2:26",
+                "auth.client_cert.subject",
+                "unknown variant `email`, expected one of `cn`, `san_uri`, `san_dns`",
+            )],
+        ),
+        (
+            "route rules: a fixed tenant, the client_cert kind, forward_client_cert",
+            concat!(
+                "auth: {api_keys: {keys: [{id: k, key: secret}]}}\n",
+                "upstreams: {a: {instances: [127.0.0.1:1]}}\n",
+                "routes:\n",
+                "  - {name: t, match: {path: /t/*}, upstream: a, auth: {tenant: {equals: ''}}}\n",
+                "  - {name: c, match: {path: /c/*}, upstream: a, auth: {credentials: [client_cert]}}\n",
+                "  - {name: f, match: {path: /f/*}, upstream: a, forward_client_cert: yes please}\n",
+            ),
+            &[(
+                "6:70",
+                "routes[2].forward_client_cert",
+                "expected a boolean",
+            )],
+        ),
+        (
+            "route rules after the schema passes",
+            concat!(
+                "auth: {api_keys: {keys: [{id: k, key: secret}]}}\n",
+                "upstreams: {a: {instances: [127.0.0.1:1]}}\n",
+                "routes:\n",
+                "  - {name: t, match: {path: /t/*}, upstream: a, auth: {tenant: {equals: ''}}}\n",
+                "  - {name: c, match: {path: /c/*}, upstream: a, auth: {credentials: [client_cert]}}\n",
+                "  - {name: e, match: {path: /e/*}, upstream: a, auth: {tenant: {equals: a, header: x-t}}}\n",
+            ),
+            &[
+                (
+                    "4:65",
+                    "routes[0].auth.tenant.equals",
+                    "must be non-empty text",
+                ),
+                (
+                    "5:56",
+                    "routes[1].auth.credentials",
+                    "accepts `client_cert` but `auth.client_cert` configures no mapping",
+                ),
+                (
+                    "6:56",
+                    "routes[2].auth.tenant",
+                    "exactly one of `path_param`, `header` or `equals`",
+                ),
+            ],
+        ),
+    ];
+    for (case, yaml, want) in cases {
+        assert_diagnostics(case, yaml, want);
+    }
+}

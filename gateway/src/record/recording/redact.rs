@@ -35,11 +35,8 @@ use crate::record::RequestRecord;
 use crate::record::json::Json;
 use crate::vocab::{Identity, Reason, StageId};
 
-/// Query parameters that carry a bearer token by convention, beyond the configured one.
-const TOKEN_QUERY_PARAMS: [&str; 2] = ["access_token", "jwt"];
-
-/// The API-key header redacted even when `auth.api_keys` names another (or none).
-const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+// The same credential places `authn` strips from every upstream request.
+use crate::config::auth::DEFAULT_API_KEY_HEADER;
 
 /// What the redaction of one line reads: the request's config, its arrival, and the writer's
 /// memory of the tokens it has read.
@@ -367,9 +364,7 @@ fn api_key(value: &HeaderValue, name: &HeaderName, runtime: &Runtime) -> (Creden
 
 /// The request-target without its token parameters, each listed as a query credential.
 fn target(uri: &http::Uri, cx: &mut Cx<'_>, credentials: &mut Credentials) -> String {
-    let configured = cx.runtime.auth.token_query_param.as_deref();
-    let is_token_param =
-        |name: &str| TOKEN_QUERY_PARAMS.contains(&name) || Some(name) == configured;
+    let is_token_param = |name: &str| cx.runtime.auth.is_token_query_param(name);
     // The absolute form keeps its scheme and authority; the origin form is path and query.
     let mut out = match (uri.scheme_str(), uri.authority()) {
         (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{}", uri.path()),

@@ -81,6 +81,7 @@ impl Spec {
             max_body_bytes: 1 << 20,
             websocket: false,
             grpc: false,
+            forward_client_cert: false,
             deprecation: None,
         })
     }
