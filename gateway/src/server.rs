@@ -404,7 +404,8 @@ async fn serve_connection(
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts a client connection on listener `index`: the TLS handshake when the listener has
-/// TLS (with the certificates of the runtime in force now), bounded by the header-read timeout.
+/// TLS (with the certificates of the runtime in force now), bounded by
+/// `limits.tls_handshake_timeout`.
 /// A failed handshake is counted and logged and the connection dropped: it never reaches a
 /// stage.
 pub async fn accept_connection(
@@ -418,7 +419,7 @@ pub async fn accept_connection(
     let listener = active.config.listeners.get(index);
     let listener_tls = listener.and_then(|l| l.tls.clone());
     let name = listener.map_or_else(|| format!("#{index}"), |l| l.name.clone());
-    let timeout = active.config.limits.header_read_timeout;
+    let timeout = active.config.limits.tls_handshake_timeout;
     drop(active);
     let is_tls = listener_tls.is_some();
     match tls::accept(stream, listener_tls, timeout).await {

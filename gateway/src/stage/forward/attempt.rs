@@ -27,7 +27,8 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use super::{STAGE, TryFailure, build_request};
-use crate::body::UpstreamRequestBody;
+use crate::body::{BodyPace, UpstreamRequestBody};
+use crate::clock::SharedClock;
 use crate::resilience::BreakerState;
 use crate::resilience::health::Outcome;
 use crate::stage::context::{RequestContext, Target};
@@ -90,6 +91,7 @@ fn deadline_passed(sent: bool) -> Rejection {
 pub(super) async fn run(
     cx: &mut RequestContext,
     mut target: Target,
+    clock: SharedClock,
 ) -> Result<Response<Incoming>, Rejection> {
     let bound = target.upstream.clone();
     let upstream = &bound.config;
@@ -135,9 +137,10 @@ pub(super) async fn run(
         version: parts.version,
         headers: parts.headers.clone(),
     });
+    let pace = BodyPace::of(&cx.active.config.limits);
     let mut request = Request::from_parts(
         parts,
-        UpstreamRequestBody::new(body, limit, cx.bytes_in.clone()),
+        UpstreamRequestBody::new(body, limit, cx.bytes_in.clone()).paced(pace, clock),
     );
     let mut tried = vec![target.instance];
     let mut refused_retries = 0;
@@ -174,14 +177,15 @@ pub(super) async fn run(
                 (outcome, retryable, Ok(response))
             }
             Ok(Err(error)) => {
-                let failure = TryFailure::of(&error);
+                let failure = TryFailure::of_body(cx.bytes_in.refusal())
+                    .unwrap_or_else(|| TryFailure::of(&error));
                 refused = failure == TryFailure::Refused;
                 let (outcome, retryable) = match failure {
                     TryFailure::Unreachable => (Outcome::ConnectFailure, true),
                     // Not processed: no verdict on the instance's health.
                     TryFailure::Refused => (Outcome::Neutral, true),
                     TryFailure::Reset => (Outcome::Failure, true),
-                    TryFailure::BodyTooLarge => (Outcome::Neutral, false),
+                    TryFailure::BodyTooLarge | TryFailure::BodyTimeout => (Outcome::Neutral, false),
                 };
                 (outcome, retryable, Err(failure.rejection(limit)))
             }
