@@ -495,6 +495,8 @@ pub struct PendingRecord {
     pub recording: Option<Box<Capture>>,
     /// A gRPC call: the `grpc-status` of its trailers goes into the record.
     pub grpc: bool,
+    /// The request's places under the gateway's concurrency limits, given back with the record.
+    pub admitted: crate::resilience::concurrency::Admitted,
 }
 
 impl PendingRecord {
