@@ -426,3 +426,80 @@ async fn connections_past_max_connections_are_closed_at_once_until_one_frees() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert_eq!(upstream.last().target, "/open/canary");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The same stall toward an HTTP/2 upstream: its stream is reset.
+
+/// What an h2c upstream saw of each request body: bytes, and whether it ended whole.
+type BodiesSeen = std::sync::Arc<std::sync::Mutex<Vec<(String, u64, bool)>>>;
+
+async fn h2c_upstream() -> (SocketAddr, BodiesSeen) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let seen = BodiesSeen::default();
+    let recorded = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let recorded = recorded.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let mut body = req.into_body();
+                        let mut bytes = 0u64;
+                        let whole = loop {
+                            match body.frame().await {
+                                Some(Ok(frame)) => {
+                                    bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                                }
+                                Some(Err(_)) => break false,
+                                None => break true,
+                            }
+                        };
+                        recorded.lock().expect("seen").push((path, bytes, whole));
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"h2 ok")),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (address, seen)
+}
+
+#[tokio::test]
+async fn a_stalled_upload_to_an_http2_upstream_is_408_and_its_stream_reset() {
+    let (address, seen) = h2c_upstream().await;
+    let text = config(address, "  body_read_timeout: 300ms", 10).replace(
+        &format!("    instances: [\"{address}\"]"),
+        &format!("    instances: [\"{address}\"]\n    protocol: h2c"),
+    );
+    assert!(text.contains("protocol: h2c"));
+    let mut gw = TestGateway::start(&text).await;
+    let (reply, closed) = raw_exchange(
+        gw.handle.address(),
+        b"POST /open/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_body_timeout(&reply);
+    assert!(closed, "the client connection is closed after the 408");
+    let record = gw.record().await;
+    assert_eq!(record.stopped_at, Some(StageId::Forward));
+    assert_eq!(record.reason.as_deref(), Some("request-body-timeout"));
+    let upload = eventually("the upstream sees the reset", Duration::from_secs(5), async || {
+        seen.lock().expect("seen").first().cloned().ok_or("not yet")
+    })
+    .await;
+    assert_eq!(upload, ("/open/upload".to_string(), 10, false), "the stream was reset mid-body");
+
+    assert_eq!(gw.get("/open/canary").await.status, 200);
+    let canary = seen.lock().expect("seen").last().cloned();
+    assert_eq!(canary, Some(("/open/canary".to_string(), 0, true)));
+}
