@@ -77,7 +77,10 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> Result<Target
     let (route, upstream) = verdict(&cx.route)?;
     if let Some(max) = route.max_concurrent_requests {
         let gate = state.sinks.metrics.concurrency.route(&route.name);
-        cx.admitted.route = Some(gate.try_enter(max).ok_or_else(|| overloaded(STAGE, "route"))?);
+        cx.admitted.route = Some(
+            gate.try_enter(max)
+                .ok_or_else(|| overloaded(STAGE, "route"))?,
+        );
     }
     if let Some(declared) = content_length(&cx.parts.headers) {
         if declared > route.max_body_bytes {

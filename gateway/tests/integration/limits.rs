@@ -89,7 +89,10 @@ fn assert_body_timeout(reply: &str) {
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     let lower = reply.to_ascii_lowercase();
     assert!(lower.contains("connection: close"), "{reply}");
-    assert!(lower.contains("content-type: application/problem+json"), "{reply}");
+    assert!(
+        lower.contains("content-type: application/problem+json"),
+        "{reply}"
+    );
     assert!(
         reply.contains("\"type\":\"urn:gatehouse:problem:request-body-timeout\""),
         "{reply}"
@@ -103,7 +106,8 @@ fn assert_body_timeout(reply: &str) {
 #[tokio::test]
 async fn a_stalled_upload_is_408_at_body_read_timeout_and_its_upstream_connection_is_not_reused() {
     let upstream = Upstream::start().await;
-    let mut gw = TestGateway::start(&config(upstream.address, "  body_read_timeout: 300ms", 10)).await;
+    let mut gw =
+        TestGateway::start(&config(upstream.address, "  body_read_timeout: 300ms", 10)).await;
     // A first request leaves a pooled connection to the upstream, the one the upload will take.
     assert_eq!(gw.get("/open/warm").await.status, 200);
     gw.record().await;
@@ -111,17 +115,24 @@ async fn a_stalled_upload_is_408_at_body_read_timeout_and_its_upstream_connectio
 
     #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
     let started = std::time::Instant::now();
-    let mut stream = TcpStream::connect(gw.handle.address()).await.expect("connect");
+    let mut stream = TcpStream::connect(gw.handle.address())
+        .await
+        .expect("connect");
     // The head and 10 of the 100 bytes it announces, then nothing.
     stream
-        .write_all(b"POST /open/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        .write_all(
+            b"POST /open/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+        )
         .await
         .expect("write");
     let (reply, closed) = read_all(&mut stream, Duration::from_secs(10)).await;
     let waited = started.elapsed();
     assert_body_timeout(&reply);
     assert!(closed, "the client connection is closed after the 408");
-    assert!(waited >= Duration::from_millis(250), "not before the timeout: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "not before the timeout: {waited:?}"
+    );
 
     let record = gw.record().await;
     assert_eq!(record.status, 408);
@@ -130,22 +141,32 @@ async fn a_stalled_upload_is_408_at_body_read_timeout_and_its_upstream_connectio
     assert_eq!(record.bytes_in, 10);
 
     // The upstream saw the message begin and never end: its connection closed mid-body.
-    let upload = eventually("the upstream sees the aborted upload", Duration::from_secs(5), async || {
-        upstream
-            .seen()
-            .into_iter()
-            .find(|s| s.target == "/open/upload")
-            .ok_or("not yet")
-    })
+    let upload = eventually(
+        "the upstream sees the aborted upload",
+        Duration::from_secs(5),
+        async || {
+            upstream
+                .seen()
+                .into_iter()
+                .find(|s| s.target == "/open/upload")
+                .ok_or("not yet")
+        },
+    )
     .await;
-    assert_eq!(upload.peer, warm, "the upload went over the pooled connection");
+    assert_eq!(
+        upload.peer, warm,
+        "the upload went over the pooled connection"
+    );
     assert_eq!(upload.body_bytes, 10, "the upstream never saw a whole body");
 
     // The canary is served, on a new upstream connection: the aborted one was not reused.
     assert_eq!(gw.get("/open/canary").await.status, 200);
     let canary = upstream.last();
     assert_eq!(canary.target, "/open/canary");
-    assert_ne!(canary.peer, warm, "the connection of an aborted request is never reused");
+    assert_ne!(
+        canary.peer, warm,
+        "the connection of an aborted request is never reused"
+    );
 }
 
 #[tokio::test]
@@ -157,7 +178,9 @@ async fn a_trickling_upload_under_min_body_rate_is_408() {
 
     #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
     let started = std::time::Instant::now();
-    let stream = TcpStream::connect(gw.handle.address()).await.expect("connect");
+    let stream = TcpStream::connect(gw.handle.address())
+        .await
+        .expect("connect");
     let (mut read, mut write) = stream.into_split();
     let trickle = tokio::spawn(async move {
         write
@@ -187,16 +210,24 @@ async fn a_trickling_upload_under_min_body_rate_is_408() {
     assert_body_timeout(&reply);
     assert!(reply.contains("too slowly"), "{reply}");
     assert!(closed, "the client connection is closed after the 408");
-    assert!(waited < Duration::from_secs(15), "the rate, not the read timeout, ended it: {waited:?}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "the rate, not the read timeout, ended it: {waited:?}"
+    );
 
     let record = gw.record().await;
     assert_eq!(record.stopped_at, Some(StageId::Forward));
     assert_eq!(record.reason.as_deref(), Some("request-body-timeout"));
-    let upload = eventually("the upstream sees the aborted upload", Duration::from_secs(5), async || {
-        upstream.seen().into_iter().next().ok_or("not yet")
-    })
+    let upload = eventually(
+        "the upstream sees the aborted upload",
+        Duration::from_secs(5),
+        async || upstream.seen().into_iter().next().ok_or("not yet"),
+    )
     .await;
-    assert!(upload.body_bytes < 10000, "the upstream never saw a whole body: {upload:?}");
+    assert!(
+        upload.body_bytes < 10000,
+        "the upstream never saw a whole body: {upload:?}"
+    );
 
     // The same body sent at once is served.
     let reply = gw
@@ -253,11 +284,15 @@ async fn a_tls_handshake_that_never_completes_is_closed_at_tls_handshake_timeout
     for (n, sent) in [silent, partial].into_iter().enumerate() {
         #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
         let started = std::time::Instant::now();
-        let (reply, closed) = raw_exchange(gw.handle.address(), sent, Duration::from_secs(10)).await;
+        let (reply, closed) =
+            raw_exchange(gw.handle.address(), sent, Duration::from_secs(10)).await;
         // The header-read timeout is 30 s: closing within 10 s is the handshake timeout's doing.
         assert!(closed, "case {n}: the connection is closed");
         assert!(reply.is_empty(), "case {n}: nothing is answered: {reply:?}");
-        assert!(started.elapsed() >= Duration::from_millis(250), "case {n}: not before the timeout");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "case {n}: not before the timeout"
+        );
         metric_reaches(
             &gw,
             "gatehouse_tls_handshake_failures_total{listener=\"edge\",reason=\"timeout\"}",
@@ -266,13 +301,23 @@ async fn a_tls_handshake_that_never_completes_is_closed_at_tls_handshake_timeout
         .await;
     }
     assert!(upstream.seen().is_empty());
-    assert!(gw.records.try_recv().is_err(), "a failed handshake reaches no stage");
+    assert!(
+        gw.records.try_recv().is_err(),
+        "a failed handshake reaches no stage"
+    );
 
     // The canary completes its handshake and is served.
     let client = tls_client(&pki, ClientCert::None, &[b"http/1.1"]);
-    let (reply, _) = tls_get(gw.handle.address(), &client, "localhost", "localhost", "/open/1", &[])
-        .await
-        .expect("exchange");
+    let (reply, _) = tls_get(
+        gw.handle.address(),
+        &client,
+        "localhost",
+        "localhost",
+        "/open/1",
+        &[],
+    )
+    .await
+    .expect("exchange");
     assert_eq!(reply.status, 200);
     assert_eq!(gw.record().await.status, 200);
 }
@@ -301,10 +346,14 @@ async fn slow_requests(
             })
         })
         .collect();
-    eventually("the slow requests reach the upstream", Duration::from_secs(10), async || {
-        let seen = upstream.seen().len();
-        if seen == n { Ok(()) } else { Err(seen) }
-    })
+    eventually(
+        "the slow requests reach the upstream",
+        Duration::from_secs(10),
+        async || {
+            let seen = upstream.seen().len();
+            if seen == n { Ok(()) } else { Err(seen) }
+        },
+    )
     .await;
     tasks
 }
@@ -320,7 +369,11 @@ async fn assert_overloaded(gw: &mut TestGateway, upstream: &Upstream, path: &str
     assert_eq!(record.status, 503);
     assert_eq!(record.stopped_at, Some(stage));
     assert_eq!(record.reason.as_deref(), Some("overloaded"));
-    assert_eq!(upstream.seen().len(), before, "the upstream got nothing of the refused request");
+    assert_eq!(
+        upstream.seen().len(),
+        before,
+        "the upstream got nothing of the refused request"
+    );
 }
 
 #[tokio::test]
@@ -328,18 +381,37 @@ async fn a_route_past_its_max_concurrent_requests_answers_503_overloaded_at_once
     let upstream = Upstream::start().await;
     let mut gw = TestGateway::start(&config(upstream.address, "  idle_timeout: 60s", 2)).await;
     let slow = slow_requests(&gw, &upstream, "/limited/slow", 2).await;
-    metric_reaches(&gw, "gatehouse_route_requests_in_flight{route=\"limited\"}", 2).await;
+    metric_reaches(
+        &gw,
+        "gatehouse_route_requests_in_flight{route=\"limited\"}",
+        2,
+    )
+    .await;
 
     assert_overloaded(&mut gw, &upstream, "/limited/third", StageId::Route).await;
-    metric_reaches(&gw, "gatehouse_route_requests_overloaded_total{route=\"limited\"}", 1).await;
+    metric_reaches(
+        &gw,
+        "gatehouse_route_requests_overloaded_total{route=\"limited\"}",
+        1,
+    )
+    .await;
     // Another route is not limited by this one's count.
     assert_eq!(gw.get("/open/1").await.status, 200);
     gw.record().await;
 
     for task in slow {
-        assert_eq!(task.await.expect("slow request"), 200, "the admitted requests are served");
+        assert_eq!(
+            task.await.expect("slow request"),
+            200,
+            "the admitted requests are served"
+        );
     }
-    metric_reaches(&gw, "gatehouse_route_requests_in_flight{route=\"limited\"}", 0).await;
+    metric_reaches(
+        &gw,
+        "gatehouse_route_requests_in_flight{route=\"limited\"}",
+        0,
+    )
+    .await;
     // A freed place is taken again: the canary is served.
     assert_eq!(gw.get("/limited/canary").await.status, 200);
     assert_eq!(upstream.last().target, "/limited/canary");
@@ -348,19 +420,42 @@ async fn a_route_past_its_max_concurrent_requests_answers_503_overloaded_at_once
 #[tokio::test]
 async fn a_listener_past_its_max_concurrent_requests_answers_503_overloaded_at_tls() {
     let upstream = Upstream::start().await;
-    let mut gw =
-        TestGateway::start(&config(upstream.address, "  max_concurrent_requests: 2", 10)).await;
+    let mut gw = TestGateway::start(&config(
+        upstream.address,
+        "  max_concurrent_requests: 2",
+        10,
+    ))
+    .await;
     let slow = slow_requests(&gw, &upstream, "/open/slow", 2).await;
-    metric_reaches(&gw, "gatehouse_listener_requests_in_flight{listener=\"public\"}", 2).await;
+    metric_reaches(
+        &gw,
+        "gatehouse_listener_requests_in_flight{listener=\"public\"}",
+        2,
+    )
+    .await;
 
     assert_overloaded(&mut gw, &upstream, "/open/third", StageId::Tls).await;
-    metric_reaches(&gw, "gatehouse_listener_requests_overloaded_total{listener=\"public\"}", 1).await;
+    metric_reaches(
+        &gw,
+        "gatehouse_listener_requests_overloaded_total{listener=\"public\"}",
+        1,
+    )
+    .await;
 
     for task in slow {
-        assert_eq!(task.await.expect("slow request"), 200, "the admitted requests are served");
+        assert_eq!(
+            task.await.expect("slow request"),
+            200,
+            "the admitted requests are served"
+        );
     }
     // The places are held until the response bodies end, then freed.
-    metric_reaches(&gw, "gatehouse_listener_requests_in_flight{listener=\"public\"}", 0).await;
+    metric_reaches(
+        &gw,
+        "gatehouse_listener_requests_in_flight{listener=\"public\"}",
+        0,
+    )
+    .await;
     assert_eq!(gw.get("/open/canary").await.status, 200);
     assert_eq!(upstream.last().target, "/open/canary");
 }
@@ -382,7 +477,11 @@ async fn served_connection(address: SocketAddr, path: &str) -> TcpStream {
             .await
             .expect("an answer within 10 s")
             .expect("read");
-        assert!(n > 0, "closed before answering: {}", String::from_utf8_lossy(&head));
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&head)
+        );
         head.extend_from_slice(&buf[..n]);
     }
     assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200"));
@@ -398,7 +497,12 @@ async fn connections_past_max_connections_are_closed_at_once_until_one_frees() {
     let _second = served_connection(address, "/open/2").await;
     gw.record().await;
     gw.record().await;
-    metric_reaches(&gw, "gatehouse_listener_connections{listener=\"public\"}", 2).await;
+    metric_reaches(
+        &gw,
+        "gatehouse_listener_connections{listener=\"public\"}",
+        2,
+    )
+    .await;
 
     // The third is accepted and closed, unread and unanswered.
     let before = upstream.seen().len();
@@ -411,12 +515,25 @@ async fn connections_past_max_connections_are_closed_at_once_until_one_frees() {
     assert!(closed, "the connection past the limit is closed");
     assert!(reply.is_empty(), "nothing is answered on it: {reply}");
     assert_eq!(upstream.seen().len(), before, "the upstream got nothing");
-    assert!(gw.records.try_recv().is_err(), "no request was read, so none is recorded");
-    metric_reaches(&gw, "gatehouse_listener_connections_refused_total{listener=\"public\"}", 1).await;
+    assert!(
+        gw.records.try_recv().is_err(),
+        "no request was read, so none is recorded"
+    );
+    metric_reaches(
+        &gw,
+        "gatehouse_listener_connections_refused_total{listener=\"public\"}",
+        1,
+    )
+    .await;
 
     // One closes; a new connection is served.
     drop(first);
-    metric_reaches(&gw, "gatehouse_listener_connections{listener=\"public\"}", 1).await;
+    metric_reaches(
+        &gw,
+        "gatehouse_listener_connections{listener=\"public\"}",
+        1,
+    )
+    .await;
     let (reply, _) = raw_exchange(
         address,
         b"GET /open/canary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -435,7 +552,9 @@ type BodiesSeen = std::sync::Arc<std::sync::Mutex<Vec<(String, u64, bool)>>>;
 
 async fn h2c_upstream() -> (SocketAddr, BodiesSeen) {
     use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     let seen = BodiesSeen::default();
     let recorded = seen.clone();
@@ -443,30 +562,32 @@ async fn h2c_upstream() -> (SocketAddr, BodiesSeen) {
         while let Ok((tcp, _)) = listener.accept().await {
             let recorded = recorded.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let recorded = recorded.clone();
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let mut body = req.into_body();
-                        let mut bytes = 0u64;
-                        let whole = loop {
-                            match body.frame().await {
-                                Some(Ok(frame)) => {
-                                    bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let recorded = recorded.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let mut body = req.into_body();
+                            let mut bytes = 0u64;
+                            let whole = loop {
+                                match body.frame().await {
+                                    Some(Ok(frame)) => {
+                                        bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                                    }
+                                    Some(Err(_)) => break false,
+                                    None => break true,
                                 }
-                                Some(Err(_)) => break false,
-                                None => break true,
-                            }
-                        };
-                        recorded.lock().expect("seen").push((path, bytes, whole));
-                        Ok::<_, std::convert::Infallible>(http::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from_static(b"h2 ok")),
-                        ))
-                    }
-                });
-                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                    .await;
+                            };
+                            recorded.lock().expect("seen").push((path, bytes, whole));
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"h2 ok")),
+                            ))
+                        }
+                    });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
             });
         }
     });
@@ -493,11 +614,17 @@ async fn a_stalled_upload_to_an_http2_upstream_is_408_and_its_stream_reset() {
     let record = gw.record().await;
     assert_eq!(record.stopped_at, Some(StageId::Forward));
     assert_eq!(record.reason.as_deref(), Some("request-body-timeout"));
-    let upload = eventually("the upstream sees the reset", Duration::from_secs(5), async || {
-        seen.lock().expect("seen").first().cloned().ok_or("not yet")
-    })
+    let upload = eventually(
+        "the upstream sees the reset",
+        Duration::from_secs(5),
+        async || seen.lock().expect("seen").first().cloned().ok_or("not yet"),
+    )
     .await;
-    assert_eq!(upload, ("/open/upload".to_string(), 10, false), "the stream was reset mid-body");
+    assert_eq!(
+        upload,
+        ("/open/upload".to_string(), 10, false),
+        "the stream was reset mid-body"
+    );
 
     assert_eq!(gw.get("/open/canary").await.status, 200);
     let canary = seen.lock().expect("seen").last().cloned();
