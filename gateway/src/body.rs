@@ -320,7 +320,8 @@ struct Pacing {
     rule: BodyPace,
     clock: SharedClock,
     state: Option<PaceState>,
-    alarm: Pin<Box<tokio::time::Sleep>>,
+    /// Made the first time the body waits: a body that never waits costs no timer.
+    alarm: Option<Pin<Box<tokio::time::Sleep>>>,
     /// When the alarm is set for; `None` when it has rung.
     alarm_at: Option<Nanos>,
 }
@@ -353,12 +354,21 @@ impl Pacing {
             if now >= at {
                 return Some(stall);
             }
-            if self.alarm_at.is_none_or(|set| set > at) {
-                self.alarm
-                    .set(tokio::time::sleep(Duration::from_nanos(at - now)));
-                self.alarm_at = Some(at);
-            }
-            match self.alarm.as_mut().poll(cx) {
+            let wait = Duration::from_nanos(at - now);
+            let alarm = match &mut self.alarm {
+                Some(alarm) => {
+                    if self.alarm_at.is_none_or(|set| set > at) {
+                        alarm.set(tokio::time::sleep(wait));
+                        self.alarm_at = Some(at);
+                    }
+                    alarm
+                }
+                None => {
+                    self.alarm_at = Some(at);
+                    self.alarm.insert(Box::pin(tokio::time::sleep(wait)))
+                }
+            };
+            match alarm.as_mut().poll(cx) {
                 Poll::Ready(()) => self.alarm_at = None,
                 Poll::Pending => return None,
             }
@@ -405,7 +415,7 @@ impl UpstreamRequestBody {
                 rule,
                 clock,
                 state: None,
-                alarm: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                alarm: None,
                 alarm_at: None,
             }));
         }
