@@ -34,6 +34,7 @@ fn route(index: usize, pattern: &str, methods: &[Method], priority: i32) -> Arc<
         },
         rewrite: None,
         max_body_bytes: 1 << 20,
+        max_concurrent_requests: None,
         websocket: false,
         grpc: false,
         forward_client_cert: false,

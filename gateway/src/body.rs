@@ -3,6 +3,10 @@
 //! its way to the client (counted, hashed when the recording keeps responses, and the request's
 //! record emitted when it ends — or when the client goes away).
 //!
+//! The request body is also paced ([`BodyPace`]): one that stops sending for
+//! `limits.body_read_timeout`, or trickles below `limits.min_body_rate`, ends with
+//! [`BodyStalled`], which `forward` answers with 408 while the upstream's request is aborted.
+//!
 //! A response body also keeps its client connection counted busy until it ends ([`Busy`]), so
 //! the server's idle timeout never takes a stream that is still open for idleness, and ends the
 //! stream when `limits.max_stream_duration` passes ([`ResponseBody::stream`]) or when the
@@ -13,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -183,6 +187,20 @@ impl UpstreamBadResponse {
 pub trait BodyMeter: Send + Sync {
     /// `total` bytes have been seen so far; `data` is the chunk that just passed.
     fn saw(&self, total: u64, data: &Bytes);
+
+    /// The gateway ended the body itself, for `why`. Said here as well as in the body's error
+    /// because HTTP/2 does not hand a request body's error back: the upstream's stream is reset
+    /// and the response future fails with the reset alone.
+    fn refused(&self, _why: BodyRefusal) {}
+}
+
+/// Why the gateway ended a client's request body before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Past the route's `max_body_bytes` ([`BodyTooLarge`]).
+    TooLarge,
+    /// Stalled or too slow ([`BodyStalled`]).
+    Stalled,
 }
 
 /// A plain byte count (requests the gateway makes itself, such as health checks).
@@ -198,6 +216,8 @@ impl BodyMeter for AtomicU64 {
 pub struct RequestBodyMeter {
     seen: AtomicU64,
     prefix: Option<parking_lot::Mutex<Prefix>>,
+    /// A [`BodyRefusal`] as a number (0: none), set once when the gateway ends the body.
+    refusal: std::sync::atomic::AtomicU8,
 }
 
 #[derive(Debug, Default)]
@@ -216,6 +236,7 @@ impl RequestBodyMeter {
     pub fn keeping(keep: usize) -> Self {
         Self {
             seen: AtomicU64::new(0),
+            refusal: std::sync::atomic::AtomicU8::new(0),
             prefix: (keep > 0).then(|| {
                 parking_lot::Mutex::new(Prefix {
                     chunks: Vec::new(),
@@ -227,6 +248,15 @@ impl RequestBodyMeter {
 
     pub fn seen(&self) -> u64 {
         self.seen.load(Ordering::Relaxed)
+    }
+
+    /// Whether, and why, the gateway ended the body before its end.
+    pub fn refusal(&self) -> Option<BodyRefusal> {
+        match self.refusal.load(Ordering::Acquire) {
+            1 => Some(BodyRefusal::TooLarge),
+            2 => Some(BodyRefusal::Stalled),
+            _ => None,
+        }
     }
 
     /// The kept prefix and the whole length, taken out for the recording.
@@ -243,6 +273,14 @@ impl RequestBodyMeter {
 }
 
 impl BodyMeter for RequestBodyMeter {
+    fn refused(&self, why: BodyRefusal) {
+        let code = match why {
+            BodyRefusal::TooLarge => 1,
+            BodyRefusal::Stalled => 2,
+        };
+        self.refusal.store(code, Ordering::Release);
+    }
+
     fn saw(&self, total: u64, data: &Bytes) {
         self.seen.store(total, Ordering::Relaxed);
         if let Some(prefix) = &self.prefix {
@@ -263,6 +301,142 @@ pub struct UpstreamRequestBody {
     seen: u64,
     /// Shared with the record so it can report bytes in once the exchange ends.
     counter: Arc<dyn BodyMeter>,
+    /// The body's pace rule at work, when it has one ([`UpstreamRequestBody::paced`]).
+    pacing: Option<Box<Pacing>>,
+}
+
+/// `limits.body_read_timeout` and `limits.min_body_rate`: the rule a streaming request body is
+/// held to, over an explicit `now`. A body stalls when no bytes came for `read_timeout`, or —
+/// once `grace` has passed since it started — when its average rate since it started is below
+/// `min_rate` bytes per second (an average, so a pause is forgiven when bytes came fast before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPace {
+    pub read_timeout: Duration,
+    /// Bytes per second, and the grace before it applies.
+    pub min_rate: Option<(u64, Duration)>,
+}
+
+/// Where a body stands under its pace rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaceState {
+    /// When the body was first asked for bytes (the gateway starts sending it upstream then;
+    /// time spent in the stages before is not the client's).
+    pub started: Nanos,
+    /// When the last bytes came (`started` before any).
+    pub last: Nanos,
+    pub seen: u64,
+}
+
+impl BodyPace {
+    /// The body's pace rule under `limits`.
+    pub fn of(limits: &crate::config::raw::RawLimits) -> Self {
+        Self {
+            read_timeout: limits.body_read_timeout,
+            min_rate: limits
+                .min_body_rate
+                .map(|rate| (rate, limits.min_body_rate_grace)),
+        }
+    }
+
+    /// When the body stalls if no more bytes come, and as what: the earlier of the read
+    /// timeout's deadline and the moment the average rate drops below the minimum.
+    pub fn stalls_at(&self, state: &PaceState) -> (Nanos, BodyStalled) {
+        let idle = (
+            state.last.saturating_add(duration_nanos(self.read_timeout)),
+            BodyStalled::Idle(self.read_timeout),
+        );
+        let Some((rate, grace)) = self.min_rate.filter(|(rate, _)| *rate > 0) else {
+            return idle;
+        };
+        // seen / elapsed < rate exactly when elapsed > seen / rate.
+        let earned = u64::try_from(u128::from(state.seen) * 1_000_000_000 / u128::from(rate))
+            .unwrap_or(u64::MAX);
+        let slow = state
+            .started
+            .saturating_add(earned.max(duration_nanos(grace)));
+        if slow < idle.0 {
+            (slow, BodyStalled::Slow(rate))
+        } else {
+            idle
+        }
+    }
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A body's pace rule with its state and its alarm. The rule decides with the injected clock —
+/// one reading per chunk, no timer touched per chunk — and a tokio timer only wakes the body to
+/// ask it again: set for when the body would stall, it may ring early (bytes came since), never
+/// late.
+struct Pacing {
+    rule: BodyPace,
+    clock: SharedClock,
+    state: Option<PaceState>,
+    /// Made the first time the body waits: a body that never waits costs no timer.
+    alarm: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the alarm is set for; `None` when it has rung.
+    alarm_at: Option<Nanos>,
+}
+
+impl Pacing {
+    fn start(&mut self) {
+        if self.state.is_none() {
+            let now = self.clock.now();
+            self.state = Some(PaceState {
+                started: now,
+                last: now,
+                seen: 0,
+            });
+        }
+    }
+
+    fn saw(&mut self, seen: u64) {
+        if let Some(state) = &mut self.state {
+            state.last = self.clock.now();
+            state.seen = seen;
+        }
+    }
+
+    /// With the client's body pending: the stall, if it has come; else the alarm is set.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Option<BodyStalled> {
+        let state = self.state?;
+        loop {
+            let now = self.clock.now();
+            let (at, stall) = self.rule.stalls_at(&state);
+            if now >= at {
+                return Some(stall);
+            }
+            let wait = Duration::from_nanos(at - now);
+            let alarm = match &mut self.alarm {
+                Some(alarm) => {
+                    if self.alarm_at.is_none_or(|set| set > at) {
+                        alarm.set(tokio::time::sleep(wait));
+                        self.alarm_at = Some(at);
+                    }
+                    alarm
+                }
+                None => {
+                    self.alarm_at = Some(at);
+                    self.alarm.insert(Box::pin(tokio::time::sleep(wait)))
+                }
+            };
+            match alarm.as_mut().poll(cx) {
+                Poll::Ready(()) => self.alarm_at = None,
+                Poll::Pending => return None,
+            }
+        }
+    }
+}
+
+/// The client's body stopped, or came too slowly; `forward` turns it into a 408.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyStalled {
+    #[error("no request-body bytes came for {0:?} (limits.body_read_timeout)")]
+    Idle(Duration),
+    #[error("the request body came slower than {0} bytes per second (limits.min_body_rate)")]
+    Slow(u64),
 }
 
 /// The client sent more than the route allows; `forward` turns it into a 413.
@@ -283,7 +457,23 @@ impl UpstreamRequestBody {
             limit,
             seen: 0,
             counter,
+            pacing: None,
         }
+    }
+
+    /// Holds the body to `rule`, with time from `clock`. A body without bytes to come is never
+    /// paced.
+    pub fn paced(mut self, rule: BodyPace, clock: SharedClock) -> Self {
+        if !self.is_end_stream() {
+            self.pacing = Some(Box::new(Pacing {
+                rule,
+                clock,
+                state: None,
+                alarm: None,
+                alarm_at: None,
+            }));
+        }
+        self
     }
 }
 
@@ -299,13 +489,32 @@ impl Body for UpstreamRequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match ready!(Pin::new(inner).poll_frame(cx)) {
+        if let Some(pacing) = &mut this.pacing {
+            pacing.start();
+        }
+        let Poll::Ready(polled) = Pin::new(inner).poll_frame(cx) else {
+            if let Some(stall) = this.pacing.as_mut().and_then(|p| p.poll_stall(cx)) {
+                // Dropping the client's body here; the upstream's request fails with the error,
+                // so it never sees the message end.
+                this.inner = None;
+                this.pacing = None;
+                this.counter.refused(BodyRefusal::Stalled);
+                return Poll::Ready(Some(Err(Box::new(stall))));
+            }
+            return Poll::Pending;
+        };
+        match polled {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     this.counter.saw(this.seen, data);
+                    // Empty DATA frames are no progress: they cannot keep a body alive.
+                    if let Some(pacing) = this.pacing.as_mut().filter(|_| !data.is_empty()) {
+                        pacing.saw(this.seen);
+                    }
                     if this.seen > this.limit {
                         this.inner = None;
+                        this.counter.refused(BodyRefusal::TooLarge);
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
                             limit: this.limit,
                         }))));
@@ -350,6 +559,8 @@ pub struct PendingRecord {
     pub recording: Option<Box<Capture>>,
     /// A gRPC call: the `grpc-status` of its trailers goes into the record.
     pub grpc: bool,
+    /// The request's places under the gateway's concurrency limits, given back with the record.
+    pub admitted: crate::resilience::concurrency::Admitted,
 }
 
 impl PendingRecord {
@@ -620,5 +831,68 @@ impl Body for ResponseBody {
             }
             ResponseContent::Upstream(body) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn state(started: u64, last: u64, seen: u64) -> PaceState {
+        PaceState {
+            started: started * MS,
+            last: last * MS,
+            seen,
+        }
+    }
+
+    #[test]
+    fn a_body_stalls_a_read_timeout_after_its_last_bytes() {
+        let pace = BodyPace {
+            read_timeout: Duration::from_millis(300),
+            min_rate: None,
+        };
+        let idle = BodyStalled::Idle(Duration::from_millis(300));
+        assert_eq!(pace.stalls_at(&state(0, 0, 0)), (300 * MS, idle));
+        // Each chunk moves the deadline: it counts from the last bytes, not from the start.
+        assert_eq!(pace.stalls_at(&state(0, 1000, 5)), (1300 * MS, idle));
+    }
+
+    #[test]
+    fn a_body_below_the_minimum_rate_stalls_once_the_grace_has_passed() {
+        let pace = BodyPace {
+            read_timeout: Duration::from_secs(60),
+            min_rate: Some((1000, Duration::from_millis(500))),
+        };
+        let slow = BodyStalled::Slow(1000);
+        // 100 bytes at 1000 B/s are earned in 100 ms: the grace decides.
+        assert_eq!(pace.stalls_at(&state(0, 50, 100)), (500 * MS, slow));
+        // 2000 bytes earn 2 s from the start, however late they came.
+        assert_eq!(pace.stalls_at(&state(0, 1900, 2000)), (2000 * MS, slow));
+        // The read timeout stays the bound when it comes first.
+        let tight = BodyPace {
+            read_timeout: Duration::from_millis(50),
+            ..pace
+        };
+        assert_eq!(
+            tight.stalls_at(&state(0, 1900, 2000)),
+            (1950 * MS, BodyStalled::Idle(Duration::from_millis(50)))
+        );
+    }
+
+    #[test]
+    fn the_rate_rule_never_overflows() {
+        let pace = BodyPace {
+            read_timeout: Duration::MAX,
+            min_rate: Some((1, Duration::MAX)),
+        };
+        let (at, _) = pace.stalls_at(&PaceState {
+            started: u64::MAX - 1,
+            last: u64::MAX,
+            seen: u64::MAX,
+        });
+        assert_eq!(at, u64::MAX);
     }
 }

@@ -79,6 +79,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         upgrade: None,
         close_connection: false,
         grpc,
+        admitted: Default::default(),
     };
 
     let mut laps = Laps {
@@ -155,6 +156,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         route_metrics,
         recording: capture,
         grpc: cx.grpc.is_some(),
+        admitted: std::mem::take(&mut cx.admitted),
     }));
     response
 }

@@ -282,11 +282,22 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let mut counted = ListenerConnections::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(index, stream, peer, state.clone(), shutdown.clone()));
+                    // Past `limits.max_connections` the connection is closed at once, unread.
+                    if let Some(permit) = counted.admit(&state, index) {
+                        let serve = serve_connection(index, stream, peer, state.clone(), shutdown.clone());
+                        connections.spawn(async move {
+                            let _counted = permit;
+                            serve.await;
+                        });
+                    } else {
+                        tracing::debug!(%peer, "limits.max_connections reached; connection closed");
+                        drop(stream);
+                    }
                 }
                 Err(error) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -311,6 +322,50 @@ async fn accept_loop(
         );
         connections.abort_all();
     }
+}
+
+/// The open connections of one listener, counted under `limits.max_connections` (read from the
+/// config in force at each accept). Past it a new connection is accepted and closed at once, as
+/// Envoy's connection limit does, rather than left in the kernel's backlog: the client learns at
+/// once, the refusal is counted, and the backlog never fills with connections nobody will serve.
+/// No HTTP answer is written: nothing of the request has been read, and the client may not even
+/// speak HTTP/1.1 (h2c, TLS).
+#[derive(Default)]
+struct ListenerConnections {
+    /// The listener's name and its gate, resolved again only when a reload renames it.
+    gate: Option<(String, crate::resilience::concurrency::Gate)>,
+}
+
+impl ListenerConnections {
+    fn admit(
+        &mut self,
+        state: &GatewayState,
+        index: usize,
+    ) -> Option<crate::resilience::concurrency::Permit> {
+        let active = state.active.load();
+        let max = active.config.limits.max_connections;
+        let name = listener_name(&active.config, index);
+        let gate = match &self.gate {
+            Some((known, gate)) if *known == name => gate,
+            _ => {
+                let gate = state.sinks.metrics.concurrency.connections(&name);
+                &self.gate.insert((name, gate)).1
+            }
+        };
+        match max {
+            Some(max) => gate.try_enter(max),
+            None => Some(gate.enter()),
+        }
+    }
+}
+
+/// Listener `index`'s name in `config` (its metric label), or `#index` for a listener handed in
+/// beyond the config's.
+fn listener_name(config: &Runtime, index: usize) -> String {
+    config
+        .listeners
+        .get(index)
+        .map_or_else(|| format!("#{index}"), |l| l.name.clone())
 }
 
 async fn serve_connection(
@@ -506,7 +561,8 @@ fn record_refusal(
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts a client connection on listener `index`: the TLS handshake when the listener has
-/// TLS (with the certificates of the runtime in force now), bounded by the header-read timeout.
+/// TLS (with the certificates of the runtime in force now), bounded by
+/// `limits.tls_handshake_timeout`.
 /// A failed handshake is counted and logged and the connection dropped: it never reaches a
 /// stage.
 pub async fn accept_connection(
@@ -519,8 +575,8 @@ pub async fn accept_connection(
     let active = state.active.load();
     let listener = active.config.listeners.get(index);
     let listener_tls = listener.and_then(|l| l.tls.clone());
-    let name = listener.map_or_else(|| format!("#{index}"), |l| l.name.clone());
-    let timeout = active.config.limits.header_read_timeout;
+    let name = listener_name(&active.config, index);
+    let timeout = active.config.limits.tls_handshake_timeout;
     drop(active);
     let is_tls = listener_tls.is_some();
     match tls::accept(stream, listener_tls, timeout).await {
@@ -544,6 +600,7 @@ pub async fn accept_connection(
                     tls,
                     alpn,
                     id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+                    listener_requests: state.sinks.metrics.concurrency.listener(&name),
                 },
             ))
         }

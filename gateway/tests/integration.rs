@@ -19,6 +19,7 @@ mod integration {
     mod identity_jwt;
     pub mod identity_support;
     mod identity_tls;
+    mod limits;
     mod ratelimit_memory;
     mod ratelimit_processes;
     mod ratelimit_redis;

@@ -66,6 +66,8 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         ));
     }
 
+    check_protective_limits(&raw.limits, &mut problems);
+
     let mut internal_headers: Vec<HeaderName> = IDENTITY_HEADERS
         .iter()
         .map(|h| HeaderName::from_static(h))
@@ -362,6 +364,13 @@ fn compile_route(
         &format!("routes[{i}]"),
         problems,
     );
+    if r.max_concurrent_requests == Some(0) {
+        problems.push((
+            at("max_concurrent_requests"),
+            "a route with room for 0 requests refuses all of them: leave the field out for no limit"
+                .into(),
+        ));
+    }
     if r.websocket && r.respond.is_some() {
         problems.push((
             at("websocket"),
@@ -391,11 +400,46 @@ fn compile_route(
         action: action?,
         rewrite,
         max_body_bytes: r.max_body_bytes.unwrap_or(raw.limits.max_body_bytes),
+        max_concurrent_requests: r.max_concurrent_requests,
         websocket: r.websocket,
         forward_client_cert: r.forward_client_cert,
         grpc: r.grpc,
         deprecation,
     })
+}
+
+/// The limits that protect the gateway itself: a zero would refuse everything or cut everything
+/// at once, which no one means — leaving the field out is how a limit is turned off.
+fn check_protective_limits(limits: &RawLimits, problems: &mut Vec<Problem>) {
+    for (field, value) in [
+        ("tls_handshake_timeout", limits.tls_handshake_timeout),
+        ("body_read_timeout", limits.body_read_timeout),
+    ] {
+        if value.is_zero() {
+            problems.push((
+                format!("limits.{field}"),
+                "a timeout of 0s would cut every connection at once: give it a duration".into(),
+            ));
+        }
+    }
+    if limits.min_body_rate == Some(0) {
+        problems.push((
+            "limits.min_body_rate".into(),
+            "a rate of 0 bytes per second requires nothing: leave the field out to not require a rate"
+                .into(),
+        ));
+    }
+    for (field, value) in [
+        ("max_concurrent_requests", limits.max_concurrent_requests),
+        ("max_connections", limits.max_connections),
+    ] {
+        if value == Some(0) {
+            problems.push((
+                format!("limits.{field}"),
+                "a limit of 0 refuses everything: leave the field out for no limit".into(),
+            ));
+        }
+    }
 }
 
 fn value_match(v: &str) -> ValueMatch {

@@ -124,6 +124,8 @@ pub struct CompiledRoute {
     pub action: RouteAction,
     pub rewrite: Option<Rewrite>,
     pub max_body_bytes: u64,
+    /// Requests in flight at once on this route (`None`: no limit of its own).
+    pub max_concurrent_requests: Option<u32>,
     /// Pass WebSocket upgrades through (stage/forward/websocket.rs).
     pub websocket: bool,
     /// Every request on the route is a gRPC call (stage/context.rs `GrpcCall`), not only those

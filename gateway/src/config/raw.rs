@@ -84,6 +84,23 @@ pub struct RawLimits {
     /// field's name and value plus 32, pseudo-headers included), checked by the `tls` stage on
     /// top of the limits both protocols share. `None`: only those.
     pub http2_max_header_list_bytes: Option<u32>,
+    /// How long a TLS client has to finish its handshake, from the connection's accept.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// The longest wait for the next request-body bytes while the body streams upstream.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// The lowest average request-body rate, bytes per second, once `min_body_rate_grace` has
+    /// passed; `None` (the default): no rate is required.
+    pub min_body_rate: Option<u64>,
+    /// How long a body may stream before `min_body_rate` applies.
+    #[serde(with = "humantime_serde")]
+    pub min_body_rate_grace: Duration,
+    /// Requests in flight at once on each listener; past it, 503 `overloaded`. `None`: no limit.
+    pub max_concurrent_requests: Option<u32>,
+    /// Client connections open at once on each listener; past it a new connection is closed at
+    /// once. `None`: no limit.
+    pub max_connections: Option<u32>,
 }
 
 impl RawLimits {
@@ -117,6 +134,12 @@ impl Default for RawLimits {
             drain_timeout: Duration::from_secs(30),
             http2_max_concurrent_streams: 256,
             http2_max_header_list_bytes: None,
+            tls_handshake_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            min_body_rate: None,
+            min_body_rate_grace: Duration::from_secs(10),
+            max_concurrent_requests: None,
+            max_connections: None,
         }
     }
 }
@@ -339,6 +362,9 @@ pub struct RawRoute {
     pub rewrite: Option<RawRewrite>,
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Requests in flight at once on this route; past it, 503 `overloaded`.
+    #[serde(default)]
+    pub max_concurrent_requests: Option<u32>,
     /// Who may call this route (config/identity.rs); absent means public.
     #[serde(default)]
     pub auth: Option<super::auth::raw::RawRouteAuth>,

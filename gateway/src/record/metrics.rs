@@ -60,6 +60,9 @@ pub struct Metrics {
     pub ratelimit: crate::ratelimit::metrics::RateLimitMetrics,
     /// Breakers, retries, ejections, instances in rotation, reloads (resilience/metrics.rs).
     pub resilience: crate::resilience::metrics::ResilienceMetrics,
+    /// Requests in flight and connections open, with their refusals: the counts the gateway's
+    /// own limits admit by (resilience/concurrency.rs).
+    pub concurrency: crate::resilience::concurrency::ConcurrencyMetrics,
 }
 
 /// One route's request handles (see [`Metrics::for_route`]). The counters by method, status
@@ -140,6 +143,8 @@ impl Metrics {
         let identity = crate::identity::metrics::IdentityMetrics::register(&mut registry);
         let ratelimit = crate::ratelimit::metrics::RateLimitMetrics::register(&mut registry);
         let resilience = crate::resilience::metrics::ResilienceMetrics::register(&mut registry);
+        let concurrency =
+            crate::resilience::concurrency::ConcurrencyMetrics::register(&mut registry);
         let stages = StageId::ALL.map(|stage| {
             stage_duration
                 .get_or_create(&StageLabels {
@@ -163,6 +168,7 @@ impl Metrics {
             identity,
             ratelimit,
             resilience,
+            concurrency,
             requests,
             request_duration,
             stage_duration,

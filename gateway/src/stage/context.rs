@@ -13,6 +13,7 @@ use crate::body::RequestBodyMeter;
 use crate::clock::Nanos;
 use crate::config::{CompiledRoute, Runtime};
 use crate::identity::tls::TlsInfo;
+use crate::resilience::concurrency::{Admitted, Gate};
 use crate::resilience::{Admission, BreakerState, InFlight};
 use crate::routing::normalize::PathError;
 use crate::state::Active;
@@ -33,6 +34,9 @@ pub struct ConnectionInfo {
     /// Unique among this process's connections: requests that share a connection share it (the
     /// recording's `connection`).
     pub id: u64,
+    /// The requests in flight on the connection's listener, which `tls` admits by when
+    /// `limits.max_concurrent_requests` is set.
+    pub listener_requests: Gate,
 }
 
 /// What never changes after the request arrived: who sent it over what, when, under which ids,
@@ -173,6 +177,9 @@ pub struct RequestContext {
     /// Set when the request is a gRPC call: stops are answered in gRPC's form, `te: trailers`
     /// reaches the upstream, `grpc-timeout` is its deadline.
     pub grpc: Option<GrpcCall>,
+    /// Its places under the listener's and the route's `max_concurrent_requests`, held until
+    /// the response body ends.
+    pub admitted: Admitted,
 }
 
 impl RequestContext {

@@ -1,14 +1,17 @@
 //! `forward`: sends the request to the instance `route` picked, through the upstream's pooled
 //! keep-alive client, streaming the body both ways. Refused or reset connections are a 502, a
 //! response head that does not arrive within the upstream's request timeout is a 504, a body over
-//! the route's limit discovered while streaming is a 413, a response head the pool's strict checks
-//! refuse is a 502 `upstream-bad-response`. Retries and the total timeout are in
+//! the route's limit discovered while streaming is a 413, a body that stalls or trickles
+//! (`limits.body_read_timeout`, `limits.min_body_rate`) a 408 with the client connection
+//! closed, a malformed chunked body a 400, a response head the pool's strict checks refuse a
+//! 502 `upstream-bad-response`. Retries and the total timeout are in
 //! `attempt.rs`, WebSocket pass-through in `websocket.rs`.
 
 use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 
 use super::context::{RequestContext, Target};
+use crate::body::BodyRefusal;
 use crate::state::GatewayState;
 use crate::state::upstreams::{PoolError, PoolErrorKind};
 use crate::vocab::{Reason, Rejection, StageId};
@@ -21,12 +24,13 @@ const STAGE: StageId = StageId::Forward;
 /// Sends the request to `target` (and, when retries allow, to others), leaving the instance of
 /// the last try in the context for the record.
 pub async fn run(
-    _state: &GatewayState,
+    state: &GatewayState,
     cx: &mut RequestContext,
     target: Target,
 ) -> Result<Response<Incoming>, Rejection> {
     // Per-try and total timeouts, retries, outcomes fed to breaker and ejection: attempt.rs.
-    attempt::run(cx, target).await
+    // The request body's pace rule reads the gateway's clock.
+    attempt::run(cx, target, state.clock.clone()).await
 }
 
 fn build_request(
@@ -91,6 +95,8 @@ enum TryFailure {
     BadResponse,
     /// The client's chunked body was malformed: the client's fault, never the upstream's.
     MalformedBody,
+    /// The client's streamed body stalled or came too slowly: the client's fault.
+    BodyTimeout,
 }
 
 impl TryFailure {
@@ -102,7 +108,17 @@ impl TryFailure {
             PoolErrorKind::BodyTooLarge => TryFailure::BodyTooLarge,
             PoolErrorKind::BadResponse => TryFailure::BadResponse,
             PoolErrorKind::MalformedBody => TryFailure::MalformedBody,
+            PoolErrorKind::BodyTimeout => TryFailure::BodyTimeout,
         }
+    }
+
+    /// The gateway's own verdict on the client's body, when it ended the body: it wins over the
+    /// error the pool saw, which for HTTP/2 is only the stream's reset.
+    fn of_body(refusal: Option<BodyRefusal>) -> Option<Self> {
+        refusal.map(|r| match r {
+            BodyRefusal::TooLarge => TryFailure::BodyTooLarge,
+            BodyRefusal::Stalled => TryFailure::BodyTimeout,
+        })
     }
 
     fn rejection(self, limit: u64) -> Rejection {
@@ -113,6 +129,13 @@ impl TryFailure {
                 STAGE,
                 Reason::MalformedBody,
                 "the request body is not valid chunked encoding",
+            ),
+            // What is left of the body is unread on the client's connection: it cannot carry
+            // another request.
+            TryFailure::BodyTimeout => Rejection::new(
+                STAGE,
+                Reason::RequestBodyTimeout,
+                "the request body stopped arriving, or arrived too slowly",
             )
             .closing_connection(),
             TryFailure::Unreachable => Rejection::new(

@@ -73,8 +73,15 @@ pub fn verdict(route: &RouteMatch) -> Result<(&Arc<CompiledRoute>, &Arc<Upstream
 }
 
 /// Passes with the upstream instance the request goes to, which `forward` consumes.
-pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> Result<Target, Rejection> {
+pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> Result<Target, Rejection> {
     let (route, upstream) = verdict(&cx.route)?;
+    if let Some(max) = route.max_concurrent_requests {
+        let gate = state.sinks.metrics.concurrency.route(&route.name);
+        cx.admitted.route = Some(
+            gate.try_enter(max)
+                .ok_or_else(|| overloaded(STAGE, "route"))?,
+        );
+    }
     if let Some(declared) = content_length(&cx.parts.headers) {
         if declared > route.max_body_bytes {
             return Err(body_too_large(STAGE, route.max_body_bytes));
@@ -121,6 +128,21 @@ pub fn body_too_large(stage: StageId, limit: u64) -> Rejection {
         stage,
         Reason::BodyTooLarge,
         format!("the request body exceeds this route's limit of {limit} bytes"),
+    )
+}
+
+/// 503 `overloaded`: the listener's or the route's `max_concurrent_requests` are all in flight.
+/// Refused at once, never queued; `Retry-After: 1`, since a place frees as soon as any request
+/// in flight ends.
+pub fn overloaded(stage: StageId, what: &'static str) -> Rejection {
+    Rejection::new(
+        stage,
+        Reason::Overloaded,
+        format!("this {what} is serving as many requests as it allows; retry shortly"),
+    )
+    .with_header(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
     )
 }
 

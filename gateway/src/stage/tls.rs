@@ -27,6 +27,12 @@ use crate::vocab::{Reason, Rejection};
 const STAGE: StageId = StageId::Tls;
 
 pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult {
+    // First, so shedding load costs the least it can.
+    if let Some(max) = cx.active.config.limits.max_concurrent_requests {
+        let permit = cx.facts.connection.listener_requests.try_enter(max);
+        cx.admitted.listener =
+            Some(permit.ok_or_else(|| crate::stage::route::overloaded(STAGE, "listener"))?);
+    }
     check_edge(&cx.parts.uri, &cx.parts.headers, &cx.active.config.limits)?;
     if cx.parts.version == http::Version::HTTP_2 {
         check_http2_header_list(&cx.parts, &cx.active.config.limits)?;

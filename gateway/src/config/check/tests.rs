@@ -858,3 +858,52 @@ fn identity_header_and_client_certificate_problems_are_located_at_their_fields()
         assert_diagnostics(case, yaml, want);
     }
 }
+
+#[test]
+fn the_limits_that_protect_the_gateway_are_checked_where_written() {
+    let routes = "routes:\n  - { name: all, match: { path: /* }, respond: { status: 404 }, max_concurrent_requests: 0 }\n";
+    assert_diagnostics(
+        "a zero turns nothing off: each is named where it is written",
+        &format!(
+            "{routes}limits:\n  tls_handshake_timeout: 0s\n  body_read_timeout: 0s\n  min_body_rate: 0\n  max_concurrent_requests: 0\n  max_connections: 0\n"
+        ),
+        &[
+            (
+                "2:90",
+                "routes[0].max_concurrent_requests",
+                "room for 0 requests",
+            ),
+            ("4:26", "limits.tls_handshake_timeout", "a timeout of 0s"),
+            ("5:22", "limits.body_read_timeout", "a timeout of 0s"),
+            ("6:18", "limits.min_body_rate", "leave the field out"),
+            ("7:28", "limits.max_concurrent_requests", "a limit of 0"),
+            ("8:20", "limits.max_connections", "a limit of 0"),
+        ],
+    );
+    assert_diagnostics(
+        "a rate is a number of bytes per second",
+        &format!("{routes}limits: {{ min_body_rate: fast }}\n")
+            .replace(", max_concurrent_requests: 0", ""),
+        &[("3:26", "limits.min_body_rate", "")],
+    );
+    let defaults = load_str(
+        "test.yaml",
+        "routes:\n  - { name: all, match: { path: /* }, respond: { status: 404 } }\n",
+    )
+    .expect("valid");
+    let limits = &defaults.limits;
+    assert_eq!(
+        limits.tls_handshake_timeout,
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(limits.body_read_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(
+        (
+            limits.min_body_rate,
+            limits.max_concurrent_requests,
+            limits.max_connections
+        ),
+        (None, None, None),
+        "off unless written"
+    );
+}

@@ -79,6 +79,7 @@ impl Spec {
             },
             rewrite: None,
             max_body_bytes: 1 << 20,
+            max_concurrent_requests: None,
             websocket: false,
             grpc: false,
             forward_client_cert: false,

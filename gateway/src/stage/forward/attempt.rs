@@ -28,7 +28,8 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use super::{STAGE, TryFailure, build_request};
-use crate::body::UpstreamRequestBody;
+use crate::body::{BodyPace, UpstreamRequestBody};
+use crate::clock::SharedClock;
 use crate::resilience::BreakerState;
 use crate::resilience::health::Outcome;
 use crate::stage::context::{RequestContext, Target};
@@ -91,6 +92,7 @@ fn deadline_passed(sent: bool) -> Rejection {
 pub(super) async fn run(
     cx: &mut RequestContext,
     mut target: Target,
+    clock: SharedClock,
 ) -> Result<Response<Incoming>, Rejection> {
     let bound = target.upstream.clone();
     let upstream = &bound.config;
@@ -136,9 +138,10 @@ pub(super) async fn run(
         version: parts.version,
         headers: parts.headers.clone(),
     });
+    let pace = BodyPace::of(&cx.active.config.limits);
     let mut request = Request::from_parts(
         parts,
-        UpstreamRequestBody::new(body, limit, cx.bytes_in.clone()),
+        UpstreamRequestBody::new(body, limit, cx.bytes_in.clone()).paced(pace, clock),
     );
     let mut tried = vec![target.instance];
     let mut refused_retries = 0;
@@ -175,7 +178,8 @@ pub(super) async fn run(
                 (outcome, retryable, Ok(response))
             }
             Ok(Err(error)) => {
-                let failure = TryFailure::of(&error);
+                let failure = TryFailure::of_body(cx.bytes_in.refusal())
+                    .unwrap_or_else(|| TryFailure::of(&error));
                 refused = failure == TryFailure::Refused;
                 let (outcome, retryable) = match failure {
                     TryFailure::Unreachable => (Outcome::ConnectFailure, true),
@@ -186,9 +190,9 @@ pub(super) async fn run(
                     // a reset before any response byte reached the client, retried under the
                     // policy (idempotent, bodiless) on another instance.
                     TryFailure::BadResponse => (Outcome::Failure, true),
-                    TryFailure::BodyTooLarge | TryFailure::MalformedBody => {
-                        (Outcome::Neutral, false)
-                    }
+                    TryFailure::BodyTooLarge
+                    | TryFailure::MalformedBody
+                    | TryFailure::BodyTimeout => (Outcome::Neutral, false),
                 };
                 (outcome, retryable, Err(failure.rejection(limit)))
             }

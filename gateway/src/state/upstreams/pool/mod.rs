@@ -17,7 +17,7 @@ use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
 use parking_lot::RwLock;
 
-use crate::body::{BodyTooLarge, UpstreamBadResponse, UpstreamRequestBody};
+use crate::body::{BodyStalled, BodyTooLarge, UpstreamBadResponse, UpstreamRequestBody};
 use crate::config::Upstream;
 use crate::config::UpstreamProtocol;
 use crate::config::raw::RawHttp2;
@@ -100,6 +100,11 @@ pub enum PoolErrorKind {
     BadResponse,
     /// The client's chunked body was malformed (the stream guard cut it): the client's fault.
     MalformedBody,
+    /// The client's streamed body stalled or came too slowly (`limits.body_read_timeout`,
+    /// `limits.min_body_rate`). The upstream's request was aborted: an HTTP/1.1 connection is
+    /// closed (hyper closes it when a request body fails, and its sender is dropped, never given
+    /// back), an HTTP/2 stream reset.
+    BodyTimeout,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +136,10 @@ impl PoolError {
             }
             if crate::wire::MalformedBody::in_chain(e).is_some() {
                 kind = PoolErrorKind::MalformedBody;
+                break;
+            }
+            if e.downcast_ref::<BodyStalled>().is_some() {
+                kind = PoolErrorKind::BodyTimeout;
                 break;
             }
             if let Some(h2) = e.downcast_ref::<h2::Error>() {
