@@ -73,8 +73,9 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
 /// public route, or an anonymous request to an optional one).
 ///
 /// On every matched route, public ones included, a request carrying more than one credential
-/// is refused, and when the request passes every credential it carries — used, ignored or
-/// of a kind the route does not take — is removed from `parts`.
+/// is refused. Every credential it carries — used, ignored or of a kind the route does not take
+/// — is removed later, by `mutate_request` ([`strip_credentials`]): `ratelimit` may key a policy
+/// on one (`key: header:x-api-key`), hashed, and runs in between.
 pub async fn authenticate(
     state: &GatewayState,
     runtime: &Runtime,
@@ -105,9 +106,6 @@ pub async fn authenticate(
         None => None,
         Some(rules) => authenticate_for(state, auth, rules, tls, parts).await?,
     };
-    if present.count > 0 {
-        strip_credentials(parts, auth, present.in_query);
-    }
     Ok(identity)
 }
 
@@ -221,13 +219,13 @@ fn escape_name(name: &str) -> String {
         .collect()
 }
 
-/// Removes every credential header and, when `in_query`, every token parameter, so the upstream
-/// never sees a credential, whichever route this is.
-fn strip_credentials(parts: &mut Parts, auth: &AuthConfig, in_query: bool) {
+/// Removes every credential header and every token parameter, so the upstream never sees a
+/// credential, whichever route this is.
+pub fn strip_credentials(parts: &mut Parts, auth: &AuthConfig) {
     for name in &auth.credential_headers {
         parts.headers.remove(name);
     }
-    if in_query {
+    if present_credentials(parts, auth).in_query {
         remove_token_params(parts, auth);
     }
 }

@@ -3,7 +3,9 @@
 //!    but `TE: trailers` is passed on for a client that sent it and for every gRPC call;
 //! 2. internal headers a client sent (X-User-Id, X-Tenant-Id, X-Auth-Scopes, configured ones) are
 //!    removed — a client can never spoof them;
-//!    RFC 9440 `Client-Cert` / `Client-Cert-Chain` a client sent are removed on every route too;
+//!    RFC 9440 `Client-Cert` / `Client-Cert-Chain` a client sent are removed on every route too,
+//!    and so is every credential the gateway reads (Authorization, API-key headers, token query
+//!    parameters), used or not — here, not in `authn`, so a rate-limit policy can key on one;
 //! 3. identity headers are injected from the verified identity only (percent-encoded or
 //!    refused beyond printable ASCII, per `auth.identity_headers.non_ascii`), and the verified
 //!    client certificate where the route has `forward_client_cert`;
@@ -67,6 +69,8 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     remove_named(headers, &cx.active.config.internal_headers);
+    crate::stage::authn::strip_credentials(&mut cx.parts, &cx.active.config.auth);
+    let headers = &mut cx.parts.headers;
     headers.remove(&CLIENT_CERT);
     headers.remove(&CLIENT_CERT_CHAIN);
     let route = cx.route.route();
