@@ -83,6 +83,7 @@ fn connection() -> ConnectionInfo {
         tls: None,
         alpn: None,
         id: 1,
+        listener: 0,
     }
 }
 

@@ -15,6 +15,8 @@ use hyper::body::Incoming;
 use crate::body::{PendingRecord, RequestBodyMeter, ResponseBody};
 use crate::clock::{Clock, Nanos};
 use crate::record::recording::RuntimeView;
+use crate::routing::authority::request_authority;
+use crate::routing::normalize::PathOptions;
 use crate::record::{RequestRecord, StageTimings};
 use crate::stage;
 use crate::stage::context::{ConnectionInfo, GrpcCall, RequestContext, RequestFacts, RouteMatch};
@@ -168,12 +170,7 @@ fn facts(
         .filter(|v| well_formed_request_id(v.as_bytes()))
         .and_then(|v| v.to_str().ok())
         .map_or_else(new_request_id, str::to_owned);
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    let authority = request_authority(parts.version, &parts.uri, &parts.headers);
     RequestFacts {
         request_id,
         trace: TraceContext::continue_or_start(parts.headers.get(&TRACEPARENT)),
@@ -181,7 +178,8 @@ fn facts(
         arrived,
         unix_millis,
         method: parts.method.clone(),
-        host,
+        host: authority.value,
+        host_problem: authority.problem,
         origin: parts.headers.get(header::ORIGIN).cloned(),
     }
 }
@@ -205,8 +203,15 @@ fn record(
             RouteMatch::Matched { path, .. } | RouteMatch::Unmatched { path } => {
                 std::mem::take(path)
             }
-            RouteMatch::NotLooked | RouteMatch::BadPath(_) => cx.parts.uri.path().to_string(),
+            RouteMatch::NotLooked | RouteMatch::BadPath(_) | RouteMatch::Redirect { .. } => {
+                cx.parts.uri.path().to_string()
+            }
         },
+        target: crate::record::raw_target(
+            &cx.parts.uri,
+            cx.parts.version,
+            cx.active.config.auth.token_query_param.as_deref(),
+        ),
         route: cx.route.route().map(|r| r.name.clone()),
         route_template: cx.route.route().map(|r| r.template.clone()),
         status,
@@ -282,11 +287,19 @@ async fn drive(
     }
 
     // The lookup is charged to `route`, whose rules authz and ratelimit read before it runs.
+    let paths = cx
+        .active
+        .config
+        .listeners
+        .get(cx.facts.connection.listener)
+        .map_or_else(PathOptions::default, |l| l.paths);
     cx.route = stage::route::resolve(
         &cx.active.config,
         &cx.parts.method,
         &cx.parts.uri,
+        cx.facts.host.as_ref(),
         &cx.parts.headers,
+        &paths,
     );
     laps.lap(StageId::Route);
 

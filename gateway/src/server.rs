@@ -442,6 +442,7 @@ pub async fn accept_connection(
                     tls,
                     alpn,
                     id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+                    listener: index,
                 },
             ))
         }

@@ -33,11 +33,16 @@ pub struct RequestRecord {
     /// As the client sent it; shared, not copied into a string per request.
     #[serde(with = "method_text")]
     pub method: Method,
-    /// `Host`, else the request-target's authority; the client's bytes, shared.
+    /// The request's one authority: the request-target's (absolute form, `:authority` on
+    /// HTTP/2), else `Host`; the client's bytes, shared.
     #[serde(default, with = "host_text", skip_serializing_if = "Option::is_none")]
     pub host: Option<HeaderValue>,
     /// The normalized path without the query. Never a metric label.
     pub path: String,
+    /// The request-target as the client sent it (see [`raw_target`]): for replay and forensics,
+    /// beside the normalized `path`. Empty in records written before the field existed.
+    #[serde(default)]
+    pub target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<Arc<str>>,
     /// The matched route's path pattern, the safe label for metrics.
@@ -77,6 +82,57 @@ pub struct RequestRecord {
     pub bytes_out: u64,
     /// False when the client or upstream went away before the response body finished.
     pub completed: bool,
+}
+
+/// Query parameters that carry a bearer token by convention, beyond `auth.token_query_param`:
+/// their values never reach a record or a recording.
+pub const TOKEN_QUERY_PARAMS: [&str; 2] = ["access_token", "jwt"];
+
+/// What a record's `target` holds of a request-target, from the head as hyper parsed it: on
+/// HTTP/1.x the target as sent (origin form `/p?q`, absolute form `http://host/p?q`, the authority
+/// form of `CONNECT`, `*`); on HTTP/2 `:path` (HTTP/2 has no request line; `:authority` is the
+/// record's `host`). Every byte outside visible ASCII is written `%XX` (a log field holds no
+/// control byte, space or raw UTF-8 from a client; `%` itself is left alone, so a well-formed
+/// target is written unchanged), and the value of a token query parameter (`access_token`, `jwt`,
+/// `token_query_param`) is replaced by `<redacted>`.
+pub fn raw_target(uri: &http::Uri, version: http::Version, token_param: Option<&str>) -> String {
+    use crate::routing::normalize::push_escaped_invisible;
+    let mut out = String::with_capacity(uri.path_and_query().map_or(1, |pq| pq.as_str().len()));
+    let absolute = version < http::Version::HTTP_2;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) if absolute => {
+            push_escaped_invisible(&mut out, scheme);
+            out.push_str("://");
+            push_escaped_invisible(&mut out, authority.as_str());
+        }
+        // The authority form: no path at all.
+        (_, Some(authority)) if uri.path_and_query().is_none() => {
+            push_escaped_invisible(&mut out, authority.as_str());
+            return out;
+        }
+        _ => {}
+    }
+    push_escaped_invisible(&mut out, uri.path());
+    let Some(query) = uri.query() else {
+        return out;
+    };
+    let is_token = |name: &str| TOKEN_QUERY_PARAMS.contains(&name) || Some(name) == token_param;
+    if !query.split('&').any(|pair| is_token(pair.split_once('=').map_or(pair, |(n, _)| n))) {
+        out.push('?');
+        push_escaped_invisible(&mut out, query);
+        return out;
+    }
+    for (i, pair) in query.split('&').enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        match pair.split_once('=') {
+            Some((name, _)) if is_token(name) => {
+                push_escaped_invisible(&mut out, name);
+                out.push_str("=<redacted>");
+            }
+            _ => push_escaped_invisible(&mut out, pair),
+        }
+    }
+    out
 }
 
 fn is_zero(n: &u32) -> bool {

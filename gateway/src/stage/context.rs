@@ -14,6 +14,7 @@ use crate::clock::Nanos;
 use crate::config::{CompiledRoute, Runtime};
 use crate::identity::tls::TlsInfo;
 use crate::resilience::{Admission, BreakerState, InFlight};
+use crate::routing::authority::HostError;
 use crate::routing::normalize::PathError;
 use crate::state::Active;
 use crate::state::upstreams::BoundUpstream;
@@ -33,6 +34,9 @@ pub struct ConnectionInfo {
     /// Unique among this process's connections: requests that share a connection share it (the
     /// recording's `connection`).
     pub id: u64,
+    /// Which of the config's `listeners` accepted it (its `paths:` options apply); an index past
+    /// the config's listeners gets the defaults.
+    pub listener: usize,
 }
 
 /// What never changes after the request arrived: who sent it over what, when, under which ids,
@@ -47,8 +51,13 @@ pub struct RequestFacts {
     pub arrived: Nanos,
     pub unix_millis: u64,
     pub method: Method,
-    /// `Host`, else the request-target's authority.
+    /// The one authority the request names (`routing::authority`): the request-target's
+    /// (absolute form, or `:authority` on HTTP/2), else `Host`. Routing, the 421 check, the record
+    /// and the `Host`/`:authority` sent upstream all read this, never the header map.
     pub host: Option<HeaderValue>,
+    /// Why that authority cannot be trusted (missing, duplicate, invalid, or `host` differing
+    /// from `:authority`); `tls` stops such a request before anything reads it.
+    pub host_problem: Option<HostError>,
     /// `Origin`, which CORS answers to.
     pub origin: Option<HeaderValue>,
 }
@@ -66,8 +75,12 @@ pub enum RouteMatch {
     },
     /// The normalized path, which no route serves (404 at `route`).
     Unmatched { path: String },
-    /// The path could not be normalized (400 at `route`).
+    /// The path could not be normalized, or holds a spelling the listener refuses (400 at
+    /// `route`: `bad-path`, or `ambiguous-path`).
     BadPath(PathError),
+    /// The listener unescapes slashes by redirecting: the path and query to send the client to
+    /// (a redirect at `route`).
+    Redirect { location: String },
 }
 
 impl RouteMatch {

@@ -4,7 +4,10 @@
 //! 2. internal headers a client sent (X-User-Id, X-Tenant-Id, X-Auth-Scopes, configured ones) are
 //!    removed — a client can never spoof them;
 //! 3. identity headers are injected from the verified identity only;
-//! 4. X-Request-Id, `traceparent`, X-Forwarded-For and X-Forwarded-Proto are set;
+//! 4. X-Request-Id, `traceparent`, X-Forwarded-For and X-Forwarded-Proto are set, and `Host` is
+//!    the request's one authority (an absolute-form target or `:authority` over a client's
+//!    `Host`), the same one routing and the 421 check read — the pool sends it as `:authority` to
+//!    an HTTP/2 upstream;
 //! 5. the path is rewritten.
 
 use std::fmt::Write as _;
@@ -90,6 +93,10 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(cx.facts.connection.scheme.as_str()),
     );
+    match &cx.facts.host {
+        Some(host) => headers.insert(header::HOST, host.clone()),
+        None => headers.remove(header::HOST),
+    };
 
     if let RouteMatch::Matched { route, path } = &cx.route {
         if let Some(rewrite) = &route.rewrite {

@@ -35,8 +35,7 @@ use crate::record::RequestRecord;
 use crate::record::json::Json;
 use crate::vocab::{Identity, Reason, StageId};
 
-/// Query parameters that carry a bearer token by convention, beyond the configured one.
-const TOKEN_QUERY_PARAMS: [&str; 2] = ["access_token", "jwt"];
+use crate::record::TOKEN_QUERY_PARAMS;
 
 /// The API-key header redacted even when `auth.api_keys` names another (or none).
 const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
