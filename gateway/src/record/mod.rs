@@ -117,7 +117,10 @@ pub fn raw_target(uri: &http::Uri, version: http::Version, token_param: Option<&
         return out;
     };
     let is_token = |name: &str| TOKEN_QUERY_PARAMS.contains(&name) || Some(name) == token_param;
-    if !query.split('&').any(|pair| is_token(pair.split_once('=').map_or(pair, |(n, _)| n))) {
+    if !query
+        .split('&')
+        .any(|pair| is_token(pair.split_once('=').map_or(pair, |(n, _)| n)))
+    {
         out.push('?');
         push_escaped_invisible(&mut out, query);
         return out;
@@ -351,7 +354,12 @@ mod tests {
         let cases: &[(&str, Version, Option<&str>, &str)] = &[
             ("/", h1, None, "/"),
             ("/a/%2e%2E/b;c?x=1&y", h1, None, "/a/%2e%2E/b;c?x=1&y"),
-            ("http://Example.com:8080/p?q", h1, None, "http://Example.com:8080/p?q"),
+            (
+                "http://Example.com:8080/p?q",
+                h1,
+                None,
+                "http://Example.com:8080/p?q",
+            ),
             ("example.com:443", h1, None, "example.com:443"),
             ("*", h1, None, "*"),
             ("https://example.com/p?q=1", h2, None, "/p?q=1"),
@@ -371,7 +379,8 @@ mod tests {
     }
 
     /// Every string a client can put into a record, at once.
-    const HOSTILE: &str = "a\r\nb\n{\"forged\":true}\u{0}\u{1b}[31m\u{7f}\"\\\\\u{2028}\u{2029}\t\u{e9}";
+    const HOSTILE: &str =
+        "a\r\nb\n{\"forged\":true}\u{0}\u{1b}[31m\u{7f}\"\\\\\u{2028}\u{2029}\t\u{e9}";
 
     fn hostile_record() -> RequestRecord {
         let s = || HOSTILE.to_string();
@@ -447,7 +456,10 @@ mod tests {
             ("target", &back.target),
             ("route", back.route.as_deref().unwrap_or_default()),
             ("reason", back.reason.as_deref().unwrap_or_default()),
-            ("upstream_path", back.upstream_path.as_deref().unwrap_or_default()),
+            (
+                "upstream_path",
+                back.upstream_path.as_deref().unwrap_or_default(),
+            ),
         ] {
             assert_eq!(got, HOSTILE, "{field}");
         }

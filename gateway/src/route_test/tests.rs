@@ -138,15 +138,31 @@ fn cases_are_evaluated_with_the_gateways_authority_and_the_first_listeners_path_
         (v.route, v.stopped_at.map(|s| s.as_str()), v.reason)
     };
     let stop = |stage: &'static str, reason: &str| (None, Some(stage), Some(reason.to_string()));
-    assert_eq!(verdict(&strict, "/admin/x", Some("admin.example")).0.as_deref(), Some("admin"));
-    // The absolute form's authority wins over the case's host.
     assert_eq!(
-        verdict(&strict, "http://admin.example/admin/x", Some("www.example")).0.as_deref(),
+        verdict(&strict, "/admin/x", Some("admin.example"))
+            .0
+            .as_deref(),
         Some("admin")
     );
-    assert_eq!(verdict(&strict, "/admin/x", Some("u@admin.example")), stop("tls", "invalid-host"));
-    assert_eq!(verdict(&strict, "/a%2Fb", None), stop("route", "ambiguous-path"));
-    assert_eq!(verdict(&strict, "/a;b", None), stop("route", "ambiguous-path"));
+    // The absolute form's authority wins over the case's host.
+    assert_eq!(
+        verdict(&strict, "http://admin.example/admin/x", Some("www.example"))
+            .0
+            .as_deref(),
+        Some("admin")
+    );
+    assert_eq!(
+        verdict(&strict, "/admin/x", Some("u@admin.example")),
+        stop("tls", "invalid-host")
+    );
+    assert_eq!(
+        verdict(&strict, "/a%2Fb", None),
+        stop("route", "ambiguous-path")
+    );
+    assert_eq!(
+        verdict(&strict, "/a;b", None),
+        stop("route", "ambiguous-path")
+    );
     let keep = config(", paths: {escaped_slashes: keep, path_parameters: keep}");
     assert_eq!(verdict(&keep, "/a%2Fb;c", None).0.as_deref(), Some("all"));
 }

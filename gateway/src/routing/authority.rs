@@ -109,10 +109,7 @@ pub fn parse_host_port(text: &[u8]) -> Result<HostPort<'_>, InvalidHost> {
             .map_err(|_| InvalidHost::BadIpv6)?;
         (close + 1, &text[close + 1..])
     } else {
-        let end = text
-            .iter()
-            .position(|&b| b == b':')
-            .unwrap_or(text.len());
+        let end = text.iter().position(|&b| b == b':').unwrap_or(text.len());
         for (offset, &byte) in text[..end].iter().enumerate() {
             if !is_reg_name_byte(byte) {
                 return Err(InvalidHost::BadByte { offset, byte });
@@ -204,7 +201,10 @@ fn authority_problem(
         Ok(host) => host,
         Err(invalid) => return Some(HostError::InvalidHost(invalid)),
     };
-    let target = match target.map(|a| parse_host_port(a.as_str().as_bytes())).transpose() {
+    let target = match target
+        .map(|a| parse_host_port(a.as_str().as_bytes()))
+        .transpose()
+    {
         Ok(target) => target,
         Err(invalid) => return Some(HostError::InvalidAuthority(invalid)),
     };
@@ -243,14 +243,7 @@ mod tests {
         ];
         for (input, host, port) in cases {
             let got = parse_host_port(input.as_bytes());
-            assert_eq!(
-                got,
-                Ok(HostPort {
-                    host,
-                    port: *port
-                }),
-                "{input}"
-            );
+            assert_eq!(got, Ok(HostPort { host, port: *port }), "{input}");
         }
     }
 
@@ -269,20 +262,86 @@ mod tests {
             (b"example.com:", InvalidHost::EmptyPort),
             (b"example.com:65536", InvalidHost::BadPort),
             (b"example.com:123456", InvalidHost::BadPort),
-            (b"example.com:8o", InvalidHost::BadByte { offset: 13, byte: b'o' }),
-            (b"exa mple.com", InvalidHost::BadByte { offset: 3, byte: b' ' }),
-            (b"example.com ", InvalidHost::BadByte { offset: 11, byte: b' ' }),
-            (b" example.com", InvalidHost::BadByte { offset: 0, byte: b' ' }),
-            (b"ex\tample", InvalidHost::BadByte { offset: 2, byte: b'\t' }),
-            (b"exa%6dple.com", InvalidHost::BadByte { offset: 3, byte: b'%' }),
-            (b"a/b", InvalidHost::BadByte { offset: 1, byte: b'/' }),
-            (b"a\\b", InvalidHost::BadByte { offset: 1, byte: b'\\' }),
-            (b"a,b", InvalidHost::BadByte { offset: 1, byte: b',' }),
-            (b"caf\xc3\xa9", InvalidHost::BadByte { offset: 3, byte: 0xc3 }),
+            (
+                b"example.com:8o",
+                InvalidHost::BadByte {
+                    offset: 13,
+                    byte: b'o',
+                },
+            ),
+            (
+                b"exa mple.com",
+                InvalidHost::BadByte {
+                    offset: 3,
+                    byte: b' ',
+                },
+            ),
+            (
+                b"example.com ",
+                InvalidHost::BadByte {
+                    offset: 11,
+                    byte: b' ',
+                },
+            ),
+            (
+                b" example.com",
+                InvalidHost::BadByte {
+                    offset: 0,
+                    byte: b' ',
+                },
+            ),
+            (
+                b"ex\tample",
+                InvalidHost::BadByte {
+                    offset: 2,
+                    byte: b'\t',
+                },
+            ),
+            (
+                b"exa%6dple.com",
+                InvalidHost::BadByte {
+                    offset: 3,
+                    byte: b'%',
+                },
+            ),
+            (
+                b"a/b",
+                InvalidHost::BadByte {
+                    offset: 1,
+                    byte: b'/',
+                },
+            ),
+            (
+                b"a\\b",
+                InvalidHost::BadByte {
+                    offset: 1,
+                    byte: b'\\',
+                },
+            ),
+            (
+                b"a,b",
+                InvalidHost::BadByte {
+                    offset: 1,
+                    byte: b',',
+                },
+            ),
+            (
+                b"caf\xc3\xa9",
+                InvalidHost::BadByte {
+                    offset: 3,
+                    byte: 0xc3,
+                },
+            ),
             (b"[::1", InvalidHost::BadIpv6),
             (b"[::g]", InvalidHost::BadIpv6),
             (b"[fe80::1%25eth0]", InvalidHost::BadIpv6),
-            (b"[::1]x", InvalidHost::BadByte { offset: 5, byte: b'x' }),
+            (
+                b"[::1]x",
+                InvalidHost::BadByte {
+                    offset: 5,
+                    byte: b'x',
+                },
+            ),
             (b"[::1]:", InvalidHost::EmptyPort),
         ];
         for (input, expected) in cases {
@@ -317,20 +376,59 @@ mod tests {
         map
     }
 
+    /// Version, target, Host fields, the authority chosen, the problem.
+    type Case = (
+        Version,
+        &'static str,
+        &'static [&'static str],
+        Option<&'static str>,
+        Option<HostError>,
+    );
+
     #[test]
     fn the_request_authority_follows_the_precedence_of_each_protocol() {
         let h1 = Version::HTTP_11;
         let h2 = Version::HTTP_2;
-        let cases: &[(Version, &str, &[&'static str], Option<&str>, Option<HostError>)] = &[
+        let cases: &[Case] = &[
             (h1, "/x", &["a.example"], Some("a.example"), None),
             (h1, "/x", &[], None, Some(HostError::Missing)),
             (Version::HTTP_10, "/x", &[], None, None),
-            (h1, "/x", &["a.example", "b.example"], Some("a.example"), Some(HostError::Duplicate)),
-            (h1, "/x", &["a.example", "a.example"], Some("a.example"), Some(HostError::Duplicate)),
-            (h1, "/x", &["a@b"], Some("a@b"), Some(HostError::InvalidHost(InvalidHost::Userinfo))),
+            (
+                h1,
+                "/x",
+                &["a.example", "b.example"],
+                Some("a.example"),
+                Some(HostError::Duplicate),
+            ),
+            (
+                h1,
+                "/x",
+                &["a.example", "a.example"],
+                Some("a.example"),
+                Some(HostError::Duplicate),
+            ),
+            (
+                h1,
+                "/x",
+                &["a@b"],
+                Some("a@b"),
+                Some(HostError::InvalidHost(InvalidHost::Userinfo)),
+            ),
             // Absolute form: the target's authority wins over a differing Host.
-            (h1, "http://b.example/x", &["a.example"], Some("b.example"), None),
-            (h1, "http://b.example/x", &[], Some("b.example"), Some(HostError::Missing)),
+            (
+                h1,
+                "http://b.example/x",
+                &["a.example"],
+                Some("b.example"),
+                None,
+            ),
+            (
+                h1,
+                "http://b.example/x",
+                &[],
+                Some("b.example"),
+                Some(HostError::Missing),
+            ),
             (
                 h1,
                 "http://u@b.example/x",
@@ -343,12 +441,27 @@ mod tests {
                 "http://b.example/x",
                 &["a b"],
                 Some("b.example"),
-                Some(HostError::InvalidHost(InvalidHost::BadByte { offset: 1, byte: b' ' })),
+                Some(HostError::InvalidHost(InvalidHost::BadByte {
+                    offset: 1,
+                    byte: b' ',
+                })),
             ),
             // HTTP/2: `:authority` wins; a differing `host` is refused, an equal one is fine.
             (h2, "https://b.example/x", &[], Some("b.example"), None),
-            (h2, "https://b.example/x", &["B.example.:443"], Some("b.example"), None),
-            (h2, "https://b.example/x", &["a.example"], Some("b.example"), Some(HostError::Conflict)),
+            (
+                h2,
+                "https://b.example/x",
+                &["B.example.:443"],
+                Some("b.example"),
+                None,
+            ),
+            (
+                h2,
+                "https://b.example/x",
+                &["a.example"],
+                Some("b.example"),
+                Some(HostError::Conflict),
+            ),
             (h2, "/x", &["a.example"], Some("a.example"), None),
             (h2, "/x", &[], None, None),
         ];

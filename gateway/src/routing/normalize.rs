@@ -159,9 +159,21 @@ pub fn normalize_request_path<'a>(
     while let Some((offset, found)) = next_ambiguity(bytes, from) {
         from = offset + 1;
         match (found, options) {
-            (Ambiguity::Parameter, PathOptions { path_parameters: PathParameters::Keep, .. }) => {}
+            (
+                Ambiguity::Parameter,
+                PathOptions {
+                    path_parameters: PathParameters::Keep,
+                    ..
+                },
+            ) => {}
             (Ambiguity::Parameter, _) => return Err(PathError::PathParameter { offset }),
-            (_, PathOptions { escaped_slashes: EscapedSlashes::Keep, .. }) => {}
+            (
+                _,
+                PathOptions {
+                    escaped_slashes: EscapedSlashes::Keep,
+                    ..
+                },
+            ) => {}
             (
                 _,
                 PathOptions {
@@ -535,17 +547,33 @@ mod tests {
             ("/a%5cb", reject, Err(PathError::EncodedSlash { offset: 2 })),
             ("/a\\b", reject, Err(PathError::Backslash { offset: 2 })),
             ("/a;b", reject, Err(PathError::PathParameter { offset: 2 })),
-            ("/admin;jsessionid=1/x", reject, Err(PathError::PathParameter { offset: 6 })),
+            (
+                "/admin;jsessionid=1/x",
+                reject,
+                Err(PathError::PathParameter { offset: 6 }),
+            ),
             // An encoded semicolon is data, not a parameter delimiter: it stays encoded.
             ("/a%3Bb", reject, route("/a%3Bb")),
             // Broken paths are broken first, whatever else they hold.
-            ("/a;%zz", reject, Err(PathError::InvalidEscape { offset: 3 })),
+            (
+                "/a;%zz",
+                reject,
+                Err(PathError::InvalidEscape { offset: 3 }),
+            ),
             ("/a%2Fb", keep, route("/a%2Fb")),
             ("/a%2fb", keep, route("/a%2Fb")),
             ("/a\\b;c", keep, route("/a\\b;c")),
             ("/a%2Fb", options(S::Keep, P::Reject), route("/a%2Fb")),
-            ("/a;b", options(S::Keep, P::Reject), Err(PathError::PathParameter { offset: 2 })),
-            ("/a\\b", options(S::Reject, P::Keep), Err(PathError::Backslash { offset: 2 })),
+            (
+                "/a;b",
+                options(S::Keep, P::Reject),
+                Err(PathError::PathParameter { offset: 2 }),
+            ),
+            (
+                "/a\\b",
+                options(S::Reject, P::Keep),
+                Err(PathError::Backslash { offset: 2 }),
+            ),
             ("/a;b", options(S::Reject, P::Keep), route("/a;b")),
             ("/a%2Fb", redirect, to("/a/b")),
             ("/a%2f%5C%5cb\\c", redirect, to("/a/b/c")),
@@ -555,8 +583,16 @@ mod tests {
             ("/%2F%2Fevil.example/x", redirect, to("/evil.example/x")),
             ("/\\evil.example", redirect, to("/evil.example")),
             // A parameter is refused before any redirect is offered.
-            ("/a%2Fb;c", redirect, Err(PathError::PathParameter { offset: 6 })),
-            ("/a%2Fb;c", options(S::UnescapeAndRedirect, P::Keep), to("/a/b;c")),
+            (
+                "/a%2Fb;c",
+                redirect,
+                Err(PathError::PathParameter { offset: 6 }),
+            ),
+            (
+                "/a%2Fb;c",
+                options(S::UnescapeAndRedirect, P::Keep),
+                to("/a/b;c"),
+            ),
         ];
         for (input, options, expected) in cases {
             let got = normalize_request_path(input, options);

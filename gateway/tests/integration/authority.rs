@@ -88,10 +88,18 @@ async fn assert_refused_raw(
     }
     let record = gw.record().await;
     assert_eq!(record.status, status, "{case}");
-    assert_eq!(record.stopped_at.map(StageId::as_str), Some(stage), "{case}");
+    assert_eq!(
+        record.stopped_at.map(StageId::as_str),
+        Some(stage),
+        "{case}"
+    );
     assert_eq!(record.reason.as_deref(), Some(reason), "{case}");
     assert_eq!(record.target, target, "{case}");
-    assert_eq!(upstream.seen().len(), before, "{case}: nothing reached the upstream");
+    assert_eq!(
+        upstream.seen().len(),
+        before,
+        "{case}: nothing reached the upstream"
+    );
     canary(gw, upstream).await;
     reply
 }
@@ -125,7 +133,14 @@ async fn an_http11_request_without_host_is_400_missing_host_and_http10_may_omit_
     assert_refused_raw(&mut gw, &upstream, &get("/x", &[]), refused, "/x").await;
     // RFC 9112 §3.2: even an absolute-form request must carry Host.
     let absolute = get("http://admin.example/x", &[]);
-    assert_refused_raw(&mut gw, &upstream, &absolute, refused, "http://admin.example/x").await;
+    assert_refused_raw(
+        &mut gw,
+        &upstream,
+        &absolute,
+        refused,
+        "http://admin.example/x",
+    )
+    .await;
     let reply = raw(&gw, b"GET /old HTTP/1.0\r\n\r\n").await;
     assert_eq!(reply.status, 200);
     assert_eq!(upstream.last().target, "/old");
@@ -164,13 +179,24 @@ async fn two_host_fields_or_a_host_that_is_not_host_and_port_are_400_invalid_hos
     }
     // An absolute-form target's authority is held to the same rules.
     let userinfo = get("http://u@admin.example/x", &["admin.example"]);
-    assert_refused_raw(&mut gw, &upstream, &userinfo, refused, "http://u@admin.example/x").await;
+    assert_refused_raw(
+        &mut gw,
+        &upstream,
+        &userinfo,
+        refused,
+        "http://u@admin.example/x",
+    )
+    .await;
     // Valid shapes pass: a port, an IPv6 literal, another case and a final dot.
     for host in ["admin.example:8080", "[::1]:80", "ADMIN.Example."] {
         let reply = raw(&gw, &get("/ok", &[host])).await;
         assert_eq!(reply.status, 200, "{host}");
         assert_eq!(upstream.last().headers["host"], host);
-        let route = if host.starts_with('[') { "public" } else { "admin" };
+        let route = if host.starts_with('[') {
+            "public"
+        } else {
+            "admin"
+        };
         assert_eq!(gw.record().await.route.as_deref(), Some(route), "{host}");
     }
 }
@@ -187,7 +213,10 @@ async fn an_absolute_form_authority_wins_over_host_for_routing_the_upstream_and_
     assert_eq!(seen.target, "/x?a=1");
     let record = gw.record().await;
     assert_eq!(record.route.as_deref(), Some("admin"));
-    assert_eq!(record.host.as_ref().map(|h| h.as_bytes()), Some(&b"admin.example"[..]));
+    assert_eq!(
+        record.host.as_ref().map(|h| h.as_bytes()),
+        Some(&b"admin.example"[..])
+    );
     assert_eq!(record.target, "http://admin.example/x?a=1");
     assert_eq!(record.path, "/x");
     // And the other way round: a Host naming the admin host does not reach its route.
@@ -295,7 +324,9 @@ routes:
     let exchange = |bytes: Vec<u8>| {
         let connector = connector.clone();
         async move {
-            let tcp = tokio::net::TcpStream::connect(address).await.expect("connect");
+            let tcp = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect");
             let name = rustls::pki_types::ServerName::try_from("api.localhost").expect("name");
             let mut tls = connector.connect(name, tcp).await.expect("handshake");
             tls.write_all(&bytes).await.expect("write");
@@ -305,11 +336,7 @@ routes:
         }
     };
     // The connection's handshake was for api.localhost; the target names the mTLS host.
-    let reply = exchange(get(
-        "https://payments.localhost/charge",
-        &["api.localhost"],
-    ))
-    .await;
+    let reply = exchange(get("https://payments.localhost/charge", &["api.localhost"])).await;
     assert_refused(&reply, 421, "tls", "misdirected-request");
     let record = gw.record().await;
     assert_eq!(record.reason.as_deref(), Some("misdirected-request"));
@@ -323,7 +350,9 @@ routes:
 }
 
 fn paths(escaped_slashes: &str, path_parameters: &str) -> String {
-    format!("    paths: {{ escaped_slashes: {escaped_slashes}, path_parameters: {path_parameters} }}")
+    format!(
+        "    paths: {{ escaped_slashes: {escaped_slashes}, path_parameters: {path_parameters} }}"
+    )
 }
 
 /// The ambiguous spellings every option is tried on.
@@ -335,11 +364,25 @@ async fn by_default_encoded_slashes_backslashes_and_path_parameters_are_400_ambi
     let mut gw = TestGateway::start(&config(upstream.address, "")).await;
     let refused = (400, "route", "ambiguous-path");
     for path in AMBIGUOUS {
-        assert_refused_raw(&mut gw, &upstream, &get(path, &["www.example"]), refused, path).await;
+        assert_refused_raw(
+            &mut gw,
+            &upstream,
+            &get(path, &["www.example"]),
+            refused,
+            path,
+        )
+        .await;
     }
     // Tomcat's bypass: `/admin;x=..` is `/admin` to it.
     let tomcat = "/public/..;/admin/x";
-    assert_refused_raw(&mut gw, &upstream, &get(tomcat, &["www.example"]), refused, tomcat).await;
+    assert_refused_raw(
+        &mut gw,
+        &upstream,
+        &get(tomcat, &["www.example"]),
+        refused,
+        tomcat,
+    )
+    .await;
     // An encoded semicolon is data, not a parameter: it passes, still encoded.
     let reply = raw(&gw, &get("/a%3Bb", &["www.example"])).await;
     assert_eq!(reply.status, 200);
@@ -372,7 +415,14 @@ async fn each_option_applies_alone() {
     assert_eq!(upstream.last().target, "/a%2Fb");
     gw.record().await;
     let refused = (400, "route", "ambiguous-path");
-    assert_refused_raw(&mut gw, &upstream, &get("/a;b", &["www.example"]), refused, "/a;b").await;
+    assert_refused_raw(
+        &mut gw,
+        &upstream,
+        &get("/a;b", &["www.example"]),
+        refused,
+        "/a;b",
+    )
+    .await;
     // Parameters kept, slashes refused.
     let mut gw = TestGateway::start(&config(upstream.address, &paths("reject", "keep"))).await;
     let reply = raw(&gw, &get("/a;b", &["www.example"])).await;
@@ -380,7 +430,14 @@ async fn each_option_applies_alone() {
     assert_eq!(upstream.last().target, "/a;b");
     gw.record().await;
     for path in &AMBIGUOUS[..5] {
-        assert_refused_raw(&mut gw, &upstream, &get(path, &["www.example"]), refused, path).await;
+        assert_refused_raw(
+            &mut gw,
+            &upstream,
+            &get(path, &["www.example"]),
+            refused,
+            path,
+        )
+        .await;
     }
 }
 
@@ -401,9 +458,14 @@ async fn unescape_and_redirect_answers_307_to_the_unescaped_path_and_the_redirec
         ("/%2F%2Fevil.example/x", "/evil.example/x"),
     ];
     for (path, location) in cases {
-        let reply =
-            assert_refused_raw(&mut gw, &upstream, &get(path, &["www.example"]), redirected, path)
-                .await;
+        let reply = assert_refused_raw(
+            &mut gw,
+            &upstream,
+            &get(path, &["www.example"]),
+            redirected,
+            path,
+        )
+        .await;
         assert_eq!(reply.header("location"), Some(location), "{path}");
         // The client follows: the path has one meaning now, and is served.
         let reply = raw(&gw, &get(location, &["www.example"])).await;
@@ -413,6 +475,12 @@ async fn unescape_and_redirect_answers_307_to_the_unescaped_path_and_the_redirec
     }
     // Parameters are still refused: no redirect is offered for a path that would be.
     let refused = (400, "route", "ambiguous-path");
-    assert_refused_raw(&mut gw, &upstream, &get("/a%2Fb;c", &["www.example"]), refused, "/a%2Fb;c")
-        .await;
+    assert_refused_raw(
+        &mut gw,
+        &upstream,
+        &get("/a%2Fb;c", &["www.example"]),
+        refused,
+        "/a%2Fb;c",
+    )
+    .await;
 }
