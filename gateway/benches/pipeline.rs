@@ -84,6 +84,7 @@ fn connection() -> ConnectionInfo {
         alpn: None,
         id: 1,
         listener_requests: Default::default(),
+        listener: 0,
     }
 }
 

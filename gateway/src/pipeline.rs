@@ -16,6 +16,8 @@ use crate::body::{PendingRecord, RequestBodyMeter, ResponseBody};
 use crate::clock::{Clock, Nanos};
 use crate::record::recording::RuntimeView;
 use crate::record::{RequestRecord, StageTimings};
+use crate::routing::authority::request_authority;
+use crate::routing::normalize::PathOptions;
 use crate::stage;
 use crate::stage::context::{ConnectionInfo, GrpcCall, RequestContext, RequestFacts, RouteMatch};
 use crate::state::GatewayState;
@@ -175,12 +177,7 @@ fn facts(
         .filter(|v| well_formed_request_id(v.as_bytes()))
         .and_then(|v| v.to_str().ok())
         .map_or_else(new_request_id, str::to_owned);
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    let authority = request_authority(parts.version, &parts.uri, &parts.headers);
     RequestFacts {
         request_id,
         trace: TraceContext::continue_or_start(parts.headers.get(&TRACEPARENT)),
@@ -188,7 +185,9 @@ fn facts(
         arrived,
         unix_millis,
         method: parts.method.clone(),
-        host,
+        host: authority.value,
+        host_problem: authority.problem,
+        target: parts.uri.clone(),
         origin: parts.headers.get(header::ORIGIN).cloned(),
     }
 }
@@ -212,8 +211,13 @@ fn record(
             RouteMatch::Matched { path, .. } | RouteMatch::Unmatched { path } => {
                 std::mem::take(path)
             }
-            RouteMatch::NotLooked | RouteMatch::BadPath(_) => cx.parts.uri.path().to_string(),
+            RouteMatch::NotLooked | RouteMatch::BadPath(_) | RouteMatch::Redirect { .. } => {
+                cx.parts.uri.path().to_string()
+            }
         },
+        target: crate::record::raw_target(&cx.facts.target, cx.parts.version, |name| {
+            cx.active.config.auth.is_token_query_param(name)
+        }),
         route: cx.route.route().map(|r| r.name.clone()),
         route_template: cx.route.route().map(|r| r.template.clone()),
         status,
@@ -289,11 +293,19 @@ async fn drive(
     }
 
     // The lookup is charged to `route`, whose rules authz and ratelimit read before it runs.
+    let paths = cx
+        .active
+        .config
+        .listeners
+        .get(cx.facts.connection.listener)
+        .map_or_else(PathOptions::default, |l| l.paths);
     cx.route = stage::route::resolve(
         &cx.active.config,
         &cx.parts.method,
         &cx.parts.uri,
+        cx.facts.host.as_ref(),
         &cx.parts.headers,
+        &paths,
     );
     laps.lap(StageId::Route);
 

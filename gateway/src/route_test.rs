@@ -4,7 +4,10 @@
 //!
 //! Cases are evaluated offline with the pipeline's own routing code (`stage::route::resolve`,
 //! `verdict` and the route's rewrite), so a passing case means the running gateway routes the
-//! same way.
+//! same way. The host is decided as the gateway decides it (`routing::authority`: an
+//! absolute-form `path`'s authority over `host`; an invalid one stops at `tls`), and paths are
+//! normalized under the `paths:` options of the config's first listener (the defaults when it
+//! has none) — a case is evaluated as if it arrived there.
 //!
 //! `--junit FILE` writes the same run as JUnit XML for CI dashboards ([`RunOutcome::junit`]).
 
@@ -12,12 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use serde::Deserialize;
 
 use crate::clock::Clock;
 use crate::config::Runtime;
 use crate::config::yaml::{self, Diagnostic};
+use crate::routing::authority::request_authority;
+use crate::routing::normalize::PathOptions;
 use crate::stage::route::resolve;
 use crate::vocab::StageId;
 
@@ -105,7 +110,29 @@ pub fn evaluate(runtime: &Runtime, request: &CaseRequest) -> Result<Verdict, Str
         let value = HeaderValue::from_str(host).map_err(|_| format!("`{host}` is not a host"))?;
         headers.insert(http::header::HOST, value);
     }
-    let found = resolve(runtime, &method, &uri, &headers);
+    // HTTP/1.0's rules: the target's authority wins, and a case need not name a host.
+    let authority = request_authority(Version::HTTP_10, &uri, &headers);
+    if let Some(problem) = authority.problem {
+        let stop = crate::stage::tls::host_rejection(problem);
+        return Ok(Verdict {
+            stopped_at: Some(stop.stage),
+            status: Some(stop.status.as_u16()),
+            reason: Some(stop.reason.to_string()),
+            ..Verdict::default()
+        });
+    }
+    let paths = runtime
+        .listeners
+        .first()
+        .map_or_else(PathOptions::default, |l| l.paths);
+    let found = resolve(
+        runtime,
+        &method,
+        &uri,
+        authority.value.as_ref(),
+        &headers,
+        &paths,
+    );
     let mut verdict = Verdict {
         route: found.route().map(|r| r.name.to_string()),
         ..Verdict::default()

@@ -532,6 +532,17 @@ fn record_refusal(
             .as_deref()
             .and_then(|h| http::HeaderValue::from_str(h).ok()),
         path,
+        target: refused
+            .head
+            .target
+            .as_deref()
+            .map(|t| {
+                let active = state.active.load();
+                crate::record::redact_query_tokens(t, |name| {
+                    active.config.auth.is_token_query_param(name)
+                })
+            })
+            .unwrap_or_default(),
         route: None,
         route_template: None,
         status: refused.rejection.status.as_u16(),
@@ -601,6 +612,7 @@ pub async fn accept_connection(
                     alpn,
                     id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
                     listener_requests: state.sinks.metrics.concurrency.listener(&name),
+                    listener: index,
                 },
             ))
         }

@@ -6,6 +6,7 @@ mod integration {
     pub mod util;
 
     mod admin;
+    mod authority;
     mod cli;
     mod cli_run;
     mod credentials;

@@ -50,6 +50,7 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
                 name: l.name.clone(),
                 address,
                 tls,
+                paths: l.paths,
             })
         })
         .collect();

@@ -48,6 +48,8 @@ pub struct ListenerConfig {
     /// Certificates by SNI and the client-certificate policy; read per handshake, so a reload
     /// that swaps the runtime swaps the certificates.
     pub tls: Option<Arc<crate::identity::tls::ListenerTls>>,
+    /// Encoded slashes, backslashes and `;` parameters in paths: refuse, keep, or redirect.
+    pub paths: crate::routing::normalize::PathOptions,
 }
 
 #[derive(Debug)]

@@ -52,6 +52,10 @@ pub struct RawListener {
     /// Terminate TLS on this listener (config/identity.rs).
     #[serde(default)]
     pub tls: Option<super::tls::RawListenerTls>,
+    /// What this listener does with path spellings servers disagree on (`%2F`, `%5C`, `\`,
+    /// `;`): refused unless set otherwise (`routing::normalize`).
+    #[serde(default)]
+    pub paths: crate::routing::normalize::PathOptions,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -33,11 +33,16 @@ pub struct RequestRecord {
     /// As the client sent it; shared, not copied into a string per request.
     #[serde(with = "method_text")]
     pub method: Method,
-    /// `Host`, else the request-target's authority; the client's bytes, shared.
+    /// The request's one authority: the request-target's (absolute form, `:authority` on
+    /// HTTP/2), else `Host`; the client's bytes, shared.
     #[serde(default, with = "host_text", skip_serializing_if = "Option::is_none")]
     pub host: Option<HeaderValue>,
     /// The normalized path without the query. Never a metric label.
     pub path: String,
+    /// The request-target as the client sent it (see [`raw_target`]): for replay and forensics,
+    /// beside the normalized `path`. Empty in records written before the field existed.
+    #[serde(default)]
+    pub target: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<Arc<str>>,
     /// The matched route's path pattern, the safe label for metrics.
@@ -77,6 +82,81 @@ pub struct RequestRecord {
     pub bytes_out: u64,
     /// False when the client or upstream went away before the response body finished.
     pub completed: bool,
+}
+
+/// `target` (already escaped, as the strict parser keeps a refused head's) with the value of
+/// every token query parameter replaced by `<redacted>`.
+pub fn redact_query_tokens(target: &str, is_token: impl Fn(&str) -> bool) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_owned();
+    };
+    let mut out = String::with_capacity(target.len());
+    out.push_str(path);
+    for (i, pair) in query.split('&').enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        match pair.split_once('=') {
+            Some((name, _)) if is_token(name) => {
+                out.push_str(name);
+                out.push_str("=<redacted>");
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    out
+}
+
+/// What a record's `target` holds of a request-target, from the head as hyper parsed it: on
+/// HTTP/1.x the target as sent (origin form `/p?q`, absolute form `http://host/p?q`, the authority
+/// form of `CONNECT`, `*`); on HTTP/2 `:path` (HTTP/2 has no request line; `:authority` is the
+/// record's `host`). Every byte outside visible ASCII is written `%XX` (a log field holds no
+/// control byte, space or raw UTF-8 from a client; `%` itself is left alone, so a well-formed
+/// target is written unchanged), and the value of a token query parameter (`is_token`: the
+/// gateway's `access_token`, `jwt`, `token_query_param`, compared percent-decoded) is replaced by
+/// `<redacted>`.
+pub fn raw_target(
+    uri: &http::Uri,
+    version: http::Version,
+    is_token: impl Fn(&str) -> bool,
+) -> String {
+    use crate::routing::normalize::push_escaped_invisible;
+    let mut out = String::with_capacity(uri.path_and_query().map_or(1, |pq| pq.as_str().len()));
+    let absolute = version < http::Version::HTTP_2;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) if absolute => {
+            push_escaped_invisible(&mut out, scheme);
+            out.push_str("://");
+            push_escaped_invisible(&mut out, authority.as_str());
+        }
+        // The authority form: no path at all.
+        (_, Some(authority)) if uri.path_and_query().is_none() => {
+            push_escaped_invisible(&mut out, authority.as_str());
+            return out;
+        }
+        _ => {}
+    }
+    push_escaped_invisible(&mut out, uri.path());
+    let Some(query) = uri.query() else {
+        return out;
+    };
+    if !query
+        .split('&')
+        .any(|pair| is_token(pair.split_once('=').map_or(pair, |(n, _)| n)))
+    {
+        out.push('?');
+        push_escaped_invisible(&mut out, query);
+        return out;
+    }
+    for (i, pair) in query.split('&').enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        match pair.split_once('=') {
+            Some((name, _)) if is_token(name) => {
+                push_escaped_invisible(&mut out, name);
+                out.push_str("=<redacted>");
+            }
+            _ => push_escaped_invisible(&mut out, pair),
+        }
+    }
+    out
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -273,5 +353,190 @@ mod host_text {
                 .map_err(|_| serde::de::Error::custom(format!("`{t}` is not a header value")))
         })
         .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    use http::{HeaderValue, Uri, Version};
+
+    use super::json::Json;
+    use super::recording::format::{FORMAT_VERSION, RecordedRequest, RecordingLine};
+    use super::*;
+    use crate::vocab::{Identity, LimitDecision};
+
+    #[test]
+    fn the_target_is_the_request_target_with_invisible_bytes_escaped_and_tokens_redacted() {
+        let h1 = Version::HTTP_11;
+        let h2 = Version::HTTP_2;
+        let cases: &[(&str, Version, Option<&str>, &str)] = &[
+            ("/", h1, None, "/"),
+            ("/a/%2e%2E/b;c?x=1&y", h1, None, "/a/%2e%2E/b;c?x=1&y"),
+            (
+                "http://Example.com:8080/p?q",
+                h1,
+                None,
+                "http://Example.com:8080/p?q",
+            ),
+            ("example.com:443", h1, None, "example.com:443"),
+            ("*", h1, None, "*"),
+            ("https://example.com/p?q=1", h2, None, "/p?q=1"),
+            ("/caf\u{e9}?n=\u{e9}", h1, None, "/caf%C3%A9?n=%C3%A9"),
+            (
+                "/p?access_token=sekrit&x=1&jwt=e.y.z&tok=t",
+                h1,
+                Some("tok"),
+                "/p?access_token=<redacted>&x=1&jwt=<redacted>&tok=<redacted>",
+            ),
+            ("/p?jwt", h1, None, "/p?jwt"),
+        ];
+        for (target, version, param, expected) in cases {
+            let uri: Uri = target.parse().expect("uri");
+            let is_token =
+                |name: &str| ["access_token", "jwt"].contains(&name) || Some(name) == *param;
+            assert_eq!(raw_target(&uri, *version, is_token), *expected, "{target}");
+        }
+    }
+
+    #[test]
+    fn a_refused_heads_target_keeps_everything_but_token_values() {
+        let is_token = |name: &str| name == "access_token";
+        assert_eq!(
+            redact_query_tokens("/a%20b?x=1&access_token=s3cret&y", is_token),
+            "/a%20b?x=1&access_token=<redacted>&y"
+        );
+        assert_eq!(redact_query_tokens("/p", is_token), "/p");
+    }
+
+    /// Every string a client can put into a record, at once.
+    const HOSTILE: &str =
+        "a\r\nb\n{\"forged\":true}\u{0}\u{1b}[31m\u{7f}\"\\\\\u{2028}\u{2029}\t\u{e9}";
+
+    fn hostile_record() -> RequestRecord {
+        let s = || HOSTILE.to_string();
+        RequestRecord {
+            request_id: s(),
+            trace_id: s(),
+            unix_millis: 1,
+            peer: "[::1]:9".parse().expect("peer"),
+            method: http::Method::from_bytes(b"X-EVIL").expect("method"),
+            // A header value holds no CR, LF or NUL, but tabs, quotes, backslashes and obs-text.
+            host: Some(HeaderValue::from_bytes(b"h\t\"\\\xff").expect("value")),
+            path: s(),
+            target: s(),
+            route: Some(Arc::from(HOSTILE)),
+            route_template: Some(Arc::from(HOSTILE)),
+            status: 400,
+            grpc_status: None,
+            stopped_at: Some(crate::vocab::StageId::Authn),
+            reason: Some(Cow::Owned(s())),
+            stage_ns: StageTimings::default(),
+            duration_ns: 0,
+            identity: Some(Arc::new(Identity {
+                subject: s(),
+                tenant: Some(s()),
+                scopes: vec![s(), s()],
+                roles: vec![s()],
+                tier: Some(s()),
+                api_key_id: Some(s()),
+                signing_key_id: Some(s()),
+            })),
+            limit: Some(LimitDecision {
+                policy: s(),
+                subject: s(),
+                remaining: 0,
+                retry_after_secs: None,
+                store_fallback: false,
+            }),
+            upstream: Some(Arc::from(HOSTILE)),
+            upstream_instance: None,
+            upstream_path: Some(s()),
+            retries: 0,
+            breaker: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            completed: false,
+        }
+    }
+
+    /// One line: no byte below 0x20 (so no CR, LF or NUL) anywhere in it.
+    fn assert_one_line(out: &[u8]) {
+        assert!(
+            out.iter().all(|&b| b >= 0x20),
+            "a raw control byte in {}",
+            String::from_utf8_lossy(out)
+        );
+    }
+
+    #[test]
+    fn a_record_with_hostile_bytes_in_every_string_stays_one_line_and_reads_back_the_same() {
+        let record = hostile_record();
+        let mut json = Json::default();
+        json.write(&record).expect("writes");
+        assert_one_line(&json.out);
+        assert_eq!(json.out, serde_json::to_vec(&record).expect("serde_json"));
+        // One JSON object, whose strings are what was put in: nothing forged beside them.
+        let value: serde_json::Value = serde_json::from_slice(&json.out).expect("one object");
+        assert_eq!(value.get("forged"), None);
+        let back: RequestRecord = serde_json::from_slice(&json.out).expect("reads back");
+        for (field, got) in [
+            ("request_id", back.request_id.as_str()),
+            ("trace_id", &back.trace_id),
+            ("path", &back.path),
+            ("target", &back.target),
+            ("route", back.route.as_deref().unwrap_or_default()),
+            ("reason", back.reason.as_deref().unwrap_or_default()),
+            (
+                "upstream_path",
+                back.upstream_path.as_deref().unwrap_or_default(),
+            ),
+        ] {
+            assert_eq!(got, HOSTILE, "{field}");
+        }
+        let identity = back.identity.expect("identity");
+        assert_eq!(identity.subject, HOSTILE);
+        assert_eq!(identity.signing_key_id.as_deref(), Some(HOSTILE));
+        assert_eq!(identity.scopes, [HOSTILE, HOSTILE]);
+        assert_eq!(back.limit.expect("limit").subject, HOSTILE);
+        // The host's bytes that are not visible ASCII are escaped, never raw, and never a quote
+        // that could end the string early.
+        assert_eq!(value["host"], "h\\t\\\"\\\\\\xff");
+    }
+
+    #[test]
+    fn a_recording_line_with_a_hostile_user_agent_stays_one_line() {
+        let line = RecordingLine {
+            v: FORMAT_VERSION,
+            id: HOSTILE.into(),
+            unix_micros: 0,
+            client: Some(HOSTILE.into()),
+            record: Some(hostile_record()),
+            request: RecordedRequest {
+                method: "GET".into(),
+                target: HOSTILE.into(),
+                version: "HTTP/1.1".into(),
+                headers: vec![("user-agent".into(), HOSTILE.into())],
+                ..RecordedRequest::default()
+            },
+            credentials: Vec::new(),
+            response: None,
+        };
+        let mut json = Json::default();
+        json.write(&line).expect("writes");
+        assert_one_line(&json.out);
+        let back: RecordingLine = serde_json::from_slice(&json.out).expect("reads back");
+        assert_eq!(back.request.headers[0].1, HOSTILE);
+        assert_eq!(back.request.target, HOSTILE);
+    }
+
+    #[test]
+    fn a_record_written_before_the_target_existed_still_reads() {
+        let mut value = serde_json::to_value(hostile_record()).expect("value");
+        value.as_object_mut().expect("object").remove("target");
+        let back: RequestRecord = serde_json::from_value(value).expect("reads");
+        assert_eq!(back.target, "");
     }
 }

@@ -191,6 +191,7 @@ mod tests {
             method: http::Method::GET,
             host: Some(http::HeaderValue::from_static("api.example.com")),
             path: format!("/users/{i}\n\"forged\": true"),
+            target: format!("/users/{i}%0A?q=\u{2028}"),
             route: Some(Arc::from("users")),
             route_template: Some(Arc::from("/users/*")),
             status: 200,

@@ -110,3 +110,59 @@ fn junit_survives_case_names_and_mismatches_that_xml_cannot_hold_raw() {
     let suite = case.parent().expect("suite");
     assert_eq!(suite.attribute("timestamp"), Some("1970-01-01T00:00:00"));
 }
+
+#[test]
+fn cases_are_evaluated_with_the_gateways_authority_and_the_first_listeners_path_options() {
+    let config = |paths: &str| {
+        crate::config::load_str(
+            "<test>",
+            &format!(
+                "listeners: [{{name: a, address: 127.0.0.1:0{paths}}}]\n\
+                 upstreams: {{u: {{instances: [127.0.0.1:1]}}}}\n\
+                 routes:\n\
+                 \x20 - {{name: admin, match: {{path: /admin/*, host: admin.example}}, upstream: u}}\n\
+                 \x20 - {{name: all, match: {{path: /*}}, upstream: u}}\n"
+            ),
+        )
+        .expect("config")
+    };
+    let case = |path: &str, host: Option<&str>| CaseRequest {
+        method: "GET".into(),
+        path: path.into(),
+        host: host.map(str::to_string),
+        headers: Default::default(),
+    };
+    let strict = config("");
+    let verdict = |runtime: &Runtime, path: &str, host: Option<&str>| {
+        let v = evaluate(runtime, &case(path, host)).expect("evaluates");
+        (v.route, v.stopped_at.map(|s| s.as_str()), v.reason)
+    };
+    let stop = |stage: &'static str, reason: &str| (None, Some(stage), Some(reason.to_string()));
+    assert_eq!(
+        verdict(&strict, "/admin/x", Some("admin.example"))
+            .0
+            .as_deref(),
+        Some("admin")
+    );
+    // The absolute form's authority wins over the case's host.
+    assert_eq!(
+        verdict(&strict, "http://admin.example/admin/x", Some("www.example"))
+            .0
+            .as_deref(),
+        Some("admin")
+    );
+    assert_eq!(
+        verdict(&strict, "/admin/x", Some("u@admin.example")),
+        stop("tls", "invalid-host")
+    );
+    assert_eq!(
+        verdict(&strict, "/a%2Fb", None),
+        stop("route", "ambiguous-path")
+    );
+    assert_eq!(
+        verdict(&strict, "/a;b", None),
+        stop("route", "ambiguous-path")
+    );
+    let keep = config(", paths: {escaped_slashes: keep, path_parameters: keep}");
+    assert_eq!(verdict(&keep, "/a%2Fb;c", None).0.as_deref(), Some("all"));
+}

@@ -13,8 +13,68 @@
 //!
 //! An already-normalized path — nearly every real request — is returned borrowed, without
 //! allocating.
+//!
+//! [`normalize_request_path`] adds the listener's [`PathOptions`] for the spellings that mean
+//! different things to different servers behind a gateway: an encoded slash or backslash (`%2F`,
+//! `%5C`, either case) and a raw backslash (a separator to IIS and to browsers' URL parsers, data
+//! to most others), and `;` path parameters (`/admin;x=1` is `/admin` to Tomcat and Jetty). By
+//! default each is refused; `keep` passes it through as rule 2 above leaves it;
+//! `unescape_and_redirect` (slashes only, as Envoy's `path_with_escaped_slashes_action`) answers
+//! with a redirect to the path with each of them turned into `/`, so the client asks again for a
+//! path with one meaning.
 
 use std::borrow::Cow;
+
+use serde::Deserialize;
+
+/// What a listener does with `%2F`, `%5C` (either case) and a raw `\` in a path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// 400 `ambiguous-path`.
+    #[default]
+    Reject,
+    /// Passed on as sent (`%2F` stays encoded and never separates segments).
+    Keep,
+    /// A redirect to the path with each of them turned into `/`.
+    UnescapeAndRedirect,
+}
+
+/// What a listener does with a `;` in a path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParameters {
+    /// 400 `ambiguous-path`.
+    #[default]
+    Reject,
+    /// Passed on as sent: `;` is an ordinary path character.
+    Keep,
+}
+
+/// A listener's `paths:` settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathOptions {
+    pub escaped_slashes: EscapedSlashes,
+    pub path_parameters: PathParameters,
+}
+
+impl PathOptions {
+    /// Today's behaviour before the options existed: every ambiguous spelling passes.
+    pub const KEEP: PathOptions = PathOptions {
+        escaped_slashes: EscapedSlashes::Keep,
+        path_parameters: PathParameters::Keep,
+    };
+}
+
+/// What a request path becomes under a listener's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NormalizedPath<'a> {
+    /// The normalized path to route.
+    Route(Cow<'a, str>),
+    /// Answer with a redirect to this path (normalized, ASCII, without the query).
+    Redirect(String),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -29,6 +89,151 @@ pub enum PathError {
     ControlCharacter { offset: usize, byte: u8 },
     #[error("the path contains an encoded control character (%{byte:02X}) at byte {offset}")]
     EncodedControlCharacter { offset: usize, byte: u8 },
+    #[error("the path contains an encoded slash or backslash at byte {offset}")]
+    EncodedSlash { offset: usize },
+    #[error("the path contains a backslash at byte {offset}")]
+    Backslash { offset: usize },
+    #[error("the path contains a `;` path parameter at byte {offset}")]
+    PathParameter { offset: usize },
+}
+
+impl PathError {
+    /// A spelling the listener refuses because servers disagree on it (`ambiguous-path`), as
+    /// opposed to a path that is broken (`bad-path`).
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(
+            self,
+            PathError::EncodedSlash { .. }
+                | PathError::Backslash { .. }
+                | PathError::PathParameter { .. }
+        )
+    }
+}
+
+/// One ambiguous spelling in a raw path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ambiguity {
+    EncodedSlash,
+    Backslash,
+    Parameter,
+}
+
+/// The first ambiguous spelling at or after `from`, with its offset. A byte scan for the three
+/// bytes that can start one: most paths have none of them.
+fn next_ambiguity(bytes: &[u8], from: usize) -> Option<(usize, Ambiguity)> {
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => return Some((i, Ambiguity::Backslash)),
+            b';' => return Some((i, Ambiguity::Parameter)),
+            b'%' if is_encoded_slash(bytes, i) => return Some((i, Ambiguity::EncodedSlash)),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `%2F`, `%2f`, `%5C` or `%5c` at `i`.
+fn is_encoded_slash(bytes: &[u8], i: usize) -> bool {
+    matches!(
+        bytes.get(i + 1..i + 3),
+        Some([b'2', b'F' | b'f'] | [b'5', b'C' | b'c'])
+    )
+}
+
+/// Normalizes a request's path under a listener's options: the path rules of [`normalize_path`]
+/// first (a broken path is `bad-path` whatever the options), then the ambiguous spellings as the
+/// options say. This is the function the pipeline and `gateway routes --test` call.
+pub fn normalize_request_path<'a>(
+    raw: &'a str,
+    options: &PathOptions,
+) -> Result<NormalizedPath<'a>, PathError> {
+    let normalized = normalize_path(raw)?;
+    if *options == PathOptions::KEEP {
+        return Ok(NormalizedPath::Route(normalized));
+    }
+    let bytes = raw.as_bytes();
+    let mut redirect = false;
+    let mut from = 0;
+    while let Some((offset, found)) = next_ambiguity(bytes, from) {
+        from = offset + 1;
+        match (found, options) {
+            (
+                Ambiguity::Parameter,
+                PathOptions {
+                    path_parameters: PathParameters::Keep,
+                    ..
+                },
+            ) => {}
+            (Ambiguity::Parameter, _) => return Err(PathError::PathParameter { offset }),
+            (
+                _,
+                PathOptions {
+                    escaped_slashes: EscapedSlashes::Keep,
+                    ..
+                },
+            ) => {}
+            (
+                _,
+                PathOptions {
+                    escaped_slashes: EscapedSlashes::UnescapeAndRedirect,
+                    ..
+                },
+            ) => redirect = true,
+            (Ambiguity::EncodedSlash, _) => return Err(PathError::EncodedSlash { offset }),
+            (Ambiguity::Backslash, _) => return Err(PathError::Backslash { offset }),
+        }
+    }
+    if !redirect {
+        return Ok(NormalizedPath::Route(normalized));
+    }
+    Ok(NormalizedPath::Redirect(unescaped_slashes(raw)?))
+}
+
+/// `raw` with each encoded slash or backslash and each raw backslash turned into `/`, normalized
+/// again (the new separators may make `//` or dot segments), with every byte outside visible
+/// ASCII percent-encoded so that it can be a `Location`.
+fn unescaped_slashes(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            out.push('/');
+        } else if bytes[i] == b'%' && is_encoded_slash(bytes, i) {
+            out.push('/');
+            i += 2;
+        } else {
+            push_visible(&mut out, bytes[i]);
+        }
+        i += 1;
+    }
+    Ok(normalize_path(&out)?.into_owned())
+}
+
+/// Appends `text` with every byte outside visible ASCII percent-encoded (`%` itself is left as
+/// it is): what a `Location` or a log field may hold of a client's target.
+pub fn push_escaped_invisible(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b.is_ascii_graphic()) {
+        out.push_str(text);
+    } else {
+        for byte in text.bytes() {
+            push_visible(out, byte);
+        }
+    }
+}
+
+/// Pushes `byte`, percent-encoded unless it is visible ASCII.
+fn push_visible(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if byte.is_ascii_graphic() {
+        out.push(char::from(byte));
+    } else {
+        out.push('%');
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
 }
 
 /// Normalizes the path part of a request target (no query). See the module docs for the rules.
@@ -318,6 +523,96 @@ mod tests {
         );
     }
 
+    fn options(escaped_slashes: EscapedSlashes, path_parameters: PathParameters) -> PathOptions {
+        PathOptions {
+            escaped_slashes,
+            path_parameters,
+        }
+    }
+
+    #[test]
+    fn ambiguous_spellings_follow_the_listener_options() {
+        use EscapedSlashes as S;
+        use PathParameters as P;
+        let reject = PathOptions::default();
+        let keep = PathOptions::KEEP;
+        let redirect = options(S::UnescapeAndRedirect, P::Reject);
+        let route = |p: &str| Ok(NormalizedPath::Route(Cow::Owned(p.to_string())));
+        let to = |p: &str| Ok(NormalizedPath::Redirect(p.to_string()));
+        let cases: &[(&str, PathOptions, Result<NormalizedPath<'_>, PathError>)] = &[
+            ("/a/b", reject, route("/a/b")),
+            ("/a%2Fb", reject, Err(PathError::EncodedSlash { offset: 2 })),
+            ("/a%2fb", reject, Err(PathError::EncodedSlash { offset: 2 })),
+            ("/a%5Cb", reject, Err(PathError::EncodedSlash { offset: 2 })),
+            ("/a%5cb", reject, Err(PathError::EncodedSlash { offset: 2 })),
+            ("/a\\b", reject, Err(PathError::Backslash { offset: 2 })),
+            ("/a;b", reject, Err(PathError::PathParameter { offset: 2 })),
+            (
+                "/admin;jsessionid=1/x",
+                reject,
+                Err(PathError::PathParameter { offset: 6 }),
+            ),
+            // An encoded semicolon is data, not a parameter delimiter: it stays encoded.
+            ("/a%3Bb", reject, route("/a%3Bb")),
+            // Broken paths are broken first, whatever else they hold.
+            (
+                "/a;%zz",
+                reject,
+                Err(PathError::InvalidEscape { offset: 3 }),
+            ),
+            ("/a%2Fb", keep, route("/a%2Fb")),
+            ("/a%2fb", keep, route("/a%2Fb")),
+            ("/a\\b;c", keep, route("/a\\b;c")),
+            ("/a%2Fb", options(S::Keep, P::Reject), route("/a%2Fb")),
+            (
+                "/a;b",
+                options(S::Keep, P::Reject),
+                Err(PathError::PathParameter { offset: 2 }),
+            ),
+            (
+                "/a\\b",
+                options(S::Reject, P::Keep),
+                Err(PathError::Backslash { offset: 2 }),
+            ),
+            ("/a;b", options(S::Reject, P::Keep), route("/a;b")),
+            ("/a%2Fb", redirect, to("/a/b")),
+            ("/a%2f%5C%5cb\\c", redirect, to("/a/b/c")),
+            ("/a%2F..%2Fb", redirect, to("/b")),
+            ("/caf%C3%A9%2F\u{e9}", redirect, to("/caf%C3%A9/%C3%A9")),
+            // Never a protocol-relative `//host` Location: slashes merge after unescaping.
+            ("/%2F%2Fevil.example/x", redirect, to("/evil.example/x")),
+            ("/\\evil.example", redirect, to("/evil.example")),
+            // A parameter is refused before any redirect is offered.
+            (
+                "/a%2Fb;c",
+                redirect,
+                Err(PathError::PathParameter { offset: 6 }),
+            ),
+            (
+                "/a%2Fb;c",
+                options(S::UnescapeAndRedirect, P::Keep),
+                to("/a/b;c"),
+            ),
+        ];
+        for (input, options, expected) in cases {
+            let got = normalize_request_path(input, options);
+            let got = got.map(|n| match n {
+                NormalizedPath::Route(p) => NormalizedPath::Route(Cow::Owned(p.into_owned())),
+                other => other,
+            });
+            assert_eq!(&got, expected, "{input:?} under {options:?}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_and_broken_paths_are_told_apart() {
+        assert!(PathError::EncodedSlash { offset: 1 }.is_ambiguous());
+        assert!(PathError::Backslash { offset: 1 }.is_ambiguous());
+        assert!(PathError::PathParameter { offset: 1 }.is_ambiguous());
+        assert!(!PathError::InvalidEscape { offset: 1 }.is_ambiguous());
+        assert!(!PathError::NotAbsolute.is_ambiguous());
+    }
+
     /// Paths built from the characters that matter to normalization.
     fn path_like() -> impl Strategy<Value = String> {
         let piece = prop_oneof![
@@ -337,6 +632,9 @@ mod tests {
             Just("%00".to_string()),
             Just("%4".to_string()),
             Just("é".to_string()),
+            Just("%5c".to_string()),
+            Just("\\".to_string()),
+            Just(";".to_string()),
             "[ -~]{1,3}",
         ];
         proptest::collection::vec(piece, 0..12).prop_map(|v| format!("/{}", v.concat()))
@@ -366,6 +664,38 @@ mod tests {
                 let (last, inner) = segments.split_last().expect("split yields one piece");
                 prop_assert!(inner.iter().all(|s| !s.is_empty() && *s != "." && *s != ".."), "{}", n);
                 prop_assert!(*last != "." && *last != "..", "{}", n);
+            }
+        }
+
+        #[test]
+        fn under_any_options_never_panics_and_routes_nothing_ambiguous_it_should_refuse(
+            p in path_like(),
+            slashes in prop_oneof![Just(EscapedSlashes::Reject), Just(EscapedSlashes::Keep), Just(EscapedSlashes::UnescapeAndRedirect)],
+            params in prop_oneof![Just(PathParameters::Reject), Just(PathParameters::Keep)],
+        ) {
+            let options = options(slashes, params);
+            match normalize_request_path(&p, &options) {
+                Ok(NormalizedPath::Route(path)) => {
+                    // What routes is what `normalize_path` gives, and holds nothing refused.
+                    let plain = normalize_path(&p);
+                    prop_assert_eq!(Ok(path.as_ref()), plain.as_deref());
+                    if slashes != EscapedSlashes::Keep {
+                        let upper = path.to_ascii_uppercase();
+                        prop_assert!(!upper.contains("%2F") && !upper.contains("%5C") && !path.contains('\\'), "{}", path);
+                    }
+                    if params == PathParameters::Reject {
+                        prop_assert!(!path.contains(';'), "{}", path);
+                    }
+                }
+                Ok(NormalizedPath::Redirect(location)) => {
+                    prop_assert_eq!(slashes, EscapedSlashes::UnescapeAndRedirect);
+                    // The redirect's target is final: asked again, it routes as it is.
+                    let again = normalize_request_path(&location, &options);
+                    prop_assert_eq!(again, Ok(NormalizedPath::Route(Cow::Borrowed(location.as_str()))));
+                    prop_assert!(!location.starts_with("//"));
+                    prop_assert!(location.bytes().all(|b| b.is_ascii_graphic()));
+                }
+                Err(e) => prop_assert!(!e.is_ambiguous() || options != PathOptions::KEEP, "{:?}", e),
             }
         }
 

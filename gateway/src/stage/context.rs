@@ -15,6 +15,7 @@ use crate::config::{CompiledRoute, Runtime};
 use crate::identity::tls::TlsInfo;
 use crate::resilience::concurrency::{Admitted, Gate};
 use crate::resilience::{Admission, BreakerState, InFlight};
+use crate::routing::authority::HostError;
 use crate::routing::normalize::PathError;
 use crate::state::Active;
 use crate::state::upstreams::BoundUpstream;
@@ -37,6 +38,9 @@ pub struct ConnectionInfo {
     /// The requests in flight on the connection's listener, which `tls` admits by when
     /// `limits.max_concurrent_requests` is set.
     pub listener_requests: Gate,
+    /// Which of the config's `listeners` accepted it (its `paths:` options apply); an index past
+    /// the config's listeners gets the defaults.
+    pub listener: usize,
 }
 
 /// What never changes after the request arrived: who sent it over what, when, under which ids,
@@ -51,8 +55,16 @@ pub struct RequestFacts {
     pub arrived: Nanos,
     pub unix_millis: u64,
     pub method: Method,
-    /// `Host`, else the request-target's authority.
+    /// The one authority the request names (`routing::authority`): the request-target's
+    /// (absolute form, or `:authority` on HTTP/2), else `Host`. Routing, the 421 check, the record
+    /// and the `Host`/`:authority` sent upstream all read this, never the header map.
     pub host: Option<HeaderValue>,
+    /// Why that authority cannot be trusted (missing, duplicate, invalid, or `host` differing
+    /// from `:authority`); `tls` stops such a request before anything reads it.
+    pub host_problem: Option<HostError>,
+    /// The request-target as it arrived (a `Uri` clone shares its bytes): the record's
+    /// `target`, whatever `mutate_request` removes from the query later.
+    pub target: http::Uri,
     /// `Origin`, which CORS answers to.
     pub origin: Option<HeaderValue>,
 }
@@ -70,8 +82,12 @@ pub enum RouteMatch {
     },
     /// The normalized path, which no route serves (404 at `route`).
     Unmatched { path: String },
-    /// The path could not be normalized (400 at `route`).
+    /// The path could not be normalized, or holds a spelling the listener refuses (400 at
+    /// `route`: `bad-path`, or `ambiguous-path`).
     BadPath(PathError),
+    /// The listener unescapes slashes by redirecting: the path and query to send the client to
+    /// (a redirect at `route`).
+    Redirect { location: String },
 }
 
 impl RouteMatch {

@@ -7,7 +7,7 @@
 //! 502 `upstream-bad-response`. Retries and the total timeout are in
 //! `attempt.rs`, WebSocket pass-through in `websocket.rs`.
 
-use http::{HeaderValue, Request, Response, Version, header};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::context::{RequestContext, Target};
@@ -63,15 +63,9 @@ fn build_request(
             )
         })?;
 
-    let mut headers = std::mem::take(&mut cx.parts.headers);
-    // An HTTP/2 client names the host in :authority; the HTTP/1.1 upstream needs it as Host.
-    if !headers.contains_key(header::HOST) {
-        if let Some(authority) = cx.parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
-                headers.insert(header::HOST, v);
-            }
-        }
-    }
+    // `Host` is the request's one authority, set by `mutate_request` (an HTTP/2 client's
+    // `:authority` included); without one the pool names the instance.
+    let headers = std::mem::take(&mut cx.parts.headers);
     let mut request = Request::new(cx.body.take());
     *request.method_mut() = cx.parts.method.clone();
     *request.uri_mut() = uri;

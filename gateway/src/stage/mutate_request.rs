@@ -12,7 +12,9 @@
 //! 4. X-Request-Id, `traceparent`, X-Forwarded-Proto and the client-address headers are set:
 //!    `X-Forwarded-For` and `Forwarded` are appended to from a trusted proxy
 //!    (`rate_limits.trusted_proxies`) and replaced from anyone else; `X-Real-IP` is kept from a
-//!    trusted proxy (one address) and replaced from anyone else;
+//!    trusted proxy (one address) and replaced from anyone else; and `Host` is the request's one
+//!    authority (an absolute-form target or `:authority` over a client's `Host`), the same one
+//!    routing and the 421 check read — the pool sends it as `:authority` to an HTTP/2 upstream;
 //! 5. the path is rewritten.
 
 use std::fmt::Write as _;
@@ -136,6 +138,10 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(cx.facts.connection.scheme.as_str()),
     );
+    match &cx.facts.host {
+        Some(host) => headers.insert(header::HOST, host.clone()),
+        None => headers.remove(header::HOST),
+    };
 
     if let RouteMatch::Matched { route, path } = &cx.route {
         if let Some(rewrite) = &route.rewrite {

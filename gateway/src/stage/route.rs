@@ -13,7 +13,9 @@ use crate::clock::Nanos;
 use crate::config::{CompiledRoute, RouteAction, Runtime, Upstream};
 use crate::resilience::breaker::Refused;
 use crate::resilience::{Admission, BreakerState};
-use crate::routing::normalize::normalize_path;
+use crate::routing::normalize::{
+    NormalizedPath, PathOptions, normalize_request_path, push_escaped_invisible,
+};
 use crate::routing::table::RouteQuery;
 use crate::state::GatewayState;
 use crate::vocab::grpc;
@@ -21,17 +23,29 @@ use crate::vocab::{Reason, Rejection, StageId};
 
 const STAGE: StageId = StageId::Route;
 
-/// Finds the route for a request: normalizes the path, then asks the table. The pipeline calls
-/// this before its stages run; `gateway routes --test` calls it offline.
-pub fn resolve(runtime: &Runtime, method: &Method, uri: &Uri, headers: &HeaderMap) -> RouteMatch {
-    let path = match normalize_path(uri.path()) {
-        Ok(path) => path.into_owned(),
+/// Finds the route for a request: normalizes the path under the listener's `paths` options,
+/// then asks the table with the request's one authority (`RequestFacts::host`). The pipeline
+/// calls this before its stages run; `gateway routes --test` calls it offline.
+pub fn resolve(
+    runtime: &Runtime,
+    method: &Method,
+    uri: &Uri,
+    host: Option<&HeaderValue>,
+    headers: &HeaderMap,
+    paths: &PathOptions,
+) -> RouteMatch {
+    let path = match normalize_request_path(uri.path(), paths) {
+        Ok(NormalizedPath::Route(path)) => path.into_owned(),
+        Ok(NormalizedPath::Redirect(mut location)) => {
+            if let Some(query) = uri.query() {
+                location.push('?');
+                push_escaped_invisible(&mut location, query);
+            }
+            return RouteMatch::Redirect { location };
+        }
         Err(error) => return RouteMatch::BadPath(error),
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.host());
+    let host = host.and_then(|h| h.to_str().ok());
     let query = RouteQuery {
         method,
         host,
@@ -52,10 +66,27 @@ pub fn resolve(runtime: &Runtime, method: &Method, uri: &Uri, headers: &HeaderMa
 /// stop.
 pub fn verdict(route: &RouteMatch) -> Result<(&Arc<CompiledRoute>, &Arc<Upstream>), Rejection> {
     match route {
+        RouteMatch::BadPath(error) if error.is_ambiguous() => Err(Rejection::new(
+            STAGE,
+            Reason::AmbiguousPath,
+            format!("the request path is ambiguous: {error}"),
+        )),
         RouteMatch::BadPath(error) => Err(Rejection::new(
             STAGE,
             Reason::BadPath,
             format!("the request path cannot be routed: {error}"),
+        )),
+        // 307, as Envoy answers: the method and body are kept, and nothing caches a redirect
+        // that a config reload may take back.
+        RouteMatch::Redirect { location } => Err(Rejection::new(
+            STAGE,
+            Reason::AmbiguousPath,
+            "the path had encoded slashes or backslashes; ask again at the unescaped path",
+        )
+        .with_status(http::StatusCode::TEMPORARY_REDIRECT)
+        .with_header(
+            header::LOCATION,
+            HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")),
         )),
         RouteMatch::Unmatched { .. } | RouteMatch::NotLooked => Err(Rejection::new(
             STAGE,

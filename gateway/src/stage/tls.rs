@@ -5,7 +5,11 @@
 //! HTTP/2 measure of `limits.http2_max_header_list_bytes` on top), and — on TLS connections — that a request
 //! naming an mTLS-protected host arrived on a connection whose handshake was for that host (421
 //! otherwise: the client certificate policy of one host must not be bypassed through the
-//! connection of another).
+//! connection of another). It also refuses a request whose authority cannot be trusted (decided
+//! once at arrival, `routing::authority`): an HTTP/1.1 request without `Host` (`missing-host`),
+//! two `Host` fields, an authority that is not a valid `host[:port]`, or an HTTP/2 `host` that
+//! names another host than `:authority` (`invalid-host`) — before routing, CORS or the 421 check
+//! could read one host while the upstream is sent another.
 //!
 //! Message framing is enforced before a request exists, by the strict HTTP/1.1 parser in front
 //! of hyper (`crate::wire`): a head with ambiguous framing (Content-Length with
@@ -19,6 +23,7 @@ use http::HeaderMap;
 
 use crate::config::raw::RawLimits;
 use crate::identity::tls::{ClientAuth, TlsInfo};
+use crate::routing::authority::HostError;
 use crate::stage::context::{RequestContext, StageResult};
 use crate::state::GatewayState;
 use crate::vocab::StageId;
@@ -37,18 +42,28 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
     if cx.parts.version == http::Version::HTTP_2 {
         check_http2_header_list(&cx.parts, &cx.active.config.limits)?;
     }
+    if let Some(problem) = cx.facts.host_problem {
+        return Err(host_rejection(problem));
+    }
     if let Some(tls) = &cx.facts.connection.tls {
-        let host = cx
-            .parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| cx.parts.uri.host());
-        if let Some(host) = host {
+        // The one authority: an absolute-form target or `:authority` over a `Host` field.
+        if let Some(host) = cx.facts.host.as_ref().and_then(|h| h.to_str().ok()) {
             check_host_matches_handshake(tls, host)?;
         }
     }
     Ok(())
+}
+
+/// The stop for an authority that cannot be trusted (`gateway routes --test` reports it too).
+pub fn host_rejection(problem: HostError) -> Rejection {
+    let reason = match problem {
+        HostError::Missing => Reason::MissingHost,
+        HostError::Duplicate
+        | HostError::InvalidHost(_)
+        | HostError::InvalidAuthority(_)
+        | HostError::Conflict => Reason::InvalidHost,
+    };
+    Rejection::new(STAGE, reason, problem.to_string())
 }
 
 /// 421 when `host` is answered by an mTLS-protected certificate entry other than the one the

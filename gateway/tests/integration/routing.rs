@@ -101,9 +101,24 @@ async fn dot_segments_double_slashes_and_encoded_letters_cannot_dodge_the_admin_
 }
 
 #[tokio::test]
-async fn an_encoded_slash_is_not_a_separator() {
+async fn an_encoded_slash_is_refused_by_default_and_never_a_separator_when_kept() {
     let upstream = Upstream::start().await;
-    let mut gw = TestGateway::start(&reference_config(upstream.address)).await;
+    let text = reference_config(upstream.address);
+    let mut gw = TestGateway::start(&text).await;
+    let reply = gw.get("/api/admin%2Fusers").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.problem()["stage"], "route");
+    assert_eq!(gw.record().await.reason.as_deref(), Some("ambiguous-path"));
+    assert!(upstream.seen().is_empty());
+    let kept = text.replace(
+        "  - name: public\n",
+        "  - name: public\n    paths: {escaped_slashes: keep}\n",
+    );
+    assert_ne!(
+        kept, text,
+        "the fixture's listener changed; update this test"
+    );
+    let mut gw = TestGateway::start(&kept).await;
     // `/api/admin%2Fusers` is one segment `admin%2Fusers` under /api, so the admin route does not match.
     let reply = gw.get("/api/admin%2Fusers").await;
     assert_eq!(reply.status, 404);

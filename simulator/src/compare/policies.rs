@@ -152,7 +152,22 @@ fn facts_of_line(text: &str, runtime: &Runtime) -> Result<Option<Facts>, String>
         .target
         .parse()
         .map_err(|_| format!("`{}` is not a request target", line.request.target))?;
-    let found = gateway::stage::route::resolve(runtime, &method, &uri, &headers);
+    // As `gateway routes --test` evaluates a case: the target's authority over `host`, the
+    // first listener's path options.
+    let authority =
+        gateway::routing::authority::request_authority(http::Version::HTTP_10, &uri, &headers);
+    let paths = runtime
+        .listeners
+        .first()
+        .map_or_else(Default::default, |l| l.paths);
+    let found = gateway::stage::route::resolve(
+        runtime,
+        &method,
+        &uri,
+        authority.value.as_ref(),
+        &headers,
+        &paths,
+    );
     let route = found.route();
     let mut identity = None;
     if let Some(rules) = route.and_then(|r| runtime.auth.route(r.declaration_index)) {

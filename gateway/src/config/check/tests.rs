@@ -373,6 +373,34 @@ fn each_kind_of_problem_is_reported_with_its_line_column_and_path() {
             )],
         ),
         (
+            "listener paths: an unknown action names those there are, an unknown key is named",
+            concat!(
+                "listeners:\n",
+                "  - {name: a, address: 127.0.0.1:0, paths: {escaped_slashes: decode}}\n",
+                "  - {name: b, address: 127.0.0.1:0, paths: {path_parameters: strip}}\n",
+                "  - {name: c, address: 127.0.0.1:0, paths: {merge_slashes: true}}\n",
+                "routes:\n",
+                "  - {name: all, match: {path: /*}, respond: {status: 404}}\n",
+            ),
+            &[
+                (
+                    "2:62",
+                    "listeners[0].paths.escaped_slashes",
+                    "unknown variant `decode`, expected one of `reject`, `keep`, `unescape_and_redirect`",
+                ),
+                (
+                    "3:62",
+                    "listeners[1].paths.path_parameters",
+                    "unknown variant `strip`, expected `reject` or `keep`",
+                ),
+                (
+                    "4:45",
+                    "listeners[2].paths.merge_slashes",
+                    "unknown field `merge_slashes`, expected one of `escaped_slashes`, `path_parameters`",
+                ),
+            ],
+        ),
+        (
             "a gRPC route never upgrades",
             concat!(
                 "upstreams:\n",
