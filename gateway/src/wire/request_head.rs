@@ -90,12 +90,14 @@ const fn is_tchar(b: u8) -> bool {
 
 /// The bytes RFC 3986 allows in a URI: unreserved, sub-delims, `:` `@` `/` `?` `%`, and `[` `]`
 /// for an IP-literal host. No `#` (a fragment is never sent), no space, no control byte, nothing
-/// past ASCII.
+/// past ASCII. One exception: a raw `\`, outside RFC 3986, passes here so that the listener's
+/// `paths.escaped_slashes` decides on it at `route` alike on HTTP/1.1 and HTTP/2 (refused as
+/// `ambiguous-path` by default).
 const fn is_uri_byte(b: u8) -> bool {
     matches!(b,
         b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~'
         | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-        | b':' | b'@' | b'/' | b'?' | b'%' | b'[' | b']')
+        | b':' | b'@' | b'/' | b'?' | b'%' | b'[' | b']' | b'\\')
 }
 
 /// A field value's bytes (RFC 9110 §5.5): visible ASCII, obs-text, SP and HTAB; never NUL, CR,
