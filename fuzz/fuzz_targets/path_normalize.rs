@@ -34,12 +34,25 @@ fn check(raw: &str) {
         !once.bytes().any(|b| b < 0x20 || b == 0x7f),
         "{raw:?} -> {once:?}: a control byte"
     );
-    // A raw `/` is the only separator: the output keeps `%2F` encoded, never decoded.
-    assert_eq!(
-        once.matches('/').count(),
-        segments.len(),
-        "{raw:?} -> {once:?}"
-    );
+    // Escapes left in the output are of reserved bytes, in upper-case hex (`%2F`, never `%2f`
+    // or `%61`), so one resource has one spelling.
+    let bytes = once.as_bytes();
+    for (i, _) in once.match_indices('%') {
+        let hex = bytes.get(i + 1..i + 3).expect("an escape has two digits");
+        assert!(
+            hex.iter()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)),
+            "{raw:?} -> {once:?}: escape at {i}"
+        );
+        let decoded = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        let decoded = decoded.expect("hex digits");
+        assert!(
+            !(decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded)),
+            "{raw:?} -> {once:?}: an escaped unreserved byte at {i}"
+        );
+    }
     // Idempotent, and the normal form takes the fast path (borrowed, no allocation).
     match normalize_path(&once) {
         Ok(Cow::Borrowed(twice)) => assert_eq!(twice, once.as_ref(), "{raw:?}: not idempotent"),
