@@ -63,6 +63,14 @@ impl LineIndex {
                 }
             }
         }
+        // The scanner's end-of-stream mark can sit on a line past the end of the text.
+        for info in builder.nodes.values_mut() {
+            info.key = info.key.map(|p| inside_text(text, p));
+            info.node = inside_text(text, info.node);
+        }
+        for duplicate in &mut builder.duplicates {
+            duplicate.at = inside_text(text, duplicate.at);
+        }
         LineIndex {
             nodes: builder.nodes,
             duplicates: builder.duplicates,
@@ -116,6 +124,18 @@ fn parent(path: &str) -> &str {
         Some(i) => &path[..i],
         None => "",
     }
+}
+
+/// A YAML scanner moves to a new line at the end of the stream, so a position at the end of a
+/// text without a final newline can name a line the text does not have: such a position is
+/// placed just after the last character instead, where an editor can go.
+pub fn inside_text(text: &str, (line, column): Position) -> Position {
+    let lines = text.matches('\n').count() + 1;
+    if line <= lines {
+        return (line, column);
+    }
+    let last = text.rsplit('\n').next().unwrap_or_default();
+    (lines, last.chars().count() + 1)
 }
 
 fn position(mark: Marker) -> Position {
@@ -417,6 +437,18 @@ limits:
         assert_eq!(index.locate("z"), Some((5, 4)));
         assert_eq!(index.locate("other"), Some((4, 1)));
         assert_eq!(index.locate("base.k"), Some((3, 14)));
+    }
+
+    /// Found by fuzzing: an empty sequence element at the end of a text without a final
+    /// newline was located on a line past the end.
+    #[test]
+    fn a_node_at_the_end_of_a_text_without_a_final_newline_is_inside_it() {
+        let text = "a:\n  - x\n  - ";
+        let index = LineIndex::build(text);
+        let at = index.locate("a[1]");
+        assert!(at.is_some_and(|(line, _)| line <= 3), "{at:?}");
+        assert_eq!(inside_text(text, (4, 1)), (3, 5));
+        assert_eq!(inside_text(text, (2, 3)), (2, 3));
     }
 
     #[test]

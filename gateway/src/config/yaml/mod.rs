@@ -87,7 +87,7 @@ pub fn load<T: DeserializeOwned>(source: &str, text: &str) -> Result<T, Diagnost
         let mut message = e.inner().to_string();
         let at = e.inner().location().map(|l| {
             let (line, column) = (l.line(), l.column());
-            let inside = inside_text(text, line, column);
+            let inside = super::locate::inside_text(text, (line, column));
             if inside != (line, column) {
                 message = message.replacen(
                     &format!(" at line {line} column {column}"),
@@ -107,17 +107,6 @@ pub fn load<T: DeserializeOwned>(source: &str, text: &str) -> Result<T, Diagnost
     })
 }
 
-/// The YAML scanner moves to a new line at the end of the stream, so an error at the end of a
-/// file without a final newline would name a line the file does not have: it is placed just
-/// after the last character instead, where an editor can go.
-fn inside_text(text: &str, line: usize, column: usize) -> (usize, usize) {
-    let lines = text.matches('\n').count() + 1;
-    if line <= lines {
-        return (line, column);
-    }
-    let last = text.rsplit('\n').next().unwrap_or_default();
-    (lines, last.chars().count() + 1)
-}
 
 /// A problem before it has a line: where to point once the source is indexed.
 #[derive(Debug)]
