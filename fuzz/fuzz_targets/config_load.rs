@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(!diagnostics.is_empty(), "refused without a diagnostic");
-    let last_line = text.matches('\n').count() + 1;
+    let last_line = yaml_lines(text);
     for d in &diagnostics {
         assert_eq!(d.file, SOURCE);
         assert!(!d.message.is_empty(), "an empty message: {d:?}");
@@ -34,3 +34,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = d.to_string();
     }
 });
+
+/// Lines as YAML counts them: CR LF, a lone CR, LF, and YAML 1.1's NEL, LS and PS each end one.
+fn yaml_lines(text: &str) -> usize {
+    let breaks = text
+        .matches(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+        .count();
+    breaks - text.matches("\r\n").count() + 1
+}
