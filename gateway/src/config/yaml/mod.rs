@@ -107,7 +107,6 @@ pub fn load<T: DeserializeOwned>(source: &str, text: &str) -> Result<T, Diagnost
     })
 }
 
-
 /// A problem before it has a line: where to point once the source is indexed.
 #[derive(Debug)]
 pub struct Finding {
@@ -176,7 +175,8 @@ mod tests {
         assert_eq!((d.line, d.column), (Some(3), Some(20)), "{d}");
         assert!(d.message.contains(" at line 3 column 20,"), "{}", d.message);
         // With the newline, the position after it is a real line.
-        let d = load::<serde_yaml_ng::Value>("t.yaml", &format!("{text}\n")).expect_err("unfinished");
+        let d =
+            load::<serde_yaml_ng::Value>("t.yaml", &format!("{text}\n")).expect_err("unfinished");
         assert_eq!(d.line, Some(4), "{d}");
     }
 }
