@@ -63,6 +63,15 @@ impl LineIndex {
                 }
             }
         }
+        // The scanner's end-of-stream mark can sit on a line past the end of the text.
+        let end = end_of(text);
+        for info in builder.nodes.values_mut() {
+            info.key = info.key.map(|at| inside(end, at));
+            info.node = inside(end, info.node);
+        }
+        for duplicate in &mut builder.duplicates {
+            duplicate.at = inside(end, duplicate.at);
+        }
         LineIndex {
             nodes: builder.nodes,
             duplicates: builder.duplicates,
@@ -116,6 +125,41 @@ fn parent(path: &str) -> &str {
         Some(i) => &path[..i],
         None => "",
     }
+}
+
+/// A YAML scanner moves to a new line at the end of the stream, so a position at the end of a
+/// text without a final line break can name a line the text does not have: such a position is
+/// placed just after the last character instead, where an editor can go.
+pub fn inside_text(text: &str, at: Position) -> Position {
+    inside(end_of(text), at)
+}
+
+fn inside(end: Position, at: Position) -> Position {
+    if at.0 <= end.0 { at } else { end }
+}
+
+/// The last line of `text` and the column just after its last character. Every break either
+/// YAML reader counts (CR LF, CR, LF, and YAML 1.1's NEL, LS and PS) starts a line, so no
+/// position a reader gives inside the text is moved.
+fn end_of(text: &str) -> Position {
+    let mut lines = 1;
+    let mut last_line_start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        let is_break = match c {
+            '\r' => {
+                chars.next_if(|&(_, next)| next == '\n');
+                true
+            }
+            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => true,
+            _ => false,
+        };
+        if is_break {
+            lines += 1;
+            last_line_start = chars.peek().map_or(text.len(), |&(next, _)| next);
+        }
+    }
+    (lines, text[last_line_start..].chars().count() + 1)
 }
 
 fn position(mark: Marker) -> Position {
@@ -417,6 +461,23 @@ limits:
         assert_eq!(index.locate("z"), Some((5, 4)));
         assert_eq!(index.locate("other"), Some((4, 1)));
         assert_eq!(index.locate("base.k"), Some((3, 14)));
+    }
+
+    /// Found by fuzzing: an empty sequence element at the end of a text without a final
+    /// newline was located on a line past the end.
+    #[test]
+    fn a_node_at_the_end_of_a_text_without_a_final_newline_is_inside_it() {
+        let text = "a:\n  - x\n  - ";
+        let index = LineIndex::build(text);
+        let at = index.locate("a[1]");
+        assert!(at.is_some_and(|(line, _)| line <= 3), "{at:?}");
+        assert_eq!(inside_text(text, (4, 1)), (3, 5));
+        assert_eq!(inside_text(text, (2, 3)), (2, 3));
+        // Found by fuzzing too: a lone CR breaks a line for YAML, so positions past the LF
+        // count are real and stay.
+        assert_eq!(inside_text("a\rb\rc", (3, 1)), (3, 1));
+        assert_eq!(inside_text("a\r\nb\r\nc", (4, 1)), (3, 2));
+        assert_eq!(inside_text("a\u{2028}b", (2, 2)), (2, 2));
     }
 
     #[test]

@@ -84,13 +84,25 @@ pub fn read(path: &Path) -> Result<String, Diagnostic> {
 pub fn load<T: DeserializeOwned>(source: &str, text: &str) -> Result<T, Diagnostic> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let location = e.inner().location();
+        let mut message = e.inner().to_string();
+        let at = e.inner().location().map(|l| {
+            let (line, column) = (l.line(), l.column());
+            let inside = super::locate::inside_text(text, (line, column));
+            if inside != (line, column) {
+                message = message.replacen(
+                    &format!(" at line {line} column {column}"),
+                    &format!(" at line {} column {}", inside.0, inside.1),
+                    1,
+                );
+            }
+            inside
+        });
         Diagnostic {
             file: source.to_string(),
-            line: location.as_ref().map(|l| l.line()),
-            column: location.as_ref().map(|l| l.column()),
+            line: at.map(|(line, _)| line),
+            column: at.map(|(_, column)| column),
             path: e.path().to_string(),
-            message: e.inner().to_string(),
+            message,
         }
     })
 }
@@ -148,4 +160,23 @@ pub fn located(source: &str, index: &LineIndex, findings: Vec<Finding>) -> Vec<D
     diagnostics.sort_by_key(|d| (d.line, d.column));
     diagnostics.dedup();
     diagnostics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: an unfinished flow mapping at the end of a file without a final
+    /// newline was reported on line 5 of a 4-line file.
+    #[test]
+    fn an_error_at_the_end_of_a_file_without_a_final_newline_stays_inside_it() {
+        let text = "routes:\n  - name: orders\n    match: { path :";
+        let d = load::<serde_yaml_ng::Value>("t.yaml", text).expect_err("unfinished");
+        assert_eq!((d.line, d.column), (Some(3), Some(20)), "{d}");
+        assert!(d.message.contains(" at line 3 column 20,"), "{}", d.message);
+        // With the newline, the position after it is a real line.
+        let d =
+            load::<serde_yaml_ng::Value>("t.yaml", &format!("{text}\n")).expect_err("unfinished");
+        assert_eq!(d.line, Some(4), "{d}");
+    }
 }
