@@ -1,10 +1,15 @@
 //! Path normalization on arbitrary input: never a panic, and every path it accepts comes out in
-//! the one normal form the route table matches against.
+//! the one normal form the route table matches against; under each listener `paths:` option, a
+//! refused spelling never reaches the route table and a redirect never leads to another
+//! redirect, another host, or a refusal.
 #![no_main]
 
 use std::borrow::Cow;
 
-use gateway::routing::normalize::normalize_path;
+use gateway::routing::normalize::{
+    EscapedSlashes, NormalizedPath, PathOptions, PathParameters, normalize_path,
+    normalize_request_path,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check(raw: &str) {
+    check_options(raw);
     let Ok(once) = normalize_path(raw) else {
         return;
     };
@@ -64,5 +70,47 @@ fn check(raw: &str) {
     // A path that needed no rewriting is returned as it was.
     if let Cow::Borrowed(same) = once {
         assert_eq!(same, raw);
+    }
+}
+
+fn check_options(raw: &str) {
+    for escaped_slashes in [
+        EscapedSlashes::Reject,
+        EscapedSlashes::Keep,
+        EscapedSlashes::UnescapeAndRedirect,
+    ] {
+        for path_parameters in [PathParameters::Reject, PathParameters::Keep] {
+            let options = PathOptions {
+                escaped_slashes,
+                path_parameters,
+            };
+            match normalize_request_path(raw, &options) {
+                Err(_) => {}
+                Ok(NormalizedPath::Route(path)) => {
+                    let upper = path.to_ascii_uppercase();
+                    if escaped_slashes != EscapedSlashes::Keep {
+                        assert!(
+                            !upper.contains("%2F") && !upper.contains("%5C") && !path.contains('\\'),
+                            "{raw:?} under {options:?} routes as {path:?}"
+                        );
+                    }
+                    if path_parameters == PathParameters::Reject {
+                        assert!(!path.contains(';'), "{raw:?} under {options:?} routes as {path:?}");
+                    }
+                }
+                Ok(NormalizedPath::Redirect(to)) => {
+                    assert_eq!(escaped_slashes, EscapedSlashes::UnescapeAndRedirect);
+                    assert!(
+                        to.starts_with('/') && !to.starts_with("//"),
+                        "{raw:?} redirects off the path: {to:?}"
+                    );
+                    assert!(to.bytes().all(|b| b.is_ascii_graphic()), "{to:?}");
+                    match normalize_request_path(&to, &options) {
+                        Ok(NormalizedPath::Route(_)) => {}
+                        other => panic!("{raw:?} redirects to {to:?}, which gives {other:?}"),
+                    }
+                }
+            }
+        }
     }
 }

@@ -242,7 +242,16 @@ fn workers_sets_the_threads_that_serve_requests() {
             &[("RUST_LOG", "off")],
         );
         wait_for_file(&ready, &mut child);
-        let threads = threads_named(child.id(), "tokio-rt-worker");
+        // A worker names itself once it runs, which on a loaded machine can come after the
+        // ready file: wait a while for the count (never past it) before asking once more.
+        let named = |child: &Child| threads_named(child.id(), "tokio-rt-worker");
+        for _ in 0..250 {
+            if named(&child) >= workers {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let threads = named(&child);
         // Stopped before asserting, so a failure never leaves a gateway running.
         assert_eq!(terminate(&mut child), 0);
         assert_eq!(threads, workers);
