@@ -224,6 +224,13 @@ pub fn parse_request_head<'a>(
     let mut fields = Fields::default();
     let mut field_bytes = 0usize;
     let mut count = 0usize;
+    // The raw bytes a head may take, whitespace included: twice what its fields may count, with
+    // the request line's room. Checked on partial and whole heads alike.
+    let raw_cap = limits
+        .max_header_bytes
+        .saturating_mul(2)
+        .saturating_add(limits.max_uri_bytes)
+        .saturating_add(64);
     let too_large = || {
         HeadError::refused(
             Reason::HeadersTooLarge,
@@ -244,12 +251,16 @@ pub fn parse_request_head<'a>(
             Some(_) => {}
         }
         let line_start = p.at;
-        // A partial line counts with its raw length, so an endless one stops at the limit.
-        let over = |at: usize| field_bytes + (at - line_start) + 4 > limits.max_header_bytes;
+        // A partial line counts at most what the whole line will (its name so far, its value
+        // without the whitespace that may yet prove to be OWS), so whether a head is refused
+        // never depends on where the network split it; the raw cap stops endless whitespace.
+        let over = |counted: usize, at: usize| {
+            field_bytes + counted + 4 > limits.max_header_bytes || at > raw_cap
+        };
         loop {
             p.at = scan(bytes, p.at, &TCHAR);
             match p.peek() {
-                None if over(p.at) => return Err(too_large()),
+                None if over(p.at - line_start, p.at) => return Err(too_large()),
                 None => return Err(HeadError::Incomplete),
                 Some(b':') => break,
                 Some(b) if is_tchar(b) => p.at += 1,
@@ -270,22 +281,28 @@ pub fn parse_request_head<'a>(
         }
         let value_start = p.at;
         p.at = scan(bytes, p.at, &VALUE);
+        let trimmed = |end: usize| {
+            let mut end = end;
+            while end > value_start && matches!(bytes[end - 1], b' ' | b'\t') {
+                end -= 1;
+            }
+            end
+        };
         match p.peek() {
-            None if over(p.at) => return Err(too_large()),
+            None if over(name.len() + (trimmed(p.at) - value_start), p.at) => {
+                return Err(too_large());
+            }
             None => return Err(HeadError::Incomplete),
             Some(b'\r') => {}
             Some(b'\n') => return Err(malformed("a bare LF ends a line")),
             Some(_) => return Err(malformed("a field value carries a control byte")),
         }
-        let mut value_end = p.at;
-        while value_end > value_start && matches!(bytes[value_end - 1], b' ' | b'\t') {
-            value_end -= 1;
-        }
+        let value_end = trimmed(p.at);
         p.line_end()?;
         let value = &bytes[value_start..value_end];
         field_bytes += name.len() + value.len() + 4;
         count += 1;
-        if field_bytes > limits.max_header_bytes || count > limits.max_headers {
+        if field_bytes > limits.max_header_bytes || count > limits.max_headers || p.at > raw_cap {
             return Err(too_large());
         }
         fields.see(name, value)?;

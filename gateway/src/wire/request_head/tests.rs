@@ -227,6 +227,38 @@ fn head_strategy() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Found by fuzzing: a head whose field fits the limit only once its trailing whitespace is
+/// trimmed was refused when it arrived cut inside that whitespace, and accepted whole — a verdict
+/// that depended on how the network split the bytes. Every prefix of an accepted head is now
+/// incomplete, and endless whitespace still stops at the raw cap.
+#[test]
+fn a_head_split_anywhere_gets_the_verdict_it_gets_whole() {
+    let limits = HeadLimits {
+        max_uri_bytes: 336,
+        max_header_bytes: 64,
+        max_headers: 1,
+    };
+    let mut head = b"POST / HTTP/1.1\r\nfet-Legt:\tf:\t\t\t~".to_vec();
+    head.extend_from_slice(b"\tTransfer-cnEoding: \t\t?");
+    head.extend(std::iter::repeat_n(b'\t', 60));
+    head.extend_from_slice(b"\r\n\r\n");
+    let whole = parse_request_head(&head, &limits).expect("fits once trimmed");
+    assert_eq!(whole.len, head.len());
+    for cut in 1..head.len() {
+        assert_eq!(
+            parse_request_head(&head[..cut], &limits),
+            Err(HeadError::Incomplete),
+            "cut at {cut}"
+        );
+    }
+    let mut endless = b"GET / HTTP/1.1\r\nx: a".to_vec();
+    endless.extend(std::iter::repeat_n(b' ', 1000));
+    assert!(matches!(
+        parse_request_head(&endless, &limits),
+        Err(HeadError::Refused(r)) if r.reason == Reason::HeadersTooLarge
+    ));
+}
+
 proptest! {
     /// httparse is the parser hyper runs; whatever the strict parser lets through must mean
     /// the same to it: the same method, target, version, and fields, ending at the same byte.
