@@ -1,6 +1,7 @@
 //! `tls`: owns the connection edge. The handshake itself happens when the connection is accepted
 //! (`identity::tls`: certificates by SNI, ALPN, client certificates); a failed handshake never
-//! reaches a stage. Per request this stage enforces what must hold before anything reads the
+//! reaches a stage. Per request this stage first admits the request under the listener's
+//! `limits.max_concurrent_requests` (503 `overloaded` past it, no queue), then enforces what must hold before anything reads the
 //! request: the URI length and the header block size (the same limits on HTTP/1.1 and HTTP/2, the
 //! HTTP/2 measure of `limits.http2_max_header_list_bytes` on top), and — on TLS connections — that a request
 //! naming an mTLS-protected host arrived on a connection whose handshake was for that host (421
