@@ -65,7 +65,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         _ => RequestBodyMeter::counting(),
     });
     let grpc = GrpcCall::detect(&parts);
-    let mut cx = RequestContext {
+    let cx = RequestContext {
         active,
         facts: facts(&parts, connection, arrived, clock.unix_millis()),
         parts,
@@ -84,12 +84,21 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         admitted: Default::default(),
     };
 
-    let mut laps = Laps {
+    let laps = Laps {
         clock: clock.as_ref(),
         last: arrived,
         timings: StageTimings::default(),
     };
-    let outcome = drive(state, &mut cx, &mut laps).await;
+    let mut exchange = Exchange {
+        state,
+        cx,
+        laps,
+        answered: false,
+    };
+    let outcome = drive(state, &mut exchange.cx, &mut exchange.laps).await;
+    let Exchange {
+        cx, laps, answered, ..
+    } = &mut exchange;
 
     let mut grpc_status = None;
     let (mut response, stop) = match outcome {
@@ -128,7 +137,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         }
     };
     let preflight = matches!(stop, Some((None, _)));
-    stage::mutate_response::run(state, &cx, preflight, &mut response).await;
+    stage::mutate_response::run(state, cx, preflight, &mut response).await;
     laps.lap(StageId::MutateResponse);
 
     if let Some(capture) = &mut capture {
@@ -140,9 +149,11 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         .route()
         .and_then(|r| cx.active.metrics_of(r))
         .cloned();
+    // From here the answer's body emits the record.
+    *answered = true;
     let mut record = record(
-        &mut cx,
-        laps.timings,
+        cx,
+        std::mem::take(&mut laps.timings),
         response.status().as_u16(),
         stopped_at.flatten(),
         reason,
@@ -151,10 +162,10 @@ pub async fn handle<B: Into<Option<Incoming>>>(
     response.body_mut().attach_record(Box::new(PendingRecord {
         record,
         arrived,
-        bytes_in: Some(cx.bytes_in),
+        bytes_in: Some(cx.bytes_in.clone()),
         clock: clock.clone(),
         sinks: state.sinks.clone(),
-        in_flight: cx.target.map(|t| t.in_flight),
+        in_flight: cx.target.take().map(|t| t.in_flight),
         route_metrics,
         recording: capture,
         grpc: cx.grpc.is_some(),
@@ -236,6 +247,46 @@ fn record(
         bytes_in: 0,
         bytes_out: 0,
         completed: false,
+    }
+}
+
+/// A request on its way through the stages. hyper drops a request's future when its client
+/// goes away before the answer's head — the connection closed, or its HTTP/2 stream reset (by
+/// the client, or by h2 for a body that broke its framing) — and then no response body will
+/// ever emit the record: this does, on drop. Status 499, as nginx logs a client that closed
+/// the request; `completed` false; the stages that ran are timed; no stop reason, since no
+/// stage stopped it.
+struct Exchange<'s> {
+    state: &'s GatewayState,
+    cx: RequestContext,
+    laps: Laps<'s>,
+    answered: bool,
+}
+
+/// The status of a request whose client went away before its answer (nginx's).
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+impl Drop for Exchange<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let route_metrics = self
+            .cx
+            .route
+            .route()
+            .and_then(|r| self.cx.active.metrics_of(r))
+            .cloned();
+        let mut record = record(
+            &mut self.cx,
+            std::mem::take(&mut self.laps.timings),
+            CLIENT_CLOSED_REQUEST,
+            None,
+            None,
+        );
+        record.bytes_in = self.cx.bytes_in.seen();
+        record.duration_ns = self.state.clock.now().saturating_sub(self.cx.facts.arrived);
+        self.state.sinks.emit(record, route_metrics.as_deref());
     }
 }
 

@@ -382,7 +382,10 @@ async fn serve_connection(
     let limits = state.active.load().config.limits.clone();
     let activity = Arc::new(ConnectionActivity::new(state.clock.now()));
     // The strict HTTP/1.1 parser reads every byte before hyper does (crate::wire::guard).
-    let report = Arc::new(GuardReport::default());
+    let report = Arc::new(GuardReport::with_stream_sink({
+        let (state, info) = (state.clone(), info.clone());
+        Box::new(move |refusal| record_stream_refusal(&state, &info, refusal))
+    }));
     let h2 = info.alpn.as_deref() == Some("h2");
     let walk = if h2 {
         MessageStream::http2()
@@ -504,53 +507,113 @@ fn record_refusal(
     refused: crate::wire::guard::Refused,
     report: &GuardReport,
 ) {
-    let answered = report.answered();
     let method = refused
         .head
         .method
         .as_deref()
-        .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
-        // The request line could not be read as far as a method: `-`, as access logs write it.
-        .unwrap_or_else(|| http::Method::from_bytes(b"-").unwrap_or_default());
+        .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok());
     let path = refused
         .head
         .target
         .as_deref()
         .map(|t| t.split('?').next().unwrap_or(t).to_owned())
         .unwrap_or_default();
+    let target = refused
+        .head
+        .target
+        .as_deref()
+        .map(|t| {
+            let active = state.active.load();
+            crate::record::redact_query_tokens(t, |name| {
+                active.config.auth.is_token_query_param(name)
+            })
+        })
+        .unwrap_or_default();
+    let record = edge_record(
+        state,
+        connection,
+        EdgeStop {
+            request_id: refused.request_id,
+            method,
+            host: refused
+                .head
+                .host
+                .as_deref()
+                .and_then(|h| http::HeaderValue::from_str(h).ok()),
+            path,
+            target,
+            status: refused.rejection.status.as_u16(),
+            reason: refused.rejection.reason,
+            bytes_out: report.answer_bytes(),
+            completed: report.answered(),
+        },
+    );
+    state.sinks.emit(record, None);
+}
+
+/// The one record of an HTTP/2 request h2 refused by itself (`crate::wire::h2_frames`): its
+/// header block was never decoded by the gateway, so method, host and path are unknown. The
+/// status is h2's own 431 when it sent one, else the reason's (the client got a reset), and
+/// `completed` says whether a status reached the client.
+fn record_stream_refusal(
+    state: &GatewayState,
+    connection: &ConnectionInfo,
+    refusal: crate::wire::h2_frames::StreamRefusal,
+) {
+    let record = edge_record(
+        state,
+        connection,
+        EdgeStop {
+            request_id: crate::vocab::trace::new_request_id(),
+            method: None,
+            host: None,
+            path: String::new(),
+            target: String::new(),
+            status: refusal
+                .answered_status
+                .unwrap_or_else(|| refusal.reason.status().as_u16()),
+            reason: refusal.reason,
+            bytes_out: 0,
+            completed: refusal.answered_status.is_some(),
+        },
+    );
+    state.sinks.emit(record, None);
+}
+
+/// What a refusal before the pipeline knows of its request.
+struct EdgeStop {
+    request_id: String,
+    /// `None` when not even the method could be read: `-`, as access logs write it.
+    method: Option<http::Method>,
+    host: Option<http::HeaderValue>,
+    path: String,
+    target: String,
+    status: u16,
+    reason: crate::vocab::Reason,
+    bytes_out: u64,
+    completed: bool,
+}
+
+fn edge_record(state: &GatewayState, connection: &ConnectionInfo, stop: EdgeStop) -> RequestRecord {
     let mut stage_ns = crate::record::StageTimings::default();
     stage_ns.set(StageId::Tls, 0);
-    let record = RequestRecord {
-        request_id: refused.request_id,
+    RequestRecord {
+        request_id: stop.request_id,
         trace_id: TraceContext::continue_or_start(None).trace_id_hex(),
         unix_millis: state.clock.unix_millis(),
         peer: connection.peer,
-        method,
-        host: refused
-            .head
-            .host
-            .as_deref()
-            .and_then(|h| http::HeaderValue::from_str(h).ok()),
-        path,
-        target: refused
-            .head
-            .target
-            .as_deref()
-            .map(|t| {
-                let active = state.active.load();
-                crate::record::redact_query_tokens(t, |name| {
-                    active.config.auth.is_token_query_param(name)
-                })
-            })
-            .unwrap_or_default(),
+        method: stop
+            .method
+            .unwrap_or_else(|| http::Method::from_bytes(b"-").unwrap_or_default()),
+        host: stop.host,
+        path: stop.path,
+        target: stop.target,
         route: None,
         route_template: None,
-        status: refused.rejection.status.as_u16(),
+        status: stop.status,
         grpc_status: None,
-        stopped_at: Some(refused.rejection.stage),
-        reason: Some(std::borrow::Cow::Borrowed(
-            refused.rejection.reason.as_str(),
-        )),
+        stopped_at: Some(StageId::Tls),
+        reason: Some(std::borrow::Cow::Borrowed(stop.reason.as_str())),
         stage_ns,
         duration_ns: 0,
         identity: None,
@@ -561,10 +624,9 @@ fn record_refusal(
         retries: 0,
         breaker: None,
         bytes_in: 0,
-        bytes_out: report.answer_bytes(),
-        completed: answered,
-    };
-    state.sinks.emit(record, None);
+        bytes_out: stop.bytes_out,
+        completed: stop.completed,
+    }
 }
 
 /// The next connection's id: unique within the process, so ids from two gateways in one

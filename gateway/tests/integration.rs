@@ -3,6 +3,7 @@
 
 mod integration {
     pub mod eventually;
+    mod h2_refusals;
     pub mod util;
 
     mod admin;

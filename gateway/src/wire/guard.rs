@@ -9,6 +9,9 @@
 //! - A malformed chunked body: the good bytes go on, then hyper's read fails with
 //!   [`MalformedBody`], which hyper hands to the request body's reader: `forward` aborts the
 //!   upstream request and answers 400 itself.
+//! - On HTTP/2 the bytes pass unread by the HTTP/1.1 walk, and an [`H2Watch`] follows the
+//!   frames both ways: a request the h2 library refused by itself (a malformed header block, one
+//!   past its ceiling, a stream over its limit) goes to the report's stream sink, for its record.
 //! - The connection's first byte must arrive within `limits.header_read_timeout`, or hyper
 //!   reads the end of the stream (on plaintext during its HTTP/1-or-2 detection too).
 //!
@@ -28,6 +31,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::chunked::BodyError;
+use super::h2_frames::{H2Watch, StreamRefusal};
 use super::stream::{Fed, HeadRefusal, MessageStream};
 use crate::vocab::rejection::PROBLEM_JSON;
 use crate::vocab::trace::new_request_id;
@@ -70,12 +74,27 @@ impl MalformedBody {
     }
 }
 
-/// What a guard refused, for the server to record once the connection ends.
-#[derive(Debug, Default)]
+/// Where the requests h2 refused by itself go, as the guard finds them.
+pub type StreamSink = Box<dyn Fn(StreamRefusal) + Send + Sync>;
+
+/// What a guard refused: a head, for the server to record once the connection ends; HTTP/2
+/// streams h2 refused, handed to the stream sink at once.
+#[derive(Default)]
 pub struct GuardReport {
     refused: parking_lot::Mutex<Option<Refused>>,
     answered: AtomicBool,
     answer_bytes: AtomicU64,
+    streams: Option<StreamSink>,
+}
+
+impl std::fmt::Debug for GuardReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardReport")
+            .field("refused", &self.refused)
+            .field("answered", &self.answered)
+            .field("answer_bytes", &self.answer_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A refused head as the record needs it.
@@ -87,6 +106,14 @@ pub struct Refused {
 }
 
 impl GuardReport {
+    /// A report whose HTTP/2 stream refusals go to `streams`.
+    pub fn with_stream_sink(streams: StreamSink) -> Self {
+        Self {
+            streams: Some(streams),
+            ..Self::default()
+        }
+    }
+
     /// The refusal, once: the record is emitted once.
     pub fn take(&self) -> Option<Refused> {
         self.refused.lock().take()
@@ -126,6 +153,9 @@ pub struct Guarded<S> {
     /// The refusal's answer and how much of it is written.
     answer: Option<(Bytes, usize)>,
     answer_body: u64,
+    /// The HTTP/2 frame watch, once the connection turned out to speak HTTP/2 (boxed: most
+    /// connections never need it).
+    h2: Option<Box<H2Watch>>,
 }
 
 impl<S> Guarded<S> {
@@ -139,7 +169,6 @@ impl<S> Guarded<S> {
     ) -> Self {
         Self {
             inner,
-            stream,
             held: Vec::new(),
             ready: 0,
             reading: Reading::Open,
@@ -148,11 +177,35 @@ impl<S> Guarded<S> {
             report,
             answer: None,
             answer_body: 0,
+            // On ALPN `h2` the server's SETTINGS may go out before the client's first byte.
+            h2: stream.is_http2().then(Box::default),
+            stream,
         }
     }
 
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// Client bytes handed on to hyper: on HTTP/2, watched.
+    fn handed_on(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() || !self.stream.is_http2() {
+            return;
+        }
+        self.h2.get_or_insert_default().client_bytes(bytes);
+    }
+
+    /// Server bytes written: on HTTP/2, watched for h2's own refusals.
+    fn written(&mut self, bytes: &[u8]) {
+        let Some(watch) = self.h2.as_mut() else {
+            return;
+        };
+        let report = &self.report;
+        watch.server_bytes(bytes, |refusal| {
+            if let Some(sink) = &report.streams {
+                sink(refusal);
+            }
+        });
     }
 
     /// Applies a verdict on bytes just read. Returns how many of them go on.
@@ -283,6 +336,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                     _ => pass,
                 });
                 this.ready = pass;
+                if this.stream.is_http2() {
+                    let held = std::mem::take(&mut this.held);
+                    this.handed_on(&held[..pass]);
+                    this.held = held;
+                }
                 continue;
             }
             if this.stream.is_passthrough() {
@@ -290,6 +348,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
                 if buf.filled().len() > start {
                     this.first_byte = None;
+                    this.handed_on(&buf.filled()[start..]);
                 }
                 return Poll::Ready(Ok(()));
             }
@@ -308,6 +367,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
             }
             buf.set_filled(start + pass);
             if pass > 0 {
+                this.handed_on(&buf.filled()[start..]);
                 return Poll::Ready(Ok(()));
             }
         }
@@ -320,7 +380,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.written(&buf[..n]);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -328,7 +391,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        if this.h2.is_some() {
+            let mut left = n;
+            for slice in bufs {
+                let take = left.min(slice.len());
+                this.written(&slice[..take]);
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -106,6 +106,8 @@ pub struct MessageStream {
     limits: HeadLimits,
     /// The message being read asked to upgrade: after its body the stream is no longer ours.
     upgrade: bool,
+    /// The connection speaks HTTP/2 (ALPN or the preface), not an upgraded protocol.
+    http2: bool,
 }
 
 impl MessageStream {
@@ -115,6 +117,7 @@ impl MessageStream {
             mode: Mode::Start,
             limits,
             upgrade: false,
+            http2: false,
         }
     }
 
@@ -128,6 +131,7 @@ impl MessageStream {
                 max_headers: 0,
             },
             upgrade: false,
+            http2: true,
         }
     }
 
@@ -137,6 +141,12 @@ impl MessageStream {
 
     pub fn is_passthrough(&self) -> bool {
         matches!(self.mode, Mode::Passthrough)
+    }
+
+    /// Whether the bytes are HTTP/2 frames (from the preface on), which the guard watches for
+    /// the requests h2 refuses by itself ([`super::h2_frames`]).
+    pub fn is_http2(&self) -> bool {
+        self.http2
     }
 
     /// Walks the bytes that follow those fed before (a held head again from its first byte).
@@ -151,6 +161,7 @@ impl MessageStream {
                 Mode::Start => {
                     if rest.starts_with(H2_PREFACE) {
                         self.mode = Mode::Passthrough;
+                        self.http2 = true;
                     } else if H2_PREFACE.starts_with(rest) {
                         return Fed::Hold { pass: at };
                     } else {
