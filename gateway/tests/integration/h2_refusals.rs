@@ -346,3 +346,55 @@ async fn a_client_that_cancels_before_the_answer_leaves_a_499_record() {
     );
     served_after(&mut raw, &mut gw, 3).await;
 }
+
+#[tokio::test]
+async fn a_stream_past_the_concurrency_setting_is_refused_by_h2_and_recorded_overloaded() {
+    let upstream = Upstream::start().await;
+    let yaml = config(upstream.address).replace(
+        "  max_header_bytes: 16384\n",
+        "  max_header_bytes: 16384\n  http2_max_concurrent_streams: 1\n",
+    );
+    assert_ne!(
+        yaml,
+        config(upstream.address),
+        "the fixture's limits changed"
+    );
+    let mut gw = TestGateway::start(&yaml).await;
+    let mut raw = h2c(&gw).await;
+    // One slow stream in flight, then a second one the client was told not to open.
+    raw.send(&frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &request_block(&literal("x-test-behaviour", "slow:500")),
+    ))
+    .await;
+    eventually(
+        "the upstream has the first request",
+        Duration::from_secs(5),
+        async || (upstream.seen().len() == 1).then_some(()).ok_or("not yet"),
+    )
+    .await;
+    raw.send(&frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        &request_block(&[]),
+    ))
+    .await;
+    let reset = raw.until(3, RST_STREAM).await;
+    assert_eq!(code(&reset), 0x7, "REFUSED_STREAM");
+    let record = gw.record().await;
+    assert_eq!(record.stopped_at, Some(StageId::Tls));
+    assert_eq!(record.reason.as_deref(), Some("overloaded"));
+    assert_eq!(record.status, 503);
+    // The first stream is answered in full, with its own record.
+    let answer = raw.until(1, HEADERS).await;
+    assert_eq!(answer.payload.first(), Some(&0x88), "status 200");
+    assert_eq!(gw.record().await.status, 200);
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "the refused stream never went upstream"
+    );
+}
