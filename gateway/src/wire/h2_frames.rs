@@ -5,12 +5,13 @@
 //! connection. h2 answers those itself (a reset, a GOAWAY, or its bare 431) and never hands the
 //! request to hyper, so no stage sees it; the guard's record is its only trace.
 //!
-//! Only the 9-byte frame headers are read (and the first 8 bytes of `RST_STREAM` and `GOAWAY`
-//! payloads): no HPACK, no copy. The rule that tells h2's refusals from the gateway's own answers:
+//! Only the 9-byte frame headers are read (and the first 8 bytes of `RST_STREAM`, `GOAWAY` and
+//! `HEADERS` payloads): no HPACK decoding, no copy. The rule that tells h2's refusals from the gateway's own answers:
 //! a stream is *pending* while all the client has sent on it is the header block that opened it
 //! and the server has sent nothing on it. A server `RST_STREAM` on a pending stream with
-//! `PROTOCOL_ERROR` or `REFUSED_STREAM`, or a GOAWAY with an error whose last stream is below a
-//! pending one, is h2's refusal: hyper resets a stream it serves only with `CANCEL`,
+//! `PROTOCOL_ERROR` or `REFUSED_STREAM`, a GOAWAY with an error whose last stream is below a
+//! pending one, or a header block of one lone `:status` ending a pending stream (h2's 431), is
+//! h2's refusal: hyper resets a stream it serves only with `CANCEL`,
 //! `INTERNAL_ERROR` or `NO_ERROR`, and once any other client frame (body, trailers, priority,
 //! window update) reaches a stream, a reset may answer that frame instead, which the pipeline
 //! then records itself.
@@ -19,7 +20,7 @@ use crate::vocab::Reason;
 
 const HEADER_LEN: usize = 9;
 /// The payload bytes a frame's kind may need: `RST_STREAM`'s error code, `GOAWAY`'s last stream
-/// and error code.
+/// and error code, a short server header block.
 const PREFIX_LEN: usize = 8;
 /// Streams tracked at once; beyond it the oldest is forgotten (then never recorded): h2's own
 /// `SETTINGS_MAX_CONCURRENT_STREAMS` keeps honest clients far below it.
@@ -129,7 +130,9 @@ impl FrameWalk {
                                 & 0x7fff_ffff,
                             prefix: [0; PREFIX_LEN],
                         };
-                        self.walk = if matches!(frame.kind, RST_STREAM | GOAWAY) && frame.len > 0 {
+                        self.walk = if matches!(frame.kind, RST_STREAM | GOAWAY | HEADERS)
+                            && frame.len > 0
+                        {
                             Walk::Prefix { frame, have: 0 }
                         } else {
                             seen(frame);
@@ -178,11 +181,6 @@ pub struct StreamRefusal {
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     stream: u32,
-    /// The client's opening HEADERS ended its side of the stream (a request without a body).
-    client_ended: bool,
-    /// A server HEADERS frame ended the stream at once while the client's side was still open:
-    /// h2's bare 431, when a `PROTOCOL_ERROR` reset follows.
-    answered: Option<u16>,
 }
 
 /// Which streams are pending (see the module doc) and which of them h2 refused.
@@ -204,8 +202,6 @@ impl StreamLedger {
                 }
                 self.pending.push(Pending {
                     stream: frame.stream,
-                    client_ended: frame.flags & END_STREAM != 0,
-                    answered: None,
                 });
                 self.open_block = (frame.flags & END_HEADERS == 0).then_some(frame.stream);
             }
@@ -220,16 +216,17 @@ impl StreamLedger {
     /// A server frame; a refusal it reveals goes to `refused`.
     pub fn server_frame(&mut self, frame: Frame, mut refused: impl FnMut(StreamRefusal)) {
         match frame.kind {
-            // h2's bare 431 for a header list past its ceiling is a HEADERS frame that ends the
-            // stream, then — while the client's side is open — a PROTOCOL_ERROR reset; hyper
-            // follows an early answer with NO_ERROR. Its status is not decoded (HPACK): 431 is the
-            // only answer h2 writes itself. When the client's side had ended, the stream is
-            // closed with no reset, and h2's 431 cannot be told from the gateway's bodiless
-            // answers (a 204, a HEAD): that one refusal goes unrecorded.
-            HEADERS if frame.flags & END_STREAM != 0 => {
-                match self.pending.iter_mut().find(|p| p.stream == frame.stream) {
-                    Some(p) if !p.client_ended && p.answered.is_none() => p.answered = Some(431),
-                    _ => self.settle(frame.stream),
+            // h2's bare 431 for a header list past its ceiling: a HEADERS frame that ends the
+            // stream and holds one field, `:status`. Every answer of the gateway holds at least
+            // two (`mutate_response` always writes `x-request-id`).
+            HEADERS if frame.flags & END_STREAM != 0 && is_lone_status(&frame) => {
+                if let Some(at) = self.pending.iter().position(|p| p.stream == frame.stream) {
+                    let p = self.pending.remove(at);
+                    refused(StreamRefusal {
+                        stream: p.stream,
+                        reason: Reason::HeadersTooLarge,
+                        answered_status: Some(431),
+                    });
                 }
             }
             HEADERS | DATA | PUSH_PROMISE => self.settle(frame.stream),
@@ -238,26 +235,23 @@ impl StreamLedger {
                     return;
                 };
                 let p = self.pending.remove(at);
-                let reason = match (frame.word(0), p.answered) {
-                    (PROTOCOL_ERROR | REFUSED_STREAM, Some(status)) => {
-                        Some((Reason::HeadersTooLarge, Some(status)))
-                    }
-                    (REFUSED_STREAM, None) => Some((Reason::Overloaded, None)),
-                    (PROTOCOL_ERROR, None) => Some((Reason::MalformedRequest, None)),
+                let reason = match frame.word(0) {
+                    REFUSED_STREAM => Some(Reason::Overloaded),
+                    PROTOCOL_ERROR => Some(Reason::MalformedRequest),
                     _ => None,
                 };
-                if let Some((reason, answered_status)) = reason {
+                if let Some(reason) = reason {
                     refused(StreamRefusal {
                         stream: p.stream,
                         reason,
-                        answered_status,
+                        answered_status: None,
                     });
                 }
             }
             GOAWAY if frame.len >= 8 && frame.word(4) != NO_ERROR => {
                 let last = frame.word(0) & 0x7fff_ffff;
                 self.pending.retain(|p| {
-                    if p.stream > last && p.answered.is_none() {
+                    if p.stream > last {
                         refused(StreamRefusal {
                             stream: p.stream,
                             reason: Reason::MalformedRequest,
@@ -280,6 +274,18 @@ impl StreamLedger {
         if self.open_block == Some(stream) {
             self.open_block = None;
         }
+    }
+}
+
+/// Whether a header block is one `:status` field as h2's HPACK encoder writes it: indexed (one
+/// byte, its high bit set), or a literal with the static name `:status` (index 8, with or without
+/// incremental indexing) and a three-digit Huffman value of three bytes — a status with two or
+/// more of the digits 3–9, as 431 is. A block of one field is never the gateway's.
+fn is_lone_status(frame: &Frame) -> bool {
+    match frame.len {
+        1 => frame.prefix[0] & 0x80 != 0,
+        5 => matches!(frame.prefix[0], 0x48 | 0x08) && frame.prefix[1] == 0x83,
+        _ => false,
     }
 }
 
@@ -470,27 +476,34 @@ mod tests {
     }
 
     #[test]
-    fn refused_stream_is_overload_and_a_reset_after_a_bodiless_answer_is_h2s_431() {
+    fn refused_stream_is_overload_and_a_lone_status_is_h2s_bare_431() {
         let overloaded = refusals(
             &client(&[frame(HEADERS, END_HEADERS, 5, b"hpack")]),
             &server(&[rst(5, REFUSED_STREAM)]),
         );
         assert_eq!(overloaded[0].reason, Reason::Overloaded);
-        let too_large = refusals(
-            &client(&[frame(HEADERS, END_HEADERS, 5, b"hpack")]),
-            &server(&[
-                frame(HEADERS, END_HEADERS | END_STREAM, 5, b"431"),
-                rst(5, PROTOCOL_ERROR),
-            ]),
+        // `:status 431` the first time (a literal, Huffman "431") and once indexed.
+        for block in [&[0x48, 0x83, 0x69, 0x90, 0xff][..], &[0xbe]] {
+            let too_large = refusals(
+                &client(&[frame(HEADERS, END_HEADERS | END_STREAM, 5, b"hpack")]),
+                &server(&[frame(HEADERS, END_HEADERS | END_STREAM, 5, block)]),
+            );
+            assert_eq!(
+                too_large,
+                [StreamRefusal {
+                    stream: 5,
+                    reason: Reason::HeadersTooLarge,
+                    answered_status: Some(431)
+                }],
+                "{block:x?}"
+            );
+        }
+        // Two indexed fields (a status, a repeated x-request-id): the gateway's own answer.
+        let own = refusals(
+            &client(&[frame(HEADERS, END_HEADERS | END_STREAM, 5, b"hpack")]),
+            &server(&[frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x89, 0xbe])]),
         );
-        assert_eq!(
-            too_large,
-            [StreamRefusal {
-                stream: 5,
-                reason: Reason::HeadersTooLarge,
-                answered_status: Some(431)
-            }]
-        );
+        assert!(own.is_empty());
     }
 
     #[test]

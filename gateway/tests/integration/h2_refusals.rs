@@ -398,3 +398,61 @@ async fn a_stream_past_the_concurrency_setting_is_refused_by_h2_and_recorded_ove
         "the refused stream never went upstream"
     );
 }
+
+/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1), the prefix's other bits `flags`.
+fn hpack_int(flags: u8, n: u32, mut value: usize) -> Vec<u8> {
+    let max = (1usize << n) - 1;
+    if value < max {
+        return vec![flags | value as u8];
+    }
+    let mut out = vec![flags | max as u8];
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    out.push(value as u8);
+    out
+}
+
+#[tokio::test]
+async fn a_header_list_past_h2s_ceiling_gets_h2s_431_and_a_record() {
+    let upstream = Upstream::start().await;
+    let mut gw = TestGateway::start(&config(upstream.address)).await;
+    let mut raw = h2c(&gw).await;
+    // One field whose value (16,000 bytes) passes the gateway's ceiling for the reference
+    // limits (twice 16 KiB + 100 × 32 + 8 KiB + 1 KiB is 57 KiB: so three of them), in one
+    // HEADERS and two CONTINUATION frames, no body.
+    let value = "v".repeat(16_000);
+    let mut block = request_block(&[]);
+    for name in ["x-big-a", "x-big-b", "x-big-c", "x-big-d"] {
+        block.push(0x00);
+        block.extend(hpack_int(0, 7, name.len()));
+        block.extend(name.as_bytes());
+        block.extend(hpack_int(0, 7, value.len()));
+        block.extend(value.as_bytes());
+    }
+    let pieces: Vec<&[u8]> = block.chunks(16_000).collect();
+    let mut bytes = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let last = i + 1 == pieces.len();
+        let (kind, flags) = match (i, last) {
+            (0, true) => (HEADERS, END_HEADERS | END_STREAM),
+            (0, false) => (HEADERS, END_STREAM),
+            (_, true) => (0x9, END_HEADERS),
+            (_, false) => (0x9, 0),
+        };
+        bytes.extend(frame(kind, flags, 1, piece));
+    }
+    raw.send(&bytes).await;
+    let answer = raw.until(1, HEADERS).await;
+    assert_eq!(answer.kind, HEADERS, "h2's own answer");
+    assert!(answer.flags & END_STREAM != 0, "no body: h2's bare 431");
+    let record = gw.record().await;
+    assert_eq!(record.stopped_at, Some(StageId::Tls));
+    assert_eq!(record.reason.as_deref(), Some("headers-too-large"));
+    assert_eq!(record.status, 431);
+    assert!(record.completed, "the client got a status");
+    served_after(&mut raw, &mut gw, 3).await;
+    assert_eq!(upstream.seen().len(), 1);
+}
