@@ -9,6 +9,7 @@ mod integration {
     mod authority;
     mod cli;
     mod cli_run;
+    mod cluster_support;
     mod credentials;
     mod edge;
     mod forward;
@@ -21,6 +22,7 @@ mod integration {
     pub mod identity_support;
     mod identity_tls;
     mod limits;
+    mod ratelimit_cluster;
     mod ratelimit_memory;
     mod ratelimit_processes;
     mod ratelimit_redis;

@@ -654,6 +654,52 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_is_named_by_its_seed_nodes_and_each_problem_is_located() {
+        let ok = compile_yaml(
+            "redis: {cluster_nodes: [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]}",
+            &[],
+        )
+        .expect("valid");
+        let redis = ok.redis.expect("redis");
+        assert_eq!(redis.cluster_nodes.len(), 2);
+        assert_eq!(redis.url, "");
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            (
+                "redis: {cluster_nodes: [\"redis://127.0.0.1:7000\", \"nope\", \"redis://127.0.0.1:7002/3\", \"redis+unix:///tmp/r.sock\"], key_prefix: \"rl:{x}:\"}",
+                &[
+                    (
+                        "rate_limits.redis.cluster_nodes[1]",
+                        "`nope` is not a Redis URL",
+                    ),
+                    ("rate_limits.redis.cluster_nodes[2]", "only database 0"),
+                    ("rate_limits.redis.cluster_nodes[3]", "over TCP"),
+                    ("rate_limits.redis.key_prefix", "must hold no `{` or `}`"),
+                ],
+            ),
+            (
+                "redis: {cluster_nodes: []}",
+                &[("rate_limits.redis.cluster_nodes", "at least one node")],
+            ),
+            (
+                "redis: {url: \"redis://127.0.0.1:1\", cluster_nodes: [\"redis://127.0.0.1:7000\"]}",
+                &[("rate_limits.redis", "exclude each other")],
+            ),
+            (
+                "redis: {key_prefix: x}",
+                &[("rate_limits.redis", "needs `url`")],
+            ),
+        ];
+        for (yaml, want) in cases {
+            let problems = compile_yaml(yaml, &[]).expect_err(yaml);
+            assert_eq!(problems.len(), want.len(), "{yaml}: {problems:?}");
+            for ((at, text), (want_at, want_text)) in problems.iter().zip(*want) {
+                assert_eq!(at, want_at, "{yaml}");
+                assert!(text.contains(want_text), "{yaml}: {text}");
+            }
+        }
+    }
+
+    #[test]
     fn redis_policies_must_fit_exact_lua_arithmetic() {
         let problems = compile_yaml(
             "redis: {url: redis://127.0.0.1:1}\npolicies: [{id: p, algorithm: sliding-window-counter, limit: 100000000, period: 365d, key: client_ip, store: redis, on_store_error: allow}]",

@@ -407,3 +407,54 @@ pub struct RedisConfig {
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::{AnyLimiter, Quota};
+
+    fn check<'a>(policy: &'a str, subject: &'a str, limiter: &'a AnyLimiter) -> Check<'a> {
+        Check {
+            policy,
+            subject,
+            limiter,
+            cost: 1,
+        }
+    }
+
+    #[test]
+    fn a_cluster_key_is_tagged_by_its_subject_and_its_log_shares_its_slot() {
+        let limiter = AnyLimiter::new(
+            Algorithm::Gcra,
+            Quota {
+                limit: 1,
+                period_nanos: 1_000,
+                burst: 1,
+            },
+        );
+        assert_eq!(
+            cluster_key("rl:", &check("p:1", "key:k1", &limiter)),
+            "rl:{key:k1}|p:1"
+        );
+        for subject in ["key:k1", "", "}x", "a{b}c", "{"] {
+            let key = cluster_key("rl:", &check("p:1", subject, &limiter));
+            let other = cluster_key("rl:", &check("q:2", subject, &limiter));
+            assert_eq!(
+                Slot::for_key(&key),
+                Slot::for_key(format!("{key}:log")),
+                "{key}"
+            );
+            assert_eq!(Slot::for_key(&key), Slot::for_key(&other), "{key}");
+        }
+        assert_ne!(
+            cluster_key("rl:", &check("p:1", "", &limiter)),
+            cluster_key("rl:", &check("p:1", "{", &limiter))
+        );
+        // Same subject, one slot; the groups keep check order.
+        let keys: Vec<String> = [("a", "s"), ("b", "t"), ("c", "s")]
+            .iter()
+            .map(|(p, s)| cluster_key("rl:", &check(p, s, &limiter)))
+            .collect();
+        assert_eq!(by_slot(&keys), [vec![0, 2], vec![1]]);
+    }
+}
