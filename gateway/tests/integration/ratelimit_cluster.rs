@@ -134,6 +134,17 @@ fn cluster_and_memory_stores_decide_identically_across_slots_moved_slots_and_flu
             prop_assert_eq!(got, want, "at {} with {:?}", now, policies);
         }
     });
+    // The subjects spread over every master (written once more now, since the cases' keys
+    // expire within seconds of real time).
+    for i in 0..12 {
+        let subject = format!("key:user-{i}");
+        let check = Check {
+            subject: &subject,
+            ..warm
+        };
+        rt.block_on(store.decide_all(&[check], 1_704_067_300_000_000, 0))
+            .expect("the cluster answers");
+    }
     for (port, _) in &masters {
         let keys = command(*port, "DBSIZE").expect("DBSIZE");
         assert!(keys != ":0\r\n", "master {port} holds no counter: {keys}");
