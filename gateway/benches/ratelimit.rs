@@ -304,6 +304,7 @@ fn redis_store(c: &mut Criterion) {
         .expect("runtime");
     let config = RedisConfig {
         url: format!("redis://127.0.0.1:{}", server.port),
+        cluster_nodes: Vec::new(),
         key_prefix: "bench:".into(),
         timeout: Duration::from_secs(5),
         breaker_failures: 1_000,

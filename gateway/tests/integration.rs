@@ -10,6 +10,7 @@ mod integration {
     mod authority;
     mod cli;
     mod cli_run;
+    mod cluster_support;
     mod credentials;
     mod edge;
     mod forward;
@@ -22,6 +23,7 @@ mod integration {
     pub mod identity_support;
     mod identity_tls;
     mod limits;
+    mod ratelimit_cluster;
     mod ratelimit_memory;
     mod ratelimit_processes;
     mod ratelimit_redis;

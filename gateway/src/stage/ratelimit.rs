@@ -3,7 +3,8 @@
 //!
 //! All selected policies must admit the request, and they are decided all-or-nothing per store:
 //! when one refuses, the others are not charged. Redis policies are decided first (one round
-//! trip for all of them); memory policies only if Redis admitted. The tightest policy — the
+//! trip for all of them; two on a Redis Cluster when their subjects span slots); memory policies
+//! only if Redis admitted. The tightest policy — the
 //! refusing one with the longest wait, else the one with the least remaining — sets the
 //! `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-11) that every
 //! answer carries, admitted or refused, and the record's `limit`. A refusal is a 429

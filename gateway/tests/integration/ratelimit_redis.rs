@@ -18,6 +18,7 @@ use super::util::*;
 fn redis_config(url: String, prefix: &str) -> RedisConfig {
     RedisConfig {
         url,
+        cluster_nodes: Vec::new(),
         key_prefix: prefix.to_string(),
         timeout: Duration::from_secs(2),
         breaker_failures: 3,

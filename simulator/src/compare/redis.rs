@@ -97,6 +97,7 @@ pub async fn measure(
     let run = std::process::id();
     let config = RedisConfig {
         url: url.to_owned(),
+        cluster_nodes: Vec::new(),
         key_prefix: format!("gatehouse-compare:{run}:"),
         timeout: Duration::from_secs(5),
         breaker_failures: u32::MAX,

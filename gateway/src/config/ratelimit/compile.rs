@@ -58,11 +58,24 @@ pub fn compile(
     }
     let redis = raw.redis.as_ref().and_then(|r| {
         let before = problems.len();
-        if let Err(e) = redis::Client::open(r.url.as_str()) {
-            problems.push((
-                at("redis.url"),
-                format!("`{}` is not a Redis URL: {e}", r.url),
-            ));
+        match (&r.url, &r.cluster_nodes) {
+            (Some(url), None) => {
+                if let Err(e) = redis::Client::open(url.as_str()) {
+                    problems.push((
+                        at("redis.url"),
+                        format!("`{url}` is not a Redis URL: {e}"),
+                    ));
+                }
+            }
+            (None, Some(nodes)) => compile_cluster(nodes, &r.key_prefix, &at, problems),
+            (Some(_), Some(_)) => problems.push((
+                at("redis"),
+                "`url` (one Redis) and `cluster_nodes` (a Redis Cluster) exclude each other: keep one".into(),
+            )),
+            (None, None) => problems.push((
+                at("redis"),
+                "needs `url` (one Redis) or `cluster_nodes` (a Redis Cluster's seed nodes)".into(),
+            )),
         }
         if r.timeout.is_zero() {
             problems.push((at("redis.timeout"), "must be above 0".into()));
@@ -71,7 +84,8 @@ pub fn compile(
             problems.push((at("redis.breaker_failures"), "must be at least 1".into()));
         }
         (problems.len() == before).then(|| RedisConfig {
-            url: r.url.clone(),
+            url: r.url.clone().unwrap_or_default(),
+            cluster_nodes: r.cluster_nodes.clone().unwrap_or_default(),
             key_prefix: r.key_prefix.clone(),
             timeout: r.timeout,
             breaker_failures: r.breaker_failures,
@@ -135,6 +149,52 @@ pub fn compile(
         legacy_headers: raw.legacy_headers,
         max_keys: raw.memory.max_keys.max(1),
         redis,
+    }
+}
+
+/// `rate_limits.redis.cluster_nodes`: at least one seed, each a TCP Redis URL, all with one
+/// set of credentials (the Cluster client's rule), and a key prefix that leaves the hash tag to
+/// the gateway.
+fn compile_cluster(
+    nodes: &[String],
+    key_prefix: &str,
+    at: &impl Fn(&str) -> String,
+    problems: &mut Vec<Problem>,
+) {
+    let before = problems.len();
+    if nodes.is_empty() {
+        problems.push((
+            at("redis.cluster_nodes"),
+            "name at least one node of the Cluster (`redis://host:port`)".into(),
+        ));
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let problem = match redis::Client::open(node.as_str()) {
+            Err(e) => Some(format!("`{node}` is not a Redis URL: {e}")),
+            Ok(client) => match client.get_connection_info().addr() {
+                redis::ConnectionAddr::Unix(_) => Some(format!(
+                    "`{node}`: a Cluster node is reached over TCP (`redis://host:port`)"
+                )),
+                _ if client.get_connection_info().redis_settings().db() != 0 => {
+                    Some(format!("`{node}`: a Redis Cluster has only database 0"))
+                }
+                _ => None,
+            },
+        };
+        if let Some(problem) = problem {
+            problems.push((at(&format!("redis.cluster_nodes[{i}]")), problem));
+        }
+    }
+    if problems.len() == before
+        && let Err(e) = redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))
+    {
+        problems.push((at("redis.cluster_nodes"), e.to_string()));
+    }
+    if key_prefix.contains(['{', '}']) {
+        problems.push((
+            at("redis.key_prefix"),
+            format!("`{key_prefix}`: on a Redis Cluster the prefix must hold no `{{` or `}}`: the hash tag is the gateway's (it keeps each request's counters in one slot)"),
+        ));
     }
 }
 
@@ -591,6 +651,52 @@ mod tests {
         );
         assert_ne!(a, changed);
         assert!(a.starts_with("p:"));
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_seed_nodes_and_each_problem_is_located() {
+        let ok = compile_yaml(
+            "redis: {cluster_nodes: [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]}",
+            &[],
+        )
+        .expect("valid");
+        let redis = ok.redis.expect("redis");
+        assert_eq!(redis.cluster_nodes.len(), 2);
+        assert_eq!(redis.url, "");
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            (
+                "redis: {cluster_nodes: [\"redis://127.0.0.1:7000\", \"nope\", \"redis://127.0.0.1:7002/3\", \"redis+unix:///tmp/r.sock\"], key_prefix: \"rl:{x}:\"}",
+                &[
+                    (
+                        "rate_limits.redis.cluster_nodes[1]",
+                        "`nope` is not a Redis URL",
+                    ),
+                    ("rate_limits.redis.cluster_nodes[2]", "only database 0"),
+                    ("rate_limits.redis.cluster_nodes[3]", "over TCP"),
+                    ("rate_limits.redis.key_prefix", "must hold no `{` or `}`"),
+                ],
+            ),
+            (
+                "redis: {cluster_nodes: []}",
+                &[("rate_limits.redis.cluster_nodes", "at least one node")],
+            ),
+            (
+                "redis: {url: \"redis://127.0.0.1:1\", cluster_nodes: [\"redis://127.0.0.1:7000\"]}",
+                &[("rate_limits.redis", "exclude each other")],
+            ),
+            (
+                "redis: {key_prefix: x}",
+                &[("rate_limits.redis", "needs `url`")],
+            ),
+        ];
+        for (yaml, want) in cases {
+            let problems = compile_yaml(yaml, &[]).expect_err(yaml);
+            assert_eq!(problems.len(), want.len(), "{yaml}: {problems:?}");
+            for ((at, text), (want_at, want_text)) in problems.iter().zip(*want) {
+                assert_eq!(at, want_at, "{yaml}");
+                assert!(text.contains(want_text), "{yaml}: {text}");
+            }
+        }
     }
 
     #[test]

@@ -87,8 +87,14 @@ impl Default for RawMemoryStore {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedisStore {
-    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
-    pub url: String,
+    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`). Exactly one of this and
+    /// `cluster_nodes`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A Redis Cluster's seed nodes, `redis://host:port` each: any reachable one yields the
+    /// whole topology.
+    #[serde(default)]
+    pub cluster_nodes: Option<Vec<String>>,
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
     /// Longest wait for one decision (connecting included) before it counts as a store error.

@@ -5,7 +5,10 @@
 --
 -- KEYS: two per check: the state key, and the sliding log's sorted set (unused by the others).
 -- ARGV: now (ticks: microseconds since the Unix epoch), TTL margin (ms), then five per check:
---       algorithm, limit, period (ticks), burst, cost.
+--       algorithm, limit, period (ticks), burst, cost; then, optionally, `dry`: decide as if some
+--       other check of the request had refused (charge nothing, answer what a refusal among
+--       several answers). On a Redis Cluster, a request whose checks span slots is one dry call
+--       per slot and then, if every slot admitted, one charging call per slot (redis.rs).
 -- Returns four integers per check: allowed (1/0), remaining, retry-after (ticks; -1: never),
 -- reset (ticks).
 --
@@ -220,9 +223,10 @@ local function prepare_log(c)
   c.settle = function() meta(used, c.peek[4]) end
 end
 
-local count = (#ARGV - 2) / 5
+local count = math.floor((#ARGV - 2) / 5)
+local dry = ARGV[3 + count * 5] == 'dry'
 local checks = {}
-local all = true
+local all = not dry
 for i = 1, count do
   local b = 2 + (i - 1) * 5
   local c = {
@@ -248,7 +252,7 @@ for i = 1, count do
     c.commit()
     d = c.full
   else
-    c.settle(count == 1)
+    c.settle(count == 1 and not dry)
     if c.full[1] == 0 then d = c.full else d = c.peek end
   end
   for j = 1, 4 do out[#out + 1] = d[j] end

@@ -1,26 +1,52 @@
-//! The Redis store: counters shared by every gateway process that points at the same Redis.
+//! The Redis store: counters shared by every gateway process that points at the same Redis, or
+//! at the same Redis Cluster.
 //!
 //! One request is one round trip: `EVALSHA` of `ratelimit.lua`, which decides every Redis policy
 //! of the request atomically (Redis runs a script alone), all-or-nothing, and sets TTLs so idle
 //! keys expire by themselves once their quota is restored. The script is loaded when the store is
-//! made and again whenever Redis answers `NOSCRIPT` (a restarted or flushed Redis).
+//! made; a node that answers `NOSCRIPT` (restarted, flushed, or a replica promoted since) gets the
+//! same call as `EVAL` with the script's text, which runs it and caches it on that node — no
+//! all-nodes `SCRIPT LOAD`, which a Cluster with one node down would refuse.
 //!
-//! The connection is redis-rs's `ConnectionManager`: it reconnects by itself, and concurrent
-//! requests share (pipeline on) one multiplexed connection. Around it, a [`Breaker`]: once Redis
-//! has failed `breaker_failures` times in a row, decisions take their policy's `on_store_error`
-//! without asking for `breaker_cooldown`; then one request probes, and the first success resumes
-//! normal service.
+//! The connection is redis-rs's `ConnectionManager` for one Redis (it reconnects by itself, and
+//! concurrent requests share — pipeline on — one multiplexed connection), or its async
+//! `ClusterConnection` for a Cluster (one multiplexed connection per node; it routes each call by
+//! its first key's slot, follows `MOVED` and `ASK`, refreshes its slot map on `MOVED`, and while a
+//! master is unreachable sends its slots' calls to the shard's replica, which answers them itself
+//! once promoted). Around either, a [`Breaker`]: once Redis has failed `breaker_failures` times in
+//! a row, decisions take their policy's `on_store_error` without asking for `breaker_cooldown`;
+//! then one request probes, and the first success resumes normal service. One breaker per store:
+//! on a Cluster, a dead master opens it for every slot, as a dead single Redis would.
 //!
-//! Keys: `<key_prefix>{<policy>:<fingerprint>|<subject>}` (and `…:log` for the sliding log), the
-//! braces a Redis Cluster hash tag that keeps one check's two keys in one slot. Several checks of
-//! one request are one script call, so on a Cluster they would have to share a slot: this store
-//! supports a single Redis (or a primary behind Sentinel/a proxy), not Cluster.
+//! Keys. One Redis: `<key_prefix>{<policy>:<fingerprint>|<subject>}` (and `…:log` for the sliding
+//! log). On a Cluster: `<key_prefix>{<subject>}|<policy>:<fingerprint>` — the hash tag (the part
+//! in braces, which alone decides the slot) is the request's subject, so a counter's key depends
+//! only on its own policy and subject (never on the other policies of the request), its two keys
+//! share a slot, and the policies of one request that count the same subject (per-second and
+//! per-minute limits of one API key, say) share a slot and stay one atomic script call. A subject
+//! that holds a brace, or is empty, is tagged by a digest instead, so the tag is always what the
+//! braces hold.
+//!
+//! Checks of one request that land in different slots (policies keyed by different things: the
+//! API key and the route) cannot share a script on a Cluster. They are decided all-or-nothing by
+//! peek-then-charge, two round trips, each one call per slot sent concurrently: first a `dry` call
+//! per slot (decides, charges nothing); if every slot admits, a charging call per slot. Without
+//! concurrent traffic on the same counters that equals the one-script decision. The race: between
+//! the two rounds another request may spend the quota of one slot; that slot's charging call then
+//! refuses while the others have charged, so a refused request was counted by the policies that
+//! admitted it. Over-admission cannot come of it (every charge is its slot's atomic decision);
+//! only over-charging, bounded by the requests racing in that window. If a round fails, the
+//! request takes `on_store_error` (and any slot already charged stays charged).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, Script};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind};
 
 use super::Check;
 use super::breaker::{Admit, Breaker};
@@ -60,24 +86,59 @@ impl StoreError {
 
 pub struct RedisStore {
     pub config: RedisConfig,
-    conn: ConnectionManager,
+    conn: Conn,
     script: Arc<Script>,
     pub breaker: Breaker,
     metrics: RateLimitMetrics,
+}
+
+/// One Redis or a Cluster; both multiplex concurrent calls and are cheap to clone.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+        match self.clone() {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+    }
 }
 
 impl RedisStore {
     /// Makes the store without waiting for Redis (the gateway starts whether or not Redis is up)
     /// and loads the script in the background. Must run inside a Tokio runtime.
     pub fn new(config: &RedisConfig, metrics: RateLimitMetrics) -> Result<Self, RedisError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
+        let conn = if config.cluster_nodes.is_empty() {
+            let client = redis::Client::open(config.url.as_str())?;
+            let manager = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.timeout))
+                .set_response_timeout(Some(config.timeout))
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(500));
+            Conn::Single(ConnectionManager::new_lazy_with_config(client, manager)?)
+        } else {
+            // Retries stay within one decision's `timeout` (which bounds the whole call): a few
+            // quick ones, enough for a redirect or two and a refreshed slot map.
+            let client = ClusterClient::builder(config.cluster_nodes.iter().map(String::as_str))
+                .connection_timeout(config.timeout)
+                .response_timeout(config.timeout)
+                .retries(3)
+                .min_retry_wait(5)
+                .max_retry_wait(50)
+                .build()?;
+            Conn::Cluster(
+                client.get_pending_async_connection_with_config(
+                    redis::cluster::ClusterConfig::new()
+                        .set_connection_timeout(config.timeout)
+                        .set_response_timeout(config.timeout),
+                ),
+            )
+        };
         let script = Arc::new(Script::new(SCRIPT));
         let store = Self {
             config: config.clone(),
@@ -89,17 +150,23 @@ impl RedisStore {
             ),
             metrics,
         };
-        let (mut conn, script) = (store.conn.clone(), store.script.clone());
+        let conn = store.conn.clone();
         tokio::spawn(async move {
-            if let Err(error) = script.load_async(&mut conn).await {
+            // On a Cluster, SCRIPT LOAD goes to every node; a node that misses it loads the
+            // script on first use (NOSCRIPT, then EVAL).
+            if let Err(error) = conn
+                .query::<String>(redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT))
+                .await
+            {
                 tracing::warn!(%error, "rate limits: cannot load the script into Redis yet");
             }
         });
         Ok(store)
     }
 
-    /// Decides `checks` at `now` (ticks) in one round trip; decisions are in ticks. `mono` is the
-    /// monotonic time for the breaker.
+    /// Decides `checks` at `now` (ticks) in one round trip (two on a Cluster when the checks span
+    /// slots: see the module doc); decisions are in ticks. `mono` is the monotonic time for the
+    /// breaker.
     pub async fn decide_all(
         &self,
         checks: &[Check<'_>],
@@ -110,44 +177,10 @@ impl RedisStore {
         if admit == Admit::Refuse {
             return Err(self.failed(StoreError::BreakerOpen, mono, false));
         }
-        let mut invocation = self.script.prepare_invoke();
-        for c in checks {
-            let key = key(&self.config.key_prefix, c);
-            invocation.key(&key).key(format!("{key}:log"));
-        }
-        invocation.arg(now).arg(TTL_MARGIN_MS);
-        for c in checks {
-            let quota = c.limiter.quota();
-            invocation
-                .arg(code(c.limiter.algorithm()))
-                .arg(quota.limit)
-                .arg(quota.period())
-                .arg(quota.burst)
-                .arg(c.cost);
-        }
-        let mut conn = self.conn.clone();
-        let answer = tokio::time::timeout(
-            self.config.timeout,
-            invocation.invoke_async::<Vec<i64>>(&mut conn),
-        )
-        .await;
+        let answer = tokio::time::timeout(self.config.timeout, self.ask(checks, now)).await;
         let result = match answer {
             Err(_) => Err(StoreError::Timeout(self.config.timeout)),
-            Ok(Err(e)) => Err(classify(&e)),
-            Ok(Ok(values)) if values.len() == checks.len() * 4 => Ok(values
-                .chunks_exact(4)
-                .map(|v| Decision {
-                    allowed: v[0] == 1,
-                    remaining: u64::try_from(v[1]).unwrap_or(0),
-                    retry_after_nanos: u64::try_from(v[2]).unwrap_or(NEVER),
-                    reset_nanos: u64::try_from(v[3]).unwrap_or(0),
-                })
-                .collect()),
-            Ok(Ok(values)) => Err(StoreError::Script(format!(
-                "{} values for {} checks",
-                values.len(),
-                checks.len()
-            ))),
+            Ok(result) => result,
         };
         match result {
             Ok(decisions) => {
@@ -159,6 +192,112 @@ impl RedisStore {
             }
             Err(e) => Err(self.failed(e, mono, admit == Admit::Probe)),
         }
+    }
+
+    async fn ask(&self, checks: &[Check<'_>], now: u64) -> Result<Vec<Decision>, StoreError> {
+        let prefix = &self.config.key_prefix;
+        if matches!(self.conn, Conn::Single(_)) {
+            let keys: Vec<String> = checks.iter().map(|c| key(prefix, c)).collect();
+            let all: Vec<usize> = (0..checks.len()).collect();
+            return self.call(&keys, checks, &all, now, false).await;
+        }
+        let keys: Vec<String> = checks.iter().map(|c| cluster_key(prefix, c)).collect();
+        let groups = by_slot(&keys);
+        if let [only] = groups.as_slice() {
+            return self.call(&keys, checks, only, now, false).await;
+        }
+        // Back in check order; every check is in exactly one group.
+        let scatter = |answers: Vec<Vec<Decision>>| {
+            let mut out = vec![None; checks.len()];
+            for (group, decisions) in groups.iter().zip(answers) {
+                for (&i, d) in group.iter().zip(decisions) {
+                    out[i] = Some(d);
+                }
+            }
+            out.into_iter()
+                .map(|d| d.ok_or_else(|| StoreError::Script("a check went unanswered".into())))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let dry = scatter(
+            try_join_all(
+                groups
+                    .iter()
+                    .map(|g| self.call(&keys, checks, g, now, true)),
+            )
+            .await?,
+        )?;
+        if dry.iter().any(|d| !d.allowed) {
+            return Ok(dry);
+        }
+        scatter(
+            try_join_all(
+                groups
+                    .iter()
+                    .map(|g| self.call(&keys, checks, g, now, false)),
+            )
+            .await?,
+        )
+    }
+
+    /// One script call for the checks at `indices` (their keys share a slot): `EVALSHA`, and on
+    /// `NOSCRIPT` the same call as `EVAL`, which loads the script on the node that lacked it.
+    async fn call(
+        &self,
+        keys: &[String],
+        checks: &[Check<'_>],
+        indices: &[usize],
+        now: u64,
+        dry: bool,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let command = |verb: &str, script: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(script).arg(indices.len() * 2);
+            for &i in indices {
+                cmd.arg(&keys[i]).arg(format!("{}:log", keys[i]));
+            }
+            cmd.arg(now).arg(TTL_MARGIN_MS);
+            for &i in indices {
+                let c = &checks[i];
+                let quota = c.limiter.quota();
+                cmd.arg(code(c.limiter.algorithm()))
+                    .arg(quota.limit)
+                    .arg(quota.period())
+                    .arg(quota.burst)
+                    .arg(c.cost);
+            }
+            if dry {
+                cmd.arg("dry");
+            }
+            cmd
+        };
+        let values: Vec<i64> = match self
+            .conn
+            .query(&command("EVALSHA", self.script.get_hash()))
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => self
+                .conn
+                .query(&command("EVAL", SCRIPT))
+                .await
+                .map_err(|e| classify(&e))?,
+            other => other.map_err(|e| classify(&e))?,
+        };
+        if values.len() != indices.len() * 4 {
+            return Err(StoreError::Script(format!(
+                "{} values for {} checks",
+                values.len(),
+                indices.len()
+            )));
+        }
+        Ok(values
+            .chunks_exact(4)
+            .map(|v| Decision {
+                allowed: v[0] == 1,
+                remaining: u64::try_from(v[1]).unwrap_or(0),
+                retry_after_nanos: u64::try_from(v[2]).unwrap_or(NEVER),
+                reset_nanos: u64::try_from(v[3]).unwrap_or(0),
+            })
+            .collect())
     }
 
     fn failed(&self, error: StoreError, mono: Nanos, probe: bool) -> StoreError {
@@ -182,6 +321,37 @@ pub fn key(prefix: &str, check: &Check<'_>) -> String {
     format!("{prefix}{{{}|{}}}", check.policy, check.subject)
 }
 
+/// The state key of one check on a Cluster: the subject is the hash tag (see the module doc).
+pub fn cluster_key(prefix: &str, check: &Check<'_>) -> String {
+    let subject = check.subject;
+    if subject.is_empty() || subject.contains(['{', '}']) {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(subject.as_bytes());
+        let mut tag = String::with_capacity(7 + 32);
+        tag.push_str("sha256:");
+        for b in &hash[..16] {
+            let _ = std::fmt::Write::write_fmt(&mut tag, format_args!("{b:02x}"));
+        }
+        format!("{prefix}{{{tag}}}|{}|{subject}", check.policy)
+    } else {
+        format!("{prefix}{{{subject}}}|{}", check.policy)
+    }
+}
+
+/// The checks grouped by their keys' slot, each group in check order, groups in order of first
+/// appearance.
+fn by_slot(keys: &[String]) -> Vec<Vec<usize>> {
+    let mut slots: Vec<(Slot, Vec<usize>)> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let slot = Slot::for_key(key);
+        match slots.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, group)) => group.push(i),
+            None => slots.push((slot, vec![i])),
+        }
+    }
+    slots.into_iter().map(|(_, group)| group).collect()
+}
+
 /// The script's name for an algorithm.
 pub const fn code(algorithm: Algorithm) -> &'static str {
     match algorithm {
@@ -202,6 +372,21 @@ fn classify(e: &RedisError) -> StoreError {
         || e.is_unrecoverable_error()
     {
         StoreError::Connection(e.to_string())
+    } else if matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+                | ServerErrorKind::BusyLoading
+        )
+    ) {
+        // A Cluster between topologies (a failover under way): unreachable for now, not a
+        // script that Redis refused.
+        StoreError::Connection(e.to_string())
     } else if matches!(e.kind(), ErrorKind::Server(_)) {
         StoreError::Script(e.to_string())
     } else {
@@ -213,9 +398,63 @@ fn classify(e: &RedisError) -> StoreError {
 /// `rate_limits.store.redis`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
+    /// One Redis; unused when `cluster_nodes` names a Cluster.
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each); empty for one Redis.
+    pub cluster_nodes: Vec<String>,
     pub key_prefix: String,
     pub timeout: Duration,
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::{AnyLimiter, Quota};
+
+    fn check<'a>(policy: &'a str, subject: &'a str, limiter: &'a AnyLimiter) -> Check<'a> {
+        Check {
+            policy,
+            subject,
+            limiter,
+            cost: 1,
+        }
+    }
+
+    #[test]
+    fn a_cluster_key_is_tagged_by_its_subject_and_its_log_shares_its_slot() {
+        let limiter = AnyLimiter::new(
+            Algorithm::Gcra,
+            Quota {
+                limit: 1,
+                period_nanos: 1_000,
+                burst: 1,
+            },
+        );
+        assert_eq!(
+            cluster_key("rl:", &check("p:1", "key:k1", &limiter)),
+            "rl:{key:k1}|p:1"
+        );
+        for subject in ["key:k1", "", "}x", "a{b}c", "{"] {
+            let key = cluster_key("rl:", &check("p:1", subject, &limiter));
+            let other = cluster_key("rl:", &check("q:2", subject, &limiter));
+            assert_eq!(
+                Slot::for_key(&key),
+                Slot::for_key(format!("{key}:log")),
+                "{key}"
+            );
+            assert_eq!(Slot::for_key(&key), Slot::for_key(&other), "{key}");
+        }
+        assert_ne!(
+            cluster_key("rl:", &check("p:1", "", &limiter)),
+            cluster_key("rl:", &check("p:1", "{", &limiter))
+        );
+        // Same subject, one slot; the groups keep check order.
+        let keys: Vec<String> = [("a", "s"), ("b", "t"), ("c", "s")]
+            .iter()
+            .map(|(p, s)| cluster_key("rl:", &check(p, s, &limiter)))
+            .collect();
+        assert_eq!(by_slot(&keys), [vec![0, 2], vec![1]]);
+    }
 }
