@@ -368,6 +368,10 @@ fn listener_name(config: &Runtime, index: usize) -> String {
         .map_or_else(|| format!("#{index}"), |l| l.name.clone())
 }
 
+/// The most header fields hyper's HTTP/1 parser takes when no cap is set (hyper's
+/// `DEFAULT_MAX_HEADERS`).
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 async fn serve_connection(
     index: usize,
     stream: TcpStream,
@@ -450,10 +454,15 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true)
-        // hyper's own ceilings sit above ours so our checks answer first with a problem body;
-        // past them hyper refuses the request itself.
-        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes).max(8192) * 2)
-        .max_headers(limits.max_headers * 2);
+        // hyper's own ceiling sits above ours, as a backstop: the guard refuses a head past
+        // our limits, with a problem body, before hyper reads it.
+        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes).max(8192) * 2);
+    // Likewise the field count — but a cap set here makes hyper allocate and fill an array of
+    // that many slots for every request, where its default (100) is an uninitialized array on
+    // the stack; the guard already refuses a head past `limits.max_headers`.
+    if limits.max_headers > HYPER_DEFAULT_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -164,6 +164,11 @@ async fn an_oversized_head_is_431_or_414_from_the_parser() {
         "b".repeat(3000)
     );
     refused_at_the_edge(big.as_bytes(), 431, "headers-too-large").await;
+    // More fields than `limits.max_headers` (100), each small: the gateway's own 431, never
+    // hyper's bare one (hyper's parser is left at its default of 100 slots).
+    let many: String = (0..101).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let many = format!("GET /api/v1/users/1 HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    refused_at_the_edge(many.as_bytes(), 431, "headers-too-large").await;
     let long = format!(
         "GET /api/v1/users/{} HTTP/1.1\r\nHost: x\r\n\r\n",
         "a".repeat(300)
