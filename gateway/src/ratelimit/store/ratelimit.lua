@@ -220,6 +220,7 @@ local function prepare_log(c)
   c.settle = function() meta(used, c.peek[4]) end
 end
 
+-- ENTRY: above, the algorithms (lease.lua runs them too); below, one request's checks.
 local count = (#ARGV - 2) / 5
 local checks = {}
 local all = true

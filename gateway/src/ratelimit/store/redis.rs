@@ -16,6 +16,8 @@
 //! one request are one script call, so on a Cluster they would have to share a slot: this store
 //! supports a single Redis (or a primary behind Sentinel/a proxy), not Cluster.
 
+mod lease;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ use super::breaker::{Admit, Breaker};
 use crate::clock::Nanos;
 use crate::ratelimit::metrics::{RateLimitMetrics, StoreErrorLabels};
 use crate::ratelimit::{Algorithm, Decision, Limiter, NEVER};
+
+pub use lease::{LEASE_SCRIPT, LeaseAsk};
 
 /// The script, shared by every store.
 pub const SCRIPT: &str = include_str!("ratelimit.lua");
