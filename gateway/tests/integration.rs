@@ -21,6 +21,7 @@ mod integration {
     pub mod identity_support;
     mod identity_tls;
     mod limits;
+    mod ratelimit_lease;
     mod ratelimit_memory;
     mod ratelimit_processes;
     mod ratelimit_redis;
