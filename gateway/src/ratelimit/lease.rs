@@ -41,9 +41,12 @@
 //! takes no lease: it is the exact limit, and charging a unit before it is spent would move it
 //! earlier in the log, out of the window while it is still being used.
 //!
-//! Under-admission: each slice can lapse with up to `size` units unspent, charged but never used;
-//! a remembered refusal never outlasts the counter's own retry-after. So a key every node keeps
-//! busy is admitted the algorithm's own admissions less at most `N · size` per sync interval.
+//! Under-admission: a slice that lapses leaves its unspent units charged but never used. A fetch
+//! asks for twice the last slice when that ran out while live, and for what it spent plus the
+//! request's cost when it lapsed (`size` for a first slice or after a refusal; always between the
+//! cost and `size`), so a busy node takes full slices and a quiet one what it spends: what lapses
+//! unspent is at most `size`, and under steady demand about one request's cost, per node per sync
+//! interval. A remembered refusal never outlasts the counter's own retry-after.
 
 use super::{Algorithm, Decision, Limiter, NEVER};
 use crate::clock::Nanos;
@@ -55,6 +58,40 @@ pub struct LeaseSettings {
     pub size: u64,
     /// How long a slice, or a refusal, is good for: in the limiter's time unit.
     pub sync_interval: Nanos,
+}
+
+/// `size` as written: a number of units, or a share (1–100 %) of what the policy admits at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseSize {
+    Units(u64),
+    Percent(u64),
+}
+
+impl LeaseSize {
+    /// `20` or `10%`; `None` for anything else, 0 and shares above 100 % included.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        match text.strip_suffix('%') {
+            Some(pct) => match pct.trim().parse::<u64>().ok()? {
+                pct @ 1..=100 => Some(Self::Percent(pct)),
+                _ => None,
+            },
+            None => text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Self::Units),
+        }
+    }
+
+    /// Units per fetch for a policy that admits `capacity` at once (its burst for the buckets,
+    /// its limit for the windows): a share rounds down, to at least 1.
+    pub fn units(self, capacity: u64) -> u64 {
+        match self {
+            Self::Units(n) => n,
+            Self::Percent(pct) => (capacity.saturating_mul(pct) / 100).max(1),
+        }
+    }
 }
 
 /// The local rule of one leased policy, shared by all its keys.
@@ -70,6 +107,8 @@ pub struct LeaseRule {
 pub struct LeaseState {
     /// Units granted and not yet spent.
     units: u64,
+    /// Units the current slice was granted (0: none yet, or a refusal).
+    granted: u64,
     /// The slice (or the refusal) is good while `now < until`.
     until: Nanos,
     /// The counter's `remaining` after the grant: the rest of the quota as last seen.
@@ -142,8 +181,27 @@ impl LeaseRule {
             }
         }
         Local::Fetch {
-            want: self.settings.size.max(cost),
+            want: self.want(state, now, cost),
         }
+    }
+
+    /// Units the next fetch asks for, between the cost and `size`: the full size for a key's
+    /// first slice or after a refusal; twice the last slice when it ran out while live (demand
+    /// outgrew it); what it spent plus this cost when it lapsed (the demand of one interval). A
+    /// busy key soon asks for `size`; a quiet one for about what it spends per interval, so what
+    /// lapses unspent is about one request's cost rather than most of `size`.
+    fn want(&self, state: &LeaseState, now: Nanos, cost: u64) -> u64 {
+        let size = self.settings.size.max(cost);
+        if state.granted == 0 {
+            return size;
+        }
+        let spent = state.granted - state.units;
+        let want = if now < state.until {
+            state.granted.saturating_mul(2)
+        } else {
+            spent.saturating_add(cost)
+        };
+        want.clamp(cost, size)
     }
 
     /// Applies the counter's answer to a fetch made for a request of `cost` at `now`: the slice
@@ -155,11 +213,13 @@ impl LeaseRule {
         state.reset_at = now.saturating_add(grant.decision.reset_nanos);
         if grant.decision.allowed && grant.units >= cost {
             state.refused = false;
+            state.granted = grant.units;
             state.units = grant.units - cost;
             state.until = self.expiry(now);
             allow(state, now)
         } else {
             state.refused = true;
+            state.granted = 0;
             state.units = 0;
             state.retry_at = match grant.decision.retry_after_nanos {
                 NEVER => NEVER,
@@ -287,6 +347,29 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_node_asks_for_small_slices_and_a_busy_one_for_full_ones() {
+        let limiter = AnyLimiter::new(Algorithm::FixedWindow, Quota::per_second(1_000));
+        let rule = LeaseRule::new(&limiter, settings(40, 100)).expect("leases");
+        let (mut shared, mut local) = (AnyState::default(), LeaseState::default());
+        let want = |local: &mut LeaseState, now| match rule.local(local, now, 1) {
+            Local::Fetch { want } => want,
+            Local::Decided(_) => 0,
+        };
+        assert_eq!(want(&mut local.clone(), 0), 40, "a first slice is full");
+        // Three requests in a slice that lapsed: the next asks for four.
+        for at in [0, 10, 20] {
+            decide(&rule, &limiter, &mut shared, &mut local, at * MS, 1);
+        }
+        assert_eq!(want(&mut local.clone(), 100 * MS), 4);
+        decide(&rule, &limiter, &mut shared, &mut local, 100 * MS, 1);
+        // Four spent while live: the next asks for eight, and so on up to the size.
+        for _ in 0..3 {
+            decide(&rule, &limiter, &mut shared, &mut local, 100 * MS, 1);
+        }
+        assert_eq!(want(&mut local.clone(), 100 * MS), 8);
+    }
+
+    #[test]
     fn a_window_slice_ends_with_its_window_and_a_bucket_slice_after_the_interval() {
         let quota = Quota::per_second(100);
         let window = AnyLimiter::new(Algorithm::FixedWindow, quota);
@@ -311,6 +394,17 @@ mod tests {
     }
 
     #[test]
+    fn a_size_is_units_or_a_share_of_the_capacity() {
+        assert_eq!(LeaseSize::parse("20"), Some(LeaseSize::Units(20)));
+        assert_eq!(LeaseSize::parse(" 10 %"), Some(LeaseSize::Percent(10)));
+        for bad in ["0", "0%", "101%", "ten", "-3", "1.5%"] {
+            assert_eq!(LeaseSize::parse(bad), None, "{bad}");
+        }
+        assert_eq!(LeaseSize::Percent(10).units(1_000), 100);
+        assert_eq!(LeaseSize::Percent(1).units(50), 1);
+    }
+
+    #[test]
     fn a_give_back_returns_units_to_the_live_slice_only() {
         let limiter = AnyLimiter::new(Algorithm::Gcra, Quota::per_second(10));
         let rule = LeaseRule::new(&limiter, settings(4, 100)).expect("leases");
@@ -318,7 +412,8 @@ mod tests {
         decide(&rule, &limiter, &mut shared, &mut local, 0, 1);
         rule.give_back(&mut local, 1);
         assert_eq!(local.units, 4);
-        assert_eq!(rule.local(&mut local, 200 * MS, 1), Local::Fetch { want: 4 });
+        // Nothing of that slice was spent: the next asks for the cost alone.
+        assert_eq!(rule.local(&mut local, 200 * MS, 1), Local::Fetch { want: 1 });
         rule.give_back(&mut local, 1);
         assert_eq!(local.units, 4, "an expired slice takes nothing back");
     }

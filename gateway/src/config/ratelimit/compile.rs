@@ -15,7 +15,7 @@ use super::{
 use crate::config::problem::Problem;
 use crate::config::yaml::suggest::is_typo_of;
 use crate::ratelimit::store::{MAX_EXACT, RedisConfig, TICK_NANOS};
-use crate::ratelimit::lease::{LeaseRule, LeaseSettings};
+use crate::ratelimit::lease::{LeaseRule, LeaseSettings, LeaseSize};
 use crate::ratelimit::{Algorithm, AnyLimiter, Quota};
 
 /// Compiles the section; `routes` are the route names the config declares, `api_key_tiers` the
@@ -404,13 +404,9 @@ fn compile_lease(
             None
         }
         RawLeaseSize::Units(n) => Some(*n),
-        RawLeaseSize::Text(text) => match text
-            .trim()
-            .strip_suffix('%')
-            .and_then(|n| n.trim().parse::<u64>().ok())
-        {
-            Some(pct @ 1..=100) => Some((capacity.saturating_mul(pct) / 100).max(1)),
-            _ => {
+        RawLeaseSize::Text(text) => match LeaseSize::parse(text) {
+            Some(size) => Some(size.units(capacity)),
+            None => {
                 problems.push((
                     at("lease.size"),
                     format!("`{text}` is not a size: a number of units (`20`) or a share of what the policy admits at once, from `1%` to `100%`"),
