@@ -76,11 +76,7 @@ impl LeaseSize {
                 pct @ 1..=100 => Some(Self::Percent(pct)),
                 _ => None,
             },
-            None => text
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Self::Units),
+            None => text.parse::<u64>().ok().filter(|n| *n > 0).map(Self::Units),
         }
     }
 
@@ -264,7 +260,11 @@ fn allow(state: &LeaseState, now: Nanos) -> Decision {
 }
 
 fn deny(retry: Nanos, state: &LeaseState, now: Nanos) -> Decision {
-    let retry = if state.retry_at == NEVER { NEVER } else { retry };
+    let retry = if state.retry_at == NEVER {
+        NEVER
+    } else {
+        retry
+    };
     Decision::deny(0, retry, state.reset_at.saturating_sub(now))
 }
 
@@ -340,7 +340,11 @@ mod tests {
         assert_eq!((admitted, fetches), (10, 4));
         let (d, fetched) = decide(&rule, &limiter, &mut shared, &mut local, 50 * MS, 1);
         assert!(!d.allowed && !fetched);
-        assert_eq!(d.retry_after_nanos, 50 * MS, "the counter's own retry-after");
+        assert_eq!(
+            d.retry_after_nanos,
+            50 * MS,
+            "the counter's own retry-after"
+        );
         // At the retry-after the node asks again, and gets the one token earned.
         let (d, fetched) = decide(&rule, &limiter, &mut shared, &mut local, 100 * MS, 1);
         assert!(d.allowed && fetched);
@@ -378,7 +382,10 @@ mod tests {
         assert_eq!(rule.expiry(800 * MS), 1_000 * MS);
         let bucket = LeaseRule::new(&TokenBucket::new(quota), settings(10, 300)).expect("leases");
         assert_eq!(bucket.expiry(800 * MS), 1_100 * MS);
-        assert_eq!(LeaseRule::new(&SlidingLog::new(quota), settings(10, 300)), None);
+        assert_eq!(
+            LeaseRule::new(&SlidingLog::new(quota), settings(10, 300)),
+            None
+        );
     }
 
     #[test]
@@ -390,7 +397,10 @@ mod tests {
         assert_eq!(rule.extra_bound(&bucket, 1), 5);
         assert_eq!(rule.extra_bound(&bucket, 3), 10);
         let fw = AnyLimiter::new(Algorithm::FixedWindow, quota);
-        assert_eq!(LeaseRule::new(&fw, s).expect("leases").extra_bound(&fw, 3), 0);
+        assert_eq!(
+            LeaseRule::new(&fw, s).expect("leases").extra_bound(&fw, 3),
+            0
+        );
     }
 
     #[test]
@@ -413,7 +423,10 @@ mod tests {
         rule.give_back(&mut local, 1);
         assert_eq!(local.units, 4);
         // Nothing of that slice was spent: the next asks for the cost alone.
-        assert_eq!(rule.local(&mut local, 200 * MS, 1), Local::Fetch { want: 1 });
+        assert_eq!(
+            rule.local(&mut local, 200 * MS, 1),
+            Local::Fetch { want: 1 }
+        );
         rule.give_back(&mut local, 1);
         assert_eq!(local.units, 4, "an expired slice takes nothing back");
     }

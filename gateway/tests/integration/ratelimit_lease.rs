@@ -127,7 +127,11 @@ async fn three_gateways_on_leases_admit_within_the_documented_bound_in_far_fewer
     for i in 0..600 {
         let (gw, _) = &nodes[i % 3];
         let reply = gw.get("/api/x").await;
-        assert!(matches!(reply.status.as_u16(), 200 | 429), "{}", reply.status);
+        assert!(
+            matches!(reply.status.as_u16(), 200 | 429),
+            "{}",
+            reply.status
+        );
         admitted += u64::from(reply.status == 200);
         step(10);
     }
@@ -135,10 +139,17 @@ async fn three_gateways_on_leases_admit_within_the_documented_bound_in_far_fewer
     let own = 100 + 79;
     // E = min(N · size, ⌈sync_interval / T⌉) = min(30, 10).
     let extra = 10;
-    assert!(admitted <= own + extra, "{admitted} admitted, bound {}", own + extra);
+    assert!(
+        admitted <= own + extra,
+        "{admitted} admitted, bound {}",
+        own + extra
+    );
     // Less than the bucket alone by the slices that lapsed unspent under the limit and those
     // still held at the end: at most 2 × N × size.
-    assert!(admitted >= own - 60, "{admitted} admitted, bucket alone {own}");
+    assert!(
+        admitted >= own - 60,
+        "{admitted} admitted, bucket alone {own}"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +172,11 @@ async fn concurrent_requests_on_one_key_share_one_fetch() {
     let paths: Vec<String> = (0..20).map(|i| format!("/api/{i}")).collect();
     let replies = futures_util::future::join_all(paths.iter().map(|p| gw.get(p))).await;
     assert!(replies.iter().all(|r| r.status == 200));
-    assert_eq!(evalsha_calls(&redis) - before, 1, "one fetch for 20 requests");
+    assert_eq!(
+        evalsha_calls(&redis) - before,
+        1,
+        "one fetch for 20 requests"
+    );
 }
 
 #[tokio::test]
@@ -176,7 +191,10 @@ async fn a_slice_outlives_a_dead_redis_until_it_lapses_then_on_store_error_answe
     for _ in 0..9 {
         let reply = gw.get("/api/a").await;
         assert_eq!(reply.status, 200);
-        assert!(reply.header("ratelimit").is_some(), "a decision, not a fallback");
+        assert!(
+            reply.header("ratelimit").is_some(),
+            "a decision, not a fallback"
+        );
     }
     // Spent: the next fetch fails, and the policy refuses meanwhile.
     let refused = gw.get("/api/a").await;
@@ -188,11 +206,13 @@ async fn a_slice_outlives_a_dead_redis_until_it_lapses_then_on_store_error_answe
     // A new slice after a restart.
     redis.restart();
     clock.advance(Duration::from_secs(2));
-    eventually("a fetch succeeds again", Duration::from_secs(5), async || {
-        match gw.get("/api/a").await.status.as_u16() {
+    eventually(
+        "a fetch succeeds again",
+        Duration::from_secs(5),
+        async || match gw.get("/api/a").await.status.as_u16() {
             200 => Ok(()),
             other => Err(format!("{other}")),
-        }
-    })
+        },
+    )
     .await;
 }

@@ -610,13 +610,9 @@ fn run_lease(
         Algorithm::TokenBucket => run_leasing(&TokenBucket::new(quota), lease, trace, bin, exact),
         Algorithm::Gcra => run_leasing(&Gcra::new(quota), lease, trace, bin, exact),
         Algorithm::FixedWindow => run_leasing(&FixedWindow::new(quota), lease, trace, bin, exact),
-        Algorithm::SlidingWindowCounter => run_leasing(
-            &SlidingWindowCounter::new(quota),
-            lease,
-            trace,
-            bin,
-            exact,
-        ),
+        Algorithm::SlidingWindowCounter => {
+            run_leasing(&SlidingWindowCounter::new(quota), lease, trace, bin, exact)
+        }
         Algorithm::SlidingLog => None,
     }
 }

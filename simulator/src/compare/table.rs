@@ -103,7 +103,11 @@ pub fn render(c: &Comparison) -> String {
             r.fairness
         );
     }
-    let leases: Vec<_> = c.results.iter().filter_map(|r| Some((r, r.lease?))).collect();
+    let leases: Vec<_> = c
+        .results
+        .iter()
+        .filter_map(|r| Some((r, r.lease?)))
+        .collect();
     if !leases.is_empty() {
         let _ = writeln!(out);
         for (r, l) in leases {

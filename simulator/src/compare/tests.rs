@@ -395,12 +395,21 @@ fn on_one_node_with_slices_of_one_a_lease_decides_as_its_algorithm_does() {
         let mut params = CompareParams::new(quota, vec![algorithm]);
         params.leases = vec![with_lease(algorithm, 1, 1, 100 * MS)];
         let c = compare(&trace, &params);
-        let (plain, leased) = (c.result(algorithm).expect("own"), c.lease_result(algorithm).expect("lease"));
-        assert_eq!(leased.admitted_per_key, plain.admitted_per_key, "{algorithm}");
+        let (plain, leased) = (
+            c.result(algorithm).expect("own"),
+            c.lease_result(algorithm).expect("lease"),
+        );
+        assert_eq!(
+            leased.admitted_per_key, plain.admitted_per_key,
+            "{algorithm}"
+        );
         assert_eq!(leased.false_allows, plain.false_allows, "{algorithm}");
         // A remembered refusal asks nothing: fewer fetches than decisions.
         let view = leased.lease.expect("lease view");
-        assert!(view.fetches < leased.admitted + leased.rejected, "{algorithm}");
+        assert!(
+            view.fetches < leased.admitted + leased.rejected,
+            "{algorithm}"
+        );
         assert_eq!(leased.name(), format!("lease:{algorithm}"));
     }
 }
@@ -424,6 +433,11 @@ fn lease_rows_on_several_nodes_fetch_a_fraction_of_the_decisions_and_the_log_tak
     assert_eq!((view.nodes, view.size, view.extra_bound), (3, 5, 0));
     assert!(view.round_trips_per_decision < 0.5, "{view:?}");
     // A slice never outlives its window: never more than the window's own admissions per window.
-    assert!(leased.admitted <= own.admitted, "{} > {}", leased.admitted, own.admitted);
+    assert!(
+        leased.admitted <= own.admitted,
+        "{} > {}",
+        leased.admitted,
+        own.admitted
+    );
     assert!(leased.admitted > 0);
 }

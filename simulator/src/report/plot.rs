@@ -176,7 +176,14 @@ pub fn admitted_over_time(c: &Comparison) -> Result<String, PlotError> {
                 .enumerate()
                 .map(|(i, n)| (x(i), (*n as f64 * per_sec).max(floor)))
                 .collect();
-            draw_line(&mut chart, r.algorithm, &r.name(), j, c.results.len(), &points)?;
+            draw_line(
+                &mut chart,
+                r.algorithm,
+                &r.name(),
+                j,
+                c.results.len(),
+                &points,
+            )?;
         }
         legend(&mut chart)?;
 
@@ -208,7 +215,14 @@ pub fn admitted_over_time(c: &Comparison) -> Result<String, PlotError> {
                 .enumerate()
                 .map(|(i, n)| (x(i), *n as f64 * per_sec))
                 .collect();
-            draw_line(&mut chart, r.algorithm, &r.name(), j, c.results.len(), &points)?;
+            draw_line(
+                &mut chart,
+                r.algorithm,
+                &r.name(),
+                j,
+                c.results.len(),
+                &points,
+            )?;
         }
         legend(&mut chart)?;
         root.present().map_err(err)?;

@@ -322,7 +322,10 @@ fn lease_rows_join_the_table_and_the_json_and_the_sliding_log_takes_no_lease() {
     let value: serde_json::Value = serde_json::from_str(&stdout).expect("json on stdout");
     let results = value["results"].as_array().expect("results");
     assert_eq!(results.len(), 3);
-    assert!(results[0].get("lease").is_none(), "a plain row has no lease");
+    assert!(
+        results[0].get("lease").is_none(),
+        "a plain row has no lease"
+    );
     assert_eq!(results[1]["algorithm"], "gcra");
     assert_eq!(results[1]["lease"]["nodes"], 4);
     assert_eq!(results[1]["lease"]["size"], 10, "20% of 50");
@@ -338,10 +341,17 @@ fn lease_rows_join_the_table_and_the_json_and_the_sliding_log_takes_no_lease() {
         "fixed-window,lease:fixed-window",
     ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.lines().any(|l| l.starts_with("lease:fixed-window ")), "{stdout}");
-    assert!(stdout.contains("lease:fixed-window: 3 nodes, 1 units per fetch, sync interval 100ms"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("lease:fixed-window ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lease:fixed-window: 3 nodes, 1 units per fetch, sync interval 100ms"),
+        "{stdout}"
+    );
 
-    let (code, _, stderr) = simulator(&["compare", &recording(), "--algorithms", "lease:sliding-log"]);
+    let (code, _, stderr) =
+        simulator(&["compare", &recording(), "--algorithms", "lease:sliding-log"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("takes no lease"), "{stderr}");
     let (code, _, stderr) = simulator(&[
@@ -353,5 +363,8 @@ fn lease_rows_join_the_table_and_the_json_and_the_sliding_log_takes_no_lease() {
         "11",
     ]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("more than token-bucket admits at once (10)"), "{stderr}");
+    assert!(
+        stderr.contains("more than token-bucket admits at once (10)"),
+        "{stderr}"
+    );
 }

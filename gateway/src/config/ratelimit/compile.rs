@@ -14,8 +14,8 @@ use super::{
 };
 use crate::config::problem::Problem;
 use crate::config::yaml::suggest::is_typo_of;
-use crate::ratelimit::store::{MAX_EXACT, RedisConfig, TICK_NANOS};
 use crate::ratelimit::lease::{LeaseRule, LeaseSettings, LeaseSize};
+use crate::ratelimit::store::{MAX_EXACT, RedisConfig, TICK_NANOS};
 use crate::ratelimit::{Algorithm, AnyLimiter, Quota};
 
 /// Compiles the section; `routes` are the route names the config declares, `api_key_tiers` the
@@ -697,7 +697,11 @@ mod tests {
         assert_eq!(rule.settings.size, 10, "5% of the burst");
         assert_eq!(rule.settings.sync_interval, 250_000, "in ticks");
         let rule = c.policies[1].lease.expect("leased");
-        assert_eq!((rule.settings.size, rule.settings.sync_interval), (5, 100_000), "the defaults");
+        assert_eq!(
+            (rule.settings.size, rule.settings.sync_interval),
+            (5, 100_000),
+            "the defaults"
+        );
         assert_eq!(
             c.policies[0].store_key,
             compile_yaml(&format!("{redis}policies: [{{id: p, algorithm: token-bucket, limit: 1000, period: 1m, burst: 200, key: client_ip, store: redis, on_store_error: allow}}]"), &[])
@@ -725,9 +729,21 @@ mod tests {
             ],
             "{found:#?}"
         );
-        assert!(found[1].ends_with("11 is more than the policy admits at once (10)"), "{}", found[1]);
-        assert!(found[3].contains("`sliding-log` is the exact limit"), "{}", found[3]);
-        assert!(found[5].contains("less than one request's cost (3)"), "{}", found[5]);
+        assert!(
+            found[1].ends_with("11 is more than the policy admits at once (10)"),
+            "{}",
+            found[1]
+        );
+        assert!(
+            found[3].contains("`sliding-log` is the exact limit"),
+            "{}",
+            found[3]
+        );
+        assert!(
+            found[5].contains("less than one request's cost (3)"),
+            "{}",
+            found[5]
+        );
     }
 
     #[test]

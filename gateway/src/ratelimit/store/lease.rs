@@ -40,8 +40,11 @@ pub struct Leased<'a> {
     pub rule: &'a LeaseRule,
 }
 
+/// One shard: (policy, subject) → its slot.
+type Shard = Mutex<HashMap<(Arc<str>, Box<str>), Arc<Slot>>>;
+
 pub struct LeaseStore {
-    shards: Box<[Mutex<HashMap<(Arc<str>, Box<str>), Arc<Slot>>>]>,
+    shards: Box<[Shard]>,
     pick: DefaultHashBuilder,
     shard_budget: usize,
 }
@@ -72,7 +75,7 @@ impl LeaseStore {
         }
     }
 
-    fn shard(&self, lookup: &Lookup<'_>) -> &Mutex<HashMap<(Arc<str>, Box<str>), Arc<Slot>>> {
+    fn shard(&self, lookup: &Lookup<'_>) -> &Shard {
         &self.shards[(self.pick.hash_one(lookup) as usize) % SHARDS]
     }
 
@@ -103,7 +106,10 @@ impl LeaseStore {
             return (Arc::new(Slot::default()), false);
         }
         let slot = Arc::new(Slot::default());
-        map.insert((Arc::from(check.policy), Box::from(check.subject)), slot.clone());
+        map.insert(
+            (Arc::from(check.policy), Box::from(check.subject)),
+            slot.clone(),
+        );
         (slot, true)
     }
 
