@@ -24,6 +24,7 @@ mod integration {
     mod identity_tls;
     mod limits;
     mod ratelimit_cluster;
+    mod ratelimit_lease;
     mod ratelimit_memory;
     mod ratelimit_processes;
     mod ratelimit_redis;

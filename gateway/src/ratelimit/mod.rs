@@ -49,6 +49,9 @@
 //! these; `properties::comparison_against_the_sliding_log_on_a_seeded_bursty_trace` snapshots the
 //! rates on one trace.
 //!
+//! [`lease`] adds a local lease over any of them but the sliding log: a node takes a slice of a
+//! shared counter as one decision and spends it locally, with a documented over-admission bound.
+//!
 //! Static dispatch (`TokenBucket::decide` on `TokenBucketState`) is what the simulator uses in
 //! its inner loop; [`AnyLimiter`] and [`AnyState`] dispatch on the algorithm with one `match`, so a
 //! store can hold one map of key → [`AnyState`] (48 bytes plus the sliding log's ring) whatever
@@ -72,6 +75,7 @@ macro_rules! one_algorithm {
 mod any;
 mod fixed_window;
 mod gcra;
+pub mod lease;
 pub mod metrics;
 mod sliding_log;
 mod sliding_window_counter;

@@ -10,6 +10,9 @@
 //! answer carries, admitted or refused, and the record's `limit`. A refusal is a 429
 //! `quota-exceeded` with `Retry-After` in whole seconds, rounded up, never 0.
 //!
+//! A Redis policy with a `lease` is decided from this node's slice of its counter
+//! (`ratelimit::lease`, `store::lease`): a round trip only when the slice is spent or stale.
+//!
 //! When Redis cannot answer, each Redis policy takes its `on_store_error`: `allow` admits
 //! (counted in `gatehouse_ratelimit_fallback_decisions`), `deny` refuses with a 503
 //! `limit-store-unavailable` — the quota is unknown, not exceeded.
@@ -23,6 +26,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use crate::config::ratelimit::{
     CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind, WhenMissing, mask,
 };
+use crate::ratelimit::store::lease::Leased;
+use crate::ratelimit::store::redis::RedisStore;
 use crate::ratelimit::store::{Check, Stores, to_nanos};
 use crate::ratelimit::{Decision, reset_secs, retry_after_secs};
 use crate::stage::context::{RequestContext, StageResult};
@@ -122,7 +127,10 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
     Err(rejection.with_header(header::RETRY_AFTER, retry))
 }
 
-/// Decides the selected policies: the Redis group first, the memory group if Redis admitted.
+/// Decides the selected policies: leased Redis policies first (from this node's slices), then
+/// the other Redis policies (one round trip for all), then memory, each group only if the ones
+/// before admitted. A later refusal puts the units the leased policies took back into their
+/// slices, so a refused request costs a leased policy nothing.
 async fn decide<'s>(
     stores: &Stores,
     limits: &CompiledRateLimits,
@@ -130,11 +138,11 @@ async fn decide<'s>(
 ) -> Vec<Verdict<'s>> {
     let now = stores.ticks.now();
     let mut verdicts = Vec::with_capacity(selected.len());
-    let checks = |store: StoreKind| -> Vec<(usize, Check<'_>)> {
+    let checks = |store: StoreKind, leased: bool| -> Vec<(usize, Check<'_>)> {
         selected
             .iter()
             .enumerate()
-            .filter(|(_, (p, _))| p.store == store)
+            .filter(|(_, (p, _))| p.store == store && p.lease.is_some() == leased)
             .map(|(i, (p, s))| {
                 (
                     i,
@@ -148,10 +156,37 @@ async fn decide<'s>(
             })
             .collect()
     };
-    let redis = checks(StoreKind::Redis);
+    let store = || limits.redis.as_ref().and_then(|c| stores.redis(c));
+    let leased: Vec<(usize, Leased<'_>)> = checks(StoreKind::Redis, true)
+        .into_iter()
+        .filter_map(|(i, check)| {
+            let rule = selected[i].0.lease.as_ref()?;
+            Some((i, Leased { check, rule }))
+        })
+        .collect();
+    if !leased.is_empty() {
+        let list: Vec<Leased<'_>> = leased.iter().map(|(_, l)| *l).collect();
+        let store = store();
+        let answers = stores
+            .leases
+            .decide_all(store.as_deref(), &list, now, stores.ticks.mono())
+            .await;
+        for ((i, _), answer) in leased.iter().zip(answers) {
+            let v = match answer {
+                Ok(d) => verdict(selected, *i, to_nanos(d), false),
+                Err(_) => fallback(selected, *i, store.as_deref(), stores),
+            };
+            verdicts.push(v);
+        }
+        if verdicts.iter().any(|v| !v.decision.allowed) {
+            give_back(stores, &leased, &verdicts).await;
+            return verdicts;
+        }
+    }
+    let redis = checks(StoreKind::Redis, false);
     if !redis.is_empty() {
         let list: Vec<Check<'_>> = redis.iter().map(|(_, c)| *c).collect();
-        let store = limits.redis.as_ref().and_then(|c| stores.redis(c));
+        let store = store();
         let answer = match &store {
             Some(store) => store.decide_all(&list, now, stores.ticks.mono()).await,
             None => Err(crate::ratelimit::store::redis::StoreError::Connection(
@@ -165,42 +200,66 @@ async fn decide<'s>(
                 }
             }
             Err(_) => {
-                let wait = store.as_ref().map_or(1_000_000_000, |s| {
-                    s.breaker.cooldown_left(stores.ticks.mono()).max(1)
-                });
                 for (i, _) in &redis {
-                    let policy = &selected[*i].0;
-                    let d = match policy.on_store_error {
-                        OnStoreError::Allow => Decision {
-                            allowed: true,
-                            remaining: 0,
-                            retry_after_nanos: 0,
-                            reset_nanos: 0,
-                        },
-                        OnStoreError::Deny => Decision {
-                            allowed: false,
-                            remaining: 0,
-                            retry_after_nanos: wait,
-                            reset_nanos: 0,
-                        },
-                    };
-                    verdicts.push(verdict(selected, *i, d, true));
+                    verdicts.push(fallback(selected, *i, store.as_deref(), stores));
                 }
             }
         }
         if verdicts.iter().any(|v| !v.decision.allowed) {
+            give_back(stores, &leased, &verdicts).await;
             return verdicts;
         }
     }
-    let memory = checks(StoreKind::Memory);
+    let memory = checks(StoreKind::Memory, false);
     if !memory.is_empty() {
         let list: Vec<Check<'_>> = memory.iter().map(|(_, c)| *c).collect();
         let decisions = stores.memory.decide_all(&list, now);
         for ((i, _), d) in memory.iter().zip(decisions) {
             verdicts.push(verdict(selected, *i, to_nanos(d), false));
         }
+        if verdicts.iter().any(|v| !v.decision.allowed) {
+            give_back(stores, &leased, &verdicts).await;
+        }
     }
     verdicts
+}
+
+/// The leased policies' units back into their slices: the request was refused elsewhere.
+/// `verdicts` begins with the leased policies' own, in the same order.
+async fn give_back(stores: &Stores, leased: &[(usize, Leased<'_>)], verdicts: &[Verdict<'_>]) {
+    for ((_, l), v) in leased.iter().zip(verdicts) {
+        if v.decision.allowed && !v.fallback {
+            stores.leases.give_back(l).await;
+        }
+    }
+}
+
+/// A Redis policy's `on_store_error` while its store cannot answer: `deny` asks for a wait of
+/// the breaker's cooldown left (at least 1 ns), or a second with no store at all.
+fn fallback<'s>(
+    selected: &'s [(&'s Arc<CompiledPolicy>, String)],
+    i: usize,
+    store: Option<&RedisStore>,
+    stores: &Stores,
+) -> Verdict<'s> {
+    let wait = store.map_or(1_000_000_000, |s| {
+        s.breaker.cooldown_left(stores.ticks.mono()).max(1)
+    });
+    let d = match selected[i].0.on_store_error {
+        OnStoreError::Allow => Decision {
+            allowed: true,
+            remaining: 0,
+            retry_after_nanos: 0,
+            reset_nanos: 0,
+        },
+        OnStoreError::Deny => Decision {
+            allowed: false,
+            remaining: 0,
+            retry_after_nanos: wait,
+            reset_nanos: 0,
+        },
+    };
+    verdict(selected, i, d, true)
 }
 
 fn verdict<'s>(

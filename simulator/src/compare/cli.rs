@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use gateway::ratelimit::lease::{LeaseSettings, LeaseSize};
 use gateway::ratelimit::{Algorithm, Quota};
 
 use super::{
-    CompareParams, KeyField, TrafficError, TrafficSpec, compare, policies, table, traffic,
+    CompareParams, KeyField, LeaseParams, TrafficError, TrafficSpec, compare, policies, table,
+    traffic,
 };
 
 /// The arguments of `simulator compare`.
@@ -22,9 +24,20 @@ pub struct CompareArgs {
     /// A recording (Gatehouse JSON-lines request records) or a profile: steady, bursty,
     /// retry-storm, many-keys, with optional parameters as `NAME:k=v,k=v`.
     pub traffic: String,
-    /// Algorithms to compare, comma-separated, or `all`.
+    /// Algorithms to compare, comma-separated, or `all`; `lease:<algorithm>` (`lease` alone:
+    /// `lease:token-bucket`) adds that algorithm shared by `--lease-nodes` nodes deciding from
+    /// local leases (`all` does not include them).
     #[arg(long, default_value = "all")]
     pub algorithms: String,
+    /// Lease rows: gateway nodes behind a round-robin balancer, sharing one counter.
+    #[arg(long, default_value_t = 3)]
+    pub lease_nodes: u32,
+    /// Lease rows: units per fetch, or a share of what the quota admits at once (`10%`).
+    #[arg(long, default_value = "10%")]
+    pub lease_size: String,
+    /// Lease rows: how long a slice (or a refusal) is good for.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub lease_sync_interval: Duration,
     /// Sustained limit: requests per period, the same for every algorithm (a whole number
     /// above 0). Read as a number so that 0, -1 or NaN get the lab's own message and exit 2.
     #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
@@ -74,22 +87,94 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// `all`, or names separated by commas.
+/// `all`, or names separated by commas (lease rows left out: see [`parse_contenders`]).
 pub fn parse_algorithms(text: &str) -> Result<Vec<Algorithm>, String> {
-    if text.trim() == "all" {
-        return Ok(Algorithm::ALL.to_vec());
-    }
+    parse_contenders(text).map(|(algorithms, _)| algorithms)
+}
+
+/// The algorithms named by `--algorithms` and, apart, those named as `lease:<algorithm>`.
+pub fn parse_contenders(text: &str) -> Result<(Vec<Algorithm>, Vec<Algorithm>), String> {
     let mut out = Vec::new();
+    let mut leased = Vec::new();
     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name == "all" {
+            for a in Algorithm::ALL {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+            continue;
+        }
+        let (lease, name) = match name.strip_prefix("lease") {
+            Some("") => (true, "token-bucket"),
+            Some(rest) if rest.starts_with(':') => (true, &rest[1..]),
+            _ => (false, name),
+        };
         let algorithm: Algorithm = name.parse().map_err(|e| format!("{e}"))?;
-        if !out.contains(&algorithm) {
-            out.push(algorithm);
+        if lease && algorithm == Algorithm::SlidingLog {
+            return Err("--algorithms lease:sliding-log: the sliding log is the exact limit and takes no lease; lease token-bucket, gcra, fixed-window or sliding-window-counter".into());
+        }
+        let list = if lease { &mut leased } else { &mut out };
+        if !list.contains(&algorithm) {
+            list.push(algorithm);
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && leased.is_empty() {
         return Err("--algorithms: name at least one algorithm, or `all`".into());
     }
-    Ok(out)
+    Ok((out, leased))
+}
+
+/// The lease rows for `leased` under `quota`, with the `--lease-*` flags.
+pub fn lease_params(
+    args: &CompareArgs,
+    quota: Quota,
+    leased: &[Algorithm],
+) -> Result<Vec<LeaseParams>, ParamsError> {
+    if leased.is_empty() {
+        return Ok(Vec::new());
+    }
+    if args.lease_nodes == 0 {
+        return Err(ParamsError::Impossible(
+            "--lease-nodes 0: lease at least one node".into(),
+        ));
+    }
+    let size = LeaseSize::parse(&args.lease_size).ok_or_else(|| {
+        ParamsError::Impossible(format!(
+            "--lease-size {}: a number of units (`20`) or a share from `1%` to `100%`",
+            args.lease_size
+        ))
+    })?;
+    let sync = u64::try_from(args.lease_sync_interval.as_nanos()).unwrap_or(u64::MAX);
+    if sync == 0 {
+        return Err(ParamsError::Impossible(
+            "--lease-sync-interval: must be above 0".into(),
+        ));
+    }
+    leased
+        .iter()
+        .map(|&algorithm| {
+            let capacity = match algorithm {
+                Algorithm::TokenBucket | Algorithm::Gcra => quota.burst,
+                _ => quota.limit,
+            };
+            let units = size.units(capacity);
+            if units > capacity {
+                return Err(ParamsError::Impossible(format!(
+                    "--lease-size {}: more than {algorithm} admits at once ({capacity})",
+                    args.lease_size
+                )));
+            }
+            Ok(LeaseParams {
+                algorithm,
+                nodes: args.lease_nodes,
+                settings: LeaseSettings {
+                    size: units,
+                    sync_interval: sync,
+                },
+            })
+        })
+        .collect()
 }
 
 /// Why the flags cannot be compared: a usage slip (exit 1) or a quota no limiter can have
@@ -149,8 +234,9 @@ pub fn params(args: &CompareArgs) -> Result<CompareParams, ParamsError> {
         None => rate,
     };
     let quota = Quota::new(rate, period).with_burst(burst);
-    let algorithms = parse_algorithms(&args.algorithms).map_err(ParamsError::Usage)?;
+    let (algorithms, leased) = parse_contenders(&args.algorithms).map_err(ParamsError::Usage)?;
     let mut params = CompareParams::new(quota, algorithms);
+    params.leases = lease_params(args, quota, &leased)?;
     if let Some(bin) = args.bin {
         params.bin_nanos = u64::try_from(bin.as_nanos()).unwrap_or(u64::MAX).max(1);
     }
@@ -234,7 +320,7 @@ fn run_config(args: &CompareArgs, config: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let algorithms = match parse_algorithms(&args.algorithms) {
+    let (algorithms, leased) = match parse_contenders(&args.algorithms) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("simulator compare: {e}");
@@ -251,26 +337,31 @@ fn run_config(args: &CompareArgs, config: &Path) -> ExitCode {
             });
         }
     };
-    let policies: Vec<PolicyComparison> = traces
-        .iter()
-        .map(|t| {
-            // The policy's own algorithm always runs, first when it was not asked for.
-            let mut own = algorithms.clone();
-            if !own.contains(&t.policy.algorithm) {
-                own.insert(0, t.policy.algorithm);
+    let mut policies: Vec<PolicyComparison> = Vec::with_capacity(traces.len());
+    for t in &traces {
+        // The policy's own algorithm always runs, first when it was not asked for.
+        let mut own = algorithms.clone();
+        if !own.contains(&t.policy.algorithm) {
+            own.insert(0, t.policy.algorithm);
+        }
+        let mut params = CompareParams::new(t.policy.quota, own);
+        params.leases = match lease_params(args, t.policy.quota, &leased) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("simulator compare: policy {}: {e}", t.policy.id);
+                return ExitCode::from(e.exit_code());
             }
-            let mut params = CompareParams::new(t.policy.quota, own);
-            if let Some(bin) = args.bin {
-                params.bin_nanos = u64::try_from(bin.as_nanos()).unwrap_or(u64::MAX).max(1);
-            }
-            PolicyComparison {
-                policy: t.policy.id.to_string(),
-                algorithm: t.policy.algorithm.as_str().to_owned(),
-                key: key_text(&t.policy),
-                comparison: compare(&t.trace, &params),
-            }
-        })
-        .collect();
+        };
+        if let Some(bin) = args.bin {
+            params.bin_nanos = u64::try_from(bin.as_nanos()).unwrap_or(u64::MAX).max(1);
+        }
+        policies.push(PolicyComparison {
+            policy: t.policy.id.to_string(),
+            algorithm: t.policy.algorithm.as_str().to_owned(),
+            key: key_text(&t.policy),
+            comparison: compare(&t.trace, &params),
+        });
+    }
     let result = ConfigComparison {
         config: config.display().to_string(),
         recording: args.traffic.clone(),

@@ -26,6 +26,12 @@
 //!   what the exact sliding log admits for it on the same arrivals (1.0: every key got the same
 //!   share of what the exact limit allows it; keys entitled to nothing are left out);
 //! - admitted and rejected per time bin, and rejected per key, for the plots.
+//!
+//! A **lease** row (`lease:<algorithm>`, [`LeaseParams`]) runs the gateway's local lease rule
+//! (`gateway::ratelimit::lease`) on `nodes` simulated gateway nodes behind a round-robin balancer,
+//! each with its own slice per key, over one shared counter of the algorithm (what Redis holds),
+//! fetches taking no virtual time. It is scored like the others, so its false allows are the
+//! algorithm's own plus what the slices add, and its Redis cost is the fetches it made.
 
 pub mod cli;
 pub mod policies;
@@ -36,6 +42,7 @@ pub mod traffic;
 use std::collections::VecDeque;
 
 use gateway::clock::Nanos;
+use gateway::ratelimit::lease::{self, LeaseRule, LeaseSettings, LeaseState, Local};
 use gateway::ratelimit::{
     Algorithm, Decision, FixedWindow, Gcra, Limiter, NEVER, Quota, SlidingLog,
     SlidingWindowCounter, TokenBucket,
@@ -115,6 +122,33 @@ pub struct CompareParams {
     pub algorithms: Vec<Algorithm>,
     /// Width of a time bin; 0 picks one giving about [`DEFAULT_BINS`] bins over the trace.
     pub bin_nanos: Nanos,
+    /// Leased rows, after the algorithms' own.
+    pub leases: Vec<LeaseParams>,
+}
+
+/// A `lease:<algorithm>` row: the algorithm's counter shared by `nodes` nodes, each deciding from
+/// slices of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseParams {
+    pub algorithm: Algorithm,
+    pub nodes: u32,
+    /// Size in units (resolved from a share when given as one) and sync interval in ns.
+    pub settings: LeaseSettings,
+}
+
+/// What a lease row adds to its result.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LeaseView {
+    pub nodes: u32,
+    pub size: u64,
+    pub sync_interval_ms: f64,
+    /// `E` of `gateway::ratelimit::lease`: units beyond the algorithm's own admissions allowed in
+    /// any interval.
+    pub extra_bound: u64,
+    /// Round trips to the shared counter.
+    pub fetches: u64,
+    /// `fetches` per decision.
+    pub round_trips_per_decision: f64,
 }
 
 /// About this many bins over a trace when the width is not given.
@@ -126,6 +160,7 @@ impl CompareParams {
             quota,
             algorithms,
             bin_nanos: 0,
+            leases: Vec::new(),
         }
     }
 }
@@ -228,6 +263,19 @@ pub struct AlgorithmResult {
     /// Admitted requests per key, by key index.
     #[serde(skip)]
     pub admitted_per_key: Vec<u64>,
+    /// Set on a lease row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseView>,
+}
+
+impl AlgorithmResult {
+    /// The row's name: the algorithm's, or `lease:<algorithm>`.
+    pub fn name(&self) -> String {
+        match self.lease {
+            Some(_) => format!("lease:{}", self.algorithm),
+            None => self.algorithm.as_str().to_owned(),
+        }
+    }
 }
 
 /// The quota as it appears in reports.
@@ -278,7 +326,16 @@ pub const TOP_KEYS: usize = 12;
 
 impl Comparison {
     pub fn result(&self, algorithm: Algorithm) -> Option<&AlgorithmResult> {
-        self.results.iter().find(|r| r.algorithm == algorithm)
+        self.results
+            .iter()
+            .find(|r| r.algorithm == algorithm && r.lease.is_none())
+    }
+
+    /// The lease row over `algorithm`.
+    pub fn lease_result(&self, algorithm: Algorithm) -> Option<&AlgorithmResult> {
+        self.results
+            .iter()
+            .find(|r| r.algorithm == algorithm && r.lease.is_some())
     }
 }
 
@@ -342,6 +399,11 @@ pub fn compare(trace: &Trace, params: &CompareParams) -> Comparison {
             result.fairness = jain(&result.admitted_per_key, &entitled);
             result
         })
+        .chain(params.leases.iter().filter_map(|lease| {
+            let mut result = run_lease(lease, quota, trace, bin, &exact)?;
+            result.fairness = jain(&result.admitted_per_key, &entitled);
+            Some(result)
+        }))
         .collect();
 
     let mut worst: Vec<(u64, usize)> = (0..trace.keys.len())
@@ -477,7 +539,134 @@ struct KeyTally {
     refused_since: Option<Nanos>,
 }
 
+/// Where the engine gets its decisions: one algorithm's keys, or leasing nodes over them.
+trait Decider {
+    fn decide(&mut self, key: usize, now: Nanos, cost: u64) -> Decision;
+    /// Memory the key costs at the end of the run.
+    fn state_bytes(&self, key: usize) -> usize;
+}
+
+/// One algorithm, one state per key.
+struct Plain<'l, L: Limiter> {
+    limiter: &'l L,
+    states: Vec<L::State>,
+}
+
+impl<L: Limiter> Decider for Plain<'_, L> {
+    #[inline]
+    fn decide(&mut self, key: usize, now: Nanos, cost: u64) -> Decision {
+        self.limiter.decide(&mut self.states[key], now, cost)
+    }
+
+    fn state_bytes(&self, key: usize) -> usize {
+        L::state_bytes(&self.states[key])
+    }
+}
+
+/// `nodes` gateway nodes behind a round-robin balancer, each with a [`LeaseState`] per key, over
+/// one shared state per key (the Redis counter): the gateway's lease rule on both sides.
+struct Leasing<'l, L: Limiter> {
+    limiter: &'l L,
+    rule: LeaseRule,
+    shared: Vec<L::State>,
+    /// `local[key * nodes + node]`.
+    local: Vec<LeaseState>,
+    nodes: usize,
+    /// Arrivals so far: the balancer's turn.
+    turn: usize,
+    fetches: u64,
+}
+
+impl<L: Limiter> Decider for Leasing<'_, L> {
+    fn decide(&mut self, key: usize, now: Nanos, cost: u64) -> Decision {
+        let node = self.turn % self.nodes;
+        self.turn += 1;
+        let local = &mut self.local[key * self.nodes + node];
+        match self.rule.local(local, now, cost) {
+            Local::Decided(d) => d,
+            Local::Fetch { want } => {
+                self.fetches += 1;
+                let grant = lease::take(self.limiter, &mut self.shared[key], now, cost, want);
+                self.rule.granted(local, now, cost, grant)
+            }
+        }
+    }
+
+    fn state_bytes(&self, key: usize) -> usize {
+        L::state_bytes(&self.shared[key]) + self.nodes * size_of::<LeaseState>()
+    }
+}
+
+/// A lease row, dispatched statically to the gateway's type for its algorithm; `None` for the
+/// sliding log, which takes no lease.
+fn run_lease(
+    lease: &LeaseParams,
+    quota: Quota,
+    trace: &Trace,
+    bin: Nanos,
+    exact: &[bool],
+) -> Option<AlgorithmResult> {
+    match lease.algorithm {
+        Algorithm::TokenBucket => run_leasing(&TokenBucket::new(quota), lease, trace, bin, exact),
+        Algorithm::Gcra => run_leasing(&Gcra::new(quota), lease, trace, bin, exact),
+        Algorithm::FixedWindow => run_leasing(&FixedWindow::new(quota), lease, trace, bin, exact),
+        Algorithm::SlidingWindowCounter => {
+            run_leasing(&SlidingWindowCounter::new(quota), lease, trace, bin, exact)
+        }
+        Algorithm::SlidingLog => None,
+    }
+}
+
+fn run_leasing<L: Limiter>(
+    limiter: &L,
+    lease: &LeaseParams,
+    trace: &Trace,
+    bin: Nanos,
+    exact: &[bool],
+) -> Option<AlgorithmResult> {
+    let rule = LeaseRule::new(limiter, lease.settings)?;
+    let nodes = lease.nodes.max(1) as usize;
+    let keys = trace.keys.len();
+    let mut leasing = Leasing {
+        limiter,
+        rule,
+        shared: vec![L::State::default(); keys],
+        local: vec![LeaseState::default(); keys * nodes],
+        nodes,
+        turn: 0,
+        fetches: 0,
+    };
+    let mut result = run_decider(&mut leasing, limiter, trace, bin, Some(exact), None);
+    let decisions = (result.admitted + result.rejected).max(1);
+    result.lease = Some(LeaseView {
+        nodes: lease.nodes.max(1),
+        size: lease.settings.size,
+        sync_interval_ms: ms(lease.settings.sync_interval),
+        extra_bound: rule.extra_bound(limiter, nodes as u64),
+        fetches: leasing.fetches,
+        round_trips_per_decision: leasing.fetches as f64 / decisions as f64,
+    });
+    Some(result)
+}
+
 fn run_limiter<L: Limiter>(
+    limiter: &L,
+    trace: &Trace,
+    bin: Nanos,
+    exact: Option<&[bool]>,
+    observer: Option<Observer<'_>>,
+) -> AlgorithmResult {
+    let mut plain = Plain {
+        limiter,
+        states: vec![L::State::default(); trace.keys.len()],
+    };
+    run_decider(&mut plain, limiter, trace, bin, exact, observer)
+}
+
+/// The engine: `decider`'s decisions on the trace, measured. `limiter` names the quota and the
+/// algorithm.
+fn run_decider<D: Decider, L: Limiter>(
+    decider: &mut D,
     limiter: &L,
     trace: &Trace,
     bin: Nanos,
@@ -491,7 +680,6 @@ fn run_limiter<L: Limiter>(
     let keys = trace.keys.len();
     let bins = usize::try_from(trace.span() / bin + 1).unwrap_or(usize::MAX);
 
-    let mut states: Vec<L::State> = vec![L::State::default(); keys];
     let mut oracles: Vec<Oracle> = vec![Oracle::default(); keys];
     let mut tallies: Vec<KeyTally> = vec![KeyTally::default(); keys];
     let mut admitted_per_bin = vec![0u64; bins];
@@ -505,7 +693,7 @@ fn run_limiter<L: Limiter>(
     for (i, arrival) in trace.arrivals.iter().enumerate() {
         let k = arrival.key as usize;
         let (now, cost) = (arrival.at, u64::from(arrival.cost));
-        let decision = limiter.decide(&mut states[k], now, cost);
+        let decision = decider.decide(k, now, cost);
         if let Some(observe) = observer.as_mut() {
             observe(arrival, &decision);
         }
@@ -590,11 +778,11 @@ fn run_limiter<L: Limiter>(
     recovery.observed_max_ms = ms(observed_max);
 
     let (mut bytes_sum, mut bytes_max, mut active) = (0usize, 0usize, 0usize);
-    for (state, tally) in states.iter().zip(&tallies) {
+    for (k, tally) in tallies.iter().enumerate() {
         if tally.admitted + tally.rejected == 0 {
             continue;
         }
-        let bytes = L::state_bytes(state);
+        let bytes = decider.state_bytes(k);
         bytes_sum += bytes;
         bytes_max = bytes_max.max(bytes);
         active += 1;
@@ -625,6 +813,7 @@ fn run_limiter<L: Limiter>(
         rejected_per_bin,
         rejected_per_key: tallies.iter().map(|t| t.rejected).collect(),
         admitted_per_key: tallies.iter().map(|t| t.admitted).collect(),
+        lease: None,
     }
 }
 

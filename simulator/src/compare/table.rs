@@ -81,10 +81,14 @@ pub fn render(c: &Comparison) -> String {
                 r.state_bytes_per_key.mean, r.state_bytes_per_key.max
             )
         };
+        let redis = match &r.lease {
+            Some(l) => format!("{:.3} RT, 1 key, 3 cmds", l.round_trips_per_decision),
+            None => redis_cell(&r.redis),
+        };
         let _ = writeln!(
             out,
             "{:<22} {:>9} {:>9} {:>13} {:>13} {:>6} {:>18} {:>11} {:>22} {:>8.3}",
-            r.algorithm.as_str(),
+            r.name(),
             r.admitted,
             r.rejected,
             format!("{} {}", r.false_allows, pct(r.false_allows, total)),
@@ -95,15 +99,36 @@ pub fn render(c: &Comparison) -> String {
                 r.recovery.retry_after_mean_ms, r.recovery.retry_after_max_ms
             ),
             state,
-            redis_cell(&r.redis),
+            redis,
             r.fairness
         );
+    }
+    let leases: Vec<_> = c
+        .results
+        .iter()
+        .filter_map(|r| Some((r, r.lease?)))
+        .collect();
+    if !leases.is_empty() {
+        let _ = writeln!(out);
+        for (r, l) in leases {
+            let _ = writeln!(
+                out,
+                "{}: {} nodes, {} units per fetch, sync interval {}; {} fetches; at most {} beyond {}'s own admissions in any interval",
+                r.name(),
+                l.nodes,
+                l.size,
+                human_ms(l.sync_interval_ms),
+                l.fetches,
+                l.extra_bound,
+                r.algorithm
+            );
+        }
     }
     if !c.top_rejected_keys.is_empty() && c.trace.keys > 1 {
         let _ = writeln!(out);
         let _ = write!(out, "{:<22} {:>9}", "most rejected keys", "arrivals");
         for r in &c.results {
-            let _ = write!(out, " {:>14}", short(r.algorithm.as_str()));
+            let _ = write!(out, " {:>14}", short(&r.name()));
         }
         let _ = writeln!(out);
         for k in &c.top_rejected_keys {
@@ -150,10 +175,10 @@ pub fn human_ms(ms: f64) -> String {
     humantime::format_duration(std::time::Duration::from_nanos(nanos as u64)).to_string()
 }
 
-fn short(name: &str) -> &str {
+fn short(name: &str) -> String {
     match name {
-        "sliding-window-counter" => "sliding-counter",
-        other => other,
+        "sliding-window-counter" => "sliding-counter".into(),
+        other => truncate(other.replace("sliding-window-counter", "swc").as_str(), 14),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The engine on small traces worked out by hand, and against the gateway's algorithms driven
 //! directly.
 
+use gateway::ratelimit::lease::LeaseSettings;
 use gateway::ratelimit::{AnyLimiter, AnyState};
 
 use super::traffic::{Profile, read_recording};
@@ -368,4 +369,75 @@ fn a_recording_reads_time_and_key_and_names_file_and_line_of_a_bad_record() {
         other => panic!("{other:?}"),
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn with_lease(algorithm: Algorithm, nodes: u32, size: u64, sync: Nanos) -> LeaseParams {
+    LeaseParams {
+        algorithm,
+        nodes,
+        settings: LeaseSettings {
+            size,
+            sync_interval: sync,
+        },
+    }
+}
+
+#[test]
+fn on_one_node_with_slices_of_one_a_lease_decides_as_its_algorithm_does() {
+    let trace = seeded_bursty();
+    let quota = Quota::per_second(10).with_burst(5);
+    for algorithm in [
+        Algorithm::TokenBucket,
+        Algorithm::Gcra,
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindowCounter,
+    ] {
+        let mut params = CompareParams::new(quota, vec![algorithm]);
+        params.leases = vec![with_lease(algorithm, 1, 1, 100 * MS)];
+        let c = compare(&trace, &params);
+        let (plain, leased) = (
+            c.result(algorithm).expect("own"),
+            c.lease_result(algorithm).expect("lease"),
+        );
+        assert_eq!(
+            leased.admitted_per_key, plain.admitted_per_key,
+            "{algorithm}"
+        );
+        assert_eq!(leased.false_allows, plain.false_allows, "{algorithm}");
+        // A remembered refusal asks nothing: fewer fetches than decisions.
+        let view = leased.lease.expect("lease view");
+        assert!(
+            view.fetches < leased.admitted + leased.rejected,
+            "{algorithm}"
+        );
+        assert_eq!(leased.name(), format!("lease:{algorithm}"));
+    }
+}
+
+#[test]
+fn lease_rows_on_several_nodes_fetch_a_fraction_of_the_decisions_and_the_log_takes_none() {
+    // One hot key: 100 per second for 10 s, against 20 per second. (On a trace of many quiet
+    // keys a lease saves little: each node's slice of a key lapses before that key comes back.)
+    let trace = Trace::from_events("hot", (0..1_000u64).map(|i| (i * 10 * MS, "k", 1)));
+    let quota = Quota::per_second(20);
+    let mut params = CompareParams::new(quota, vec![Algorithm::FixedWindow]);
+    params.leases = vec![
+        with_lease(Algorithm::FixedWindow, 3, 5, 200 * MS),
+        with_lease(Algorithm::SlidingLog, 3, 5, 200 * MS),
+    ];
+    let c = compare(&trace, &params);
+    assert_eq!(c.results.len(), 2, "no lease row for the sliding log");
+    let leased = c.lease_result(Algorithm::FixedWindow).expect("lease");
+    let own = c.result(Algorithm::FixedWindow).expect("own");
+    let view = leased.lease.expect("view");
+    assert_eq!((view.nodes, view.size, view.extra_bound), (3, 5, 0));
+    assert!(view.round_trips_per_decision < 0.5, "{view:?}");
+    // A slice never outlives its window: never more than the window's own admissions per window.
+    assert!(
+        leased.admitted <= own.admitted,
+        "{} > {}",
+        leased.admitted,
+        own.admitted
+    );
+    assert!(leased.admitted > 0);
 }

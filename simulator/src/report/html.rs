@@ -65,7 +65,7 @@ pub fn render(c: &Comparison) -> Result<String, PlotError> {
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{:.1} / {:.1}</td><td>{:.1} / {:.1}</td><td>{:.0} / {}</td><td>{}</td><td>{:.3}</td></tr>",
-            r.algorithm.as_str(),
+            escape(&r.name()),
             r.admitted,
             r.rejected,
             r.false_allows,
@@ -77,7 +77,10 @@ pub fn render(c: &Comparison) -> Result<String, PlotError> {
             r.recovery.observed_max_ms,
             r.state_bytes_per_key.mean,
             r.state_bytes_per_key.max,
-            escape(&redis_cell(&r.redis)),
+            escape(&match &r.lease {
+                Some(l) => format!("{:.3} RT (lease)", l.round_trips_per_decision),
+                None => redis_cell(&r.redis),
+            }),
             r.fairness
         );
     }
@@ -94,7 +97,7 @@ pub fn render(c: &Comparison) -> Result<String, PlotError> {
     if !c.top_rejected_keys.is_empty() {
         h.push_str("<table><tr><th>key</th><th>arrivals</th>");
         for r in &c.results {
-            let _ = write!(h, "<th>{}</th>", r.algorithm.as_str());
+            let _ = write!(h, "<th>{}</th>", escape(&r.name()));
         }
         h.push_str("</tr>\n");
         for k in &c.top_rejected_keys {

@@ -176,7 +176,14 @@ pub fn admitted_over_time(c: &Comparison) -> Result<String, PlotError> {
                 .enumerate()
                 .map(|(i, n)| (x(i), (*n as f64 * per_sec).max(floor)))
                 .collect();
-            draw_line(&mut chart, r.algorithm, j, c.results.len(), &points)?;
+            draw_line(
+                &mut chart,
+                r.algorithm,
+                &r.name(),
+                j,
+                c.results.len(),
+                &points,
+            )?;
         }
         legend(&mut chart)?;
 
@@ -208,7 +215,14 @@ pub fn admitted_over_time(c: &Comparison) -> Result<String, PlotError> {
                 .enumerate()
                 .map(|(i, n)| (x(i), *n as f64 * per_sec))
                 .collect();
-            draw_line(&mut chart, r.algorithm, j, c.results.len(), &points)?;
+            draw_line(
+                &mut chart,
+                r.algorithm,
+                &r.name(),
+                j,
+                c.results.len(),
+                &points,
+            )?;
         }
         legend(&mut chart)?;
         root.present().map_err(err)?;
@@ -238,6 +252,7 @@ pub fn axis_number(v: f64) -> String {
 fn draw_line<'a, DB: DrawingBackend + 'a, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
     algorithm: Algorithm,
+    label: &str,
     index: usize,
     lines: usize,
     points: &[(f64, f64)],
@@ -255,7 +270,7 @@ where
         chart
             .draw_series(DashedLineSeries::new(points.iter().copied(), 6, 4, style))
             .map_err(err)?
-            .label(algorithm.as_str())
+            .label(label)
             .legend(move |(x, y)| {
                 EmptyElement::at((x, y))
                     + DashedPathElement::new(vec![(0, 0), (24, 0)], 6, 4, style)
@@ -266,7 +281,7 @@ where
         chart
             .draw_series(LineSeries::new(points.iter().copied(), style))
             .map_err(err)?
-            .label(algorithm.as_str())
+            .label(label)
             .legend(move |(x, y)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (24, 0)], style)
@@ -369,7 +384,7 @@ pub fn rejections_per_key(c: &Comparison) -> Result<String, PlotError> {
                     )
                 }))
                 .map_err(err)?
-                .label(r.algorithm.as_str())
+                .label(r.name())
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
                 });

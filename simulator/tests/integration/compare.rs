@@ -297,3 +297,74 @@ fn redis_operations_per_decision_are_measured_from_a_real_redis() {
         assert_eq!(m["admitted"].as_u64(), engine, "{algorithm}");
     }
 }
+
+#[test]
+fn lease_rows_join_the_table_and_the_json_and_the_sliding_log_takes_no_lease() {
+    let (code, stdout, stderr) = simulator(&[
+        "compare",
+        "bursty:rate=5,burst=100,every=5s,duration=20s",
+        "--rate",
+        "50",
+        "--period",
+        "5s",
+        "--algorithms",
+        "gcra,lease:gcra,lease:fixed-window",
+        "--lease-nodes",
+        "4",
+        "--lease-size",
+        "20%",
+        "--lease-sync-interval",
+        "500ms",
+        "--json",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).expect("json on stdout");
+    let results = value["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    assert!(
+        results[0].get("lease").is_none(),
+        "a plain row has no lease"
+    );
+    assert_eq!(results[1]["algorithm"], "gcra");
+    assert_eq!(results[1]["lease"]["nodes"], 4);
+    assert_eq!(results[1]["lease"]["size"], 10, "20% of 50");
+    // E = min(4 × 10, ⌈500 ms / 100 ms⌉) for the bucket; a window's slices end with it.
+    assert_eq!(results[1]["lease"]["extra_bound"], 5);
+    assert_eq!(results[2]["lease"]["extra_bound"], 0);
+    assert!(results[1]["lease"]["fetches"].as_u64().expect("fetches") > 0);
+
+    let (code, stdout, stderr) = simulator(&[
+        "compare",
+        &recording(),
+        "--algorithms",
+        "fixed-window,lease:fixed-window",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("lease:fixed-window ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("lease:fixed-window: 3 nodes, 1 units per fetch, sync interval 100ms"),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) =
+        simulator(&["compare", &recording(), "--algorithms", "lease:sliding-log"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("takes no lease"), "{stderr}");
+    let (code, _, stderr) = simulator(&[
+        "compare",
+        &recording(),
+        "--algorithms",
+        "lease",
+        "--lease-size",
+        "11",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("more than token-bucket admits at once (10)"),
+        "{stderr}"
+    );
+}

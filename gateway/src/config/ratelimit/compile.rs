@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
-use super::raw::{RawKey, RawPolicy, RawRateLimits};
+use super::raw::{RawKey, RawLease, RawLeaseSize, RawPolicy, RawRateLimits};
 use super::{
     Cidr, CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind, WhenMissing, Word,
 };
 use crate::config::problem::Problem;
 use crate::config::yaml::suggest::is_typo_of;
+use crate::ratelimit::lease::{LeaseRule, LeaseSettings, LeaseSize};
 use crate::ratelimit::store::{MAX_EXACT, RedisConfig, TICK_NANOS};
 use crate::ratelimit::{Algorithm, AnyLimiter, Quota};
 
@@ -385,8 +386,22 @@ fn compile_policy(
             ));
         }
     }
+    let lease = p.lease.as_ref().and_then(|l| {
+        compile_lease(
+            l,
+            &at,
+            store,
+            algorithm,
+            capacity,
+            p.cost,
+            period_nanos,
+            problems,
+        )
+    });
     // Any problem above (an unknown algorithm among them) means no policy.
     let algorithm = algorithm.filter(|_| problems.len() == before)?;
+    let limiter = AnyLimiter::new(algorithm, ticks);
+    let lease = lease.and_then(|settings| LeaseRule::new(&limiter, settings));
     let (header_quota, window_nanos) = if bucket {
         // What a bucket really grants: `burst` at once, refilled in `burst · T`.
         (burst, burst.saturating_mul(quota.emission_interval_nanos()))
@@ -403,16 +418,93 @@ fn compile_policy(
         store_key: Arc::from(format!("{}:{fingerprint:08x}", p.id)),
         algorithm,
         quota,
-        limiter: AnyLimiter::new(algorithm, ticks),
+        limiter,
         key,
         tiers: p.tiers.clone(),
         when_missing,
         cost: p.cost,
         store,
         on_store_error,
+        lease,
         header_quota,
         header_window_secs,
         policy_item: format!("\"{}\";q={header_quota};w={header_window_secs}", p.id),
+    })
+}
+
+/// A policy's `lease:`, its size resolved to units and its interval to store ticks; every
+/// problem at `lease.<field>`.
+#[allow(clippy::too_many_arguments)]
+fn compile_lease(
+    l: &RawLease,
+    at: &dyn Fn(&str) -> String,
+    store: StoreKind,
+    algorithm: Option<Algorithm>,
+    capacity: u64,
+    cost: u64,
+    period_nanos: u64,
+    problems: &mut Vec<Problem>,
+) -> Option<LeaseSettings> {
+    let before = problems.len();
+    if store != StoreKind::Redis {
+        problems.push((
+            at("lease"),
+            "a lease takes slices of a shared Redis counter; a `memory` policy already decides locally: use `store: redis` or leave `lease` out".into(),
+        ));
+    }
+    if algorithm == Some(Algorithm::SlidingLog) {
+        problems.push((
+            at("lease"),
+            "`sliding-log` is the exact limit and takes no lease (a unit charged before it is spent would leave the log while still in use); lease a `sliding-window-counter`, `fixed-window`, `token-bucket` or `gcra` policy instead".into(),
+        ));
+    }
+    let size = match &l.size {
+        RawLeaseSize::Units(0) => {
+            problems.push((at("lease.size"), "must be at least 1".into()));
+            None
+        }
+        RawLeaseSize::Units(n) => Some(*n),
+        RawLeaseSize::Text(text) => match LeaseSize::parse(text) {
+            Some(size) => Some(size.units(capacity)),
+            None => {
+                problems.push((
+                    at("lease.size"),
+                    format!("`{text}` is not a size: a number of units (`20`) or a share of what the policy admits at once, from `1%` to `100%`"),
+                ));
+                None
+            }
+        },
+    };
+    match size {
+        Some(n) if n > capacity && capacity > 0 => problems.push((
+            at("lease.size"),
+            format!("{n} is more than the policy admits at once ({capacity})"),
+        )),
+        Some(n) if n < cost && matches!(l.size, RawLeaseSize::Units(_)) => problems.push((
+            at("lease.size"),
+            format!("{n} is less than one request's cost ({cost}): a slice must admit at least one request"),
+        )),
+        _ => {}
+    }
+    let interval = u64::try_from(l.sync_interval.as_nanos()).unwrap_or(u64::MAX);
+    if interval < 1_000_000 || interval % TICK_NANOS != 0 {
+        problems.push((
+            at("lease.sync_interval"),
+            "must be at least 1ms, in whole microseconds".into(),
+        ));
+    } else if interval > period_nanos {
+        problems.push((
+            at("lease.sync_interval"),
+            format!(
+                "{} is longer than the policy's period ({}): a slice must be renewed within one period",
+                humantime::format_duration(l.sync_interval),
+                humantime::format_duration(std::time::Duration::from_nanos(period_nanos))
+            ),
+        ));
+    }
+    (problems.len() == before).then(|| LeaseSettings {
+        size: size.unwrap_or(1).max(cost),
+        sync_interval: interval / TICK_NANOS,
     })
 }
 
@@ -697,6 +789,67 @@ mod tests {
                 assert!(text.contains(want_text), "{yaml}: {text}");
             }
         }
+    }
+
+    #[test]
+    fn a_lease_resolves_its_share_to_units_and_each_problem_is_located() {
+        let redis = "redis: {url: redis://127.0.0.1:1}\n";
+        let c = compile_yaml(
+            &format!("{redis}policies:\n  - {{id: p, algorithm: token-bucket, limit: 1000, period: 1m, burst: 200, key: client_ip, store: redis, on_store_error: allow, lease: {{size: 5%, sync_interval: 250ms}}}}\n  - {{id: q, algorithm: fixed-window, limit: 50, period: 1s, key: client_ip, store: redis, on_store_error: deny, lease: {{}}}}\n"),
+            &[],
+        )
+        .expect("valid");
+        let rule = c.policies[0].lease.expect("leased");
+        assert_eq!(rule.settings.size, 10, "5% of the burst");
+        assert_eq!(rule.settings.sync_interval, 250_000, "in ticks");
+        let rule = c.policies[1].lease.expect("leased");
+        assert_eq!(
+            (rule.settings.size, rule.settings.sync_interval),
+            (5, 100_000),
+            "the defaults"
+        );
+        assert_eq!(
+            c.policies[0].store_key,
+            compile_yaml(&format!("{redis}policies: [{{id: p, algorithm: token-bucket, limit: 1000, period: 1m, burst: 200, key: client_ip, store: redis, on_store_error: allow}}]"), &[])
+                .expect("valid").policies[0].store_key,
+            "a lease does not change what is counted"
+        );
+
+        let problems = compile_yaml(
+            &format!("{redis}policies:\n  - {{id: a, algorithm: gcra, limit: 10, period: 1s, key: client_ip, lease: {{size: 11, sync_interval: 2s}}}}\n  - {{id: b, algorithm: sliding-log, limit: 10, period: 1s, key: client_ip, store: redis, on_store_error: deny, lease: {{size: ten}}}}\n  - {{id: c, algorithm: gcra, limit: 10, period: 1s, key: client_ip, cost: 3, store: redis, on_store_error: deny, lease: {{size: 2, sync_interval: 0s}}}}\n"),
+            &[],
+        )
+        .expect_err("invalid");
+        let found: Vec<String> = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "rate_limits.policies[0].lease",
+                "rate_limits.policies[0].lease.size",
+                "rate_limits.policies[0].lease.sync_interval",
+                "rate_limits.policies[1].lease",
+                "rate_limits.policies[1].lease.size",
+                "rate_limits.policies[2].lease.size",
+                "rate_limits.policies[2].lease.sync_interval",
+            ],
+            "{found:#?}"
+        );
+        assert!(
+            found[1].ends_with("11 is more than the policy admits at once (10)"),
+            "{}",
+            found[1]
+        );
+        assert!(
+            found[3].contains("`sliding-log` is the exact limit"),
+            "{}",
+            found[3]
+        );
+        assert!(
+            found[5].contains("less than one request's cost (3)"),
+            "{}",
+            found[5]
+        );
     }
 
     #[test]

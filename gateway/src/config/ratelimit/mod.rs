@@ -16,6 +16,7 @@ use std::sync::Arc;
 use http::HeaderName;
 use serde::Deserialize;
 
+use crate::ratelimit::lease::LeaseRule;
 use crate::ratelimit::store::RedisConfig;
 use crate::ratelimit::{Algorithm, AnyLimiter, Quota};
 
@@ -131,6 +132,8 @@ pub struct CompiledPolicy {
     pub cost: u64,
     pub store: StoreKind,
     pub on_store_error: OnStoreError,
+    /// Redis policies with `lease:`: the local rule over store ticks (size resolved to units).
+    pub lease: Option<LeaseRule>,
     /// `q` of the `RateLimit-Policy` field: the units the policy grants per `w` seconds.
     pub header_quota: u64,
     pub header_window_secs: u64,

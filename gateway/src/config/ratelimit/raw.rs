@@ -160,6 +160,39 @@ pub struct RawPolicy {
     /// Redis policies: admit (`allow`) or refuse (`deny`) while the store cannot answer.
     #[serde(default)]
     pub on_store_error: Option<String>,
+    /// Redis policies: decide locally from slices of the shared quota (docs/ratelimit.md).
+    #[serde(default)]
+    pub lease: Option<RawLease>,
+}
+
+/// `lease: {size: 10%, sync_interval: 100ms}`: each node takes `size` units of the shared
+/// counter per round trip and spends them locally for at most `sync_interval`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLease {
+    /// Units per fetch: a number, or a share of what the policy admits at once (`10%`). Checked
+    /// when compiling.
+    #[serde(default = "default_lease_size")]
+    pub size: RawLeaseSize,
+    /// How long a slice (or a refusal) is good for before the node asks the counter again.
+    #[serde(default = "default_sync_interval", with = "humantime_serde")]
+    pub sync_interval: Duration,
+}
+
+/// `size: 20` or `size: 10%`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawLeaseSize {
+    Units(u64),
+    Text(String),
+}
+
+fn default_lease_size() -> RawLeaseSize {
+    RawLeaseSize::Text("10%".into())
+}
+
+fn default_sync_interval() -> Duration {
+    Duration::from_millis(100)
 }
 
 fn default_cost() -> u64 {

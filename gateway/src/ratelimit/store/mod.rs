@@ -1,5 +1,6 @@
 //! Where counters live: [`memory`] (embedded, sharded, bounded) and [`redis`] (shared by every
-//! gateway process, one round trip per request through a Lua script).
+//! gateway process, one round trip per request through a Lua script), with [`lease`] holding this
+//! node's slices of leased Redis policies.
 //!
 //! Both stores run the same algorithms on the same timeline, so they decide identically:
 //!
@@ -19,6 +20,7 @@
 //! [`Clock`]: crate::clock::Clock
 
 pub mod breaker;
+pub mod lease;
 pub mod memory;
 pub mod redis;
 
@@ -37,6 +39,8 @@ use crate::ratelimit::{AnyLimiter, Decision, NEVER};
 /// so a policy a reload leaves unchanged keeps counting and a changed one starts afresh.
 pub struct Stores {
     pub memory: memory::MemoryStore,
+    /// This node's slices of leased Redis policies.
+    pub leases: lease::LeaseStore,
     redis: ArcSwapOption<redis::RedisStore>,
     pub ticks: WallTicks,
     pub metrics: RateLimitMetrics,
@@ -52,6 +56,7 @@ impl Stores {
     ) -> Self {
         let stores = Self {
             memory: memory::MemoryStore::new(max_keys, metrics.clone()),
+            leases: lease::LeaseStore::new(max_keys),
             redis: ArcSwapOption::empty(),
             ticks: WallTicks::new(clock),
             metrics,

@@ -223,6 +223,7 @@ local function prepare_log(c)
   c.settle = function() meta(used, c.peek[4]) end
 end
 
+-- ENTRY: above, the algorithms (lease.lua runs them too); below, one request's checks.
 local count = math.floor((#ARGV - 2) / 5)
 local dry = ARGV[3 + count * 5] == 'dry'
 local checks = {}

@@ -38,6 +38,8 @@
 //! only over-charging, bounded by the requests racing in that window. If a round fails, the
 //! request takes `on_store_error` (and any slot already charged stays charged).
 
+mod lease;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +55,8 @@ use super::breaker::{Admit, Breaker};
 use crate::clock::Nanos;
 use crate::ratelimit::metrics::{RateLimitMetrics, StoreErrorLabels};
 use crate::ratelimit::{Algorithm, Decision, Limiter, NEVER};
+
+pub use lease::{LEASE_SCRIPT, LeaseAsk};
 
 /// The script, shared by every store.
 pub const SCRIPT: &str = include_str!("ratelimit.lua");
