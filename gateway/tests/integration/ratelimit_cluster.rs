@@ -1,16 +1,18 @@
 //! `ratelimit` with the Redis store on a real three-master Redis Cluster started by the test: the
 //! store decides as the memory store does whatever slots a request's checks land in, follows a
 //! slot moved under it, reloads a flushed script per node; gateways sharing the cluster share
-//! every subject's quota; and a master killed under load costs only its policies'
+//! every subject's quota; lease fetches spanning slots grant what the lease rule grants; and a
+//! master killed under load costs only its policies'
 //! `on_store_error` until its replica takes over, when decisions come from Redis again.
 
 use std::time::{Duration, Instant};
 
+use gateway::ratelimit::lease;
 use gateway::ratelimit::metrics::RateLimitMetrics;
 use gateway::ratelimit::store::memory::MemoryStore;
-use gateway::ratelimit::store::redis::{RedisStore, SCRIPT};
+use gateway::ratelimit::store::redis::{LeaseAsk, RedisStore, SCRIPT};
 use gateway::ratelimit::store::{Check, RedisConfig};
-use gateway::ratelimit::{Algorithm, AnyLimiter, Quota};
+use gateway::ratelimit::{Algorithm, AnyLimiter, AnyState, Quota};
 use proptest::prelude::*;
 
 use super::cluster_support::{RedisCluster, command};
@@ -394,4 +396,69 @@ async fn a_master_killed_under_load_costs_only_on_store_error_until_its_replica_
     .expect("masters");
     assert_eq!(masters.len(), 3, "a replica took over: {masters:?}");
     assert!(masters.iter().all(|(port, _)| *port != victim));
+}
+
+#[test]
+fn lease_fetches_across_slots_grant_exactly_what_the_lease_rule_grants() {
+    let cluster = RedisCluster::start(3, false);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = {
+        let _guard = rt.enter();
+        RedisStore::new(
+            &cluster_config(cluster.urls(), "lease:"),
+            RateLimitMetrics::default(),
+        )
+        .expect("store")
+    };
+    let limiter = AnyLimiter::new(
+        Algorithm::TokenBucket,
+        Quota {
+            limit: 10,
+            period_nanos: 1_000_000,
+            burst: 10,
+        },
+    );
+    // Eight subjects (their keys spread over the three masters' slots), each asked for in every
+    // call: one call per slot under the hood, each subject's grant its own.
+    let subjects: Vec<String> = (0..8).map(|i| format!("user-{i}")).collect();
+    let mut states: Vec<AnyState> = vec![AnyState::default(); subjects.len()];
+    let mut now = 1_704_067_200_000_000u64;
+    let mut granted = 0;
+    for round in 0..12u64 {
+        now += 37_000 * (round % 3);
+        let want = 1 + round % 5;
+        let asks: Vec<LeaseAsk<'_>> = subjects
+            .iter()
+            .map(|subject| LeaseAsk {
+                check: Check {
+                    policy: "p",
+                    subject,
+                    limiter: &limiter,
+                    cost: 1,
+                },
+                want,
+            })
+            .collect();
+        let got = rt
+            .block_on(store.take_leases(&asks, now, 0))
+            .expect("the cluster answers");
+        for (i, grant) in got.iter().enumerate() {
+            let expected = lease::take(&limiter, &mut states[i], now, 1, want);
+            assert_eq!(
+                grant.units, expected.units,
+                "round {round}, {}",
+                subjects[i]
+            );
+            assert_eq!(grant.decision, expected.decision, "round {round}");
+            granted += grant.units;
+        }
+    }
+    assert!(granted > 0, "slices were granted");
+    assert!(
+        states.iter().any(|s| *s != AnyState::default()),
+        "the rule ran"
+    );
 }
