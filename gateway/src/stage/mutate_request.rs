@@ -160,7 +160,12 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
 /// trusted proxy's list is extended with the peer, anyone else's copies are replaced, so no
 /// client can name its own address to the upstream.
 fn client_address_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &str) {
-    let mut xff = String::with_capacity(40);
+    // The peer's address is written once, by hand for IPv4: `core::fmt` took three formatting
+    // passes and 4% of a proxied request's instructions.
+    let mut ip = String::with_capacity(39);
+    push_ip(&mut ip, peer);
+    let ip_value = HeaderValue::from_str(&ip).ok();
+    let mut xff = String::new();
     let mut forwarded = String::with_capacity(48);
     if trusted {
         for (name, out) in [
@@ -178,14 +183,31 @@ fn client_address_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, 
             }
         }
     }
-    let _ = write!(xff, "{peer}");
-    // RFC 7239 §6: an IPv6 node is bracketed, and then must be a quoted-string.
-    let _ = match peer {
-        IpAddr::V4(v4) => write!(forwarded, "for={v4};proto={proto}"),
-        IpAddr::V6(v6) => write!(forwarded, "for=\"[{v6}]\";proto={proto}"),
+    let xff = if xff.is_empty() {
+        ip_value.clone()
+    } else {
+        xff.push_str(&ip);
+        HeaderValue::from_str(&xff).ok()
     };
-    for (name, text) in [(&X_FORWARDED_FOR, xff), (&header::FORWARDED, forwarded)] {
-        if let Ok(v) = HeaderValue::from_str(&text) {
+    // RFC 7239 §6: an IPv6 node is bracketed, and then must be a quoted-string.
+    match peer {
+        IpAddr::V4(_) => {
+            forwarded.push_str("for=");
+            forwarded.push_str(&ip);
+        }
+        IpAddr::V6(_) => {
+            forwarded.push_str("for=\"[");
+            forwarded.push_str(&ip);
+            forwarded.push_str("]\"");
+        }
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
+    for (name, value) in [
+        (&X_FORWARDED_FOR, xff),
+        (&header::FORWARDED, HeaderValue::from_str(&forwarded).ok()),
+    ] {
+        if let Some(v) = value {
             headers.insert(name.clone(), v);
         }
     }
@@ -197,10 +219,31 @@ fn client_address_headers(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, 
             .is_some_and(|v| v.trim().parse::<IpAddr>().is_ok())
         && real.next().is_none();
     if !kept {
-        let mut ip = String::with_capacity(40);
-        let _ = write!(ip, "{peer}");
-        if let Ok(v) = HeaderValue::from_str(&ip) {
+        if let Some(v) = ip_value {
             headers.insert(X_REAL_IP.clone(), v);
+        }
+    }
+}
+
+/// `peer` as `Display` writes it (dotted decimal, or RFC 5952 for IPv6).
+fn push_ip(out: &mut String, peer: IpAddr) {
+    match peer {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -290,6 +333,35 @@ mod tests {
         client_address_headers(&mut h, peer, false, "http");
         assert_eq!(h["forwarded"], "for=\"[2001:db8::7]\";proto=http");
         assert_eq!(h["x-forwarded-for"], "2001:db8::7");
+    }
+
+    proptest::proptest! {
+        /// The hand-written address text is `Display`'s, for every IPv4 address.
+        #[test]
+        fn ipv4_addresses_are_written_as_display_writes_them(octets in proptest::array::uniform4(0u8..)) {
+            let peer = IpAddr::from(octets);
+            let mut out = String::new();
+            push_ip(&mut out, peer);
+            proptest::prop_assert_eq!(out, peer.to_string());
+        }
+    }
+
+    #[test]
+    fn an_ipv4_client_from_a_trusted_proxy_extends_the_lists() {
+        let peer: IpAddr = "10.0.0.254".parse().expect("address");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        h.insert("x-real-ip", HeaderValue::from_static("192.0.2.1"));
+        client_address_headers(&mut h, peer, true, "http");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.254");
+        assert_eq!(h["forwarded"], "for=10.0.0.254;proto=http");
+        assert_eq!(
+            h["x-real-ip"], "192.0.2.1",
+            "a trusted proxy's one valid X-Real-IP stays"
+        );
+        client_address_headers(&mut h, peer, false, "https");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.254");
+        assert_eq!(h["x-real-ip"], "10.0.0.254");
     }
 
     #[test]

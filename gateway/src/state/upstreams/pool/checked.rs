@@ -179,6 +179,21 @@ enum Phase {
     Unchecked,
 }
 
+impl Phase {
+    /// The field section being read, when it is inside a run [`Fields::run`] reads in bulk.
+    fn fields_in_run(&mut self) -> Option<&mut Fields> {
+        match self {
+            Phase::Head(Head {
+                at: StatusAt::Fields,
+                fields,
+                ..
+            })
+            | Phase::Trailers(fields) => Some(fields).filter(|f| f.in_run()),
+            _ => None,
+        }
+    }
+}
+
 impl Default for Phase {
     fn default() -> Self {
         Phase::Head(Head::default())
@@ -272,13 +287,54 @@ const CHUNK_START: Chunk = Chunk::Size {
     digits: false,
 };
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
+/// Byte classes as tables: the scanner looks at every byte of every response head, and a table
+/// lookup per byte in a tight loop is what keeps that cheap.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// A byte a field value, reason phrase or chunk extension may hold: HTAB, SP, VCHAR, obs-text.
+const TEXT: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c == b'\t' || (c >= b' ' && c <= b'~') || c >= 0x80;
+        b += 1;
+    }
+    table
+};
+
+fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
 fn is_text(b: u8) -> bool {
-    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+    TEXT[usize::from(b)]
 }
 
 /// What a line byte that is not allowed where it is says about the line.
@@ -294,6 +350,13 @@ impl Scan {
     /// Checks the next bytes of the stream.
     fn feed(&mut self, mut bytes: &[u8], sent: Sent) -> Result<(), Violation> {
         while let Some((&b, rest)) = bytes.split_first() {
+            if let Some(fields) = self.phase.fields_in_run() {
+                let n = fields.run(bytes);
+                if n > 0 {
+                    bytes = &bytes[n..];
+                    continue;
+                }
+            }
             match &mut self.phase {
                 Phase::Unchecked => return Ok(()),
                 Phase::Fixed(left) => {
@@ -476,6 +539,29 @@ impl Fields {
             FieldAt::ValueLf | FieldAt::EndLf => return Err("a CR not followed by LF"),
         };
         Ok(false)
+    }
+
+    /// Whether the section is inside a field name or an ordinary field's value, where runs of
+    /// bytes are read in bulk by [`Fields::run`].
+    fn in_run(&self) -> bool {
+        self.at == FieldAt::Name || (self.at == FieldAt::Value && self.field == Framing::Other)
+    }
+
+    /// Reads the run of name bytes, or of an ordinary value's bytes, at the start of `bytes`
+    /// (all but the byte that ends it, which [`Fields::step`] judges); how many it read.
+    fn run(&mut self, bytes: &[u8]) -> usize {
+        if self.at == FieldAt::Name {
+            let n = bytes.iter().take_while(|&&b| is_tchar(b)).count();
+            let kept = n.min(NAME_MAX.saturating_sub(self.name_len));
+            for &b in &bytes[..kept] {
+                self.push_name(b);
+            }
+            // Past NAME_MAX only the length matters: no framing field is that long.
+            self.name_len += n - kept;
+            n
+        } else {
+            bytes.iter().take_while(|&&b| is_text(b)).count()
+        }
     }
 
     fn push_name(&mut self, b: u8) {
