@@ -231,6 +231,24 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// The server's CPU time so far (user + system) in microseconds, from `/proc/<pid>/stat`
+    /// (fields 14 and 15, in USER_HZ ticks: 100 per second on Linux); 0 where there is no procfs.
+    fn cpu_micros(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .unwrap_or_default();
+        // The command name (field 2) may hold spaces; the fields after its `)` do not.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        // After `)`: state is field 3, so utime (14) and stime (15) sit at 11 and 12.
+        (ticks(11) + ticks(12)) * 10_000
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -316,7 +334,9 @@ fn redis_store(c: &mut Criterion) {
     });
     redis_store_run(&rt, &store, 1_000); // warm: connection, script loaded
 
+    let cpu_before = server.cpu_micros();
     let ours = redis_store_run(&rt, &store, n);
+    let server_cpu = (server.cpu_micros() - cpu_before) as f64 / n as f64;
     let set = redis_benchmark(server.port, n, &["-t", "set"]);
     let sha = redis::Script::new(SCRIPT).get_hash().to_string();
     let now = (EPOCH + 1).to_string();
@@ -339,7 +359,8 @@ fn redis_store(c: &mut Criterion) {
         ],
     );
     eprintln!(
-        "redis: RedisStore {ours:.0} decisions/s (64 in flight, one multiplexed connection); \
+        "redis: RedisStore {ours:.0} decisions/s (64 in flight, one multiplexed connection), \
+         redis-server CPU {server_cpu:.1} µs per decision; \
          redis-benchmark -c 64: SET {set:.0}/s, EVALSHA of the script {evalsha:.0}/s; \
          ratio to SET {:.2}, to EVALSHA {:.2}",
         ours / set.max(1.0),
