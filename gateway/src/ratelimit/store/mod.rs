@@ -1,5 +1,6 @@
 //! Where counters live: [`memory`] (embedded, sharded, bounded) and [`redis`] (shared by every
-//! gateway process, one round trip per request through a Lua script).
+//! gateway process, one round trip per request through a Lua script, concurrent requests
+//! sharing one call: [`batch`]).
 //!
 //! Both stores run the same algorithms on the same timeline, so they decide identically:
 //!
@@ -18,6 +19,7 @@
 //!
 //! [`Clock`]: crate::clock::Clock
 
+pub mod batch;
 pub mod breaker;
 pub mod memory;
 pub mod redis;
