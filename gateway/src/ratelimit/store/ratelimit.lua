@@ -157,18 +157,23 @@ function A.swc.decide(c, st, t, cost)
   return deny(left(st.c), ssub(at, t), reset())
 end
 
--- The four above: load the state, decide on copies with cost 0 (peek) and with the cost.
-local function prepare_state(c, alg)
+-- The four above: load the state, decide on copies with cost 0 (peek) and with the cost. A lone
+-- check (one policy, not dry) needs no peek: its own decision is the answer and what it leaves.
+local function prepare_state(c, alg, lone)
   local st = fields(c.key, alg.names)
-  local ps, fs = copy(st), copy(st)
-  c.peek = alg.decide(c, ps, now, 0)
-  c.full = alg.decide(c, fs, now, c.cost)
-  c.commit = function() store(c.key, fs, alg.names, c.full[4]) end
-  c.settle = function(single)
-    -- Alone, a refused request leaves what its own decision left; among several, what the peek
-    -- left (the Rust stores do the same).
-    if single then store(c.key, fs, alg.names, c.full[4]) else store(c.key, ps, alg.names, c.peek[4]) end
+  c.names = alg.names
+  c.fs = copy(st)
+  c.full = alg.decide(c, c.fs, now, c.cost)
+  if not lone then
+    c.ps = st
+    c.peek = alg.decide(c, st, now, 0)
   end
+end
+local function commit_state(c) store(c.key, c.fs, c.names, c.full[4]) end
+-- Alone, a refused request leaves what its own decision left; among several, what the peek left
+-- (the Rust stores do the same).
+local function settle_state(c, single)
+  if single then store(c.key, c.fs, c.names, c.full[4]) else store(c.key, c.ps, c.names, c.peek[4]) end
 end
 
 -- sliding_log.rs: `u` (units in the log) and `l` (latest time) in the hash; the log itself in a
@@ -241,7 +246,12 @@ local function decide(out, k, a, count, dry)
       B = tonumber(ARGV[b + 4]), cost = tonumber(ARGV[b + 5]),
       key = KEYS[k + 2 * i - 1], log = KEYS[k + 2 * i],
     }
-    if c.alg == 'sl' then prepare_log(c) else prepare_state(c, A[c.alg]) end
+    if c.alg == 'sl' then
+      prepare_log(c)
+    else
+      prepare_state(c, A[c.alg], count == 1 and not dry)
+      c.commit, c.settle = commit_state, settle_state
+    end
     if c.full[1] == 0 then all = false end
     checks[i] = c
   end
@@ -249,10 +259,10 @@ local function decide(out, k, a, count, dry)
     local c = checks[i]
     local d
     if all then
-      c.commit()
+      c.commit(c)
       d = c.full
     else
-      c.settle(count == 1 and not dry)
+      c.settle(c, count == 1 and not dry)
       if c.full[1] == 0 then d = c.full else d = c.peek end
     end
     for j = 1, 4 do out[#out + 1] = d[j] end
