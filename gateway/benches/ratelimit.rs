@@ -237,15 +237,20 @@ impl RedisServer {
     /// The server's CPU time so far (user + system) in microseconds, from `/proc/<pid>/stat`
     /// (fields 14 and 15, in USER_HZ ticks: 100 per second on Linux); 0 where there is no procfs.
     fn cpu_micros(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // The command name (field 2) may hold spaces; the fields after its `)` do not.
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map_or("", |(_, rest)| rest)
             .split_whitespace()
             .collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         // After `)`: state is field 3, so utime (14) and stime (15) sit at 11 and 12.
         (ticks(11) + ticks(12)) * 10_000
     }
@@ -386,7 +391,10 @@ fn redis_store(c: &mut Criterion) {
     let mut group = c.benchmark_group("redis_store");
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
-    for (name, store) in [("gcra-64-in-flight", &store), ("gcra-64-in-flight-unbatched", &single)] {
+    for (name, store) in [
+        ("gcra-64-in-flight", &store),
+        ("gcra-64-in-flight-unbatched", &single),
+    ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let started = Instant::now();

@@ -156,10 +156,7 @@ async fn a_batch_decides_as_sequential_calls_and_a_refused_request_charges_nothi
     .await;
     let calls = rl.batches().1 - before;
     drop(redis);
-    let got: Vec<_> = got
-        .into_iter()
-        .map(|r| r.expect("redis answers"))
-        .collect();
+    let got: Vec<_> = got.into_iter().map(|r| r.expect("redis answers")).collect();
     let memory = MemoryStore::new(100, RateLimitMetrics::default());
     let want: Vec<_> = requests
         .iter()
@@ -230,9 +227,18 @@ async fn a_failed_batch_fails_each_request_and_each_takes_its_on_store_error() {
         .map(|r| (r.status.as_u16(), r.header("ratelimit").is_some()))
         .collect();
     let want: Vec<(u16, bool)> = (0..20)
-        .map(|i| if i % 2 == 0 { (200, false) } else { (503, false) })
+        .map(|i| {
+            if i % 2 == 0 {
+                (200, false)
+            } else {
+                (503, false)
+            }
+        })
         .collect();
-    assert_eq!(statuses, want, "allow admits, deny refuses: each on its own");
+    assert_eq!(
+        statuses, want,
+        "allow admits, deny refuses: each on its own"
+    );
     for (policy, outcome) in [("open", "allowed"), ("closed", "denied")] {
         let line = format!(
             "gatehouse_ratelimit_fallback_decisions_total{{policy=\"{policy}\",outcome=\"{outcome}\"}}"
@@ -246,4 +252,3 @@ async fn a_failed_batch_fails_each_request_and_each_takes_its_on_store_error() {
         21.0
     );
 }
-

@@ -48,7 +48,8 @@ fn redis_and_memory_stores_decide_identically() {
             max_batch: 1,
             ..batched.clone()
         };
-        let make = |c: &RedisConfig| RedisStore::new(c, RateLimitMetrics::default()).expect("store");
+        let make =
+            |c: &RedisConfig| RedisStore::new(c, RateLimitMetrics::default()).expect("store");
         (make(&batched), make(&single))
     };
     let case = std::cell::Cell::new(0u32);

@@ -715,8 +715,10 @@ mod tests {
         let off = redis("redis: {url: redis://127.0.0.1:1, max_batch: 1}").expect("valid");
         assert_eq!(off.max_batch, 1);
         for bad in [0, 1_025] {
-            let problems = redis(&format!("redis: {{url: redis://127.0.0.1:1, max_batch: {bad}}}"))
-                .expect_err("out of bounds");
+            let problems = redis(&format!(
+                "redis: {{url: redis://127.0.0.1:1, max_batch: {bad}}}"
+            ))
+            .expect_err("out of bounds");
             assert_eq!(problems[0].0, "rate_limits.redis.max_batch", "{problems:?}");
             assert!(problems[0].1.contains("between 1"), "{problems:?}");
         }

@@ -166,11 +166,11 @@ impl Driver {
                 }
             }
         };
-        let answer = match tokio::time::timeout(self.timeout, self.conn.eval(&self.hash, fill)).await
-        {
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
-            Ok(values) => values.and_then(|v| decisions(&v, checks)),
-        };
+        let answer =
+            match tokio::time::timeout(self.timeout, self.conn.eval(&self.hash, fill)).await {
+                Err(_) => Err(StoreError::Timeout(self.timeout)),
+                Ok(values) => values.and_then(|v| decisions(&v, checks)),
+            };
         match answer {
             Ok(all) => {
                 let mut all = all.into_iter();

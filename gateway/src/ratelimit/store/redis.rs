@@ -242,7 +242,9 @@ impl RedisStore {
         if matches!(self.conn, Conn::Single(_)) {
             let keys: Vec<String> = checks.iter().map(|c| key(prefix, c)).collect();
             if let Some(batch) = &self.batch {
-                return batch.decide(now, keys, checks.iter().map(params).collect()).await;
+                return batch
+                    .decide(now, keys, checks.iter().map(params).collect())
+                    .await;
             }
             let all: Vec<usize> = (0..checks.len()).collect();
             return self.call(&keys, checks, &all, now, false).await;
