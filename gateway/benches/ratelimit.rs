@@ -5,7 +5,8 @@
 //!
 //! The stores: one decision through the in-memory store per algorithm (shard lock, hash lookup,
 //! the algorithm), many threads contending on few keys, and Redis-backed decisions per second
-//! through `RedisStore` (64 requests in flight, multiplexed on one connection) against
+//! through `RedisStore` (64 requests in flight, multiplexed on one connection; batched as the
+//! gateway does by default, and one script call per request) against
 //! `redis-benchmark` on the same `redis-server` in the same run — printed as a ratio.
 //!
 //! `cargo bench -p gateway --bench ratelimit -- --warm-up-time 1 --measurement-time 2`
@@ -24,6 +25,7 @@ use gateway::clock::Nanos;
 use gateway::ratelimit::metrics::RateLimitMetrics;
 use gateway::ratelimit::store::Check;
 use gateway::ratelimit::store::RedisConfig;
+use gateway::ratelimit::store::batch::DEFAULT_MAX_BATCH;
 use gateway::ratelimit::store::memory::MemoryStore;
 use gateway::ratelimit::store::redis::{RedisStore, SCRIPT};
 use gateway::ratelimit::{
@@ -231,6 +233,29 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// The server's CPU time so far (user + system) in microseconds, from `/proc/<pid>/stat`
+    /// (fields 14 and 15, in USER_HZ ticks: 100 per second on Linux); 0 where there is no procfs.
+    fn cpu_micros(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The command name (field 2) may hold spaces; the fields after its `)` do not.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // After `)`: state is field 3, so utime (14) and stime (15) sit at 11 and 12.
+        (ticks(11) + ticks(12)) * 10_000
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -309,14 +334,29 @@ fn redis_store(c: &mut Criterion) {
         timeout: Duration::from_secs(5),
         breaker_failures: 1_000,
         breaker_cooldown: Duration::from_secs(1),
+        max_batch: DEFAULT_MAX_BATCH,
     };
-    let store = Arc::new({
+    let make = |config: &RedisConfig| {
         let _guard = rt.enter();
-        RedisStore::new(&config, RateLimitMetrics::default()).expect("store")
+        Arc::new(RedisStore::new(config, RateLimitMetrics::default()).expect("store"))
+    };
+    let store = make(&config);
+    let single = make(&RedisConfig {
+        max_batch: 1,
+        ..config.clone()
     });
-    redis_store_run(&rt, &store, 1_000); // warm: connection, script loaded
+    // Warm: connection, script loaded.
+    redis_store_run(&rt, &store, 1_000);
+    redis_store_run(&rt, &single, 1_000);
 
-    let ours = redis_store_run(&rt, &store, n);
+    // Each run with the redis-server CPU it cost, in µs per decision.
+    let measured = |store: &Arc<RedisStore>| {
+        let cpu_before = server.cpu_micros();
+        let rate = redis_store_run(&rt, store, n);
+        (rate, (server.cpu_micros() - cpu_before) as f64 / n as f64)
+    };
+    let (unbatched, unbatched_cpu) = measured(&single);
+    let (ours, server_cpu) = measured(&store);
     let set = redis_benchmark(server.port, n, &["-t", "set"]);
     let sha = redis::Script::new(SCRIPT).get_hash().to_string();
     let now = (EPOCH + 1).to_string();
@@ -339,7 +379,9 @@ fn redis_store(c: &mut Criterion) {
         ],
     );
     eprintln!(
-        "redis: RedisStore {ours:.0} decisions/s (64 in flight, one multiplexed connection); \
+        "redis: RedisStore {ours:.0} decisions/s (64 in flight, one multiplexed connection, \
+         max_batch {DEFAULT_MAX_BATCH}), redis-server CPU {server_cpu:.1} µs per decision; \
+         unbatched (max_batch 1) {unbatched:.0} decisions/s, {unbatched_cpu:.1} µs; \
          redis-benchmark -c 64: SET {set:.0}/s, EVALSHA of the script {evalsha:.0}/s; \
          ratio to SET {:.2}, to EVALSHA {:.2}",
         ours / set.max(1.0),
@@ -349,13 +391,18 @@ fn redis_store(c: &mut Criterion) {
     let mut group = c.benchmark_group("redis_store");
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
-    group.bench_function("gcra-64-in-flight", |b| {
-        b.iter_custom(|iters| {
-            let started = Instant::now();
-            redis_store_run(&rt, &store, iters.max(64));
-            started.elapsed()
-        })
-    });
+    for (name, store) in [
+        ("gcra-64-in-flight", &store),
+        ("gcra-64-in-flight-unbatched", &single),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                redis_store_run(&rt, store, iters.max(64));
+                started.elapsed()
+            })
+        });
+    }
     group.finish();
 }
 

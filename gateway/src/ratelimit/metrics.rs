@@ -5,6 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,6 +67,18 @@ pub struct RateLimitMetrics {
     pub memory_evictions: Family<EvictionLabels, Counter>,
     /// 1 while the Redis breaker is open (the fallback answers without asking Redis).
     pub breaker_open: Gauge,
+    /// Requests decided per Redis script call (above 1 when concurrent requests are batched).
+    pub redis_batch: BatchSizes,
+}
+
+/// A histogram of requests per Redis script call: 1, 2, 4, … 512.
+#[derive(Clone, Debug)]
+pub struct BatchSizes(pub Histogram);
+
+impl Default for BatchSizes {
+    fn default() -> Self {
+        Self(Histogram::new(exponential_buckets(1.0, 2.0, 10)))
+    }
 }
 
 impl RateLimitMetrics {
@@ -126,6 +139,11 @@ impl RateLimitMetrics {
             "ratelimit_breaker_open",
             "1 while the Redis store's breaker is open",
             m.breaker_open.clone(),
+        );
+        registry.register(
+            "ratelimit_redis_batch_requests",
+            "Requests decided per Redis script call (concurrent requests share one call)",
+            m.redis_batch.0.clone(),
         );
         m
     }

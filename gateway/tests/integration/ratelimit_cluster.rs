@@ -27,6 +27,7 @@ fn cluster_config(nodes: Vec<String>, prefix: &str) -> RedisConfig {
         timeout: Duration::from_secs(2),
         breaker_failures: 3,
         breaker_cooldown: Duration::from_secs(1),
+        max_batch: gateway::ratelimit::store::batch::DEFAULT_MAX_BATCH,
     }
 }
 

@@ -38,6 +38,7 @@ fn the_lua_fetch_grants_exactly_what_the_rules_take_grants() {
             url: redis.url(),
             cluster_nodes: Vec::new(),
             key_prefix: "take:".into(),
+            max_batch: gateway::ratelimit::store::batch::DEFAULT_MAX_BATCH,
             timeout: Duration::from_secs(2),
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(1),

@@ -23,6 +23,7 @@ fn redis_config(url: String, prefix: &str) -> RedisConfig {
         timeout: Duration::from_secs(2),
         breaker_failures: 3,
         breaker_cooldown: Duration::from_secs(1),
+        max_batch: gateway::ratelimit::store::batch::DEFAULT_MAX_BATCH,
     }
 }
 
@@ -38,13 +39,18 @@ fn redis_and_memory_stores_decide_identically() {
         .enable_all()
         .build()
         .expect("runtime");
-    let store = {
+    // The batched store (the default) and one script call per request: both forms of the script.
+    let (store, single) = {
         let _guard = rt.enter();
-        RedisStore::new(
-            &redis_config(redis.url(), "prop:"),
-            RateLimitMetrics::default(),
-        )
-        .expect("store")
+        let batched = redis_config(redis.url(), "prop:");
+        let single = RedisConfig {
+            key_prefix: "prop1:".into(),
+            max_batch: 1,
+            ..batched.clone()
+        };
+        let make =
+            |c: &RedisConfig| RedisStore::new(c, RateLimitMetrics::default()).expect("store");
+        (make(&batched), make(&single))
     };
     let case = std::cell::Cell::new(0u32);
     let config = ProptestConfig {
@@ -79,7 +85,11 @@ fn redis_and_memory_stores_decide_identically() {
             let got = rt
                 .block_on(store.decide_all(&checks, now, 0))
                 .expect("redis answers");
-            prop_assert_eq!(got, want, "at {} with {:?}", now, policies);
+            prop_assert_eq!(&got, &want, "at {} with {:?}", now, policies);
+            let got = rt
+                .block_on(single.decide_all(&checks, now, 0))
+                .expect("redis answers");
+            prop_assert_eq!(got, want, "one call per request, at {} with {:?}", now, policies);
         }
     });
 }

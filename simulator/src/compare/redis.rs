@@ -102,6 +102,7 @@ pub async fn measure(
         timeout: Duration::from_secs(5),
         breaker_failures: u32::MAX,
         breaker_cooldown: Duration::from_secs(1),
+        max_batch: gateway::ratelimit::store::batch::DEFAULT_MAX_BATCH,
     };
     let store = RedisStore::new(&config, RateLimitMetrics::default())
         .map_err(|e| format!("--redis {url}: {e}"))?;

@@ -84,6 +84,13 @@ pub fn compile(
         if r.breaker_failures == 0 {
             problems.push((at("redis.breaker_failures"), "must be at least 1".into()));
         }
+        let most = crate::ratelimit::store::batch::MAX_BATCH_LIMIT;
+        if !(1..=most).contains(&r.max_batch) {
+            problems.push((
+                at("redis.max_batch"),
+                format!("must be between 1 (a script call per request) and {most}"),
+            ));
+        }
         (problems.len() == before).then(|| RedisConfig {
             url: r.url.clone().unwrap_or_default(),
             cluster_nodes: r.cluster_nodes.clone().unwrap_or_default(),
@@ -91,6 +98,7 @@ pub fn compile(
             timeout: r.timeout,
             breaker_failures: r.breaker_failures,
             breaker_cooldown: r.breaker_cooldown,
+            max_batch: r.max_batch,
         })
     });
 
@@ -850,6 +858,23 @@ mod tests {
             "{}",
             found[5]
         );
+    }
+
+    #[test]
+    fn max_batch_defaults_to_batching_and_stays_within_its_bounds() {
+        let redis = |yaml: &str| compile_yaml(yaml, &[]).map(|c| c.redis.expect("redis"));
+        let default = redis("redis: {url: redis://127.0.0.1:1}").expect("valid");
+        assert_eq!(default.max_batch, 64);
+        let off = redis("redis: {url: redis://127.0.0.1:1, max_batch: 1}").expect("valid");
+        assert_eq!(off.max_batch, 1);
+        for bad in [0, 1_025] {
+            let problems = redis(&format!(
+                "redis: {{url: redis://127.0.0.1:1, max_batch: {bad}}}"
+            ))
+            .expect_err("out of bounds");
+            assert_eq!(problems[0].0, "rate_limits.redis.max_batch", "{problems:?}");
+            assert!(problems[0].1.contains("between 1"), "{problems:?}");
+        }
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub struct RawRedisStore {
     /// How long an open breaker answers with the fallback before one request probes Redis again.
     #[serde(default = "default_breaker_cooldown", with = "humantime_serde")]
     pub breaker_cooldown: Duration,
+    /// One Redis: most concurrent requests decided in one script call (1: a call each).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
 }
 
 fn default_key_prefix() -> String {
@@ -122,6 +125,10 @@ fn default_breaker_failures() -> u32 {
 
 fn default_breaker_cooldown() -> Duration {
     Duration::from_secs(1)
+}
+
+fn default_max_batch() -> usize {
+    crate::ratelimit::store::batch::DEFAULT_MAX_BATCH
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
 //! Where counters live: [`memory`] (embedded, sharded, bounded) and [`redis`] (shared by every
-//! gateway process, one round trip per request through a Lua script), with [`lease`] holding this
-//! node's slices of leased Redis policies.
+//! gateway process, one round trip per request through a Lua script, concurrent requests
+//! sharing one call: [`batch`]), with [`lease`] holding this node's slices of leased Redis
+//! policies.
 //!
 //! Both stores run the same algorithms on the same timeline, so they decide identically:
 //!
@@ -19,6 +20,7 @@
 //!
 //! [`Clock`]: crate::clock::Clock
 
+pub mod batch;
 pub mod breaker;
 pub mod lease;
 pub mod memory;

@@ -4,19 +4,25 @@
 -- request, all-or-nothing: when one refuses, none is charged.
 --
 -- KEYS: two per check: the state key, and the sliding log's sorted set (unused by the others).
--- ARGV: now (ticks: microseconds since the Unix epoch), TTL margin (ms), then five per check:
---       algorithm, limit, period (ticks), burst, cost; then, optionally, `dry`: decide as if some
---       other check of the request had refused (charge nothing, answer what a refusal among
---       several answers). On a Redis Cluster, a request whose checks span slots is one dry call
---       per slot and then, if every slot admitted, one charging call per slot (redis.rs).
--- Returns four integers per check: allowed (1/0), remaining, retry-after (ticks; -1: never),
--- reset (ticks).
+-- ARGV, one request: now (ticks: microseconds since the Unix epoch), TTL margin (ms), then five
+--       per check: algorithm, limit, period (ticks), burst, cost; then, optionally, `dry`:
+--       decide as if some other check of the request had refused (charge nothing, answer what a
+--       refusal among several answers). On a Redis Cluster, a request whose checks span slots is
+--       one dry call per slot and then, if every slot admitted, one charging call per slot
+--       (redis.rs).
+-- ARGV, a batch of requests (batch.rs): `batch`, TTL margin (ms), then per request: its now, its
+--       number of checks, five per check as above; KEYS hold every request's keys in the same
+--       order. Each request is decided all-or-nothing on its own, in the order given, each
+--       seeing what the ones before it charged: the outcome of sequential calls, in one.
+-- Returns four integers per check (of every request, in order): allowed (1/0), remaining,
+-- retry-after (ticks; -1: never), reset (ticks).
 --
 -- Lua numbers are doubles: the gateway only sends policies whose products stay below 2^50
 -- (config/ratelimit.rs), so every value here is an exact integer. Numbers go to Redis through
 -- `fmt` (never tostring, which would write 1.7e+15).
 
-local now = tonumber(ARGV[1])
+-- The request being decided sets `now`; every function below reads it.
+local now = 0
 local margin = tonumber(ARGV[2])
 local NEVER = -1
 
@@ -151,18 +157,23 @@ function A.swc.decide(c, st, t, cost)
   return deny(left(st.c), ssub(at, t), reset())
 end
 
--- The four above: load the state, decide on copies with cost 0 (peek) and with the cost.
-local function prepare_state(c, alg)
+-- The four above: load the state, decide on copies with cost 0 (peek) and with the cost. A lone
+-- check (one policy, not dry) needs no peek: its own decision is the answer and what it leaves.
+local function prepare_state(c, alg, lone)
   local st = fields(c.key, alg.names)
-  local ps, fs = copy(st), copy(st)
-  c.peek = alg.decide(c, ps, now, 0)
-  c.full = alg.decide(c, fs, now, c.cost)
-  c.commit = function() store(c.key, fs, alg.names, c.full[4]) end
-  c.settle = function(single)
-    -- Alone, a refused request leaves what its own decision left; among several, what the peek
-    -- left (the Rust stores do the same).
-    if single then store(c.key, fs, alg.names, c.full[4]) else store(c.key, ps, alg.names, c.peek[4]) end
+  c.names = alg.names
+  c.fs = copy(st)
+  c.full = alg.decide(c, c.fs, now, c.cost)
+  if not lone then
+    c.ps = st
+    c.peek = alg.decide(c, st, now, 0)
   end
+end
+local function commit_state(c) store(c.key, c.fs, c.names, c.full[4]) end
+-- Alone, a refused request leaves what its own decision left; among several, what the peek left
+-- (the Rust stores do the same).
+local function settle_state(c, single)
+  if single then store(c.key, c.fs, c.names, c.full[4]) else store(c.key, c.ps, c.names, c.peek[4]) end
 end
 
 -- sliding_log.rs: `u` (units in the log) and `l` (latest time) in the hash; the log itself in a
@@ -223,39 +234,72 @@ local function prepare_log(c)
   c.settle = function() meta(used, c.peek[4]) end
 end
 
--- ENTRY: above, the algorithms (lease.lua runs them too); below, one request's checks.
-local count = math.floor((#ARGV - 2) / 5)
-local dry = ARGV[3 + count * 5] == 'dry'
-local checks = {}
-local all = not dry
-for i = 1, count do
-  local b = 2 + (i - 1) * 5
-  local c = {
-    alg = ARGV[b + 1], L = tonumber(ARGV[b + 2]), P = tonumber(ARGV[b + 3]),
-    B = tonumber(ARGV[b + 4]), cost = tonumber(ARGV[b + 5]),
-    key = KEYS[2 * i - 1], log = KEYS[2 * i],
-  }
-  if c.alg == 'sl' then
-    prepare_log(c)
-  elseif A[c.alg] then
-    prepare_state(c, A[c.alg])
-  else
-    return redis.error_reply('gatehouse: unknown algorithm ' .. tostring(c.alg))
+-- ENTRY: above, the algorithms (lease.lua runs them too); below, the calls' checks.
+-- One request: `count` checks, their keys from KEYS[k + 1], their parameters from ARGV[a + 1];
+-- appends their four integers each to `out`.
+local function decide(out, k, a, count, dry)
+  local checks = {}
+  local all = not dry
+  for i = 1, count do
+    local b = a + (i - 1) * 5
+    local c = {
+      alg = ARGV[b + 1], L = tonumber(ARGV[b + 2]), P = tonumber(ARGV[b + 3]),
+      B = tonumber(ARGV[b + 4]), cost = tonumber(ARGV[b + 5]),
+      key = KEYS[k + 2 * i - 1], log = KEYS[k + 2 * i],
+    }
+    if c.alg == 'sl' then
+      prepare_log(c)
+    else
+      prepare_state(c, A[c.alg], count == 1 and not dry)
+      c.commit, c.settle = commit_state, settle_state
+    end
+    if c.full[1] == 0 then all = false end
+    checks[i] = c
   end
-  if c.full[1] == 0 then all = false end
-  checks[i] = c
+  for i = 1, count do
+    local c = checks[i]
+    local d
+    if all then
+      c.commit(c)
+      d = c.full
+    else
+      c.settle(c, count == 1 and not dry)
+      if c.full[1] == 0 then d = c.full else d = c.peek end
+    end
+    for j = 1, 4 do out[#out + 1] = d[j] end
+  end
 end
+
+-- Every algorithm is checked before anything is written, so a bad call changes nothing.
+local function known(alg) return alg == 'sl' or A[alg] ~= nil end
+local function unknown(alg) return redis.error_reply('gatehouse: unknown algorithm ' .. tostring(alg)) end
+
 local out = {}
-for i = 1, count do
-  local c = checks[i]
-  local d
-  if all then
-    c.commit()
-    d = c.full
-  else
-    c.settle(count == 1 and not dry)
-    if c.full[1] == 0 then d = c.full else d = c.peek end
+if ARGV[1] == 'batch' then
+  local requests = {}
+  local a, k = 3, 0
+  while a <= #ARGV do
+    local count = tonumber(ARGV[a + 1]) or 0
+    for i = 1, count do
+      local alg = ARGV[a + 2 + (i - 1) * 5]
+      if not known(alg) then return unknown(alg) end
+    end
+    requests[#requests + 1] = { now = tonumber(ARGV[a]), k = k, a = a + 1, count = count }
+    a = a + 2 + count * 5
+    k = k + 2 * count
   end
-  for j = 1, 4 do out[#out + 1] = d[j] end
+  for _, r in ipairs(requests) do
+    now = r.now
+    decide(out, r.k, r.a, r.count, false)
+  end
+else
+  local count = math.floor((#ARGV - 2) / 5)
+  local dry = ARGV[3 + count * 5] == 'dry'
+  for i = 1, count do
+    local alg = ARGV[2 + (i - 1) * 5 + 1]
+    if not known(alg) then return unknown(alg) end
+  end
+  now = tonumber(ARGV[1])
+  decide(out, 0, 2, count, dry)
 end
 return out

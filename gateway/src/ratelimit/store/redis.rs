@@ -3,7 +3,9 @@
 //!
 //! One request is one round trip: `EVALSHA` of `ratelimit.lua`, which decides every Redis policy
 //! of the request atomically (Redis runs a script alone), all-or-nothing, and sets TTLs so idle
-//! keys expire by themselves once their quota is restored. The script is loaded when the store is
+//! keys expire by themselves once their quota is restored. On one Redis, concurrent requests
+//! share that call ([`batch`](super::batch): up to `max_batch` requests per call, each decided
+//! on its own, in arrival order); on a Cluster each request keeps calls of its own (below). The script is loaded when the store is
 //! made; a node that answers `NOSCRIPT` (restarted, flushed, or a replica promoted since) gets the
 //! same call as `EVAL` with the script's text, which runs it and caches it on that node — no
 //! all-nodes `SCRIPT LOAD`, which a Cluster with one node down would refuse.
@@ -37,6 +39,11 @@
 //! admitted it. Over-admission cannot come of it (every charge is its slot's atomic decision);
 //! only over-charging, bounded by the requests racing in that window. If a round fails, the
 //! request takes `on_store_error` (and any slot already charged stays charged).
+//!
+//! Why a Cluster does not batch: one call must keep to one slot, and the subjects of concurrent
+//! requests almost never share one of the 16,384 (only requests of one subject would), so
+//! batching by slot would send calls of one through an extra queue. A Cluster spreads the script
+//! work over its masters instead, which is its way to scale.
 
 mod lease;
 
@@ -51,6 +58,7 @@ use redis::cluster_routing::Slot;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind};
 
 use super::Check;
+use super::batch::{Batcher, Params};
 use super::breaker::{Admit, Breaker};
 use crate::clock::Nanos;
 use crate::ratelimit::metrics::{RateLimitMetrics, StoreErrorLabels};
@@ -92,13 +100,15 @@ pub struct RedisStore {
     pub config: RedisConfig,
     conn: Conn,
     script: Arc<Script>,
+    /// One Redis with `max_batch` above 1: concurrent requests share script calls.
+    batch: Option<Batcher>,
     pub breaker: Breaker,
     metrics: RateLimitMetrics,
 }
 
 /// One Redis or a Cluster; both multiplex concurrent calls and are cheap to clone.
 #[derive(Clone)]
-enum Conn {
+pub(super) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -108,6 +118,29 @@ impl Conn {
         match self.clone() {
             Conn::Single(mut c) => cmd.query_async(&mut c).await,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+    }
+
+    /// One call of the script (whose SHA1 is `hash`) with the arguments `fill` adds after it:
+    /// `EVALSHA`, and on `NOSCRIPT` the same call as `EVAL`, which loads the script on the node
+    /// that lacked it.
+    pub(super) async fn eval(
+        &self,
+        hash: &str,
+        fill: impl Fn(&mut Cmd),
+    ) -> Result<Vec<i64>, StoreError> {
+        let command = |verb: &str, script: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(script);
+            fill(&mut cmd);
+            cmd
+        };
+        match self.query(&command("EVALSHA", hash)).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => self
+                .query(&command("EVAL", SCRIPT))
+                .await
+                .map_err(|e| classify(&e)),
+            other => other.map_err(|e| classify(&e)),
         }
     }
 }
@@ -144,10 +177,20 @@ impl RedisStore {
             )
         };
         let script = Arc::new(Script::new(SCRIPT));
+        let batch = (matches!(conn, Conn::Single(_)) && config.max_batch > 1).then(|| {
+            Batcher::spawn(
+                conn.clone(),
+                script.get_hash().to_owned(),
+                config.max_batch,
+                config.timeout,
+                metrics.redis_batch.clone(),
+            )
+        });
         let store = Self {
             config: config.clone(),
             conn,
             script,
+            batch,
             breaker: Breaker::new(
                 config.breaker_failures,
                 u64::try_from(config.breaker_cooldown.as_nanos()).unwrap_or(u64::MAX),
@@ -202,6 +245,11 @@ impl RedisStore {
         let prefix = &self.config.key_prefix;
         if matches!(self.conn, Conn::Single(_)) {
             let keys: Vec<String> = checks.iter().map(|c| key(prefix, c)).collect();
+            if let Some(batch) = &self.batch {
+                return batch
+                    .decide(now, keys, checks.iter().map(params).collect())
+                    .await;
+            }
             let all: Vec<usize> = (0..checks.len()).collect();
             return self.call(&keys, checks, &all, now, false).await;
         }
@@ -243,8 +291,7 @@ impl RedisStore {
         )
     }
 
-    /// One script call for the checks at `indices` (their keys share a slot): `EVALSHA`, and on
-    /// `NOSCRIPT` the same call as `EVAL`, which loads the script on the node that lacked it.
+    /// One script call for the checks at `indices` (their keys share a slot).
     async fn call(
         &self,
         keys: &[String],
@@ -253,55 +300,27 @@ impl RedisStore {
         now: u64,
         dry: bool,
     ) -> Result<Vec<Decision>, StoreError> {
-        let command = |verb: &str, script: &str| {
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(script).arg(indices.len() * 2);
+        self.metrics.redis_batch.0.observe(1.0);
+        let fill = |cmd: &mut Cmd| {
+            cmd.arg(indices.len() * 2);
             for &i in indices {
                 cmd.arg(&keys[i]).arg(format!("{}:log", keys[i]));
             }
             cmd.arg(now).arg(TTL_MARGIN_MS);
             for &i in indices {
-                let c = &checks[i];
-                let quota = c.limiter.quota();
-                cmd.arg(code(c.limiter.algorithm()))
-                    .arg(quota.limit)
-                    .arg(quota.period())
-                    .arg(quota.burst)
-                    .arg(c.cost);
+                let p = params(&checks[i]);
+                cmd.arg(p.code)
+                    .arg(p.limit)
+                    .arg(p.period)
+                    .arg(p.burst)
+                    .arg(p.cost);
             }
             if dry {
                 cmd.arg("dry");
             }
-            cmd
         };
-        let values: Vec<i64> = match self
-            .conn
-            .query(&command("EVALSHA", self.script.get_hash()))
-            .await
-        {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => self
-                .conn
-                .query(&command("EVAL", SCRIPT))
-                .await
-                .map_err(|e| classify(&e))?,
-            other => other.map_err(|e| classify(&e))?,
-        };
-        if values.len() != indices.len() * 4 {
-            return Err(StoreError::Script(format!(
-                "{} values for {} checks",
-                values.len(),
-                indices.len()
-            )));
-        }
-        Ok(values
-            .chunks_exact(4)
-            .map(|v| Decision {
-                allowed: v[0] == 1,
-                remaining: u64::try_from(v[1]).unwrap_or(0),
-                retry_after_nanos: u64::try_from(v[2]).unwrap_or(NEVER),
-                reset_nanos: u64::try_from(v[3]).unwrap_or(0),
-            })
-            .collect())
+        let values = self.conn.eval(self.script.get_hash(), fill).await?;
+        decisions(&values, indices.len())
     }
 
     fn failed(&self, error: StoreError, mono: Nanos, probe: bool) -> StoreError {
@@ -317,6 +336,38 @@ impl RedisStore {
             self.metrics.breaker_open.set(1);
         }
         error
+    }
+}
+
+/// The script's four integers per check as decisions; an answer of the wrong length is a
+/// script error.
+pub(super) fn decisions(values: &[i64], checks: usize) -> Result<Vec<Decision>, StoreError> {
+    if values.len() != checks * 4 {
+        return Err(StoreError::Script(format!(
+            "{} values for {checks} checks",
+            values.len()
+        )));
+    }
+    Ok(values
+        .chunks_exact(4)
+        .map(|v| Decision {
+            allowed: v[0] == 1,
+            remaining: u64::try_from(v[1]).unwrap_or(0),
+            retry_after_nanos: u64::try_from(v[2]).unwrap_or(NEVER),
+            reset_nanos: u64::try_from(v[3]).unwrap_or(0),
+        })
+        .collect())
+}
+
+/// What the script reads of one check.
+fn params(c: &Check<'_>) -> Params {
+    let quota = c.limiter.quota();
+    Params {
+        code: code(c.limiter.algorithm()),
+        limit: quota.limit,
+        period: quota.period(),
+        burst: quota.burst,
+        cost: c.cost,
     }
 }
 
@@ -410,6 +461,8 @@ pub struct RedisConfig {
     pub timeout: Duration,
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+    /// Most requests decided in one script call (one Redis only; 1: a call per request).
+    pub max_batch: usize,
 }
 
 #[cfg(test)]

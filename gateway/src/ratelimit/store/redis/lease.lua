@@ -8,6 +8,8 @@
 -- Returns five integers per check: granted (1/0), units granted, remaining, retry-after (ticks;
 -- -1: never), reset (ticks). Each check is its own lease: one refused does not refuse another.
 
+-- The algorithms read the decision's time from `now` (ratelimit.lua sets it per request).
+now = tonumber(ARGV[1])
 local count = (#ARGV - 2) / 6
 local out = {}
 for i = 1, count do
