@@ -446,6 +446,14 @@ async fn the_recording_rotates_by_size_and_keeps_at_most_keep_files() {
         },
     )
     .await;
+    // Counted as written is not yet flushed: wait for the writer's flush before reading.
+    let recorder = s.gw.handle.state().recorder.clone().expect("a recorder");
+    assert!(
+        tokio::task::spawn_blocking(move || recorder.flush(Duration::from_secs(5)))
+            .await
+            .expect("flush"),
+        "the recording flushed"
+    );
     let numbered = |n: usize| PathBuf::from(format!("{}.{n}", s.path.display()));
     assert!(
         numbered(1).exists() && numbered(2).exists(),

@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
-use super::redis::{Conn, StoreError, TTL_MARGIN_MS, decisions};
+use super::redis::{Conn, SCRIPT, StoreError, TTL_MARGIN_MS, decisions};
 use crate::ratelimit::Decision;
 use crate::ratelimit::metrics::BatchSizes;
 
@@ -166,11 +166,15 @@ impl Driver {
                 }
             }
         };
-        let answer =
-            match tokio::time::timeout(self.timeout, self.conn.eval(&self.hash, fill)).await {
-                Err(_) => Err(StoreError::Timeout(self.timeout)),
-                Ok(values) => values.and_then(|v| decisions(&v, checks)),
-            };
+        let answer = match tokio::time::timeout(
+            self.timeout,
+            self.conn.eval(&self.hash, SCRIPT, fill),
+        )
+        .await
+        {
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+            Ok(values) => values.and_then(|v| decisions(&v, checks)),
+        };
         match answer {
             Ok(all) => {
                 let mut all = all.into_iter();

@@ -124,9 +124,12 @@ impl Conn {
     /// One call of the script (whose SHA1 is `hash`) with the arguments `fill` adds after it:
     /// `EVALSHA`, and on `NOSCRIPT` the same call as `EVAL`, which loads the script on the node
     /// that lacked it.
+    /// One script call: `EVALSHA` of `hash`, and on `NOSCRIPT` the same call as `EVAL` of
+    /// `source`, which loads the script on the node that lacked it.
     pub(super) async fn eval(
         &self,
         hash: &str,
+        source: &str,
         fill: impl Fn(&mut Cmd),
     ) -> Result<Vec<i64>, StoreError> {
         let command = |verb: &str, script: &str| {
@@ -137,7 +140,7 @@ impl Conn {
         };
         match self.query(&command("EVALSHA", hash)).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => self
-                .query(&command("EVAL", SCRIPT))
+                .query(&command("EVAL", source))
                 .await
                 .map_err(|e| classify(&e)),
             other => other.map_err(|e| classify(&e)),
@@ -220,22 +223,32 @@ impl RedisStore {
         now: u64,
         mono: Nanos,
     ) -> Result<Vec<Decision>, StoreError> {
+        self.guarded(mono, self.ask(checks, now)).await
+    }
+
+    /// A round trip under the breaker and the store's timeout: refused while the breaker is
+    /// open, and its outcome counted (a success closes the breaker, a failure counts toward
+    /// opening it).
+    pub(super) async fn guarded<T>(
+        &self,
+        mono: Nanos,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let admit = self.breaker.admit(mono);
         if admit == Admit::Refuse {
             return Err(self.failed(StoreError::BreakerOpen, mono, false));
         }
-        let answer = tokio::time::timeout(self.config.timeout, self.ask(checks, now)).await;
-        let result = match answer {
+        let result = match tokio::time::timeout(self.config.timeout, call).await {
             Err(_) => Err(StoreError::Timeout(self.config.timeout)),
             Ok(result) => result,
         };
         match result {
-            Ok(decisions) => {
+            Ok(answer) => {
                 if self.breaker.success() {
                     tracing::info!("rate limits: Redis answers again; breaker closed");
                     self.metrics.breaker_open.set(0);
                 }
-                Ok(decisions)
+                Ok(answer)
             }
             Err(e) => Err(self.failed(e, mono, admit == Admit::Probe)),
         }
@@ -319,7 +332,7 @@ impl RedisStore {
                 cmd.arg("dry");
             }
         };
-        let values = self.conn.eval(self.script.get_hash(), fill).await?;
+        let values = self.conn.eval(self.script.get_hash(), SCRIPT, fill).await?;
         decisions(&values, indices.len())
     }
 

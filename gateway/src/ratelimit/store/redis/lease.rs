@@ -10,11 +10,9 @@
 use std::sync::LazyLock;
 
 use futures_util::future::try_join_all;
-use redis::{ErrorKind, Script, ServerErrorKind};
+use redis::Script;
 
-use super::{
-    Conn, RedisStore, SCRIPT, StoreError, TTL_MARGIN_MS, by_slot, classify, cluster_key, code, key,
-};
+use super::{Conn, RedisStore, SCRIPT, StoreError, TTL_MARGIN_MS, by_slot, cluster_key, code, key};
 use crate::clock::Nanos;
 use crate::ratelimit::lease::Grant;
 use crate::ratelimit::store::Check;
@@ -51,25 +49,7 @@ impl RedisStore {
         now: u64,
         mono: Nanos,
     ) -> Result<Vec<Grant>, StoreError> {
-        let admit = self.breaker.admit(mono);
-        if admit == super::Admit::Refuse {
-            return Err(self.failed(StoreError::BreakerOpen, mono, false));
-        }
-        let answer = tokio::time::timeout(self.config.timeout, self.lease_calls(asks, now)).await;
-        let result = match answer {
-            Err(_) => Err(StoreError::Timeout(self.config.timeout)),
-            Ok(result) => result,
-        };
-        match result {
-            Ok(grants) => {
-                if self.breaker.success() {
-                    tracing::info!("rate limits: Redis answers again; breaker closed");
-                    self.metrics.breaker_open.set(0);
-                }
-                Ok(grants)
-            }
-            Err(e) => Err(self.failed(e, mono, admit == super::Admit::Probe)),
-        }
+        self.guarded(mono, self.lease_calls(asks, now)).await
     }
 
     /// The slices in one script call per slot (each slice is decided on its own, so slots need
@@ -115,9 +95,8 @@ impl RedisStore {
         indices: &[usize],
         now: u64,
     ) -> Result<Vec<Grant>, StoreError> {
-        let command = |verb: &str, script: &str| {
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(script).arg(indices.len());
+        let fill = |cmd: &mut redis::Cmd| {
+            cmd.arg(indices.len());
             for &i in indices {
                 cmd.arg(&keys[i]);
             }
@@ -132,20 +111,11 @@ impl RedisStore {
                     .arg(a.check.cost)
                     .arg(a.want);
             }
-            cmd
         };
-        let values: Vec<i64> = match self
+        let values = self
             .conn
-            .query(&command("EVALSHA", LEASE_SCRIPT.get_hash()))
-            .await
-        {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => self
-                .conn
-                .query(&command("EVAL", &LEASE_SOURCE))
-                .await
-                .map_err(|e| classify(&e))?,
-            other => other.map_err(|e| classify(&e))?,
-        };
+            .eval(LEASE_SCRIPT.get_hash(), &LEASE_SOURCE, fill)
+            .await?;
         if values.len() != indices.len() * 5 {
             return Err(StoreError::Script(format!(
                 "{} values for {} leases",
