@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
-use super::redis::{Conn, SCRIPT, StoreError, TTL_MARGIN_MS, decisions};
+use super::redis::call::{Conn, SCRIPT, StoreError, TTL_MARGIN_MS, decisions};
 use crate::ratelimit::Decision;
 use crate::ratelimit::metrics::BatchSizes;
 

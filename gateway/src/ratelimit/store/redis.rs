@@ -45,6 +45,7 @@
 //! batching by slot would send calls of one through an extra queue. A Cluster spreads the script
 //! work over its masters instead, which is its way to scale.
 
+pub(in crate::ratelimit::store) mod call;
 mod lease;
 
 use std::sync::Arc;
@@ -53,48 +54,19 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind};
+use redis::{Cmd, RedisError, Script};
 
 use super::Check;
 use super::batch::{Batcher, Params};
 use super::breaker::{Admit, Breaker};
 use crate::clock::Nanos;
 use crate::ratelimit::metrics::{RateLimitMetrics, StoreErrorLabels};
-use crate::ratelimit::{Algorithm, Decision, Limiter, NEVER};
+use crate::ratelimit::{Algorithm, Decision, Limiter};
 
+pub(in crate::ratelimit::store) use call::{Conn, decisions};
+pub use call::{SCRIPT, StoreError, TTL_MARGIN_MS};
 pub use lease::{LEASE_SCRIPT, LeaseAsk};
-
-/// The script, shared by every store.
-pub const SCRIPT: &str = include_str!("ratelimit.lua");
-
-/// Kept past a key's full restoration before Redis drops it, for clock skew between gateways.
-pub const TTL_MARGIN_MS: u64 = 1_000;
-
-/// Why a decision could not be had from Redis.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("the Redis breaker is open")]
-    BreakerOpen,
-    #[error("Redis did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("cannot reach Redis: {0}")]
-    Connection(String),
-    #[error("Redis refused the script: {0}")]
-    Script(String),
-}
-
-impl StoreError {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StoreError::BreakerOpen => "breaker_open",
-            StoreError::Timeout(_) => "timeout",
-            StoreError::Connection(_) => "connection",
-            StoreError::Script(_) => "script",
-        }
-    }
-}
 
 pub struct RedisStore {
     pub config: RedisConfig,
@@ -104,48 +76,6 @@ pub struct RedisStore {
     batch: Option<Batcher>,
     pub breaker: Breaker,
     metrics: RateLimitMetrics,
-}
-
-/// One Redis or a Cluster; both multiplex concurrent calls and are cheap to clone.
-#[derive(Clone)]
-pub(super) enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl Conn {
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
-        match self.clone() {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        }
-    }
-
-    /// One call of the script (whose SHA1 is `hash`) with the arguments `fill` adds after it:
-    /// `EVALSHA`, and on `NOSCRIPT` the same call as `EVAL`, which loads the script on the node
-    /// that lacked it.
-    /// One script call: `EVALSHA` of `hash`, and on `NOSCRIPT` the same call as `EVAL` of
-    /// `source`, which loads the script on the node that lacked it.
-    pub(super) async fn eval(
-        &self,
-        hash: &str,
-        source: &str,
-        fill: impl Fn(&mut Cmd),
-    ) -> Result<Vec<i64>, StoreError> {
-        let command = |verb: &str, script: &str| {
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(script);
-            fill(&mut cmd);
-            cmd
-        };
-        match self.query(&command("EVALSHA", hash)).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => self
-                .query(&command("EVAL", source))
-                .await
-                .map_err(|e| classify(&e)),
-            other => other.map_err(|e| classify(&e)),
-        }
-    }
 }
 
 impl RedisStore {
@@ -352,26 +282,6 @@ impl RedisStore {
     }
 }
 
-/// The script's four integers per check as decisions; an answer of the wrong length is a
-/// script error.
-pub(super) fn decisions(values: &[i64], checks: usize) -> Result<Vec<Decision>, StoreError> {
-    if values.len() != checks * 4 {
-        return Err(StoreError::Script(format!(
-            "{} values for {checks} checks",
-            values.len()
-        )));
-    }
-    Ok(values
-        .chunks_exact(4)
-        .map(|v| Decision {
-            allowed: v[0] == 1,
-            remaining: u64::try_from(v[1]).unwrap_or(0),
-            retry_after_nanos: u64::try_from(v[2]).unwrap_or(NEVER),
-            reset_nanos: u64::try_from(v[3]).unwrap_or(0),
-        })
-        .collect())
-}
-
 /// What the script reads of one check.
 fn params(c: &Check<'_>) -> Params {
     let quota = c.limiter.quota();
@@ -428,37 +338,6 @@ pub const fn code(algorithm: Algorithm) -> &'static str {
         Algorithm::FixedWindow => "fw",
         Algorithm::SlidingLog => "sl",
         Algorithm::SlidingWindowCounter => "swc",
-    }
-}
-
-fn classify(e: &RedisError) -> StoreError {
-    if e.is_timeout() {
-        StoreError::Timeout(Duration::ZERO)
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-    {
-        StoreError::Connection(e.to_string())
-    } else if matches!(
-        e.kind(),
-        ErrorKind::Server(
-            ServerErrorKind::Moved
-                | ServerErrorKind::Ask
-                | ServerErrorKind::TryAgain
-                | ServerErrorKind::ClusterDown
-                | ServerErrorKind::MasterDown
-                | ServerErrorKind::ReadOnly
-                | ServerErrorKind::BusyLoading
-        )
-    ) {
-        // A Cluster between topologies (a failover under way): unreachable for now, not a
-        // script that Redis refused.
-        StoreError::Connection(e.to_string())
-    } else if matches!(e.kind(), ErrorKind::Server(_)) {
-        StoreError::Script(e.to_string())
-    } else {
-        StoreError::Connection(e.to_string())
     }
 }
 
