@@ -261,12 +261,7 @@ routes:
         upstream = upstream.address,
     );
     let mut gw = TestGateway::start(&yaml).await;
-    let connector = tls_client(&pki, ClientCert::None, &[b"h2"]);
-    let tcp = tokio::net::TcpStream::connect(gw.handle.address())
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let tls = tls_connect(&pki, &[b"h2"], gw.handle.address()).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let mut raw = RawH2::start(tls).await;
     raw.send(&frame(

@@ -532,6 +532,23 @@ pub fn tls_client(pki: &Pki, cert: ClientCert, alpn: &[&[u8]]) -> tokio_rustls::
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
+/// A TLS connection to `address` as `localhost`, trusting the test CA and offering `alpn`, with
+/// no client certificate: the handshake done, nothing sent.
+pub async fn tls_connect(
+    pki: &Pki,
+    alpn: &[&[u8]],
+    address: SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    tls_client(pki, ClientCert::None, alpn)
+        .connect(name, tcp)
+        .await
+        .expect("handshake")
+}
+
 /// One HTTP/1.1 or HTTP/2 exchange over a fresh TLS connection with SNI `sni`. Err when the
 /// handshake or the exchange fails.
 pub async fn tls_get(

@@ -353,24 +353,14 @@ routes:
     );
     let gw = TestGateway::start(&yaml).await;
     for alpn in [&[b"http/1.1".as_slice()][..], &[b"h2".as_slice()][..]] {
-        let connector = tls_client(&pki, ClientCert::None, alpn);
-        let tcp = tokio::net::TcpStream::connect(gw.handle.address())
-            .await
-            .expect("connect");
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        let mut tls = connector.connect(name, tcp).await.expect("handshake");
+        let mut tls = tls_connect(&pki, alpn, gw.handle.address()).await;
         assert!(
             closes_within(&mut tls, Duration::from_secs(3)).await,
             "closed after a silent handshake ({alpn:?})"
         );
     }
     // And a connection that does talk is served.
-    let connector = tls_client(&pki, ClientCert::None, &[b"http/1.1"]);
-    let tcp = tokio::net::TcpStream::connect(gw.handle.address())
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    let mut tls = tls_connect(&pki, &[b"http/1.1"], gw.handle.address()).await;
     tls.write_all(b"GET /api/users/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
