@@ -5,8 +5,8 @@
 //! of the request atomically (Redis runs a script alone), all-or-nothing, and sets TTLs so idle
 //! keys expire by themselves once their quota is restored. On one Redis, concurrent requests
 //! share that call ([`batch`](super::batch): up to `max_batch` requests per call, each decided
-//! on its own, in arrival order); on a Cluster each request keeps calls of its own (below). The script is loaded when the store is
-//! made; a node that answers `NOSCRIPT` (restarted, flushed, or a replica promoted since) gets the
+//! on its own, in arrival order); on a Cluster each request keeps calls of its own (below). The
+//! script is loaded when the store is made; a node that answers `NOSCRIPT` (restarted, flushed, or a replica promoted since) gets the
 //! same call as `EVAL` with the script's text, which runs it and caches it on that node — no
 //! all-nodes `SCRIPT LOAD`, which a Cluster with one node down would refuse.
 //!
