@@ -23,6 +23,7 @@ mod integration {
     pub mod identity_support;
     mod identity_tls;
     mod limits;
+    mod parking;
     mod ratelimit_batch;
     mod ratelimit_cluster;
     mod ratelimit_lease;

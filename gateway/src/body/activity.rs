@@ -3,7 +3,7 @@
 //! WebSocket relay holds the connection [`Busy`] until it ends.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::clock::{Nanos, SharedClock};
@@ -18,6 +18,8 @@ pub struct ConnectionActivity {
     /// The stream guard waiting for the last exchange to end (a refused head is answered after
     /// the answers before it).
     idle: futures_util::task::AtomicWaker,
+    /// The server wants the connection parked at its next idle read (`crate::wire::Guarded`).
+    park: AtomicBool,
 }
 
 impl ConnectionActivity {
@@ -27,7 +29,13 @@ impl ConnectionActivity {
             running: AtomicUsize::new(0),
             last_nanos: AtomicU64::new(now),
             idle: futures_util::task::AtomicWaker::new(),
+            park: AtomicBool::new(false),
         }
+    }
+
+    /// Asks the stream guard to park the connection at its next idle read; `false` withdraws.
+    pub fn request_park(&self, park: bool) {
+        self.park.store(park, Ordering::Release);
     }
 
     /// How long the connection has had nothing running, at `now`; 0 while something runs.
@@ -64,6 +72,10 @@ impl crate::wire::Exchanges for ConnectionActivity {
 
     fn wake_when_idle(&self, waker: &std::task::Waker) {
         self.idle.register(waker);
+    }
+
+    fn park_requested(&self) -> bool {
+        self.park.load(Ordering::Acquire)
     }
 }
 

@@ -85,6 +85,8 @@ pub struct ConcurrencyMetrics {
     route_refused: Family<RouteLabels, Counter>,
     connections: Family<ListenerLabels, Gauge>,
     connections_refused: Family<ListenerLabels, Counter>,
+    /// Not a limit, but counted beside the open connections it is a part of.
+    connections_parked: Family<ListenerLabels, Gauge>,
 }
 
 impl ConcurrencyMetrics {
@@ -96,6 +98,7 @@ impl ConcurrencyMetrics {
             route_refused: Family::default(),
             connections: Family::default(),
             connections_refused: Family::default(),
+            connections_parked: Family::default(),
         };
         registry.register(
             "listener_requests_in_flight",
@@ -126,6 +129,12 @@ impl ConcurrencyMetrics {
             "listener_connections_refused",
             "Client connections closed at accept by limits.max_connections",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "listener_connections_parked",
+            "Idle HTTP/1.1 client connections parked on each listener: the socket kept, the HTTP \
+             connection's buffers and state freed until the client's next bytes",
+            m.connections_parked.clone(),
         );
         m
     }
@@ -161,6 +170,14 @@ impl ConcurrencyMetrics {
             in_flight: self.connections.get_or_create(&labels).clone(),
             refused: self.connections_refused.get_or_create(&labels).clone(),
         }
+    }
+
+    /// The connections parked on listener `name` (a part of those open).
+    pub fn parked(&self, name: &str) -> Gauge {
+        let labels = ListenerLabels {
+            listener: name.to_string(),
+        };
+        self.connections_parked.get_or_create(&labels).clone()
     }
 }
 

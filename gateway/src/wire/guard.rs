@@ -12,6 +12,11 @@
 //! - On HTTP/2 the bytes pass unread by the HTTP/1.1 walk, and an [`H2Watch`] follows the
 //!   frames both ways: a request the h2 library refused by itself (a malformed header block, one
 //!   past its ceiling, a stream over its limit) goes to the report's stream sink, for its record.
+//! - An idle keep-alive connection can be parked: asked to ([`Exchanges::park_requested`]),
+//!   the guard answers hyper's next read that finds nothing — between two messages, nothing
+//!   held or owed — with the end of the stream, and ignores hyper's shutdown. hyper's
+//!   connection ends cleanly and the server drops it, buffers and all, keeping only the socket;
+//!   [`Guarded::poll_resume`] waits for the next bytes before a new one is built.
 //! - The connection's first byte must arrive within `limits.header_read_timeout`, or hyper
 //!   reads the end of the stream (on plaintext during its HTTP/1-or-2 detection too).
 //!
@@ -44,6 +49,8 @@ pub trait Exchanges: Send + Sync {
     fn running(&self) -> bool;
     /// Wake `waker` when nothing runs any more.
     fn wake_when_idle(&self, waker: &Waker);
+    /// The server wants the connection parked ([`Guarded::is_parked`]) at its next idle read.
+    fn park_requested(&self) -> bool;
 }
 
 /// The error hyper's read fails with when the client's chunked body is malformed: it reaches
@@ -156,6 +163,9 @@ pub struct Guarded<S> {
     /// The HTTP/2 frame watch, once the connection turned out to speak HTTP/2 (boxed: most
     /// connections never need it).
     h2: Option<Box<H2Watch>>,
+    /// hyper was told the stream ended so that the server can drop hyper's connection state
+    /// while the client is idle; the socket itself stays open ([`Guarded::poll_resume`]).
+    parked: bool,
 }
 
 impl<S> Guarded<S> {
@@ -179,12 +189,72 @@ impl<S> Guarded<S> {
             answer_body: 0,
             // On ALPN `h2` the server's SETTINGS may go out before the client's first byte.
             h2: stream.is_http2().then(Box::default),
+            parked: false,
             stream,
         }
     }
 
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// Whether the client's bytes turned out to be HTTP/2 (ALPN `h2`, or the h2c preface once
+    /// [`Guarded::poll_resume`] has read it).
+    pub fn speaks_http2(&self) -> bool {
+        self.stream.is_http2()
+    }
+
+    /// Whether the last read told hyper "end of stream" to park the connection, not because
+    /// the client closed it. hyper's shutdown of a parked stream leaves the socket open.
+    pub fn is_parked(&self) -> bool {
+        self.parked
+    }
+
+    /// Whether a head has begun to arrive and has not ended: what the header read timeout
+    /// times while no hyper connection reads.
+    pub fn holds_partial_head(&self) -> bool {
+        self.held.len() > self.ready
+    }
+
+    /// Bytes hyper had read and not used when its connection was taken apart: handed on again
+    /// first (they were walked already).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        self.held.splice(0..0, bytes.iter().copied());
+        self.ready += bytes.len();
+    }
+
+    /// Waits, with no hyper connection on the stream, for the client's next bytes: reads and
+    /// walks them as a read from hyper would, and keeps those that go on for the connection
+    /// built next. Ready once some go on, or once the stream has ended for hyper (the client
+    /// closed, a head was refused, the first byte never came): the next connection then reads
+    /// that end. Until then nothing but this small read buffer is held for the connection.
+    pub fn poll_resume(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>
+    where
+        S: AsyncRead + Unpin,
+    {
+        self.parked = false;
+        let mut room = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+        let mut buf = ReadBuf::uninit(&mut room);
+        ready!(Pin::new(&mut *self).poll_read(cx, &mut buf))?;
+        self.unread(buf.filled());
+        Poll::Ready(Ok(()))
+    }
+
+    /// A read found nothing: whether to answer it with the end of the stream and park. Only
+    /// between messages, with nothing held, running or owed: hyper then ends the connection
+    /// cleanly and loses nothing.
+    fn parks_now(&mut self) -> bool {
+        let idle = self.exchanges.park_requested()
+            && matches!(self.reading, Reading::Open)
+            && self.held.is_empty()
+            && self.answer.is_none()
+            && self.h2.is_none()
+            && self.stream.between_messages()
+            && !self.exchanges.running();
+        if idle {
+            self.parked = true;
+        }
+        idle
     }
 
     /// Client bytes handed on to hyper: on HTTP/2, watched.
@@ -281,6 +351,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 buf.put_slice(&this.held[..n]);
                 this.held.drain(..n);
                 this.ready -= n;
+                if this.held.is_empty() {
+                    // Its room goes too: an idle connection keeps no buffer of its own.
+                    this.held = Vec::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             match this.reading {
@@ -353,7 +427,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 return Poll::Ready(Ok(()));
             }
             let start = buf.filled().len();
-            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
+                if this.parks_now() {
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Pending;
+            }
             let len = buf.filled().len() - start;
             if len == 0 {
                 return Poll::Ready(Ok(()));
@@ -418,6 +497,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     /// hyper shuts down after its last answer: the refusal's answer goes first.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.parked {
+            return Poll::Ready(Ok(()));
+        }
         if let Some((bytes, written)) = &mut this.answer {
             while *written < bytes.len() {
                 let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]))?;

@@ -139,6 +139,11 @@ impl MessageStream {
         &self.limits
     }
 
+    /// Between two HTTP/1.1 messages: the last one ended, the next has not begun.
+    pub fn between_messages(&self) -> bool {
+        matches!(self.mode, Mode::Head)
+    }
+
     pub fn is_passthrough(&self) -> bool {
         matches!(self.mode, Mode::Passthrough)
     }

@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod connection;
+mod edge_records;
+
+pub use connection::PARK_AFTER;
+
 use arc_swap::ArcSwap;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
-use crate::body::{ConnectionActivity, StreamTracker};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Runtime;
 use crate::identity::{IdentityState, tls};
@@ -28,9 +29,7 @@ use crate::record::{RecordSinks, RequestRecord};
 use crate::stage::context::ConnectionInfo;
 use crate::state::upstreams::Registry;
 use crate::state::{GatewayState, ReloadState};
-use crate::vocab::trace::TraceContext;
-use crate::vocab::{Scheme, StageId};
-use crate::wire::{GuardReport, Guarded, HeadLimits, MessageStream};
+use crate::vocab::Scheme;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -288,8 +287,8 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     // Past `limits.max_connections` the connection is closed at once, unread.
-                    if let Some(permit) = counted.admit(&state, index) {
-                        let serve = serve_connection(index, stream, peer, state.clone(), shutdown.clone());
+                    if let Some((permit, parked)) = counted.admit(&state, index) {
+                        let serve = connection::serve_connection(index, stream, peer, state.clone(), shutdown.clone(), parked);
                         connections.spawn(async move {
                             let _counted = permit;
                             serve.await;
@@ -332,8 +331,9 @@ async fn accept_loop(
 /// speak HTTP/1.1 (h2c, TLS).
 #[derive(Default)]
 struct ListenerConnections {
-    /// The listener's name and its gate, resolved again only when a reload renames it.
-    gate: Option<(String, crate::resilience::concurrency::Gate)>,
+    /// The listener's name, its gate and its parked-connections gauge, resolved again only when
+    /// a reload renames it.
+    gate: Option<(String, crate::resilience::concurrency::Gate, Gauge)>,
 }
 
 impl ListenerConnections {
@@ -341,21 +341,23 @@ impl ListenerConnections {
         &mut self,
         state: &GatewayState,
         index: usize,
-    ) -> Option<crate::resilience::concurrency::Permit> {
+    ) -> Option<(crate::resilience::concurrency::Permit, Gauge)> {
         let active = state.active.load();
         let max = active.config.limits.max_connections;
         let name = listener_name(&active.config, index);
-        let gate = match &self.gate {
-            Some((known, gate)) if *known == name => gate,
+        let (_, gate, parked) = match &self.gate {
+            Some((known, ..)) if *known == name => self.gate.as_ref()?,
             _ => {
-                let gate = state.sinks.metrics.concurrency.connections(&name);
-                &self.gate.insert((name, gate)).1
+                let concurrency = &state.sinks.metrics.concurrency;
+                let (gate, parked) = (concurrency.connections(&name), concurrency.parked(&name));
+                self.gate.insert((name, gate, parked))
             }
         };
-        match max {
+        let permit = match max {
             Some(max) => gate.try_enter(max),
             None => Some(gate.enter()),
-        }
+        }?;
+        Some((permit, parked.clone()))
     }
 }
 
@@ -366,276 +368,6 @@ fn listener_name(config: &Runtime, index: usize) -> String {
         .listeners
         .get(index)
         .map_or_else(|| format!("#{index}"), |l| l.name.clone())
-}
-
-/// The most header fields hyper's HTTP/1 parser takes when no cap is set (hyper's
-/// `DEFAULT_MAX_HEADERS`).
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
-
-async fn serve_connection(
-    index: usize,
-    stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<GatewayState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    // The TLS handshake, when the listener has TLS; a failed one is counted, logged and dropped.
-    let Some((stream, info)) = accept_connection(&state, index, stream, peer).await else {
-        return;
-    };
-    let limits = state.active.load().config.limits.clone();
-    let activity = Arc::new(ConnectionActivity::new(state.clock.now()));
-    // The strict HTTP/1.1 parser reads every byte before hyper does (crate::wire::guard).
-    let report = Arc::new(GuardReport::with_stream_sink({
-        let (state, info) = (state.clone(), info.clone());
-        Box::new(move |refusal| record_stream_refusal(&state, &info, refusal))
-    }));
-    let h2 = info.alpn.as_deref() == Some("h2");
-    let walk = if h2 {
-        MessageStream::http2()
-    } else {
-        MessageStream::new(HeadLimits {
-            max_uri_bytes: limits.max_uri_bytes,
-            max_header_bytes: limits.max_header_bytes,
-            max_headers: limits.max_headers,
-        })
-    };
-    let stream = Guarded::new(
-        stream,
-        walk,
-        limits.header_read_timeout,
-        activity.clone(),
-        report.clone(),
-    );
-    let connection_info = info.clone();
-    let tracker = StreamTracker::new(
-        activity.clone(),
-        state.clock.clone(),
-        limits.max_stream_duration,
-    );
-    let service = {
-        let state = state.clone();
-        service_fn(move |mut request: http::Request<Incoming>| {
-            let state = state.clone();
-            let info = info.clone();
-            // From the request's arrival: the connection is busy, and its stream's time runs.
-            let busy = tracker.begin();
-            let deadline = tracker.max_duration().map(tokio::time::sleep);
-            // For what outlives the response head on its own: a WebSocket relay.
-            request.extensions_mut().insert(tracker.clone());
-            // An HTTP/1.1 upgrade that is not taken must close the connection: the guard stops
-            // reading after an upgrade request, so nothing may follow it as HTTP/1.1.
-            let upgrade = request.version() == http::Version::HTTP_11
-                && (request.headers().contains_key(http::header::UPGRADE)
-                    || request.method() == http::Method::CONNECT);
-            let connect = request.method() == http::Method::CONNECT;
-            async move {
-                let mut response = crate::pipeline::handle(&state, info, request).await;
-                let status = response.status();
-                if upgrade
-                    && status != http::StatusCode::SWITCHING_PROTOCOLS
-                    && !(connect && status.is_success())
-                {
-                    response.headers_mut().insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                // The connection stays busy until the body's last byte, not just its head.
-                response.body_mut().stream(busy, deadline);
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        })
-    };
-
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true)
-        // hyper's own ceiling sits above ours, as a backstop: the guard refuses a head past
-        // our limits, with a problem body, before hyper reads it.
-        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes).max(8192) * 2);
-    // Likewise the field count — but a cap set here makes hyper allocate and fill an array of
-    // that many slots for every request, where its default (100) is an uninitialized array on
-    // the stack; the guard already refuses a head past `limits.max_headers`.
-    if limits.max_headers > HYPER_DEFAULT_MAX_HEADERS {
-        builder.http1().max_headers(limits.max_headers);
-    }
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.http2_max_concurrent_streams)
-        // As for HTTP/1.1: above what the `tls` stage checks, so an oversized header block is
-        // answered by the gateway, with a problem body and a record, not by h2 with a bare 431.
-        .max_header_list_size(limits.http2_header_list_ceiling())
-        // RFC 8441: WebSockets over HTTP/2 (`:method CONNECT`, `:protocol websocket`).
-        .enable_connect_protocol()
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(Duration::from_secs(20));
-
-    // With upgrades, so a WebSocket route's 101 hands the connection to forward's relay.
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let idle = limits.idle_timeout;
-    let mut idle_check = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
-    idle_check.tick().await;
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-                if let Some(refused) = report.take() {
-                    record_refusal(&state, &connection_info, refused, &report);
-                }
-                return;
-            }
-            _ = shutdown.changed(), if !draining => {
-                draining = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            _ = idle_check.tick(), if !draining => {
-                if activity.idle_for(state.clock.now()) > idle.as_nanos() as u64 {
-                    draining = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-            }
-        }
-    }
-}
-
-/// The one record of a head the stream guard refused: the same record and sinks as a stop in
-/// the pipeline (stage `tls`, its reason), counted by the same metrics; method and path as far
-/// as the request line could be read, escaped.
-fn record_refusal(
-    state: &GatewayState,
-    connection: &ConnectionInfo,
-    refused: crate::wire::guard::Refused,
-    report: &GuardReport,
-) {
-    let method = refused
-        .head
-        .method
-        .as_deref()
-        .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok());
-    let path = refused
-        .head
-        .target
-        .as_deref()
-        .map(|t| t.split('?').next().unwrap_or(t).to_owned())
-        .unwrap_or_default();
-    let target = refused
-        .head
-        .target
-        .as_deref()
-        .map(|t| {
-            let active = state.active.load();
-            crate::record::redact_query_tokens(t, |name| {
-                active.config.auth.is_token_query_param(name)
-            })
-        })
-        .unwrap_or_default();
-    let record = edge_record(
-        state,
-        connection,
-        EdgeStop {
-            request_id: refused.request_id,
-            method,
-            host: refused
-                .head
-                .host
-                .as_deref()
-                .and_then(|h| http::HeaderValue::from_str(h).ok()),
-            path,
-            target,
-            status: refused.rejection.status.as_u16(),
-            reason: refused.rejection.reason,
-            bytes_out: report.answer_bytes(),
-            completed: report.answered(),
-        },
-    );
-    state.sinks.emit(record, None);
-}
-
-/// The one record of an HTTP/2 request h2 refused by itself (`crate::wire::h2_frames`): its
-/// header block was never decoded by the gateway, so method, host and path are unknown. The
-/// status is h2's own 431 when it sent one, else the reason's (the client got a reset), and
-/// `completed` says whether a status reached the client.
-fn record_stream_refusal(
-    state: &GatewayState,
-    connection: &ConnectionInfo,
-    refusal: crate::wire::h2_frames::StreamRefusal,
-) {
-    let record = edge_record(
-        state,
-        connection,
-        EdgeStop {
-            request_id: crate::vocab::trace::new_request_id(),
-            method: None,
-            host: None,
-            path: String::new(),
-            target: String::new(),
-            status: refusal
-                .answered_status
-                .unwrap_or_else(|| refusal.reason.status().as_u16()),
-            reason: refusal.reason,
-            bytes_out: 0,
-            completed: refusal.answered_status.is_some(),
-        },
-    );
-    state.sinks.emit(record, None);
-}
-
-/// What a refusal before the pipeline knows of its request.
-struct EdgeStop {
-    request_id: String,
-    /// `None` when not even the method could be read: `-`, as access logs write it.
-    method: Option<http::Method>,
-    host: Option<http::HeaderValue>,
-    path: String,
-    target: String,
-    status: u16,
-    reason: crate::vocab::Reason,
-    bytes_out: u64,
-    completed: bool,
-}
-
-fn edge_record(state: &GatewayState, connection: &ConnectionInfo, stop: EdgeStop) -> RequestRecord {
-    let mut stage_ns = crate::record::StageTimings::default();
-    stage_ns.set(StageId::Tls, 0);
-    RequestRecord {
-        request_id: stop.request_id,
-        trace_id: TraceContext::continue_or_start(None).trace_id_hex(),
-        unix_millis: state.clock.unix_millis(),
-        peer: connection.peer,
-        method: stop
-            .method
-            .unwrap_or_else(|| http::Method::from_bytes(b"-").unwrap_or_default()),
-        host: stop.host,
-        path: stop.path,
-        target: stop.target,
-        route: None,
-        route_template: None,
-        status: stop.status,
-        grpc_status: None,
-        stopped_at: Some(StageId::Tls),
-        reason: Some(std::borrow::Cow::Borrowed(stop.reason.as_str())),
-        stage_ns,
-        duration_ns: 0,
-        identity: None,
-        limit: None,
-        upstream: None,
-        upstream_instance: None,
-        upstream_path: None,
-        retries: 0,
-        breaker: None,
-        bytes_in: 0,
-        bytes_out: stop.bytes_out,
-        completed: stop.completed,
-    }
 }
 
 /// The next connection's id: unique within the process, so ids from two gateways in one

@@ -1,0 +1,341 @@
+//! One client connection, from its accept to its close: the TLS handshake, the stream guard,
+//! and hyper's connection over it — HTTP/2 on ALPN `h2` or the h2c preface, HTTP/1.1 otherwise —
+//! under the idle timeout and graceful shutdown.
+//!
+//! An HTTP/1.1 keep-alive connection idle for [`PARK_AFTER`] is *parked*: hyper's connection
+//! over it ends cleanly and is dropped with its buffers (a 16 KiB read buffer, an 8 KiB write
+//! buffer, the dispatcher's state), and only the socket, the guard and the service are kept
+//! until the client's next bytes come; then a new hyper connection is built over them. nginx
+//! frees its request buffers on keep-alive the same way. HTTP/2 connections are never parked.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::accept_connection;
+use super::edge_records::{record_refusal, record_stream_refusal};
+use crate::body::{ConnectionActivity, StreamTracker};
+use crate::clock::SharedClock;
+use crate::config::raw::RawLimits;
+use crate::identity::tls::EdgeStream;
+use crate::state::GatewayState;
+use crate::wire::{GuardReport, Guarded, HeadLimits, MessageStream};
+
+/// The most header fields hyper's HTTP/1 parser takes when no cap is set (hyper's
+/// `DEFAULT_MAX_HEADERS`).
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
+/// How long an HTTP/1.1 connection has had nothing running before it is parked. Building hyper's
+/// connection again costs a handful of allocations, noise once a quarter second, while a
+/// connection carrying back-to-back requests is never idle that long.
+pub const PARK_AFTER: Duration = Duration::from_millis(250);
+
+pub(super) async fn serve_connection(
+    index: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<GatewayState>,
+    mut shutdown: watch::Receiver<bool>,
+    parked_gauge: Gauge,
+) {
+    // The TLS handshake, when the listener has TLS; a failed one is counted, logged and dropped.
+    // Boxed: its state would otherwise size the connection's task for as long as it lives.
+    let Some((stream, info)) = Box::pin(accept_connection(&state, index, stream, peer)).await
+    else {
+        return;
+    };
+    let limits = state.active.load().config.limits.clone();
+    let activity = Arc::new(ConnectionActivity::new(state.clock.now()));
+    // The strict HTTP/1.1 parser reads every byte before hyper does (crate::wire::guard).
+    let report = Arc::new(GuardReport::with_stream_sink({
+        let (state, info) = (state.clone(), info.clone());
+        Box::new(move |refusal| record_stream_refusal(&state, &info, refusal))
+    }));
+    let h2 = info.alpn.as_deref() == Some("h2");
+    let walk = if h2 {
+        MessageStream::http2()
+    } else {
+        MessageStream::new(HeadLimits {
+            max_uri_bytes: limits.max_uri_bytes,
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+        })
+    };
+    let guarded = Guarded::new(
+        stream,
+        walk,
+        limits.header_read_timeout,
+        activity.clone(),
+        report.clone(),
+    );
+    let connection_info = info.clone();
+    let tracker = StreamTracker::new(
+        activity.clone(),
+        state.clock.clone(),
+        limits.max_stream_duration,
+    );
+    let service = {
+        let state = state.clone();
+        service_fn(move |mut request: http::Request<Incoming>| {
+            let state = state.clone();
+            let info = info.clone();
+            // From the request's arrival: the connection is busy, and its stream's time runs.
+            let busy = tracker.begin();
+            let deadline = tracker.max_duration().map(tokio::time::sleep);
+            // For what outlives the response head on its own: a WebSocket relay.
+            request.extensions_mut().insert(tracker.clone());
+            // An HTTP/1.1 upgrade that is not taken must close the connection: the guard stops
+            // reading after an upgrade request, so nothing may follow it as HTTP/1.1.
+            let upgrade = request.version() == http::Version::HTTP_11
+                && (request.headers().contains_key(http::header::UPGRADE)
+                    || request.method() == http::Method::CONNECT);
+            let connect = request.method() == http::Method::CONNECT;
+            async move {
+                let mut response = crate::pipeline::handle(&state, info, request).await;
+                let status = response.status();
+                if upgrade
+                    && status != http::StatusCode::SWITCHING_PROTOCOLS
+                    && !(connect && status.is_success())
+                {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                // The connection stays busy until the body's last byte, not just its head.
+                response.body_mut().stream(busy, deadline);
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        })
+    };
+
+    let watch = Watch {
+        activity: &activity,
+        clock: &state.clock,
+        idle: limits.idle_timeout,
+        peer,
+    };
+    let mut draining = false;
+    let mut io = TokioIo::new(guarded);
+    let mut service = service;
+    let http1 = http1_builder(&limits);
+    // The first pass waits for the connection's first bytes; each later one, parked.
+    let mut parked = false;
+    loop {
+        // Plaintext may be h2c: the first bytes say which, read before any hyper connection.
+        if !io.inner().speaks_http2() {
+            let _counted = parked.then(|| ParkedCount::enter(&parked_gauge));
+            if !watch
+                .wait_for_bytes(io.inner_mut(), &limits, &mut shutdown)
+                .await
+            {
+                break;
+            }
+        }
+        if io.inner().speaks_http2() {
+            // Boxed: h2's connection state is large, and most connections are HTTP/1.1.
+            let connection = Box::pin(http2_builder(&limits).serve_connection(io, service));
+            let result = watch
+                .drive(
+                    connection,
+                    |c| c.graceful_shutdown(),
+                    false,
+                    &mut shutdown,
+                    &mut draining,
+                )
+                .await;
+            watch.log_end(result);
+            break;
+        }
+        // With upgrades, so a WebSocket route's 101 hands the connection to forward's relay.
+        let mut connection = Box::new(http1.serve_connection(io, service).with_upgrades());
+        let result = watch
+            .drive(
+                Pin::new(&mut *connection),
+                |c| c.graceful_shutdown(),
+                true,
+                &mut shutdown,
+                &mut draining,
+            )
+            .await;
+        activity.request_park(false);
+        match connection.into_parts() {
+            Some(parts) if parts.io.inner().is_parked() && !draining && result.is_ok() => {
+                io = parts.io;
+                service = parts.service;
+                io.inner_mut().unread(&parts.read_buf);
+                parked = true;
+            }
+            _ => {
+                watch.log_end(result);
+                break;
+            }
+        }
+    }
+    if let Some(refused) = report.take() {
+        record_refusal(&state, &connection_info, refused, &report);
+    }
+}
+
+/// One connection counted parked, until dropped.
+struct ParkedCount<'a>(&'a Gauge);
+
+impl<'a> ParkedCount<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for ParkedCount<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn http1_builder(limits: &RawLimits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        // hyper's own ceiling sits above ours, as a backstop: the guard refuses a head past
+        // our limits, with a problem body, before hyper reads it.
+        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes).max(8192) * 2);
+    // Likewise the field count — but a cap set here makes hyper allocate and fill an array of
+    // that many slots for every request, where its default (100) is an uninitialized array on
+    // the stack; the guard already refuses a head past `limits.max_headers`.
+    if limits.max_headers > HYPER_DEFAULT_MAX_HEADERS {
+        builder.max_headers(limits.max_headers);
+    }
+    builder
+}
+
+fn http2_builder(limits: &RawLimits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        // As for HTTP/1.1: above what the `tls` stage checks, so an oversized header block is
+        // answered by the gateway, with a problem body and a record, not by h2 with a bare 431.
+        .max_header_list_size(limits.http2_header_list_ceiling())
+        // RFC 8441: WebSockets over HTTP/2 (`:method CONNECT`, `:protocol websocket`).
+        .enable_connect_protocol()
+        .keep_alive_interval(Some(limits.idle_timeout / 2))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// What watches a connection while hyper serves it, or while it is parked: its activity, for
+/// the idle timeout and parking.
+struct Watch<'a> {
+    activity: &'a ConnectionActivity,
+    clock: &'a SharedClock,
+    idle: Duration,
+    peer: SocketAddr,
+}
+
+impl Watch<'_> {
+    /// How long the connection has had nothing running.
+    fn idle_for(&self) -> Duration {
+        Duration::from_nanos(self.activity.idle_for(self.clock.now()))
+    }
+
+    /// Drives hyper's `connection` until it ends. Shutdown, or the idle timeout, starts its
+    /// graceful shutdown (`drain`); a `parkable` one idle for [`PARK_AFTER`] is asked to park,
+    /// which ends it cleanly at its next idle read.
+    async fn drive<C>(
+        &self,
+        mut connection: Pin<C>,
+        drain: impl Fn(Pin<&mut C::Target>),
+        parkable: bool,
+        shutdown: &mut watch::Receiver<bool>,
+        draining: &mut bool,
+    ) -> hyper::Result<()>
+    where
+        C: std::ops::DerefMut,
+        C::Target: Future<Output = hyper::Result<()>>,
+    {
+        let mut idle_check = tokio::time::interval((self.idle / 4).max(Duration::from_millis(10)));
+        idle_check.tick().await;
+        let park_check = tokio::time::sleep(PARK_AFTER);
+        tokio::pin!(park_check);
+        let mut park_pending = parkable;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => return result,
+                _ = shutdown.changed(), if !*draining => {
+                    *draining = true;
+                    self.activity.request_park(false);
+                    drain(connection.as_mut());
+                }
+                _ = idle_check.tick(), if !*draining => {
+                    if self.idle_for() > self.idle {
+                        *draining = true;
+                        self.activity.request_park(false);
+                        drain(connection.as_mut());
+                    }
+                }
+                _ = &mut park_check, if park_pending && !*draining => {
+                    let idle_for = self.idle_for();
+                    if idle_for >= PARK_AFTER {
+                        // The next pass of the loop polls hyper, whose read then parks.
+                        self.activity.request_park(true);
+                        park_pending = false;
+                    } else {
+                        park_check.set(tokio::time::sleep(PARK_AFTER - idle_for));
+                    }
+                }
+            }
+        }
+    }
+
+    /// With no hyper connection on the stream: waits for the client's next bytes (true), or
+    /// for the idle timeout, shutdown, a head that does not end within
+    /// `limits.header_read_timeout`, or a read error (false: the connection closes).
+    async fn wait_for_bytes(
+        &self,
+        guard: &mut Guarded<EdgeStream>,
+        limits: &RawLimits,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let header_timeout = limits.header_read_timeout;
+        let mut head_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let resumed = std::future::poll_fn(|cx| match guard.poll_resume(cx) {
+            Poll::Ready(result) => Poll::Ready(result.is_ok()),
+            Poll::Pending => {
+                if guard.holds_partial_head() {
+                    let deadline = head_deadline
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(header_timeout)));
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(false);
+                    }
+                }
+                Poll::Pending
+            }
+        });
+        let idle_left = self.idle.saturating_sub(self.idle_for());
+        tokio::select! {
+            resumed = resumed => resumed,
+            _ = tokio::time::sleep(idle_left) => false,
+            _ = shutdown.changed() => false,
+        }
+    }
+
+    fn log_end(&self, result: hyper::Result<()>) {
+        if let Err(error) = result {
+            tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
+        }
+    }
+}
