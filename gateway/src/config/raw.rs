@@ -77,6 +77,11 @@ pub struct RawLimits {
     /// How long a client connection with no request in flight and no body streaming stays open.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// How long an HTTP/1.1 client connection has nothing running before it is parked: the
+    /// HTTP connection's buffers and state freed, the socket kept, until the client's next
+    /// bytes (`crate::server`'s connection module). `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub park_idle_after: Duration,
     /// The longest one exchange may last, from its arrival to its response's last byte; `None`
     /// (the default) leaves a stream unbounded while it streams.
     #[serde(with = "humantime_serde")]
@@ -134,6 +139,7 @@ impl Default for RawLimits {
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            park_idle_after: Duration::from_millis(100),
             max_stream_duration: None,
             drain_timeout: Duration::from_secs(30),
             http2_max_concurrent_streams: 256,

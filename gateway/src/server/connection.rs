@@ -2,17 +2,18 @@
 //! and hyper's connection over it — HTTP/2 on ALPN `h2` or the h2c preface, HTTP/1.1 otherwise —
 //! under the idle timeout and graceful shutdown.
 //!
-//! An HTTP/1.1 keep-alive connection idle for [`PARK_AFTER`] is *parked*: hyper's connection
-//! over it ends cleanly and is dropped with its buffers (a 16 KiB read buffer, an 8 KiB write
-//! buffer, the dispatcher's state), and only the socket, the guard and the service are kept
-//! until the client's next bytes come; then a new hyper connection is built over them. nginx
-//! frees its request buffers on keep-alive the same way. HTTP/2 connections are never parked.
+//! An HTTP/1.1 keep-alive connection idle for `limits.park_idle_after` is *parked*: hyper's
+//! connection over it ends cleanly and is dropped with its buffers (a 16 KiB read buffer, an
+//! 8 KiB write buffer, the dispatcher's state), and only the socket, the guard and the service
+//! are kept until the client's next bytes come; then a new hyper connection is built over them.
+//! nginx frees its request buffers on keep-alive the same way. The rebuild is the price: about
+//! 25,000 instructions, paid by each request that finds its connection parked (measured in
+//! docs/PERFORMANCE.md). HTTP/2 connections are never parked.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -35,11 +36,6 @@ use crate::wire::{GuardReport, Guarded, HeadLimits, MessageStream};
 /// The most header fields hyper's HTTP/1 parser takes when no cap is set (hyper's
 /// `DEFAULT_MAX_HEADERS`).
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
-
-/// How long an HTTP/1.1 connection has had nothing running before it is parked. Building hyper's
-/// connection again costs a handful of allocations, noise once a quarter second, while a
-/// connection carrying back-to-back requests is never idle that long.
-pub const PARK_AFTER: Duration = Duration::from_millis(250);
 
 pub(super) async fn serve_connection(
     index: usize,
@@ -124,6 +120,7 @@ pub(super) async fn serve_connection(
         activity: &activity,
         clock: &state.clock,
         idle: limits.idle_timeout,
+        park_after: limits.park_idle_after,
         peer,
     };
     let mut draining = false;
@@ -136,10 +133,7 @@ pub(super) async fn serve_connection(
         // Plaintext may be h2c: the first bytes say which, read before any hyper connection.
         if !io.inner().speaks_http2() {
             let _counted = parked.then(|| ParkedCount::enter(&parked_gauge));
-            if !watch
-                .wait_for_bytes(io.inner_mut(), &limits, &mut shutdown)
-                .await
-            {
+            if !watch.wait_for_bytes(io.inner_mut(), &mut shutdown).await {
                 break;
             }
         }
@@ -208,7 +202,10 @@ fn http1_builder(limits: &RawLimits) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The guard times a head from its first bytes (`limits.header_read_timeout`); hyper's
+        // timer would also run while a keep-alive connection idles, closing it long before
+        // `limits.idle_timeout`.
+        .header_read_timeout(None)
         .keep_alive(true)
         // hyper's own ceiling sits above ours, as a backstop: the guard refuses a head past
         // our limits, with a problem body, before hyper reads it.
@@ -243,6 +240,8 @@ struct Watch<'a> {
     activity: &'a ConnectionActivity,
     clock: &'a SharedClock,
     idle: Duration,
+    /// `limits.park_idle_after`; zero: never park.
+    park_after: Duration,
     peer: SocketAddr,
 }
 
@@ -253,7 +252,7 @@ impl Watch<'_> {
     }
 
     /// Drives hyper's `connection` until it ends. Shutdown, or the idle timeout, starts its
-    /// graceful shutdown (`drain`); a `parkable` one idle for [`PARK_AFTER`] is asked to park,
+    /// graceful shutdown (`drain`); a `parkable` one idle for `park_after` is asked to park,
     /// which ends it cleanly at its next idle read.
     async fn drive<C>(
         &self,
@@ -269,9 +268,9 @@ impl Watch<'_> {
     {
         let mut idle_check = tokio::time::interval((self.idle / 4).max(Duration::from_millis(10)));
         idle_check.tick().await;
-        let park_check = tokio::time::sleep(PARK_AFTER);
+        let park_check = tokio::time::sleep(self.park_after);
         tokio::pin!(park_check);
-        let mut park_pending = parkable;
+        let mut park_pending = parkable && !self.park_after.is_zero();
         loop {
             tokio::select! {
                 result = connection.as_mut() => return result,
@@ -289,45 +288,31 @@ impl Watch<'_> {
                 }
                 _ = &mut park_check, if park_pending && !*draining => {
                     let idle_for = self.idle_for();
-                    if idle_for >= PARK_AFTER {
+                    if idle_for >= self.park_after {
                         // The next pass of the loop polls hyper, whose read then parks.
                         self.activity.request_park(true);
                         park_pending = false;
                     } else {
-                        park_check.set(tokio::time::sleep(PARK_AFTER - idle_for));
+                        park_check.set(tokio::time::sleep(self.park_after - idle_for));
                     }
                 }
             }
         }
     }
 
-    /// With no hyper connection on the stream: waits for the client's next bytes (true), or
-    /// for the idle timeout, shutdown, a head that does not end within
-    /// `limits.header_read_timeout`, or a read error (false: the connection closes).
+    /// With no hyper connection on the stream: waits for the client's next bytes (true), or for
+    /// the idle timeout, shutdown or a read error (false: the connection closes). A head that
+    /// has begun and does not end is timed by the guard, whose read then ends (true: the next
+    /// hyper connection reads that end and closes).
     async fn wait_for_bytes(
         &self,
         guard: &mut Guarded<EdgeStream>,
-        limits: &RawLimits,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
-        let header_timeout = limits.header_read_timeout;
-        let mut head_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        let resumed = std::future::poll_fn(|cx| match guard.poll_resume(cx) {
-            Poll::Ready(result) => Poll::Ready(result.is_ok()),
-            Poll::Pending => {
-                if guard.holds_partial_head() {
-                    let deadline = head_deadline
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(header_timeout)));
-                    if deadline.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(false);
-                    }
-                }
-                Poll::Pending
-            }
-        });
+        let resumed = std::future::poll_fn(|cx| guard.poll_resume(cx));
         let idle_left = self.idle.saturating_sub(self.idle_for());
         tokio::select! {
-            resumed = resumed => resumed,
+            resumed = resumed => resumed.is_ok(),
             _ = tokio::time::sleep(idle_left) => false,
             _ = shutdown.changed() => false,
         }

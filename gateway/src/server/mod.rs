@@ -11,8 +11,6 @@ use std::time::Duration;
 mod connection;
 mod edge_records;
 
-pub use connection::PARK_AFTER;
-
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};

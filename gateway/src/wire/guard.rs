@@ -155,6 +155,10 @@ pub struct Guarded<S> {
     ready: usize,
     reading: Reading,
     first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// `limits.header_read_timeout`: for the first byte, and for a head that has begun.
+    head_timeout: Duration,
+    /// Set when a head has begun and not ended; its end must come before it rings.
+    head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     exchanges: Arc<dyn Exchanges>,
     report: Arc<GuardReport>,
     /// The refusal's answer and how much of it is written.
@@ -169,11 +173,12 @@ pub struct Guarded<S> {
 }
 
 impl<S> Guarded<S> {
-    /// `first_byte`: how long the connection may stay silent from now before its first byte.
+    /// `head_timeout`: how long the connection may stay silent from now before its first byte,
+    /// and how long any head may take from its first bytes to its end.
     pub fn new(
         inner: S,
         stream: MessageStream,
-        first_byte: Duration,
+        head_timeout: Duration,
         exchanges: Arc<dyn Exchanges>,
         report: Arc<GuardReport>,
     ) -> Self {
@@ -182,7 +187,9 @@ impl<S> Guarded<S> {
             held: Vec::new(),
             ready: 0,
             reading: Reading::Open,
-            first_byte: Some(Box::pin(tokio::time::sleep(first_byte))),
+            first_byte: Some(Box::pin(tokio::time::sleep(head_timeout))),
+            head_timeout,
+            head_deadline: None,
             exchanges,
             report,
             answer: None,
@@ -237,6 +244,28 @@ impl<S> Guarded<S> {
         let mut buf = ReadBuf::uninit(&mut room);
         ready!(Pin::new(&mut *self).poll_read(cx, &mut buf))?;
         self.unread(buf.filled());
+        Poll::Ready(Ok(()))
+    }
+
+    /// A read found nothing more of a head that has begun: pending until
+    /// `limits.header_read_timeout` has passed since its first bytes, then the end of the
+    /// stream for hyper, which closes the connection (a slowloris client's). Timed here rather
+    /// than by hyper, whose timer also runs while a keep-alive connection merely idles.
+    fn pending_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.holds_partial_head() {
+            return Poll::Pending;
+        }
+        let timeout = self.head_timeout;
+        let deadline = self
+            .head_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if deadline.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.head_deadline = None;
+        self.held = Vec::new();
+        self.ready = 0;
+        self.reading = Reading::Ended;
         Poll::Ready(Ok(()))
     }
 
@@ -395,7 +424,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 let read = Pin::new(&mut this.inner).poll_read(cx, &mut more);
                 let n = more.filled().len();
                 this.held.truncate(held + n);
-                ready!(read)?;
+                if read?.is_pending() {
+                    return this.pending_head(cx);
+                }
                 if n == 0 {
                     // The client closed inside a head hyper never saw: nothing to answer.
                     this.held.clear();
@@ -410,6 +441,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                     _ => pass,
                 });
                 this.ready = pass;
+                if !this.holds_partial_head() {
+                    this.head_deadline = None;
+                }
                 if this.stream.is_http2() {
                     let held = std::mem::take(&mut this.held);
                     this.handed_on(&held[..pass]);

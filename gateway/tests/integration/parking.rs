@@ -1,12 +1,11 @@
-//! Parking: an HTTP/1.1 keep-alive connection idle for `PARK_AFTER` gives up hyper's connection
-//! state and keeps only its socket. Its next request is served as on a live connection, and what
-//! arrives while it is parked meets the same rules: a refused head, a head that never ends, the
-//! idle timeout, shutdown.
+//! Parking: an HTTP/1.1 keep-alive connection idle for `limits.park_idle_after` gives up
+//! hyper's connection state and keeps only its socket. Its next request is served as on a live
+//! connection, and what arrives while it is parked meets the same rules: a refused head, a head
+//! that never ends, the idle timeout, shutdown.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gateway::server::PARK_AFTER;
 use gateway::vocab::StageId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,13 +16,17 @@ use super::ratelimit_support::{metric, metrics};
 use super::util::*;
 
 const PARKED: &str = "gatehouse_listener_connections_parked{";
+const PARK_AFTER: Duration = Duration::from_millis(100);
 const GET: &[u8] = b"GET /api/v1/users/1 HTTP/1.1\r\nHost: x\r\n\r\n";
 
 fn config(upstream: SocketAddr) -> String {
     let text = reference_config(upstream);
     let changed = text
         .replace("header_read_timeout: 10s", "header_read_timeout: 300ms")
-        .replace("idle_timeout: 60s", "idle_timeout: 3s");
+        .replace(
+            "idle_timeout: 60s",
+            "idle_timeout: 3s\n  park_idle_after: 100ms",
+        );
     assert_ne!(text, changed, "the fixture's limits block changed");
     changed
 }
@@ -230,6 +233,7 @@ routes:
         upstream = upstream.address,
     );
     let gw = TestGateway::start(&yaml).await;
+    // The default `park_idle_after` (100 ms) is in force here.
     let mut tls = tls_connect(&pki, &[b"http/1.1"], gw.handle.address()).await;
     for n in 1..=2 {
         tls.write_all(format!("GET /api/users/{n} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
@@ -239,4 +243,44 @@ routes:
         until_parked(&gw, 1.0).await;
     }
     assert_eq!(upstream.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn park_idle_after_zero_never_parks() {
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(
+        &config(upstream.address).replace("park_idle_after: 100ms", "park_idle_after: 0s"),
+    )
+    .await;
+    let mut stream = TcpStream::connect(gw.handle.address()).await.unwrap();
+    stream.write_all(GET).await.unwrap();
+    read_answer(&mut stream).await;
+    // Long past the delay the others park at, and past the header read timeout (300 ms), which
+    // times heads, not idleness: a sleep is the scenario here.
+    tokio::time::sleep(PARK_AFTER * 5).await;
+    assert_eq!(parked(&gw).await, 0.0);
+    stream.write_all(GET).await.unwrap();
+    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_head_that_never_ends_on_a_live_connection_is_cut_at_the_header_read_timeout() {
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(
+        &config(upstream.address).replace("park_idle_after: 100ms", "park_idle_after: 0s"),
+    )
+    .await;
+    let mut stream = TcpStream::connect(gw.handle.address()).await.unwrap();
+    stream.write_all(GET).await.unwrap();
+    read_answer(&mut stream).await;
+    stream
+        .write_all(b"GET /api/v1/users/2 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
+    let started = std::time::Instant::now();
+    assert!(closes_within(&mut stream, Duration::from_secs(2)).await);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(parked(&gw).await, 0.0);
+    assert_eq!(upstream.seen().len(), 1);
 }
