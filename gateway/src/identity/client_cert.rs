@@ -8,8 +8,8 @@ use serde::Deserialize;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::failure::Failure;
 use super::header_text::{self, NonAscii};
-use super::jwt::Failure;
 use crate::vocab::{Identity, Reason};
 
 /// The names of a verified leaf certificate, in the order it lists them.

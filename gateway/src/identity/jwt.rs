@@ -8,33 +8,17 @@
 //! and the key (the JWK's `alg`, or the algorithms its key type can serve), so a token cannot
 //! choose HMAC with a public key as the secret, nor `none`.
 
-use std::borrow::Cow;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::failure::Failure;
 use super::header_text::{NonAscii, acceptable};
 use super::issuer::{IssuerConfig, header_safe};
 use crate::identity::jwks::VerifyKey;
 use crate::vocab::{Identity, Reason};
-
-/// Why a credential was refused: a stable reason token and a human detail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub reason: Reason,
-    pub detail: Cow<'static, str>,
-}
-
-impl Failure {
-    pub fn new(reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-        }
-    }
-}
 
 /// A token split and decoded, nothing verified yet.
 #[derive(Debug)]

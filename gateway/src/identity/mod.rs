@@ -8,6 +8,7 @@
 
 pub mod api_key;
 pub mod client_cert;
+pub mod failure;
 pub mod grants;
 pub mod header_text;
 pub mod issuer;

@@ -21,7 +21,8 @@ use http::{HeaderValue, header};
 
 use crate::config::auth::{AuthConfig, RouteAuth, percent_decoded};
 use crate::config::{CompiledRoute, Runtime};
-use crate::identity::jwt::{self, Failure};
+use crate::identity::failure::Failure;
+use crate::identity::jwt;
 use crate::identity::tls::TlsInfo;
 use crate::identity::token_cache::CachedToken;
 use crate::stage::context::{RequestContext, StageResult};
