@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 
+pub use super::raw::UpstreamProtocol;
 use super::raw::{RawAccessLog, RawLimits};
 use crate::routing::pattern::RoutePattern;
 pub use crate::routing::table::ValueMatch;
@@ -72,32 +73,6 @@ pub struct Upstream {
     pub http2: super::raw::RawHttp2,
     /// Balancing, health, breaker, retries, total timeout (config/resilience.rs).
     pub resilience: super::resilience::UpstreamResilience,
-}
-
-/// The protocol toward an upstream's instances (`upstreams.<name>.protocol`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UpstreamProtocol {
-    /// HTTP/1.1, one request at a time per pooled connection.
-    #[default]
-    Http1,
-    /// HTTP/2 in cleartext with prior knowledge (what gRPC servers listen with).
-    H2c,
-    /// HTTP/2 over TLS, agreed by ALPN: an upstream that does not offer `h2` is not reachable.
-    H2,
-    /// Over TLS, HTTP/2 when the upstream offers it by ALPN, else HTTP/1.1.
-    Auto,
-}
-
-impl UpstreamProtocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpstreamProtocol::Http1 => "http1",
-            UpstreamProtocol::H2c => "h2c",
-            UpstreamProtocol::H2 => "h2",
-            UpstreamProtocol::Auto => "auto",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -255,7 +255,7 @@ pub struct RawUpstream {
     pub tls: Option<super::tls::RawUpstreamTls>,
     /// What the gateway speaks to the instances: `http1` (the default), `h2c`, `h2` or `auto`.
     #[serde(default)]
-    pub protocol: super::compiled::UpstreamProtocol,
+    pub protocol: UpstreamProtocol,
     /// HTTP/2 connection settings, for `h2c`, `h2` and an `auto` that negotiated HTTP/2.
     #[serde(default)]
     pub http2: RawHttp2,
@@ -428,4 +428,30 @@ pub struct RawRewrite {
     /// Put this in front after stripping.
     #[serde(default)]
     pub add_prefix: Option<String>,
+}
+
+/// The protocol toward an upstream's instances (`upstreams.<name>.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, one request at a time per pooled connection.
+    #[default]
+    Http1,
+    /// HTTP/2 in cleartext with prior knowledge (what gRPC servers listen with).
+    H2c,
+    /// HTTP/2 over TLS, agreed by ALPN: an upstream that does not offer `h2` is not reachable.
+    H2,
+    /// Over TLS, HTTP/2 when the upstream offers it by ALPN, else HTTP/1.1.
+    Auto,
+}
+
+impl UpstreamProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2c => "h2c",
+            UpstreamProtocol::H2 => "h2",
+            UpstreamProtocol::Auto => "auto",
+        }
+    }
 }
