@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde::Deserialize;
 
-use super::upstream::AnswerBody;
+use super::answer_body::AnswerBody;
 
 /// How a fake upstream answers as a gRPC server. The default is a unary call's answer: one
 /// message at once, then `grpc-status: 0`.

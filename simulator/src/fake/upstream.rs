@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
+use super::answer_body::AnswerBody;
 use super::grpc::{self, GrpcAnswer};
 
 /// How an instance answers. Every field is optional; the default answers 200 at once.
@@ -360,8 +361,6 @@ where
             .await;
     }
 }
-
-pub(super) type AnswerBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 async fn answer(
     req: Request<Incoming>,
