@@ -8,7 +8,6 @@
 //! and the key (the JWK's `alg`, or the algorithms its key type can serve), so a token cannot
 //! choose HMAC with a public key as the secret, nor `none`.
 
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;

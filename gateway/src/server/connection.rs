@@ -14,6 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -24,13 +25,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::accept_connection;
 use super::edge_records::{record_refusal, record_stream_refusal};
 use crate::body::{ConnectionActivity, StreamTracker};
 use crate::clock::SharedClock;
+use crate::config::Runtime;
 use crate::config::raw::RawLimits;
-use crate::identity::tls::EdgeStream;
+use crate::identity::tls::{self, EdgeStream};
+use crate::stage::context::ConnectionInfo;
 use crate::state::GatewayState;
+use crate::vocab::Scheme;
 use crate::wire::{GuardReport, Guarded, HeadLimits, MessageStream};
 
 /// The most header fields hyper's HTTP/1 parser takes when no cap is set (hyper's
@@ -321,6 +324,76 @@ impl Watch<'_> {
     fn log_end(&self, result: hyper::Result<()>) {
         if let Err(error) = result {
             tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
+        }
+    }
+}
+
+/// Listener `index`'s name in `config` (its metric label), or `#index` for a listener handed in
+/// beyond the config's.
+pub(super) fn listener_name(config: &Runtime, index: usize) -> String {
+    config
+        .listeners
+        .get(index)
+        .map_or_else(|| format!("#{index}"), |l| l.name.clone())
+}
+
+/// The next connection's id: unique within the process, so ids from two gateways in one
+/// process (the simulator runs several) never collide either.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts a client connection on listener `index`: the TLS handshake when the listener has
+/// TLS (with the certificates of the runtime in force now), bounded by
+/// `limits.tls_handshake_timeout`.
+/// A failed handshake is counted and logged and the connection dropped: it never reaches a
+/// stage.
+pub(super) async fn accept_connection(
+    state: &GatewayState,
+    index: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(tls::EdgeStream, ConnectionInfo)> {
+    let _ = stream.set_nodelay(true);
+    let active = state.active.load();
+    let listener = active.config.listeners.get(index);
+    let listener_tls = listener.and_then(|l| l.tls.clone());
+    let name = listener_name(&active.config, index);
+    let timeout = active.config.limits.tls_handshake_timeout;
+    drop(active);
+    let is_tls = listener_tls.is_some();
+    match tls::accept(stream, listener_tls, timeout).await {
+        Ok((io, tls)) => {
+            if is_tls {
+                state.sinks.metrics.identity.handshake(&name);
+            }
+            let alpn = match &io {
+                tls::EdgeStream::Tls(stream) => stream
+                    .get_ref()
+                    .1
+                    .alpn_protocol()
+                    .map(|p| Arc::from(String::from_utf8_lossy(p).as_ref())),
+                tls::EdgeStream::Plain(_) => None,
+            };
+            Some((
+                io,
+                ConnectionInfo {
+                    peer,
+                    scheme: if is_tls { Scheme::Https } else { Scheme::Http },
+                    tls,
+                    alpn,
+                    id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+                    listener_requests: state.sinks.metrics.concurrency.listener(&name),
+                    listener: index,
+                },
+            ))
+        }
+        Err(failure) => {
+            state
+                .sinks
+                .metrics
+                .identity
+                .handshake_failed(&name, failure.reason);
+            tracing::info!(%peer, listener = %name, reason = failure.reason, error = %failure.error, "TLS handshake failed");
+            None
         }
     }
 }

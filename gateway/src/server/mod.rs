@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 mod connection;
@@ -13,21 +12,19 @@ mod edge_records;
 
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Runtime;
-use crate::identity::{IdentityState, tls};
+use crate::identity::IdentityState;
 use crate::ratelimit::store::Stores;
 use crate::record::metrics::Metrics;
 use crate::record::recording::Recorder;
 use crate::record::{RecordSinks, RequestRecord};
-use crate::stage::context::ConnectionInfo;
 use crate::state::upstreams::Registry;
 use crate::state::{GatewayState, ReloadState};
-use crate::vocab::Scheme;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -342,7 +339,7 @@ impl ListenerConnections {
     ) -> Option<(crate::resilience::concurrency::Permit, Gauge)> {
         let active = state.active.load();
         let max = active.config.limits.max_connections;
-        let name = listener_name(&active.config, index);
+        let name = connection::listener_name(&active.config, index);
         let (_, gate, parked) = match &self.gate {
             Some((known, ..)) if *known == name => self.gate.as_ref()?,
             _ => {
@@ -356,75 +353,5 @@ impl ListenerConnections {
             None => Some(gate.enter()),
         }?;
         Some((permit, parked.clone()))
-    }
-}
-
-/// Listener `index`'s name in `config` (its metric label), or `#index` for a listener handed in
-/// beyond the config's.
-fn listener_name(config: &Runtime, index: usize) -> String {
-    config
-        .listeners
-        .get(index)
-        .map_or_else(|| format!("#{index}"), |l| l.name.clone())
-}
-
-/// The next connection's id: unique within the process, so ids from two gateways in one
-/// process (the simulator runs several) never collide either.
-static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-
-/// Accepts a client connection on listener `index`: the TLS handshake when the listener has
-/// TLS (with the certificates of the runtime in force now), bounded by
-/// `limits.tls_handshake_timeout`.
-/// A failed handshake is counted and logged and the connection dropped: it never reaches a
-/// stage.
-pub async fn accept_connection(
-    state: &GatewayState,
-    index: usize,
-    stream: TcpStream,
-    peer: SocketAddr,
-) -> Option<(tls::EdgeStream, ConnectionInfo)> {
-    let _ = stream.set_nodelay(true);
-    let active = state.active.load();
-    let listener = active.config.listeners.get(index);
-    let listener_tls = listener.and_then(|l| l.tls.clone());
-    let name = listener_name(&active.config, index);
-    let timeout = active.config.limits.tls_handshake_timeout;
-    drop(active);
-    let is_tls = listener_tls.is_some();
-    match tls::accept(stream, listener_tls, timeout).await {
-        Ok((io, tls)) => {
-            if is_tls {
-                state.sinks.metrics.identity.handshake(&name);
-            }
-            let alpn = match &io {
-                tls::EdgeStream::Tls(stream) => stream
-                    .get_ref()
-                    .1
-                    .alpn_protocol()
-                    .map(|p| Arc::from(String::from_utf8_lossy(p).as_ref())),
-                tls::EdgeStream::Plain(_) => None,
-            };
-            Some((
-                io,
-                ConnectionInfo {
-                    peer,
-                    scheme: if is_tls { Scheme::Https } else { Scheme::Http },
-                    tls,
-                    alpn,
-                    id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
-                    listener_requests: state.sinks.metrics.concurrency.listener(&name),
-                    listener: index,
-                },
-            ))
-        }
-        Err(failure) => {
-            state
-                .sinks
-                .metrics
-                .identity
-                .handshake_failed(&name, failure.reason);
-            tracing::info!(%peer, listener = %name, reason = failure.reason, error = %failure.error, "TLS handshake failed");
-            None
-        }
     }
 }
