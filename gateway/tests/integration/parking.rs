@@ -64,6 +64,16 @@ async fn read_answer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String 
     head
 }
 
+/// A connection that has served one request, and is idle now.
+async fn served_connection(gw: &TestGateway) -> TcpStream {
+    let mut stream = TcpStream::connect(gw.handle.address())
+        .await
+        .expect("connect");
+    stream.write_all(GET).await.expect("write");
+    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    stream
+}
+
 async fn parked(gw: &TestGateway) -> f64 {
     metric(&metrics(gw).await, PARKED)
 }
@@ -78,20 +88,6 @@ async fn until_parked(gw: &TestGateway, count: f64) {
         },
     )
     .await;
-}
-
-/// Whether the gateway closes `stream` within `wait`, reading past whatever it writes first.
-async fn closes_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, wait: Duration) -> bool {
-    let mut buf = [0u8; 1024];
-    let closed = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(wait, closed).await.is_ok()
 }
 
 #[tokio::test]
@@ -131,9 +127,7 @@ async fn an_idle_connection_is_parked_and_its_next_requests_are_served() {
 async fn a_head_refused_on_a_parked_connection_gets_its_answer_and_its_record() {
     let upstream = Upstream::start().await;
     let mut gw = TestGateway::start(&config(upstream.address)).await;
-    let mut stream = TcpStream::connect(gw.handle.address()).await.unwrap();
-    stream.write_all(GET).await.unwrap();
-    read_answer(&mut stream).await;
+    let mut stream = served_connection(&gw).await;
     gw.record().await;
     until_parked(&gw, 1.0).await;
 
@@ -165,9 +159,7 @@ async fn a_head_refused_on_a_parked_connection_gets_its_answer_and_its_record() 
 async fn a_head_that_never_ends_on_a_parked_connection_is_cut_at_the_header_read_timeout() {
     let upstream = Upstream::start().await;
     let gw = TestGateway::start(&config(upstream.address)).await;
-    let mut stream = TcpStream::connect(gw.handle.address()).await.unwrap();
-    stream.write_all(GET).await.unwrap();
-    read_answer(&mut stream).await;
+    let mut stream = served_connection(&gw).await;
     until_parked(&gw, 1.0).await;
     stream
         .write_all(b"GET /api/v1/users/2 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -185,17 +177,13 @@ async fn a_head_that_never_ends_on_a_parked_connection_is_cut_at_the_header_read
 async fn a_parked_connection_is_closed_at_the_idle_timeout_and_at_shutdown() {
     let upstream = Upstream::start().await;
     let gw = TestGateway::start(&config(upstream.address)).await;
-    let mut idle = TcpStream::connect(gw.handle.address()).await.unwrap();
-    idle.write_all(GET).await.unwrap();
-    read_answer(&mut idle).await;
+    let mut idle = served_connection(&gw).await;
     until_parked(&gw, 1.0).await;
     // Idle timeout 3 s from the end of its request.
     assert!(closes_within(&mut idle, Duration::from_secs(5)).await);
     until_parked(&gw, 0.0).await;
 
-    let mut draining = TcpStream::connect(gw.handle.address()).await.unwrap();
-    draining.write_all(GET).await.unwrap();
-    read_answer(&mut draining).await;
+    let mut draining = served_connection(&gw).await;
     until_parked(&gw, 1.0).await;
     #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
     let started = std::time::Instant::now();
@@ -252,9 +240,7 @@ async fn park_idle_after_zero_never_parks() {
         &config(upstream.address).replace("park_idle_after: 100ms", "park_idle_after: 0s"),
     )
     .await;
-    let mut stream = TcpStream::connect(gw.handle.address()).await.unwrap();
-    stream.write_all(GET).await.unwrap();
-    read_answer(&mut stream).await;
+    let mut stream = served_connection(&gw).await;
     // Long past the delay the others park at, and past the header read timeout (300 ms), which
     // times heads, not idleness: a sleep is the scenario here.
     tokio::time::sleep(PARK_AFTER * 5).await;
@@ -270,9 +256,7 @@ async fn a_head_that_never_ends_on_a_live_connection_is_cut_at_the_header_read_t
         &config(upstream.address).replace("park_idle_after: 100ms", "park_idle_after: 0s"),
     )
     .await;
-    let mut stream = TcpStream::connect(gw.handle.address()).await.unwrap();
-    stream.write_all(GET).await.unwrap();
-    read_answer(&mut stream).await;
+    let mut stream = served_connection(&gw).await;
     stream
         .write_all(b"GET /api/v1/users/2 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await

@@ -303,22 +303,6 @@ async fn an_oversized_header_block_over_http2_gets_the_problem_body_and_a_record
     canary(&gw).await;
 }
 
-/// Reads until the gateway closes the connection (true) or `wait` passes (false).
-/// Whether the gateway closes `stream` within `wait`. What it writes before is read past: over
-/// ALPN `h2` its connection preface (a SETTINGS frame) goes out at once.
-async fn closes_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, wait: Duration) -> bool {
-    let mut buf = [0u8; 256];
-    let closed = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(wait, closed).await.is_ok()
-}
-
 #[tokio::test]
 async fn a_plaintext_connection_that_sends_nothing_is_closed_at_the_header_read_timeout() {
     let upstream = Upstream::start().await;

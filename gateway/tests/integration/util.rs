@@ -315,3 +315,22 @@ pub async fn raw_exchange(address: SocketAddr, bytes: &[u8], wait: Duration) -> 
     };
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
+
+/// Whether the gateway closes `stream` within `wait`. What it writes first is read past: over
+/// ALPN `h2` its connection preface (a SETTINGS frame) goes out at once.
+pub async fn closes_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    wait: Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let closed = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(wait, closed).await.is_ok()
+}
