@@ -17,8 +17,9 @@
 //!   held or owed — with the end of the stream, and ignores hyper's shutdown. hyper's
 //!   connection ends cleanly and the server drops it, buffers and all, keeping only the socket;
 //!   [`Guarded::poll_resume`] waits for the next bytes before a new one is built.
-//! - The connection's first byte must arrive within `limits.header_read_timeout`, or hyper
-//!   reads the end of the stream (on plaintext during its HTTP/1-or-2 detection too).
+//! - The connection's first byte must arrive within `limits.header_read_timeout`, and each head
+//!   must end within it of its first bytes, or hyper reads the end of the stream. (hyper's own
+//!   header timer is off: it also runs while a keep-alive connection idles.)
 //!
 //! The common case costs one pass over the bytes where hyper's buffer already holds them: no
 //! copy, no allocation. Only a head split across reads is copied, into a buffer the connection
