@@ -239,27 +239,7 @@ async fn a_header_block_that_breaks_hpack_ends_the_connection_with_a_record() {
 async fn over_tls_a_malformed_header_block_is_recorded_too() {
     let pki = Pki::generate();
     let upstream = Upstream::start().await;
-    let yaml = format!(
-        r#"
-listeners:
-  - name: edge
-    address: "127.0.0.1:0"
-    tls:
-      certificates:
-        - {{ cert_file: "{server}", key_file: "{key}", hosts: [localhost] }}
-access_log: off
-upstreams:
-  svc:
-    instances: ["{upstream}"]
-routes:
-  - name: users
-    match: {{ path: /api/v1/users/* }}
-    upstream: svc
-"#,
-        server = pki.path_str("server.pem"),
-        key = pki.path_str("server.key"),
-        upstream = upstream.address,
-    );
+    let yaml = tls_listener_config(&pki, upstream.address, "/api/v1/users/*", "");
     let mut gw = TestGateway::start(&yaml).await;
     let tls = tls_connect(&pki, &[b"h2"], gw.handle.address()).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));

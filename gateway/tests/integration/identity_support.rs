@@ -532,6 +532,37 @@ pub fn tls_client(pki: &Pki, cert: ClientCert, alpn: &[&[u8]]) -> tokio_rustls::
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
+/// A gateway config with one TLS listener (the test CA's server certificate, for `localhost`),
+/// `limits` as given (indented YAML lines, or empty), and one route `users` matching `path` to
+/// `upstream`.
+pub fn tls_listener_config(pki: &Pki, upstream: SocketAddr, path: &str, limits: &str) -> String {
+    let limits = if limits.is_empty() {
+        String::new()
+    } else {
+        format!("limits:\n{limits}\n")
+    };
+    format!(
+        r#"
+listeners:
+  - name: edge
+    address: "127.0.0.1:0"
+    tls:
+      certificates:
+        - {{ cert_file: "{server}", key_file: "{key}", hosts: [localhost] }}
+{limits}access_log: off
+upstreams:
+  svc:
+    instances: ["{upstream}"]
+routes:
+  - name: users
+    match: {{ path: {path} }}
+    upstream: svc
+"#,
+        server = pki.path_str("server.pem"),
+        key = pki.path_str("server.key"),
+    )
+}
+
 /// A TLS connection to `address` as `localhost`, trusting the test CA and offering `alpn`, with
 /// no client certificate: the handshake done, nothing sent.
 pub async fn tls_connect(

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::eventually::eventually;
-use super::identity_support::{Pki, tls_connect};
+use super::identity_support::{Pki, tls_connect, tls_listener_config};
 use super::ratelimit_support::{metric, metrics};
 use super::util::*;
 
@@ -29,6 +29,11 @@ fn config(upstream: SocketAddr) -> String {
         );
     assert_ne!(text, changed, "the fixture's limits block changed");
     changed
+}
+
+/// [`config`] with parking off.
+fn never_parking(upstream: SocketAddr) -> String {
+    config(upstream).replace("park_idle_after: 100ms", "park_idle_after: 0s")
 }
 
 /// Reads one answer with a `content-length` body; returns its head.
@@ -199,27 +204,7 @@ async fn a_parked_connection_is_closed_at_the_idle_timeout_and_at_shutdown() {
 async fn a_tls_connection_is_parked_and_served_again() {
     let pki = Pki::generate();
     let upstream = Upstream::start().await;
-    let yaml = format!(
-        r#"
-listeners:
-  - name: edge
-    address: "127.0.0.1:0"
-    tls:
-      certificates:
-        - {{ cert_file: "{server}", key_file: "{key}", hosts: [localhost] }}
-access_log: off
-upstreams:
-  svc:
-    instances: ["{upstream}"]
-routes:
-  - name: users
-    match: {{ path: /api/users/* }}
-    upstream: svc
-"#,
-        server = pki.path_str("server.pem"),
-        key = pki.path_str("server.key"),
-        upstream = upstream.address,
-    );
+    let yaml = tls_listener_config(&pki, upstream.address, "/api/users/*", "");
     let gw = TestGateway::start(&yaml).await;
     // The default `park_idle_after` (100 ms) is in force here.
     let mut tls = tls_connect(&pki, &[b"http/1.1"], gw.handle.address()).await;
@@ -236,10 +221,7 @@ routes:
 #[tokio::test]
 async fn park_idle_after_zero_never_parks() {
     let upstream = Upstream::start().await;
-    let gw = TestGateway::start(
-        &config(upstream.address).replace("park_idle_after: 100ms", "park_idle_after: 0s"),
-    )
-    .await;
+    let gw = TestGateway::start(&never_parking(upstream.address)).await;
     let mut stream = served_connection(&gw).await;
     // Long past the delay the others park at, and past the header read timeout (300 ms), which
     // times heads, not idleness: a sleep is the scenario here.
@@ -252,10 +234,7 @@ async fn park_idle_after_zero_never_parks() {
 #[tokio::test]
 async fn a_head_that_never_ends_on_a_live_connection_is_cut_at_the_header_read_timeout() {
     let upstream = Upstream::start().await;
-    let gw = TestGateway::start(
-        &config(upstream.address).replace("park_idle_after: 100ms", "park_idle_after: 0s"),
-    )
-    .await;
+    let gw = TestGateway::start(&never_parking(upstream.address)).await;
     let mut stream = served_connection(&gw).await;
     stream
         .write_all(b"GET /api/v1/users/2 HTTP/1.1\r\nHost: x\r\nX-Slow: ")

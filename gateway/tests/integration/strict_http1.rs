@@ -319,28 +319,11 @@ async fn a_plaintext_connection_that_sends_nothing_is_closed_at_the_header_read_
 async fn a_tls_connection_that_sends_nothing_after_its_handshake_is_closed_too() {
     let pki = Pki::generate();
     let upstream = Upstream::start().await;
-    let yaml = format!(
-        r#"
-listeners:
-  - name: edge
-    address: "127.0.0.1:0"
-    tls:
-      certificates:
-        - {{ cert_file: "{server}", key_file: "{key}", hosts: [localhost] }}
-limits:
-  header_read_timeout: 300ms
-access_log: off
-upstreams:
-  svc:
-    instances: ["{upstream}"]
-routes:
-  - name: users
-    match: {{ path: /api/users/* }}
-    upstream: svc
-"#,
-        server = pki.path_str("server.pem"),
-        key = pki.path_str("server.key"),
-        upstream = upstream.address,
+    let yaml = tls_listener_config(
+        &pki,
+        upstream.address,
+        "/api/users/*",
+        "  header_read_timeout: 300ms",
     );
     let gw = TestGateway::start(&yaml).await;
     for alpn in [&[b"http/1.1".as_slice()][..], &[b"h2".as_slice()][..]] {
