@@ -1,8 +1,11 @@
-//! The in-memory store: counters per (policy, subject) in 64 shards, each a `Mutex<HashMap>` — no
-//! global lock, and a decision holds one shard's lock for the length of one algorithm step.
+//! The in-memory store: counters per (policy, subject) in up to 64 shards, each a
+//! `Mutex<HashMap>` — no global lock, and a decision holds one shard's lock for the length of one
+//! algorithm step.
 //!
-//! **Memory is bounded** by `max_keys` (default 1,000,000): each shard holds at most
-//! `max_keys / 64` keys. Every entry remembers when its quota will be fully restored (the
+//! **Memory is bounded** by `max_keys` (default 1,000,000): each shard holds at most its share
+//! of it. A small budget gets fewer shards (one per 1,024 keys, at least one), so that a shard's
+//! share is never so small that two subjects which happen to hash to one shard evict each
+//! other. Every entry remembers when its quota will be fully restored (the
 //! decision's reset time); from then on its state is equivalent to a fresh one, so dropping it
 //! loses nothing. A shard drops such idle entries every 10 s of traffic, and whenever a new key
 //! finds it full. If that frees less than 1/16 of the shard, the entries closest to full
@@ -26,7 +29,9 @@ use super::{Check, decide_together};
 use crate::ratelimit::metrics::{EvictionLabels, RateLimitMetrics};
 use crate::ratelimit::{AnyLimiter, AnyState, Decision, Limiter};
 
-const SHARDS: usize = 64;
+const MAX_SHARDS: usize = 64;
+/// The fewest keys a shard is given room for, while there are keys enough.
+const MIN_SHARD_KEYS: usize = 1024;
 /// The default memory budget: keys (policy × subject) held at once before idle ones are evicted.
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
@@ -69,7 +74,8 @@ impl Equivalent<(Arc<str>, Box<str>)> for Lookup<'_> {
 
 impl MemoryStore {
     pub fn new(max_keys: usize, metrics: RateLimitMetrics) -> Self {
-        let shards = (0..SHARDS)
+        let count = (max_keys / MIN_SHARD_KEYS).clamp(1, MAX_SHARDS);
+        let shards = (0..count)
             .map(|_| {
                 Shard(Mutex::new(ShardInner {
                     map: HashMap::new(),
@@ -80,14 +86,14 @@ impl MemoryStore {
         Self {
             shards,
             pick: DefaultHashBuilder::default(),
-            shard_budget: (max_keys / SHARDS).max(1),
+            shard_budget: (max_keys / count).max(1),
             metrics,
         }
     }
 
     /// The most keys held at once.
     pub fn capacity(&self) -> usize {
-        self.shard_budget * SHARDS
+        self.shard_budget * self.shards.len()
     }
 
     pub fn len(&self) -> usize {
@@ -99,7 +105,7 @@ impl MemoryStore {
     }
 
     fn shard_of(&self, check: &Check<'_>) -> usize {
-        (self.pick.hash_one(Lookup(check.policy, check.subject)) >> 32) as usize % SHARDS
+        (self.pick.hash_one(Lookup(check.policy, check.subject)) >> 32) as usize % self.shards.len()
     }
 
     /// Decides one check at `now` (ticks); the decision is in ticks.
@@ -293,6 +299,31 @@ mod tests {
             11 * S,
         );
         assert_eq!(store.len(), 0);
+    }
+
+    #[test]
+    fn a_small_budget_holds_exactly_its_keys_however_they_hash() {
+        // 100 keys in 64 shards would give each shard room for one: two subjects hashing to one
+        // shard would evict each other. A small budget is one shard of room for all of them.
+        let metrics = RateLimitMetrics::default();
+        let store = MemoryStore::new(100, metrics.clone());
+        assert_eq!(store.capacity(), 100);
+        let l = AnyLimiter::new(Algorithm::Gcra, Quota::new(10, 3_600 * S));
+        for i in 0..100 {
+            assert!(store.decide(&check("p", &format!("c{i}"), &l), S).allowed);
+        }
+        assert_eq!(store.len(), 100, "nothing evicted under the budget");
+        for i in 0..100 {
+            let d = store.decide(
+                &Check {
+                    cost: 0,
+                    ..check("p", &format!("c{i}"), &l)
+                },
+                S,
+            );
+            assert_eq!(d.remaining, 9, "c{i} kept its count");
+        }
+        assert_eq!(MemoryStore::new(DEFAULT_MAX_KEYS, metrics).shards.len(), 64);
     }
 
     #[test]
