@@ -292,7 +292,7 @@ impl Drop for Exchange<'_> {
 
 enum Outcome {
     /// The upstream answered; its response goes to `mutate_response`.
-    Upstream(http::Response<Incoming>),
+    Upstream(http::Response<crate::body::UpstreamBody>),
     /// The gateway answered on purpose without it being a stop (a CORS preflight).
     Answered(http::Response<ResponseBody>),
 }

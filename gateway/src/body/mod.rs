@@ -16,8 +16,10 @@ mod activity;
 mod pace;
 mod request;
 mod response;
+mod upstream;
 
 pub use activity::{Busy, ConnectionActivity, StreamTracker};
 pub use pace::{BodyPace, BodyStalled, PaceState};
 pub use request::{BodyMeter, BodyRefusal, BodyTooLarge, RequestBodyMeter, UpstreamRequestBody};
 pub use response::{PendingRecord, ResponseBody, ResponseContent, StreamCut, UpstreamBadResponse};
+pub use upstream::UpstreamBody;

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::activity::Busy;
 use super::request::RequestBodyMeter;
+use super::upstream::UpstreamBody;
 use crate::clock::SharedClock;
 use crate::record::metrics::RouteMetrics;
 use crate::record::recording::Capture;
@@ -81,7 +81,7 @@ impl UpstreamBadResponse {
 /// What a response carries: a body the gateway wrote, or the upstream's stream.
 pub enum ResponseContent {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
 }
 
 /// A record that waits for the response body to end before it is emitted.
@@ -187,7 +187,7 @@ impl ResponseBody {
         Self::new(ResponseContent::Full(None))
     }
 
-    pub fn upstream(body: Incoming) -> Self {
+    pub fn upstream(body: UpstreamBody) -> Self {
         Self::new(ResponseContent::Upstream(body))
     }
 
@@ -327,7 +327,6 @@ impl Body for ResponseBody {
                 }
             },
         };
-        let polled = polled.map(|frame| frame.map_err(Self::Error::from));
         match &polled {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {

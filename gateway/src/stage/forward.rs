@@ -11,7 +11,7 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::context::{RequestContext, Target};
-use crate::body::BodyRefusal;
+use crate::body::{BodyRefusal, UpstreamBody};
 use crate::state::GatewayState;
 use crate::state::upstreams::{PoolError, PoolErrorKind};
 use crate::vocab::{Reason, Rejection, StageId};
@@ -27,7 +27,7 @@ pub async fn run(
     state: &GatewayState,
     cx: &mut RequestContext,
     target: Target,
-) -> Result<Response<Incoming>, Rejection> {
+) -> Result<Response<UpstreamBody>, Rejection> {
     // Per-try and total timeouts, retries, outcomes fed to breaker and ejection: attempt.rs.
     // The request body's pace rule reads the gateway's clock.
     attempt::run(cx, target, state.clock.clone()).await

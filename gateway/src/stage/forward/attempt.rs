@@ -25,10 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 
 use super::{STAGE, TryFailure, build_request};
-use crate::body::{BodyPace, UpstreamRequestBody};
+use crate::body::{BodyPace, UpstreamBody, UpstreamRequestBody};
 use crate::clock::SharedClock;
 use crate::resilience::BreakerState;
 use crate::resilience::health::Outcome;
@@ -93,7 +92,7 @@ pub(super) async fn run(
     cx: &mut RequestContext,
     mut target: Target,
     clock: SharedClock,
-) -> Result<Response<Incoming>, Rejection> {
+) -> Result<Response<UpstreamBody>, Rejection> {
     let bound = target.upstream.clone();
     let upstream = &bound.config;
     let started = bound.now();
@@ -285,8 +284,8 @@ async fn next_try(
 fn finish(
     cx: &mut RequestContext,
     target: Target,
-    answer: Result<Response<Incoming>, Rejection>,
-) -> Result<Response<Incoming>, Rejection> {
+    answer: Result<Response<UpstreamBody>, Rejection>,
+) -> Result<Response<UpstreamBody>, Rejection> {
     cx.target = Some(target);
     let mut response = answer?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS && cx.upgrade.is_none() {

@@ -23,12 +23,11 @@
 use base64::Engine as _;
 use http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::STAGE;
-use crate::body::StreamTracker;
+use crate::body::{StreamTracker, UpstreamBody};
 use crate::stage::context::RequestContext;
 use crate::vocab::{Reason, Rejection};
 
@@ -153,7 +152,10 @@ fn bad_upgrade(detail: &'static str) -> Rejection {
 /// `Sec-WebSocket-Accept` proved it answered the gateway's key. Any other answer goes back as it
 /// is — except a success that did not switch, to an HTTP/2 client, which would take it for an
 /// open WebSocket. The request stays counted in flight to its instance while the relay runs.
-pub fn relay(cx: &mut RequestContext, response: &mut Response<Incoming>) -> Result<(), Rejection> {
+pub fn relay(
+    cx: &mut RequestContext,
+    response: &mut Response<UpstreamBody>,
+) -> Result<(), Rejection> {
     let expected = cx.parts.extensions.remove::<ExpectedAccept>();
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         if expected.is_some() && response.status().is_success() {

@@ -98,6 +98,23 @@ impl<S> Checked<S> {
             exchange,
         }
     }
+
+    pub fn exchange(&self) -> Arc<Exchange> {
+        self.exchange.clone()
+    }
+}
+
+/// Our own HTTP/1.1 exchange reads through the same checks, and tells them each method itself.
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> crate::wire::http1_client::UpstreamIo
+    for Checked<S>
+{
+    fn sending(&mut self, method: &Method) {
+        self.exchange.sending(method);
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
 }
 
 fn refused(what: &'static str) -> io::Error {

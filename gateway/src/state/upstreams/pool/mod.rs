@@ -17,10 +17,13 @@ use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
 use parking_lot::RwLock;
 
-use crate::body::{BodyStalled, BodyTooLarge, UpstreamBadResponse, UpstreamRequestBody};
+use crate::body::{
+    BodyStalled, BodyTooLarge, UpstreamBadResponse, UpstreamBody, UpstreamRequestBody,
+};
 use crate::config::Upstream;
 use crate::config::UpstreamProtocol;
 use crate::config::raw::RawHttp2;
+use crate::wire::http1_client::{Connection, ConnectionHome, SendError};
 
 mod checked;
 mod connect;
@@ -52,9 +55,17 @@ struct Pool {
 #[derive(Default)]
 struct Host {
     http1: http1::Idle,
+    own: http1::OwnIdle,
     http2: http2::Connections,
     /// What the last new connection agreed on (for `auto`; fixed for the other protocols).
     speaks_h2: AtomicBool,
+}
+
+/// Our own exchange's response bodies bring their connections back here.
+impl ConnectionHome for Host {
+    fn take_back(&self, connection: Connection) {
+        self.own.give_back(connection);
+    }
 }
 
 /// What the request holds while its exchange lasts: its HTTP/1.1 connection, to go back to the
@@ -71,6 +82,8 @@ enum Held {
     Http2(#[allow(dead_code)] http2::Stream),
     /// An upgrade's connection: taken over by the WebSocket relay, never reused.
     Upgrade,
+    /// Our own exchange's connection, which rides in the response body and goes back from it.
+    InBody,
 }
 
 impl Drop for Lease {
@@ -154,6 +167,16 @@ impl PoolError {
         }
         Self::new(kind, error)
     }
+
+    /// Classifies our own exchange's error for a request that was sent.
+    fn sent_own(error: std::io::Error) -> Self {
+        let kind = if UpstreamBadResponse::is_in(&error) {
+            PoolErrorKind::BadResponse
+        } else {
+            PoolErrorKind::Reset
+        };
+        Self::new(kind, error)
+    }
 }
 
 pub fn new_client(upstream: &Upstream) -> UpstreamClient {
@@ -180,7 +203,7 @@ impl UpstreamClient {
         &self,
         address: SocketAddr,
         request: Request<UpstreamRequestBody>,
-    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+    ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
         let pool = &self.pool;
         if request.headers().contains_key(header::UPGRADE) {
             return Box::pin(pool.upgrade(address, request)).await;
@@ -193,6 +216,10 @@ impl UpstreamClient {
         };
         if h2_first {
             pool.send_http2(&host, address, request).await
+        } else if http_body::Body::is_end_stream(request.body())
+            && request.method() != http::Method::CONNECT
+        {
+            pool.send_own(&host, address, request).await
         } else {
             pool.send_http1(&host, address, request).await
         }
@@ -216,12 +243,18 @@ impl Pool {
         host: &Arc<Host>,
         address: SocketAddr,
         request: Request<UpstreamRequestBody>,
-    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+    ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
         let mut request = origin_form(request, address);
         for attempt in 0..UNSENT_TRIES {
             // The last try is always on a new connection.
             let idle = if attempt + 1 < UNSENT_TRIES {
-                host.http1.checkout(self.connect_timeout).await
+                match host.http1.checkout(self.connect_timeout).await {
+                    Some(sender) => Some(sender),
+                    None => match host.own.checkout() {
+                        Some(connection) => http1::take_over(connection).await,
+                        None => None,
+                    },
+                }
             } else {
                 None
             };
@@ -243,11 +276,55 @@ impl Pool {
             };
             let mut sender = pooled;
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, http1_lease(host, sender))),
+                Ok(response) => return Ok((hyper_body(response), http1_lease(host, sender))),
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) => request = unsent,
                     None => return Err(PoolError::sent(failed.into_error())),
                 },
+            }
+        }
+        Err(PoolError::new(
+            PoolErrorKind::Reset,
+            "every connection tried closed before the request was sent",
+        ))
+    }
+
+    /// A bodiless request over our own exchange: an idle connection of its stack or a new one,
+    /// the request head written whole, the response head read on this task.
+    async fn send_own(
+        &self,
+        host: &Arc<Host>,
+        address: SocketAddr,
+        request: Request<UpstreamRequestBody>,
+    ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
+        let (parts, body) = origin_form(request, address).into_parts();
+        let home: Arc<dyn ConnectionHome> = host.clone();
+        for attempt in 0..UNSENT_TRIES {
+            // The last try is always on a new connection.
+            let idle = if attempt + 1 < UNSENT_TRIES {
+                host.own.checkout()
+            } else {
+                None
+            };
+            let connection = match idle {
+                Some(connection) => connection,
+                None => {
+                    let (stream, spoken) = Box::pin(self.connect(host, address)).await?;
+                    if spoken == Spoken::Http2 {
+                        // `auto` learned HTTP/2 on this connection.
+                        let request = absolute_form(Request::from_parts(parts, body));
+                        return Box::pin(self.first_on_new_http2(host, stream, request)).await;
+                    }
+                    http1::own_connection(stream)
+                }
+            };
+            match connection.send(&parts, home.clone()).await {
+                Ok(response) => {
+                    let lease = Lease { held: Held::InBody };
+                    return Ok((response.map(UpstreamBody::Http1), lease));
+                }
+                Err(SendError::Unsent(_)) => continue,
+                Err(SendError::Failed(error)) => return Err(PoolError::sent_own(error)),
             }
         }
         Err(PoolError::new(
@@ -261,7 +338,7 @@ impl Pool {
         host: &Arc<Host>,
         address: SocketAddr,
         request: Request<UpstreamRequestBody>,
-    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+    ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
         let mut request = absolute_form(request);
         for _ in 0..UNSENT_TRIES {
             let stream = match host.http2.checkout(self.max_streams()) {
@@ -277,7 +354,9 @@ impl Pool {
                                 // `auto` found an upstream that no longer offers HTTP/2.
                                 let request = origin_form(request, address);
                                 return match sender.try_send_request(request).await {
-                                    Ok(response) => Ok((response, http1_lease(host, sender))),
+                                    Ok(response) => {
+                                        Ok((hyper_body(response), http1_lease(host, sender)))
+                                    }
                                     Err(failed) => Err(PoolError::sent(failed.into_error())),
                                 };
                             }
@@ -301,11 +380,11 @@ impl Pool {
         &self,
         stream: http2::Stream,
         request: Request<UpstreamRequestBody>,
-    ) -> Result<Result<(Response<Incoming>, Lease), PoolError>, Unsent> {
+    ) -> Result<Result<(Response<UpstreamBody>, Lease), PoolError>, Unsent> {
         let mut sender = stream.sender();
         match sender.try_send_request(request).await {
             Ok(response) => Ok(Ok((
-                response,
+                hyper_body(response),
                 Lease {
                     held: Held::Http2(stream),
                 },
@@ -322,9 +401,7 @@ impl Pool {
     /// and inline it would grow every request's future — copied whole each time it moves — for a
     /// path most requests never take.
     async fn open(&self, host: &Arc<Host>, address: SocketAddr) -> Result<Opened, PoolError> {
-        let (stream, spoken) = self.connector.connect(address, false).await?;
-        host.speaks_h2
-            .store(spoken == Spoken::Http2, Ordering::Relaxed);
+        let (stream, spoken) = self.connect(host, address).await?;
         match spoken {
             Spoken::Http1 => http1::handshake(stream)
                 .await
@@ -337,11 +414,42 @@ impl Pool {
         }
     }
 
+    /// A new connection, not yet handshaken; what it speaks is remembered for `auto`.
+    async fn connect(
+        &self,
+        host: &Arc<Host>,
+        address: SocketAddr,
+    ) -> Result<(Box<dyn connect::Stream>, Spoken), PoolError> {
+        let (stream, spoken) = self.connector.connect(address, false).await?;
+        host.speaks_h2
+            .store(spoken == Spoken::Http2, Ordering::Relaxed);
+        Ok((stream, spoken))
+    }
+
+    /// The first request of a new HTTP/2 connection, which then joins the set.
+    async fn first_on_new_http2(
+        &self,
+        host: &Arc<Host>,
+        stream: Box<dyn connect::Stream>,
+        request: Request<UpstreamRequestBody>,
+    ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
+        let sender = http2::handshake(stream, &self.http2)
+            .await
+            .map_err(|e| PoolError::new(PoolErrorKind::Unreachable, e))?;
+        match self.send_on_stream(host.http2.add(sender), request).await {
+            Ok(done) => done,
+            Err(Unsent(_)) => Err(PoolError::new(
+                PoolErrorKind::Reset,
+                "the new HTTP/2 connection closed before the request was sent",
+            )),
+        }
+    }
+
     async fn upgrade(
         &self,
         address: SocketAddr,
         request: Request<UpstreamRequestBody>,
-    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+    ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
         let (stream, _) = self.connector.connect(address, true).await?;
         let mut sender = http1::handshake(stream)
             .await
@@ -351,12 +459,16 @@ impl Pool {
             .await
             .map_err(PoolError::sent)?;
         Ok((
-            response,
+            hyper_body(response),
             Lease {
                 held: Held::Upgrade,
             },
         ))
     }
+}
+
+fn hyper_body(response: Response<Incoming>) -> Response<UpstreamBody> {
+    response.map(UpstreamBody::Hyper)
 }
 
 fn http1_lease(host: &Arc<Host>, sender: http1::Sender) -> Lease {
