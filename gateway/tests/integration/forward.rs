@@ -204,6 +204,40 @@ async fn http2_prior_knowledge_clients_are_served() {
     assert_eq!(gw.record().await.route.as_deref(), Some("users-v1"));
 }
 
+/// Bodiless requests take the pool's own HTTP/1.1 exchange, requests with a body hyper's client:
+/// a request with a body takes the connection a bodiless one left idle rather than open another.
+#[tokio::test]
+async fn a_request_with_a_body_takes_over_the_connection_a_bodiless_one_left_idle() {
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(&reference_config(upstream.address)).await;
+    assert_eq!(gw.get("/api/v1/users/1").await.status, 200);
+    for _ in 0..2 {
+        let reply = gw
+            .send(
+                request("POST", &gw.url("/api/v1/users"))
+                    .body(full(&b"{\"name\":\"ada\"}"[..]))
+                    .expect("request"),
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    let seen = upstream.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.method.as_str()).collect::<Vec<_>>(),
+        ["GET", "POST", "POST"]
+    );
+    assert!(
+        seen[1..]
+            .iter()
+            .all(|s| s.body_bytes == 14 && s.body_complete)
+    );
+    assert!(
+        seen.iter().all(|s| s.peer == seen[0].peer),
+        "one upstream connection: {:?}",
+        seen.iter().map(|s| s.peer).collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn upstream_connections_are_reused() {
     let upstream = Upstream::start().await;
