@@ -21,7 +21,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use gateway::body::ResponseBody;
-use gateway::stage::context::ConnectionInfo;
+use gateway::stage::context::{ClientAddress, ConnectionInfo};
 use gateway::state::GatewayState;
 use gateway::vocab::Scheme;
 use gateway::{GatewayHandle, StartOptions};
@@ -85,6 +85,7 @@ fn connection() -> ConnectionInfo {
         id: 1,
         listener_requests: Default::default(),
         listener: 0,
+        client_address: ClientAddress::of(SocketAddr::from(([127, 0, 0, 1], 40000)), Scheme::Http),
     }
 }
 

@@ -31,7 +31,7 @@ use crate::clock::SharedClock;
 use crate::config::Runtime;
 use crate::config::raw::RawLimits;
 use crate::identity::tls::{self, EdgeStream};
-use crate::stage::context::ConnectionInfo;
+use crate::stage::context::{ClientAddress, ConnectionInfo};
 use crate::state::GatewayState;
 use crate::vocab::Scheme;
 use crate::wire::{GuardReport, Guarded, HeadLimits, MessageStream};
@@ -383,6 +383,10 @@ pub(super) async fn accept_connection(
                     id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
                     listener_requests: state.sinks.metrics.concurrency.listener(&name),
                     listener: index,
+                    client_address: ClientAddress::of(
+                        peer,
+                        if is_tls { Scheme::Https } else { Scheme::Http },
+                    ),
                 },
             ))
         }

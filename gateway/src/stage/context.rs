@@ -2,7 +2,8 @@
 //! from then on), and what each stage adds for the ones after it — typed so that a stage never has
 //! to handle a state the pipeline's order rules out.
 
-use std::net::SocketAddr;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -41,6 +42,86 @@ pub struct ConnectionInfo {
     /// Which of the config's `listeners` accepted it (its `paths:` options apply); an index past
     /// the config's listeners gets the defaults.
     pub listener: usize,
+    /// The peer as `mutate_request`'s client-address fields carry it.
+    pub client_address: ClientAddress,
+}
+
+/// A connection's peer as `X-Forwarded-For`, `X-Real-IP` and `Forwarded` carry it, written once
+/// per connection: every request on it sends the same values unless a trusted proxy sent lists
+/// to extend, and writing them per request cost three allocations and a formatting pass each.
+#[derive(Debug, Clone)]
+pub struct ClientAddress {
+    /// The address alone (`X-Forwarded-For`, `X-Real-IP`).
+    pub ip: Option<HeaderValue>,
+    /// RFC 7239's element for it: `for=` the address (an IPv6 one bracketed and quoted, §6) and
+    /// `;proto=` the connection's scheme.
+    pub forwarded: Option<HeaderValue>,
+}
+
+impl ClientAddress {
+    pub fn of(peer: SocketAddr, scheme: Scheme) -> Self {
+        let peer = peer.ip().to_canonical();
+        let mut ip = String::with_capacity(39);
+        push_ip(&mut ip, peer);
+        let mut forwarded = String::with_capacity(48);
+        match peer {
+            IpAddr::V4(_) => {
+                forwarded.push_str("for=");
+                forwarded.push_str(&ip);
+            }
+            IpAddr::V6(_) => {
+                forwarded.push_str("for=\"[");
+                forwarded.push_str(&ip);
+                forwarded.push_str("]\"");
+            }
+        }
+        forwarded.push_str(";proto=");
+        forwarded.push_str(scheme.as_str());
+        Self {
+            ip: HeaderValue::from_str(&ip).ok(),
+            forwarded: HeaderValue::from_str(&forwarded).ok(),
+        }
+    }
+}
+
+/// `peer` as `Display` writes it (dotted decimal, or RFC 5952 for IPv6): by hand for IPv4, where
+/// `core::fmt` took several formatting passes.
+fn push_ip(out: &mut String, peer: IpAddr) {
+    match peer {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The hand-written address text is `Display`'s, for every IPv4 address.
+        #[test]
+        fn ipv4_addresses_are_written_as_display_writes_them(octets in proptest::array::uniform4(0u8..)) {
+            let peer = IpAddr::from(octets);
+            let mut out = String::new();
+            push_ip(&mut out, peer);
+            proptest::prop_assert_eq!(out, peer.to_string());
+        }
+    }
 }
 
 /// What never changes after the request arrived: who sent it over what, when, under which ids,
