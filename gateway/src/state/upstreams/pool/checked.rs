@@ -367,6 +367,31 @@ impl Scan {
     /// Checks the next bytes of the stream.
     fn feed(&mut self, mut bytes: &[u8], sent: Sent) -> Result<(), Violation> {
         while let Some((&b, rest)) = bytes.split_first() {
+            // Whole lines first: a status line or field line that is all here and plainly valid
+            // is read at once. Anything else — a line cut by the read, or one with something
+            // wrong in it — is walked byte by byte below, which names what is wrong.
+            let whole = match &mut self.phase {
+                Phase::Head(head)
+                    if matches!(head.at, StatusAt::Version0) && self.answered < sent.sent =>
+                {
+                    head.whole_status_line(bytes)
+                }
+                Phase::Head(Head {
+                    at: StatusAt::Fields,
+                    fields,
+                    ..
+                })
+                | Phase::Trailers(fields)
+                    if fields.at == FieldAt::LineStart =>
+                {
+                    fields.whole_line(bytes).transpose()?
+                }
+                _ => None,
+            };
+            if let Some(n) = whole {
+                bytes = &bytes[n..];
+                continue;
+            }
             if let Some(fields) = self.phase.fields_in_run() {
                 let n = fields.run(bytes);
                 if n > 0 {
@@ -427,6 +452,34 @@ impl Scan {
 }
 
 impl Head {
+    /// `HTTP/1.x NNN reason` and its CRLF, when all of it is at the start of `bytes` and valid:
+    /// how many bytes it took. `None` leaves the line to [`Head::step`].
+    fn whole_status_line(&mut self, bytes: &[u8]) -> Option<usize> {
+        let (version, rest) = bytes.split_at_checked(b"HTTP/1.1 200".len())?;
+        let minor = version[7];
+        let code = &version[9..12];
+        if !version.starts_with(b"HTTP/1.")
+            || !(minor == b'0' || minor == b'1')
+            || version[8] != b' '
+            || !code.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let reason = match rest.first() {
+            Some(b' ') => 1 + rest[1..].iter().take_while(|&&b| is_text(b)).count(),
+            _ => 0,
+        };
+        if rest.get(reason..reason + 2) != Some(b"\r\n") {
+            return None;
+        }
+        self.http10 = minor == b'0';
+        self.status = code
+            .iter()
+            .fold(0, |status, &digit| status * 10 + u16::from(digit - b'0'));
+        self.at = StatusAt::Fields;
+        Some(version.len() + reason + 2)
+    }
+
     /// One byte of the head; at its end, what comes after it.
     fn step(&mut self, b: u8, method: u8) -> Result<Option<Phase>, Violation> {
         const BAD: Violation = "a status line that is not `HTTP/1.x NNN reason`";
@@ -556,6 +609,46 @@ impl Fields {
             FieldAt::ValueLf | FieldAt::EndLf => return Err("a CR not followed by LF"),
         };
         Ok(false)
+    }
+
+    /// A field line (`name: value` and its CRLF) when all of it is at the start of `bytes` and
+    /// plainly valid — a `tchar` name, a colon, text, CRLF — read as [`Fields::step`] would read
+    /// it: how many bytes it took. `None` leaves the line to the walk; an error is the framing
+    /// field's own (a repeated or invalid length, a coding other than `chunked`).
+    fn whole_line(&mut self, bytes: &[u8]) -> Option<Result<usize, Violation>> {
+        let name_len = bytes.iter().take_while(|&&b| is_tchar(b)).count();
+        if name_len == 0 || bytes.get(name_len) != Some(&b':') {
+            return None;
+        }
+        let value_at = name_len + 1;
+        let value_len = bytes[value_at..]
+            .iter()
+            .take_while(|&&b| is_text(b))
+            .count();
+        let cr = value_at + value_len;
+        if bytes.get(cr..cr + 2) != Some(b"\r\n") {
+            return None;
+        }
+        self.name_len = 0;
+        for &b in &bytes[..name_len.min(NAME_MAX)] {
+            self.push_name(b);
+        }
+        self.name_len = name_len;
+        Some(self.whole_value(&bytes[value_at..cr]).map(|()| cr + 2))
+    }
+
+    fn whole_value(&mut self, value: &[u8]) -> Result<(), Violation> {
+        self.begin_value()?;
+        if self.field != Framing::Other {
+            if value.len() > VALUE_MAX {
+                return Err(self.bad_value());
+            }
+            self.value[..value.len()].copy_from_slice(value);
+            self.value_len = value.len();
+        }
+        self.end_value()?;
+        self.at = FieldAt::LineStart;
+        Ok(())
     }
 
     /// Whether the section is inside a field name or an ordinary field's value, where runs of
