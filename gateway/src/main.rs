@@ -194,11 +194,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let workers = runtime.workers.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             });
-            let tokio = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .enable_all()
-                .build()?;
-            tokio.block_on(serve(runtime, config, ready_file))?;
+            // One worker is tokio's current-thread scheduler on a thread of its own: everything
+            // on one thread, with no work-stealing queues or cross-thread wake-ups to pay for.
+            // More get the multi-threaded scheduler with that many threads. Either way the
+            // threads that serve are named `WORKER_THREAD`.
+            if workers == 1 {
+                let tokio = tokio::runtime::Builder::new_current_thread()
+                    .thread_name(WORKER_THREAD)
+                    .enable_all()
+                    .build()?;
+                std::thread::Builder::new()
+                    .name(WORKER_THREAD.into())
+                    .spawn(move || tokio.block_on(serve(runtime, config, ready_file)))?
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the worker thread panicked"))??;
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name(WORKER_THREAD)
+                    .enable_all()
+                    .build()?
+                    .block_on(serve(runtime, config, ready_file))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
@@ -267,6 +284,9 @@ fn report(diagnostics: &[gateway::config::Diagnostic], log_format: LogFormat) ->
     }
     ExitCode::from(2)
 }
+
+/// What the threads that serve requests are called (`top -H`, `/proc/<pid>/task/*/comm`).
+const WORKER_THREAD: &str = "gatehouse-worker";
 
 async fn serve(
     runtime: gateway::config::Runtime,

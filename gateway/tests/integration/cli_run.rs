@@ -215,7 +215,7 @@ fn a_ready_file_that_cannot_be_written_stops_the_gateway_with_exit_3() {
     );
 }
 
-/// Threads of `pid` whose name starts with `prefix` (tokio names its workers `tokio-rt-worker`).
+/// Threads of `pid` whose name starts with `prefix` (the kernel keeps 15 bytes of a name).
 fn threads_named(pid: u32, prefix: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("task dir")
@@ -244,7 +244,9 @@ fn workers_sets_the_threads_that_serve_requests() {
         wait_for_file(&ready, &mut child);
         // A worker names itself once it runs, which on a loaded machine can come after the
         // ready file: wait a while for the count (never past it) before asking once more.
-        let named = |child: &Child| threads_named(child.id(), "tokio-rt-worker");
+        // `workers: 1` is one thread of tokio's current-thread scheduler, more are tokio's
+        // multi-threaded workers; the gateway names both `gatehouse-worker`.
+        let named = |child: &Child| threads_named(child.id(), "gatehouse-work");
         for _ in 0..250 {
             if named(&child) >= workers {
                 break;
