@@ -1,0 +1,618 @@
+//! The response scanner itself: a state machine over a connection's bytes that follows each
+//! response's head, then its body (by `Content-Length` or chunk by chunk), then the next head,
+//! and names the first thing RFC 9112 would call ambiguous or malformed (the list is the parent
+//! module's). Whole lines that are plainly valid are read at once; anything else byte by byte.
+
+use super::{CONNECT, HEAD, Sent};
+
+pub(super) type Violation = &'static str;
+
+/// Where the scanner is in the stream of responses.
+#[derive(Debug, Default)]
+pub(super) struct Scan {
+    phase: Phase,
+    pub(super) failed: Option<Violation>,
+    /// Final (non-interim) response heads read whole.
+    answered: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Head(Head),
+    /// Bytes left of a `Content-Length` body.
+    Fixed(u64),
+    Chunked(Chunk),
+    Trailers(Fields),
+    /// A body to the connection's close, or another protocol: not HTTP/1.1 framing any more.
+    Unchecked,
+}
+
+impl Phase {
+    /// The field section being read, when it is inside a run [`Fields::run`] reads in bulk.
+    fn fields_in_run(&mut self) -> Option<&mut Fields> {
+        match self {
+            Phase::Head(Head {
+                at: StatusAt::Fields,
+                fields,
+                ..
+            })
+            | Phase::Trailers(fields) => Some(fields).filter(|f| f.in_run()),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Phase::Head(Head::default())
+    }
+}
+
+/// A response head being read.
+#[derive(Debug, Default)]
+struct Head {
+    at: StatusAt,
+    status: u16,
+    http10: bool,
+    fields: Fields,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum StatusAt {
+    /// Matching `HTTP/1.` at this index.
+    #[default]
+    Version0,
+    Version(u8),
+    Minor,
+    VersionSp,
+    Code(u8),
+    CodeEnd,
+    Reason,
+    Lf,
+    Fields,
+}
+
+/// A field section: a head's fields or a chunked body's trailers.
+#[derive(Debug, Default)]
+struct Fields {
+    at: FieldAt,
+    trailers: bool,
+    /// The field name so far, lowercased, while it could still be a framing field's.
+    name: [u8; NAME_MAX],
+    name_len: usize,
+    field: Framing,
+    /// The value of a framing field so far (nobody needs a long one).
+    value: [u8; VALUE_MAX],
+    value_len: usize,
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+const NAME_MAX: usize = b"transfer-encoding".len();
+const VALUE_MAX: usize = 32;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum FieldAt {
+    #[default]
+    LineStart,
+    Name,
+    Value,
+    ValueLf,
+    EndLf,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    #[default]
+    Other,
+    ContentLength,
+    TransferEncoding,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    Size {
+        value: u64,
+        digits: bool,
+    },
+    /// Whitespace after the size: only a chunk extension may follow.
+    SizeWs {
+        value: u64,
+    },
+    Ext {
+        value: u64,
+    },
+    SizeLf {
+        value: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+}
+
+const CHUNK_START: Chunk = Chunk::Size {
+    value: 0,
+    digits: false,
+};
+
+/// Byte classes as tables: the scanner looks at every byte of every response head, and a table
+/// lookup per byte in a tight loop is what keeps that cheap.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// A byte a field value, reason phrase or chunk extension may hold: HTAB, SP, VCHAR, obs-text.
+const TEXT: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c == b'\t' || (c >= b' ' && c <= b'~') || c >= 0x80;
+        b += 1;
+    }
+    table
+};
+
+fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+fn is_text(b: u8) -> bool {
+    TEXT[usize::from(b)]
+}
+
+/// What a line byte that is not allowed where it is says about the line.
+fn misplaced(b: u8, otherwise: Violation) -> Violation {
+    match b {
+        b'\n' => "a line ends in a bare LF",
+        b'\r' => "a CR not followed by LF",
+        _ => otherwise,
+    }
+}
+
+impl Scan {
+    /// Checks the next bytes of the stream.
+    pub(super) fn feed(&mut self, mut bytes: &[u8], sent: Sent) -> Result<(), Violation> {
+        while let Some((&b, rest)) = bytes.split_first() {
+            // Whole lines first: a status line or field line that is all here and plainly valid
+            // is read at once. Anything else — a line cut by the read, or one with something
+            // wrong in it — is walked byte by byte below, which names what is wrong.
+            let whole = match &mut self.phase {
+                Phase::Head(head)
+                    if matches!(head.at, StatusAt::Version0) && self.answered < sent.sent =>
+                {
+                    head.whole_status_line(bytes)
+                }
+                Phase::Head(Head {
+                    at: StatusAt::Fields,
+                    fields,
+                    ..
+                })
+                | Phase::Trailers(fields)
+                    if fields.at == FieldAt::LineStart =>
+                {
+                    fields.whole_line(bytes).transpose()?
+                }
+                _ => None,
+            };
+            if let Some(n) = whole {
+                bytes = &bytes[n..];
+                continue;
+            }
+            if let Some(fields) = self.phase.fields_in_run() {
+                let n = fields.run(bytes);
+                if n > 0 {
+                    bytes = &bytes[n..];
+                    continue;
+                }
+            }
+            match &mut self.phase {
+                Phase::Unchecked => return Ok(()),
+                Phase::Fixed(left) => {
+                    let n = bytes
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    bytes = &bytes[n..];
+                    if *left == 0 {
+                        self.phase = Phase::default();
+                    }
+                    continue;
+                }
+                Phase::Chunked(Chunk::Data(left)) => {
+                    let n = bytes
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    bytes = &bytes[n..];
+                    if *left == 0 {
+                        self.phase = Phase::Chunked(Chunk::DataCr);
+                    }
+                    continue;
+                }
+                Phase::Head(head) => {
+                    if matches!(head.at, StatusAt::Version0) && self.answered >= sent.sent {
+                        return Err("a response while no request is waiting for one");
+                    }
+                    if let Some(next) = head.step(b, sent.method)? {
+                        if !(100..=199).contains(&head.status) || head.status == 101 {
+                            self.answered += 1;
+                        }
+                        self.phase = next;
+                    }
+                }
+                Phase::Chunked(chunk) => {
+                    if chunk.step(b)? {
+                        self.phase = Phase::Trailers(Fields::trailers());
+                    }
+                }
+                Phase::Trailers(fields) => {
+                    if fields.step(b)? {
+                        self.phase = Phase::default();
+                    }
+                }
+            }
+            bytes = rest;
+        }
+        Ok(())
+    }
+}
+
+impl Head {
+    /// `HTTP/1.x NNN reason` and its CRLF, when all of it is at the start of `bytes` and valid:
+    /// how many bytes it took. `None` leaves the line to [`Head::step`].
+    fn whole_status_line(&mut self, bytes: &[u8]) -> Option<usize> {
+        let (version, rest) = bytes.split_at_checked(b"HTTP/1.1 200".len())?;
+        let minor = version[7];
+        let code = &version[9..12];
+        if !version.starts_with(b"HTTP/1.")
+            || !(minor == b'0' || minor == b'1')
+            || version[8] != b' '
+            || !code.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let reason = match rest.first() {
+            Some(b' ') => 1 + rest[1..].iter().take_while(|&&b| is_text(b)).count(),
+            _ => 0,
+        };
+        if rest.get(reason..reason + 2) != Some(b"\r\n") {
+            return None;
+        }
+        self.http10 = minor == b'0';
+        self.status = code
+            .iter()
+            .fold(0, |status, &digit| status * 10 + u16::from(digit - b'0'));
+        self.at = StatusAt::Fields;
+        Some(version.len() + reason + 2)
+    }
+
+    /// One byte of the head; at its end, what comes after it.
+    fn step(&mut self, b: u8, method: u8) -> Result<Option<Phase>, Violation> {
+        const BAD: Violation = "a status line that is not `HTTP/1.x NNN reason`";
+        const VERSION: &[u8] = b"HTTP/1.";
+        self.at = match self.at {
+            StatusAt::Version0 if b == VERSION[0] => StatusAt::Version(1),
+            StatusAt::Version(i) if b == VERSION[usize::from(i)] => {
+                if usize::from(i) + 1 == VERSION.len() {
+                    StatusAt::Minor
+                } else {
+                    StatusAt::Version(i + 1)
+                }
+            }
+            StatusAt::Minor if b == b'0' || b == b'1' => {
+                self.http10 = b == b'0';
+                StatusAt::VersionSp
+            }
+            StatusAt::VersionSp if b == b' ' => StatusAt::Code(0),
+            StatusAt::Code(n) if b.is_ascii_digit() => {
+                self.status = self.status * 10 + u16::from(b - b'0');
+                if n == 2 {
+                    StatusAt::CodeEnd
+                } else {
+                    StatusAt::Code(n + 1)
+                }
+            }
+            StatusAt::CodeEnd if b == b' ' => StatusAt::Reason,
+            StatusAt::CodeEnd | StatusAt::Reason if b == b'\r' => StatusAt::Lf,
+            StatusAt::Reason if is_text(b) => StatusAt::Reason,
+            StatusAt::Lf if b == b'\n' => StatusAt::Fields,
+            StatusAt::Lf => return Err("a CR not followed by LF"),
+            StatusAt::Version0 if b == b'\r' || b == b'\n' => {
+                return Err("an empty line where a status line belongs");
+            }
+            StatusAt::Fields => {
+                if !self.fields.step(b)? {
+                    return Ok(None);
+                }
+                return self.end(method).map(Some);
+            }
+            _ => return Err(misplaced(b, BAD)),
+        };
+        Ok(None)
+    }
+
+    /// The head is whole: its framing, and where the next bytes belong.
+    fn end(&self, method: u8) -> Result<Phase, Violation> {
+        let fields = &self.fields;
+        if fields.chunked && fields.content_length.is_some() {
+            return Err("both Content-Length and Transfer-Encoding");
+        }
+        if fields.chunked && self.http10 {
+            return Err("Transfer-Encoding on an HTTP/1.0 response");
+        }
+        let status = self.status;
+        Ok(match status {
+            // The connection speaks another protocol from here on.
+            101 => Phase::Unchecked,
+            // An interim response: the final one follows.
+            100..=199 => Phase::default(),
+            _ if method == HEAD || status == 204 || status == 304 => Phase::default(),
+            200..=299 if method == CONNECT => Phase::Unchecked,
+            _ if fields.chunked => Phase::Chunked(CHUNK_START),
+            _ => match fields.content_length {
+                Some(0) => Phase::default(),
+                Some(n) => Phase::Fixed(n),
+                None => Phase::Unchecked,
+            },
+        })
+    }
+}
+
+impl Fields {
+    fn trailers() -> Self {
+        Self {
+            trailers: true,
+            ..Self::default()
+        }
+    }
+
+    /// One byte of a field section; `true` when the section has ended.
+    fn step(&mut self, b: u8) -> Result<bool, Violation> {
+        self.at = match self.at {
+            FieldAt::LineStart => match b {
+                b'\r' => FieldAt::EndLf,
+                b' ' | b'\t' => {
+                    return Err("obsolete line folding (a line starting with whitespace)");
+                }
+                _ if is_tchar(b) => {
+                    self.name_len = 0;
+                    self.push_name(b);
+                    FieldAt::Name
+                }
+                _ => return Err(misplaced(b, "a field name with a byte outside tchar")),
+            },
+            FieldAt::Name => match b {
+                b':' => {
+                    self.begin_value()?;
+                    FieldAt::Value
+                }
+                b' ' | b'\t' => return Err("whitespace between a field name and its colon"),
+                _ if is_tchar(b) => {
+                    self.push_name(b);
+                    FieldAt::Name
+                }
+                _ => return Err(misplaced(b, "a field name with a byte outside tchar")),
+            },
+            FieldAt::Value => match b {
+                b'\r' => FieldAt::ValueLf,
+                _ if is_text(b) => {
+                    if self.field != Framing::Other {
+                        if self.value_len == VALUE_MAX {
+                            return Err(self.bad_value());
+                        }
+                        self.value[self.value_len] = b;
+                        self.value_len += 1;
+                    }
+                    FieldAt::Value
+                }
+                _ => return Err(misplaced(b, "a control byte in a field value")),
+            },
+            FieldAt::ValueLf if b == b'\n' => {
+                self.end_value()?;
+                FieldAt::LineStart
+            }
+            FieldAt::EndLf if b == b'\n' => return Ok(true),
+            FieldAt::ValueLf | FieldAt::EndLf => return Err("a CR not followed by LF"),
+        };
+        Ok(false)
+    }
+
+    /// A field line (`name: value` and its CRLF) when all of it is at the start of `bytes` and
+    /// plainly valid — a `tchar` name, a colon, text, CRLF — read as [`Fields::step`] would read
+    /// it: how many bytes it took. `None` leaves the line to the walk; an error is the framing
+    /// field's own (a repeated or invalid length, a coding other than `chunked`).
+    fn whole_line(&mut self, bytes: &[u8]) -> Option<Result<usize, Violation>> {
+        let name_len = bytes.iter().take_while(|&&b| is_tchar(b)).count();
+        if name_len == 0 || bytes.get(name_len) != Some(&b':') {
+            return None;
+        }
+        let value_at = name_len + 1;
+        let value_len = bytes[value_at..]
+            .iter()
+            .take_while(|&&b| is_text(b))
+            .count();
+        let cr = value_at + value_len;
+        if bytes.get(cr..cr + 2) != Some(b"\r\n") {
+            return None;
+        }
+        self.name_len = 0;
+        for &b in &bytes[..name_len.min(NAME_MAX)] {
+            self.push_name(b);
+        }
+        self.name_len = name_len;
+        Some(self.whole_value(&bytes[value_at..cr]).map(|()| cr + 2))
+    }
+
+    fn whole_value(&mut self, value: &[u8]) -> Result<(), Violation> {
+        self.begin_value()?;
+        if self.field != Framing::Other {
+            if value.len() > VALUE_MAX {
+                return Err(self.bad_value());
+            }
+            self.value[..value.len()].copy_from_slice(value);
+            self.value_len = value.len();
+        }
+        self.end_value()?;
+        self.at = FieldAt::LineStart;
+        Ok(())
+    }
+
+    /// Whether the section is inside a field name or an ordinary field's value, where runs of
+    /// bytes are read in bulk by [`Fields::run`].
+    fn in_run(&self) -> bool {
+        self.at == FieldAt::Name || (self.at == FieldAt::Value && self.field == Framing::Other)
+    }
+
+    /// Reads the run of name bytes, or of an ordinary value's bytes, at the start of `bytes`
+    /// (all but the byte that ends it, which [`Fields::step`] judges); how many it read.
+    fn run(&mut self, bytes: &[u8]) -> usize {
+        if self.at == FieldAt::Name {
+            let n = bytes.iter().take_while(|&&b| is_tchar(b)).count();
+            let kept = n.min(NAME_MAX.saturating_sub(self.name_len));
+            for &b in &bytes[..kept] {
+                self.push_name(b);
+            }
+            // Past NAME_MAX only the length matters: no framing field is that long.
+            self.name_len += n - kept;
+            n
+        } else {
+            bytes.iter().take_while(|&&b| is_text(b)).count()
+        }
+    }
+
+    fn push_name(&mut self, b: u8) {
+        if self.name_len < NAME_MAX {
+            self.name[self.name_len] = b.to_ascii_lowercase();
+        }
+        self.name_len += 1;
+    }
+
+    fn begin_value(&mut self) -> Result<(), Violation> {
+        let name = &self.name[..self.name_len.min(NAME_MAX)];
+        self.field = match name {
+            _ if self.name_len > NAME_MAX => Framing::Other,
+            b"content-length" => Framing::ContentLength,
+            b"transfer-encoding" => Framing::TransferEncoding,
+            _ => Framing::Other,
+        };
+        if self.trailers && self.field != Framing::Other {
+            return Err("a framing field (Content-Length, Transfer-Encoding) in the trailers");
+        }
+        self.value_len = 0;
+        Ok(())
+    }
+
+    fn bad_value(&self) -> Violation {
+        match self.field {
+            Framing::TransferEncoding => "a Transfer-Encoding other than one `chunked`",
+            _ => "an invalid Content-Length",
+        }
+    }
+
+    fn end_value(&mut self) -> Result<(), Violation> {
+        // Only SP and HTAB can be trimmed: other whitespace is a control byte, refused already.
+        let value = self.value[..self.value_len].trim_ascii();
+        match self.field {
+            Framing::Other => {}
+            Framing::ContentLength => {
+                if self.content_length.is_some() || value.contains(&b',') {
+                    return Err("a repeated Content-Length");
+                }
+                if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+                    return Err("an invalid Content-Length");
+                }
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or("an invalid Content-Length")?;
+                self.content_length = Some(n);
+            }
+            Framing::TransferEncoding => {
+                if self.chunked {
+                    return Err("a repeated Transfer-Encoding");
+                }
+                if !value.eq_ignore_ascii_case(b"chunked") {
+                    return Err("a Transfer-Encoding other than one `chunked`");
+                }
+                self.chunked = true;
+            }
+        }
+        self.field = Framing::Other;
+        Ok(())
+    }
+}
+
+impl Chunk {
+    /// One byte of a chunk's framing (data is skipped in bulk); `true` after the last chunk's
+    /// line, when the trailers begin.
+    fn step(&mut self, b: u8) -> Result<bool, Violation> {
+        const SIZE: Violation = "a chunk size that is not hexadecimal";
+        const EXT: Violation = "a malformed chunk extension";
+        *self = match *self {
+            Chunk::Size { value, digits } => match b {
+                _ if b.is_ascii_hexdigit() => {
+                    if value > u64::MAX >> 4 {
+                        return Err("a chunk size that overflows");
+                    }
+                    let digit = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+                    Chunk::Size {
+                        value: value << 4 | digit,
+                        digits: true,
+                    }
+                }
+                b';' if digits => Chunk::Ext { value },
+                b' ' | b'\t' if digits => Chunk::SizeWs { value },
+                b'\r' if digits => Chunk::SizeLf { value },
+                b'\n' => return Err(misplaced(b, SIZE)),
+                _ => return Err(SIZE),
+            },
+            Chunk::SizeWs { value } => match b {
+                b' ' | b'\t' => Chunk::SizeWs { value },
+                b';' => Chunk::Ext { value },
+                b'\n' => return Err(misplaced(b, EXT)),
+                _ => return Err(EXT),
+            },
+            Chunk::Ext { value } => match b {
+                b'\r' => Chunk::SizeLf { value },
+                _ if is_text(b) => Chunk::Ext { value },
+                _ => return Err(misplaced(b, EXT)),
+            },
+            Chunk::SizeLf { value } => match b {
+                b'\n' if value == 0 => return Ok(true),
+                b'\n' => Chunk::Data(value),
+                _ => return Err("a CR not followed by LF"),
+            },
+            Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+            Chunk::DataLf if b == b'\n' => CHUNK_START,
+            Chunk::DataCr | Chunk::DataLf => return Err("chunk data not followed by CRLF"),
+            // Skipped in bulk by the caller.
+            Chunk::Data(_) => *self,
+        };
+        Ok(false)
+    }
+}
