@@ -92,6 +92,20 @@ fn get(
     request.body(()).expect("request").into_parts().0
 }
 
+/// One exchange with a fresh upstream that gives `answer` (then closes, or with `linger` waits
+/// for the client to): the response head, or why there is none.
+async fn exchange(
+    answer: Answer,
+    linger: bool,
+    head: http::request::Parts,
+    home: &Arc<Home>,
+) -> Result<http::Response<Http1Body>, SendError> {
+    let (client, _server) = upstream(vec![answer], linger).await;
+    Connection::new(Box::new(client))
+        .send(&head, home.clone())
+        .await
+}
+
 async fn body_of(body: Http1Body) -> (Bytes, Option<http::HeaderMap>) {
     let collected = body.collect().await.expect("the body reads whole");
     let trailers = collected.trailers().cloned();
@@ -134,10 +148,8 @@ async fn a_length_framed_body_in_pieces_goes_home_after_its_last_byte() {
         b"lo wo",
         b"rld",
     ];
-    let (client, _server) = upstream(vec![answer], true).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(answer, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     assert_eq!(home.count(), 0);
@@ -153,10 +165,8 @@ async fn a_chunked_body_split_across_reads_is_decoded_with_its_trailers() {
         b"\n0\r\nx-sum: 7\r\n",
         b"\r\n",
     ];
-    let (client, _server) = upstream(vec![answer], true).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(answer, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     let (bytes, trailers) = body_of(response.into_body()).await;
@@ -169,10 +179,8 @@ async fn a_chunked_body_split_across_reads_is_decoded_with_its_trailers() {
 async fn a_chunked_body_without_trailers_ends_with_its_last_chunk() {
     let answer: Answer =
         vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"];
-    let (client, _server) = upstream(vec![answer], true).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(answer, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     let (bytes, trailers) = body_of(response.into_body()).await;
@@ -184,10 +192,8 @@ async fn a_chunked_body_without_trailers_ends_with_its_last_chunk() {
 #[tokio::test]
 async fn a_body_framed_by_the_close_is_read_to_the_end_and_never_reused() {
     let answer: Answer = vec![b"HTTP/1.1 200 OK\r\n\r\nabc", b"def"];
-    let (client, _server) = upstream(vec![answer], false).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(answer, false, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     assert_eq!(body_of(response.into_body()).await.0, "abcdef");
@@ -200,10 +206,8 @@ async fn interim_answers_are_passed_over_for_the_final_one() {
         b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n",
         b"HTTP/1.1 204 No Content\r\nx-final: yes\r\n\r\n",
     ];
-    let (client, _server) = upstream(vec![answer], true).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(answer, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
@@ -215,10 +219,8 @@ async fn interim_answers_are_passed_over_for_the_final_one() {
 #[tokio::test]
 async fn a_head_request_has_no_body_whatever_its_length_says() {
     let answer: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n"];
-    let (client, _server) = upstream(vec![answer], true).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::HEAD, "/", &[]), home.clone())
+    let response = exchange(answer, true, get(Method::HEAD, "/", &[]), &home)
         .await
         .expect("a response");
     assert_eq!(response.headers()["content-length"], "100");
@@ -232,31 +234,23 @@ async fn a_head_request_has_no_body_whatever_its_length_says() {
 async fn connection_close_on_either_side_keeps_the_connection_out_of_the_pool() {
     let closing: Answer =
         vec![b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"];
-    let (client, _server) = upstream(vec![closing], true).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(closing, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     assert_eq!(body_of(response.into_body()).await.0, "ok");
     assert_eq!(home.count(), 0, "the upstream said close");
 
     let plain: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"];
-    let (client, _server) = upstream(vec![plain], true).await;
-    let response = Connection::new(Box::new(client))
-        .send(
-            &get(Method::GET, "/", &[("connection", "close")]),
-            home.clone(),
-        )
+    let closing_request = get(Method::GET, "/", &[("connection", "close")]);
+    let response = exchange(plain, true, closing_request, &home)
         .await
         .expect("a response");
     assert_eq!(body_of(response.into_body()).await.0, "ok");
     assert_eq!(home.count(), 0, "the request said close");
 
     let old: Answer = vec![b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"];
-    let (client, _server) = upstream(vec![old], true).await;
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(old, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     assert_eq!(response.version(), http::Version::HTTP_10);
@@ -296,10 +290,8 @@ async fn the_request_head_drops_transfer_encoding_and_keeps_the_rest_in_order() 
 async fn a_head_arriving_a_byte_at_a_time_parses() {
     let bytes: &'static [u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx-y: z\r\n\r\nabc";
     let answer: Answer = (0..bytes.len()).map(|i| &bytes[i..i + 1]).collect();
-    let (client, _server) = upstream(vec![answer], true).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(answer, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     assert_eq!(response.headers()["x-y"], "z");
@@ -309,11 +301,8 @@ async fn a_head_arriving_a_byte_at_a_time_parses() {
 
 #[tokio::test]
 async fn a_close_before_the_head_fails_the_exchange_and_one_mid_body_fails_the_body() {
-    let (client, _server) = upstream(vec![vec![]], false).await;
     let home = Arc::new(Home::default());
-    let failed = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
-        .await;
+    let failed = exchange(vec![], false, get(Method::GET, "/", &[]), &home).await;
     assert!(
         matches!(&failed, Err(SendError::Failed(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
         "{:?}",
@@ -321,9 +310,7 @@ async fn a_close_before_the_head_fails_the_exchange_and_one_mid_body_fails_the_b
     );
 
     let short: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc"];
-    let (client, _server) = upstream(vec![short], false).await;
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(short, false, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a head");
     let error = response
@@ -337,11 +324,14 @@ async fn a_close_before_the_head_fails_the_exchange_and_one_mid_body_fails_the_b
 
 #[tokio::test]
 async fn a_malformed_head_or_chunk_size_is_an_error_not_a_guess() {
-    let (client, _server) = upstream(vec![vec![b"HTTP/1.1 2x0 OK\r\n\r\n"]], true).await;
     let home = Arc::new(Home::default());
-    let failed = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
-        .await;
+    let failed = exchange(
+        vec![b"HTTP/1.1 2x0 OK\r\n\r\n"],
+        true,
+        get(Method::GET, "/", &[]),
+        &home,
+    )
+    .await;
     assert!(
         matches!(&failed, Err(SendError::Failed(e)) if e.kind() == std::io::ErrorKind::InvalidData),
         "{:?}",
@@ -349,9 +339,7 @@ async fn a_malformed_head_or_chunk_size_is_an_error_not_a_guess() {
     );
 
     let bad_chunk: Answer = vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"];
-    let (client, _server) = upstream(vec![bad_chunk], true).await;
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(bad_chunk, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a head");
     let error = response.into_body().collect().await.expect_err("refused");
@@ -383,9 +371,7 @@ async fn an_idle_connection_is_reusable_until_the_upstream_closes_it() {
     assert!(closed, "the upstream's close is seen without a request");
 
     let answer: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"];
-    let (client, _server) = upstream(vec![answer], true).await;
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(answer, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     drop(response);
@@ -397,10 +383,8 @@ async fn an_idle_connection_is_reusable_until_the_upstream_closes_it() {
 #[tokio::test]
 async fn a_body_dropped_part_way_closes_its_connection() {
     let answer: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc"];
-    let (client, _server) = upstream(vec![answer], true).await;
     let home = Arc::new(Home::default());
-    let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+    let response = exchange(answer, true, get(Method::GET, "/", &[]), &home)
         .await
         .expect("a response");
     let mut body = response.into_body();
