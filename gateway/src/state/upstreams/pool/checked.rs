@@ -43,22 +43,18 @@ use crate::body::UpstreamBadResponse;
 
 mod scan;
 
-use scan::Scan;
+use scan::{CONNECT, HEAD, OTHER, Scan, Sent};
 
 /// The request a connection carries now, as far as framing its response needs.
 #[derive(Debug, Default)]
 pub struct Exchange {
     method: AtomicU8,
-    /// Requests handed to hyper on this connection.
+    /// Requests handed to a client on this connection.
     sent: AtomicU64,
 }
 
-const OTHER: u8 = 0;
-const HEAD: u8 = 1;
-const CONNECT: u8 = 2;
-
 impl Exchange {
-    /// Called before each request is handed to hyper.
+    /// Called before each request is handed to its client.
     pub fn sending(&self, method: &Method) {
         let kind = if method == Method::HEAD {
             HEAD
@@ -79,15 +75,6 @@ impl Exchange {
             sent,
         }
     }
-}
-
-/// What the scanner knows of the requests when it reads.
-#[derive(Debug, Clone, Copy)]
-struct Sent {
-    /// The latest request's method.
-    method: u8,
-    /// How many requests were sent.
-    sent: u64,
 }
 
 /// A connection's stream with its responses checked on the way in; writes pass through.

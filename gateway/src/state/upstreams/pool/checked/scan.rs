@@ -3,7 +3,19 @@
 //! and names the first thing RFC 9112 would call ambiguous or malformed (the list is the parent
 //! module's). Whole lines that are plainly valid are read at once; anything else byte by byte.
 
-use super::{CONNECT, HEAD, Sent};
+/// The latest request's method as the framing of its response depends on it.
+pub(super) const OTHER: u8 = 0;
+pub(super) const HEAD: u8 = 1;
+pub(super) const CONNECT: u8 = 2;
+
+/// What the scanner knows of the requests when it reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sent {
+    /// The latest request's method.
+    pub(super) method: u8,
+    /// How many requests were sent.
+    pub(super) sent: u64,
+}
 
 pub(super) type Violation = &'static str;
 

@@ -1,8 +1,7 @@
 //! The response scanner as a table: bytes an upstream sends, and what the scanner says of them —
 //! whole, and split at every byte (a read boundary never changes the verdict).
 
-use super::scan::{Scan, Violation};
-use super::{CONNECT, HEAD, OTHER, Sent};
+use super::scan::{CONNECT, HEAD, OTHER, Scan, Sent, Violation};
 
 /// As if every response had its request (the last of them with `method`).
 fn verdict(bytes: &[u8], method: u8) -> Result<(), Violation> {
