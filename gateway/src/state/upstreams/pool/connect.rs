@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{PoolError, PoolErrorKind};
+use super::error::{PoolError, PoolErrorKind};
 use crate::config::UpstreamProtocol;
 use crate::identity::tls::UpstreamTls;
 

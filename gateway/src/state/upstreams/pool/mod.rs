@@ -7,7 +7,6 @@
 //! across reloads that do not change its connection settings.
 
 use std::collections::HashMap;
-use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +16,7 @@ use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
 use parking_lot::RwLock;
 
-use crate::body::{
-    BodyStalled, BodyTooLarge, UpstreamBadResponse, UpstreamBody, UpstreamRequestBody,
-};
+use crate::body::{UpstreamBody, UpstreamRequestBody};
 use crate::config::Upstream;
 use crate::config::UpstreamProtocol;
 use crate::config::raw::RawHttp2;
@@ -27,10 +24,12 @@ use crate::wire::http1_client::{Connection, ConnectionHome, SendError};
 
 mod checked;
 mod connect;
+mod error;
 mod http1;
 mod http2;
 
 use connect::{Connector, Spoken};
+pub use error::{PoolError, PoolErrorKind};
 
 /// Tries of one request on pooled connections that turned out closed before it was sent: the
 /// request comes back unsent and goes to another connection (the last try is a new one).
@@ -93,89 +92,6 @@ impl Drop for Lease {
                 host.http1.give_back(sender);
             }
         }
-    }
-}
-
-/// Why a request got no response head from the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolErrorKind {
-    /// No connection: refused, not accepted in time, TLS failed. The upstream never saw it.
-    Unreachable,
-    /// The upstream refused the stream (`REFUSED_STREAM`) or said by GOAWAY that it will not
-    /// process it: not processed, so always safe to send again.
-    Refused,
-    /// The connection closed or the stream was reset before the response head.
-    Reset,
-    /// The client's streamed body grew past the route's limit.
-    BodyTooLarge,
-    /// The response head broke the strict HTTP/1.1 checks (`checked.rs`), and its connection is
-    /// closed, never reused; or the h2 library found an HTTP/2 response malformed and reset it.
-    BadResponse,
-    /// The client's chunked body was malformed (the stream guard cut it): the client's fault.
-    MalformedBody,
-    /// The client's streamed body stalled or came too slowly (`limits.body_read_timeout`,
-    /// `limits.min_body_rate`). The upstream's request was aborted: an HTTP/1.1 connection is
-    /// closed (hyper closes it when a request body fails, and its sender is dropped, never given
-    /// back), an HTTP/2 stream reset.
-    BodyTimeout,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{source}")]
-pub struct PoolError {
-    pub kind: PoolErrorKind,
-    source: Box<dyn StdError + Send + Sync>,
-}
-
-impl PoolError {
-    fn new(kind: PoolErrorKind, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self {
-            kind,
-            source: source.into(),
-        }
-    }
-
-    /// Classifies hyper's error for a request that was sent (or partly sent).
-    fn sent(error: hyper::Error) -> Self {
-        let mut cause: Option<&(dyn StdError + 'static)> = Some(&error);
-        let mut kind = PoolErrorKind::Reset;
-        if UpstreamBadResponse::is_in(&error) {
-            return Self::new(PoolErrorKind::BadResponse, error);
-        }
-        while let Some(e) = cause {
-            if e.downcast_ref::<BodyTooLarge>().is_some() {
-                kind = PoolErrorKind::BodyTooLarge;
-                break;
-            }
-            if crate::wire::MalformedBody::in_chain(e).is_some() {
-                kind = PoolErrorKind::MalformedBody;
-                break;
-            }
-            if e.downcast_ref::<BodyStalled>().is_some() {
-                kind = PoolErrorKind::BodyTimeout;
-                break;
-            }
-            if let Some(h2) = e.downcast_ref::<h2::Error>() {
-                if h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                    || (h2.is_go_away() && h2.is_remote())
-                {
-                    kind = PoolErrorKind::Refused;
-                }
-                break;
-            }
-            cause = e.source();
-        }
-        Self::new(kind, error)
-    }
-
-    /// Classifies our own exchange's error for a request that was sent.
-    fn sent_own(error: std::io::Error) -> Self {
-        let kind = if UpstreamBadResponse::is_in(&error) {
-            PoolErrorKind::BadResponse
-        } else {
-            PoolErrorKind::Reset
-        };
-        Self::new(kind, error)
     }
 }
 
