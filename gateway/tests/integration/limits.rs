@@ -11,7 +11,9 @@ use gateway::vocab::StageId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::identity_support::{ClientCert, Pki, assert_refused, tls_client, tls_get};
+use super::identity_support::{
+    ClientCert, Pki, assert_refused, tls_client, tls_get, tls_listener_config,
+};
 use super::util::*;
 
 /// A small gateway: `limited` allows `route_limit` requests at once, `open` has no limit of its
@@ -244,40 +246,17 @@ async fn a_trickling_upload_under_min_body_rate_is_408() {
 // ---------------------------------------------------------------------------------------------
 // TLS handshakes that never complete.
 
-fn tls_config(pki: &Pki, upstream: SocketAddr) -> String {
-    format!(
-        r#"
-listeners:
-  - name: edge
-    address: "127.0.0.1:0"
-    tls:
-      certificates:
-        - {{ cert_file: "{server}", key_file: "{server_key}", hosts: [localhost] }}
-access_log: off
-limits:
-  header_read_timeout: 30s
-  tls_handshake_timeout: 300ms
-upstreams:
-  svc:
-    instances: ["{upstream}"]
-routes:
-  - name: open
-    match: {{ path: /open/* }}
-    upstream: svc
-  - name: catch-all
-    match: {{ path: /* }}
-    respond: {{ status: 404 }}
-"#,
-        server = pki.path_str("server.pem"),
-        server_key = pki.path_str("server.key"),
-    )
-}
-
 #[tokio::test]
 async fn a_tls_handshake_that_never_completes_is_closed_at_tls_handshake_timeout_and_counted() {
     let pki = Pki::generate();
     let upstream = Upstream::start().await;
-    let mut gw = TestGateway::start(&tls_config(&pki, upstream.address)).await;
+    let config = tls_listener_config(
+        &pki,
+        upstream.address,
+        "/open/*",
+        "  header_read_timeout: 30s\n  tls_handshake_timeout: 300ms",
+    );
+    let mut gw = TestGateway::start(&config).await;
     let silent: &[u8] = b"";
     // A TLS record header announcing a 200-byte ClientHello, and only its first bytes.
     let partial: &[u8] = b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03\x00\x01\x02";

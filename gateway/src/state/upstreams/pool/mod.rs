@@ -1,10 +1,12 @@
-//! The connection pool of one upstream, our own over `hyper::client::conn`: the protocol is
-//! chosen per upstream (HTTP/1.1, h2c, h2, or what ALPN agrees for `auto`) and an HTTP/2
-//! connection carries many requests at once. A request checks a connection out on its own task
-//! and its [`Lease`] gives it back when the response body ends — the lease rides in the
-//! request's in-flight guard — so there is no dispatcher task or channel between a request and
-//! its connection. Built when a config is bound (never inside the compiled config), and kept
-//! across reloads that do not change its connection settings.
+//! The connection pool of one upstream, our own over `hyper::client::conn` and, for bodiless
+//! HTTP/1.1 requests, over our own exchange (`wire::http1_client`): the protocol is chosen per
+//! upstream (HTTP/1.1, h2c, h2, or what ALPN agrees for `auto`) and an HTTP/2 connection
+//! carries many requests at once. A request checks a connection out on its own task. A bodiless
+//! HTTP/1.1 exchange runs there too, and its response body brings the connection back; any
+//! other request's [`Lease`] gives it back when the response body ends — the lease rides in the
+//! request's in-flight guard — while hyper's connection task moves its bytes. Built when a
+//! config is bound (never inside the compiled config), and kept across reloads that do not
+//! change its connection settings.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -214,7 +216,6 @@ impl Pool {
         request: Request<UpstreamRequestBody>,
     ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
         let (parts, body) = origin_form(request, address).into_parts();
-        let home: Arc<dyn ConnectionHome> = host.clone();
         for attempt in 0..UNSENT_TRIES {
             // The last try is always on a new connection.
             let idle = if attempt + 1 < UNSENT_TRIES {
@@ -234,7 +235,8 @@ impl Pool {
                     http1::own_connection(stream)
                 }
             };
-            match connection.send(&parts, home.clone()).await {
+            let home: Arc<dyn ConnectionHome> = host.clone();
+            match connection.send(&parts, home).await {
                 Ok(response) => {
                     let lease = Lease { held: Held::InBody };
                     return Ok((response.map(UpstreamBody::Http1), lease));
