@@ -29,6 +29,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
 use super::redis::call::{Conn, SCRIPT, StoreError, TTL_MARGIN_MS, decisions};
+use super::redis::log_key;
 use crate::ratelimit::Decision;
 use crate::ratelimit::metrics::BatchSizes;
 
@@ -151,7 +152,7 @@ impl Driver {
             cmd.arg(checks * 2);
             for p in &batch {
                 for key in &p.keys {
-                    cmd.arg(key).arg(format!("{key}:log"));
+                    cmd.arg(key).arg(log_key(key));
                 }
             }
             cmd.arg("batch").arg(TTL_MARGIN_MS);
