@@ -436,7 +436,11 @@ fn compile_policy(
         lease,
         header_quota,
         header_window_secs,
-        policy_item: format!("\"{}\";q={header_quota};w={header_window_secs}", p.id),
+        policy_item: http::HeaderValue::try_from(format!(
+            "\"{}\";q={header_quota};w={header_window_secs}",
+            p.id
+        ))
+        .ok(),
     })
 }
 

@@ -137,8 +137,9 @@ pub struct CompiledPolicy {
     /// `q` of the `RateLimit-Policy` field: the units the policy grants per `w` seconds.
     pub header_quota: u64,
     pub header_window_secs: u64,
-    /// The policy's `RateLimit-Policy` member, rendered once: `"paid";q=100;w=6`.
-    pub policy_item: String,
+    /// The policy's `RateLimit-Policy` member, rendered once as the field value every response
+    /// carries: `"paid";q=100;w=6`. `None` for an id no field value can hold.
+    pub policy_item: Option<http::HeaderValue>,
 }
 
 impl CompiledPolicy {

@@ -31,7 +31,10 @@ fn the_paid_tier_is_one_token_bucket_with_honest_header_numbers() {
         "ticks are microseconds"
     );
     // 100 at once, refilled in 100 × 60 ms = 6 s.
-    assert_eq!(p.policy_item, "\"paid\";q=100;w=6");
+    assert_eq!(
+        p.policy_item.as_ref().and_then(|v| v.to_str().ok()),
+        Some("\"paid\";q=100;w=6")
+    );
     assert!(p.applies_to_tier(Some("paid")));
     assert!(!p.applies_to_tier(Some("free")));
     assert!(!p.applies_to_tier(None));
