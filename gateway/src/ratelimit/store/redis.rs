@@ -300,7 +300,7 @@ pub fn key(prefix: &str, check: &Check<'_>) -> String {
 }
 
 /// The key's pieces in one string. Pushed one by one: `format!` cost a Redis-limited request
-/// about a thousand instructions for its keys (docs/PERFORMANCE.md).
+/// some 3,000 instructions for its keys (docs/PERFORMANCE.md).
 fn joined(pieces: &[&str]) -> String {
     let mut key = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
     for piece in pieces {
