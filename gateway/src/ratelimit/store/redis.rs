@@ -386,16 +386,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_keep_the_form_counters_already_in_redis_were_written_under() {
-        let limiter = AnyLimiter::new(
+    /// The keys do not depend on the algorithm: any one will do.
+    fn any_limiter() -> AnyLimiter {
+        AnyLimiter::new(
             Algorithm::Gcra,
             Quota {
                 limit: 1,
                 period_nanos: 1_000,
                 burst: 1,
             },
-        );
+        )
+    }
+
+    #[test]
+    fn keys_keep_the_form_counters_already_in_redis_were_written_under() {
+        let limiter = any_limiter();
         let state = key("rl:", &check("p:1", "sub:alice", &limiter));
         assert_eq!(state, "rl:{p:1|sub:alice}");
         assert_eq!(log_key(&state), "rl:{p:1|sub:alice}:log");
@@ -404,14 +409,7 @@ mod tests {
 
     #[test]
     fn a_cluster_key_is_tagged_by_its_subject_and_its_log_shares_its_slot() {
-        let limiter = AnyLimiter::new(
-            Algorithm::Gcra,
-            Quota {
-                limit: 1,
-                period_nanos: 1_000,
-                burst: 1,
-            },
-        );
+        let limiter = any_limiter();
         assert_eq!(
             cluster_key("rl:", &check("p:1", "key:k1", &limiter)),
             "rl:{key:k1}|p:1"
