@@ -21,6 +21,11 @@
 -- (config/ratelimit.rs), so every value here is an exact integer. Numbers go to Redis through
 -- `fmt` (never tostring, which would write 1.7e+15).
 
+-- Written for few allocations: Redis runs a batch's checks one after another while every
+-- other client waits, and a table or closure per check was most of a call's time. So the
+-- algorithms answer in four values rather than a table, keep no closures, and a lone check
+-- decides on its state in place.
+
 -- The request being decided sets `now`; every function below reads it.
 local now = 0
 local margin = tonumber(ARGV[2])
@@ -38,86 +43,103 @@ local function cdiv(a, b)
 end
 local function ssub(a, b) if a > b then return a - b end return 0 end
 local function fmt(x) return string.format('%.0f', x) end
-local function allow(rem, reset) return {1, rem, 0, reset} end
-local function deny(rem, retry, reset)
+-- A decision: allowed (1/0), remaining, retry-after, reset.
+local function ok(rem, reset) return 1, rem, 0, reset end
+local function no(rem, retry, reset)
   if retry == 0 then retry = 1 end
-  return {0, rem, retry, reset}
+  return 0, rem, retry, reset
 end
 local function copy(t) local c = {} for k, v in pairs(t) do c[k] = v end return c end
 -- An idle key expires once its quota is fully restored, plus a margin for clock skew between
 -- gateways: until then its state still matters.
 local function expire(key, reset) redis.call('PEXPIRE', key, fmt(cdiv(reset, 1000) + margin)) end
-local function fields(key, names)
+-- Reads a state's fields into `st` (absent ones are 0).
+local function fields(key, names, st)
+  if #names == 1 then
+    st[names[1]] = tonumber(redis.call('HGET', key, names[1])) or 0
+    return st
+  end
   local v = redis.call('HMGET', key, unpack(names))
-  local st = {}
-  for i, name in ipairs(names) do st[name] = tonumber(v[i]) or 0 end
+  for i = 1, #names do st[names[i]] = tonumber(v[i]) or 0 end
   return st
 end
+-- Writes a state's fields (one to three) and its key's expiry.
 local function store(key, st, names, reset)
-  local args = {}
-  for _, name in ipairs(names) do args[#args + 1] = name; args[#args + 1] = fmt(st[name]) end
-  redis.call('HSET', key, unpack(args))
+  local a, b, c = names[1], names[2], names[3]
+  if c then
+    redis.call('HSET', key, a, fmt(st[a]), b, fmt(st[b]), c, fmt(st[c]))
+  elseif b then
+    redis.call('HSET', key, a, fmt(st[a]), b, fmt(st[b]))
+  else
+    redis.call('HSET', key, a, fmt(st[a]))
+  end
   expire(key, reset)
 end
 
+-- Each algorithm: the names of its state's fields, a scratch table for a lone check's state, and
+-- `decide(L, P, B, st, t, cost)`, which updates `st` and answers a decision.
 local A = {}
 
 -- token_bucket.rs: the deficit `d` (credit missing, in ticks) and the latest time `l`.
-A.tb = { names = {'d', 'l'} }
-function A.tb.decide(c, st, t, cost)
-  local T = cdiv(c.P, c.L)
-  local cap = c.B * T
+A.tb = { names = {'d', 'l'}, scratch = {} }
+function A.tb.decide(L, P, B, st, t, cost)
+  local T = cdiv(P, L)
+  local cap = B * T
   local n = math.max(t, st.l)
   local d = ssub(st.d, n - st.l)
   st.l = n
   st.d = d
-  local function tokens(x) return idiv(ssub(cap, x), T) end
-  if cost > c.B then return deny(tokens(d), NEVER, d) end
+  -- tokens left at a deficit x: idiv(ssub(cap, x), T)
+  if cost > B then return no(idiv(ssub(cap, d), T), NEVER, d) end
   local after = d + cost * T
   if after <= cap then
     st.d = after
-    return allow(tokens(after), after)
+    return ok(idiv(ssub(cap, after), T), after)
   end
-  return deny(tokens(d), after - cap, d)
+  return no(idiv(ssub(cap, d), T), after - cap, d)
 end
 
 -- gcra.rs: the theoretical arrival time.
-A.gcra = { names = {'tat'} }
-function A.gcra.decide(c, st, t, cost)
-  local T = cdiv(c.P, c.L)
-  local horizon = c.B * T
+A.gcra = { names = {'tat'}, scratch = {} }
+function A.gcra.decide(L, P, B, st, t, cost)
+  local T = cdiv(P, L)
+  local horizon = B * T
   local tat = math.max(st.tat, t)
-  local function rem(x) return idiv(ssub(horizon, x - t), T) end
-  if cost > c.B then return deny(rem(tat), NEVER, tat - t) end
+  -- remaining at a tat x: idiv(ssub(horizon, x - t), T)
+  if cost > B then return no(idiv(ssub(horizon, tat - t), T), NEVER, tat - t) end
   local new_tat = tat + cost * T
   local from = ssub(new_tat, horizon)
   if t >= from then
     st.tat = new_tat
-    return allow(rem(new_tat), new_tat - t)
+    return ok(idiv(ssub(horizon, new_tat - t), T), new_tat - t)
   end
-  return deny(rem(tat), from - t, tat - t)
+  return no(idiv(ssub(horizon, tat - t), T), from - t, tat - t)
 end
 
 -- fixed_window.rs: the window index `w` and its count `c`.
-A.fw = { names = {'w', 'c'} }
-function A.fw.decide(c, st, t, cost)
-  local window = idiv(t, c.P)
+local function fw_reset(count, until_end) if count == 0 then return 0 end return until_end end
+A.fw = { names = {'w', 'c'}, scratch = {} }
+function A.fw.decide(L, P, B, st, t, cost)
+  local window = idiv(t, P)
   if window > st.w then st.w = window; st.c = 0 end
-  local until_end = ssub((st.w + 1) * c.P, t)
-  local left = ssub(c.L, st.c)
-  local function reset(count) if count == 0 then return 0 end return until_end end
-  if cost > c.L then return deny(left, NEVER, reset(st.c)) end
+  local until_end = ssub((st.w + 1) * P, t)
+  local left = ssub(L, st.c)
+  if cost > L then return no(left, NEVER, fw_reset(st.c, until_end)) end
   if cost <= left then
     st.c = st.c + cost
-    return allow(left - cost, reset(st.c))
+    return ok(left - cost, fw_reset(st.c, until_end))
   end
-  return deny(left, until_end, until_end)
+  return no(left, until_end, until_end)
 end
 
 -- sliding_window_counter.rs: window `w`, previous count `p`, current count `c`.
-A.swc = { names = {'w', 'p', 'c'} }
-function A.swc.decide(c, st, t, cost)
-  local P, L = c.P, c.L
+local function swc_reset(st, start, P, t)
+  if st.c > 0 then return ssub(start + 2 * P, t) end
+  if st.p > 0 then return ssub(start + P, t) end
+  return 0
+end
+A.swc = { names = {'w', 'p', 'c'}, scratch = {} }
+function A.swc.decide(L, P, B, st, t, cost)
   local window = idiv(t, P)
   if window > st.w then
     if window == st.w + 1 then st.p = st.c else st.p = 0 end
@@ -127,18 +149,13 @@ function A.swc.decide(c, st, t, cost)
   local start = st.w * P
   local weight = P - math.min(ssub(t, start), P - 1)
   local share = cdiv(st.p * weight, P)
-  local function left(cur) return ssub(ssub(L, cur), share) end
-  local function reset()
-    if st.c > 0 then return ssub(start + 2 * P, t) end
-    if st.p > 0 then return ssub(start + P, t) end
-    return 0
-  end
-  if cost == 0 then return allow(left(st.c), reset()) end
-  if cost > L then return deny(left(st.c), NEVER, reset()) end
+  -- left at a count x: ssub(ssub(L, x), share)
+  if cost == 0 then return ok(ssub(ssub(L, st.c), share), swc_reset(st, start, P, t)) end
+  if cost > L then return no(ssub(ssub(L, st.c), share), NEVER, swc_reset(st, start, P, t)) end
   local room = L - st.c - cost
   if room >= 0 and st.p * weight <= room * P then
     st.c = st.c + cost
-    return allow(left(st.c), reset())
+    return ok(ssub(ssub(L, st.c), share), swc_reset(st, start, P, t))
   end
   -- The earliest time it fits, later in this window or in the next.
   local at
@@ -154,34 +171,29 @@ function A.swc.decide(c, st, t, cost)
     end
     at = start + P + e
   end
-  return deny(left(st.c), ssub(at, t), reset())
+  return no(ssub(ssub(L, st.c), share), ssub(at, t), swc_reset(st, start, P, t))
 end
 
--- The four above: load the state, decide on copies with cost 0 (peek) and with the cost. A lone
--- check (one policy, not dry) needs no peek: its own decision is the answer and what it leaves.
-local function prepare_state(c, alg, lone)
-  local st = fields(c.key, alg.names)
+-- The four above, among several checks (or dry): load the state, decide on copies with cost 0
+-- (peek) and with the cost. A refused request among several leaves what the peek left (the Rust
+-- stores do the same).
+local function prepare_state(c, alg)
+  local st = fields(c.key, alg.names, {})
   c.names = alg.names
   c.fs = copy(st)
-  c.full = alg.decide(c, c.fs, now, c.cost)
-  if not lone then
-    c.ps = st
-    c.peek = alg.decide(c, st, now, 0)
-  end
+  c.full = {alg.decide(c.L, c.P, c.B, c.fs, now, c.cost)}
+  c.ps = st
+  c.peek = {alg.decide(c.L, c.P, c.B, st, now, 0)}
 end
 local function commit_state(c) store(c.key, c.fs, c.names, c.full[4]) end
--- Alone, a refused request leaves what its own decision left; among several, what the peek left
--- (the Rust stores do the same).
-local function settle_state(c, single)
-  if single then store(c.key, c.fs, c.names, c.full[4]) else store(c.key, c.ps, c.names, c.peek[4]) end
-end
+local function settle_state(c) store(c.key, c.ps, c.names, c.peek[4]) end
 
 -- sliding_log.rs: `u` (units in the log) and `l` (latest time) in the hash; the log itself in a
 -- sorted set, one member `<at>:<cost>` per admission time, scored by its time.
 local function entry_cost(m) return tonumber(string.match(m, ':(%d+)$')) end
 local function prepare_log(c)
   local P, L = c.P, c.L
-  local st = fields(c.key, {'u', 'l'})
+  local st = fields(c.key, {'u', 'l'}, {})
   local n = math.max(now, st.l)
   local used = st.u
   if n - P >= 0 then
@@ -196,13 +208,13 @@ local function prepare_log(c)
   local reset = 0
   if newest_at then reset = ssub(newest_at + P, n) end
   local cost = c.cost
-  c.peek = allow(left, reset)
+  c.peek = {ok(left, reset)}
   if cost == 0 then
-    c.full = allow(left, reset)
+    c.full = {ok(left, reset)}
   elseif cost > L then
-    c.full = deny(left, NEVER, reset)
+    c.full = {no(left, NEVER, reset)}
   elseif cost <= left then
-    c.full = allow(left - cost, P)
+    c.full = {ok(left - cost, P)}
   else
     local excess, freed, retry = cost - left, 0, NEVER
     local entries = redis.call('ZRANGE', c.log, 0, -1, 'WITHSCORES')
@@ -213,7 +225,7 @@ local function prepare_log(c)
         break
       end
     end
-    c.full = deny(left, retry, reset)
+    c.full = {no(left, retry, reset)}
   end
   local function meta(u, r)
     redis.call('HSET', c.key, 'u', fmt(u), 'l', fmt(n))
@@ -235,9 +247,27 @@ local function prepare_log(c)
 end
 
 -- ENTRY: above, the algorithms (lease.lua runs them too); below, the calls' checks.
+local out, emitted = {}, 0
+local function emit(allowed, rem, retry, reset)
+  out[emitted + 1], out[emitted + 2], out[emitted + 3], out[emitted + 4] = allowed, rem, retry, reset
+  emitted = emitted + 4
+end
+
 -- One request: `count` checks, their keys from KEYS[k + 1], their parameters from ARGV[a + 1];
 -- appends their four integers each to `out`.
-local function decide(out, k, a, count, dry)
+local function decide(k, a, count, dry)
+  -- A lone check (one policy, not dry), a batch's usual request: its own decision is the answer
+  -- and what it leaves, so it decides on its state in place (no peek, no copies).
+  if count == 1 and not dry and ARGV[a + 1] ~= 'sl' then
+    local alg = A[ARGV[a + 1]]
+    local st = fields(KEYS[k + 1], alg.names, alg.scratch)
+    local allowed, rem, retry, reset = alg.decide(
+      tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), st, now,
+      tonumber(ARGV[a + 5]))
+    store(KEYS[k + 1], st, alg.names, reset)
+    emit(allowed, rem, retry, reset)
+    return
+  end
   local checks = {}
   local all = not dry
   for i = 1, count do
@@ -250,7 +280,7 @@ local function decide(out, k, a, count, dry)
     if c.alg == 'sl' then
       prepare_log(c)
     else
-      prepare_state(c, A[c.alg], count == 1 and not dry)
+      prepare_state(c, A[c.alg])
       c.commit, c.settle = commit_state, settle_state
     end
     if c.full[1] == 0 then all = false end
@@ -263,10 +293,10 @@ local function decide(out, k, a, count, dry)
       c.commit(c)
       d = c.full
     else
-      c.settle(c, count == 1 and not dry)
+      c.settle(c)
       if c.full[1] == 0 then d = c.full else d = c.peek end
     end
-    for j = 1, 4 do out[#out + 1] = d[j] end
+    emit(d[1], d[2], d[3], d[4])
   end
 end
 
@@ -274,32 +304,35 @@ end
 local function known(alg) return alg == 'sl' or A[alg] ~= nil end
 local function unknown(alg) return redis.error_reply('gatehouse: unknown algorithm ' .. tostring(alg)) end
 
-local out = {}
+local argc = #ARGV
 if ARGV[1] == 'batch' then
-  local requests = {}
-  local a, k = 3, 0
-  while a <= #ARGV do
+  -- Per request: its now, its count, five per check.
+  local a = 3
+  while a <= argc do
     local count = tonumber(ARGV[a + 1]) or 0
     for i = 1, count do
       local alg = ARGV[a + 2 + (i - 1) * 5]
       if not known(alg) then return unknown(alg) end
     end
-    requests[#requests + 1] = { now = tonumber(ARGV[a]), k = k, a = a + 1, count = count }
+    a = a + 2 + count * 5
+  end
+  local k = 0
+  a = 3
+  while a <= argc do
+    local count = tonumber(ARGV[a + 1]) or 0
+    now = tonumber(ARGV[a])
+    decide(k, a + 1, count, false)
     a = a + 2 + count * 5
     k = k + 2 * count
   end
-  for _, r in ipairs(requests) do
-    now = r.now
-    decide(out, r.k, r.a, r.count, false)
-  end
 else
-  local count = math.floor((#ARGV - 2) / 5)
+  local count = math.floor((argc - 2) / 5)
   local dry = ARGV[3 + count * 5] == 'dry'
   for i = 1, count do
     local alg = ARGV[2 + (i - 1) * 5 + 1]
     if not known(alg) then return unknown(alg) end
   end
   now = tonumber(ARGV[1])
-  decide(out, 0, 2, count, dry)
+  decide(0, 2, count, dry)
 end
 return out

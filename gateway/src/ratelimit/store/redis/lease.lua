@@ -23,22 +23,24 @@ for i = 1, count do
   if not alg then
     return redis.error_reply('gatehouse: no lease for algorithm ' .. tostring(c.alg))
   end
-  local st = fields(c.key, alg.names)
-  local peek = alg.decide(c, copy(st), now, 0)
+  local st = fields(c.key, alg.names, {})
+  local _, peek_rem = alg.decide(c.L, c.P, c.B, copy(st), now, 0)
   local units = 0
-  local d
-  if peek[2] < c.cost then
-    d = alg.decide(c, st, now, c.cost)
+  local allowed, rem, retry, reset
+  if peek_rem < c.cost then
+    allowed, rem, retry, reset = alg.decide(c.L, c.P, c.B, st, now, c.cost)
   else
     -- remaining >= units means units are admitted (remaining_predicts_admission).
-    units = math.max(math.min(c.want, peek[2]), c.cost)
-    d = alg.decide(c, st, now, units)
+    units = math.max(math.min(c.want, peek_rem), c.cost)
+    allowed, rem, retry, reset = alg.decide(c.L, c.P, c.B, st, now, units)
   end
-  store(c.key, st, alg.names, d[4])
+  store(c.key, st, alg.names, reset)
   local granted = 0
   if units > 0 then granted = 1 end
   out[#out + 1] = granted
   out[#out + 1] = units
-  for j = 2, 4 do out[#out + 1] = d[j] end
+  out[#out + 1] = rem
+  out[#out + 1] = retry
+  out[#out + 1] = reset
 end
 return out
