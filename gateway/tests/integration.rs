@@ -27,6 +27,7 @@ mod integration {
     mod ratelimit_batch;
     mod ratelimit_cluster;
     mod ratelimit_lease;
+    mod ratelimit_link;
     mod ratelimit_memory;
     mod ratelimit_processes;
     mod ratelimit_redis;

@@ -47,6 +47,8 @@
 
 pub(in crate::ratelimit::store) mod call;
 mod lease;
+pub(in crate::ratelimit::store) mod link;
+pub(in crate::ratelimit::store) mod resp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,8 +84,10 @@ impl RedisStore {
     /// Makes the store without waiting for Redis (the gateway starts whether or not Redis is up)
     /// and loads the script in the background. Must run inside a Tokio runtime.
     pub fn new(config: &RedisConfig, metrics: RateLimitMetrics) -> Result<Self, RedisError> {
+        let mut endpoint = None;
         let conn = if config.cluster_nodes.is_empty() {
             let client = redis::Client::open(config.url.as_str())?;
+            endpoint = link::Endpoint::from_info(client.get_connection_info());
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.timeout))
                 .set_response_timeout(Some(config.timeout))
@@ -110,9 +114,11 @@ impl RedisStore {
             )
         };
         let script = Arc::new(Script::new(SCRIPT));
-        let batch = (matches!(conn, Conn::Single(_)) && config.max_batch > 1).then(|| {
+        // Batches go over the driver's own connection; an address it does not speak keeps one
+        // call per request on redis-rs.
+        let batch = endpoint.filter(|_| config.max_batch > 1).map(|endpoint| {
             Batcher::spawn(
-                conn.clone(),
+                endpoint,
                 script.get_hash().to_owned(),
                 config.max_batch,
                 config.timeout,

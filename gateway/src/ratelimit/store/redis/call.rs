@@ -107,6 +107,27 @@ pub(in crate::ratelimit::store) fn decisions(
         .collect())
 }
 
+/// An error reply read on the batch driver's own connection, classified as [`classify`] does
+/// redis-rs's: a Cluster or a Redis between states is unreachable for now, any other refusal is
+/// the script's.
+pub(in crate::ratelimit::store) fn refusal(message: String) -> StoreError {
+    const UNREACHABLE: [&str; 7] = [
+        "MOVED",
+        "ASK",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "MASTERDOWN",
+        "READONLY",
+        "LOADING",
+    ];
+    let code = message.split(' ').next().unwrap_or_default();
+    if UNREACHABLE.contains(&code) {
+        StoreError::Connection(message)
+    } else {
+        StoreError::Script(message)
+    }
+}
+
 pub(in crate::ratelimit::store) fn classify(e: &RedisError) -> StoreError {
     if e.is_timeout() {
         StoreError::Timeout(Duration::ZERO)
