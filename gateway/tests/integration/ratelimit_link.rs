@@ -142,3 +142,57 @@ async fn a_reply_too_late_fails_its_call_and_the_next_call_reads_its_own() {
     // "late"); a fresh counter answers 9.
     assert_eq!(remaining_after_one(&store, "fresh", &limiter).await, Ok(9));
 }
+
+/// A redis-server on a Unix socket only (no TCP port), stopped when dropped.
+struct UnixRedis {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    socket: std::path::PathBuf,
+}
+
+impl UnixRedis {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("redis.sock");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let started = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "redis-server listens on {socket:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            _dir: dir,
+            socket,
+        }
+    }
+}
+
+impl Drop for UnixRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_unix_socket_url_is_a_connection_too() {
+    let redis = UnixRedis::start();
+    let limiter = ten_an_hour();
+    let store = store(
+        format!("redis+unix://{}", redis.socket.display()),
+        Duration::from_secs(2),
+    );
+    assert_eq!(remaining_after_one(&store, "p", &limiter).await, Ok(9));
+    assert_eq!(remaining_after_one(&store, "p", &limiter).await, Ok(8));
+}
