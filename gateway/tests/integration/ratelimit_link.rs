@@ -11,6 +11,7 @@ use gateway::ratelimit::store::{Check, RedisConfig};
 use gateway::ratelimit::{Algorithm, AnyLimiter, Quota};
 
 use super::ratelimit_support::*;
+use super::util::eventually_blocking;
 
 /// 2024-01-01 in ticks (microseconds).
 const EPOCH: u64 = 1_704_067_200_000_000;
@@ -162,14 +163,15 @@ impl UnixRedis {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-server runs");
-        let started = std::time::Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "redis-server listens on {socket:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually_blocking(
+            &format!("redis-server listens on {}", socket.display()),
+            Duration::from_secs(5),
+            || {
+                std::os::unix::net::UnixStream::connect(&socket)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
         Self {
             child,
             _dir: dir,
