@@ -60,6 +60,13 @@ impl Clock for SystemClock {
     }
 }
 
+/// The instant `after` from now on tokio's timer, for transport deadlines (a call given up on a
+/// socket). It lives here so that this file stays the one reader of time; tokio's timer is the
+/// one that paused test time drives, so these deadlines run in virtual time too.
+pub fn timer_deadline(after: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + after
+}
+
 /// A clock that moves only when told to: virtual time for tests and the comparison engine.
 #[derive(Debug, Default)]
 pub struct ManualClock {

@@ -38,6 +38,7 @@ use super::redis::call::{SCRIPT, StoreError, TTL_MARGIN_MS, decisions, refusal};
 use super::redis::link::{Endpoint, Link};
 use super::redis::log_key;
 use super::redis::resp::{Command, Reply};
+use crate::clock::timer_deadline;
 use crate::ratelimit::Decision;
 use crate::ratelimit::metrics::BatchSizes;
 
@@ -169,7 +170,7 @@ impl Driver {
                 reply = next_reply(&mut self.link), if !self.in_flight.is_empty() => {
                     self.answer(reply).await;
                 }
-                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                () = tokio::time::sleep_until(deadline.unwrap_or_else(|| timer_deadline(Duration::ZERO))), if deadline.is_some() => {
                     // Replies come in order: the late one would come before any other, so the
                     // connection goes with it.
                     self.fail_all(&StoreError::Timeout(self.timeout));
@@ -184,7 +185,7 @@ impl Driver {
                     if !batch.is_empty() {
                         self.sizes.0.observe(batch.len() as f64);
                         let checks = batch.iter().map(|p| p.keys.len()).sum();
-                        let call = Call { batch, checks, deadline: Instant::now() + self.timeout, as_eval: false };
+                        let call = Call { batch, checks, deadline: timer_deadline(self.timeout), as_eval: false };
                         self.send(call).await;
                     }
                 }
