@@ -181,9 +181,9 @@ pub struct RedisCost {
 }
 
 impl RedisCost {
-    /// Token bucket, GCRA, fixed window, sliding-window counter: `HMGET` the state hash, `HSET`
-    /// it back, `PEXPIRE` it — admitted or refused alike (a refused single check stores what its
-    /// own decision left). The sliding log: `HMGET` (`u`, `l`), `ZRANGEBYSCORE` of the expired
+    /// Token bucket, GCRA, fixed window, sliding-window counter: `HMGET` the state hash (`HGET`
+    /// for GCRA's one field), `HSET` it back, `PEXPIRE` it — admitted or refused alike (a refused
+    /// single check stores what its own decision left). The sliding log: `HMGET` (`u`, `l`), `ZRANGEBYSCORE` of the expired
     /// entries, `ZREMRANGEBYSCORE` when there are any, `ZRANGE` of the newest; then, admitted,
     /// `ZREM` when it merges with a same-time entry, `ZADD`, `HSET`, `PEXPIRE` ×2; refused,
     /// `ZRANGE 0 -1` (its reply grows with the log, up to `limit` entries) to find the retry-after,
