@@ -92,14 +92,17 @@ pub(super) async fn serve_connection(
             // From the request's arrival: the connection is busy, and its stream's time runs.
             let busy = tracker.begin();
             let deadline = tracker.max_duration().map(tokio::time::sleep);
-            // For what outlives the response head on its own: a WebSocket relay.
-            request.extensions_mut().insert(tracker.clone());
+            let connect = request.method() == http::Method::CONNECT;
+            let asks_upgrade = connect || request.headers().contains_key(http::header::UPGRADE);
+            // For what outlives the response head on its own: a WebSocket relay, which only an
+            // upgrade (HTTP/1.1) or an extended CONNECT (HTTP/2) can become. Not for every
+            // request: the extension map is an allocation and a hash insert each time.
+            if asks_upgrade {
+                request.extensions_mut().insert(tracker.clone());
+            }
             // An HTTP/1.1 upgrade that is not taken must close the connection: the guard stops
             // reading after an upgrade request, so nothing may follow it as HTTP/1.1.
-            let upgrade = request.version() == http::Version::HTTP_11
-                && (request.headers().contains_key(http::header::UPGRADE)
-                    || request.method() == http::Method::CONNECT);
-            let connect = request.method() == http::Method::CONNECT;
+            let upgrade = request.version() == http::Version::HTTP_11 && asks_upgrade;
             async move {
                 let mut response = crate::pipeline::handle(&state, info, request).await;
                 let status = response.status();
