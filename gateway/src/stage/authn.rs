@@ -178,9 +178,14 @@ fn present_credentials(parts: &Parts, auth: &AuthConfig) -> Present {
         count: 0,
         in_query: false,
     };
-    for name in &auth.credential_headers {
-        present.count += parts.headers.get_all(name).iter().count();
-    }
+    // One pass over the request's fields, not a hashed lookup per credential name: there are
+    // few of either, and this runs on every request.
+    present.count = parts
+        .headers
+        .keys()
+        .filter(|name| auth.credential_headers.contains(name))
+        .map(|name| parts.headers.get_all(name).iter().count())
+        .sum();
     if let Some(query) = parts.uri.query() {
         for pair in query.split('&') {
             let name = pair.split_once('=').map_or(pair, |(k, _)| k);
@@ -223,8 +228,15 @@ fn escape_name(name: &str) -> String {
 /// Removes every credential header and every token parameter, so the upstream never sees a
 /// credential, whichever route this is.
 pub fn strip_credentials(parts: &mut Parts, auth: &AuthConfig) {
-    for name in &auth.credential_headers {
-        parts.headers.remove(name);
+    // A pass over the fields present first: most requests carry no credential.
+    if parts
+        .headers
+        .keys()
+        .any(|name| auth.credential_headers.contains(name))
+    {
+        for name in &auth.credential_headers {
+            parts.headers.remove(name);
+        }
     }
     if present_credentials(parts, auth).in_query {
         remove_token_params(parts, auth);

@@ -54,6 +54,10 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
 static CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
+static CLIENT_CERT_FIELDS: [HeaderName; 2] = [
+    HeaderName::from_static("client-cert"),
+    HeaderName::from_static("client-cert-chain"),
+];
 static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 static X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
@@ -73,8 +77,7 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
     remove_named(headers, &cx.active.config.internal_headers);
     crate::stage::authn::strip_credentials(&mut cx.parts, &cx.active.config.auth);
     let headers = &mut cx.parts.headers;
-    headers.remove(&CLIENT_CERT);
-    headers.remove(&CLIENT_CERT_CHAIN);
+    remove_named(headers, &CLIENT_CERT_FIELDS);
     let route = cx.route.route();
     if let (Some(tls), true) = (
         &cx.facts.connection.tls,
@@ -304,11 +307,21 @@ fn hop_by_hop_bit(name: &HeaderName) -> u32 {
     }
 }
 
-/// Removes every field named in `names`, after one pass over the names present says any is:
-/// the usual request or response carries none of them.
+/// Removes every field named in `names`. One pass over the map's names — a handful on most
+/// requests — finds which are there, so only those pay a hashed removal, and most requests
+/// carry none. (Names past the 63rd share one bit: any of them present removes them all.)
 pub fn remove_named(headers: &mut HeaderMap, names: &[HeaderName]) {
-    if headers.keys().any(|name| names.contains(name)) {
-        for name in names {
+    let mut present = 0u64;
+    for name in headers.keys() {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            present |= 1 << i.min(63);
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    for (i, name) in names.iter().enumerate() {
+        if i >= 63 || present & (1 << i) != 0 {
             headers.remove(name);
         }
     }

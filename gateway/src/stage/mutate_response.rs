@@ -20,7 +20,11 @@ use crate::vocab::{Reason, Rejection};
 
 const STAGE: StageId = StageId::MutateResponse;
 
-static X_POWERED_BY: header::HeaderName = header::HeaderName::from_static("x-powered-by");
+/// What names the upstream's software, removed from every response.
+static SOFTWARE_FIELDS: [header::HeaderName; 2] = [
+    header::SERVER,
+    header::HeaderName::from_static("x-powered-by"),
+];
 
 /// Runs on every answer, stops included. `preflight` marks the gateway's own preflight answer,
 /// whose CORS headers are already final. Writes the gateway's own final fields last, so nothing
@@ -47,8 +51,7 @@ pub async fn run(
     if let Some(deprecation) = cx.route.route().and_then(|r| r.deprecation.as_ref()) {
         deprecation.apply(headers);
     }
-    headers.remove(header::SERVER);
-    headers.remove(&X_POWERED_BY);
+    remove_named(headers, &SOFTWARE_FIELDS);
     remove_named(headers, &cx.active.config.internal_headers);
     if let Some(cors) = cx.active.config.cors.as_ref().filter(|_| !preflight) {
         apply_cors(cors, origin, headers);
