@@ -111,13 +111,12 @@ fn random_nonzero<const N: usize>() -> [u8; N] {
     out
 }
 
-/// Lowercase hex of `bytes`. Built by pushing, not in a zeroed buffer: `vec![0; n]` is a
-/// `calloc`, which cost more than the digits.
+/// Lowercase hex of `bytes`. The buffer is sized then filled pair by pair: not `vec![0; n]`,
+/// which is a `calloc`, and not `push` per digit, which re-checks capacity and encodes UTF-8.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.extend_from_slice(&hex_pair(b));
-    }
+    out.resize(bytes.len() * 2, 0);
+    hex_into(bytes, &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
 

@@ -31,6 +31,9 @@ pub use body::Http1Body;
 const MAX_HEADERS: usize = 100;
 /// The longest response head read, as hyper's client allows (its default buffer limit).
 const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+/// The fields `mutate_request` sets on every request: X-Request-Id, traceparent,
+/// X-Forwarded-For, Forwarded, X-Real-IP, X-Forwarded-Proto.
+const FIELDS_ADDED_TO_A_REQUEST: usize = 6;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 8192;
 
@@ -215,7 +218,10 @@ impl Connection {
             );
         }
         let head = self.read.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        // Room for more than the head: hyper keeps a response's emptied map for the next
+        // request it reads on the client's connection, and the fields `mutate_request` adds
+        // (request id, trace, forwarding) then fit without the map growing and rehashing.
+        let mut headers = HeaderMap::with_capacity(count + FIELDS_ADDED_TO_A_REQUEST);
         let mut content_length = None;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
