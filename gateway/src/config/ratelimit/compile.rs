@@ -135,7 +135,7 @@ pub fn compile(
         .filter(|p| raw_routes(raw, &p.id).is_empty())
         .cloned()
         .collect();
-    let mut by_route = HashMap::new();
+    let mut by_route = HashMap::default();
     for route in routes {
         let list: Box<[_]> = policies
             .iter()

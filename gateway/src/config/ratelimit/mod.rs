@@ -89,7 +89,7 @@ pub enum OnStoreError {
 pub struct CompiledRateLimits {
     pub policies: Vec<Arc<CompiledPolicy>>,
     /// Policies per route name, in declaration order (those without `routes` included).
-    by_route: HashMap<Arc<str>, Box<[Arc<CompiledPolicy>]>>,
+    by_route: HashMap<Arc<str>, Box<[Arc<CompiledPolicy>]>, foldhash::fast::RandomState>,
     /// Policies without a `routes` filter: what a request without a route is checked against.
     unrouted: Box<[Arc<CompiledPolicy>]>,
     pub trusted_proxies: Vec<Cidr>,

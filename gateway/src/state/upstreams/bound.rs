@@ -281,12 +281,16 @@ pub struct Binding {
     /// 1 for the config the gateway started with, one more per successful reload; 0 when the
     /// runtime was never installed.
     pub version: u64,
-    upstreams: HashMap<Arc<str>, Arc<BoundUpstream>>,
+    /// Looked up on every request, by names from the config: a fast hash (see Cargo.toml).
+    upstreams: HashMap<Arc<str>, Arc<BoundUpstream>, foldhash::fast::RandomState>,
 }
 
 impl Binding {
     pub fn new(version: u64, upstreams: HashMap<Arc<str>, Arc<BoundUpstream>>) -> Self {
-        Self { version, upstreams }
+        Self {
+            version,
+            upstreams: upstreams.into_iter().collect(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<BoundUpstream>> {
