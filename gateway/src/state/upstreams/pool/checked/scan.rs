@@ -472,9 +472,13 @@ impl Fields {
         if bytes.get(cr..cr + 2) != Some(b"\r\n") {
             return None;
         }
-        self.name_len = 0;
-        for &b in &bytes[..name_len.min(NAME_MAX)] {
-            self.push_name(b);
+        // Only a name as long as a framing field's is kept (lowercased) for `begin_value` to
+        // compare: a name of any other length cannot match, whatever the buffer still holds,
+        // and copying every name was a fifth of the scan.
+        if name_len == b"content-length".len() || name_len == b"transfer-encoding".len() {
+            for (kept, &b) in self.name.iter_mut().zip(&bytes[..name_len]) {
+                *kept = b.to_ascii_lowercase();
+            }
         }
         self.name_len = name_len;
         Some(self.whole_value(&bytes[value_at..cr]).map(|()| cr + 2))

@@ -220,3 +220,16 @@ fn malformed_chunks_are_refused() {
     }
     ok(&format!("{head}5 ; ext\r\nhello\r\nffffffff\r\n"));
 }
+
+#[test]
+fn a_name_that_only_resembles_a_framing_field_is_an_ordinary_field() {
+    // After a real Content-Length, names one byte longer or of the same length but different
+    // are not framing fields: the scan keeps no stale name from the line before.
+    ok("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Lengths: 9\r\nContent-Lengtx: 7\r\n\r\nok");
+    ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encodinx: gzip\r\n\r\n0\r\n\r\n");
+    // The same length as the real names, in any case, still is one.
+    refused(
+        "HTTP/1.1 200 OK\r\nX-Padding-Field: a\r\nCONTENT-LENGTH: 2\r\ncontent-length: 3\r\n\r\n",
+        "repeated Content-Length",
+    );
+}
