@@ -111,13 +111,18 @@ fn random_nonzero<const N: usize>() -> [u8; N] {
     out
 }
 
-/// Lowercase hex of `bytes`. The buffer is sized then filled pair by pair: not `vec![0; n]`,
-/// which is a `calloc`, and not `push` per digit, which re-checks capacity and encodes UTF-8.
+/// Lowercase hex of `bytes`, its digits made on the stack and copied into a string of the
+/// right size: not `vec![0; n]`, a `calloc` that cost more than the digits, and not `push` per
+/// digit, which re-checks capacity and encodes UTF-8 each time.
 pub fn hex(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    out.resize(bytes.len() * 2, 0);
-    hex_into(bytes, &mut out);
-    String::from_utf8(out).unwrap_or_default()
+    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut digits = [0u8; 64];
+    for chunk in bytes.chunks(digits.len() / 2) {
+        let digits = &mut digits[..chunk.len() * 2];
+        hex_into(chunk, digits);
+        out.push_str(std::str::from_utf8(digits).unwrap_or_default());
+    }
+    out
 }
 
 fn hex_into(bytes: &[u8], out: &mut [u8]) {
