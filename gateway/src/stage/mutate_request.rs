@@ -52,8 +52,8 @@ pub static HOP_BY_HOP: [HeaderName; 7] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-static CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
-static CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
+/// The two fields the gateway writes from a verified client chain: the leaf,
+/// then the rest of the chain. One array so stripping and writing agree.
 static CLIENT_CERT_FIELDS: [HeaderName; 2] = [
     HeaderName::from_static("client-cert"),
     HeaderName::from_static("client-cert-chain"),
@@ -225,12 +225,12 @@ fn client_cert_headers(headers: &mut HeaderMap, tls: &TlsInfo) {
         return;
     };
     if let Ok(v) = HeaderValue::from_str(&sf_binary(leaf)) {
-        headers.insert(CLIENT_CERT.clone(), v);
+        headers.insert(CLIENT_CERT_FIELDS[0].clone(), v);
     }
     if !chain.is_empty() {
         let list: Vec<String> = chain.iter().map(|c| sf_binary(c)).collect();
         if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-            headers.insert(CLIENT_CERT_CHAIN.clone(), v);
+            headers.insert(CLIENT_CERT_FIELDS[1].clone(), v);
         }
     }
 }
