@@ -103,9 +103,14 @@ impl Connection {
 
     /// Sends a bodiless request — `head` in origin form — and reads its response head. The
     /// response body holds the connection and gives it back to `home` when it allows.
+    ///
+    /// Once the head is written its header map is taken, emptied and filled with the response's
+    /// fields: the map then goes round — hyper's server keeps each response's map for the next
+    /// request it reads — and no exchange allocates one. An unsent request keeps its head whole
+    /// for another connection.
     pub async fn send(
         mut self,
-        head: &http::request::Parts,
+        head: &mut http::request::Parts,
         home: Arc<dyn ConnectionHome>,
     ) -> Result<Response<Http1Body>, SendError> {
         self.io.sending(&head.method);
@@ -118,8 +123,12 @@ impl Connection {
         written.map_err(SendError::Unsent)?;
         let request_closes = has_token(&head.headers, "close");
         let is_head = head.method == Method::HEAD;
+        let mut spare = Some(std::mem::take(&mut head.headers));
         let (response, framing, keep_alive) = loop {
-            let parsed = self.read_head().await.map_err(SendError::Failed)?;
+            let parsed = self
+                .read_head(&mut spare)
+                .await
+                .map_err(SendError::Failed)?;
             let informational = parsed.0.status().is_informational();
             if !informational || parsed.0.status() == StatusCode::SWITCHING_PROTOCOLS {
                 break parsed;
@@ -142,10 +151,14 @@ impl Connection {
     }
 
     /// Reads one response head (interim or final) and what frames the body after it.
-    async fn read_head(&mut self) -> io::Result<(Response<()>, Framing, bool)> {
+    /// `spare` is a map to fill; without one a new map is made.
+    async fn read_head(
+        &mut self,
+        spare: &mut Option<HeaderMap>,
+    ) -> io::Result<(Response<()>, Framing, bool)> {
         loop {
             if !self.read.is_empty() {
-                if let Some(parsed) = self.parse_head()? {
+                if let Some(parsed) = self.parse_head(spare)? {
                     return Ok(parsed);
                 }
             }
@@ -175,7 +188,10 @@ impl Connection {
     }
 
     /// A whole head at the front of the buffer, taken off it; `None` while it is incomplete.
-    fn parse_head(&mut self) -> io::Result<Option<(Response<()>, Framing, bool)>> {
+    fn parse_head(
+        &mut self,
+        spare: &mut Option<HeaderMap>,
+    ) -> io::Result<Option<(Response<()>, Framing, bool)>> {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
         let bytes = &self.read[..];
@@ -221,7 +237,14 @@ impl Connection {
         // Room for more than the head: hyper keeps a response's emptied map for the next
         // request it reads on the client's connection, and the fields `mutate_request` adds
         // (request id, trace, forwarding) then fit without the map growing and rehashing.
-        let mut headers = HeaderMap::with_capacity(count + FIELDS_ADDED_TO_A_REQUEST);
+        let mut headers = match spare.take() {
+            Some(mut map) => {
+                map.clear();
+                map.reserve(count + FIELDS_ADDED_TO_A_REQUEST);
+                map
+            }
+            None => HeaderMap::with_capacity(count + FIELDS_ADDED_TO_A_REQUEST),
+        };
         let mut content_length = None;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;

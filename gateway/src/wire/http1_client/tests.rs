@@ -80,11 +80,7 @@ async fn upstream(answers: Vec<Answer>, linger: bool) -> (TcpStream, JoinHandle<
     (client, server)
 }
 
-fn get(
-    method: Method,
-    path: &str,
-    fields: &[(&'static str, &'static str)],
-) -> http::request::Parts {
+fn get(method: Method, path: &str, fields: &[(&str, &str)]) -> http::request::Parts {
     let mut request = Request::builder().method(method).uri(path);
     for (name, value) in fields {
         request = request.header(*name, *value);
@@ -97,12 +93,12 @@ fn get(
 async fn exchange(
     answer: Answer,
     linger: bool,
-    head: http::request::Parts,
+    mut head: http::request::Parts,
     home: &Arc<Home>,
 ) -> Result<http::Response<Http1Body>, SendError> {
     let (client, _server) = upstream(vec![answer], linger).await;
     Connection::new(Box::new(client))
-        .send(&head, home.clone())
+        .send(&mut head, home.clone())
         .await
 }
 
@@ -119,7 +115,10 @@ async fn a_length_framed_body_whole_with_its_head_sends_the_connection_home_at_o
     let (client, server) = upstream(vec![first, second], true).await;
     let home = Arc::new(Home::default());
     let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/a?b=c", &[("host", "x")]), home.clone())
+        .send(
+            &mut get(Method::GET, "/a?b=c", &[("host", "x")]),
+            home.clone(),
+        )
         .await
         .expect("a response");
     assert_eq!(response.status(), StatusCode::OK);
@@ -129,7 +128,7 @@ async fn a_length_framed_body_whole_with_its_head_sends_the_connection_home_at_o
 
     let again = home
         .take()
-        .send(&get(Method::GET, "/next", &[]), home.clone())
+        .send(&mut get(Method::GET, "/next", &[]), home.clone())
         .await
         .expect("a second response on the same connection");
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
@@ -217,6 +216,32 @@ async fn interim_answers_are_passed_over_for_the_final_one() {
 }
 
 #[tokio::test]
+async fn the_response_fills_the_requests_emptied_map_with_its_own_fields_only() {
+    let answer: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-answer: 1\r\n\r\n"];
+    let (client, _server) = upstream(vec![answer], true).await;
+    let home = Arc::new(Home::default());
+    let fields: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-asked-{i}"), i.to_string()))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let mut head = get(Method::GET, "/", &borrowed);
+    let response = Connection::new(Box::new(client))
+        .send(&mut head, home.clone())
+        .await
+        .expect("a response");
+    assert!(
+        head.headers.is_empty(),
+        "the request's map went to the response"
+    );
+    let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["content-length", "x-answer"]);
+    assert!(response.headers().capacity() >= 40, "the map kept its room");
+}
+
+#[tokio::test]
 async fn a_head_request_has_no_body_whatever_its_length_says() {
     let answer: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n"];
     let home = Arc::new(Home::default());
@@ -263,7 +288,7 @@ async fn the_request_head_drops_transfer_encoding_and_keeps_the_rest_in_order() 
     let answer: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"];
     let (client, server) = upstream(vec![answer], false).await;
     let home = Arc::new(Home::default());
-    let head = get(
+    let mut head = get(
         Method::DELETE,
         "/items/7",
         &[
@@ -274,7 +299,7 @@ async fn the_request_head_drops_transfer_encoding_and_keeps_the_rest_in_order() 
         ],
     );
     let response = Connection::new(Box::new(client))
-        .send(&head, home.clone())
+        .send(&mut head, home.clone())
         .await
         .expect("a response");
     drop(response);
@@ -354,7 +379,7 @@ async fn an_idle_connection_is_reusable_until_the_upstream_closes_it() {
     let (client, server) = upstream(vec![answer], false).await;
     let home = Arc::new(Home::default());
     let response = Connection::new(Box::new(client))
-        .send(&get(Method::GET, "/", &[]), home.clone())
+        .send(&mut get(Method::GET, "/", &[]), home.clone())
         .await
         .expect("a response");
     drop(response);

@@ -216,7 +216,7 @@ impl Pool {
         address: SocketAddr,
         request: Request<UpstreamRequestBody>,
     ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
-        let (parts, body) = origin_form(request, address).into_parts();
+        let (mut parts, body) = origin_form(request, address).into_parts();
         for attempt in 0..UNSENT_TRIES {
             // The last try is always on a new connection.
             let idle = if attempt + 1 < UNSENT_TRIES {
@@ -237,7 +237,7 @@ impl Pool {
                 }
             };
             let home: Arc<dyn ConnectionHome> = host.clone();
-            match connection.send(&parts, home).await {
+            match connection.send(&mut parts, home).await {
                 Ok(response) => {
                     let lease = Lease { held: Held::InBody };
                     return Ok((response.map(UpstreamBody::Http1), lease));
