@@ -260,13 +260,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
                 if token.is_empty() || token.eq_ignore_ascii_case("close") {
                     continue;
                 }
-                match HOP_BY_HOP
-                    .iter()
-                    .position(|h| token.eq_ignore_ascii_case(h.as_str()))
-                {
-                    Some(i) => present |= 1 << i,
-                    None if token.eq_ignore_ascii_case("upgrade") => present |= UPGRADE_BIT,
-                    None => others.push(token.to_owned()),
+                // A hop-by-hop name's bit came from the pass over the names: set here, it
+                // would cost a hashed removal of a field that is not there (`keep-alive`).
+                let already_marked = token.eq_ignore_ascii_case("upgrade")
+                    || HOP_BY_HOP
+                        .iter()
+                        .any(|h| token.eq_ignore_ascii_case(h.as_str()));
+                if !already_marked {
+                    others.push(token.to_owned());
                 }
             }
         }
@@ -311,6 +312,9 @@ fn hop_by_hop_bit(name: &HeaderName) -> u32 {
 /// requests — finds which are there, so only those pay a hashed removal, and most requests
 /// carry none. (Names past the 63rd share one bit: any of them present removes them all.)
 pub fn remove_named(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if names.is_empty() {
+        return;
+    }
     let mut present = 0u64;
     for name in headers.keys() {
         if let Some(i) = names.iter().position(|n| n == name) {
