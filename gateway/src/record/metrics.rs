@@ -4,7 +4,6 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use http::Method;
 use parking_lot::Mutex;
 
 use super::RequestRecord;
+use super::duration_histogram::DurationHistogram;
 use crate::vocab::StageId;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,8 +42,8 @@ pub struct UpstreamErrorLabels {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub request_duration: Family<RouteLabels, Histogram>,
-    pub stage_duration: Family<StageLabels, Histogram>,
+    pub request_duration: Family<RouteLabels, DurationHistogram>,
+    pub stage_duration: Family<StageLabels, DurationHistogram>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub access_log_dropped: Counter,
     /// Recording lines lost: the writer's queue was full, or the write failed.
@@ -51,7 +51,7 @@ pub struct Metrics {
     /// Recording lines written to the file.
     pub recording_written: Counter,
     /// `stage_duration`'s eight series, resolved once.
-    stages: [Histogram; 8],
+    stages: [DurationHistogram; 8],
     /// The handles of requests that matched no route.
     unmatched: Arc<RouteMetrics>,
     /// JWKS fetches, TLS handshakes, the verified-token cache (identity/metrics.rs).
@@ -70,7 +70,7 @@ pub struct Metrics {
 /// a route sees a handful — and kept here.
 pub struct RouteMetrics {
     route: String,
-    duration: Histogram,
+    duration: DurationHistogram,
     requests: Mutex<Vec<(u16, Counter)>>,
 }
 
@@ -96,16 +96,17 @@ impl Metrics {
             "Requests by route template, method, status class and the stage that stopped them (none when the upstream answered)",
             requests.clone(),
         );
-        let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(latency_buckets())
-        });
+        let request_duration =
+            Family::<RouteLabels, DurationHistogram>::new_with_constructor(|| {
+                DurationHistogram::new(latency_buckets())
+            });
         registry.register(
             "request_duration_seconds",
             "Time from arrival to the end of the response, by route template",
             request_duration.clone(),
         );
-        let stage_duration = Family::<StageLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        let stage_duration = Family::<StageLabels, DurationHistogram>::new_with_constructor(|| {
+            DurationHistogram::new(prometheus_client::metrics::histogram::exponential_buckets(
                 0.000_000_5,
                 2.0,
                 26,
@@ -222,10 +223,10 @@ impl Metrics {
             }
         };
         counter.inc();
-        route.duration.observe(record.duration_ns as f64 / 1e9);
+        route.duration.observe_ns(record.duration_ns);
         for stage in StageId::ALL {
             if let Some(ns) = record.stage_ns.get(stage) {
-                self.stages[stage.index()].observe(ns as f64 / 1e9);
+                self.stages[stage.index()].observe_ns(ns);
             }
         }
         if let (Some(StageId::Forward), Some(upstream), Some(reason)) =

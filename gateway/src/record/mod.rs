@@ -2,6 +2,7 @@
 //! JSON access log, Prometheus [`metrics`] and an in-process broadcast that the simulator, the TUI
 //! and the admin record stream subscribe to). The same record is the replay format.
 
+mod duration_histogram;
 mod json;
 pub mod metrics;
 pub mod recording;
