@@ -315,11 +315,10 @@ async fn serve(
         .collect();
     let handle = gateway::start(runtime, gateway::StartOptions::default()).await?;
     // SIGHUP and file changes reload the config; a file with problems keeps the last good one.
-    tokio::spawn(gateway::reload::watch(
-        handle.state().clone(),
-        config,
-        handle.shutdown_trigger().subscribe(),
-    ));
+    // Armed here, before the listening line and the ready file: an edit or SIGHUP that follows
+    // them is never missed.
+    let reloads = gateway::reload::ConfigWatch::arm(handle.state().clone(), config);
+    tokio::spawn(reloads.run(handle.shutdown_trigger().subscribe()));
     let listening = listening_lines(&listeners, handle.addresses(), handle.admin_address());
     // On stdout whatever the log level: with port 0 this is how a script learns the ports.
     print!("{listening}");

@@ -8,7 +8,7 @@
 //! - [`reload_file`] parses and checks a file first: when it has problems, each is logged with
 //!   file and line, the failure is counted (`gatehouse_config_reloads_total{result="failure"}`)
 //!   and remembered for the admin `/config` endpoint, and the active config stays.
-//! - [`watch`] is what `gateway run` runs: a reload on SIGHUP, and on every change to the file
+//! - [`ConfigWatch`] is what `gateway run` runs: a reload on SIGHUP, and on every change to the file
 //!   (the notify crate, watching the file's directory so editors that replace the file by rename
 //!   are seen too).
 //!
@@ -133,36 +133,63 @@ fn needs_restart(active: &Runtime, next: &Runtime) -> Vec<String> {
 /// settle.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// Reloads `path` on SIGHUP and whenever the file changes, until `shutdown` turns true. A file
-/// event whose content hashes like the active config is ignored; SIGHUP always reloads.
-pub async fn watch(state: Arc<GatewayState>, path: PathBuf, mut shutdown: watch::Receiver<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP; reload on file change only");
-            None
-        }
-    };
-    let (events, mut changed) = mpsc::unbounded_channel::<()>();
-    let _watcher = match file_watcher(&path, events) {
-        Ok(w) => Some(w),
-        Err(error) => {
-            tracing::warn!(%error, file = %path.display(), "cannot watch the config file; reload on SIGHUP only");
-            None
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                tracing::info!(file = %path.display(), "SIGHUP: reloading the config");
-                let _ = reload_file(&state, &path);
+/// What reloads `path`: the SIGHUP handler and the file watcher, armed by [`ConfigWatch::arm`]
+/// before anything announces the gateway as listening, so no edit or signal sent after that
+/// announcement can be missed (an unarmed SIGHUP would even end the process).
+pub struct ConfigWatch {
+    state: Arc<GatewayState>,
+    path: PathBuf,
+    hangup: Option<tokio::signal::unix::Signal>,
+    changed: mpsc::UnboundedReceiver<()>,
+    // Held for its drop: the watcher stops with it.
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl ConfigWatch {
+    /// Installs the SIGHUP handler and the file watcher now. Either one that cannot be had is
+    /// logged and the other still works. Needs a tokio runtime (the signal driver).
+    pub fn arm(state: Arc<GatewayState>, path: PathBuf) -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; reload on file change only");
+                None
             }
-            Some(()) = changed.recv() => {
-                tokio::time::sleep(SETTLE).await;
-                while changed.try_recv().is_ok() {}
-                reload_if_changed(&state, &path);
+        };
+        let (events, changed) = mpsc::unbounded_channel::<()>();
+        let watcher = match file_watcher(&path, events) {
+            Ok(w) => Some(w),
+            Err(error) => {
+                tracing::warn!(%error, file = %path.display(), "cannot watch the config file; reload on SIGHUP only");
+                None
+            }
+        };
+        ConfigWatch {
+            state,
+            path,
+            hangup,
+            changed,
+            _watcher: watcher,
+        }
+    }
+
+    /// Reloads on SIGHUP and whenever the file changes, until `shutdown` turns true. A file event
+    /// whose content hashes like the active config is ignored; SIGHUP always reloads.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let (state, path) = (&self.state, &self.path);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { match self.hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!(file = %path.display(), "SIGHUP: reloading the config");
+                    let _ = reload_file(state, path);
+                }
+                Some(()) = self.changed.recv() => {
+                    tokio::time::sleep(SETTLE).await;
+                    while self.changed.try_recv().is_ok() {}
+                    reload_if_changed(state, path);
+                }
             }
         }
     }

@@ -307,18 +307,16 @@ async fn the_watcher_reloads_when_the_file_changes_and_keeps_the_last_good_confi
     let path = temp_config("watch", &config_text(&[a.address]));
     let gw = TestGateway::start(&config_text(&[a.address])).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(gateway::reload::watch(
-        gw.handle.state().clone(),
-        path.clone(),
-        stopped,
-    ));
+    let watcher = tokio::spawn(
+        gateway::reload::ConfigWatch::arm(gw.handle.state().clone(), path.clone()).run(stopped),
+    );
 
-    // Written until seen: the watcher sees no change made before it is watching.
+    // Armed before the spawn: an edit made from here on is seen.
+    std::fs::write(&path, "upstreams: [\n").expect("write broken config");
     eventually(
         "the broken file is refused",
         Duration::from_secs(5),
         async || {
-            std::fs::write(&path, "upstreams: [\n").expect("write broken config");
             let config = admin_json(&gw, "/config").await;
             if config["last_reload_failure"].is_null() {
                 Err(config)
@@ -356,16 +354,14 @@ async fn a_refused_edit_that_is_undone_clears_the_reported_failure() {
     let path = temp_config("undone", &good);
     let gw = TestGateway::start(&good).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(gateway::reload::watch(
-        gw.handle.state().clone(),
-        path.clone(),
-        stopped,
-    ));
+    let watcher = tokio::spawn(
+        gateway::reload::ConfigWatch::arm(gw.handle.state().clone(), path.clone()).run(stopped),
+    );
+    std::fs::write(&path, "upstreams: [\n").expect("write broken config");
     eventually(
         "the broken file is refused",
         Duration::from_secs(5),
         async || {
-            std::fs::write(&path, "upstreams: [\n").expect("write broken config");
             let config = admin_json(&gw, "/config").await;
             if config["last_reload_failure"].is_null() {
                 Err(config)
@@ -418,9 +414,13 @@ async fn gateway_run_reloads_on_sighup() {
             )
     };
     let path = temp_config("sighup", &text(a.address));
+    let ready = path.with_file_name("ready");
+    let _ = std::fs::remove_file(&ready);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--config"])
         .arg(&path)
+        .arg("--ready-file")
+        .arg(&ready)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -438,15 +438,21 @@ async fn gateway_run_reloads_on_sighup() {
             Some(String::from_utf8_lossy(&body.to_bytes()).into_owned())
         }
     };
+    // The ready file is the promise this test holds the gateway to: once it exists, the
+    // watcher and the SIGHUP handler are armed, so one edit and one signal are enough.
     eventually(
-        "gateway run serves",
+        "gateway run writes its ready file",
         Duration::from_secs(10),
-        async || match get(format!("http://{public}/svc/x")).await {
-            Some(body) if body == "a" => Ok(()),
+        async || match std::fs::read_to_string(&ready) {
+            Ok(text) if text.contains(&public.to_string()) => Ok(()),
             other => Err(format!("{other:?}")),
         },
     )
     .await;
+    assert_eq!(
+        get(format!("http://{public}/svc/x")).await.as_deref(),
+        Some("a")
+    );
 
     // The watcher reloads a changed file (version 2); SIGHUP reloads even an unchanged one
     // (version 3), so each step is seen on its own.
