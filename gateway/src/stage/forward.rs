@@ -44,24 +44,25 @@ fn build_request(
         .as_deref()
         .or(cx.route.path())
         .unwrap_or("/");
-    let mut path_and_query = String::with_capacity(path.len() + 64);
-    path_and_query.push_str(path);
-    if let Some(query) = cx.parts.uri.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(query);
-    }
-    let uri = http::Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(instance.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| {
-            Rejection::new(
-                STAGE,
-                Reason::BadPath,
-                "the rewritten path is not a valid request target",
-            )
-        })?;
+    // Most requests go upstream with the path they came with: its parsed form is reused (a
+    // clone shares the bytes) rather than spelled out again and parsed a second time.
+    let path_and_query = match cx.parts.uri.path_and_query() {
+        Some(unchanged) if unchanged.path() == path => unchanged.clone(),
+        _ => {
+            let mut spelled = String::with_capacity(path.len() + 64);
+            spelled.push_str(path);
+            if let Some(query) = cx.parts.uri.query() {
+                spelled.push('?');
+                spelled.push_str(query);
+            }
+            http::uri::PathAndQuery::try_from(spelled).map_err(|_| bad_target())?
+        }
+    };
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(upstream.scheme.clone());
+    uri.authority = Some(instance.authority.clone());
+    uri.path_and_query = Some(path_and_query);
+    let uri = http::Uri::from_parts(uri).map_err(|_| bad_target())?;
 
     // `Host` is the request's one authority, set by `mutate_request` (an HTTP/2 client's
     // `:authority` included); without one the pool names the instance.
@@ -72,6 +73,14 @@ fn build_request(
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
     Ok(request)
+}
+
+fn bad_target() -> Rejection {
+    Rejection::new(
+        STAGE,
+        Reason::BadPath,
+        "the rewritten path is not a valid request target",
+    )
 }
 
 /// Why a try failed before a response head arrived; decides the retry and the breaker's view.
