@@ -133,6 +133,13 @@ async fn answer(
         h.insert("x-user-id", "leaked".parse().expect("value"));
         h.insert("access-control-allow-origin", "*".parse().expect("value"));
         h.insert("x-kept", "yes".parse().expect("value"));
+        // Hop-by-hop: this connection's, and a field the `Connection` field nominates.
+        h.insert(
+            "connection",
+            "keep-alive, x-hop-field".parse().expect("value"),
+        );
+        h.insert("x-hop-field", "1".parse().expect("value"));
+        h.insert("keep-alive", "timeout=5".parse().expect("value"));
     }
     Ok(response)
 }

@@ -1,8 +1,8 @@
 //! Our own HTTP/1.1 client exchange, for requests without a body: the request head is written in
-//! one write, the response head parsed with httparse, and the body decoded as the response body
-//! is polled — all on the request's own task. hyper's client connection needs a task of its own
-//! per connection and a channel hop each way per request; a profile charged a third of the
-//! gateway's instructions to it. Requests with a body and upgrades stay on hyper, which reads
+//! one write, the response head parsed with httparse (less the fields that only manage this
+//! connection), and the body decoded as the response body is polled — all on the request's own
+//! task. hyper's client connection needs a task of its own per connection and a channel hop
+//! each way per request; a profile charged a third of the gateway's instructions to it. Requests with a body and upgrades stay on hyper, which reads
 //! the response while it still writes the request.
 //!
 //! The connection rides in the response body and goes back to its [`ConnectionHome`] when the
@@ -249,7 +249,26 @@ impl Connection {
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
         for &(name_start, name_end, value_start, value_end) in &at[..count] {
-            let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
+            let raw_name = &head[name_start as usize..name_end as usize];
+            // `Connection: keep-alive` or `close`, and `Keep-Alive`, speak of this connection,
+            // which the client manages: they are read here and not handed on, since a proxy
+            // removes them anyway. A `Connection` naming other fields stays, so that the
+            // fields it names are removed too.
+            if raw_name.eq_ignore_ascii_case(b"connection") {
+                let (says, others) =
+                    connection_tokens(&head[value_start as usize..value_end as usize]);
+                if says.close {
+                    close = true;
+                } else if version == Version::HTTP_10 && says.keep_alive {
+                    close = false;
+                }
+                if !others {
+                    continue;
+                }
+            } else if raw_name.eq_ignore_ascii_case(b"keep-alive") {
+                continue;
+            }
+            let name = HeaderName::from_bytes(raw_name)
                 .map_err(|_| invalid("a response field name is not one"))?;
             let value = HeaderValue::from_maybe_shared(
                 head.slice(value_start as usize..value_end as usize),
@@ -261,12 +280,6 @@ impl Connection {
                     .and_then(|v| v.trim().parse::<u64>().ok());
             } else if name == TRANSFER_ENCODING {
                 chunked = true;
-            } else if name == CONNECTION {
-                if token_in(&value, "close") {
-                    close = true;
-                } else if version == Version::HTTP_10 && token_in(&value, "keep-alive") {
-                    close = false;
-                }
             }
             headers.append(name, value);
         }
@@ -330,6 +343,29 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
 }
 
 /// Whether a comma-separated field value lists `token` (case-insensitively).
+/// What one `Connection` field value says of the connection.
+#[derive(Default)]
+struct ConnectionSays {
+    close: bool,
+    keep_alive: bool,
+}
+
+/// The `close` and `keep-alive` in a `Connection` value, and whether it names anything else.
+fn connection_tokens(value: &[u8]) -> (ConnectionSays, bool) {
+    let mut says = ConnectionSays::default();
+    let mut others = false;
+    for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        if token.eq_ignore_ascii_case(b"close") {
+            says.close = true;
+        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+            says.keep_alive = true;
+        } else if !token.is_empty() {
+            others = true;
+        }
+    }
+    (says, others)
+}
+
 fn token_in(value: &HeaderValue, token: &str) -> bool {
     value
         .as_bytes()

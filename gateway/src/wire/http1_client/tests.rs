@@ -242,6 +242,45 @@ async fn the_response_fills_the_requests_emptied_map_with_its_own_fields_only() 
 }
 
 #[tokio::test]
+async fn fields_about_this_connection_stay_with_the_client_and_others_go_on() {
+    let answer: Answer = vec![
+        b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nKeep-Alive: timeout=5\r\ncontent-length: 0\r\n\r\n",
+    ];
+    let home = Arc::new(Home::default());
+    let response = exchange(answer, true, get(Method::GET, "/", &[]), &home)
+        .await
+        .expect("a response");
+    let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["content-length"]);
+    drop(response);
+    assert_eq!(home.count(), 1, "keep-alive: the connection went home");
+
+    // A `Connection` that names another field goes on, so the proxy removes that field too;
+    // its `close` still keeps the connection out of the pool.
+    let naming: Answer = vec![
+        b"HTTP/1.1 200 OK\r\nconnection: close, x-hop\r\nx-hop: 1\r\ncontent-length: 0\r\n\r\n",
+    ];
+    let home = Arc::new(Home::default());
+    let response = exchange(naming, true, get(Method::GET, "/", &[]), &home)
+        .await
+        .expect("a response");
+    assert_eq!(response.headers()["connection"], "close, x-hop");
+    assert_eq!(response.headers()["x-hop"], "1");
+    drop(response);
+    assert_eq!(home.count(), 0, "the upstream said close");
+
+    let old: Answer =
+        vec![b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"];
+    let home = Arc::new(Home::default());
+    let response = exchange(old, true, get(Method::GET, "/", &[]), &home)
+        .await
+        .expect("a response");
+    assert!(response.headers().get("connection").is_none());
+    drop(response);
+    assert_eq!(home.count(), 1, "HTTP/1.0 with keep-alive is reused");
+}
+
+#[tokio::test]
 async fn a_head_request_has_no_body_whatever_its_length_says() {
     let answer: Answer = vec![b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n"];
     let home = Arc::new(Home::default());
