@@ -272,35 +272,53 @@ impl Watch<'_> {
         C: std::ops::DerefMut,
         C::Target: Future<Output = hyper::Result<()>>,
     {
-        let mut idle_check = tokio::time::interval((self.idle / 4).max(Duration::from_millis(10)));
-        idle_check.tick().await;
-        let park_check = tokio::time::sleep(self.park_after);
-        tokio::pin!(park_check);
+        // One timer for both checks, the idle one every quarter of the idle timeout and the
+        // park one once: every wake of this task polls each branch, and a second timer was a
+        // second poll on each of a request's wakes.
+        let period = (self.idle / 4).max(Duration::from_millis(10));
         let mut park_pending = parkable && !self.park_after.is_zero();
+        let first = if park_pending {
+            period.min(self.park_after)
+        } else {
+            period
+        };
+        let timer = tokio::time::sleep(first);
+        tokio::pin!(timer);
+        let started = timer.deadline() - first;
+        let mut idle_check_at = started + period;
+        let mut park_at = started + self.park_after;
         loop {
             tokio::select! {
+                biased;
                 result = connection.as_mut() => return result,
                 _ = shutdown.changed(), if !*draining => {
                     *draining = true;
                     self.activity.request_park(false);
                     drain(connection.as_mut());
                 }
-                _ = idle_check.tick(), if !*draining => {
-                    if self.idle_for() > self.idle {
-                        *draining = true;
-                        self.activity.request_park(false);
-                        drain(connection.as_mut());
+                _ = &mut timer, if !*draining => {
+                    let now = timer.deadline();
+                    if now >= idle_check_at {
+                        idle_check_at = now + period;
+                        if self.idle_for() > self.idle {
+                            *draining = true;
+                            self.activity.request_park(false);
+                            drain(connection.as_mut());
+                            continue;
+                        }
                     }
-                }
-                _ = &mut park_check, if park_pending && !*draining => {
-                    let idle_for = self.idle_for();
-                    if idle_for >= self.park_after {
-                        // The next pass of the loop polls hyper, whose read then parks.
-                        self.activity.request_park(true);
-                        park_pending = false;
-                    } else {
-                        park_check.set(tokio::time::sleep(self.park_after - idle_for));
+                    if park_pending && now >= park_at {
+                        let idle_for = self.idle_for();
+                        if idle_for >= self.park_after {
+                            // The next pass of the loop polls hyper, whose read then parks.
+                            self.activity.request_park(true);
+                            park_pending = false;
+                        } else {
+                            park_at = now + (self.park_after - idle_for);
+                        }
                     }
+                    let next = if park_pending { idle_check_at.min(park_at) } else { idle_check_at };
+                    timer.as_mut().reset(next);
                 }
             }
         }
