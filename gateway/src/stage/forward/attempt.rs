@@ -142,7 +142,9 @@ pub(super) async fn run(
         parts,
         UpstreamRequestBody::new(body, limit, cx.bytes_in.clone()).paced(pace, clock),
     );
-    let mut tried = vec![target.instance];
+    // The instances tried so far, filled only once a retry needs the list (most requests take
+    // one try, and the list was a heap allocation on each of them).
+    let mut tried: Vec<usize> = Vec::new();
     let mut refused_retries = 0;
     loop {
         let now = bound.now();
@@ -199,7 +201,7 @@ pub(super) async fn run(
             Err(_) => (Outcome::Failure, false, Err(timed_out())),
         };
         bound.report(target.instance, outcome, target.admission.take());
-        let retries_so_far = tried.len() as u32 - 1 - refused_retries;
+        let retries_so_far = (tried.len() as u32).saturating_sub(1) - refused_retries;
         let again_refused = refused && refusable && refused_retries < REFUSED_RETRIES;
         // A template exists whenever a retry is possible.
         let (true, Some(template)) = (
@@ -208,6 +210,9 @@ pub(super) async fn run(
         ) else {
             break finish(cx, target, answer);
         };
+        if tried.is_empty() {
+            tried.push(target.instance);
+        }
         let next = if again_refused {
             refused_retries += 1;
             // Any instance, the same one included: a new stream, likely on a new connection.
