@@ -8,9 +8,9 @@
 //! - [`reload_file`] parses and checks a file first: when it has problems, each is logged with
 //!   file and line, the failure is counted (`gatehouse_config_reloads_total{result="failure"}`)
 //!   and remembered for the admin `/config` endpoint, and the active config stays.
-//! - [`ConfigWatch`] is what `gateway run` runs: a reload on SIGHUP, and on every change to the file
-//!   (the notify crate, watching the file's directory so editors that replace the file by rename
-//!   are seen too).
+//! - [`ConfigWatch`] is what `gateway run` runs: a reload on SIGHUP, and on every change to the
+//!   file (the notify crate, watching the file's directory so editors that replace the file by
+//!   rename are seen too).
 //!
 //! Listeners, the admin address and the access log are opened once at start; a reload that
 //! changes them applies everything else and says that those need a restart.

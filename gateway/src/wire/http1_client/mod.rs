@@ -2,8 +2,9 @@
 //! one write, the response head parsed with httparse (less the fields that only manage this
 //! connection), and the body decoded as the response body is polled — all on the request's own
 //! task. hyper's client connection needs a task of its own per connection and a channel hop
-//! each way per request; a profile charged a third of the gateway's instructions to it. Requests with a body and upgrades stay on hyper, which reads
-//! the response while it still writes the request.
+//! each way per request; a profile charged a third of the gateway's instructions to it.
+//! Requests with a body and upgrades stay on hyper, which reads the response while it still
+//! writes the request.
 //!
 //! The connection rides in the response body and goes back to its [`ConnectionHome`] when the
 //! body has been read whole and the exchange leaves it reusable; a body dropped part way closes
@@ -255,14 +256,13 @@ impl Connection {
             // removes them anyway. A `Connection` naming other fields stays, so that the
             // fields it names are removed too.
             if raw_name.eq_ignore_ascii_case(b"connection") {
-                let (says, others) =
-                    connection_tokens(&head[value_start as usize..value_end as usize]);
+                let says = connection_says(&head[value_start as usize..value_end as usize]);
                 if says.close {
                     close = true;
                 } else if version == Version::HTTP_10 && says.keep_alive {
                     close = false;
                 }
-                if !others {
+                if !says.names_fields {
                     continue;
                 }
             } else if raw_name.eq_ignore_ascii_case(b"keep-alive") {
@@ -342,30 +342,30 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
         .any(|value| token_in(value, token))
 }
 
-/// Whether a comma-separated field value lists `token` (case-insensitively).
-/// What one `Connection` field value says of the connection.
+/// What one `Connection` field value says.
 #[derive(Default)]
 struct ConnectionSays {
     close: bool,
     keep_alive: bool,
+    /// It nominates other fields, which the proxy must remove with it.
+    names_fields: bool,
 }
 
-/// The `close` and `keep-alive` in a `Connection` value, and whether it names anything else.
-fn connection_tokens(value: &[u8]) -> (ConnectionSays, bool) {
+fn connection_says(value: &[u8]) -> ConnectionSays {
     let mut says = ConnectionSays::default();
-    let mut others = false;
     for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
         if token.eq_ignore_ascii_case(b"close") {
             says.close = true;
         } else if token.eq_ignore_ascii_case(b"keep-alive") {
             says.keep_alive = true;
         } else if !token.is_empty() {
-            others = true;
+            says.names_fields = true;
         }
     }
-    (says, others)
+    says
 }
 
+/// Whether a comma-separated field value lists `token` (case-insensitively).
 fn token_in(value: &HeaderValue, token: &str) -> bool {
     value
         .as_bytes()
