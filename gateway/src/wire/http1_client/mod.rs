@@ -1,6 +1,7 @@
 //! Our own HTTP/1.1 client exchange, for requests without a body: the request head is written in
-//! one write, the response head parsed with httparse (less the fields that only manage this
-//! connection), and the body decoded as the response body is polled — all on the request's own
+//! one write, the response head built from the spans the checks under the stream located
+//! ([`UpstreamIo::scanned_head`]) or else parsed with httparse (less the fields that only manage
+//! this connection), and the body decoded as the response body is polled — all on the request's own
 //! task. hyper's client connection needs a task of its own per connection and a channel hop
 //! each way per request; a profile charged a third of the gateway's instructions to it.
 //! Requests with a body and upgrades stay on hyper, which reads the response while it still
@@ -29,7 +30,7 @@ use body::Framing;
 pub use body::Http1Body;
 
 /// Response header fields read at most, as hyper's client allows.
-const MAX_HEADERS: usize = 100;
+pub const MAX_HEADERS: usize = 100;
 /// The longest response head read, as hyper's client allows (its default buffer limit).
 const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 /// The fields `mutate_request` sets on every request: X-Request-Id, traceparent,
@@ -47,6 +48,32 @@ pub trait UpstreamIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The stream as its own type again, for a pool that hands an idle connection to another
     /// client (hyper's, for a request with a body).
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+
+    /// The response head that begins `buffered` bytes before the latest byte read, when the
+    /// checks under the stream walked all of it and kept where its fields lie: the client
+    /// builds the response from it instead of parsing the head again. `None`: it parses.
+    fn scanned_head(&self, buffered: usize) -> Option<ScannedHead<'_>> {
+        let _ = buffered;
+        None
+    }
+}
+
+/// A response head located by the checks under the stream.
+#[derive(Debug, Clone, Copy)]
+pub struct ScannedHead<'a> {
+    /// Its length, blank line included.
+    pub len: usize,
+    pub status: u16,
+    pub http10: bool,
+    pub fields: &'a [FieldSpan],
+}
+
+/// Where one field lies in its head: byte offsets from the head's first byte, the value without
+/// the whitespace around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpan {
+    pub name: (u32, u32),
+    pub value: (u32, u32),
 }
 
 /// Where a connection goes when an exchange leaves it reusable (its pool's idle stack).
@@ -193,47 +220,42 @@ impl Connection {
         &mut self,
         spare: &mut Option<HeaderMap>,
     ) -> io::Result<Option<(Response<()>, Framing, bool)>> {
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut []);
-        let bytes = &self.read[..];
-        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut parsed,
-            bytes,
-            &mut slots,
-        ) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("the upstream's response head does not parse: {e}"),
-                ));
+        // Where each field sits in the head, so values can share the head's bytes once the
+        // borrow of the buffer ends.
+        let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let located = match self.io.scanned_head(self.read.len()) {
+            Some(scanned)
+                if scanned.fields.len() <= MAX_HEADERS && scanned.len <= self.read.len() =>
+            {
+                for (slot, field) in at.iter_mut().zip(scanned.fields) {
+                    *slot = (field.name.0, field.name.1, field.value.0, field.value.1);
+                }
+                Some(HeadAt {
+                    len: scanned.len,
+                    code: Some(scanned.status),
+                    http10: scanned.http10,
+                    fields: scanned.fields.len(),
+                })
             }
+            _ => locate_fields(&self.read, &mut at)?,
         };
-        let status = parsed
-            .code
+        let Some(HeadAt {
+            len,
+            code,
+            http10,
+            fields: count,
+        }) = located
+        else {
+            return Ok(None);
+        };
+        let status = code
             .and_then(|c| StatusCode::from_u16(c).ok())
             .ok_or_else(|| invalid("the upstream's status code is not one"))?;
-        let version = if parsed.version == Some(0) {
+        let version = if http10 {
             Version::HTTP_10
         } else {
             Version::HTTP_11
         };
-        // Where each field sits in the head, so values can share the head's bytes once the
-        // borrow of the buffer ends.
-        let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-        let count = parsed.headers.len();
-        let base = bytes.as_ptr() as usize;
-        for (slot, field) in at.iter_mut().zip(parsed.headers.iter()) {
-            let name = field.name.as_ptr() as usize - base;
-            let value = field.value.as_ptr() as usize - base;
-            *slot = (
-                name as u32,
-                (name + field.name.len()) as u32,
-                value as u32,
-                (value + field.value.len()) as u32,
-            );
-        }
         let head = self.read.split_to(len).freeze();
         // Room for more than the head: hyper keeps a response's emptied map for the next
         // request it reads on the client's connection, and the fields `mutate_request` adds
@@ -308,6 +330,56 @@ impl Connection {
     fn is_drained(&self) -> bool {
         !self.read.has_remaining()
     }
+}
+
+/// Parses the head at the front of `bytes` with httparse, for a head the checks under the
+/// stream did not locate: its length, status code, whether it is HTTP/1.0, and how many fields
+/// it has, their spans written to `at`. `None` while the head is incomplete.
+fn locate_fields(
+    bytes: &[u8],
+    at: &mut [(u32, u32, u32, u32); MAX_HEADERS],
+) -> io::Result<Option<HeadAt>> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        bytes,
+        &mut slots,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the upstream's response head does not parse: {e}"),
+            ));
+        }
+    };
+    let base = bytes.as_ptr() as usize;
+    for (slot, field) in at.iter_mut().zip(parsed.headers.iter()) {
+        let name = field.name.as_ptr() as usize - base;
+        let value = field.value.as_ptr() as usize - base;
+        *slot = (
+            name as u32,
+            (name + field.name.len()) as u32,
+            value as u32,
+            (value + field.value.len()) as u32,
+        );
+    }
+    Ok(Some(HeadAt {
+        len,
+        code: parsed.code,
+        http10: parsed.version == Some(0),
+        fields: parsed.headers.len(),
+    }))
+}
+
+/// A head found at the front of the buffer, its fields' spans written beside it.
+struct HeadAt {
+    len: usize,
+    code: Option<u16>,
+    http10: bool,
+    fields: usize,
 }
 
 fn invalid(what: &'static str) -> io::Error {

@@ -40,6 +40,7 @@ use http::Method;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::body::UpstreamBadResponse;
+use crate::wire::http1_client::ScannedHead;
 
 mod scan;
 
@@ -93,6 +94,17 @@ impl<S> Checked<S> {
         }
     }
 
+    /// A stream for our own client, whose scanner also keeps where each response head's fields
+    /// lie ([`crate::wire::http1_client::UpstreamIo::scanned_head`]), for heads of at most
+    /// `max_fields` fields.
+    pub fn locating_heads(inner: S, exchange: Arc<Exchange>, max_fields: usize) -> Self {
+        Self {
+            inner,
+            scan: Scan::locating_heads(max_fields),
+            exchange,
+        }
+    }
+
     pub fn exchange(&self) -> Arc<Exchange> {
         self.exchange.clone()
     }
@@ -108,6 +120,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> crate::wire::http1_clie
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
         self
+    }
+
+    fn scanned_head(&self, buffered: usize) -> Option<ScannedHead<'_>> {
+        let head = self.scan.located(buffered)?;
+        Some(ScannedHead {
+            len: usize::try_from(head.end - head.start).ok()?,
+            status: head.status,
+            http10: head.http10,
+            fields: &head.fields,
+        })
     }
 }
 

@@ -153,8 +153,9 @@ impl OwnIdle {
 
 /// A new connection for our own exchange, read through the same checks as hyper's.
 pub fn own_connection(stream: Box<dyn super::connect::Stream>) -> Connection {
-    Connection::new(Box::new(Checked::new(
+    Connection::new(Box::new(Checked::locating_heads(
         stream,
         Arc::new(Exchange::default()),
+        crate::wire::http1_client::MAX_HEADERS,
     )))
 }

@@ -2,6 +2,12 @@
 //! response's head, then its body (by `Content-Length` or chunk by chunk), then the next head,
 //! and names the first thing RFC 9112 would call ambiguous or malformed (the list is the parent
 //! module's). Whole lines that are plainly valid are read at once; anything else byte by byte.
+//!
+//! A scanner asked to ([`Scan::locating_heads`]) also keeps where the latest response head's
+//! fields lie in the stream, when every line of it was read whole: our own client then builds
+//! the response from those spans instead of parsing the head a second time.
+
+use crate::wire::http1_client::FieldSpan;
 
 /// The latest request's method as the framing of its response depends on it.
 pub(super) const OTHER: u8 = 0;
@@ -26,6 +32,26 @@ pub(super) struct Scan {
     pub(super) failed: Option<Violation>,
     /// Final (non-interim) response heads read whole.
     answered: u64,
+    /// Bytes fed so far: the stream position of the next one.
+    fed: u64,
+    /// The latest head's field spans, for a scanner locating heads.
+    located: Option<Box<LocatedHead>>,
+}
+
+/// The latest response head as the scanner walked it, when it kept where its fields lie.
+#[derive(Debug, Default)]
+pub(super) struct LocatedHead {
+    /// The stream position of the head's first byte.
+    pub(super) start: u64,
+    /// The position just past its blank line; 0 while the head has not ended.
+    pub(super) end: u64,
+    /// Every line was read whole (none was walked byte by byte), so `fields` is all of them.
+    pub(super) whole: bool,
+    pub(super) status: u16,
+    pub(super) http10: bool,
+    pub(super) fields: Vec<FieldSpan>,
+    /// Past this many fields a head is not located: the client's own parse refuses it.
+    max_fields: usize,
 }
 
 #[derive(Debug)]
@@ -207,8 +233,33 @@ fn misplaced(b: u8, otherwise: Violation) -> Violation {
 }
 
 impl Scan {
+    /// A scanner that also keeps where each head's fields lie ([`Scan::located`]), for heads of
+    /// at most `max_fields` fields.
+    pub(super) fn locating_heads(max_fields: usize) -> Self {
+        Self {
+            located: Some(Box::new(LocatedHead {
+                max_fields,
+                ..LocatedHead::default()
+            })),
+            ..Self::default()
+        }
+    }
+
+    /// The latest head, if it has ended, started `buffered` bytes before the stream's latest
+    /// byte, and was located whole.
+    pub(super) fn located(&self, buffered: usize) -> Option<&LocatedHead> {
+        let head = self.located.as_deref()?;
+        (head.whole && head.end != 0 && self.fed.checked_sub(buffered as u64) == Some(head.start))
+            .then_some(head)
+    }
+
     /// Checks the next bytes of the stream.
     pub(super) fn feed(&mut self, mut bytes: &[u8], sent: Sent) -> Result<(), Violation> {
+        let origin = self.fed;
+        let total = bytes.len();
+        self.fed += total as u64;
+        // The stream position of `bytes[0]`.
+        let position = |bytes: &[u8]| origin + (total - bytes.len()) as u64;
         while let Some((&b, rest)) = bytes.split_first() {
             // Whole lines first: a status line or field line that is all here and plainly valid
             // is read at once. Anything else — a line cut by the read, or one with something
@@ -217,17 +268,27 @@ impl Scan {
                 Phase::Head(head)
                     if matches!(head.at, StatusAt::Version0) && self.answered < sent.sent =>
                 {
-                    head.whole_status_line(bytes)
+                    let n = head.whole_status_line(bytes);
+                    if let Some(located) = self.located.as_deref_mut() {
+                        located.begin(position(bytes), n.is_some(), head);
+                    }
+                    n
                 }
                 Phase::Head(Head {
                     at: StatusAt::Fields,
                     fields,
                     ..
-                })
-                | Phase::Trailers(fields)
-                    if fields.at == FieldAt::LineStart =>
-                {
-                    fields.whole_line(bytes).transpose()?
+                }) if fields.at == FieldAt::LineStart => {
+                    let line = fields.whole_line(bytes).transpose()?;
+                    if let (Some((n, name_len)), Some(located)) =
+                        (line, self.located.as_deref_mut())
+                    {
+                        located.field(position(bytes), &bytes[..n], name_len);
+                    }
+                    line.map(|(n, _)| n)
+                }
+                Phase::Trailers(fields) if fields.at == FieldAt::LineStart => {
+                    fields.whole_line(bytes).transpose()?.map(|(n, _)| n)
                 }
                 _ => None,
             };
@@ -270,9 +331,26 @@ impl Scan {
                     if matches!(head.at, StatusAt::Version0) && self.answered >= sent.sent {
                         return Err("a response while no request is waiting for one");
                     }
+                    if let Some(located) = self.located.as_deref_mut() {
+                        // Only the blank line that ends the head is walked in a head read
+                        // whole; any other byte here is a line the spans do not cover.
+                        let blank_line = match head.at {
+                            StatusAt::Fields => matches!(
+                                (head.fields.at, b),
+                                (FieldAt::LineStart, b'\r') | (FieldAt::EndLf, b'\n')
+                            ),
+                            _ => false,
+                        };
+                        if !blank_line {
+                            located.whole = false;
+                        }
+                    }
                     if let Some(next) = head.step(b, sent.method)? {
                         if !(100..=199).contains(&head.status) || head.status == 101 {
                             self.answered += 1;
+                        }
+                        if let Some(located) = self.located.as_deref_mut() {
+                            located.end = position(bytes) + 1;
                         }
                         self.phase = next;
                     }
@@ -395,6 +473,40 @@ impl Head {
     }
 }
 
+impl LocatedHead {
+    /// A status line begins at stream position `at`; `whole` when it was read at once.
+    fn begin(&mut self, at: u64, whole: bool, head: &Head) {
+        self.start = at;
+        self.end = 0;
+        self.whole = whole;
+        self.status = head.status;
+        self.http10 = head.http10;
+        self.fields.clear();
+    }
+
+    /// A field line read whole at stream position `at`: `line` with its CRLF, its name the
+    /// first `name_len` bytes.
+    fn field(&mut self, at: u64, line: &[u8], name_len: usize) {
+        if !self.whole {
+            return;
+        }
+        if self.fields.len() == self.max_fields {
+            self.whole = false;
+            return;
+        }
+        let value = &line[name_len + 1..line.len() - 2];
+        let trimmed = value.trim_ascii();
+        let lead = trimmed.as_ptr() as usize - value.as_ptr() as usize;
+        // Offsets within a head, which the client caps far below 4 GiB.
+        let offset = (at - self.start) as u32;
+        let value_start = offset + (name_len + 1 + lead) as u32;
+        self.fields.push(FieldSpan {
+            name: (offset, offset + name_len as u32),
+            value: (value_start, value_start + trimmed.len() as u32),
+        });
+    }
+}
+
 impl Fields {
     fn trailers() -> Self {
         Self {
@@ -456,9 +568,11 @@ impl Fields {
 
     /// A field line (`name: value` and its CRLF) when all of it is at the start of `bytes` and
     /// plainly valid — a `tchar` name, a colon, text, CRLF — read as [`Fields::step`] would read
-    /// it: how many bytes it took. `None` leaves the line to the walk; an error is the framing
+    /// it: how many bytes it took, and how many of them are the name. `None` leaves the line to the walk; an error is the framing
     /// field's own (a repeated or invalid length, a coding other than `chunked`).
-    fn whole_line(&mut self, bytes: &[u8]) -> Option<Result<usize, Violation>> {
+    // Inlined: it is the scan's hot loop, and a call per line cost more than the line.
+    #[inline(always)]
+    fn whole_line(&mut self, bytes: &[u8]) -> Option<Result<(usize, usize), Violation>> {
         let name_len = bytes.iter().take_while(|&&b| is_tchar(b)).count();
         if name_len == 0 || bytes.get(name_len) != Some(&b':') {
             return None;
@@ -481,7 +595,10 @@ impl Fields {
             }
         }
         self.name_len = name_len;
-        Some(self.whole_value(&bytes[value_at..cr]).map(|()| cr + 2))
+        Some(
+            self.whole_value(&bytes[value_at..cr])
+                .map(|()| (cr + 2, name_len)),
+        )
     }
 
     fn whole_value(&mut self, value: &[u8]) -> Result<(), Violation> {

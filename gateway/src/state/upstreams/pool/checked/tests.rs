@@ -233,3 +233,133 @@ fn a_name_that_only_resembles_a_framing_field_is_an_ordinary_field() {
         "repeated Content-Length",
     );
 }
+
+/// A head as the tests compare it: its length, status, HTTP/1.0 or not, and each field's name
+/// and value.
+type HeadSeen = (usize, u16, bool, Vec<(String, String)>);
+
+/// The head at the front of `bytes` as httparse reads it.
+fn httparse_head(bytes: &[u8]) -> HeadSeen {
+    let mut slots = [httparse::EMPTY_HEADER; 16];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let httparse::Status::Complete(len) = parsed.parse(bytes).unwrap() else {
+        panic!("incomplete: {:?}", String::from_utf8_lossy(bytes));
+    };
+    let fields = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    (len, parsed.code.unwrap(), parsed.version == Some(0), fields)
+}
+
+/// What a locating scanner says of the head at the front of the last `buffered` bytes, in the
+/// same terms.
+fn located_head(scan: &Scan, stream: &[u8], buffered: usize) -> Option<HeadSeen> {
+    let head = scan.located(buffered)?;
+    let base = &stream[stream.len() - buffered..];
+    let text = |(start, end): (u32, u32)| {
+        String::from_utf8_lossy(&base[start as usize..end as usize]).into_owned()
+    };
+    let fields = head
+        .fields
+        .iter()
+        .map(|f| (text(f.name), text(f.value)))
+        .collect();
+    Some((
+        (head.end - head.start) as usize,
+        head.status,
+        head.http10,
+        fields,
+    ))
+}
+
+#[test]
+fn a_locating_scanner_finds_the_fields_httparse_finds() {
+    let sent = Sent {
+        method: OTHER,
+        sent: u64::MAX,
+    };
+    let heads: [&[u8]; 5] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: nginx\r\n\r\n",
+        b"HTTP/1.0 404 Not Found\r\ncontent-length:0\r\nX-Empty:\r\nX-Pad: \t spaced out \t\r\n\r\n",
+        b"HTTP/1.1 204 \r\n\r\n",
+        b"HTTP/1.1 200\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+    ];
+    for head in heads {
+        let mut scan = Scan::locating_heads(100);
+        scan.feed(head, sent).unwrap();
+        assert_eq!(
+            located_head(&scan, head, head.len()),
+            Some(httparse_head(head)),
+            "{:?}",
+            String::from_utf8_lossy(head)
+        );
+        // Split anywhere, a head is either located as whole or not at all (the client parses it).
+        for split in 1..head.len() {
+            let mut scan = Scan::locating_heads(100);
+            scan.feed(&head[..split], sent).unwrap();
+            scan.feed(&head[split..], sent).unwrap();
+            if let Some(found) = located_head(&scan, head, head.len()) {
+                assert_eq!(found, httparse_head(head), "split at {split}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_located_head_is_only_offered_where_it_starts() {
+    let sent = Sent {
+        method: OTHER,
+        sent: u64::MAX,
+    };
+    let first = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let second = b"HTTP/1.1 201 Created\r\nLocation: /x\r\n\r\n";
+    let mut scan = Scan::locating_heads(100);
+    scan.feed(first, sent).unwrap();
+    // The head is not at the front of the last 2 bytes (the body) nor of more than was read.
+    assert!(scan.located(2).is_none());
+    assert!(scan.located(first.len() + 1).is_none());
+    assert!(scan.located(first.len()).is_some());
+    scan.feed(second, sent).unwrap();
+    let stream = [&first[..], &second[..]].concat();
+    assert_eq!(
+        located_head(&scan, &stream, second.len()),
+        Some(httparse_head(second))
+    );
+    assert!(
+        scan.located(second.len() + first.len()).is_none(),
+        "the first head is gone"
+    );
+}
+
+#[test]
+fn a_head_past_the_field_cap_or_walked_byte_by_byte_is_not_located() {
+    let sent = Sent {
+        method: OTHER,
+        sent: u64::MAX,
+    };
+    let many = b"HTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
+    let mut scan = Scan::locating_heads(2);
+    scan.feed(many, sent).unwrap();
+    assert!(scan.located(many.len()).is_none());
+    let mut scan = Scan::locating_heads(3);
+    scan.feed(many, sent).unwrap();
+    assert!(scan.located(many.len()).is_some());
+    // One byte at a time: every line is walked, none read whole.
+    let mut scan = Scan::locating_heads(100);
+    for b in many.iter() {
+        scan.feed(std::slice::from_ref(b), sent).unwrap();
+    }
+    assert!(scan.located(many.len()).is_none());
+    // A scanner that was not asked to locate heads never does.
+    let mut scan = Scan::default();
+    scan.feed(many, sent).unwrap();
+    assert!(scan.located(many.len()).is_none());
+}
