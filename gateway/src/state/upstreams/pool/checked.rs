@@ -29,6 +29,10 @@
 //! for is refused rather than kept for the next request. After `101 Switching Protocols`, a
 //! `CONNECT` tunnel or a body that runs to the connection's close, nothing further is HTTP and
 //! nothing is checked.
+//!
+//! On our own client's connections ([`Checked::locating_heads`]) the scanner also keeps where
+//! each response head's fields lie, so the client builds the response without parsing the head
+//! a second time.
 
 use std::io;
 use std::pin::Pin;
