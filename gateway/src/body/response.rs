@@ -146,10 +146,17 @@ pub struct ResponseBody {
     /// When the stream must have ended (`limits.max_stream_duration`).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A gRPC call's deadline: when to stop relaying the upstream's stream, and the trailers
-    /// that end it instead.
-    end_with: Option<(Pin<Box<tokio::time::Sleep>>, http::HeaderMap)>,
+    /// that end it instead. Boxed: every response body is moved several times on its way to
+    /// the client, and only a call with a deadline needs the 104 bytes.
+    end_with: Option<Box<CallDeadline>>,
     /// The upstream's `idle_timeout`: the longest the body waits for the upstream's next bytes.
     idle: Option<IdleTimer>,
+}
+
+/// When a gRPC call must end, and the trailers it ends with then.
+struct CallDeadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    trailers: http::HeaderMap,
 }
 
 /// Times only the waits on the upstream — from a read that found nothing to the next bytes — so a
@@ -220,7 +227,10 @@ impl ResponseBody {
     /// stream, while the client's stream ends whole, with the status the trailers carry.
     pub fn end_after(&mut self, after: Duration, trailers: http::HeaderMap) {
         if matches!(self.content, ResponseContent::Upstream(_)) && !self.is_end_stream() {
-            self.end_with = Some((Box::pin(tokio::time::sleep(after)), trailers));
+            self.end_with = Some(Box::new(CallDeadline {
+                sleep: Box::pin(tokio::time::sleep(after)),
+                trailers,
+            }));
         }
     }
 
@@ -289,9 +299,9 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if let Some((sleep, _)) = &mut this.end_with {
-            if sleep.as_mut().poll(cx).is_ready() {
-                let trailers = this.end_with.take().map(|(_, t)| t).unwrap_or_default();
+        if let Some(deadline) = &mut this.end_with {
+            if deadline.sleep.as_mut().poll(cx).is_ready() {
+                let trailers = this.end_with.take().map(|d| d.trailers).unwrap_or_default();
                 this.content = ResponseContent::Full(None);
                 if let Some(pending) = this.pending.as_mut() {
                     pending.trailers(&trailers);

@@ -136,24 +136,36 @@ impl Chunk {
 
 /// An upstream response body read by our own HTTP/1.1 exchange.
 pub struct Http1Body {
-    /// The connection while the body is read from it; gone once given back or closed.
-    connection: Option<Connection>,
-    home: Option<Arc<dyn ConnectionHome>>,
-    framing: Framing,
-    reusable: bool,
     /// The whole body, when it came with its head.
     whole: Option<Bytes>,
+    /// The connection while the body is still read from it; `None` once the body has ended,
+    /// its connection given back or closed. Boxed: a response body is moved several times on
+    /// its way to the client, and most bodies come whole with their head and never need it.
+    reading: Option<Box<Reading>>,
+}
+
+struct Reading {
+    connection: Connection,
+    home: Arc<dyn ConnectionHome>,
+    framing: Framing,
+    reusable: bool,
+}
+
+impl Reading {
+    /// The exchange is over: the connection goes home if it may carry another, else closes.
+    fn release(self) {
+        if self.reusable && self.connection.is_drained() {
+            self.home.take_back(self.connection);
+        }
+    }
 }
 
 impl Http1Body {
     /// A body with nothing to read (after `101`, whose connection is not HTTP any more).
     pub(super) fn ended() -> Self {
         Self {
-            connection: None,
-            home: None,
-            framing: Framing::Done,
-            reusable: false,
             whole: None,
+            reading: None,
         }
     }
 
@@ -172,32 +184,34 @@ impl Http1Body {
                 framing = Framing::Done;
             }
         }
-        let mut body = Self {
-            connection: Some(connection),
-            home: Some(home),
+        let reading = Reading {
+            connection,
+            home,
             framing,
             reusable,
-            whole,
         };
-        if matches!(body.framing, Framing::Done) {
-            body.release();
+        if matches!(reading.framing, Framing::Done) {
+            reading.release();
+            return Self {
+                whole,
+                reading: None,
+            };
         }
-        body
+        Self {
+            whole,
+            reading: Some(Box::new(reading)),
+        }
     }
 
-    /// The exchange is over: the connection goes home if it may carry another, else closes.
+    /// The body has ended: its connection goes home if it may carry another.
     fn release(&mut self) {
-        let (Some(connection), Some(home)) = (self.connection.take(), self.home.take()) else {
-            return;
-        };
-        if self.reusable && connection.is_drained() {
-            home.take_back(connection);
+        if let Some(reading) = self.reading.take() {
+            reading.release();
         }
     }
 
     fn fail(&mut self, error: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.connection = None;
-        self.framing = Framing::Done;
+        self.reading = None;
         Poll::Ready(Some(Err(error)))
     }
 }
@@ -215,11 +229,11 @@ impl Body for Http1Body {
             return Poll::Ready(Some(Ok(Frame::data(whole))));
         }
         loop {
-            let Some(connection) = this.connection.as_mut() else {
+            let Some(reading) = this.reading.as_deref_mut() else {
                 return Poll::Ready(None);
             };
-            let buf = connection.buffered();
-            let decoded = match &mut this.framing {
+            let buf = reading.connection.buffered();
+            let decoded = match &mut reading.framing {
                 Framing::Done => Decoded::End,
                 Framing::Fixed(left) => {
                     if buf.is_empty() {
@@ -229,7 +243,6 @@ impl Body for Http1Body {
                         *left -= n as u64;
                         let data = buf.split_to(n).freeze();
                         if *left == 0 {
-                            this.framing = Framing::Done;
                             this.release();
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -250,20 +263,17 @@ impl Body for Http1Body {
             match decoded {
                 Decoded::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                 Decoded::Trailers(trailers) => {
-                    this.framing = Framing::Done;
                     this.release();
                     return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                 }
                 Decoded::End => {
-                    this.framing = Framing::Done;
                     this.release();
                     return Poll::Ready(None);
                 }
-                Decoded::NeedMore => match ready!(connection.poll_fill(cx)) {
-                    Ok(0) if matches!(this.framing, Framing::ToEof) => {
+                Decoded::NeedMore => match ready!(reading.connection.poll_fill(cx)) {
+                    Ok(0) if matches!(reading.framing, Framing::ToEof) => {
                         // The end of a body framed by the close: complete, never reused.
-                        this.connection = None;
-                        this.framing = Framing::Done;
+                        this.reading = None;
                         return Poll::Ready(None);
                     }
                     Ok(0) => return this.fail(eof()),
@@ -275,14 +285,14 @@ impl Body for Http1Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.whole.is_none() && matches!(self.framing, Framing::Done)
+        self.whole.is_none() && self.reading.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.whole, &self.framing) {
+        match (&self.whole, self.reading.as_deref().map(|r| &r.framing)) {
             (Some(whole), _) => SizeHint::with_exact(whole.len() as u64),
-            (None, Framing::Done) => SizeHint::with_exact(0),
-            (None, Framing::Fixed(left)) => SizeHint::with_exact(*left),
+            (None, None | Some(Framing::Done)) => SizeHint::with_exact(0),
+            (None, Some(Framing::Fixed(left))) => SizeHint::with_exact(*left),
             _ => SizeHint::default(),
         }
     }
