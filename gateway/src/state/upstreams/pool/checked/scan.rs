@@ -568,8 +568,9 @@ impl Fields {
 
     /// A field line (`name: value` and its CRLF) when all of it is at the start of `bytes` and
     /// plainly valid — a `tchar` name, a colon, text, CRLF — read as [`Fields::step`] would read
-    /// it: how many bytes it took, and how many of them are the name. `None` leaves the line to the walk; an error is the framing
-    /// field's own (a repeated or invalid length, a coding other than `chunked`).
+    /// it: how many bytes it took, and how many of them are the name. `None` leaves the line to
+    /// the walk; an error is the framing field's own (a repeated or invalid length, a coding
+    /// other than `chunked`).
     // Inlined: it is the scan's hot loop, and a call per line cost more than the line.
     #[inline(always)]
     fn whole_line(&mut self, bytes: &[u8]) -> Option<Result<(usize, usize), Violation>> {
