@@ -234,6 +234,14 @@ fn a_name_that_only_resembles_a_framing_field_is_an_ordinary_field() {
     );
 }
 
+/// As if every response had its request, none of them `HEAD` or `CONNECT`.
+fn every_request_sent() -> Sent {
+    Sent {
+        method: OTHER,
+        sent: u64::MAX,
+    }
+}
+
 /// A head as the tests compare it: its length, status, HTTP/1.0 or not, and each field's name
 /// and value.
 type HeadSeen = (usize, u16, bool, Vec<(String, String)>);
@@ -281,10 +289,7 @@ fn located_head(scan: &Scan, stream: &[u8], buffered: usize) -> Option<HeadSeen>
 
 #[test]
 fn a_locating_scanner_finds_the_fields_httparse_finds() {
-    let sent = Sent {
-        method: OTHER,
-        sent: u64::MAX,
-    };
+    let sent = every_request_sent();
     let heads: [&[u8]; 5] = [
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: nginx\r\n\r\n",
         b"HTTP/1.0 404 Not Found\r\ncontent-length:0\r\nX-Empty:\r\nX-Pad: \t spaced out \t\r\n\r\n",
@@ -315,10 +320,7 @@ fn a_locating_scanner_finds_the_fields_httparse_finds() {
 
 #[test]
 fn a_located_head_is_only_offered_where_it_starts() {
-    let sent = Sent {
-        method: OTHER,
-        sent: u64::MAX,
-    };
+    let sent = every_request_sent();
     let first = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     let second = b"HTTP/1.1 201 Created\r\nLocation: /x\r\n\r\n";
     let mut scan = Scan::locating_heads(100);
@@ -341,10 +343,7 @@ fn a_located_head_is_only_offered_where_it_starts() {
 
 #[test]
 fn a_head_past_the_field_cap_or_walked_byte_by_byte_is_not_located() {
-    let sent = Sent {
-        method: OTHER,
-        sent: u64::MAX,
-    };
+    let sent = every_request_sent();
     let many = b"HTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
     let mut scan = Scan::locating_heads(2);
     scan.feed(many, sent).unwrap();
