@@ -35,8 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::redis::call::{SCRIPT, StoreError, TTL_MARGIN_MS, decisions, refusal};
+use super::redis::keys::log_key;
 use super::redis::link::{Endpoint, Link};
-use super::redis::log_key;
 use super::redis::resp::{Command, Reply};
 use crate::clock::timer_deadline;
 use crate::ratelimit::Decision;

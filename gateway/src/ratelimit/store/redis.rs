@@ -46,6 +46,7 @@
 //! work over its masters instead, which is its way to scale.
 
 pub(in crate::ratelimit::store) mod call;
+pub(in crate::ratelimit::store) mod keys;
 mod lease;
 pub(in crate::ratelimit::store) mod link;
 pub(in crate::ratelimit::store) mod resp;
@@ -68,6 +69,7 @@ use crate::ratelimit::{Algorithm, Decision, Limiter};
 
 pub(in crate::ratelimit::store) use call::{Conn, decisions};
 pub use call::{SCRIPT, StoreError, TTL_MARGIN_MS};
+pub use keys::{cluster_key, key, log_key};
 pub use lease::{LEASE_SCRIPT, LeaseAsk};
 
 pub struct RedisStore {
@@ -297,43 +299,6 @@ fn params(c: &Check<'_>) -> Params {
         period: quota.period(),
         burst: quota.burst,
         cost: c.cost,
-    }
-}
-
-/// The state key of one check (the sliding log's set is this plus `:log`).
-pub fn key(prefix: &str, check: &Check<'_>) -> String {
-    joined(&[prefix, "{", check.policy, "|", check.subject, "}"])
-}
-
-/// The key's pieces in one string. Pushed one by one: `format!` cost a Redis-limited request
-/// some 3,000 instructions for its keys (docs/PERFORMANCE.md).
-fn joined(pieces: &[&str]) -> String {
-    let mut key = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
-    for piece in pieces {
-        key.push_str(piece);
-    }
-    key
-}
-
-/// The sliding log's set of the check whose state key is `key`.
-pub fn log_key(key: &str) -> String {
-    joined(&[key, ":log"])
-}
-
-/// The state key of one check on a Cluster: the subject is the hash tag (see the module doc).
-pub fn cluster_key(prefix: &str, check: &Check<'_>) -> String {
-    let subject = check.subject;
-    if subject.is_empty() || subject.contains(['{', '}']) {
-        use sha2::{Digest, Sha256};
-        let hash = Sha256::digest(subject.as_bytes());
-        let mut tag = String::with_capacity(7 + 32);
-        tag.push_str("sha256:");
-        for b in &hash[..16] {
-            let _ = std::fmt::Write::write_fmt(&mut tag, format_args!("{b:02x}"));
-        }
-        format!("{prefix}{{{tag}}}|{}|{subject}", check.policy)
-    } else {
-        joined(&[prefix, "{", subject, "}|", check.policy])
     }
 }
 
