@@ -21,6 +21,7 @@ use crate::routing::normalize::PathOptions;
 use crate::stage;
 use crate::stage::context::{ConnectionInfo, GrpcCall, RequestContext, RequestFacts, RouteMatch};
 use crate::state::GatewayState;
+use crate::vocab::fields;
 use crate::vocab::grpc::{self, GrpcCode};
 use crate::vocab::rejection::PROBLEM_JSON;
 use crate::vocab::trace::{
@@ -182,16 +183,14 @@ fn facts(
     arrived: Nanos,
     unix_millis: u64,
 ) -> RequestFacts {
-    let request_id = parts
-        .headers
-        .get(&X_REQUEST_ID)
+    let request_id = fields::first(&parts.headers, &X_REQUEST_ID)
         .filter(|v| well_formed_request_id(v.as_bytes()))
         .and_then(|v| v.to_str().ok())
         .map_or_else(new_request_id, str::to_owned);
     let authority = request_authority(parts.version, &parts.uri, &parts.headers);
     RequestFacts {
         request_id,
-        trace: TraceContext::continue_or_start(parts.headers.get(&TRACEPARENT)),
+        trace: TraceContext::continue_or_start(fields::first(&parts.headers, &TRACEPARENT)),
         connection,
         arrived,
         unix_millis,
@@ -199,7 +198,7 @@ fn facts(
         host: authority.value,
         host_problem: authority.problem,
         target: parts.uri.clone(),
-        origin: parts.headers.get(header::ORIGIN).cloned(),
+        origin: fields::first(&parts.headers, &header::ORIGIN).cloned(),
     }
 }
 

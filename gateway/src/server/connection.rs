@@ -33,7 +33,7 @@ use crate::config::raw::RawLimits;
 use crate::identity::tls::{self, EdgeStream};
 use crate::stage::context::{ClientAddress, ConnectionInfo};
 use crate::state::GatewayState;
-use crate::vocab::Scheme;
+use crate::vocab::{Scheme, fields};
 use crate::wire::{GuardReport, Guarded, HeadLimits, MessageStream};
 
 /// The most header fields hyper's HTTP/1 parser takes when no cap is set (hyper's
@@ -93,7 +93,7 @@ pub(super) async fn serve_connection(
             let busy = tracker.begin();
             let deadline = tracker.max_duration().map(tokio::time::sleep);
             let connect = request.method() == http::Method::CONNECT;
-            let asks_upgrade = connect || request.headers().contains_key(http::header::UPGRADE);
+            let asks_upgrade = connect || fields::holds(request.headers(), &http::header::UPGRADE);
             // For what outlives the response head on its own: a WebSocket relay, which only an
             // upgrade (HTTP/1.1) or an extended CONNECT (HTTP/2) can become. Not for every
             // request: the extension map is an allocation and a hash insert each time.

@@ -241,9 +241,7 @@ impl GrpcCall {
 
     /// A call when the head's `content-type` says gRPC.
     pub fn detect(parts: &Parts) -> Option<GrpcCall> {
-        parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
+        crate::vocab::fields::first(&parts.headers, &http::header::CONTENT_TYPE)
             .is_some_and(crate::vocab::grpc::is_grpc_content_type)
             .then(|| GrpcCall::of(parts))
     }

@@ -29,9 +29,9 @@ use crate::identity::tls::TlsInfo;
 use crate::stage::context::{ClientAddress, RequestContext, RouteMatch, StageResult};
 use crate::state::GatewayState;
 use crate::vocab::StageId;
-use crate::vocab::grpc;
 use crate::vocab::trace::{TRACEPARENT, X_REQUEST_ID};
 use crate::vocab::{Reason, Rejection};
+use crate::vocab::{fields, grpc};
 
 const STAGE: StageId = StageId::MutateRequest;
 
@@ -199,13 +199,14 @@ fn client_address_headers(headers: &mut HeaderMap, address: &ClientAddress, trus
             headers.insert(name.clone(), v);
         }
     }
-    let mut real = headers.get_all(&X_REAL_IP).iter();
-    let kept = trusted
-        && real
-            .next()
+    // A trusted proxy's one `X-Real-IP` stays when it is an address; nobody else's is read.
+    let kept = trusted && {
+        let mut real = fields::all(headers, &X_REAL_IP);
+        real.next()
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().parse::<IpAddr>().is_ok())
-        && real.next().is_none();
+            && real.next().is_none()
+    };
     if !kept {
         headers.insert(X_REAL_IP.clone(), ip_value.clone());
     }

@@ -18,8 +18,8 @@ use crate::routing::normalize::{
 };
 use crate::routing::table::RouteQuery;
 use crate::state::GatewayState;
-use crate::vocab::grpc;
 use crate::vocab::{Reason, Rejection, StageId};
+use crate::vocab::{fields, grpc};
 
 const STAGE: StageId = StageId::Route;
 
@@ -208,8 +208,7 @@ fn grpc_deadline(headers: &HeaderMap, arrived: Nanos) -> Result<Option<Nanos>, R
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
+    fields::first(headers, &header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }

@@ -134,9 +134,7 @@ pub fn is_grpc_content_type(value: &HeaderValue) -> bool {
 
 /// Whether a request's `TE` fields list `trailers` (RFC 9110 §10.1.4).
 pub fn te_lists_trailers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::TE)
-        .iter()
+    super::fields::all(headers, &http::header::TE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| {

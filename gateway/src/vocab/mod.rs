@@ -1,7 +1,9 @@
 //! The vocabulary every layer speaks — stage ids, stop reasons, the identity, the scheme, the
 //! limit outcome, request ids and trace context, the typed stop and its problem body, gRPC's
-//! codes and fields. The bottom layer: it imports nothing from the crate, so anything may use it.
+//! codes and fields, field lookups for short heads. The bottom layer: it imports nothing from
+//! the crate, so anything may use it.
 
+pub mod fields;
 pub mod grpc;
 pub mod identity;
 pub mod limit;

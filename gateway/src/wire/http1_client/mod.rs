@@ -21,12 +21,16 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 mod body;
+mod names;
 
 use body::Framing;
+use names::{FieldKind, RecentNames};
+
+use crate::vocab::fields;
 pub use body::Http1Body;
 
 /// Response header fields read at most, as hyper's client allows.
@@ -87,6 +91,8 @@ pub struct Connection {
     read: BytesMut,
     /// The request head being written; kept so its allocation serves every request.
     write: Vec<u8>,
+    /// The last response's field names, for the next response's.
+    names: RecentNames,
 }
 
 /// Why an exchange failed.
@@ -105,6 +111,7 @@ impl Connection {
             io,
             read: BytesMut::new(),
             write: Vec::new(),
+            names: RecentNames::default(),
         }
     }
 
@@ -221,81 +228,74 @@ impl Connection {
         spare: &mut Option<HeaderMap>,
     ) -> io::Result<Option<(Response<()>, Framing, bool)>> {
         // Where each field sits in the head, so values can share the head's bytes once the
-        // borrow of the buffer ends.
-        let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-        let located = match self.io.scanned_head(self.read.len()) {
+        // borrow of the buffer ends: the spans the checks kept, or else httparse's.
+        let mut parsed_spans = Vec::new();
+        let (at, fields): (HeadAt, &[FieldSpan]) = match self.io.scanned_head(self.read.len()) {
             Some(scanned)
                 if scanned.fields.len() <= MAX_HEADERS && scanned.len <= self.read.len() =>
             {
-                for (slot, field) in at.iter_mut().zip(scanned.fields) {
-                    *slot = (field.name.0, field.name.1, field.value.0, field.value.1);
-                }
-                Some(HeadAt {
+                let at = HeadAt {
                     len: scanned.len,
                     code: Some(scanned.status),
                     http10: scanned.http10,
-                    fields: scanned.fields.len(),
-                })
+                };
+                (at, scanned.fields)
             }
-            _ => locate_fields(&self.read, &mut at)?,
+            _ => match locate_fields(&self.read, &mut parsed_spans)? {
+                Some(at) => (at, &parsed_spans),
+                None => return Ok(None),
+            },
         };
-        let Some(HeadAt {
-            len,
-            code,
-            http10,
-            fields: count,
-        }) = located
-        else {
-            return Ok(None);
-        };
-        let status = code
+        let status = at
+            .code
             .and_then(|c| StatusCode::from_u16(c).ok())
             .ok_or_else(|| invalid("the upstream's status code is not one"))?;
-        let version = if http10 {
+        let version = if at.http10 {
             Version::HTTP_10
         } else {
             Version::HTTP_11
         };
-        let head = self.read.split_to(len).freeze();
+        let head = self.read.split_to(at.len).freeze();
         // Room for more than the head: hyper keeps a response's emptied map for the next
         // request it reads on the client's connection, and the fields `mutate_request` adds
         // (request id, trace, forwarding) then fit without the map growing and rehashing.
         let mut headers = match spare.take() {
             Some(mut map) => {
                 map.clear();
-                map.reserve(count + FIELDS_ADDED_TO_A_REQUEST);
+                map.reserve(fields.len() + FIELDS_ADDED_TO_A_REQUEST);
                 map
             }
-            None => HeaderMap::with_capacity(count + FIELDS_ADDED_TO_A_REQUEST),
+            None => HeaderMap::with_capacity(fields.len() + FIELDS_ADDED_TO_A_REQUEST),
         };
         let mut content_length = None;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
-        for &(name_start, name_end, value_start, value_end) in &at[..count] {
-            let raw_name = &head[name_start as usize..name_end as usize];
-            // `Connection: keep-alive` or `close`, and `Keep-Alive`, speak of this connection,
-            // which the client manages: they are read here and not handed on, since a proxy
-            // removes them anyway. A `Connection` naming other fields stays, so that the
-            // fields it names are removed too.
-            if raw_name.eq_ignore_ascii_case(b"connection") {
-                let says = connection_says(&head[value_start as usize..value_end as usize]);
-                if says.close {
-                    close = true;
-                } else if version == Version::HTTP_10 && says.keep_alive {
-                    close = false;
+        for (position, field) in fields.iter().enumerate() {
+            let raw_name = &head[field.name.0 as usize..field.name.1 as usize];
+            let raw_value = field.value.0 as usize..field.value.1 as usize;
+            let name = match self.names.kind(position, raw_name) {
+                Ok(FieldKind::Other(name)) => name,
+                // `Connection: keep-alive` or `close`, and `Keep-Alive`, speak of this
+                // connection, which the client manages: they are read here and not handed on,
+                // since a proxy removes them anyway. A `Connection` naming other fields stays,
+                // so that the fields it names are removed too.
+                Ok(FieldKind::Connection) => {
+                    let says = connection_says(&head[raw_value.clone()]);
+                    if says.close {
+                        close = true;
+                    } else if version == Version::HTTP_10 && says.keep_alive {
+                        close = false;
+                    }
+                    if !says.names_fields {
+                        continue;
+                    }
+                    CONNECTION
                 }
-                if !says.names_fields {
-                    continue;
-                }
-            } else if raw_name.eq_ignore_ascii_case(b"keep-alive") {
-                continue;
-            }
-            let name = HeaderName::from_bytes(raw_name)
-                .map_err(|_| invalid("a response field name is not one"))?;
-            let value = HeaderValue::from_maybe_shared(
-                head.slice(value_start as usize..value_end as usize),
-            )
-            .map_err(|_| invalid("a response field value is not one"))?;
+                Ok(FieldKind::KeepAlive) => continue,
+                Err(_) => return Err(invalid("a response field name is not one")),
+            };
+            let value = HeaderValue::from_maybe_shared(head.slice(raw_value))
+                .map_err(|_| invalid("a response field value is not one"))?;
             if name == CONTENT_LENGTH {
                 content_length = std::str::from_utf8(value.as_bytes())
                     .ok()
@@ -333,12 +333,9 @@ impl Connection {
 }
 
 /// Parses the head at the front of `bytes` with httparse, for a head the checks under the
-/// stream did not locate: its length, status code, whether it is HTTP/1.0, and how many fields
-/// it has, their spans written to `at`. `None` while the head is incomplete.
-fn locate_fields(
-    bytes: &[u8],
-    at: &mut [(u32, u32, u32, u32); MAX_HEADERS],
-) -> io::Result<Option<HeadAt>> {
+/// stream did not locate: its length, status code and whether it is HTTP/1.0, its fields'
+/// spans pushed to `spans`. `None` while the head is incomplete.
+fn locate_fields(bytes: &[u8], spans: &mut Vec<FieldSpan>) -> io::Result<Option<HeadAt>> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -356,30 +353,26 @@ fn locate_fields(
         }
     };
     let base = bytes.as_ptr() as usize;
-    for (slot, field) in at.iter_mut().zip(parsed.headers.iter()) {
+    spans.extend(parsed.headers.iter().map(|field| {
         let name = field.name.as_ptr() as usize - base;
         let value = field.value.as_ptr() as usize - base;
-        *slot = (
-            name as u32,
-            (name + field.name.len()) as u32,
-            value as u32,
-            (value + field.value.len()) as u32,
-        );
-    }
+        FieldSpan {
+            name: (name as u32, (name + field.name.len()) as u32),
+            value: (value as u32, (value + field.value.len()) as u32),
+        }
+    }));
     Ok(Some(HeadAt {
         len,
         code: parsed.code,
         http10: parsed.version == Some(0),
-        fields: parsed.headers.len(),
     }))
 }
 
-/// A head found at the front of the buffer, its fields' spans written beside it.
+/// A head found at the front of the buffer; its fields' spans lie beside it.
 struct HeadAt {
     len: usize,
     code: Option<u16>,
     http10: bool,
-    fields: usize,
 }
 
 fn invalid(what: &'static str) -> io::Error {
@@ -408,10 +401,7 @@ fn encode_head(out: &mut Vec<u8>, head: &http::request::Parts) {
 }
 
 fn has_token(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .any(|value| token_in(value, token))
+    fields::all(headers, &CONNECTION).any(|value| token_in(value, token))
 }
 
 /// What one `Connection` field value says.

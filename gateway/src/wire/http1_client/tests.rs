@@ -457,3 +457,48 @@ async fn a_body_dropped_part_way_closes_its_connection() {
     drop(body);
     assert_eq!(home.count(), 0);
 }
+
+/// The names a connection remembers from one response never stand in for another's: each
+/// response on a kept connection has exactly the fields it was sent, whether its names repeat
+/// the last response's, differ part way, or speak of the connection where a field stood before.
+#[tokio::test]
+async fn each_response_on_a_kept_connection_has_the_fields_it_was_sent() {
+    let answers: Vec<Answer> = vec![
+        vec![b"HTTP/1.1 200 OK\r\nServer: up\r\nX-One: 1\r\nContent-Length: 0\r\n\r\n"],
+        vec![b"HTTP/1.1 200 OK\r\nServer: up\r\nX-One: 2\r\nContent-Length: 0\r\n\r\n"],
+        vec![b"HTTP/1.1 200 OK\r\nServer: up\r\nX-Two: 3\r\nX-One: 4\r\nContent-Length: 0\r\n\r\n"],
+        vec![
+            b"HTTP/1.1 200 OK\r\nServer: up\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+        ],
+        vec![b"HTTP/1.1 200 OK\r\nserver: up\r\nx-two: 5\r\ncontent-length: 0\r\n\r\n"],
+    ];
+    let expected: [&[(&str, &str)]; 5] = [
+        &[("server", "up"), ("x-one", "1"), ("content-length", "0")],
+        &[("server", "up"), ("x-one", "2"), ("content-length", "0")],
+        &[
+            ("server", "up"),
+            ("x-two", "3"),
+            ("x-one", "4"),
+            ("content-length", "0"),
+        ],
+        &[("server", "up"), ("content-length", "0")],
+        &[("server", "up"), ("x-two", "5"), ("content-length", "0")],
+    ];
+    let (client, _server) = upstream(answers, true).await;
+    let home = Arc::new(Home::default());
+    let mut connection = Connection::new(Box::new(client));
+    for (i, fields) in expected.iter().enumerate() {
+        let response = connection
+            .send(&mut get(Method::GET, "/", &[]), home.clone())
+            .await
+            .unwrap_or_else(|_| panic!("response {i}"));
+        let got: Vec<(&str, &str)> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("text")))
+            .collect();
+        assert_eq!(&got, fields, "response {i}");
+        drop(response);
+        connection = home.take();
+    }
+}

@@ -22,6 +22,7 @@ use crate::body::{UpstreamBody, UpstreamRequestBody};
 use crate::config::Upstream;
 use crate::config::UpstreamProtocol;
 use crate::config::raw::RawHttp2;
+use crate::vocab::fields;
 use crate::wire::http1_client::{Connection, ConnectionHome, SendError};
 
 mod checked;
@@ -124,7 +125,7 @@ impl UpstreamClient {
         request: Request<UpstreamRequestBody>,
     ) -> Result<(Response<UpstreamBody>, Lease), PoolError> {
         let pool = &self.pool;
-        if request.headers().contains_key(header::UPGRADE) {
+        if fields::holds(request.headers(), &header::UPGRADE) {
             return Box::pin(pool.upgrade(address, request)).await;
         }
         let host = pool.host(address);

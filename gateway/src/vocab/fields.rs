@@ -1,0 +1,92 @@
+//! Field lookups that cost less on the short heads most requests carry. `HeaderMap` hashes the
+//! name on every lookup — 80 to 130 instructions a lookup in the profile (docs/PERFORMANCE.md) —
+//! and most of the lookups a request meets are of fields it does not carry: `X-Request-Id`,
+//! `traceparent`, `Origin`, `TE`, `Upgrade`, `Connection`, `Content-Type` on a `GET`. Up to
+//! [`WALKED_UP_TO`] names, a walk over the names present, compared by value, says "absent" for
+//! a few instructions a name; the hash lookup runs only when the name is there.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The most distinct names a map may hold for a walk to be cheaper than a hash lookup.
+const WALKED_UP_TO: usize = 12;
+
+/// Whether `headers` may hold `name`: `false` only when it surely does not.
+fn may_hold(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers.keys_len() > WALKED_UP_TO || headers.keys().any(|present| present == name)
+}
+
+/// The first value of `name`, as [`HeaderMap::get`] gives it.
+pub fn first<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    if may_hold(headers, name) {
+        headers.get(name)
+    } else {
+        None
+    }
+}
+
+/// Every value of `name` in order, as [`HeaderMap::get_all`] gives them.
+pub fn all<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl Iterator<Item = &'a HeaderValue> + use<'a> {
+    may_hold(headers, name)
+        .then(|| headers.get_all(name).iter())
+        .into_iter()
+        .flatten()
+}
+
+/// Whether `headers` holds `name`, as [`HeaderMap::contains_key`] says.
+pub fn holds(headers: &HeaderMap, name: &HeaderName) -> bool {
+    may_hold(headers, name) && headers.contains_key(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: [&str; 6] = ["host", "accept", "te", "x-request-id", "x-a", "traceparent"];
+
+    proptest! {
+        /// Short maps and long ones, names repeated or not: each helper answers as the map's
+        /// own lookup does.
+        #[test]
+        fn each_lookup_answers_as_the_maps_own(
+            fields in proptest::collection::vec((0..NAMES.len() + 20, 0u8..4), 0..40),
+            asked in 0..NAMES.len() + 20,
+        ) {
+            let name_of = |i: usize| {
+                HeaderName::from_bytes(
+                    NAMES.get(i).map_or_else(|| format!("x-extra-{i}"), |n| n.to_string()).as_bytes(),
+                )
+                .expect("a name")
+            };
+            let mut headers = HeaderMap::new();
+            for (name, value) in &fields {
+                headers.append(name_of(*name), HeaderValue::from(u16::from(*value)));
+            }
+            let name = name_of(asked);
+            prop_assert_eq!(first(&headers, &name), headers.get(&name));
+            prop_assert_eq!(holds(&headers, &name), headers.contains_key(&name));
+            let ours: Vec<_> = all(&headers, &name).collect();
+            let theirs: Vec<_> = headers.get_all(&name).iter().collect();
+            prop_assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn a_short_map_is_walked_and_a_long_one_is_not() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("a"));
+        assert!(!may_hold(&headers, &HeaderName::from_static("te")));
+        for i in 0..WALKED_UP_TO {
+            headers.insert(
+                HeaderName::from_bytes(format!("x-{i}").as_bytes()).expect("a name"),
+                HeaderValue::from_static("v"),
+            );
+        }
+        // Past the bound the walk is skipped: the map's lookup decides.
+        assert!(may_hold(&headers, &HeaderName::from_static("te")));
+        assert!(!holds(&headers, &HeaderName::from_static("te")));
+    }
+}
