@@ -6,6 +6,8 @@
 //! chunk data not followed by CRLF, a bare LF or lone CR, and a trailer section carrying a field
 //! that frames, routes, authenticates or modifies the request (RFC 9110 §6.5.1).
 
+use super::octets::is_tchar;
+
 /// Why a body was refused; the detail goes into the problem body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed chunked body: {detail}")]
@@ -256,12 +258,6 @@ impl ChunkedBody {
         }
         self.name_len = self.name_len.saturating_add(1);
     }
-}
-
-const fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`'
-        | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
 }
 
 /// RFC 9110 §5.6.4 `qdtext`.

@@ -2,13 +2,15 @@
 //! parser ([`request_head`]), the chunked-body validator ([`chunked`]), the walk over a
 //! connection's messages ([`stream`]), the stream guard that applies it to a connection
 //! ([`guard`]), the HTTP/2 frame watch that finds the requests h2 refused by itself
-//! ([`h2_frames`]), and our own HTTP/1.1 client exchange for bodiless upstream requests
-//! ([`http1_client`]). Rules over bytes and the IO that applies them; no config or gateway state.
+//! ([`h2_frames`]), our own HTTP/1.1 client exchange for bodiless upstream requests
+//! ([`http1_client`]), and the byte classes they all read by ([`octets`]). Rules over bytes and
+//! the IO that applies them; no config or gateway state.
 
 pub mod chunked;
 pub mod guard;
 pub mod h2_frames;
 pub mod http1_client;
+pub mod octets;
 pub mod request_head;
 pub mod stream;
 

@@ -8,6 +8,7 @@
 //! It decides the message's [`Framing`] so the stream guard knows where the next message starts;
 //! hyper parses the same bytes afterwards, and only ever bytes this parser accepted.
 
+use super::octets::{Class, TCHAR, class_table, is_tchar, value_run};
 use crate::vocab::Reason;
 
 /// The limits a head is held to: those of `limits` the `tls` stage checks, so an oversized head
@@ -81,13 +82,6 @@ fn malformed(detail: &'static str) -> HeadError {
     HeadError::refused(Reason::MalformedRequest, detail)
 }
 
-/// RFC 9110 §5.6.2 `tchar`.
-const fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`'
-        | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
-}
-
 /// The bytes RFC 3986 allows in a URI: unreserved, sub-delims, `:` `@` `/` `?` `%`, and `[` `]`
 /// for an IP-literal host. No `#` (a fragment is never sent), no space, no control byte, nothing
 /// past ASCII. One exception: a raw `\`, outside RFC 3986, passes here so that the listener's
@@ -100,32 +94,11 @@ const fn is_uri_byte(b: u8) -> bool {
         | b':' | b'@' | b'/' | b'?' | b'%' | b'[' | b']' | b'\\')
 }
 
-/// A field value's bytes (RFC 9110 §5.5): visible ASCII, obs-text, SP and HTAB; never NUL, CR,
-/// LF, another control byte or DEL.
-const fn is_value_byte(b: u8) -> bool {
-    matches!(b, b'\t' | b' '..=b'~' | 0x80..=0xff)
-}
-
-/// The byte classes as tables: one load per byte in the scanning loops.
-macro_rules! table {
-    ($class:ident) => {{
-        let mut t = [false; 256];
-        let mut b = 0;
-        while b < 256 {
-            t[b] = $class(b as u8);
-            b += 1;
-        }
-        t
-    }};
-}
-
-static TCHAR: [bool; 256] = table!(is_tchar);
-static URI: [bool; 256] = table!(is_uri_byte);
-static VALUE: [bool; 256] = table!(is_value_byte);
+static URI: Class = class_table!(is_uri_byte);
 
 /// Advances over bytes of `class`; returns where it stopped.
 #[inline]
-fn scan(bytes: &[u8], mut at: usize, class: &[bool; 256]) -> usize {
+fn scan(bytes: &[u8], mut at: usize, class: &Class) -> usize {
     while let Some(&b) = bytes.get(at) {
         if !class[b as usize] {
             break;
@@ -280,7 +253,7 @@ pub fn parse_request_head<'a>(
             p.at += 1;
         }
         let value_start = p.at;
-        p.at = scan(bytes, p.at, &VALUE);
+        p.at += value_run(&bytes[p.at..]);
         let trimmed = |end: usize| {
             let mut end = end;
             while end > value_start && matches!(bytes[end - 1], b' ' | b'\t') {

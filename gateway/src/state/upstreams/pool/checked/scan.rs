@@ -8,6 +8,7 @@
 //! the response from those spans instead of parsing the head a second time.
 
 use crate::wire::http1_client::FieldSpan;
+use crate::wire::octets::{TCHAR, VALUE, token_run, value_run};
 
 /// The latest request's method as the framing of its response depends on it.
 pub(super) const OTHER: u8 = 0;
@@ -173,54 +174,13 @@ const CHUNK_START: Chunk = Chunk::Size {
     digits: false,
 };
 
-/// Byte classes as tables: the scanner looks at every byte of every response head, and a table
-/// lookup per byte in a tight loop is what keeps that cheap.
-const TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    table
-};
-
-/// A byte a field value, reason phrase or chunk extension may hold: HTAB, SP, VCHAR, obs-text.
-const TEXT: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c == b'\t' || (c >= b' ' && c <= b'~') || c >= 0x80;
-        b += 1;
-    }
-    table
-};
-
 fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
 
+/// A byte a field value, reason phrase or chunk extension may hold.
 fn is_text(b: u8) -> bool {
-    TEXT[usize::from(b)]
+    VALUE[usize::from(b)]
 }
 
 /// What a line byte that is not allowed where it is says about the line.
@@ -387,7 +347,7 @@ impl Head {
             return None;
         }
         let reason = match rest.first() {
-            Some(b' ') => 1 + rest[1..].iter().take_while(|&&b| is_text(b)).count(),
+            Some(b' ') => 1 + value_run(&rest[1..]),
             _ => 0,
         };
         if rest.get(reason..reason + 2) != Some(b"\r\n") {
@@ -574,15 +534,12 @@ impl Fields {
     // Inlined: it is the scan's hot loop, and a call per line cost more than the line.
     #[inline(always)]
     fn whole_line(&mut self, bytes: &[u8]) -> Option<Result<(usize, usize), Violation>> {
-        let name_len = bytes.iter().take_while(|&&b| is_tchar(b)).count();
+        let name_len = token_run(bytes);
         if name_len == 0 || bytes.get(name_len) != Some(&b':') {
             return None;
         }
         let value_at = name_len + 1;
-        let value_len = bytes[value_at..]
-            .iter()
-            .take_while(|&&b| is_text(b))
-            .count();
+        let value_len = value_run(&bytes[value_at..]);
         let cr = value_at + value_len;
         if bytes.get(cr..cr + 2) != Some(b"\r\n") {
             return None;
@@ -626,7 +583,7 @@ impl Fields {
     /// (all but the byte that ends it, which [`Fields::step`] judges); how many it read.
     fn run(&mut self, bytes: &[u8]) -> usize {
         if self.at == FieldAt::Name {
-            let n = bytes.iter().take_while(|&&b| is_tchar(b)).count();
+            let n = token_run(bytes);
             let kept = n.min(NAME_MAX.saturating_sub(self.name_len));
             for &b in &bytes[..kept] {
                 self.push_name(b);
@@ -635,7 +592,7 @@ impl Fields {
             self.name_len += n - kept;
             n
         } else {
-            bytes.iter().take_while(|&&b| is_text(b)).count()
+            value_run(bytes)
         }
     }
 
