@@ -51,14 +51,22 @@ impl ConnectionActivity {
 pub struct Busy {
     activity: Arc<ConnectionActivity>,
     clock: SharedClock,
+    /// When the exchange ended, when whoever ends it has just read the clock.
+    ended_at: Option<Nanos>,
+}
+
+impl Busy {
+    /// Ends the exchange at `now`, a reading just taken: the clock is not read again.
+    pub fn end_at(mut self, now: Nanos) {
+        self.ended_at = Some(now);
+    }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        let ended = self.ended_at.unwrap_or_else(|| self.clock.now());
         // The end time first: a check between the two sees "running", never a stale "idle since".
-        self.activity
-            .last_nanos
-            .fetch_max(self.clock.now(), Ordering::AcqRel);
+        self.activity.last_nanos.fetch_max(ended, Ordering::AcqRel);
         if self.activity.running.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.activity.idle.wake();
         }
@@ -108,6 +116,7 @@ impl StreamTracker {
         Busy {
             activity: self.activity.clone(),
             clock: self.clock.clone(),
+            ended_at: None,
         }
     }
 

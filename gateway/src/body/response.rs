@@ -16,7 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::activity::Busy;
 use super::request::RequestBodyMeter;
 use super::upstream::UpstreamBody;
-use crate::clock::SharedClock;
+use crate::clock::{Nanos, SharedClock};
 use crate::record::metrics::RouteMetrics;
 use crate::record::recording::Capture;
 use crate::record::{RecordSinks, RequestRecord};
@@ -112,13 +112,15 @@ impl PendingRecord {
         }
     }
 
-    fn finish(mut self, bytes_out: u64, completed: bool) {
+    /// Emits the record; the clock reading its duration ends at.
+    fn finish(mut self, bytes_out: u64, completed: bool) -> Nanos {
         self.record.bytes_out = bytes_out;
         self.record.completed = completed;
         if let Some(counter) = &self.bytes_in {
             self.record.bytes_in = counter.seen();
         }
-        self.record.duration_ns = self.clock.now().saturating_sub(self.arrived);
+        let now = self.clock.now();
+        self.record.duration_ns = now.saturating_sub(self.arrived);
         if let Some(capture) = self.recording.take() {
             let body = self
                 .bytes_in
@@ -130,9 +132,10 @@ impl PendingRecord {
             capture.submit(record.clone(), body, bytes_out, completed);
             self.sinks
                 .emit_shared(record, self.route_metrics.as_deref());
-            return;
+            return now;
         }
         self.sinks.emit(self.record, self.route_metrics.as_deref());
+        now
     }
 }
 
@@ -257,11 +260,15 @@ impl ResponseBody {
     }
 
     fn finish(&mut self, completed: bool) {
-        if let Some(pending) = self.pending.take() {
-            pending.finish(self.bytes_out, completed);
-        }
+        let ended = self
+            .pending
+            .take()
+            .map(|pending| pending.finish(self.bytes_out, completed));
         // After the record: whoever sees the connection idle next also sees the record out.
-        self.busy = None;
+        match (self.busy.take(), ended) {
+            (Some(busy), Some(now)) => busy.end_at(now),
+            (busy, _) => drop(busy),
+        }
         self.deadline = None;
         self.end_with = None;
         self.idle = None;

@@ -146,8 +146,9 @@ pub(super) async fn run(
     // one try, and the list was a heap allocation on each of them).
     let mut tried: Vec<usize> = Vec::new();
     let mut refused_retries = 0;
+    // The first try starts at `started`: only the request's head was built since.
+    let mut now = started;
     loop {
-        let now = bound.now();
         let left = |deadline: u64| Duration::from_nanos(deadline.saturating_sub(now));
         let per_try = match deadline {
             Some(deadline) => upstream.request_timeout.min(left(deadline)),
@@ -236,6 +237,7 @@ pub(super) async fn run(
         tried.push(next.instance);
         request = template.build(&upstream.instances[next.instance].authority);
         target = next;
+        now = bound.now();
     }
 }
 

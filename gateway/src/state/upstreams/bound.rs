@@ -175,10 +175,10 @@ impl BoundUpstream {
     /// The outcome of one try at instance `i`: feeds the breaker (through the try's admission)
     /// and outlier ejection.
     pub fn report(&self, i: usize, outcome: Outcome, admission: Option<Admission>) {
-        let now = self.now();
+        // The clock is read only for a rule that needs the time: most upstreams have neither.
         if let Some(admission) = admission {
             let success = (outcome != Outcome::Neutral).then_some(outcome == Outcome::Success);
-            if let Some(state) = admission.report(now, success) {
+            if let Some(state) = admission.report(self.now(), success) {
                 self.count_transition(state);
             }
         }
@@ -190,6 +190,7 @@ impl BoundUpstream {
         if !tripped {
             return;
         }
+        let now = self.now();
         let _one_at_a_time = self.ejecting.lock();
         let ejected = self.instances.iter().filter(|s| s.ejected(now)).count();
         if instance.ejected(now) || ejected >= config.max_ejected(self.instances.len()) {
