@@ -446,7 +446,7 @@ mod tests {
                 signing_key_id: Some(s()),
             })),
             limit: Some(LimitDecision {
-                policy: s(),
+                policy: s().into(),
                 subject: s(),
                 remaining: 0,
                 retry_after_secs: None,

@@ -1,13 +1,16 @@
 //! What the rate limiter decided about one request, as the record and the response headers
 //! carry it.
 
+use std::sync::Arc;
+
 use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 /// What one stage decided about the limit, kept for the record and the response headers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LimitDecision {
-    pub policy: String,
+    /// The policy's id, shared with the config that declares it.
+    pub policy: Arc<str>,
     pub subject: String,
     pub remaining: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

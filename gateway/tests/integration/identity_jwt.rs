@@ -589,6 +589,6 @@ rate_limits:
     let _ = gw.record().await;
     let refused = gw.record().await;
     let limit = refused.limit.as_ref().expect("the refusal names the limit");
-    assert_eq!(limit.policy, "per-api-key");
+    assert_eq!(&*limit.policy, "per-api-key");
     assert_eq!(limit.subject, "key:partner-1");
 }

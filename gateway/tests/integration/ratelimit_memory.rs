@@ -38,7 +38,7 @@ async fn a_fourth_request_in_the_window_is_refused_with_honest_headers_and_a_rec
         assert_eq!(reply.header("retry-after"), None);
         let record = gw.record().await;
         let limit = record.limit.as_ref().expect("the record names the limit");
-        assert_eq!(limit.policy, "free");
+        assert_eq!(&*limit.policy, "free");
         assert_eq!(limit.subject, "ip:127.0.0.1");
         assert_eq!(limit.remaining, remaining);
     }
@@ -133,7 +133,7 @@ async fn the_paid_tier_and_several_policies_all_must_pass_and_the_tightest_speak
     }
     let last = last.expect("records");
     let limit = last.limit.as_ref().expect("limit");
-    assert_eq!(limit.policy, "paid-second", "the refusing policy speaks");
+    assert_eq!(&*limit.policy, "paid-second", "the refusing policy speaks");
     assert_eq!(
         limit.subject, "ip:127.0.0.1",
         "no identity yet: counted per client IP"

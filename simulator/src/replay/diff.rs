@@ -117,7 +117,7 @@ impl DecisionView {
                 stopped_at: stopped_at.clone(),
                 reason: reason.clone(),
                 limit: limit.as_ref().map(|l| LimitVerdict {
-                    policy: l.policy.clone(),
+                    policy: l.policy.to_string(),
                     // The gateway states a wait only when it refused.
                     refused: l.retry_after_secs.is_some(),
                 }),
@@ -487,7 +487,7 @@ pub(crate) mod tests {
         let refused = outcome.status == Some(429);
         if let Some(decision) = &mut outcome.decision {
             decision.limit = Some(LimitDecision {
-                policy: policy.to_owned(),
+                policy: policy.into(),
                 subject: "user-1".to_owned(),
                 remaining,
                 retry_after_secs: refused.then_some(3),

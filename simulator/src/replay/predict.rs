@@ -239,7 +239,11 @@ fn named_refusal(verdicts: &[(usize, LimitVerdict)]) -> Option<usize> {
 /// Whether the gateway refused the request for `policy` (a 429 `quota-exceeded` naming it).
 fn actually_refused_by(decision: &Decision, policy: &str) -> bool {
     let refused = decision.status == 429 || decision.reason.as_deref() == Some("quota-exceeded");
-    refused && decision.limit.as_ref().is_some_and(|l| l.policy == policy)
+    refused
+        && decision
+            .limit
+            .as_ref()
+            .is_some_and(|l| &*l.policy == policy)
 }
 
 #[derive(Default)]

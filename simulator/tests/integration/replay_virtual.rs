@@ -104,7 +104,7 @@ async fn virtual_time_puts_each_request_at_its_recorded_instant_in_the_gateway()
                 .as_ref()
                 .filter(|d| d.status == 429)
                 .and_then(|d| d.limit.as_ref())
-                .map(|l| l.policy.clone())
+                .map(|l| l.policy.to_string())
         })
         .collect();
     assert_eq!(refused_by[1].as_deref(), Some("one-a-second"));
