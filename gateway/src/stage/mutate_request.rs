@@ -74,10 +74,10 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    remove_named(headers, &cx.active.config.internal_headers);
+    fields::remove_named(headers, &cx.active.config.internal_headers);
     crate::stage::authn::strip_credentials(&mut cx.parts, &cx.active.config.auth);
     let headers = &mut cx.parts.headers;
-    remove_named(headers, &CLIENT_CERT_FIELDS);
+    fields::remove_named(headers, &CLIENT_CERT_FIELDS);
     let route = cx.route.route();
     if let (Some(tls), true) = (
         &cx.facts.connection.tls,
@@ -306,29 +306,6 @@ fn hop_by_hop_bit(name: &HeaderName) -> u32 {
         "transfer-encoding" => 1 << 6,
         "upgrade" => UPGRADE_BIT,
         _ => 0,
-    }
-}
-
-/// Removes every field named in `names`. One pass over the map's names — a handful on most
-/// requests — finds which are there, so only those pay a hashed removal, and most requests
-/// carry none. (Names past the 63rd share one bit: any of them present removes them all.)
-pub fn remove_named(headers: &mut HeaderMap, names: &[HeaderName]) {
-    if names.is_empty() {
-        return;
-    }
-    let mut present = 0u64;
-    for name in headers.keys() {
-        if let Some(i) = names.iter().position(|n| n == name) {
-            present |= 1 << i.min(63);
-        }
-    }
-    if present == 0 {
-        return;
-    }
-    for (i, name) in names.iter().enumerate() {
-        if i >= 63 || present & (1 << i) != 0 {
-            headers.remove(name);
-        }
     }
 }
 

@@ -11,12 +11,12 @@ use http_body::Body as _;
 use crate::body::ResponseBody;
 use crate::config::compiled::CorsPolicy;
 use crate::stage::context::RequestContext;
-use crate::stage::mutate_request::{remove_hop_by_hop, remove_named};
+use crate::stage::mutate_request::remove_hop_by_hop;
 use crate::state::GatewayState;
 use crate::vocab::StageId;
-use crate::vocab::grpc;
 use crate::vocab::trace::X_REQUEST_ID;
 use crate::vocab::{Reason, Rejection};
+use crate::vocab::{fields, grpc};
 
 const STAGE: StageId = StageId::MutateResponse;
 
@@ -51,8 +51,8 @@ pub async fn run(
     if let Some(deprecation) = cx.route.route().and_then(|r| r.deprecation.as_ref()) {
         deprecation.apply(headers);
     }
-    remove_named(headers, &SOFTWARE_FIELDS);
-    remove_named(headers, &cx.active.config.internal_headers);
+    fields::remove_named(headers, &SOFTWARE_FIELDS);
+    fields::remove_named(headers, &cx.active.config.internal_headers);
     if let Some(cors) = cx.active.config.cors.as_ref().filter(|_| !preflight) {
         apply_cors(cors, origin, headers);
     }

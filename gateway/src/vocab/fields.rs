@@ -4,7 +4,8 @@
 //! `traceparent`, `Origin`, `TE`, `Upgrade`, `Connection`, `Content-Type` on a `GET`. Up to
 //! [`WALKED_UP_TO`] names — a client's head as it arrives, not the request the gateway sends on
 //! with its own fields added — a walk over the names present, compared by value, says "absent"
-//! for a few instructions a name; the hash lookup runs only when the name is there.
+//! for a few instructions a name; the hash lookup runs only when the name is there. Removals
+//! likewise: [`remove_named`] removes only the names a walk found.
 
 use http::header::ValueIter;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -48,6 +49,29 @@ pub fn holds(headers: &HeaderMap, name: &HeaderName) -> bool {
     may_hold(headers, name) && headers.contains_key(name)
 }
 
+/// Removes every field named in `names`. One pass over the map's names — a handful on most
+/// requests — finds which are there, so only those pay a hashed removal, and most requests
+/// carry none. (Names past the 63rd share one bit: any of them present removes them all.)
+pub fn remove_named(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if names.is_empty() {
+        return;
+    }
+    let mut present = 0u64;
+    for name in headers.keys() {
+        if let Some(i) = names.iter().position(|n| n == name) {
+            present |= 1 << i.min(63);
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    for (i, name) in names.iter().enumerate() {
+        if i >= 63 || present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +104,37 @@ mod tests {
             let theirs: Vec<_> = headers.get_all(&name).iter().collect();
             prop_assert_eq!(ours, theirs);
         }
+    }
+
+    #[test]
+    fn remove_named_removes_every_value_of_each_name_listed_and_nothing_else() {
+        let mut headers = HeaderMap::new();
+        headers.append("server", HeaderValue::from_static("a"));
+        headers.append("server", HeaderValue::from_static("b"));
+        headers.append("x-keep", HeaderValue::from_static("c"));
+        headers.append("x-powered-by", HeaderValue::from_static("d"));
+        let names = [
+            HeaderName::from_static("server"),
+            HeaderName::from_static("x-absent"),
+            HeaderName::from_static("x-powered-by"),
+        ];
+        remove_named(&mut headers, &names);
+        let left: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(left, [("x-keep", "c")]);
+        // More names than the bitmask has bits: those past it are removed when any is present.
+        let many: Vec<HeaderName> = (0..70)
+            .map(|i| HeaderName::from_bytes(format!("x-{i}").as_bytes()).expect("a name"))
+            .collect();
+        headers.insert("x-69", HeaderValue::from_static("e"));
+        headers.insert("x-1", HeaderValue::from_static("f"));
+        remove_named(&mut headers, &many);
+        let left: Vec<_> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(left, ["x-keep"]);
+        remove_named(&mut headers, &[]);
+        assert_eq!(headers.len(), 1);
     }
 
     #[test]
