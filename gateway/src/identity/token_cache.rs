@@ -21,10 +21,10 @@ use crate::identity::jwks::{JwksCache, VerifyKey};
 use crate::vocab::Identity;
 
 /// The cache key of a token: its seeded 64-bit hash.
-pub fn key(token: &str) -> u64 {
+pub fn key(token: &[u8]) -> u64 {
     static SEED: OnceLock<foldhash::quality::RandomState> = OnceLock::new();
     SEED.get_or_init(foldhash::quality::RandomState::default)
-        .hash_one(token.as_bytes())
+        .hash_one(token)
 }
 
 /// What a verified token established, and what it depends on.
@@ -110,20 +110,21 @@ impl TokenCache {
         &self.shards[(key >> 60) as usize % SHARDS]
     }
 
-    /// The entry for exactly this token.
-    pub fn get(&self, token: &str) -> Option<Arc<CachedToken>> {
+    /// The entry for exactly this token, byte for byte: a token is looked up as sent, before
+    /// anything checks its characters, since a cached one passed every check.
+    pub fn get(&self, token: &[u8]) -> Option<Arc<CachedToken>> {
         let key = key(token);
         self.shard(key)
             .lock()
             .get(&key)
-            .filter(|e| *e.token == *token)
+            .filter(|e| e.token.as_bytes() == token)
             .cloned()
     }
 
-    pub fn remove(&self, token: &str) {
+    pub fn remove(&self, token: &[u8]) {
         let key = key(token);
         let mut shard = self.shard(key).lock();
-        if shard.get(&key).is_some_and(|e| *e.token == *token) {
+        if shard.get(&key).is_some_and(|e| e.token.as_bytes() == token) {
             shard.remove(&key);
         }
     }
@@ -131,7 +132,7 @@ impl TokenCache {
     /// Remembers a verified token. A full shard first drops its expired entries, then, if still
     /// full, an arbitrary one.
     pub fn insert(&self, entry: CachedToken, now: i64) {
-        let key = key(&entry.token);
+        let key = key(entry.token.as_bytes());
         let per_shard = self.capacity.load(Ordering::Relaxed).div_ceil(SHARDS);
         let mut shard = self.shard(key).lock();
         if shard.len() >= per_shard && !shard.contains_key(&key) {

@@ -47,11 +47,11 @@ enum Token {
 }
 
 impl Token {
-    fn as_str(&self) -> &str {
+    /// The token as sent: its characters are checked only on a cache miss.
+    fn as_bytes(&self) -> &[u8] {
         match self {
-            // `bearer` checked the value is visible ASCII, so this cannot fail.
-            Token::Header(value, start) => value.to_str().map_or("", |v| &v[*start..]),
-            Token::Query(token) => token,
+            Token::Header(value, start) => &value.as_bytes()[*start..],
+            Token::Query(token) => token.as_bytes(),
         }
     }
 }
@@ -146,7 +146,7 @@ async fn authenticate_for(
                 "this route requires credentials",
             )));
         }
-        Some(Credential::Bearer(token)) => verify_bearer(state, auth, rules, token.as_str())
+        Some(Credential::Bearer(token)) => verify_bearer(state, auth, rules, token.as_bytes())
             .await
             .map_err(deny)?,
         Some(Credential::ApiKey(value)) => {
@@ -267,34 +267,35 @@ fn credential(
 }
 
 /// `Bearer <token68>`, the scheme compared case-insensitively (RFC 9110 §11.1).
+///
+/// Read as bytes: the token's characters are checked in `verify_bearer` on a cache miss (a token
+/// the cache holds is byte for byte one that passed that check), so a value that is not text
+/// fails there as a malformed token. Checking the whole value as text here as well read a
+/// token of hundreds of bytes once more on every request.
 fn bearer(value: &HeaderValue) -> Result<Token, Failure> {
-    let text = value.to_str().map_err(|_| {
-        Failure::new(
-            Reason::MalformedToken,
-            "the Authorization header is not text",
-        )
-    })?;
-    // The scheme is a few bytes: its end found by a plain scan, not `split_once`'s searcher.
-    let (scheme, rest) = match text.bytes().position(|b| b == b' ') {
-        Some(space) => (&text[..space], &text[space + 1..]),
-        None => (text, ""),
+    let bytes = value.as_bytes();
+    // The scheme is a few bytes: its end found by a plain scan, not a searcher.
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(space) => (&bytes[..space], &bytes[space + 1..]),
+        None => (bytes, &[][..]),
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(Failure::new(
             Reason::UnsupportedAuthScheme,
             "only the Bearer scheme is accepted",
         ));
     }
-    let token = rest.trim_start_matches(' ');
-    if token.is_empty() {
+    let spaces = rest.iter().take_while(|&&b| b == b' ').count();
+    if spaces == rest.len() {
         return Err(Failure::new(
             Reason::MalformedToken,
             "the bearer token is empty",
         ));
     }
-    // Its characters are checked in `verify_bearer` on a cache miss: a token the cache holds
-    // is byte for byte one that passed that check.
-    Ok(Token::Header(value.clone(), text.len() - token.len()))
+    Ok(Token::Header(
+        value.clone(),
+        bytes.len() - rest.len() + spaces,
+    ))
 }
 
 /// RFC 6750 `b64token` characters (token68 plus `.` for JWTs), as a table: a long token is
@@ -351,7 +352,7 @@ pub async fn verify_bearer(
     state: &GatewayState,
     auth: &AuthConfig,
     rules: &RouteAuth,
-    token: &str,
+    token: &[u8],
 ) -> Result<Arc<Identity>, Failure> {
     if token.len() > auth.max_token_bytes {
         return Err(Failure::new(
@@ -373,12 +374,12 @@ pub async fn verify_bearer(
         state.identity.tokens.remove(token);
     }
     metrics.token_cache_misses.inc();
-    if !token.bytes().all(|b| TOKEN68[usize::from(b)]) {
-        return Err(Failure::new(
-            Reason::MalformedToken,
-            "the bearer token is not a token68",
-        ));
+    let not_token68 = || Failure::new(Reason::MalformedToken, "the bearer token is not a token68");
+    if !token.iter().all(|&b| TOKEN68[usize::from(b)]) {
+        return Err(not_token68());
     }
+    // token68 is ASCII: this cannot fail.
+    let token = std::str::from_utf8(token).map_err(|_| not_token68())?;
 
     let parsed = jwt::parse(token)?;
     let issuer = match parsed.claims.get("iss") {

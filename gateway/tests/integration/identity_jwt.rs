@@ -210,6 +210,12 @@ async fn every_bad_token_is_refused_at_authn_with_its_reason_and_never_reaches_t
         ),
         ("oversized", oversized, "token-too-large"),
         ("not a JWT", "abc.def".to_string(), "malformed-token"),
+        // Bytes past ASCII (obs-text, which a field value may carry) are no token68.
+        (
+            "obs-text in the token",
+            "ab\u{e9}c.def.ghi".to_string(),
+            "malformed-token",
+        ),
     ];
     for (what, token, reason) in &cases {
         let reply = s.bearer("/jwt/x", token).await;
