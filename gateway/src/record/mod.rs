@@ -68,7 +68,10 @@ pub struct RequestRecord {
     pub limit: Option<LimitDecision>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "peer_text::serialize_option"
+    )]
     pub upstream_instance: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_path: Option<String>,
@@ -281,6 +284,18 @@ mod peer_text {
         }
     }
 
+    /// An optional address, as `Option<SocketAddr>` serializes (the field is skipped when
+    /// `None`).
+    pub fn serialize_option<S: Serializer>(
+        peer: &Option<SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match peer {
+            Some(peer) => serialize(peer, s),
+            None => s.serialize_none(),
+        }
+    }
+
     pub fn serialize<S: Serializer>(peer: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
         let SocketAddr::V4(v4) = peer else {
             return peer.serialize(s);
@@ -326,6 +341,20 @@ mod peer_text {
             let v6: SocketAddr = "[2001:db8::1]:443".parse().expect("v6");
             let written = serde_json::to_string(&Peer(v6)).expect("serializes");
             assert_eq!(written, "\"[2001:db8::1]:443\"");
+        }
+
+        #[derive(serde::Serialize)]
+        struct Instance(#[serde(serialize_with = "super::serialize_option")] Option<SocketAddr>);
+
+        #[test]
+        fn an_optional_address_reads_as_the_option_of_it_serializes() {
+            for instance in [None, Some("10.0.0.7:8080"), Some("[::1]:9")] {
+                let instance = instance.map(|a| a.parse::<SocketAddr>().expect("address"));
+                assert_eq!(
+                    serde_json::to_string(&Instance(instance)).expect("serializes"),
+                    serde_json::to_string(&instance).expect("serializes")
+                );
+            }
         }
     }
 }
