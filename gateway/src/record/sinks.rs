@@ -1,15 +1,21 @@
 //! Where every record goes: the access log (a writer thread that never blocks a request), the
 //! Prometheus metrics and the in-process broadcast.
 //!
-//! The access log is batched: a request only pushes its record onto a shared list (a short lock,
-//! no system call, no wake-up); the writer thread takes the whole list every
-//! [`FLUSH_INTERVAL`] — or sooner, once [`WAKE_AT`] records wait — serializes it off the request
-//! path and writes it with one `write`. One `write` and one futex wake-up per line cost a
+//! The access log is batched: a request serializes its record into its thread's own buffer and
+//! appends the line to a shared buffer (a short lock, no system call, no wake-up); the writer
+//! thread takes the whole buffer every [`FLUSH_INTERVAL`] — or sooner, once [`WAKE_AT`] lines
+//! wait — and writes it with one `write`. One `write` and one futex wake-up per line cost a
 //! quarter of the gateway's CPU under load; batched, the log costs little more than the
-//! serialization. A slow disk lets the list grow to [`ACCESS_LOG_QUEUE`]; past it records are
-//! dropped and counted (`gatehouse_access_log_dropped_total`), so the log degrades, never the
-//! traffic.
+//! serialization. A slow disk lets the buffer grow to [`ACCESS_LOG_QUEUE`] lines; past it lines
+//! are dropped and counted (`gatehouse_access_log_dropped_total`), so the log degrades, never
+//! the traffic.
+//!
+//! The line is made on the request's thread, as nginx's and Envoy's workers format theirs, so
+//! that the record is freed where it was allocated: records handed to the writer thread were
+//! freed there, which left glibc's per-thread caches on the request's side empty, and every
+//! allocation of the requests after took malloc's slower shared path (docs/PERFORMANCE.md).
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,15 +36,18 @@ pub struct RecordSinks {
     access_log: Option<Arc<AccessLog>>,
 }
 
-/// Records waiting for the access-log writer; beyond this they are dropped and counted.
+/// Lines waiting for the access-log writer; beyond this they are dropped and counted.
 const ACCESS_LOG_QUEUE: usize = 65_536;
 const SUBSCRIBER_QUEUE: usize = 16_384;
 /// The longest a record waits before it is written.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
-/// Records waiting that wake the writer before the interval ends.
+/// Lines waiting that wake the writer before the interval ends.
 const WAKE_AT: usize = 4_096;
+/// The writer's buffer is let go past this after a batch (a stuck disk's backlog), so that
+/// memory a burst took is not held for good.
+const KEPT_BUFFER: usize = 4 << 20;
 
-/// The list the request path pushes onto and the writer thread drains.
+/// The buffer the request path appends lines to and the writer thread drains.
 struct AccessLog {
     pending: Mutex<Pending>,
     wake: Condvar,
@@ -48,7 +57,10 @@ struct AccessLog {
 
 #[derive(Default)]
 struct Pending {
-    records: Vec<Arc<RequestRecord>>,
+    /// The lines waiting, each ended by `\n`.
+    lines: Vec<u8>,
+    /// How many lines `lines` holds.
+    count: usize,
     /// Batches taken by the writer so far (a flush waits for the one after its call).
     taken: u64,
     /// Batches written out.
@@ -83,34 +95,47 @@ impl RecordSinks {
     /// `route` is the matched route's metric handles, resolved when its config was bound.
     pub fn emit(&self, record: RequestRecord, route: Option<&RouteMetrics>) {
         self.metrics.observe(&record, route);
-        let wanted = self.access_log.is_some() || self.subscribers.receiver_count() > 0;
-        if wanted {
-            self.deliver(Arc::new(record));
+        if let Some(log) = &self.access_log {
+            self.log_line(log, &record);
+        }
+        if self.subscribers.receiver_count() > 0 {
+            let _ = self.subscribers.send(Arc::new(record));
         }
     }
 
     /// [`Self::emit`] for a record already shared (with the recording's writer): not copied.
     pub fn emit_shared(&self, record: Arc<RequestRecord>, route: Option<&RouteMetrics>) {
         self.metrics.observe(&record, route);
-        self.deliver(record);
-    }
-
-    fn deliver(&self, record: Arc<RequestRecord>) {
         if let Some(log) = &self.access_log {
-            let mut pending = log.pending.lock();
-            if pending.records.len() >= ACCESS_LOG_QUEUE {
-                drop(pending);
-                self.metrics.access_log_dropped.inc();
-            } else {
-                pending.records.push(record.clone());
-                if pending.records.len() == WAKE_AT {
-                    log.wake.notify_one();
-                }
-            }
+            self.log_line(log, &record);
         }
         if self.subscribers.receiver_count() > 0 {
             let _ = self.subscribers.send(record);
         }
+    }
+
+    /// The record's line, made in this thread's buffer, appended for the writer.
+    fn log_line(&self, log: &AccessLog, record: &RequestRecord) {
+        thread_local! {
+            static LINE: RefCell<Json> = RefCell::new(Json::default());
+        }
+        LINE.with_borrow_mut(|json| {
+            if json.write(record).is_err() {
+                return;
+            }
+            let mut pending = log.pending.lock();
+            if pending.count >= ACCESS_LOG_QUEUE {
+                drop(pending);
+                self.metrics.access_log_dropped.inc();
+                return;
+            }
+            pending.lines.extend_from_slice(&json.out);
+            pending.lines.push(b'\n');
+            pending.count += 1;
+            if pending.count == WAKE_AT {
+                log.wake.notify_one();
+            }
+        });
     }
 
     /// Waits (at most `bound`) until every record emitted before the call is written: a stopping
@@ -142,34 +167,31 @@ fn spawn_writer(mut out: Box<dyn Write + Send>) -> std::io::Result<Arc<AccessLog
     std::thread::Builder::new()
         .name("access-log".into())
         .spawn(move || {
-            let mut batch = Vec::new();
-            let mut json = Json::default();
             let mut text = Vec::with_capacity(1 << 16);
             loop {
                 {
                     let mut pending = shared.pending.lock();
-                    if pending.records.len() < WAKE_AT {
+                    if pending.count < WAKE_AT {
                         shared.wake.wait_for(&mut pending, FLUSH_INTERVAL);
                     }
-                    std::mem::swap(&mut batch, &mut pending.records);
+                    // The emptied buffer goes back for the requests to fill, its room kept.
+                    std::mem::swap(&mut text, &mut pending.lines);
+                    pending.count = 0;
                     pending.taken += 1;
-                }
-                text.clear();
-                for record in batch.drain(..) {
-                    if json.write(&*record).is_ok() {
-                        text.extend_from_slice(&json.out);
-                        text.push(b'\n');
-                    }
                 }
                 if !text.is_empty() {
                     let _ = out.write_all(&text);
                     let _ = out.flush();
                 }
+                text.clear();
+                if text.capacity() > KEPT_BUFFER {
+                    text = Vec::with_capacity(1 << 16);
+                }
                 let mut pending = shared.pending.lock();
                 pending.done += 1;
                 shared.written.notify_all();
                 // Only the writer holds the other end once every sink clone is gone.
-                if Arc::strong_count(&shared) == 1 && pending.records.is_empty() {
+                if Arc::strong_count(&shared) == 1 && pending.count == 0 {
                     return;
                 }
             }
