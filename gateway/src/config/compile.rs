@@ -11,6 +11,7 @@ use super::compiled::*;
 use super::raw::*;
 use crate::routing::pattern::RoutePattern;
 use crate::routing::table::{RouteTable, route_order};
+use crate::vocab::fields;
 
 pub use super::problem::Problem;
 
@@ -218,6 +219,22 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
     if !problems.is_empty() {
         return Err(problems);
     }
+    let mut request_fields_removed = internal_headers.clone();
+    for name in auth
+        .credential_headers
+        .iter()
+        .chain(&fields::CLIENT_CERT_FIELDS)
+    {
+        if !request_fields_removed.contains(name) {
+            request_fields_removed.push(name.clone());
+        }
+    }
+    let mut response_fields_removed = fields::SOFTWARE_FIELDS.to_vec();
+    for name in &internal_headers {
+        if !response_fields_removed.contains(name) {
+            response_fields_removed.push(name.clone());
+        }
+    }
     Ok(Runtime {
         source: source.to_string(),
         hash: content_hash(text),
@@ -225,6 +242,8 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
         admin,
         limits: raw.limits.clone(),
         internal_headers,
+        request_fields_removed,
+        response_fields_removed,
         access_log: raw.access_log.clone(),
         workers: raw.workers,
         recording,

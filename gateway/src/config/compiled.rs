@@ -29,6 +29,13 @@ pub struct Runtime {
     pub workers: Option<usize>,
     /// Lower-cased names stripped from client requests and from upstream responses.
     pub internal_headers: Vec<HeaderName>,
+    /// Every field `mutate_request` removes by name, in one list so that one walk over a
+    /// request's names finds them all: the internal headers, the credential fields and the
+    /// client-certificate fields.
+    pub request_fields_removed: Vec<HeaderName>,
+    /// Every field `mutate_response` removes by name: the upstream's software fields and the
+    /// internal headers.
+    pub response_fields_removed: Vec<HeaderName>,
     pub access_log: RawAccessLog,
     /// The `recording:` section when recording is on; fixed at start, like `access_log`.
     pub recording: Option<RecordingConfig>,

@@ -27,7 +27,6 @@ use crate::identity::tls::TlsInfo;
 use crate::identity::token_cache::CachedToken;
 use crate::stage::context::{RequestContext, StageResult};
 use crate::state::GatewayState;
-use crate::vocab::fields;
 use crate::vocab::{Identity, StageId};
 use crate::vocab::{Reason, Rejection};
 
@@ -76,7 +75,8 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
 ///
 /// On every matched route, public ones included, a request carrying more than one credential
 /// is refused. Every credential it carries — used, ignored or of a kind the route does not take
-/// — is removed later, by `mutate_request` ([`strip_credentials`]): `ratelimit` may key a policy
+/// — is removed later, by `mutate_request` (the fields with the others it removes by name,
+/// `Runtime::request_fields_removed`; a token in the query by [`strip_token_params`]): `ratelimit` may key a policy
 /// on one (`key: header:x-api-key`), hashed, and runs in between.
 pub async fn authenticate(
     state: &GatewayState,
@@ -228,12 +228,10 @@ fn escape_name(name: &str) -> String {
         .collect()
 }
 
-/// Removes every credential header and every token parameter, so the upstream never sees a
-/// credential, whichever route this is.
-pub fn strip_credentials(parts: &mut Parts, auth: &AuthConfig) {
-    // Only the names present pay a removal: most requests carry no credential, and a request
-    // with a bearer token carries no API key.
-    fields::remove_named(&mut parts.headers, &auth.credential_headers);
+/// Removes every token parameter from the query, so the upstream never sees a credential there,
+/// whichever route this is. The credential fields go with the others `mutate_request` removes by
+/// name (`Runtime::request_fields_removed`, which holds `auth.credential_headers`).
+pub fn strip_token_params(parts: &mut Parts, auth: &AuthConfig) {
     if token_in_query(parts, auth) {
         remove_token_params(parts, auth);
     }

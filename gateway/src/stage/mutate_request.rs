@@ -52,12 +52,6 @@ pub static HOP_BY_HOP: [HeaderName; 7] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-/// The two fields the gateway writes from a verified client chain: the leaf,
-/// then the rest of the chain. One array so stripping and writing agree.
-static CLIENT_CERT_FIELDS: [HeaderName; 2] = [
-    HeaderName::from_static("client-cert"),
-    HeaderName::from_static("client-cert-chain"),
-];
 static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 static X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
@@ -74,10 +68,11 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    fields::remove_named(headers, &cx.active.config.internal_headers);
-    crate::stage::authn::strip_credentials(&mut cx.parts, &cx.active.config.auth);
+    // The internal headers, every credential field (used, ignored or of a kind the route does
+    // not take) and the client-certificate fields: one walk, one list made with the config.
+    fields::remove_named(headers, &cx.active.config.request_fields_removed);
+    crate::stage::authn::strip_token_params(&mut cx.parts, &cx.active.config.auth);
     let headers = &mut cx.parts.headers;
-    fields::remove_named(headers, &CLIENT_CERT_FIELDS);
     let route = cx.route.route();
     if let (Some(tls), true) = (
         &cx.facts.connection.tls,
@@ -226,12 +221,12 @@ fn client_cert_headers(headers: &mut HeaderMap, tls: &TlsInfo) {
         return;
     };
     if let Ok(v) = HeaderValue::from_str(&sf_binary(leaf)) {
-        headers.insert(CLIENT_CERT_FIELDS[0].clone(), v);
+        headers.insert(fields::CLIENT_CERT_FIELDS[0].clone(), v);
     }
     if !chain.is_empty() {
         let list: Vec<String> = chain.iter().map(|c| sf_binary(c)).collect();
         if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-            headers.insert(CLIENT_CERT_FIELDS[1].clone(), v);
+            headers.insert(fields::CLIENT_CERT_FIELDS[1].clone(), v);
         }
     }
 }

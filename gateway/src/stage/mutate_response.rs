@@ -20,12 +20,6 @@ use crate::vocab::{fields, grpc};
 
 const STAGE: StageId = StageId::MutateResponse;
 
-/// What names the upstream's software, removed from every response.
-static SOFTWARE_FIELDS: [header::HeaderName; 2] = [
-    header::SERVER,
-    header::HeaderName::from_static("x-powered-by"),
-];
-
 /// Runs on every answer, stops included. `preflight` marks the gateway's own preflight answer,
 /// whose CORS headers are already final. Writes the gateway's own final fields last, so nothing
 /// an upstream sent can override them: the rate-limit fields, `Connection: close` after a stop
@@ -51,8 +45,8 @@ pub async fn run(
     if let Some(deprecation) = cx.route.route().and_then(|r| r.deprecation.as_ref()) {
         deprecation.apply(headers);
     }
-    fields::remove_named(headers, &SOFTWARE_FIELDS);
-    fields::remove_named(headers, &cx.active.config.internal_headers);
+    // The upstream's software fields and the internal headers: one walk, one list.
+    fields::remove_named(headers, &cx.active.config.response_fields_removed);
     if let Some(cors) = cx.active.config.cors.as_ref().filter(|_| !preflight) {
         apply_cors(cors, origin, headers);
     }

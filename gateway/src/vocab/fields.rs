@@ -7,8 +7,19 @@
 //! for a few instructions a name; the hash lookup runs only when the name is there. Removals
 //! likewise: [`remove_named`] removes only the names a walk found.
 
-use http::header::ValueIter;
+use http::header::{self, ValueIter};
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The two fields the gateway writes from a verified client chain: the leaf, then the rest of
+/// the chain. One array so stripping and writing agree.
+pub static CLIENT_CERT_FIELDS: [HeaderName; 2] = [
+    HeaderName::from_static("client-cert"),
+    HeaderName::from_static("client-cert-chain"),
+];
+
+/// What names the upstream's software, removed from every response.
+pub static SOFTWARE_FIELDS: [HeaderName; 2] =
+    [header::SERVER, HeaderName::from_static("x-powered-by")];
 
 /// The most distinct names a map may hold for a walk to be cheaper than a hash lookup: the walk
 /// cost about 12 instructions a name, a lookup 85 to 110.

@@ -935,3 +935,44 @@ fn the_limits_that_protect_the_gateway_are_checked_where_written() {
         "off unless written"
     );
 }
+
+#[test]
+fn the_fields_removed_by_name_are_compiled_into_one_list_each_way() {
+    let runtime = load_str(
+        "test.yaml",
+        "internal_headers: [X-Internal, server]\nauth:\n  api_keys:\n    header: x-key\n    keys: []\nroutes:\n  - {name: all, match: {path: /*}, respond: {status: 404}}\n",
+    )
+    .expect("a config");
+    let names = |list: &[http::HeaderName]| -> Vec<String> {
+        list.iter().map(|n| n.as_str().to_owned()).collect()
+    };
+    // Internal headers first, then the credential fields (`x-api-key` always, and the configured
+    // key header) and the client-certificate fields; each name once.
+    assert_eq!(
+        names(&runtime.request_fields_removed),
+        [
+            "x-user-id",
+            "x-tenant-id",
+            "x-auth-scopes",
+            "x-internal",
+            "server",
+            "authorization",
+            "x-api-key",
+            "x-key",
+            "client-cert",
+            "client-cert-chain",
+        ]
+    );
+    // The software fields, then the internal headers not already among them.
+    assert_eq!(
+        names(&runtime.response_fields_removed),
+        [
+            "server",
+            "x-powered-by",
+            "x-user-id",
+            "x-tenant-id",
+            "x-auth-scopes",
+            "x-internal",
+        ]
+    );
+}
