@@ -76,8 +76,8 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
 /// On every matched route, public ones included, a request carrying more than one credential
 /// is refused. Every credential it carries — used, ignored or of a kind the route does not take
 /// — is removed later, by `mutate_request` (the fields with the others it removes by name,
-/// `Runtime::request_fields_removed`; a token in the query by [`strip_token_params`]): `ratelimit` may key a policy
-/// on one (`key: header:x-api-key`), hashed, and runs in between.
+/// `Runtime::request_fields_removed`; a token in the query by [`strip_token_params`]):
+/// `ratelimit` may key a policy on one (`key: header:x-api-key`), hashed, and runs in between.
 pub async fn authenticate(
     state: &GatewayState,
     runtime: &Runtime,

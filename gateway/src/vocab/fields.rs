@@ -99,10 +99,8 @@ mod tests {
             asked in 0..NAMES.len() + 20,
         ) {
             let name_of = |i: usize| {
-                HeaderName::from_bytes(
-                    NAMES.get(i).map_or_else(|| format!("x-extra-{i}"), |n| n.to_string()).as_bytes(),
-                )
-                .expect("a name")
+                let name = NAMES.get(i).map_or_else(|| format!("x-extra-{i}"), |n| n.to_string());
+                HeaderName::from_bytes(name.as_bytes()).expect("a name")
             };
             let mut headers = HeaderMap::new();
             for (name, value) in &fields {
