@@ -219,7 +219,13 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
     if !problems.is_empty() {
         return Err(problems);
     }
-    let mut request_fields_removed = internal_headers.clone();
+    let mut response_fields_removed = fields::SOFTWARE_FIELDS.to_vec();
+    for name in &internal_headers {
+        if !response_fields_removed.contains(name) {
+            response_fields_removed.push(name.clone());
+        }
+    }
+    let mut request_fields_removed = internal_headers;
     for name in auth
         .credential_headers
         .iter()
@@ -229,19 +235,12 @@ pub fn compile(raw: &RawConfig, source: &str, text: &str) -> Result<Runtime, Vec
             request_fields_removed.push(name.clone());
         }
     }
-    let mut response_fields_removed = fields::SOFTWARE_FIELDS.to_vec();
-    for name in &internal_headers {
-        if !response_fields_removed.contains(name) {
-            response_fields_removed.push(name.clone());
-        }
-    }
     Ok(Runtime {
         source: source.to_string(),
         hash: content_hash(text),
         listeners,
         admin,
         limits: raw.limits.clone(),
-        internal_headers,
         request_fields_removed,
         response_fields_removed,
         access_log: raw.access_log.clone(),

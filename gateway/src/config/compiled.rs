@@ -27,11 +27,9 @@ pub struct Runtime {
     pub limits: RawLimits,
     /// `workers:` as written (`None`: one per core); fixed at start.
     pub workers: Option<usize>,
-    /// Lower-cased names stripped from client requests and from upstream responses.
-    pub internal_headers: Vec<HeaderName>,
     /// Every field `mutate_request` removes by name, in one list so that one walk over a
-    /// request's names finds them all: the internal headers, the credential fields and the
-    /// client-certificate fields.
+    /// request's names finds them all: the internal headers (lower-cased, the identity fields
+    /// and `internal_headers`), the credential fields and the client-certificate fields.
     pub request_fields_removed: Vec<HeaderName>,
     /// Every field `mutate_response` removes by name: the upstream's software fields and the
     /// internal headers.

@@ -211,7 +211,7 @@ fn places(parts: &Parts, auth: &AuthConfig) -> String {
         }
     }
     for pair in parts.uri.query().unwrap_or("").split('&') {
-        let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+        let name = param_name(pair);
         if auth.is_token_query_param(name) {
             places.push(format!("query {}", escape_name(name)));
         }

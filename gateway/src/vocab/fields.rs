@@ -5,7 +5,8 @@
 //! [`WALKED_UP_TO`] names — a client's head as it arrives, not the request the gateway sends on
 //! with its own fields added — a walk over the names present, compared by value, says "absent"
 //! for a few instructions a name; the hash lookup runs only when the name is there. Removals
-//! likewise: [`remove_named`] removes only the names a walk found.
+//! likewise: [`remove_named`] removes only the names a walk found. And the fixed lists of names
+//! the gateway removes or writes itself, which the config's compiled removal lists take in.
 
 use http::header::{self, ValueIter};
 use http::{HeaderMap, HeaderName, HeaderValue};
