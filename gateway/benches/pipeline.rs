@@ -16,6 +16,7 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -76,8 +77,8 @@ fn request(path: &str, token: Option<&str>) -> http::Request<Option<Incoming>> {
     builder.body(None).expect("request")
 }
 
-fn connection() -> ConnectionInfo {
-    ConnectionInfo {
+fn connection() -> Arc<ConnectionInfo> {
+    Arc::new(ConnectionInfo {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
         scheme: Scheme::Http,
         tls: None,
@@ -86,7 +87,7 @@ fn connection() -> ConnectionInfo {
         listener_requests: Default::default(),
         listener: 0,
         client_address: ClientAddress::of(SocketAddr::from(([127, 0, 0, 1], 40000)), Scheme::Http),
-    }
+    })
 }
 
 /// Reads the body to its end, which emits the request's record; a gateway-written body never waits.
@@ -109,7 +110,7 @@ fn consume(response: http::Response<ResponseBody>) -> (StatusCode, bool) {
 #[inline(never)]
 fn one_request(
     state: &GatewayState,
-    conn: ConnectionInfo,
+    conn: Arc<ConnectionInfo>,
     request: http::Request<Option<Incoming>>,
 ) -> (StatusCode, bool) {
     let response = gateway::pipeline::handle(state, conn, request)

@@ -39,7 +39,7 @@ pub const CORS_PREFLIGHT: &str = "cors-preflight";
 /// passes `Option<Incoming>`, where `None` is a request without a body.
 pub async fn handle<B: Into<Option<Incoming>>>(
     state: &GatewayState,
-    connection: ConnectionInfo,
+    connection: Arc<ConnectionInfo>,
     request: http::Request<B>,
 ) -> http::Response<ResponseBody> {
     let clock = &state.clock;
@@ -179,7 +179,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
 /// the trace continued or started, and the method, host and origin as the client sent them.
 fn facts(
     parts: &http::request::Parts,
-    connection: ConnectionInfo,
+    connection: Arc<ConnectionInfo>,
     arrived: Nanos,
     unix_millis: u64,
 ) -> RequestFacts {

@@ -82,6 +82,9 @@ pub struct RawLimits {
     /// bytes (`crate::server`'s connection module). `0s`: never.
     #[serde(with = "humantime_serde")]
     pub park_idle_after: Duration,
+    /// After client connections park or close, hand the heap's free memory back to the system
+    /// (`crate::resilience::heap` says when).
+    pub shrink_heap: bool,
     /// The longest one exchange may last, from its arrival to its response's last byte; `None`
     /// (the default) leaves a stream unbounded while it streams.
     #[serde(with = "humantime_serde")]
@@ -140,6 +143,7 @@ impl Default for RawLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             park_idle_after: Duration::from_millis(100),
+            shrink_heap: true,
             max_stream_duration: None,
             drain_timeout: Duration::from_secs(30),
             http2_max_concurrent_streams: 256,

@@ -63,6 +63,8 @@ pub struct Metrics {
     /// Requests in flight and connections open, with their refusals: the counts the gateway's
     /// own limits admit by (resilience/concurrency.rs).
     pub concurrency: crate::resilience::concurrency::ConcurrencyMetrics,
+    /// The heap trims after connections let go of their buffers (resilience/heap.rs).
+    pub heap: crate::resilience::heap::HeapMetrics,
 }
 
 /// One route's request handles (see [`Metrics::for_route`]). The counters by method, status
@@ -146,6 +148,7 @@ impl Metrics {
         let resilience = crate::resilience::metrics::ResilienceMetrics::register(&mut registry);
         let concurrency =
             crate::resilience::concurrency::ConcurrencyMetrics::register(&mut registry);
+        let heap = crate::resilience::heap::HeapMetrics::register(&mut registry);
         let stages = StageId::ALL.map(|stage| {
             stage_duration
                 .get_or_create(&StageLabels {
@@ -170,6 +173,7 @@ impl Metrics {
             ratelimit,
             resilience,
             concurrency,
+            heap,
             requests,
             request_duration,
             stage_duration,

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::edge_records::{record_refusal, record_stream_refusal};
+use super::heap::HeapRelease;
 use crate::body::{ConnectionActivity, StreamTracker};
 use crate::clock::SharedClock;
 use crate::config::Runtime;
@@ -45,6 +46,7 @@ pub(super) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<GatewayState>,
+    heap: Arc<HeapRelease>,
     mut shutdown: watch::Receiver<bool>,
     parked_gauge: Gauge,
 ) {
@@ -54,36 +56,50 @@ pub(super) async fn serve_connection(
     else {
         return;
     };
-    let limits = state.active.load().config.limits.clone();
     let activity = Arc::new(ConnectionActivity::new(state.clock.now()));
     // The strict HTTP/1.1 parser reads every byte before hyper does (crate::wire::guard).
     let report = Arc::new(GuardReport::with_stream_sink({
         let (state, info) = (state.clone(), info.clone());
         Box::new(move |refusal| record_stream_refusal(&state, &info, refusal))
     }));
-    let h2 = info.alpn.as_deref() == Some("h2");
-    let walk = if h2 {
-        MessageStream::http2()
-    } else {
-        MessageStream::new(HeadLimits {
-            max_uri_bytes: limits.max_uri_bytes,
-            max_header_bytes: limits.max_header_bytes,
-            max_headers: limits.max_headers,
-        })
-    };
-    let guarded = Guarded::new(
-        stream,
-        walk,
-        limits.header_read_timeout,
-        activity.clone(),
-        report.clone(),
-    );
     let connection_info = info.clone();
-    let tracker = StreamTracker::new(
-        activity.clone(),
-        state.clock.clone(),
-        limits.max_stream_duration,
-    );
+    // The limits in force at the accept, read in a block: the task keeps only what it needs of
+    // them, where a copy of the whole (208 bytes) would be kept for as long as it lives.
+    let (guarded, tracker, http1, idle, park_after, heap) = {
+        let active = state.active.load();
+        let limits = &active.config.limits;
+        let walk = if info.alpn.as_deref() == Some("h2") {
+            MessageStream::http2()
+        } else {
+            MessageStream::new(HeadLimits {
+                max_uri_bytes: limits.max_uri_bytes,
+                max_header_bytes: limits.max_header_bytes,
+                max_headers: limits.max_headers,
+            })
+        };
+        let guarded = Guarded::new(
+            stream,
+            walk,
+            limits.header_read_timeout,
+            activity.clone(),
+            report.clone(),
+        );
+        let tracker = StreamTracker::new(
+            activity.clone(),
+            state.clock.clone(),
+            limits.max_stream_duration,
+        );
+        let http1 = http1_builder(limits);
+        let heap = limits.shrink_heap.then_some(heap);
+        (
+            guarded,
+            tracker,
+            http1,
+            limits.idle_timeout,
+            limits.park_idle_after,
+            heap,
+        )
+    };
     let service = {
         let state = state.clone();
         service_fn(move |mut request: http::Request<Incoming>| {
@@ -125,14 +141,13 @@ pub(super) async fn serve_connection(
     let watch = Watch {
         activity: &activity,
         clock: &state.clock,
-        idle: limits.idle_timeout,
-        park_after: limits.park_idle_after,
+        idle,
+        park_after,
         peer,
     };
     let mut draining = false;
     let mut io = TokioIo::new(guarded);
     let mut service = service;
-    let http1 = http1_builder(&limits);
     // The first pass waits for the connection's first bytes; each later one, parked.
     let mut parked = false;
     loop {
@@ -144,31 +159,33 @@ pub(super) async fn serve_connection(
             }
         }
         if io.inner().speaks_http2() {
-            // Boxed: h2's connection state is large, and most connections are HTTP/1.1.
-            let connection = Box::pin(http2_builder(&limits).serve_connection(io, service));
-            let result = watch
-                .drive(
-                    connection,
-                    |c| c.graceful_shutdown(),
-                    false,
-                    &mut shutdown,
-                    &mut draining,
-                )
-                .await;
+            // Boxed: h2's connection state is large, and most connections are HTTP/1.1. Its
+            // settings are those in force when the first bytes say HTTP/2, just after the accept.
+            let connection = Box::pin(
+                http2_builder(&state.active.load().config.limits).serve_connection(io, service),
+            );
+            let result = Box::pin(watch.drive(
+                connection,
+                |c| c.graceful_shutdown(),
+                false,
+                &mut shutdown,
+                &mut draining,
+            ))
+            .await;
             watch.log_end(result);
             break;
         }
         // With upgrades, so a WebSocket route's 101 hands the connection to forward's relay.
         let mut connection = Box::new(http1.serve_connection(io, service).with_upgrades());
-        let result = watch
-            .drive(
-                Pin::new(&mut *connection),
-                |c| c.graceful_shutdown(),
-                true,
-                &mut shutdown,
-                &mut draining,
-            )
-            .await;
+        // The watch's timers boxed too, so that they do not size the task while it is parked.
+        let result = Box::pin(watch.drive(
+            Pin::new(&mut *connection),
+            |c| c.graceful_shutdown(),
+            true,
+            &mut shutdown,
+            &mut draining,
+        ))
+        .await;
         activity.request_park(false);
         match connection.into_parts() {
             Some(parts) if parts.io.inner().is_parked() && !draining && result.is_ok() => {
@@ -176,6 +193,9 @@ pub(super) async fn serve_connection(
                 service = parts.service;
                 io.inner_mut().unread(&parts.read_buf);
                 parked = true;
+                if let Some(heap) = &heap {
+                    heap.released();
+                }
             }
             _ => {
                 watch.log_end(result);
@@ -185,6 +205,9 @@ pub(super) async fn serve_connection(
     }
     if let Some(refused) = report.take() {
         record_refusal(&state, &connection_info, refused, &report);
+    }
+    if let Some(heap) = &heap {
+        heap.released();
     }
 }
 
@@ -372,7 +395,7 @@ pub(super) async fn accept_connection(
     index: usize,
     stream: TcpStream,
     peer: SocketAddr,
-) -> Option<(tls::EdgeStream, ConnectionInfo)> {
+) -> Option<(tls::EdgeStream, Arc<ConnectionInfo>)> {
     let _ = stream.set_nodelay(true);
     let active = state.active.load();
     let listener = active.config.listeners.get(index);
@@ -396,7 +419,7 @@ pub(super) async fn accept_connection(
             };
             Some((
                 io,
-                ConnectionInfo {
+                Arc::new(ConnectionInfo {
                     peer,
                     scheme: if is_tls { Scheme::Https } else { Scheme::Http },
                     tls,
@@ -408,7 +431,7 @@ pub(super) async fn accept_connection(
                         peer,
                         if is_tls { Scheme::Https } else { Scheme::Http },
                     ),
-                },
+                }),
             ))
         }
         Err(failure) => {

@@ -139,7 +139,8 @@ mod tests {
 pub struct RequestFacts {
     pub request_id: String,
     pub trace: TraceContext,
-    pub connection: ConnectionInfo,
+    /// Shared by the connection's requests: each holds the one value, not a copy of it.
+    pub connection: Arc<ConnectionInfo>,
     /// Monotonic time the request arrived, from the gateway's clock.
     pub arrived: Nanos,
     pub unix_millis: u64,

@@ -247,3 +247,56 @@ async fn a_head_that_never_ends_on_a_live_connection_is_cut_at_the_header_read_t
     assert_eq!(parked(&gw).await, 0.0);
     assert_eq!(upstream.seen().len(), 1);
 }
+
+const HEAP_TRIMS: &str = "gatehouse_heap_trims_total ";
+
+/// Opens `count` connections, each serving one request, and waits until all are parked.
+async fn park_a_wave(gw: &TestGateway, count: usize) -> Vec<TcpStream> {
+    let mut wave = Vec::with_capacity(count);
+    for _ in 0..count {
+        wave.push(served_connection(gw).await);
+    }
+    until_parked(gw, count as f64).await;
+    wave
+}
+
+#[tokio::test]
+async fn a_wave_of_parked_connections_trims_the_heap_once() {
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(&config(upstream.address)).await;
+    let count = gateway::resilience::heap::RELEASES_PER_TRIM as usize;
+    let _wave = park_a_wave(&gw, count).await;
+    eventually(
+        "the heap is trimmed after the wave",
+        Duration::from_secs(3),
+        async || match metric(&metrics(&gw).await, HEAP_TRIMS) {
+            1.0 => Ok(()),
+            n => Err(format!("{n} trims")),
+        },
+    )
+    .await;
+    // One wave, one trim: the releases before it were all it covered.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(metric(&metrics(&gw).await, HEAP_TRIMS), 1.0);
+}
+
+#[tokio::test]
+async fn shrink_heap_false_never_trims() {
+    let upstream = Upstream::start().await;
+    let text = config(upstream.address).replace(
+        "park_idle_after: 100ms",
+        "park_idle_after: 100ms\n  shrink_heap: false",
+    );
+    let gw = TestGateway::start(&text).await;
+    let count = gateway::resilience::heap::RELEASES_PER_TRIM as usize;
+    let _wave = park_a_wave(&gw, count).await;
+    // Past the settle time a trim would wait after the wave's last release: a sleep is the
+    // scenario here.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let text = metrics(&gw).await;
+    assert!(
+        text.contains("gatehouse_heap_trims_total"),
+        "the metric is exposed"
+    );
+    assert_eq!(metric(&text, HEAP_TRIMS), 0.0);
+}
