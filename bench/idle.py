@@ -7,8 +7,13 @@ client's idle keep-alive connection has), leaves them all open and idle, waits a
 reads VmRSS again. Prints one JSON object: RSS before and after (KiB) and the difference per
 connection. Every answer must be a 2xx; the connections are closed at the end.
 
-Usage: idle.py PID URL COUNT [TOKEN]
+Usage: idle.py [--pause SECONDS] PID URL COUNT [TOKEN]
+
+--pause waits that long after each connection's answer, so that few connections are still
+unparked at once (the gateway parks one idle for `limits.park_idle_after`): what a parked
+connection holds, apart from what a burst's peak leaves in the allocator.
 """
+import argparse
 import json
 import socket
 import ssl
@@ -54,8 +59,15 @@ def read_answer(sock) -> int:
 
 
 def main() -> None:
-    pid, url, count = int(sys.argv[1]), urlsplit(sys.argv[2]), int(sys.argv[3])
-    token = sys.argv[4] if len(sys.argv) > 4 else ""
+    parser = argparse.ArgumentParser(description="RSS per idle keep-alive connection")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds to wait after each connection's answer")
+    parser.add_argument("pid", type=int)
+    parser.add_argument("url")
+    parser.add_argument("count", type=int)
+    parser.add_argument("token", nargs="?", default="")
+    args = parser.parse_args()
+    pid, url, count, token = args.pid, urlsplit(args.url), args.count, args.token
     tls = None
     if url.scheme == "https":
         tls = ssl.create_default_context()
@@ -78,8 +90,10 @@ def main() -> None:
             s.sendall(request)
             status = read_answer(s)
             if not 200 <= status < 300:
-                sys.exit(f"idle.py: {sys.argv[2]} answered {status}")
+                sys.exit(f"idle.py: {args.url} answered {status}")
             conns.append(s)
+            if args.pause:
+                time.sleep(args.pause)
         time.sleep(1.0)
         after = rss_kib(pid)
     finally:
