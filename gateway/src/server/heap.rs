@@ -13,11 +13,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::clock::SharedClock;
-use crate::resilience::heap::{HeapMetrics, TrimSchedule};
+use crate::resilience::heap::{HeapMetrics, MAX_WAIT, SETTLE, TrimSchedule, TrimStep};
 
 /// Whether this build can trim its heap: glibc's allocator on Linux. musl's and the other
 /// systems' allocators have no such call and return large free blocks themselves.
 pub(super) const CAN_TRIM: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+
+/// The most checks a waiting trim makes: enough for `MAX_WAIT` with a release just before each.
+const MAX_CHECKS: u64 = MAX_WAIT / SETTLE + 2;
 
 /// One gateway's count of the connections that released their buffers, and its trims.
 pub(super) struct HeapRelease {
@@ -47,8 +50,24 @@ impl HeapRelease {
         };
         let this = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_nanos(due.saturating_sub(now))).await;
-            this.schedule.lock().trimming(this.clock.now());
+            let (mut due, mut checks) = (due, 0);
+            loop {
+                let now = this.clock.now();
+                tokio::time::sleep(Duration::from_nanos(due.saturating_sub(now))).await;
+                let now = this.clock.now();
+                let mut schedule = this.schedule.lock();
+                checks += 1;
+                // Bounded, for a clock that does not move (the simulator's virtual time): past
+                // the bound the trim runs rather than wait on it for ever.
+                if checks >= MAX_CHECKS {
+                    schedule.trimming(now);
+                    break;
+                }
+                match schedule.check(now) {
+                    TrimStep::Trim => break,
+                    TrimStep::WaitUntil(later) => due = later,
+                }
+            }
             let clock = this.clock.clone();
             let Ok((returned, took)) = tokio::task::spawn_blocking(move || trim(&clock)).await
             else {
