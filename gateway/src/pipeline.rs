@@ -152,12 +152,14 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         .cloned();
     // From here the answer's body emits the record.
     *answered = true;
+    let whole = capture.is_some() || state.sinks.reads_records();
     let mut record = record(
         cx,
         std::mem::take(&mut laps.timings),
         response.status().as_u16(),
         stopped_at.flatten(),
         reason,
+        whole,
     );
     record.grpc_status = grpc_status;
     response.body_mut().attach_record(Box::new(PendingRecord {
@@ -171,6 +173,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
         recording: capture,
         grpc: cx.grpc.is_some(),
         admitted: std::mem::take(&mut cx.admitted),
+        whole,
     }));
     response
 }
@@ -202,17 +205,25 @@ fn facts(
     }
 }
 
+/// The request's record, from what the stages left in its context. Not `whole`: for the metrics
+/// alone, without what only a reader of records needs (the trace
+/// id's hex and the target as sent, two strings a request).
 fn record(
     cx: &mut RequestContext,
     timings: StageTimings,
     status: u16,
     stopped_at: Option<StageId>,
     reason: Option<&'static str>,
+    whole: bool,
 ) -> RequestRecord {
     let target = cx.target.as_ref();
     RequestRecord {
         request_id: std::mem::take(&mut cx.facts.request_id),
-        trace_id: cx.facts.trace.trace_id_hex(),
+        trace_id: if whole {
+            cx.facts.trace.trace_id_hex()
+        } else {
+            String::new()
+        },
         unix_millis: cx.facts.unix_millis,
         peer: cx.facts.connection.peer,
         method: cx.facts.method.clone(),
@@ -225,9 +236,13 @@ fn record(
                 cx.parts.uri.path().to_string()
             }
         },
-        target: crate::record::raw_target(&cx.facts.target, cx.parts.version, |name| {
-            cx.active.config.auth.is_token_query_param(name)
-        }),
+        target: if whole {
+            crate::record::raw_target(&cx.facts.target, cx.parts.version, |name| {
+                cx.active.config.auth.is_token_query_param(name)
+            })
+        } else {
+            String::new()
+        },
         route: cx.route.route().map(|r| r.name.clone()),
         route_template: cx.route.route().map(|r| r.template.clone()),
         status,
@@ -276,16 +291,22 @@ impl Drop for Exchange<'_> {
             .route()
             .and_then(|r| self.cx.active.metrics_of(r))
             .cloned();
+        let whole = self.state.sinks.reads_records();
         let mut record = record(
             &mut self.cx,
             std::mem::take(&mut self.laps.timings),
             CLIENT_CLOSED_REQUEST,
             None,
             None,
+            whole,
         );
         record.bytes_in = self.cx.bytes_in.seen();
         record.duration_ns = self.state.clock.now().saturating_sub(self.cx.facts.arrived);
-        self.state.sinks.emit(record, route_metrics.as_deref());
+        if whole {
+            self.state.sinks.emit(record, route_metrics.as_deref());
+        } else {
+            self.state.sinks.count(&record, route_metrics.as_deref());
+        }
     }
 }
 

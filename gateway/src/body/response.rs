@@ -101,6 +101,9 @@ pub struct PendingRecord {
     pub grpc: bool,
     /// The request's places under the gateway's concurrency limits, given back with the record.
     pub admitted: crate::resilience::concurrency::Admitted,
+    /// False for a record made for the metrics alone (`RecordSinks::reads_records`): counted,
+    /// never logged or sent.
+    pub whole: bool,
 }
 
 impl PendingRecord {
@@ -121,6 +124,11 @@ impl PendingRecord {
         }
         let now = self.clock.now();
         self.record.duration_ns = now.saturating_sub(self.arrived);
+        if !self.whole {
+            self.sinks
+                .count(&self.record, self.route_metrics.as_deref());
+            return now;
+        }
         if let Some(capture) = self.recording.take() {
             let body = self
                 .bytes_in

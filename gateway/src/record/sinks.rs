@@ -92,6 +92,19 @@ impl RecordSinks {
         self.subscribers.subscribe()
     }
 
+    /// Whether anything reads whole records now: the access log, or a subscriber. When nothing
+    /// does, the pipeline makes a request's record for the metrics alone ([`Self::count`]),
+    /// without the fields only a reader needs (the trace id's hex, the target as sent).
+    pub fn reads_records(&self) -> bool {
+        self.access_log.is_some() || self.subscribers.receiver_count() > 0
+    }
+
+    /// Counts a record made for the metrics alone. It is not logged or sent, even to a
+    /// subscriber that came since it was made, for it lacks what a reader needs.
+    pub fn count(&self, record: &RequestRecord, route: Option<&RouteMetrics>) {
+        self.metrics.observe(record, route);
+    }
+
     /// `route` is the matched route's metric handles, resolved when its config was bound.
     pub fn emit(&self, record: RequestRecord, route: Option<&RouteMetrics>) {
         self.metrics.observe(&record, route);

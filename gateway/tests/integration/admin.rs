@@ -8,6 +8,38 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::util::*;
 
 #[tokio::test]
+async fn with_nothing_reading_records_requests_are_counted_and_a_new_subscriber_gets_whole_ones() {
+    let upstream = Upstream::start().await;
+    let mut gw = TestGateway::start(&reference_config(upstream.address)).await;
+    // The test config's access log is off. With the one subscription swapped for a channel of
+    // its own, nothing reads records, and the pipeline makes them for the metrics alone.
+    gw.records = tokio::sync::broadcast::channel(1).1;
+    assert_eq!(gw.get("/api/v1/users/1").await.status, 200);
+    let admin = gw.handle.admin_address().expect("admin address");
+    let text = String::from_utf8_lossy(
+        &gw.get_absolute(&format!("http://{admin}/metrics"))
+            .await
+            .body,
+    )
+    .into_owned();
+    assert!(
+        text.contains(r#"gatehouse_requests_total{route="/api/v1/users/*",method="GET",status_class="2xx",stopped_at="none"} 1"#),
+        "{text}"
+    );
+
+    gw.records = gw.handle.subscribe();
+    assert_eq!(gw.get("/api/v1/users/2?page=3").await.status, 200);
+    let record = gw.record().await;
+    assert_eq!(
+        record.path, "/api/v1/users/2",
+        "the first request's record is never sent"
+    );
+    assert_eq!(record.target, "/api/v1/users/2?page=3");
+    assert_eq!(record.trace_id.len(), 32, "{record:?}");
+    assert!(record.trace_id.bytes().all(|b| b.is_ascii_hexdigit()));
+}
+
+#[tokio::test]
 async fn metrics_count_requests_by_route_template_and_stop_stage_never_by_raw_path() {
     let upstream = Upstream::start().await;
     let gw = TestGateway::start(&reference_config(upstream.address)).await;
