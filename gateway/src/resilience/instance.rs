@@ -144,6 +144,11 @@ impl InFlight {
     pub fn hold(&mut self, lease: impl Send + Sync + 'static) {
         self.lease = Some(Box::new(lease));
     }
+
+    /// Lets go of what an earlier try held, for a try whose exchange holds nothing here.
+    pub fn release(&mut self) {
+        self.lease = None;
+    }
 }
 
 impl Drop for InFlight {

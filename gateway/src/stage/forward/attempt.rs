@@ -163,7 +163,12 @@ pub(super) async fn run(
         let mut refused = false;
         let (outcome, retryable, answer) = match result {
             Ok(Ok((response, lease))) => {
-                target.in_flight.hold(lease);
+                // Not boxed into the guard when it holds nothing (our own client's exchange).
+                if lease.holds_anything() {
+                    target.in_flight.hold(lease);
+                } else {
+                    target.in_flight.release();
+                }
                 let status = response.status();
                 // A gRPC server refuses in a trailers-only answer: HTTP 200, the status in the
                 // head. Its server failures count like a 5xx (a status in the trailers of a

@@ -89,6 +89,15 @@ enum Held {
     InBody,
 }
 
+impl Lease {
+    /// Whether the lease holds anything the exchange must keep until it ends: a connection to
+    /// give back, or an HTTP/2 stream. Our own exchange's connection rides in the response body
+    /// instead, and an upgrade's goes to the relay.
+    pub fn holds_anything(&self) -> bool {
+        matches!(self.held, Held::Http1 { .. } | Held::Http2(_))
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Held::Http1 { host, sender } = &mut self.held {
