@@ -24,9 +24,7 @@ use crate::state::GatewayState;
 use crate::vocab::fields;
 use crate::vocab::grpc::{self, GrpcCode};
 use crate::vocab::rejection::PROBLEM_JSON;
-use crate::vocab::trace::{
-    TRACEPARENT, TraceContext, X_REQUEST_ID, new_request_id, well_formed_request_id,
-};
+use crate::vocab::trace::{RequestId, TRACEPARENT, TraceContext, X_REQUEST_ID};
 use crate::vocab::{Rejection, StageId};
 
 /// The record's `reason` for a CORS preflight the gateway answered itself (not a stop).
@@ -129,7 +127,7 @@ pub async fn handle<B: Into<Option<Incoming>>>(
                 grpc_status = Some(rejection.reason.grpc_code().as_u16());
                 grpc_rejection_response(&rejection)
             } else {
-                rejection_response(&rejection, &cx.facts.request_id)
+                rejection_response(&rejection, cx.facts.request_id.as_str())
             };
             (
                 response,
@@ -187,9 +185,8 @@ fn facts(
     unix_millis: u64,
 ) -> RequestFacts {
     let request_id = fields::first(&parts.headers, &X_REQUEST_ID)
-        .filter(|v| well_formed_request_id(v.as_bytes()))
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(new_request_id, str::to_owned);
+        .and_then(RequestId::from_client)
+        .unwrap_or_default();
     let authority = request_authority(parts.version, &parts.uri, &parts.headers);
     RequestFacts {
         request_id,
@@ -218,7 +215,11 @@ fn record(
 ) -> RequestRecord {
     let target = cx.target.as_ref();
     RequestRecord {
-        request_id: std::mem::take(&mut cx.facts.request_id),
+        request_id: if whole {
+            cx.facts.request_id.as_str().to_owned()
+        } else {
+            String::new()
+        },
         trace_id: if whole {
             cx.facts.trace.trace_id_hex()
         } else {

@@ -137,7 +137,7 @@ mod tests {
 /// `mutate_request` does to the head later).
 #[derive(Debug)]
 pub struct RequestFacts {
-    pub request_id: String,
+    pub request_id: crate::vocab::trace::RequestId,
     pub trace: TraceContext,
     /// Shared by the connection's requests: each holds the one value, not a copy of it.
     pub connection: Arc<ConnectionInfo>,

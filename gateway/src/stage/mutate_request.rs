@@ -119,9 +119,7 @@ pub async fn run(_state: &GatewayState, cx: &mut RequestContext) -> StageResult 
         }
     }
 
-    if let Ok(v) = HeaderValue::from_str(&cx.facts.request_id) {
-        headers.insert(X_REQUEST_ID.clone(), v);
-    }
+    headers.insert(X_REQUEST_ID.clone(), cx.facts.request_id.header_value());
     headers.insert(TRACEPARENT.clone(), cx.facts.trace.header_value());
     let peer = cx.facts.connection.peer.ip().to_canonical();
     let trusted = cx

@@ -58,9 +58,7 @@ pub async fn run(
     if cx.close_connection {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    if let Ok(v) = HeaderValue::from_str(&cx.facts.request_id) {
-        headers.insert(X_REQUEST_ID.clone(), v);
-    }
+    headers.insert(X_REQUEST_ID.clone(), cx.facts.request_id.header_value());
 }
 
 /// Names `grpc-status` and `grpc-message` in `Trailer`: an HTTP/1.1 client gets only the trailers

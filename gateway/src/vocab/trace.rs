@@ -15,6 +15,45 @@ pub fn well_formed_request_id(value: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// A request's id as its `X-Request-Id` value, made once at arrival: the client's well-formed
+/// one, shared, or a new one. The upstream request and the answer each carry a handle to the one
+/// value, where each used to be a copy of a string: three allocations a request became one.
+#[derive(Debug, Clone)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The client's id when it is well formed ([`well_formed_request_id`]).
+    pub fn from_client(value: &HeaderValue) -> Option<Self> {
+        well_formed_request_id(value.as_bytes()).then(|| Self(value.clone()))
+    }
+
+    /// A fresh id: 32 lowercase hex digits.
+    pub fn new() -> Self {
+        let mut digits = [0u8; 32];
+        hex_into(&random_nonzero::<16>(), &mut digits);
+        // One allocation, its owner: a clone of the value is a count, not a copy.
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(digits))
+            .unwrap_or_else(|_| HeaderValue::from_static("0"));
+        Self(value)
+    }
+
+    /// The id as text: its bytes are `[A-Za-z0-9._:-]` whichever way it was made.
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The value for a header: a handle to the same bytes.
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// W3C Trace Context: the trace this request belongs to and the span the gateway opens in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
@@ -200,6 +239,17 @@ mod tests {
         assert!(!well_formed_request_id(b"has space"));
         assert!(!well_formed_request_id(&[b'a'; 129]));
         assert_eq!(new_request_id().len(), 32);
+        let fresh = RequestId::new();
+        assert_eq!(fresh.as_str().len(), 32);
+        assert!(well_formed_request_id(fresh.as_str().as_bytes()));
+        assert_ne!(fresh.as_str(), RequestId::new().as_str());
+        assert_eq!(fresh.header_value(), fresh.as_str());
+        let sent = HeaderValue::from_static("abc-123_x.y:z");
+        assert_eq!(
+            RequestId::from_client(&sent).map(|id| id.header_value()),
+            Some(sent)
+        );
+        assert!(RequestId::from_client(&HeaderValue::from_static("has space")).is_none());
     }
 
     #[test]

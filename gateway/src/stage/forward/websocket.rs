@@ -185,7 +185,9 @@ pub fn relay(
     // Taken now, before the answer's own hold on the connection ends with its empty body.
     let busy = tracker.map(StreamTracker::begin);
     let max_duration = tracker.and_then(StreamTracker::max_duration);
-    let request_id = cx.facts.request_id.clone();
+    // A copy, not a handle: a client's id shares its request's buffer, which a relay that
+    // lasts for hours would otherwise keep.
+    let request_id = cx.facts.request_id.as_str().to_owned();
     tokio::spawn(async move {
         let _in_flight = in_flight;
         let _busy = busy;
