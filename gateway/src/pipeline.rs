@@ -203,8 +203,8 @@ fn facts(
 }
 
 /// The request's record, from what the stages left in its context. Not `whole`: for the metrics
-/// alone, without what only a reader of records needs (the trace
-/// id's hex and the target as sent, two strings a request).
+/// alone, without what only a reader of records needs (the request id's and the trace id's text,
+/// the target as sent: three strings a request).
 fn record(
     cx: &mut RequestContext,
     timings: StageTimings,
