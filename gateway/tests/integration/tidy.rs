@@ -6,6 +6,23 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect(path)
 }
 
+/// Every `.rs` file under `dir`, at any depth.
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    fn visit(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                visit(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    visit(dir, &mut files);
+    files
+}
+
 #[test]
 fn the_gateway_never_depends_on_the_simulator_or_its_ui_and_plotting_crates() {
     let manifest = read("Cargo.toml");
@@ -19,24 +36,16 @@ fn the_gateway_never_depends_on_the_simulator_or_its_ui_and_plotting_crates() {
 
 #[test]
 fn only_clock_rs_reads_the_system_clock() {
-    fn visit(dir: &Path, offenders: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).expect("read src") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                visit(&path, offenders);
-            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("clock.rs") {
-                let text = std::fs::read_to_string(&path).expect("read source");
-                if text.contains("Instant::now") || text.contains("SystemTime::now") {
-                    offenders.push(path.display().to_string());
-                }
-            }
-        }
-    }
-    let mut offenders = Vec::new();
-    visit(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut offenders,
-    );
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let offenders: Vec<String> = rust_files(&src)
+        .into_iter()
+        .filter(|path| !path.ends_with("clock.rs"))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).expect("read source");
+            text.contains("Instant::now") || text.contains("SystemTime::now")
+        })
+        .map(|path| path.display().to_string())
+        .collect();
     assert!(
         offenders.is_empty(),
         "read time through clock::Clock: {offenders:?}"
@@ -48,35 +57,26 @@ fn unsafe_code_is_only_in_the_heap_trim() {
     // The workspace denies `unsafe_code` rather than forbidding it for one call, glibc's
     // `malloc_trim` (server/heap.rs); this keeps it to that file, in both crates (this file
     // names the word only to look for it).
-    fn visit(dir: &Path, offenders: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                visit(&path, offenders);
-            } else if path.extension().is_some_and(|e| e == "rs")
-                && !path.ends_with("server/heap.rs")
-                && !path.ends_with("integration/tidy.rs")
-            {
-                let text = std::fs::read_to_string(&path).expect("read source");
-                if text.contains("unsafe") {
-                    offenders.push(path.display().to_string());
-                }
-            }
-        }
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut offenders = Vec::new();
-    for dir in [
+    let dirs = [
         "src",
         "tests",
         "benches",
         "../simulator/src",
         "../simulator/tests",
-    ] {
-        if root.join(dir).is_dir() {
-            visit(&root.join(dir), &mut offenders);
-        }
-    }
+    ];
+    let offenders: Vec<String> = dirs
+        .iter()
+        .map(|dir| root.join(dir))
+        .filter(|dir| dir.is_dir())
+        .flat_map(|dir| rust_files(&dir))
+        .filter(|path| !path.ends_with("server/heap.rs") && !path.ends_with("integration/tidy.rs"))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).expect("read source");
+            text.contains("unsafe")
+        })
+        .map(|path| path.display().to_string())
+        .collect();
     assert!(
         offenders.is_empty(),
         "`unsafe` outside server/heap.rs: {offenders:?}"
@@ -180,23 +180,12 @@ fn the_layer_check_catches_an_upward_import() {
 
 #[test]
 fn every_module_imports_only_from_layers_below_it() {
-    fn visit(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("read src") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                visit(&path, files);
-            } else if path.extension().is_some_and(|e| e == "rs")
-                // A sibling `tests.rs` is a test module: fixtures may come from any layer.
-                && !path.ends_with("tests.rs")
-            {
-                files.push(path);
-            }
-        }
-    }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    visit(&src, &mut files);
     let mut offenders = Vec::new();
+    // A sibling `tests.rs` is a test module: fixtures may come from any layer.
+    let files = rust_files(&src)
+        .into_iter()
+        .filter(|path| !path.ends_with("tests.rs"));
     for file in files {
         let relative = file.strip_prefix(&src).expect("under src");
         let top = relative
