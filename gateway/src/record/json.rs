@@ -411,6 +411,7 @@ mod tests {
         none: Option<u8>,
         bytes: serde_bytes_like::Bytes,
         big: (u128, i128),
+        ints: (u16, i16, u32, i32, u64, i8, u64),
     }
 
     mod serde_bytes_like {
@@ -457,6 +458,7 @@ mod tests {
             none: None,
             bytes: serde_bytes_like::Bytes(vec![0, 34, 255]),
             big: (u128::MAX, i128::MIN),
+            ints: (u16::MAX, i16::MIN, u32::MAX, -1, u64::MAX, i8::MIN, 0),
         };
         let mut json = Json::default();
         json.write(&value).expect("writes");
