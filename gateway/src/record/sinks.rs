@@ -94,7 +94,8 @@ impl RecordSinks {
 
     /// Whether anything reads whole records now: the access log, or a subscriber. When nothing
     /// does, the pipeline makes a request's record for the metrics alone ([`Self::count`]),
-    /// without the fields only a reader needs (the trace id's hex, the target as sent).
+    /// without the fields only a reader needs (the request and trace ids as text, the target as
+    /// sent).
     pub fn reads_records(&self) -> bool {
         self.access_log.is_some() || self.subscribers.receiver_count() > 0
     }

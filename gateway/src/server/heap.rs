@@ -17,7 +17,7 @@ use crate::resilience::heap::{HeapMetrics, MAX_WAIT, SETTLE, TrimSchedule, TrimS
 
 /// Whether this build can trim its heap: glibc's allocator on Linux. musl's and the other
 /// systems' allocators have no such call and return large free blocks themselves.
-pub(super) const CAN_TRIM: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+const CAN_TRIM: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
 
 /// The most checks a waiting trim makes: enough for `MAX_WAIT` with a release just before each.
 const MAX_CHECKS: u64 = MAX_WAIT / SETTLE + 2;

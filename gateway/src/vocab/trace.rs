@@ -29,11 +29,10 @@ impl RequestId {
 
     /// A fresh id: 32 lowercase hex digits.
     pub fn new() -> Self {
-        let mut digits = [0u8; 32];
-        hex_into(&random_nonzero::<16>(), &mut digits);
         // One allocation, its owner: a clone of the value is a count, not a copy.
-        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(digits))
-            .unwrap_or_else(|_| HeaderValue::from_static("0"));
+        let value =
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(fresh_request_id_digits()))
+                .unwrap_or_else(|_| HeaderValue::from_static("0"));
         Self(value)
     }
 
@@ -183,9 +182,18 @@ static HEX_PAIRS: [[u8; 2]; 256] = {
     pairs
 };
 
-/// A fresh request id: 32 lowercase hex digits.
+/// A fresh request id's 32 lowercase hex digits, which [`RequestId::new`] and
+/// [`new_request_id`] both spell.
+fn fresh_request_id_digits() -> [u8; 32] {
+    let mut digits = [0u8; 32];
+    hex_into(&random_nonzero::<16>(), &mut digits);
+    digits
+}
+
+/// A fresh request id as text, for the records the guard and the server write of a request that
+/// never reached the pipeline (which makes a [`RequestId`]).
 pub fn new_request_id() -> String {
-    hex(&random_nonzero::<16>())
+    String::from_utf8_lossy(&fresh_request_id_digits()).into_owned()
 }
 
 #[cfg(test)]
