@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::vocab::record_fields::FieldSet;
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -158,23 +160,95 @@ impl Default for RawLimits {
     }
 }
 
-/// Where the JSON access log goes: `stdout`, `off`, or a file path.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(from = "String")]
-pub enum RawAccessLog {
+/// `access_log:` — where the JSON access log goes, and which of the record's fields its lines
+/// carry. Written as the destination alone (`stdout`, `off`, a file path), or as a mapping with
+/// `path` and `fields`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawAccessLog {
+    pub to: AccessLogTo,
+    /// The record's top-level fields each line carries; `None`: all of them.
+    pub fields: Option<FieldSet>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccessLogTo {
     #[default]
     Stdout,
     Off,
     File(String),
 }
 
-impl From<String> for RawAccessLog {
-    fn from(s: String) -> Self {
-        match s.as_str() {
-            "stdout" => RawAccessLog::Stdout,
-            "off" => RawAccessLog::Off,
-            _ => RawAccessLog::File(s),
+impl From<&str> for AccessLogTo {
+    fn from(s: &str) -> Self {
+        match s {
+            "stdout" => AccessLogTo::Stdout,
+            "off" => AccessLogTo::Off,
+            _ => AccessLogTo::File(s.to_owned()),
         }
+    }
+}
+
+/// The mapping spelling of `access_log`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccessLogDetail {
+    #[serde(default = "stdout")]
+    path: String,
+    #[serde(default)]
+    fields: Option<Vec<RecordFieldName>>,
+}
+
+fn stdout() -> String {
+    "stdout".to_owned()
+}
+
+/// One of `fields`' names, checked as it is read so that an unknown one is reported at its line.
+struct RecordFieldName(String);
+
+impl<'de> Deserialize<'de> for RecordFieldName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        FieldSet::of(&[&name]).map_err(serde::de::Error::custom)?;
+        Ok(RecordFieldName(name))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawAccessLog {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Spelling;
+        impl<'de> serde::de::Visitor<'de> for Spelling {
+            type Value = RawAccessLog;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`stdout`, `off`, a file path, or a mapping with `path` and `fields`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawAccessLog, E> {
+                Ok(RawAccessLog {
+                    to: AccessLogTo::from(s),
+                    fields: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawAccessLog, A::Error> {
+                let detail = RawAccessLogDetail::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                let fields = detail
+                    .fields
+                    .map(|names| {
+                        let names: Vec<&str> = names.iter().map(|n| n.0.as_str()).collect();
+                        FieldSet::of(&names)
+                    })
+                    .transpose()
+                    .map_err(serde::de::Error::custom)?;
+                Ok(RawAccessLog {
+                    to: AccessLogTo::from(detail.path.as_str()),
+                    fields,
+                })
+            }
+        }
+        deserializer.deserialize_any(Spelling)
     }
 }
 

@@ -8,8 +8,13 @@
 //! string — whatever bytes a client sent — goes through `serde_json`'s own escaping, so the
 //! output is the same and a line can never be split or forged. Numbers and booleans are
 //! written by `serde_json` too: one formatting of each, never a copy of its algorithm.
+//!
+//! An access log with `fields` writes the outermost struct's chosen fields alone; the others are
+//! never serialized.
 
 use serde::ser::{self, Serialize};
+
+use crate::vocab::record_fields::FieldSet;
 
 type Error = serde_json::Error;
 
@@ -17,6 +22,9 @@ type Error = serde_json::Error;
 #[derive(Default)]
 pub(in crate::record) struct Json {
     pub(in crate::record) out: Vec<u8>,
+    /// The fields the next struct keeps, by position; taken by that struct, so that the structs
+    /// inside it (a record's `stage_ns`, its `identity`) keep all of theirs.
+    fields: Option<FieldSet>,
 }
 
 impl Json {
@@ -25,8 +33,22 @@ impl Json {
         &mut self,
         value: &T,
     ) -> Result<(), Error> {
+        self.write_fields(value, None)
+    }
+
+    /// [`Self::write`], where the outermost struct writes only the fields in `fields` (by their
+    /// position in the struct; a field it skips, as an absent `Option`, still counts). The
+    /// others are not serialized at all: they cost nothing.
+    pub(in crate::record) fn write_fields<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        fields: Option<FieldSet>,
+    ) -> Result<(), Error> {
         self.out.clear();
-        value.serialize(&mut *self)
+        self.fields = fields;
+        let written = value.serialize(&mut *self);
+        self.fields = None;
+        written
     }
 
     /// A string: copied as it is when nothing in it needs escaping, else written by
@@ -53,6 +75,8 @@ impl Json {
             json: self,
             first: true,
             variant: false,
+            fields: None,
+            position: 0,
         }
     }
 
@@ -101,6 +125,9 @@ pub(in crate::record) struct Compound<'a> {
     json: &'a mut Json,
     first: bool,
     variant: bool,
+    /// For a struct written with a field set: the set, and the position of its next field.
+    fields: Option<FieldSet>,
+    position: usize,
 }
 
 impl Compound<'_> {
@@ -266,7 +293,10 @@ impl<'a> ser::Serializer for &'a mut Json {
         Ok(self.open(b'{'))
     }
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'a>, Error> {
-        Ok(self.open(b'{'))
+        let fields = self.fields.take();
+        let mut compound = self.open(b'{');
+        compound.fields = fields;
+        Ok(compound)
     }
     fn serialize_struct_variant(
         self,
@@ -357,7 +387,19 @@ impl ser::SerializeStruct for Compound<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), Error> {
+        if let Some(fields) = self.fields {
+            let position = self.position;
+            self.position += 1;
+            if !fields.holds(position) {
+                return Ok(());
+            }
+        }
         self.field(key, value)
+    }
+    /// A field the struct's `skip_serializing_if` left out still takes its position.
+    fn skip_field(&mut self, _key: &'static str) -> Result<(), Error> {
+        self.position += 1;
+        Ok(())
     }
     fn end(self) -> Result<(), Error> {
         self.close(b'}')

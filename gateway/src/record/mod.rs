@@ -492,6 +492,74 @@ mod tests {
         }
     }
 
+    /// A record where every field is written: none absent, none zero where zero is left out.
+    fn full_record() -> RequestRecord {
+        RequestRecord {
+            grpc_status: Some(14),
+            upstream_instance: Some("127.0.0.1:9".parse().expect("address")),
+            retries: 2,
+            breaker: Some(BreakerState::HalfOpen),
+            ..hostile_record()
+        }
+    }
+
+    #[test]
+    fn the_record_field_list_names_every_field_in_the_order_a_record_writes_them() {
+        use crate::vocab::record_fields::{FieldSet, RECORD_FIELDS};
+        let record = full_record();
+        let whole: serde_json::Value = serde_json::to_value(&record).expect("value");
+        assert_eq!(
+            whole.as_object().expect("an object").len(),
+            RECORD_FIELDS.len(),
+            "every field is listed"
+        );
+        let mut json = Json::default();
+        for name in RECORD_FIELDS {
+            let one = FieldSet::of(&[name]).expect("a record field");
+            json.write_fields(&record, Some(one)).expect("writes");
+            let line: serde_json::Value = serde_json::from_slice(&json.out).expect("json");
+            let expected = serde_json::json!({ name: whole[name].clone() });
+            assert_eq!(line, expected, "the field at {name}'s position is {name}");
+        }
+    }
+
+    #[test]
+    fn a_field_set_keeps_its_fields_whole_and_absent_fields_keep_their_places() {
+        use crate::vocab::record_fields::FieldSet;
+        // `upstream_instance`, `retries` and `breaker` are left out of this record; the fields
+        // after them are still found at their positions.
+        let record = hostile_record();
+        let fields = [
+            "request_id",
+            "stage_ns",
+            "upstream_instance",
+            "breaker",
+            "bytes_out",
+        ];
+        let set = FieldSet::of(&fields).expect("record fields");
+        let mut json = Json::default();
+        json.write_fields(&record, Some(set)).expect("writes");
+        assert_one_line(&json.out);
+        let line: serde_json::Value = serde_json::from_slice(&json.out).expect("json");
+        let whole = serde_json::to_value(&record).expect("value");
+        let expected: serde_json::Map<String, serde_json::Value> = whole
+            .as_object()
+            .expect("an object")
+            .iter()
+            .filter(|(key, _)| fields.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        assert_eq!(
+            expected.len(),
+            3,
+            "two of the five are absent from this record"
+        );
+        assert_eq!(line, serde_json::Value::Object(expected));
+        // The writer is left as it was: the next line is whole.
+        json.write(&record).expect("writes");
+        assert_eq!(json.out, serde_json::to_vec(&record).expect("serde_json"));
+    }
+
     /// One line: no byte below 0x20 (so no CR, LF or NUL) anywhere in it.
     fn assert_one_line(out: &[u8]) {
         assert!(

@@ -26,7 +26,8 @@ use tokio::sync::broadcast;
 use super::RequestRecord;
 use super::json::Json;
 use super::metrics::{Metrics, RouteMetrics};
-use crate::config::raw::RawAccessLog;
+use crate::config::raw::{AccessLogTo, RawAccessLog};
+use crate::vocab::record_fields::FieldSet;
 
 /// Where records go. Cheap to clone; emitting never blocks the request path.
 #[derive(Clone)]
@@ -49,6 +50,8 @@ const KEPT_BUFFER: usize = 4 << 20;
 
 /// The buffer the request path appends lines to and the writer thread drains.
 struct AccessLog {
+    /// The record's fields a line carries (`access_log.fields`); `None`: all.
+    fields: Option<FieldSet>,
     pending: Mutex<Pending>,
     wake: Condvar,
     /// Signalled by the writer after each batch it wrote, for [`RecordSinks::flush`].
@@ -69,15 +72,16 @@ struct Pending {
 
 impl RecordSinks {
     pub fn new(metrics: Arc<Metrics>, access_log: &RawAccessLog) -> std::io::Result<Self> {
-        let access_log = match access_log {
-            RawAccessLog::Off => None,
-            RawAccessLog::Stdout => Some(spawn_writer(Box::new(std::io::stdout()))?),
-            RawAccessLog::File(path) => {
+        let fields = access_log.fields;
+        let access_log = match &access_log.to {
+            AccessLogTo::Off => None,
+            AccessLogTo::Stdout => Some(spawn_writer(Box::new(std::io::stdout()), fields)?),
+            AccessLogTo::File(path) => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)?;
-                Some(spawn_writer(Box::new(file))?)
+                Some(spawn_writer(Box::new(file), fields)?)
             }
         };
         let (subscribers, _) = broadcast::channel(SUBSCRIBER_QUEUE);
@@ -134,7 +138,7 @@ impl RecordSinks {
             static LINE: RefCell<Json> = RefCell::new(Json::default());
         }
         LINE.with_borrow_mut(|json| {
-            if json.write(record).is_err() {
+            if json.write_fields(record, log.fields).is_err() {
                 return;
             }
             let mut pending = log.pending.lock();
@@ -171,8 +175,12 @@ impl RecordSinks {
     }
 }
 
-fn spawn_writer(mut out: Box<dyn Write + Send>) -> std::io::Result<Arc<AccessLog>> {
+fn spawn_writer(
+    mut out: Box<dyn Write + Send>,
+    fields: Option<FieldSet>,
+) -> std::io::Result<Arc<AccessLog>> {
     let log = Arc::new(AccessLog {
+        fields,
         pending: Mutex::new(Pending::default()),
         wake: Condvar::new(),
         written: Condvar::new(),
@@ -251,10 +259,14 @@ mod tests {
     }
 
     fn sinks(out: Box<dyn Write + Send>) -> RecordSinks {
+        sinks_with(out, None)
+    }
+
+    fn sinks_with(out: Box<dyn Write + Send>, fields: Option<FieldSet>) -> RecordSinks {
         RecordSinks {
             metrics: Arc::new(Metrics::new()),
             subscribers: broadcast::channel(4).0,
-            access_log: Some(spawn_writer(out).expect("writer thread")),
+            access_log: Some(spawn_writer(out, fields).expect("writer thread")),
         }
     }
 
@@ -304,6 +316,26 @@ mod tests {
         // Far fewer writes than lines: the batch is one `write_all` (a few `write`s at most).
         let writes = out.writes.load(std::sync::atomic::Ordering::SeqCst);
         assert!(writes < 50, "{writes} writes for 500 lines");
+    }
+
+    #[test]
+    fn a_log_with_a_field_set_writes_only_those_fields_and_subscribers_get_whole_records() {
+        let out = Captured::default();
+        let set = FieldSet::of(&["status", "peer", "duration_ns"]).expect("record fields");
+        let sinks = sinks_with(Box::new(out.clone()), Some(set));
+        let mut records = sinks.subscribe();
+        for i in 0..3 {
+            sinks.emit(record(i), None);
+        }
+        assert!(sinks.flush(Duration::from_secs(5)));
+        let text = String::from_utf8(out.bytes.lock().clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [r#"{"peer":"127.0.0.1:40000","status":200,"duration_ns":1000}"#; 3]
+        );
+        let whole = records.try_recv().expect("a record");
+        assert_eq!(whole.request_id, "req-0");
     }
 
     #[test]

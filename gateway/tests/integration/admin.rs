@@ -111,6 +111,74 @@ async fn the_config_endpoint_reports_source_and_hash() {
     assert_eq!(body["hash"].as_str().expect("hash").len(), 16);
 }
 
+/// The first whole line of the log at `log`, once there is one.
+async fn first_log_line(log: &std::path::Path) -> String {
+    eventually(
+        "a whole line in the log",
+        Duration::from_secs(5),
+        async || {
+            let file = tokio::fs::File::open(log).await.expect("log file");
+            let mut line = String::new();
+            BufReader::new(file)
+                .read_line(&mut line)
+                .await
+                .expect("read");
+            if line.ends_with('\n') {
+                Ok(line)
+            } else {
+                Err(format!("{line:?}"))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_access_log_with_fields_writes_those_fields_alone_in_the_records_order() {
+    let upstream = Upstream::start().await;
+    let dir = std::env::temp_dir().join(format!("gatehouse-log-fields-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let log = dir.join("access.jsonl");
+    let _ = std::fs::remove_file(&log);
+    let config = reference_config(upstream.address).replace(
+        "access_log: off",
+        &format!(
+            "access_log:\n  path: {}\n  fields: [status, request_id, upstream_instance, stage_ns]",
+            log.display()
+        ),
+    );
+    let mut gw = TestGateway::start(&config).await;
+    gw.send(
+        request("GET", &gw.url("/api/v1/users/5"))
+            .header("x-request-id", "fields-request-1")
+            .body(empty())
+            .expect("request"),
+    )
+    .await;
+    // The in-process subscriber still gets the whole record.
+    let whole = gw.record().await;
+    assert_eq!(whole.route_template.as_deref(), Some("/api/v1/users/*"));
+    let line = first_log_line(&log).await;
+    let prefix = r#"{"request_id":"fields-request-1","status":200,"stage_ns":{"tls":"#;
+    assert!(line.starts_with(prefix), "{line}");
+    let record: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+    let keys: Vec<&str> = record
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = ["request_id", "stage_ns", "status", "upstream_instance"];
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "serde_json's map sorts its keys");
+    assert_eq!(
+        record["upstream_instance"],
+        upstream.address.to_string(),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn the_access_log_writes_one_json_line_per_request() {
     let upstream = Upstream::start().await;
@@ -130,24 +198,7 @@ async fn the_access_log_writes_one_json_line_per_request() {
     )
     .await;
     gw.record().await;
-    let line = eventually(
-        "a whole line in the log",
-        Duration::from_secs(5),
-        async || {
-            let file = tokio::fs::File::open(&log).await.expect("log file");
-            let mut line = String::new();
-            BufReader::new(file)
-                .read_line(&mut line)
-                .await
-                .expect("read");
-            if line.ends_with('\n') {
-                Ok(line)
-            } else {
-                Err(format!("{line:?}"))
-            }
-        },
-    )
-    .await;
+    let line = first_log_line(&log).await;
     let record: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
     assert_eq!(record["request_id"], "logged-request-1");
     assert_eq!(record["route_template"], "/api/v1/users/*");

@@ -791,6 +791,45 @@ fn recording_problems_are_located_at_their_fields() {
 }
 
 #[test]
+fn the_access_log_is_a_destination_or_a_mapping_whose_fields_are_record_fields() {
+    use crate::config::raw::AccessLogTo;
+    use crate::vocab::record_fields::FieldSet;
+    let routes = "routes:\n  - { name: all, match: { path: /* }, respond: { status: 404 } }\n";
+    assert_diagnostics(
+        "an unknown field name, at its line",
+        &format!("{routes}access_log:\n  path: off\n  fields:\n    - status\n    - user_agent\n"),
+        &[(
+            "7:7",
+            "access_log.fields[1]",
+            "unknown record field `user_agent`, expected one of `request_id`",
+        )],
+    );
+    assert_diagnostics(
+        "a typo in the mapping",
+        &format!("{routes}access_log: {{ path: off, field: [status] }}\n"),
+        &[("3:26", "access_log.field", "did you mean `fields`")],
+    );
+    assert_diagnostics(
+        "neither a string nor a mapping",
+        &format!("{routes}access_log: [status]\n"),
+        &[("3:1", "access_log", "a mapping with `path` and `fields`")],
+    );
+    let load = |section: &str| {
+        load_str("test.yaml", &format!("{routes}{section}"))
+            .expect("valid")
+            .access_log
+    };
+    let default = load("");
+    assert_eq!((default.to, default.fields), (AccessLogTo::Stdout, None));
+    let file = load("access_log: /var/log/gw.jsonl\n");
+    assert_eq!(file.to, AccessLogTo::File("/var/log/gw.jsonl".into()));
+    let chosen = load("access_log: { path: gw.jsonl, fields: [status, peer] }\n");
+    assert_eq!(chosen.to, AccessLogTo::File("gw.jsonl".into()));
+    assert_eq!(chosen.fields, FieldSet::of(&["peer", "status"]).ok());
+    assert_eq!(load("access_log: { fields: [] }\n").to, AccessLogTo::Stdout);
+}
+
+#[test]
 fn identity_header_and_client_certificate_problems_are_located_at_their_fields() {
     let cases: &[(&str, &str, &[Want])] = &[
         (
