@@ -200,6 +200,33 @@ async fn a_parked_connection_is_closed_at_the_idle_timeout_and_at_shutdown() {
     );
 }
 
+/// The same on a connection that is never parked: hyper's connection is still live, and its
+/// watch hears the idle timeout and shutdown after the wakes of requests served before.
+#[tokio::test]
+async fn a_live_idle_connection_is_closed_at_the_idle_timeout_and_at_shutdown() {
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(&never_parking(upstream.address)).await;
+    let mut idle = served_connection(&gw).await;
+    for _ in 0..3 {
+        idle.write_all(GET).await.expect("write");
+        assert!(read_answer(&mut idle).await.starts_with("HTTP/1.1 200"));
+    }
+    assert!(closes_within(&mut idle, Duration::from_secs(5)).await);
+
+    let mut draining = served_connection(&gw).await;
+    draining.write_all(GET).await.expect("write");
+    assert!(read_answer(&mut draining).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(parked(&gw).await, 0.0, "neither was parked");
+    #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
+    let started = std::time::Instant::now();
+    gw.handle.shutdown().await;
+    assert!(closes_within(&mut draining, Duration::from_secs(2)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an idle live connection does not hold up shutdown"
+    );
+}
+
 #[tokio::test]
 async fn a_tls_connection_is_parked_and_served_again() {
     let pki = Pki::generate();
