@@ -87,6 +87,7 @@ fn connection() -> Arc<ConnectionInfo> {
         listener_requests: Default::default(),
         listener: 0,
         client_address: ClientAddress::of(SocketAddr::from(([127, 0, 0, 1], 40000)), Scheme::Http),
+        upstream_timer: Default::default(),
     })
 }
 

@@ -471,6 +471,7 @@ pub(super) async fn accept_connection(
                         peer,
                         if is_tls { Scheme::Https } else { Scheme::Http },
                     ),
+                    upstream_timer: Default::default(),
                 }),
             ))
         }

@@ -4,14 +4,17 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::request::Parts;
 use http::{HeaderValue, Method};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use crate::body::RequestBodyMeter;
-use crate::clock::Nanos;
+use crate::clock::{Nanos, timer_deadline};
 use crate::config::{CompiledRoute, Runtime};
 use crate::identity::tls::TlsInfo;
 use crate::resilience::concurrency::{Admitted, Gate};
@@ -44,6 +47,44 @@ pub struct ConnectionInfo {
     pub listener: usize,
     /// The peer as `mutate_request`'s client-address fields carry it.
     pub client_address: ClientAddress,
+    /// The timer the connection's requests time their upstream tries with.
+    pub upstream_timer: UpstreamTimer,
+}
+
+/// One timer that a connection's requests reuse for their upstream tries' timeouts. Moving a
+/// registered timer's deadline later is one atomic update in tokio's timer; a new timer for each
+/// try was a registration in the timer wheel, and a removal after it (~450 instructions a
+/// request, docs/PERFORMANCE.md). A request that finds it taken (an HTTP/2 connection's streams
+/// run at once) makes one of its own; a clone starts empty.
+#[derive(Debug, Default)]
+pub struct UpstreamTimer(parking_lot::Mutex<Option<Pin<Box<Sleep>>>>);
+
+impl UpstreamTimer {
+    /// A timer that fires `after` from now: the connection's, when it is free.
+    pub fn start(&self, after: Duration) -> Pin<Box<Sleep>> {
+        let deadline = timer_deadline(after);
+        match self.0.lock().take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keeps `timer` for the connection's next request, unless it holds one already.
+    pub fn give_back(&self, timer: Pin<Box<Sleep>>) {
+        let mut slot = self.0.lock();
+        if slot.is_none() {
+            *slot = Some(timer);
+        }
+    }
+}
+
+impl Clone for UpstreamTimer {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// A connection's peer as `X-Forwarded-For`, `X-Real-IP` and `Forwarded` carry it, written once
@@ -129,6 +170,39 @@ mod tests {
             push_ip(&mut out, peer);
             proptest::prop_assert_eq!(out, peer.to_string());
         }
+    }
+
+    #[tokio::test]
+    async fn the_connections_upstream_timer_is_reused_with_its_deadline_moved() {
+        let timers = UpstreamTimer::default();
+        let mut first = timers.start(Duration::from_millis(5));
+        (&mut first).await;
+        let fired_at = first.deadline();
+        let kept: *const Sleep = &*first;
+        timers.give_back(first);
+        // The same timer, its deadline moved: it has not fired again.
+        let second = timers.start(Duration::from_secs(60));
+        assert!(
+            std::ptr::eq(&*second, kept),
+            "the connection's timer, not a new one"
+        );
+        assert!(!second.is_elapsed());
+        assert!(second.deadline() >= fired_at + Duration::from_secs(59));
+        // While it is out, another request at once gets one of its own.
+        let third = timers.start(Duration::from_secs(60));
+        assert!(!std::ptr::eq(&*third, kept));
+        timers.give_back(second);
+        timers.give_back(third);
+        let again = timers.start(Duration::from_secs(1));
+        assert!(
+            std::ptr::eq(&*again, kept),
+            "the first one given back is kept"
+        );
+        // A clone of the connection's facts starts without one.
+        let cloned = timers.clone();
+        timers.give_back(again);
+        let fresh = cloned.start(Duration::from_secs(1));
+        assert!(!std::ptr::eq(&*fresh, kept));
     }
 }
 

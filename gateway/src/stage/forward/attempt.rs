@@ -159,7 +159,14 @@ pub(super) async fn run(
         let call_left = call_deadline.map(left).filter(|&l| l < per_try);
         let per_try = call_left.unwrap_or(per_try);
         let address = upstream.instances[target.instance].address;
-        let result = tokio::time::timeout(per_try, bound.client.request(address, request)).await;
+        let timers = &cx.facts.connection.upstream_timer;
+        let mut timer = timers.start(per_try);
+        let result = tokio::select! {
+            biased;
+            sent = bound.client.request(address, request) => Ok(sent),
+            () = &mut timer => Err(()),
+        };
+        timers.give_back(timer);
         let mut refused = false;
         let (outcome, retryable, answer) = match result {
             Ok(Ok((response, lease))) => {
