@@ -111,6 +111,16 @@ async fn the_config_endpoint_reports_source_and_hash() {
     assert_eq!(body["hash"].as_str().expect("hash").len(), 16);
 }
 
+/// A directory of this process's own under the temporary one, and an access-log path in it
+/// that holds no file yet.
+fn fresh_log(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let log = dir.join("access.jsonl");
+    let _ = std::fs::remove_file(&log);
+    (dir, log)
+}
+
 /// The first whole line of the log at `log`, once there is one.
 async fn first_log_line(log: &std::path::Path) -> String {
     eventually(
@@ -136,10 +146,7 @@ async fn first_log_line(log: &std::path::Path) -> String {
 #[tokio::test]
 async fn an_access_log_with_fields_writes_those_fields_alone_in_the_records_order() {
     let upstream = Upstream::start().await;
-    let dir = std::env::temp_dir().join(format!("gatehouse-log-fields-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let log = dir.join("access.jsonl");
-    let _ = std::fs::remove_file(&log);
+    let (dir, log) = fresh_log("gatehouse-log-fields");
     let config = reference_config(upstream.address).replace(
         "access_log: off",
         &format!(
@@ -182,10 +189,7 @@ async fn an_access_log_with_fields_writes_those_fields_alone_in_the_records_orde
 #[tokio::test]
 async fn the_access_log_writes_one_json_line_per_request() {
     let upstream = Upstream::start().await;
-    let dir = std::env::temp_dir().join(format!("gatehouse-log-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let log = dir.join("access.jsonl");
-    let _ = std::fs::remove_file(&log);
+    let (_dir, log) = fresh_log("gatehouse-log");
     let config = reference_config(upstream.address)
         .replace("access_log: off", &format!("access_log: {}", log.display()));
     let mut gw = TestGateway::start(&config).await;

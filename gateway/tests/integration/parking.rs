@@ -190,13 +190,22 @@ async fn a_parked_connection_is_closed_at_the_idle_timeout_and_at_shutdown() {
 
     let mut draining = served_connection(&gw).await;
     until_parked(&gw, 1.0).await;
+    shutdown_closes_at_once(gw, &mut draining, "a parked connection").await;
+}
+
+/// Shuts `gw` down and checks that the idle `connection` is closed, and does not hold up the
+/// shutdown, within 2 s.
+async fn shutdown_closes_at_once(gw: TestGateway, connection: &mut TcpStream, what: &str) {
     #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
     let started = std::time::Instant::now();
     gw.handle.shutdown().await;
-    assert!(closes_within(&mut draining, Duration::from_secs(2)).await);
+    assert!(
+        closes_within(connection, Duration::from_secs(2)).await,
+        "{what}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
-        "a parked connection does not hold up shutdown"
+        "{what} does not hold up shutdown"
     );
 }
 
@@ -217,14 +226,7 @@ async fn a_live_idle_connection_is_closed_at_the_idle_timeout_and_at_shutdown() 
     draining.write_all(GET).await.expect("write");
     assert!(read_answer(&mut draining).await.starts_with("HTTP/1.1 200"));
     assert_eq!(parked(&gw).await, 0.0, "neither was parked");
-    #[allow(clippy::disallowed_methods)] // timing the test itself, not a rule under test
-    let started = std::time::Instant::now();
-    gw.handle.shutdown().await;
-    assert!(closes_within(&mut draining, Duration::from_secs(2)).await);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "an idle live connection does not hold up shutdown"
-    );
+    shutdown_closes_at_once(gw, &mut draining, "an idle live connection").await;
 }
 
 #[tokio::test]
