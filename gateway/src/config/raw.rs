@@ -237,6 +237,11 @@ impl<'de> Deserialize<'de> for RawAccessLog {
                 let fields = detail
                     .fields
                     .map(|names| {
+                        if names.is_empty() {
+                            return Err("an empty `fields` list would write `{}` lines: leave \
+                                 `fields` out for every field, or set `path: off`"
+                                .to_owned());
+                        }
                         let names: Vec<&str> = names.iter().map(|n| n.0.as_str()).collect();
                         FieldSet::of(&names)
                     })

@@ -826,7 +826,16 @@ fn the_access_log_is_a_destination_or_a_mapping_whose_fields_are_record_fields()
     let chosen = load("access_log: { path: gw.jsonl, fields: [status, peer] }\n");
     assert_eq!(chosen.to, AccessLogTo::File("gw.jsonl".into()));
     assert_eq!(chosen.fields, FieldSet::of(&["peer", "status"]).ok());
-    assert_eq!(load("access_log: { fields: [] }\n").to, AccessLogTo::Stdout);
+    assert_eq!(load("access_log: { path: off }\n").to, AccessLogTo::Off);
+    assert_diagnostics(
+        "an empty list",
+        &format!("{routes}access_log: {{ fields: [] }}\n"),
+        &[(
+            "3:1",
+            "access_log",
+            "an empty `fields` list would write `{}` lines",
+        )],
+    );
 }
 
 #[test]
