@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
+use smallvec::SmallVec;
 
 use crate::config::ratelimit::{
     CompiledPolicy, CompiledRateLimits, KeyPart, OnStoreError, StoreKind, WhenMissing, mask,
@@ -32,6 +33,7 @@ use crate::ratelimit::store::{Check, Stores, to_nanos};
 use crate::ratelimit::{Decision, reset_secs, retry_after_secs};
 use crate::stage::context::{RequestContext, StageResult};
 use crate::state::GatewayState;
+use crate::vocab::limit::LimitFields;
 use crate::vocab::{Identity, LimitDecision, LimitOutcome, StageId};
 use crate::vocab::{Reason, Rejection};
 
@@ -47,6 +49,12 @@ pub static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-
 const MAX_SUBJECT: usize = 128;
 
 /// One policy's verdict on this request, borrowing the policy from the request's config.
+/// The policies that apply to a request, each with its subject: inline for one or two, as most
+/// requests have (a heap allocation each before).
+pub type Selected<'l> = SmallVec<[(&'l Arc<CompiledPolicy>, String); 2]>;
+
+type Verdicts<'s> = SmallVec<[Verdict<'s>; 2]>;
+
 struct Verdict<'s> {
     policy: &'s Arc<CompiledPolicy>,
     /// Where the policy and its subject are in the selection (verdicts come grouped by store).
@@ -97,7 +105,7 @@ pub async fn run(state: &GatewayState, cx: &mut RequestContext) -> StageResult {
             store_fallback: fallback,
         },
         headers: if fallback {
-            Vec::new()
+            LimitFields::new()
         } else {
             headers(policy, &decision, limits.legacy_headers)
         },
@@ -139,7 +147,7 @@ async fn decide<'s>(
     stores: &Stores,
     limits: &CompiledRateLimits,
     selected: &'s [(&'s Arc<CompiledPolicy>, String)],
-) -> Vec<Verdict<'s>> {
+) -> Verdicts<'s> {
     let now = stores.ticks.now();
     // The common case, one policy counted in memory: decided alone, without the lists that
     // group several policies by store (three allocations a request).
@@ -152,10 +160,10 @@ async fn decide<'s>(
                 cost: policy.cost,
             };
             let decision = stores.memory.decide(&check, now);
-            return vec![verdict(selected, 0, to_nanos(decision), false)];
+            return smallvec::smallvec![verdict(selected, 0, to_nanos(decision), false)];
         }
     }
-    let mut verdicts = Vec::with_capacity(selected.len());
+    let mut verdicts = Verdicts::new();
     let checks = |store: StoreKind, leased: bool| -> Vec<(usize, Check<'_>)> {
         selected
             .iter()
@@ -304,9 +312,9 @@ pub fn headers(
     policy: &CompiledPolicy,
     decision: &Decision,
     legacy: bool,
-) -> Vec<(HeaderName, HeaderValue)> {
+) -> LimitFields {
     let reset = reset_secs(decision);
-    let mut out = Vec::with_capacity(5);
+    let mut out = LimitFields::new();
     if let Some(item) = &policy.policy_item {
         out.push((RATELIMIT_POLICY.clone(), item.clone()));
     }
@@ -356,7 +364,7 @@ pub fn select<'l>(
     identity: Option<&Identity>,
     headers: &HeaderMap,
     peer: IpAddr,
-) -> Vec<(&'l Arc<CompiledPolicy>, String)> {
+) -> Selected<'l> {
     let candidates = limits.policies_for(route);
     let tier = identity
         .and_then(|i| i.tier.as_deref())
@@ -368,7 +376,7 @@ pub fn select<'l>(
         peer,
         limits,
     };
-    let mut selected = Vec::with_capacity(candidates.len());
+    let mut selected = Selected::new();
     let mut client_ip = None;
     for policy in candidates.iter().filter(|p| p.applies_to_tier(tier)) {
         if let Some(subject) = subject_of(policy, &request, &mut client_ip) {

@@ -25,5 +25,9 @@ pub struct LimitDecision {
 #[derive(Debug, Clone)]
 pub struct LimitOutcome {
     pub decision: LimitDecision,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: LimitFields,
 }
+
+/// A limited answer's fields: `RateLimit-Policy` and `RateLimit` inline (the legacy three spill
+/// to the heap).
+pub type LimitFields = smallvec::SmallVec<[(HeaderName, HeaderValue); 2]>;
