@@ -308,11 +308,7 @@ fn tightest(verdicts: &[Verdict]) -> Option<usize> {
 }
 
 /// `RateLimit-Policy` and `RateLimit` (and the legacy trio when asked) for one policy's decision.
-pub fn headers(
-    policy: &CompiledPolicy,
-    decision: &Decision,
-    legacy: bool,
-) -> LimitFields {
+pub fn headers(policy: &CompiledPolicy, decision: &Decision, legacy: bool) -> LimitFields {
     let reset = reset_secs(decision);
     let mut out = LimitFields::new();
     if let Some(item) = &policy.policy_item {
