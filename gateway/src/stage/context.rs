@@ -27,7 +27,7 @@ use crate::vocab::trace::TraceContext;
 use crate::vocab::{Identity, LimitOutcome, Rejection, Scheme};
 
 /// What the connection knows about a request that the request itself does not say.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub scheme: Scheme,
@@ -55,7 +55,7 @@ pub struct ConnectionInfo {
 /// registered timer's deadline later is one atomic update in tokio's timer; a new timer for each
 /// try was a registration in the timer wheel, and a removal after it (~450 instructions a
 /// request, docs/PERFORMANCE.md). A request that finds it taken (an HTTP/2 connection's streams
-/// run at once) makes one of its own; a clone starts empty.
+/// run at once) makes one of its own.
 #[derive(Debug, Default)]
 pub struct UpstreamTimer(parking_lot::Mutex<Option<Pin<Box<Sleep>>>>);
 
@@ -78,12 +78,6 @@ impl UpstreamTimer {
         if slot.is_none() {
             *slot = Some(timer);
         }
-    }
-}
-
-impl Clone for UpstreamTimer {
-    fn clone(&self) -> Self {
-        Self::default()
     }
 }
 
@@ -198,11 +192,6 @@ mod tests {
             std::ptr::eq(&*again, kept),
             "the first one given back is kept"
         );
-        // A clone of the connection's facts starts without one.
-        let cloned = timers.clone();
-        timers.give_back(again);
-        let fresh = cloned.start(Duration::from_secs(1));
-        assert!(!std::ptr::eq(&*fresh, kept));
     }
 }
 
